@@ -1,0 +1,232 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { DataType, byteLengthOf, dataTypeName } from './dtype.js';
+import { IrError } from './errors.js';
+
+/**
+ * Where a tensor's bytes live. External data is read on demand and never cached, so a model with
+ * gigabytes of weights costs only what the current pass holds.
+ */
+export type TensorData =
+  | { kind: 'bytes'; bytes: Uint8Array }
+  | { kind: 'external'; file: string; offset: number; length: number; location: string }
+  /** Computed when read (seeded synthetic weights, a quantized weight derived from an external one). */
+  | { kind: 'lazy'; length: number; produce: () => Uint8Array };
+
+/** An immutable constant tensor (initializer or attribute value). Little-endian, C order, int4 packed low nibble first. */
+export class Tensor {
+  constructor(
+    readonly dtype: DataType,
+    readonly dims: readonly number[],
+    readonly data: TensorData,
+  ) {
+    const expected = byteLengthOf(dtype, numelOf(dims));
+    const actual = data.kind === 'bytes' ? data.bytes.byteLength : data.length;
+    if (dtype !== DataType.STRING && expected !== actual) {
+      throw new IrError('malformed-model', `tensor ${dataTypeName(dtype)}[${dims.join('x')}] needs ${expected} bytes, has ${actual}`);
+    }
+  }
+
+  /** A tensor over bytes already in memory (not copied). */
+  static fromBytes(dtype: DataType, dims: readonly number[], bytes: Uint8Array): Tensor {
+    return new Tensor(dtype, dims, { kind: 'bytes', bytes });
+  }
+
+  /** A tensor whose bytes are computed by `produce` each time they are read (must be deterministic). */
+  static lazy(dtype: DataType, dims: readonly number[], produce: () => Uint8Array): Tensor {
+    return new Tensor(dtype, dims, { kind: 'lazy', length: byteLengthOf(dtype, numelOf(dims)), produce });
+  }
+
+  /** A float32 tensor (the array is not copied). */
+  static fromFloat32(dims: readonly number[], values: Float32Array): Tensor {
+    return Tensor.fromBytes(DataType.FLOAT, dims, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+
+  /** An int64 tensor from numbers or bigints. */
+  static fromInt64(dims: readonly number[], values: ArrayLike<number | bigint>): Tensor {
+    const array = BigInt64Array.from(Array.from(values, (v) => BigInt(v)));
+    return Tensor.fromBytes(DataType.INT64, dims, new Uint8Array(array.buffer));
+  }
+
+  /** An int32 tensor. */
+  static fromInt32(dims: readonly number[], values: ArrayLike<number>): Tensor {
+    const array = Int32Array.from(values);
+    return Tensor.fromBytes(DataType.INT32, dims, new Uint8Array(array.buffer));
+  }
+
+  /** Element count. */
+  get size(): number {
+    return numelOf(this.dims);
+  }
+
+  /** Bytes of storage. */
+  get byteLength(): number {
+    return this.data.kind === 'bytes' ? this.data.bytes.byteLength : this.data.length;
+  }
+
+  /** True when the bytes live in an external file. */
+  get isExternal(): boolean {
+    return this.data.kind === 'external';
+  }
+
+  /** True when the bytes are not held in memory (external or lazy): a big model's weights. */
+  get isDeferred(): boolean {
+    return this.data.kind !== 'bytes';
+  }
+
+  /** The raw bytes; external and lazy data are read or computed now (each call again: callers drop them when done). */
+  bytes(): Uint8Array {
+    if (this.data.kind === 'bytes') return this.data.bytes;
+    if (this.data.kind === 'lazy') {
+      const bytes = this.data.produce();
+      if (bytes.byteLength !== this.data.length) throw new IrError('invalid-argument', `lazy tensor produced ${bytes.byteLength} bytes, expected ${this.data.length}`);
+      return bytes;
+    }
+    const { file, offset, length } = this.data;
+    const out = new Uint8Array(length);
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch (error) {
+      throw new IrError('external-data-missing', `cannot open external data: ${(error as Error).message}`, file);
+    }
+    try {
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, out, done, length - done, offset + done);
+        if (n === 0) throw new IrError('external-data-range', `external data ends before offset ${offset + length}`, file);
+        done += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return out;
+  }
+
+  /** The values as float32 (converting from f16, f64 and integer types). */
+  toFloat32(): Float32Array {
+    const bytes = this.bytes();
+    switch (this.dtype) {
+      case DataType.FLOAT:
+        return new Float32Array(aligned(bytes, 4).buffer, aligned(bytes, 4).byteOffset, this.size);
+      case DataType.DOUBLE:
+        return Float32Array.from(view(bytes, Float64Array, 8));
+      case DataType.FLOAT16:
+        return Float32Array.from(view(bytes, Uint16Array, 2), halfToFloat);
+      default:
+        return Float32Array.from(this.toNumbers());
+    }
+  }
+
+  /** The values as numbers (int64 beyond 2^53 loses precision; use toBigInt64 for exactness). */
+  toNumbers(): number[] {
+    const bytes = this.bytes();
+    switch (this.dtype) {
+      case DataType.FLOAT:
+        return Array.from(view(bytes, Float32Array, 4));
+      case DataType.DOUBLE:
+        return Array.from(view(bytes, Float64Array, 8));
+      case DataType.FLOAT16:
+        return Array.from(view(bytes, Uint16Array, 2), halfToFloat);
+      case DataType.INT8:
+        return Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      case DataType.UINT8:
+      case DataType.BOOL:
+        return Array.from(bytes);
+      case DataType.INT16:
+        return Array.from(view(bytes, Int16Array, 2));
+      case DataType.UINT16:
+        return Array.from(view(bytes, Uint16Array, 2));
+      case DataType.INT32:
+        return Array.from(view(bytes, Int32Array, 4));
+      case DataType.UINT32:
+        return Array.from(view(bytes, Uint32Array, 4));
+      case DataType.INT64:
+        return Array.from(view(bytes, BigInt64Array, 8), Number);
+      case DataType.UINT64:
+        return Array.from(view(bytes, BigUint64Array, 8), Number);
+      case DataType.INT4:
+      case DataType.UINT4:
+        return unpackInt4(bytes, this.size, this.dtype === DataType.INT4);
+      default:
+        throw new IrError('invalid-argument', `cannot read ${dataTypeName(this.dtype)} tensor as numbers`);
+    }
+  }
+
+  /** The values of an int64 tensor, exactly. */
+  toBigInt64(): BigInt64Array {
+    if (this.dtype !== DataType.INT64) throw new IrError('invalid-argument', `expected i64 tensor, got ${dataTypeName(this.dtype)}`);
+    return view(this.bytes(), BigInt64Array, 8);
+  }
+
+  /** A short deterministic summary for dumps: `f32[128x384] sha1:… min:… max:…` (never raw data). */
+  summary(): string {
+    const shape = `${dataTypeName(this.dtype)}[${this.dims.join('x')}]`;
+    const bytes = this.bytes();
+    const sha = createHash('sha1').update(bytes).digest('hex').slice(0, 12);
+    if (this.dtype === DataType.STRING || this.size === 0) return `${shape} sha1:${sha}`;
+    if (this.size <= 8) return `${shape} [${this.toNumbers().map(formatNumber).join(', ')}]`;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of this.dtype === DataType.FLOAT ? this.toFloat32() : this.toNumbers()) {
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    return `${shape} sha1:${sha} min:${formatNumber(min)} max:${formatNumber(max)}`;
+  }
+}
+
+/** Element count of a static shape. */
+export function numelOf(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+/** Formats a number for dumps: stable, short, exact enough to spot changes. */
+export function formatNumber(value: number): string {
+  if (Number.isInteger(value)) return String(value);
+  return Number(value.toPrecision(6)).toString();
+}
+
+/** Packs signed or unsigned 4-bit values two to a byte, element 2j in the low nibble (ONNX and ORT order). */
+export function packInt4(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(Math.ceil(values.length / 2));
+  for (let i = 0; i < values.length; i++) {
+    const nibble = values[i]! & 0x0f;
+    out[i >> 1]! |= i & 1 ? nibble << 4 : nibble;
+  }
+  return out;
+}
+
+/** Inverse of packInt4. */
+export function unpackInt4(bytes: Uint8Array, count: number, signed: boolean): number[] {
+  const out = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
+    const nibble = i & 1 ? bytes[i >> 1]! >> 4 : bytes[i >> 1]! & 0x0f;
+    out[i] = signed && nibble >= 8 ? nibble - 16 : nibble;
+  }
+  return out;
+}
+
+/** IEEE half (as uint16 bits) to number. */
+export function halfToFloat(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+type TypedArrayConstructor<T> = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): T };
+
+function view<T>(bytes: Uint8Array, ctor: TypedArrayConstructor<T>, width: number): T {
+  const a = aligned(bytes, width);
+  return new ctor(a.buffer, a.byteOffset, a.byteLength / width);
+}
+
+/** Typed-array views need aligned offsets; copies only when the source is misaligned. */
+function aligned(bytes: Uint8Array, width: number): Uint8Array {
+  return bytes.byteOffset % width === 0 ? bytes : bytes.slice();
+}
