@@ -108,7 +108,7 @@ export class Tensor {
     const bytes = this.bytes();
     switch (this.dtype) {
       case DataType.FLOAT:
-        return new Float32Array(aligned(bytes, 4).buffer, aligned(bytes, 4).byteOffset, this.size);
+        return view(bytes, Float32Array, 4);
       case DataType.DOUBLE:
         return Float32Array.from(view(bytes, Float64Array, 8));
       case DataType.FLOAT16:
@@ -228,5 +228,5 @@ function view<T>(bytes: Uint8Array, ctor: TypedArrayConstructor<T>, width: numbe
 
 /** Typed-array views need aligned offsets; copies only when the source is misaligned. */
 function aligned(bytes: Uint8Array, width: number): Uint8Array {
-  return bytes.byteOffset % width === 0 ? bytes : bytes.slice();
+  return bytes.byteOffset % width === 0 ? bytes : new Uint8Array(bytes); // copy (Buffer.slice would not)
 }

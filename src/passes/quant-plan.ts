@@ -1,0 +1,57 @@
+/**
+ * The quantization plan: per layer, how its weight and its input activation are quantized. The recipe
+ * front end fills it from its rules; passes read it. Plain data, JSON-serializable, so dumps can show it.
+ */
+
+/** How values are grouped for shared scales. Groups run along the input-channel (K) axis. */
+export type Granularity =
+  | { kind: 'per-tensor' }
+  | { kind: 'per-channel' }
+  | { kind: 'group'; size: number };
+
+/** How a quantization range is chosen from data. */
+export type RangeMethod =
+  | { kind: 'minmax' }
+  | { kind: 'percentile'; percentile: number }
+  /** Search a shrink grid of candidate ranges for the smallest L_p error (p = 2 is MSE). */
+  | { kind: 'lp'; p: number; gridSize: number };
+
+/** How weights are rounded. */
+export type Rounding = { kind: 'nearest' } | { kind: 'gptq'; blockSize: number; damp: number };
+
+/** Weight quantization of one layer. */
+export interface WeightQuantSpec {
+  bits: number;
+  symmetric: boolean;
+  granularity: Granularity;
+  range: RangeMethod;
+  rounding: Rounding;
+}
+
+/** When activation scales are computed. */
+export type ActivationMode =
+  | { kind: 'static' }
+  /** One (scale, zero point) per timestep group, selected at run time from the timestep input (TPQ). */
+  | { kind: 'per-timestep'; groups: number }
+  /** Computed in-graph from the live tensor. */
+  | { kind: 'dynamic'; granularity: 'per-sample' | 'per-token' | 'per-token-group'; groupSize?: number };
+
+/** Input-activation quantization of one layer. */
+export interface ActivationQuantSpec {
+  bits: number;
+  symmetric: boolean;
+  mode: ActivationMode;
+  range: RangeMethod;
+}
+
+/** The plan for one layer (by its structural name from `discoverLayers`). */
+export interface LayerQuantPlan {
+  layer: string;
+  weight?: WeightQuantSpec;
+  input?: ActivationQuantSpec;
+  /** Which recipe rule chose this (for reports), e.g. `recipe.qrecipe:7 quantize attn.qkv`. */
+  source?: string;
+}
+
+/** Per-layer plans, keyed by layer name. Layers absent from the plan stay in float. */
+export type QuantPlan = Map<string, LayerQuantPlan>;
