@@ -1,0 +1,24 @@
+/** Selecting discovered layers by role for passes driven by pipeline text (`roles=attn.qkv|mlp`). */
+import type { Layer } from '../ir/layers.js';
+
+/** True when `role` is selected by `selector`: an exact role, or a group prefix (`attn` selects `attn.qkv`). */
+export function roleMatches(role: string, selector: string): boolean {
+  return selector === '*' || role === selector || role.startsWith(`${selector}.`);
+}
+
+/** The layers whose role any of `selectors` matches, in model order. */
+export function selectLayersByRole(layers: Layer[], selectors: string[]): Layer[] {
+  return layers.filter((layer) => selectors.some((s) => roleMatches(layer.role, s)));
+}
+
+/** Groups layers that read the same input value (separate q/k/v projections share one scaling). */
+export function groupBySharedInput(layers: Layer[]): Layer[][] {
+  const groups = new Map<unknown, Layer[]>();
+  for (const layer of layers) {
+    const key = layer.node.inputs[0];
+    const group = groups.get(key);
+    if (group) group.push(layer);
+    else groups.set(key, [layer]);
+  }
+  return [...groups.values()];
+}
