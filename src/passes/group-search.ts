@@ -1,0 +1,180 @@
+/**
+ * Q-DiT's automatic granularity allocation: an evolutionary search over per-layer group sizes under a budget,
+ * plus a greedy sensitivity baseline. Pure search: the caller supplies the fitness (lower is better) and the
+ * search caches every scored allocation, so no candidate is ever measured twice.
+ */
+
+/** What the search allocates: per layer, one of its valid candidate group sizes. */
+export interface SearchSpace {
+  /** Layer names, in model order (the genome's gene order). */
+  layers: string[];
+  /** Valid group sizes per layer (those that divide its input channels), ascending. */
+  candidates: number[][];
+}
+
+/** A budget on the allocation: the mean group size must stay at or above `minMeanGroupSize`. */
+export interface SearchBudget {
+  minMeanGroupSize: number;
+}
+
+/** Evolutionary search settings (Q-DiT defaults: population 50, top 10, 25 mutations, 25 crossovers). */
+export interface EvolutionOptions {
+  population: number;
+  topK: number;
+  mutations: number;
+  crossovers: number;
+  mutationRate: number;
+  epochs: number;
+  seed: number;
+}
+
+/** Group size per layer, in SearchSpace.layers order. */
+export type Allocation = number[];
+
+/** Scores an allocation: lower is better. */
+export type Fitness = (allocation: Allocation) => Promise<number>;
+
+/** The outcome of a search. */
+export interface SearchResult {
+  best: Allocation;
+  bestScore: number;
+  /** Best score after each epoch (for the report). */
+  history: number[];
+  /** Distinct allocations scored. */
+  evaluations: number;
+}
+
+/** Mean group size of an allocation (the budget's measure). */
+export function meanGroupSize(allocation: Allocation): number {
+  return allocation.reduce((a, b) => a + b, 0) / Math.max(allocation.length, 1);
+}
+
+/** A fitness wrapper that scores each distinct allocation once. */
+export function cachedFitness(fitness: Fitness): { score: Fitness; evaluations: () => number } {
+  const cache = new Map<string, Promise<number>>();
+  return {
+    score: (allocation) => {
+      const key = allocation.join(',');
+      let hit = cache.get(key);
+      if (!hit) {
+        hit = fitness(allocation);
+        cache.set(key, hit);
+      }
+      return hit;
+    },
+    evaluations: () => cache.size,
+  };
+}
+
+/** A small seeded PRNG (mulberry32): same seed, same search, on every machine. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs the evolutionary search; `progress(epoch, epochs, bestScore)` after each epoch. */
+export async function evolutionarySearch(
+  space: SearchSpace,
+  budget: SearchBudget,
+  options: EvolutionOptions,
+  fitness: Fitness,
+  progress: (epoch: number, epochs: number, best: number) => void = () => {},
+): Promise<SearchResult> {
+  const random = seededRandom(options.seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const feasible = (a: Allocation) => meanGroupSize(a) >= budget.minMeanGroupSize;
+  const { score, evaluations } = cachedFitness(fitness);
+  const maxTries = 200;
+
+  const randomAllocation = (): Allocation | undefined => {
+    for (let t = 0; t < maxTries; t++) {
+      const a = space.candidates.map((c) => pick(c));
+      if (feasible(a)) return a;
+    }
+    return undefined;
+  };
+  // The all-largest allocation is the cheapest: it seeds the population so a feasible member always exists.
+  const largest = space.candidates.map((c) => c[c.length - 1]!);
+  if (!feasible(largest)) throw new Error(`no allocation meets the budget: even the largest groups average ${meanGroupSize(largest).toFixed(1)} < ${budget.minMeanGroupSize}`);
+
+  let population: Allocation[] = [largest];
+  while (population.length < options.population) population.push(randomAllocation() ?? largest);
+  let scored = await scoreAll(population, score);
+  const history: number[] = [];
+
+  for (let epoch = 0; epoch < options.epochs; epoch++) {
+    const parents = scored.slice(0, options.topK).map((s) => s.allocation);
+    const children: Allocation[] = [];
+    for (let i = 0; i < options.mutations; i++) {
+      for (let t = 0; t < maxTries; t++) {
+        const child = pick(parents).map((g, gene) => (random() < options.mutationRate ? pick(space.candidates[gene]!) : g));
+        if (feasible(child)) {
+          children.push(child);
+          break;
+        }
+      }
+    }
+    for (let i = 0; i < options.crossovers; i++) {
+      for (let t = 0; t < maxTries; t++) {
+        const a = pick(parents);
+        const b = pick(parents);
+        const child = a.map((g, gene) => (random() < 0.5 ? g : b[gene]!));
+        if (feasible(child)) {
+          children.push(child);
+          break;
+        }
+      }
+    }
+    population = [...parents, ...children];
+    scored = await scoreAll(population, score);
+    history.push(scored[0]!.score);
+    progress(epoch + 1, options.epochs, scored[0]!.score);
+  }
+  return { best: scored[0]!.allocation, bestScore: scored[0]!.score, history, evaluations: evaluations() };
+}
+
+async function scoreAll(population: Allocation[], score: Fitness): Promise<{ allocation: Allocation; score: number }[]> {
+  const unique = new Map<string, Allocation>();
+  for (const a of population) unique.set(a.join(','), a);
+  const scored = [];
+  for (const allocation of unique.values()) scored.push({ allocation, score: await score(allocation) });
+  // Ties break on the allocation text so the ranking never depends on evaluation order.
+  return scored.sort((x, y) => x.score - y.score || (x.allocation.join(',') < y.allocation.join(',') ? -1 : 1));
+}
+
+/**
+ * The greedy baseline: measure each layer's sensitivity (fitness gain when only it gets its smallest group),
+ * then give the smallest groups to the most sensitive layers while the budget holds.
+ */
+export async function greedySearch(space: SearchSpace, budget: SearchBudget, fitness: Fitness): Promise<SearchResult> {
+  const { score, evaluations } = cachedFitness(fitness);
+  const largest = space.candidates.map((c) => c[c.length - 1]!);
+  const baseScore = await score(largest);
+  const gains: { gene: number; gain: number }[] = [];
+  for (let gene = 0; gene < largest.length; gene++) {
+    const trial = [...largest];
+    trial[gene] = space.candidates[gene]![0]!;
+    gains.push({ gene, gain: baseScore - (await score(trial)) });
+  }
+  gains.sort((a, b) => b.gain - a.gain || a.gene - b.gene);
+  const allocation = [...largest];
+  for (const { gene, gain } of gains) {
+    if (gain <= 0) break;
+    for (const size of space.candidates[gene]!) {
+      const trial = [...allocation];
+      trial[gene] = size;
+      if (meanGroupSize(trial) >= budget.minMeanGroupSize) {
+        allocation[gene] = size;
+        break;
+      }
+    }
+  }
+  const bestScore = await score(allocation);
+  return { best: allocation, bestScore, history: [bestScore], evaluations: evaluations() };
+}
