@@ -1,0 +1,151 @@
+/**
+ * Textual pass pipelines, `select-layers{roles=attn.qkv|mlp.fc1,bits=4,group=128},quantize-weights,cleanup`:
+ * parsed against the registry (pass names and option types checked, with offsets in errors) and printed in a
+ * canonical form, so that parse → print → parse gives the same pipeline.
+ */
+import type { OptionSpec, Pass, PassOptions } from './pass.js';
+
+/** One pipeline step: a registered pass and the options written for it (defaults not filled in). */
+export interface PipelineEntry {
+  pass: Pass;
+  options: PassOptions;
+}
+
+/** A malformed pipeline text: `offset` is the character where the problem is. */
+export class PipelineError extends Error {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(message);
+    this.name = 'PipelineError';
+  }
+}
+
+const NAME = /^[a-z][a-z0-9-]*$/;
+const VALUE_CHARS = /^[^,{}=|\s]+$/;
+
+/** Parses pipeline text against `registry`. Whitespace around names, keys and values is ignored. */
+export function parsePipeline(text: string, registry: readonly Pass[]): PipelineEntry[] {
+  const entries: PipelineEntry[] = [];
+  let position = 0;
+  const skipSpace = () => {
+    while (position < text.length && /\s/.test(text[position]!)) position++;
+  };
+  const readWhile = (stop: string) => {
+    skipSpace();
+    const start = position;
+    while (position < text.length && !stop.includes(text[position]!)) position++;
+    return { word: text.slice(start, position).trimEnd(), start };
+  };
+  skipSpace();
+  if (position === text.length) return entries;
+  for (;;) {
+    const { word: name, start } = readWhile(',{');
+    if (!NAME.test(name)) throw new PipelineError(name === '' ? 'expected a pass name' : `'${name}' is not a pass name (kebab-case)`, start);
+    const pass = registry.find((p) => p.name === name);
+    if (!pass) throw new PipelineError(`unknown pass '${name}'${suggest(name, registry.map((p) => p.name))}`, start);
+    const options: PassOptions = {};
+    if (text[position] === '{') {
+      position++;
+      for (;;) {
+        const { word: key, start: keyStart } = readWhile('=,}');
+        if (text[position] !== '=') throw new PipelineError(`expected 'key=value' in the options of '${name}'`, keyStart);
+        const spec = pass.options[key];
+        if (!spec) throw new PipelineError(`pass '${name}' has no option '${key}'${suggest(key, Object.keys(pass.options))}`, keyStart);
+        if (key in options) throw new PipelineError(`option '${key}' of '${name}' is given twice`, keyStart);
+        position++;
+        const { word: raw, start: valueStart } = readWhile(',}');
+        options[key] = parseValue(raw, spec, `${name}.${key}`, valueStart);
+        if (text[position] === ',') {
+          position++;
+          continue;
+        }
+        if (text[position] !== '}') throw new PipelineError(`unclosed '{' in the options of '${name}'`, position);
+        position++;
+        break;
+      }
+    }
+    entries.push({ pass, options });
+    skipSpace();
+    if (position === text.length) return entries;
+    if (text[position] !== ',') throw new PipelineError(`expected ',' between passes`, position);
+    position++;
+  }
+}
+
+function parseValue(raw: string, spec: OptionSpec, what: string, offset: number): number | string | boolean | string[] {
+  const fail = (expected: string) => new PipelineError(`option ${what} expects ${expected}, got '${raw}'`, offset);
+  if (spec.type === 'string-list') {
+    const items = raw.split('|').map((s) => s.trim());
+    if (items.some((s) => !VALUE_CHARS.test(s))) throw fail("values separated by '|'");
+    return items;
+  }
+  if (!VALUE_CHARS.test(raw)) throw fail('a value');
+  switch (spec.type) {
+    case 'int':
+      if (!/^-?\d+$/.test(raw)) throw fail('an integer');
+      return Number(raw);
+    case 'number':
+      if (!Number.isFinite(Number(raw))) throw fail('a number');
+      return Number(raw);
+    case 'boolean':
+      if (raw !== 'true' && raw !== 'false') throw fail("'true' or 'false'");
+      return raw === 'true';
+    case 'string':
+      if (spec.choices && !spec.choices.includes(raw)) throw fail(`one of ${spec.choices.join('|')}`);
+      return raw;
+  }
+}
+
+/** Prints a pipeline canonically: options in key order, lists joined by '|'. */
+export function printPipeline(entries: readonly PipelineEntry[]): string {
+  return entries.map(printEntry).join(',');
+}
+
+/** Prints one step, `name{key=value,…}`. */
+export function printEntry(entry: PipelineEntry): string {
+  const keys = Object.keys(entry.options).sort();
+  if (keys.length === 0) return entry.pass.name;
+  return `${entry.pass.name}{${keys.map((k) => `${k}=${formatValue(entry.options[k]!)}`).join(',')}}`;
+}
+
+function formatValue(value: number | string | boolean | string[]): string {
+  return Array.isArray(value) ? value.join('|') : String(value);
+}
+
+/** The options a pass runs with: those written, the declared defaults for the rest. */
+export function withDefaults(pass: Pass, options: PassOptions): PassOptions {
+  const out: PassOptions = {};
+  for (const [key, spec] of Object.entries(pass.options)) {
+    const value = options[key] ?? spec.default;
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/** ` (did you mean 'x'?)` for the closest candidate within edit distance 2, else ''. */
+export function suggest(word: string, candidates: readonly string[]): string {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(word, candidate);
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return best ? ` (did you mean '${best}'?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

@@ -1,0 +1,86 @@
+/**
+ * The ONNX Runtime-backed ModelExecutor: exposes the requested intermediate values as extra graph outputs
+ * (pushed only while encoding, then popped, so the caller's model is unchanged), opens an onnxruntime-node
+ * session — from bytes, or from a temp folder when weights are external or lazy — and runs batches.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { Model, Value } from '../ir/core.js';
+import { IrError } from '../ir/errors.js';
+import { encodeModel, saveModel } from '../ir/serde.js';
+import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../passes/executor.js';
+
+/** Session settings for evaluation runs. */
+export interface OrtExecutorOptions {
+  /** ORT graph optimization level (default 'all'). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Threads per session (default: ORT's choice). */
+  threads?: number;
+  /**
+   * Keep ORT's MatMulNBits rewrite of 4/8-bit weights exact (accuracy level 0) instead of int8 activations;
+   * default true, so evaluation measures the quantized weights, not ORT's extra rounding.
+   */
+  exactLowBitMatMul?: boolean;
+}
+
+/** A ModelExecutor running models in onnxruntime-node on the CPU. */
+export class OrtExecutor implements ModelExecutor {
+  constructor(private readonly options: OrtExecutorOptions = {}) {}
+
+  /** Prepares `model` so that the values named in `fetch` can be read. */
+  async prepare(model: Model, fetch: string[]): Promise<PreparedModel> {
+    const graph = model.graph;
+    const added: Value[] = [];
+    for (const name of fetch) {
+      const value = graph.findValue(name);
+      if (!value) throw new IrError('invalid-argument', `cannot fetch '${name}': no such value in graph '${graph.name}'`);
+      if (!value.isGraphOutput) added.push(value);
+    }
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: this.options.optimization ?? 'all',
+      ...(this.options.threads ? { intraOpNumThreads: this.options.threads, interOpNumThreads: 1 } : {}),
+      ...(this.options.exactLowBitMatMul ?? true ? { extra: { session: { qdq_matmulnbits_accuracy_level: '0' } } } : {}),
+    };
+    let session: ort.InferenceSession;
+    let tempDir: string | undefined;
+    graph.outputs.push(...added);
+    try {
+      if (hasDeferredTensors(model)) {
+        // ORT resolves external data by path, so deferred weights go to disk next to a model file.
+        tempDir = mkdtempSync(join(tmpdir(), 'qcompile-ort-'));
+        const path = join(tempDir, 'model.onnx');
+        saveModel(model, path, { externalData: 'always' });
+        session = await ort.InferenceSession.create(path, sessionOptions);
+      } else {
+        session = await ort.InferenceSession.create(encodeModel(model), sessionOptions);
+      }
+    } finally {
+      graph.outputs.splice(graph.outputs.length - added.length, added.length);
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    }
+    return {
+      async run(feeds: TensorMap): Promise<TensorMap> {
+        const inputs: Record<string, ort.Tensor> = {};
+        for (const [name, tensor] of Object.entries(feeds)) inputs[name] = new ort.Tensor(tensor.dtype, tensor.data as never, tensor.dims);
+        const results = await session.run(inputs, fetch);
+        const out: TensorMap = {};
+        for (const name of fetch) out[name] = toHost(results[name]!);
+        return out;
+      },
+      async release(): Promise<void> {
+        await session.release();
+      },
+    };
+  }
+}
+
+function toHost(tensor: ort.Tensor): HostTensor {
+  return { dtype: tensor.type as HostTensor['dtype'], dims: [...tensor.dims], data: tensor.data as HostTensor['data'] };
+}
+
+function hasDeferredTensors(model: Model): boolean {
+  for (const value of model.graph.initializers.values()) if (value.initializer!.isDeferred) return true;
+  return false;
+}

@@ -1,0 +1,176 @@
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Graph, Model } from '../../src/ir/core.js';
+import { DataType } from '../../src/ir/dtype.js';
+import { Op } from '../../src/ir/ops.js';
+import { Tensor } from '../../src/ir/tensor.js';
+import { decodeModel } from '../../src/ir/serde.js';
+import type { Pass, PassContext } from '../../src/passes/pass.js';
+import { PassFailure, runPipeline } from '../../src/passes/pass-manager.js';
+import { PipelineError, parsePipeline, printPipeline } from '../../src/passes/pipeline.js';
+import { diffLines, unifiedDiff } from '../../src/passes/line-diff.js';
+
+const addRelu: Pass = {
+  name: 'add-relu',
+  summary: 'appends a Relu to the first output',
+  options: { count: { type: 'int', description: 'how many', default: 1 }, tag: { type: 'string', description: 't', choices: ['a', 'b'] } },
+  run(model, options) {
+    for (let i = 0; i < (options.count as number); i++) {
+      const graph = model.graph;
+      const relu = graph.addNode({ opType: Op.Relu, inputs: [graph.outputs[0]], outputs: ['r'] });
+      graph.outputs[0] = relu.outputs[0]!;
+    }
+    return { modified: true, statistics: { added: options.count as number } };
+  },
+};
+const noop: Pass = {
+  name: 'noop',
+  summary: 'does nothing',
+  options: { roles: { type: 'string-list', description: 'r' }, scale: { type: 'number', description: 's', default: 2.4 }, on: { type: 'boolean', description: 'b' } },
+  run: () => ({ modified: false, statistics: {} }),
+};
+const explode: Pass = {
+  name: 'explode',
+  summary: 'fails',
+  options: {},
+  run() {
+    throw new Error('boom');
+  },
+};
+const registry = [addRelu, noop, explode];
+
+function tiny(): Model {
+  const graph = new Graph('g');
+  const x = graph.addInput('x', { elemType: DataType.FLOAT, shape: [2, 3] });
+  const w = graph.addInitializer('w', Tensor.fromFloat32([3, 2], Float32Array.of(1, 2, 3, 4, 5, 6)));
+  const mm = graph.addNode({ opType: Op.MatMul, inputs: [x, w], outputs: ['y'] });
+  graph.outputs.push(mm.outputs[0]!);
+  const model = new Model(graph);
+  model.opsetImports.set('', 17);
+  return model;
+}
+
+function context(): PassContext {
+  return { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined };
+}
+
+describe('pipeline text', () => {
+  it('round-trips parse → print → parse, canonically', () => {
+    const text = ' noop{ roles = attn.qkv|mlp.fc1 , scale=0.5,on=true} , add-relu{count=2},explode';
+    const first = parsePipeline(text, registry);
+    const printed = printPipeline(first);
+    expect(printed).toBe('noop{on=true,roles=attn.qkv|mlp.fc1,scale=0.5},add-relu{count=2},explode');
+    const second = parsePipeline(printed, registry);
+    expect(second.map((e) => [e.pass.name, e.options])).toEqual(first.map((e) => [e.pass.name, e.options]));
+    expect(parsePipeline('', registry)).toEqual([]);
+  });
+
+  it('reports bad text with an offset and a suggestion', () => {
+    const fail = (text: string) => {
+      try {
+        parsePipeline(text, registry);
+      } catch (error) {
+        expect(error).toBeInstanceOf(PipelineError);
+        return `${(error as PipelineError).offset}: ${(error as Error).message}`;
+      }
+      throw new Error('expected a PipelineError');
+    };
+    expect(fail('noop,add-relo')).toBe("5: unknown pass 'add-relo' (did you mean 'add-relu'?)");
+    expect(fail('add-relu{cont=2}')).toBe("9: pass 'add-relu' has no option 'cont' (did you mean 'count'?)");
+    expect(fail('add-relu{count=two}')).toBe("15: option add-relu.count expects an integer, got 'two'");
+    expect(fail('add-relu{tag=c}')).toBe("13: option add-relu.tag expects one of a|b, got 'c'");
+    expect(fail('add-relu{count=1')).toBe("16: unclosed '{' in the options of 'add-relu'");
+    expect(fail('noop,,noop')).toBe('5: expected a pass name');
+    expect(fail('add-relu{count=1,count=2}')).toBe("17: option 'count' of 'add-relu' is given twice");
+  });
+});
+
+describe('line diff', () => {
+  it('produces an edit script that rebuilds both sides', () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 300; trial++) {
+      const a = Array.from({ length: Math.floor(random() * 10) }, () => 'abc'[Math.floor(random() * 3)]!);
+      const b = Array.from({ length: Math.floor(random() * 10) }, () => 'abc'[Math.floor(random() * 3)]!);
+      const edits = diffLines(a, b);
+      expect(edits.filter((e) => e.kind !== 'insert').map((e) => e.line)).toEqual(a);
+      expect(edits.filter((e) => e.kind !== 'delete').map((e) => e.line)).toEqual(b);
+    }
+  });
+
+  it('prints unified hunks', () => {
+    const a = 'a\nb\nc\nd\ne\nf\ng\nh\ni\n';
+    const b = 'a\nB\nc\nd\ne\nf\ng\nh\ni\nj\n';
+    expect(unifiedDiff(a, b, 'x', 'y', 1)).toBe('--- x\n+++ y\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -9,1 +9,2 @@\n i\n+j\n');
+    expect(unifiedDiff(a, a, 'x', 'y')).toBe('');
+  });
+});
+
+describe('pass manager', () => {
+  it('prints IR after all, after changes and after a named pass', async () => {
+    const printed: string[] = [];
+    const entries = parsePipeline('noop,add-relu,noop', registry);
+    const run = (instrumentation: object) => {
+      printed.length = 0;
+      return runPipeline(tiny(), entries, context(), { print: (t) => printed.push(t), ...instrumentation });
+    };
+    await run({ printIrAfterAll: true });
+    expect(printed.map((t) => t.split('\n')[0])).toEqual([
+      '// -----// IR Dump After noop (1) //----- //',
+      '// -----// IR Dump After add-relu (2) //----- //',
+      '// -----// IR Dump After noop (3) //----- //',
+    ]);
+    await run({ printIrAfterChange: true });
+    expect(printed).toHaveLength(1);
+    expect(printed[0]).toContain('Relu(%y)');
+    const report = await run({ printIrAfter: ['noop'] });
+    expect(printed).toHaveLength(2);
+    expect(report.pipeline).toBe('noop,add-relu,noop');
+    expect(report.passes.map((p) => [p.step, p.modified, p.statistics])).toEqual([
+      ['noop{scale=2.4}', false, {}],
+      ['add-relu{count=1}', true, { added: 1 }],
+      ['noop{scale=2.4}', false, {}],
+    ]);
+  });
+
+  it('writes numbered dumps with diffs, pipeline.json and timings.json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-dump-'));
+    await runPipeline(tiny(), parsePipeline('add-relu{count=2},noop', registry), context(), { dumpDir: dir });
+    expect(readdirSync(dir).sort()).toEqual(['00-input.ir', '01-add-relu.diff', '01-add-relu.ir', '02-noop.diff', '02-noop.ir', 'pipeline.json', 'timings.json']);
+    const diff = readFileSync(join(dir, '01-add-relu.diff'), 'utf8');
+    expect(diff).toContain('--- 00-input.ir\n+++ 01-add-relu.ir\n');
+    expect(diff.split('\n').filter((l) => l.startsWith('+  %r'))).toHaveLength(2);
+    expect(readFileSync(join(dir, '02-noop.diff'), 'utf8')).toBe('');
+    const pipeline = JSON.parse(readFileSync(join(dir, 'pipeline.json'), 'utf8'));
+    expect(pipeline.pipeline).toBe('add-relu{count=2},noop');
+    expect(pipeline.passes[0]).toEqual({ pass: 'add-relu', step: 'add-relu{count=2}', modified: true, statistics: { added: 2 } });
+    expect(JSON.stringify(pipeline)).not.toContain('milliseconds');
+    expect(JSON.parse(readFileSync(join(dir, 'timings.json'), 'utf8'))[0].pass).toBe('add-relu');
+  });
+
+  it('fails with a reproducer: the failing step, its input model, the plan and the error', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-repro-'));
+    const ctx = context();
+    ctx.plan.set('layer0', { layer: 'layer0', source: 'test' });
+    const failure = await runPipeline(tiny(), parsePipeline('add-relu,explode', registry), ctx, { reproducerDir: dir }).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(PassFailure);
+    expect((failure as PassFailure).message).toBe(`pass 'explode' (step 2) failed: boom\nreproducer: ${dir}`);
+    expect(readFileSync(join(dir, 'pipeline.txt'), 'utf8')).toBe('explode\n');
+    expect(readFileSync(join(dir, 'error.txt'), 'utf8')).toMatch(/^Error: boom/);
+    expect(JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'))).toEqual([{ layer: 'layer0', source: 'test' }]);
+    // The reproducer's model is the input of the failing pass (after add-relu).
+    const input = decodeModel(readFileSync(join(dir, 'input.onnx')));
+    expect(input.graph.nodes.map((n) => n.opType)).toEqual(['MatMul', 'Relu']);
+  });
+
+  it('fails the pass whose output does not verify', async () => {
+    const verify = (model: Model) => {
+      if (model.graph.nodes.length > 1) throw new Error('too many nodes');
+    };
+    const failure = await runPipeline(tiny(), parsePipeline('noop,add-relu', registry), context(), { verify }).catch((e: unknown) => e);
+    expect((failure as PassFailure).pass).toBe('add-relu');
+    expect((failure as PassFailure).message).toContain('too many nodes');
+  });
+});
