@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { computeCellParams, intRange, roundToNearest, type QuantizerSettings } from '../../src/passes/weight-quantizer.js';
+
+function seeded(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 1664525 + 1013904223) % 2 ** 32;
+    return s / 2 ** 32;
+  };
+}
+
+function gaussianRows(N: number, K: number, seed: number): Float32Array {
+  const random = seeded(seed);
+  return Float32Array.from({ length: N * K }, () => Math.sqrt(-2 * Math.log(random() + 1e-12)) * Math.cos(2 * Math.PI * random()));
+}
+
+function dequantize(codes: Int32Array, rows: Float32Array, N: number, K: number, settings: QuantizerSettings) {
+  const params = computeCellParams(rows, N, K, settings);
+  const values = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const cell = params.scale.length === 1 ? 0 : Math.floor(k / params.cellLength) * N + n;
+      values[n * K + k] = (codes[n * K + k]! - params.zeroPoint[cell]!) * params.scale[cell]!;
+    }
+  }
+  return { params, values };
+}
+
+function quantize(rows: Float32Array, N: number, K: number, settings: QuantizerSettings) {
+  const params = computeCellParams(rows, N, K, settings);
+  const codes = roundToNearest(rows, N, K, params, intRange(settings.bits, settings.signed));
+  return { params, codes, ...dequantize(codes, rows, N, K, settings) };
+}
+
+const base: QuantizerSettings = { bits: 8, symmetric: true, signed: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' } };
+
+describe('weight quantizer', () => {
+  it('has the integer ranges of int8, uint8, int4 and uint4', () => {
+    expect(intRange(8, true)).toEqual({ qmin: -128, qmax: 127 });
+    expect(intRange(8, false)).toEqual({ qmin: 0, qmax: 255 });
+    expect(intRange(4, true)).toEqual({ qmin: -8, qmax: 7 });
+    expect(intRange(4, false)).toEqual({ qmin: 0, qmax: 15 });
+  });
+
+  it('symmetric per-channel: s = max|w| / 127 per row, z = 0, error at most s/2', () => {
+    const rows = Float32Array.of(1, -2, 0.5, 0.25, /* row 1 */ 0.1, 0.2, -0.3, 0.05);
+    const { params, codes, values } = quantize(rows, 2, 4, base);
+    expect(Array.from(params.scale)).toEqual([Math.fround(2 / 127), Math.fround(0.3 / 127)]);
+    expect(Array.from(params.zeroPoint)).toEqual([0, 0]);
+    expect(codes[1]).toBe(-127);
+    for (let i = 0; i < rows.length; i++) expect(Math.abs(values[i]! - rows[i]!)).toBeLessThanOrEqual(params.scale[i < 4 ? 0 : 1]! / 2 + 1e-7);
+  });
+
+  it('asymmetric uint4: the range (widened to 0) maps onto 0..15 with z = round(-min/s)', () => {
+    const rows = Float32Array.of(-1, 0, 2, 3.5);
+    const settings: QuantizerSettings = { ...base, bits: 4, symmetric: false, signed: false, granularity: { kind: 'per-tensor' } };
+    const { params, codes } = quantize(rows, 1, 4, settings);
+    expect(params.scale[0]).toBe(Math.fround(4.5 / 15));
+    expect(params.zeroPoint[0]).toBe(Math.round(1 / Math.fround(4.5 / 15)));
+    expect(Math.min(...codes)).toBe(0);
+    expect(Math.max(...codes)).toBe(15);
+  });
+
+  it('groups along K: cell g·N + n covers row n, columns [g·size, (g+1)·size)', () => {
+    const rows = Float32Array.of(1, 1, 8, 8, /* row 1 */ 2, 2, 4, 4);
+    const { params } = quantize(rows, 2, 4, { ...base, granularity: { kind: 'group', size: 2 } });
+    expect(params.cellsPerRow).toBe(2);
+    expect(Array.from(params.scale, (s) => s * 127)).toEqual([1, 2, 8, 4].map((v) => Math.fround(v / 127) * 127));
+    expect(() => computeCellParams(rows, 2, 4, { ...base, granularity: { kind: 'group', size: 3 } })).toThrow(/group size 3 does not divide the input channels \(4\)/);
+  });
+
+  it('L_p search clips outliers: lower L_2.4 error than min-max at 4 bits', () => {
+    const N = 16;
+    const K = 128;
+    const rows = gaussianRows(N, K, 3);
+    for (let n = 0; n < N; n++) rows[n * K] = 12; // one outlier per row
+    const lpError = (values: Float32Array) => values.reduce((sum, v, i) => sum + Math.abs(v - rows[i]!) ** 2.4, 0);
+    const settings = { ...base, bits: 4 };
+    const minmax = quantize(rows, N, K, settings);
+    const searched = quantize(rows, N, K, { ...settings, range: { kind: 'lp', p: 2.4, gridSize: 100 } });
+    expect(lpError(searched.values)).toBeLessThan(0.9 * lpError(minmax.values));
+    expect(searched.params.scale[0]).toBeLessThan(minmax.params.scale[0]!);
+  });
+});
