@@ -23,6 +23,8 @@ export type Rounding = { kind: 'nearest' } | { kind: 'gptq'; blockSize: number; 
 export interface WeightQuantSpec {
   bits: number;
   symmetric: boolean;
+  /** Storage type int (true, the default) or uint (false): int8/int4 vs uint8/uint4. */
+  signed?: boolean;
   granularity: Granularity;
   range: RangeMethod;
   rounding: Rounding;

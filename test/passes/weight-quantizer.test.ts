@@ -29,7 +29,7 @@ function dequantize(codes: Int32Array, rows: Float32Array, N: number, K: number,
 function quantize(rows: Float32Array, N: number, K: number, settings: QuantizerSettings) {
   const params = computeCellParams(rows, N, K, settings);
   const codes = roundToNearest(rows, N, K, params, intRange(settings.bits, settings.signed));
-  return { params, codes, ...dequantize(codes, rows, N, K, settings) };
+  return { codes, ...dequantize(codes, rows, N, K, settings) };
 }
 
 const base: QuantizerSettings = { bits: 8, symmetric: true, signed: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' } };

@@ -1,0 +1,264 @@
+/**
+ * The main form, `qcompile MODEL RECIPE -o OUT.onnx`: loads the model, plans the pipeline (from the recipe, or
+ * `--passes` text), runs it with the requested instrumentation, verifies and saves atomically, and prints a
+ * summary (layers quantized by bits and granularity, sizes, time per pass).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Model } from '../../ir/core.js';
+import { loadModelSync, saveModel } from '../../ir/serde.js';
+import type { PassContext } from '../../passes/pass.js';
+import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
+import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
+import type { QuantPlan } from '../../passes/quant-plan.js';
+import { passRegistry } from '../../passes/registry.js';
+import { OrtExecutor } from '../../runtime/ir-executor.js';
+import type { CliIO, Command } from '../command.js';
+
+const USAGE = `Usage: qcompile MODEL.onnx [RECIPE.qrecipe] -o OUT.onnx [options]
+
+Quantizes MODEL as RECIPE says (or as a --passes pipeline says) and writes OUT.onnx.
+
+Options:
+  -o, --output FILE          output model (required)
+  --target cpu               target runtime (default cpu)
+  --passes TEXT              run this pipeline instead of the recipe's, e.g.
+                             'select-layers{roles=attn|mlp,bits=4,group=128},quantize-weights,cleanup'
+  --seed N                   seed for every random choice (default 0)
+  --dump-dir DIR             write 00-input.ir, NN-PASS.ir, NN-PASS.diff, pipeline.json, timings.json
+  --print-ir-after-all       print the IR after every pass (stderr)
+  --print-ir-after-change    print the IR after passes that changed it
+  --print-ir-after NAME      print the IR after each run of pass NAME (repeatable)
+  --print-ir-after-failure   print the IR as a failing pass left it
+  --verify-each              verify the model after every pass
+  --verbose                  show the passes' informational messages
+`;
+
+/** Options of the main form. */
+interface CompileArgs {
+  model: string;
+  recipe?: string;
+  output: string;
+  target: string;
+  passes?: string;
+  seed: number;
+  dumpDir?: string;
+  printIrAfterAll: boolean;
+  printIrAfterChange: boolean;
+  printIrAfter: string[];
+  printIrAfterFailure: boolean;
+  verifyEach: boolean;
+  verbose: boolean;
+}
+
+class UsageError extends Error {}
+
+/** A CliIO that may say whether stderr is a terminal (progress lines then update in place). */
+type TerminalAwareIO = CliIO & { stderrIsTTY?: boolean };
+
+export const compileCommand: Command = {
+  name: 'compile',
+  summary: 'quantize MODEL as RECIPE says (the main form: qcompile MODEL RECIPE -o OUT)',
+  usage: USAGE,
+  async run(argv: string[], io: CliIO): Promise<number> {
+    let args: CompileArgs;
+    try {
+      args = parseArgs(argv);
+    } catch (error) {
+      if (!(error instanceof UsageError)) throw error;
+      io.stderr(`qcompile: error: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    const started = performance.now();
+    const modelPath = resolve(io.cwd, args.model);
+    const model = loadModelSync(modelPath);
+    const inputBytes = modelFileBytes(model, modelPath);
+
+    const plan: QuantPlan = new Map();
+    let entries: PipelineEntry[];
+    if (args.passes !== undefined) {
+      try {
+        entries = parsePipeline(args.passes, passRegistry);
+      } catch (error) {
+        if (!(error instanceof PipelineError)) throw error;
+        io.stderr(`qcompile: error: --passes: ${error.message}\n  ${args.passes}\n  ${' '.repeat(error.offset)}^\n`);
+        return 2;
+      }
+    } else {
+      io.stderr(`qcompile: error: recipes are not supported by this build yet; pass --passes TEXT\n`);
+      return 2;
+    }
+
+    const terminal = (io as TerminalAwareIO).stderrIsTTY === true;
+    let current = '';
+    const context: PassContext = {
+      seed: args.seed,
+      plan,
+      artifacts: new Map(),
+      executor: new OrtExecutor(),
+      progress: (label, done, total) => {
+        if (terminal) io.stderr(`\r\x1b[K${current} ${label} ${done}/${total}`);
+      },
+      log: (message) => {
+        if (args.verbose) io.stderr(`${message}\n`);
+      },
+    };
+    const instrumentation: Instrumentation = {
+      printIrAfterAll: args.printIrAfterAll,
+      printIrAfterChange: args.printIrAfterChange,
+      printIrAfter: args.printIrAfter,
+      printIrAfterFailure: args.printIrAfterFailure,
+      print: (text) => io.stderr(text),
+      dumpDir: args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined,
+      sourceModel: modelPath,
+      tensors: hasDeferredTensors(model) ? 'shape' : 'content',
+      onPassStart: (index, entry) => {
+        current = `[${index + 1}/${entries.length} ${entry.pass.name}]`;
+        if (terminal) io.stderr(`\r\x1b[K${current}`);
+      },
+      onPassEnd: (index, record) => {
+        const line = `[${index + 1}/${entries.length}] ${record.pass} ${formatMs(record.milliseconds)}${record.modified ? '' : ' (no change)'}`;
+        io.stderr(terminal ? `\r\x1b[K${line}\n` : `${line}\n`);
+      },
+    };
+    let report: PipelineReport;
+    try {
+      report = await runPipeline(model, entries, context, instrumentation);
+    } catch (error) {
+      if (!(error instanceof PassFailure)) throw error;
+      io.stderr(`qcompile: error: ${error.message}\n`);
+      return 1;
+    }
+    const outputPath = resolve(io.cwd, args.output);
+    saveModel(model, outputPath);
+    io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, performance.now() - started));
+    return 0;
+  },
+};
+
+function parseArgs(argv: string[]): CompileArgs {
+  const positional: string[] = [];
+  const args: Partial<CompileArgs> & { printIrAfter: string[] } = {
+    target: 'cpu',
+    seed: 0,
+    printIrAfterAll: false,
+    printIrAfterChange: false,
+    printIrAfter: [],
+    printIrAfterFailure: false,
+    verifyEach: false,
+    verbose: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => {
+      if (inline !== undefined) return inline;
+      const next = argv[++i];
+      if (next === undefined) throw new UsageError(`${flag} needs a value`);
+      return next;
+    };
+    switch (flag) {
+      case '-o':
+      case '--output':
+        args.output = value();
+        break;
+      case '--target':
+        args.target = value();
+        if (args.target !== 'cpu') throw new UsageError(`unknown target '${args.target}' (supported: cpu)`);
+        break;
+      case '--passes':
+        args.passes = value();
+        break;
+      case '--seed': {
+        const text = value();
+        if (!/^\d+$/.test(text)) throw new UsageError(`--seed expects a non-negative integer, got '${text}'`);
+        args.seed = Number(text);
+        break;
+      }
+      case '--dump-dir':
+        args.dumpDir = value();
+        break;
+      case '--print-ir-after-all':
+        args.printIrAfterAll = true;
+        break;
+      case '--print-ir-after-change':
+        args.printIrAfterChange = true;
+        break;
+      case '--print-ir-after':
+        args.printIrAfter.push(value());
+        break;
+      case '--print-ir-after-failure':
+        args.printIrAfterFailure = true;
+        break;
+      case '--verify-each':
+        args.verifyEach = true;
+        break;
+      case '--verbose':
+        args.verbose = true;
+        break;
+      default:
+        if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
+        positional.push(arg);
+    }
+  }
+  if (positional.length === 0) throw new UsageError('missing MODEL');
+  if (positional.length > 2) throw new UsageError(`unexpected argument '${positional[2]}'`);
+  if (!args.output) throw new UsageError('missing -o OUT.onnx');
+  if (positional.length < 2 && args.passes === undefined) throw new UsageError('missing RECIPE (or --passes TEXT)');
+  return { ...args, model: positional[0]!, recipe: positional[1], output: args.output } as CompileArgs;
+}
+
+function hasDeferredTensors(model: Model): boolean {
+  for (const value of model.graph.initializers.values()) if (value.initializer!.isDeferred) return true;
+  return false;
+}
+
+/** The model file plus the external data files its initializers point at. */
+function modelFileBytes(model: Model, path: string): number {
+  const files = new Set<string>();
+  for (const value of model.graph.initializers.values()) {
+    const data = value.initializer!.data;
+    if (data.kind === 'external') files.add(data.file);
+  }
+  return [path, ...files].reduce((n, f) => n + statSync(f).size, 0);
+}
+
+function outputFileBytes(path: string): number {
+  return statSync(path).size + (existsSync(`${path}.data`) ? statSync(`${path}.data`).size : 0);
+}
+
+function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, outputBytes: number, outputPath: string, totalMs: number): string {
+  const lines: string[] = [];
+  const quantized = report.passes.filter((p) => p.pass === 'quantize-weights').reduce((n, p) => n + Number(p.statistics.layers_quantized ?? 0), 0);
+  lines.push(`wrote ${outputPath}`);
+  lines.push(`size: ${formatBytes(inputBytes)} -> ${formatBytes(outputBytes)} (${((100 * outputBytes) / inputBytes).toFixed(1)}%)`);
+  lines.push(`layers quantized: ${quantized}`);
+  const groups = new Map<string, number>();
+  for (const entry of plan.values()) {
+    if (!entry.weight) continue;
+    const g = entry.weight.granularity;
+    const key = `W${entry.weight.bits}${entry.weight.symmetric ? ' sym' : ' asym'} ${g.kind === 'group' ? `group ${g.size}` : g.kind}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  for (const [key, count] of [...groups.entries()].sort()) lines.push(`  ${key.padEnd(24)} ${String(count).padStart(4)} layers planned`);
+  const width = Math.max(4, ...report.passes.map((p) => p.pass.length));
+  lines.push(`${'pass'.padEnd(width)}  ${'time'.padStart(10)}  changed  statistics`);
+  for (const p of report.passes) {
+    const stats = Object.entries(p.statistics)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+    lines.push(`${p.pass.padEnd(width)}  ${formatMs(p.milliseconds).padStart(10)}  ${(p.modified ? 'yes' : 'no').padEnd(7)}  ${stats}`);
+  }
+  lines.push(`${'total'.padEnd(width)}  ${formatMs(totalMs).padStart(10)}`);
+  return lines.join('\n') + '\n';
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(2)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}

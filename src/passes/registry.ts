@@ -1,0 +1,19 @@
+/**
+ * Every pass, by name, in one explicit list: `qcompile passes` lists it and textual pipelines resolve names
+ * against it. Passes register nothing themselves (no import side effects).
+ */
+import { cleanup } from './cleanup.js';
+import type { Pass } from './pass.js';
+import { quantizeWeights } from './quantize-weights.js';
+import { selectLayers } from './select-layers.js';
+import { smoothQuant } from './smooth-quant.js';
+import { upgradeOpset } from './upgrade-opset.js';
+import { weightDilation } from './weight-dilation.js';
+
+/** All registered passes, in listing order. */
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, quantizeWeights, cleanup];
+
+/** The registered pass named `name`, or undefined. */
+export function findPass(name: string): Pass | undefined {
+  return passRegistry.find((p) => p.name === name);
+}

@@ -1,0 +1,60 @@
+/**
+ * select-layers: fills the quantization plan from pass options, for pipelines written as text (recipes fill
+ * the plan directly). Layers are matched by role (`attn` selects `attn.qkv`, `attn.proj`) or by name; their
+ * weight spec is set, any activation spec already planned is kept. Requires the discovered layers (layers.ts).
+ */
+import type { Model } from '../ir/core.js';
+import { IrError } from '../ir/errors.js';
+import { discoverLayers } from '../ir/layers.js';
+import { selectLayersByRole } from './layer-selection.js';
+import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import type { Granularity, RangeMethod, WeightQuantSpec } from './quant-plan.js';
+
+export const selectLayers: Pass = {
+  name: 'select-layers',
+  summary: 'plan weight quantization for the layers matching roles or names (textual pipelines)',
+  options: {
+    roles: { type: 'string-list', description: "layer roles, or role groups ('attn' = attn.*); '*' for all", default: ['attn', 'mlp', 'adaln'] },
+    layers: { type: 'string-list', description: 'layer names to select in addition to the roles' },
+    bits: { type: 'int', description: 'weight bits (4 or 8)', default: 8 },
+    granularity: { type: 'string', description: 'scale sharing', default: 'per-channel', choices: ['per-tensor', 'per-channel', 'group'] },
+    group: { type: 'int', description: 'group size along the input channels (implies granularity=group)' },
+    symmetric: { type: 'boolean', description: 'symmetric (zero point 0) or asymmetric ranges', default: true },
+    signed: { type: 'boolean', description: 'int storage (true) or uint (false)', default: true },
+    range: { type: 'string', description: 'range choice', default: 'minmax', choices: ['minmax', 'lp'] },
+    p: { type: 'number', description: 'exponent of the L_p error for range=lp', default: 2.4 },
+    grid: { type: 'int', description: 'shrink candidates 1 - 0.01 i for range=lp', default: 100 },
+  },
+  run(model: Model, options: PassOptions, context: PassContext): PassResult {
+    const spec = weightSpecFrom(options);
+    const layers = discoverLayers(model);
+    const names = (options.layers as string[] | undefined) ?? [];
+    for (const name of names) {
+      if (!layers.some((l) => l.name === name)) throw new IrError('invalid-argument', `select-layers: no layer named '${name}'`);
+    }
+    const chosen = [...new Set([...selectLayersByRole(layers, options.roles as string[]), ...layers.filter((l) => names.includes(l.name))])];
+    for (const layer of chosen) {
+      const previous = context.plan.get(layer.name);
+      context.plan.set(layer.name, { ...previous, layer: layer.name, weight: spec, source: 'select-layers' });
+    }
+    return { modified: false, statistics: { layers_selected: chosen.length } };
+  },
+};
+
+/** The weight spec that select-layers' options describe. */
+export function weightSpecFrom(options: PassOptions): WeightQuantSpec {
+  const bits = options.bits as number;
+  if (bits !== 4 && bits !== 8) throw new IrError('invalid-argument', `select-layers: bits must be 4 or 8, got ${bits}`);
+  const group = options.group as number | undefined;
+  let granularity: Granularity;
+  if (group !== undefined) {
+    if (group <= 0) throw new IrError('invalid-argument', `select-layers: group must be positive, got ${group}`);
+    granularity = { kind: 'group', size: group };
+  } else if (options.granularity === 'group') {
+    throw new IrError('invalid-argument', 'select-layers: granularity=group needs group=SIZE');
+  } else {
+    granularity = { kind: options.granularity as 'per-tensor' | 'per-channel' };
+  }
+  const range: RangeMethod = options.range === 'lp' ? { kind: 'lp', p: options.p as number, gridSize: options.grid as number } : { kind: 'minmax' };
+  return { bits, symmetric: options.symmetric as boolean, signed: options.signed as boolean, granularity, range, rounding: { kind: 'nearest' } };
+}

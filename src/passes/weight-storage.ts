@@ -1,0 +1,197 @@
+/**
+ * Stores one layer's weight as integer codes feeding a DequantizeLinear: maps the stored layout (MatMul W[K,N],
+ * Gemm W[N,K] with transB, Conv W[O,I,kh,kw]) to rows [N][K], computes scales, rounds, and rewrites the graph
+ * (the float initializer is removed). Used by quantize-weights; kept apart so it can be driven without layers.ts.
+ */
+import type { Attribute, Node, Value } from '../ir/core.js';
+import { DataType } from '../ir/dtype.js';
+import { IrError } from '../ir/errors.js';
+import { Op, isOp } from '../ir/ops.js';
+import { Tensor, packInt4 } from '../ir/tensor.js';
+import type { Granularity, WeightQuantSpec } from './quant-plan.js';
+import { computeCellParams, intRange, type CellParams, type RoundingFunction } from './weight-quantizer.js';
+
+/** What storing a weight needs to know of a layer (a subset of layers.ts' Layer). */
+export interface WeightedLayer {
+  name: string;
+  node: Node;
+  weight: Value;
+}
+
+/** How a layer's stored weight maps to rows [N][K] and which axes DequantizeLinear uses. */
+interface WeightLayout {
+  N: number;
+  K: number;
+  /** Axis of the output channels in the stored weight (per-channel DQ axis). */
+  channelAxis: number;
+  /** Axis of the input channels, when blocks along it cover whole groups of K (blocked DQ axis). */
+  blockAxis: number | undefined;
+  /** True when storage is [K, N] (rows need a transpose); otherwise storage is already [N][K…]. */
+  transposed: boolean;
+}
+
+function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
+  const node = layer.node;
+  if ((isOp(node, Op.MatMul) || isOp(node, Op.Gemm)) && dims.length === 2) {
+    const transB = isOp(node, Op.Gemm) && node.intAttr('transB', 0) === 1;
+    return transB
+      ? { N: dims[0]!, K: dims[1]!, channelAxis: 0, blockAxis: 1, transposed: false }
+      : { N: dims[1]!, K: dims[0]!, channelAxis: 1, blockAxis: 0, transposed: true };
+  }
+  if (isOp(node, Op.Conv) && dims.length >= 3) {
+    const taps = dims.slice(2).reduce((a, b) => a * b, 1);
+    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: taps === 1 ? 1 : undefined, transposed: false };
+  }
+  throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' (${node.opType} with a ${dims.length}-d weight) has no supported weight layout`);
+}
+
+function toRows(values: Float32Array, layout: WeightLayout): Float32Array {
+  return layout.transposed ? transpose(values, layout.K, layout.N, new Float32Array(values.length)) : values;
+}
+
+function fromRows(codes: Int32Array, layout: WeightLayout): Int32Array {
+  return layout.transposed ? transpose(codes, layout.N, layout.K, new Int32Array(codes.length)) : codes;
+}
+
+function storageType(bits: number, signed: boolean): DataType {
+  if (bits === 8) return signed ? DataType.INT8 : DataType.UINT8;
+  if (bits === 4) return signed ? DataType.INT4 : DataType.UINT4;
+  throw new IrError('unsupported', `quantize-weights: ${bits}-bit weights are not supported (4 or 8)`);
+}
+
+function encodeCodes(codes: ArrayLike<number>, dtype: DataType): Uint8Array {
+  if (dtype === DataType.INT4 || dtype === DataType.UINT4) return packInt4(codes);
+  if (dtype === DataType.INT8) {
+    const out = new Int8Array(codes.length);
+    out.set(codes);
+    return new Uint8Array(out.buffer);
+  }
+  return Uint8Array.from(codes);
+}
+
+/** Writes the transpose of `data` [rows, columns] into `out` [columns, rows]. */
+export function transpose<T extends Float32Array | Int32Array>(data: T, rows: number, columns: number, out: T): T {
+  for (let r = 0; r < rows; r++) for (let c = 0; c < columns; c++) out[c * rows + r] = data[r * columns + c]!;
+  return out;
+}
+
+/** What storing one weight did. */
+export interface LayerOutcome {
+  granularity: Granularity['kind'];
+  fellBackToPerChannel: boolean;
+  floatBytes: number;
+  quantizedBytes: number;
+}
+
+/** Quantizes `layer`'s float weight as `spec` says, rounding with `rounding`, and rewires the graph. */
+export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec, rounding: RoundingFunction): LayerOutcome {
+  const weight = layer.weight;
+  const tensor = weight.initializer!;
+  if (tensor.dtype !== DataType.FLOAT) throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' has a ${DataType[tensor.dtype]} weight; only float32 weights are quantized`);
+  if (weight.graph.inputs.includes(weight)) throw new IrError('unsupported', `quantize-weights: the weight of '${layer.name}' is also a graph input and could be overridden at run time`);
+  const layout = layoutOf(layer, tensor.dims);
+  let granularity = spec.granularity;
+  let fellBackToPerChannel = false;
+  if (granularity.kind === 'group' && layout.blockAxis === undefined) {
+    // Conv with a kernel > 1: groups along I·kh·kw are not one axis of the stored weight.
+    granularity = { kind: 'per-channel' };
+    fellBackToPerChannel = true;
+  }
+  if (granularity.kind === 'group' && layout.K % granularity.size !== 0) {
+    throw new IrError('invalid-argument', `quantize-weights: group size ${granularity.size} does not divide the ${layout.K} input channels of layer '${layer.name}'`);
+  }
+  const signed = spec.signed ?? true;
+  const settings = { bits: spec.bits, symmetric: spec.symmetric, signed, granularity, range: spec.range };
+  const range = intRange(spec.bits, signed);
+  const dtype = storageType(spec.bits, signed);
+  const dims = tensor.dims;
+
+  const rows = toRows(tensor.toFloat32(), layout);
+  const params = computeCellParams(rows, layout.N, layout.K, settings);
+  const codesOf = (source: Float32Array) => encodeCodes(fromRows(rounding(source, layout.N, layout.K, params, range), layout), dtype);
+  // Deferred weights are rounded again while saving (cheap with fixed params), so no int copy stays in memory.
+  const quantized =
+    tensor.isDeferred && spec.rounding.kind === 'nearest'
+      ? Tensor.lazy(dtype, dims, () => codesOf(toRows(tensor.toFloat32(), layout)))
+      : Tensor.fromBytes(dtype, dims, codesOf(rows));
+
+  const { scale, zeroPoint, attributes } = dequantizeParameters(params, granularity, layout, dims, dtype);
+  const graph = weight.graph;
+  const consumer = firstConsumer(weight);
+  const q = graph.addInitializer(`${weight.name}_quantized`, quantized);
+  const s = graph.addInitializer(`${weight.name}_scale`, scale);
+  const needsZeroPoint = !(spec.symmetric && signed);
+  const z = needsZeroPoint ? graph.addInitializer(`${weight.name}_zero_point`, zeroPoint) : undefined;
+  const dq = graph.addNode({
+    opType: Op.DequantizeLinear,
+    inputs: z ? [q, s, z] : [q, s],
+    outputs: [`${weight.name}_dequantized`],
+    attributes,
+    name: `${layer.name}/weight_dequantize`,
+    before: consumer,
+  });
+  dq.outputs[0]!.type = { elemType: DataType.FLOAT, shape: [...dims] };
+  weight.replaceAllUsesWith(dq.outputs[0]!);
+  graph.removeInitializer(weight);
+  return {
+    granularity: granularity.kind,
+    fellBackToPerChannel,
+    floatBytes: tensor.byteLength,
+    quantizedBytes: quantized.byteLength + scale.byteLength + (z ? zeroPoint.byteLength : 0),
+  };
+}
+
+/** Scale and zero-point tensors in DequantizeLinear's layout, and its axis / block_size attributes. */
+function dequantizeParameters(
+  params: CellParams,
+  granularity: Granularity,
+  layout: WeightLayout,
+  dims: readonly number[],
+  dtype: DataType,
+): { scale: Tensor; zeroPoint: Tensor; attributes: Record<string, Attribute> } {
+  const { N } = layout;
+  if (granularity.kind === 'per-tensor') {
+    return {
+      scale: Tensor.fromFloat32([], Float32Array.of(params.scale[0]!)),
+      zeroPoint: Tensor.fromBytes(dtype, [], encodeCodes(params.zeroPoint, dtype)),
+      attributes: {},
+    };
+  }
+  if (granularity.kind === 'per-channel') {
+    return {
+      scale: Tensor.fromFloat32([N], params.scale),
+      zeroPoint: Tensor.fromBytes(dtype, [N], encodeCodes(params.zeroPoint, dtype)),
+      attributes: { axis: { kind: 'int', value: layout.channelAxis } },
+    };
+  }
+  const axis = layout.blockAxis!;
+  const groups = params.cellsPerRow;
+  const shape = dims.map((d, i) => (i === axis ? d / granularity.size : d));
+  // Cells are ordered g·N + n; a block axis after the channel axis stores them n·G + g.
+  const reorder = <T extends Float32Array | Int32Array>(cells: T, make: (n: number) => T): T => {
+    if (axis < layout.channelAxis) return cells;
+    const out = make(cells.length);
+    for (let g = 0; g < groups; g++) for (let n = 0; n < N; n++) out[n * groups + g] = cells[g * N + n]!;
+    return out;
+  };
+  return {
+    scale: Tensor.fromFloat32(shape, reorder(params.scale, (n) => new Float32Array(n))),
+    zeroPoint: Tensor.fromBytes(dtype, shape, encodeCodes(reorder(params.zeroPoint, (n) => new Int32Array(n)), dtype)),
+    attributes: { axis: { kind: 'int', value: axis }, block_size: { kind: 'int', value: granularity.size } },
+  };
+}
+
+/** The earliest node (in graph order) that reads `value`, so the DequantizeLinear lands right before it. */
+function firstConsumer(value: Value): Node | undefined {
+  const nodes = value.graph.nodes;
+  let first: Node | undefined;
+  let position = Infinity;
+  for (const use of value.uses) {
+    const i = nodes.indexOf(use.node);
+    if (i < position) {
+      position = i;
+      first = use.node;
+    }
+  }
+  return first;
+}
