@@ -1,0 +1,82 @@
+/**
+ * DiT-XL/2 weight quantization (int4, group 128, on attn/mlp/adaln) of the synthetic 2.7 GB model: wall time
+ * and peak RSS of `qcompile MODEL --passes … -o OUT` in its own process (/usr/bin/time -v), against the weight
+ * bytes and the I/O floor (one streamed read of the weights). Run: `npx tsx bench/compile-xl.ts`. Prints JSON
+ * as its last line. The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const pipeline = process.env.XL_PIPELINE ?? 'select-layers{roles=attn|mlp|adaln,bits=4,group=128},quantize-weights,cleanup';
+const modelPath = process.env.XL_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.onnx');
+
+/** Runs the CLI in a fresh process under /usr/bin/time -v; returns wall seconds, peak RSS and output. */
+function qcompile(args: string[]): { seconds: number; peakRssBytes: number; status: number | null; stdout: string; stderr: string } {
+  const script = `import { main } from ${JSON.stringify(join(root, 'src/cli/main.ts'))}; process.exitCode = await main(${JSON.stringify(args)});`;
+  const started = performance.now();
+  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const seconds = (performance.now() - started) / 1000;
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(run.stderr);
+  return { seconds, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, status: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+function filesBytes(dir: string, prefix: string): number {
+  return readdirSync(dir)
+    .filter((f) => f.startsWith(prefix))
+    .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
+/** Seconds to stream every file of the model once (the read floor of any weight pass). */
+function readFloor(dir: string): number {
+  const started = performance.now();
+  const buffer = Buffer.alloc(16 << 20);
+  for (const f of readdirSync(dir)) {
+    const fd = openSync(join(dir, f), 'r');
+    while (readSync(fd, buffer, 0, buffer.length, null) > 0);
+    closeSync(fd);
+  }
+  return (performance.now() - started) / 1000;
+}
+
+if (!existsSync(modelPath)) {
+  mkdirSync(dirname(modelPath), { recursive: true });
+  const synth = qcompile(['synth', 'dit', '--preset', 'dit-xl-2', '-o', dirname(modelPath)]);
+  if (synth.status !== 0 || !existsSync(modelPath)) {
+    console.log(JSON.stringify({ error: `could not generate ${modelPath}: ${synth.stderr.slice(-500)}` }));
+    process.exit(1);
+  }
+}
+
+const modelDir = dirname(modelPath);
+const weightBytes = filesBytes(modelDir, '');
+const outDir = join(tmpdir(), `qcompile-xl-out-${process.pid}`);
+mkdirSync(outDir, { recursive: true });
+const output = join(outDir, 'model-w4g128.onnx');
+const floorSeconds = readFloor(modelDir);
+const run = qcompile([modelPath, '--passes', pipeline, '-o', output]);
+if (run.status !== 0) {
+  console.log(JSON.stringify({ error: `qcompile exited ${run.status}`, stderr: run.stderr.slice(-2000) }));
+  process.exit(1);
+}
+const outputBytes = filesBytes(outDir, 'model-w4g128.onnx');
+rmSync(outDir, { recursive: true, force: true });
+const result = {
+  pipeline,
+  weightBytes,
+  outputBytes,
+  wallSeconds: Number(run.seconds.toFixed(2)),
+  readFloorSeconds: Number(floorSeconds.toFixed(2)),
+  peakRssBytes: run.peakRssBytes,
+  peakRssOverWeights: Number((run.peakRssBytes / weightBytes).toFixed(3)),
+  passes: run.stdout.trim().split('\n').slice(-8),
+};
+console.log(
+  JSON.stringify({
+    ...result,
+    summary: `${result.wallSeconds} s (read floor ${result.readFloorSeconds} s), peak RSS ${(run.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${result.peakRssOverWeights}x weights, ${(weightBytes / 2 ** 30).toFixed(2)} -> ${(outputBytes / 2 ** 30).toFixed(2)} GiB`,
+  }),
+);
