@@ -107,13 +107,19 @@ function paramsFor(min: number, max: number, settings: QuantizerSettings, range:
   return { scale, zeroPoint };
 }
 
-/** Σ |x − s(q − z)|^p, stopping early once it exceeds `bound`. */
+/** Σ |x − s(q − z)|^p, stopping early once it exceeds `bound`. Ties may round either way: |x − ŷ| is the same. */
 function lpError(values: Float32Array, scale: number, zeroPoint: number, range: IntRange, p: number, bound: number): number {
+  const inverse = 1 / scale;
+  const low = range.qmin - zeroPoint;
+  const high = range.qmax - zeroPoint;
   let total = 0;
-  for (const v of values) {
-    const q = Math.min(range.qmax, Math.max(range.qmin, roundHalfEven(v / scale) + zeroPoint));
-    const e = Math.abs(v - (q - zeroPoint) * scale);
-    total += p === 2 ? e * e : e ** p;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    let q = Math.round(v * inverse);
+    if (q < low) q = low;
+    else if (q > high) q = high;
+    const e = Math.abs(v - q * scale);
+    total += Math.pow(e, p);
     if (total > bound) return total;
   }
   return total;
