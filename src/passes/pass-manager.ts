@@ -23,7 +23,7 @@ export interface Instrumentation {
   printIrAfterFailure?: boolean;
   /** Where printed IR goes (the CLI passes stderr). */
   print?: (text: string) => void;
-  /** Folder for `00-input.ir`, `NN-pass.ir`, `NN-pass.diff`, `pipeline.json`, `timings.json`. */
+  /** Folder for `00-input.ir`, `NN-pass.ir`, `NN-pass.diff`, `pipeline.json`, `timings.json` (and `NN-pass.failed.ir`). */
   dumpDir?: string;
   /** Checks the model after every pass; throws to fail the pass. */
   verify?: (model: Model) => void;
@@ -95,7 +95,11 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
       result = await entry.pass.run(model, options, context);
       instrumentation.verify?.(model);
     } catch (error) {
-      if (instrumentation.printIrAfterFailure) print(banner(`IR Dump After Failure ${entry.pass.name} (${index + 1})`) + printModel(model, printOptions));
+      if (instrumentation.printIrAfterFailure || dumpDir) {
+        const text = printModel(model, printOptions);
+        if (instrumentation.printIrAfterFailure) print(banner(`IR Dump After Failure ${entry.pass.name} (${index + 1})`) + text);
+        if (dumpDir) writeFileSync(join(dumpDir, `${dumpName(index, entry)}.failed.ir`), text);
+      }
       const where = reproducerDir ? writeReproducer(reproducerDir, snapshot, step, report.pipeline, error, instrumentation.sourceModel) : undefined;
       throw new PassFailure(entry.pass.name, index, error, where);
     }
@@ -114,7 +118,7 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
       const text = printModel(model, printOptions);
       if (wanted) print(banner(`IR Dump After ${entry.pass.name} (${index + 1})`) + text);
       if (dumpDir && previousDump) {
-        const name = `${String(index + 1).padStart(2, '0')}-${entry.pass.name}`;
+        const name = dumpName(index, entry);
         writeFileSync(join(dumpDir, `${name}.ir`), text);
         writeFileSync(join(dumpDir, `${name}.diff`), unifiedDiff(previousDump.text, text, previousDump.name, `${name}.ir`));
         previousDump = { name: `${name}.ir`, text };
@@ -153,6 +157,11 @@ function writeReproducer(dir: string, snapshot: { bytes: Uint8Array; plan: unkno
 function hasDeferredTensors(model: Model): boolean {
   for (const value of model.graph.initializers.values()) if (value.initializer!.isDeferred) return true;
   return false;
+}
+
+/** `01-select-layers`: the dump file stem of step `index`. */
+function dumpName(index: number, entry: PipelineEntry): string {
+  return `${String(index + 1).padStart(2, '0')}-${entry.pass.name}`;
 }
 
 function banner(title: string): string {

@@ -17,7 +17,7 @@ export const selectLayers: Pass = {
     roles: { type: 'string-list', description: "layer roles, or role groups ('attn' = attn.*); '*' for all", default: ['attn', 'mlp', 'adaln'] },
     layers: { type: 'string-list', description: 'layer names to select in addition to the roles' },
     bits: { type: 'int', description: 'weight bits (4 or 8)', default: 8 },
-    granularity: { type: 'string', description: 'scale sharing', default: 'per-channel', choices: ['per-tensor', 'per-channel', 'group'] },
+    granularity: { type: 'string', description: 'scale sharing (default per-channel, or group when group=SIZE)', choices: ['per-tensor', 'per-channel', 'group'] },
     group: { type: 'int', description: 'group size along the input channels (implies granularity=group)' },
     symmetric: { type: 'boolean', description: 'symmetric (zero point 0) or asymmetric ranges', default: true },
     signed: { type: 'boolean', description: 'int storage (true) or uint (false)', default: true },
@@ -48,12 +48,13 @@ export function weightSpecFrom(options: PassOptions): WeightQuantSpec {
   const group = options.group as number | undefined;
   let granularity: Granularity;
   if (group !== undefined) {
+    if (options.granularity !== undefined && options.granularity !== 'group') throw new IrError('invalid-argument', `select-layers: group=${group} contradicts granularity=${options.granularity}`);
     if (group <= 0) throw new IrError('invalid-argument', `select-layers: group must be positive, got ${group}`);
     granularity = { kind: 'group', size: group };
   } else if (options.granularity === 'group') {
     throw new IrError('invalid-argument', 'select-layers: granularity=group needs group=SIZE');
   } else {
-    granularity = { kind: options.granularity as 'per-tensor' | 'per-channel' };
+    granularity = { kind: (options.granularity as 'per-tensor' | 'per-channel' | undefined) ?? 'per-channel' };
   }
   const range: RangeMethod = options.range === 'lp' ? { kind: 'lp', p: options.p as number, gridSize: options.grid as number } : { kind: 'minmax' };
   return { bits, symmetric: options.symmetric as boolean, signed: options.signed as boolean, granularity, range, rounding: { kind: 'nearest' } };
