@@ -133,12 +133,18 @@ export const roundToNearest: RoundingFunction = (rows, N, K, params, range) => {
   const codes = new Int32Array(N * K);
   const perTensor = params.scale.length === 1;
   for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) {
-      const cell = perTensor ? 0 : Math.floor(k / params.cellLength) * N + n;
+    for (let start = 0; start < K; start += params.cellLength) {
+      const cell = perTensor ? 0 : (start / params.cellLength) * N + n;
       const scale = params.scale[cell]!;
       const zero = params.zeroPoint[cell]!;
-      const i = n * K + k;
-      codes[i] = Math.min(range.qmax, Math.max(range.qmin, roundHalfEven(rows[i]! / scale) + zero));
+      const end = n * K + start + params.cellLength;
+      for (let i = n * K + start; i < end; i++) {
+        const x = rows[i]! / scale;
+        let q = Math.round(x);
+        if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // a tie: Math.round went up to an odd integer
+        q += zero;
+        codes[i] = q < range.qmin ? range.qmin : q > range.qmax ? range.qmax : q;
+      }
     }
   }
   return codes;
