@@ -130,8 +130,10 @@ export const compileCommand: Command = {
       return 1;
     }
     const outputPath = resolve(io.cwd, args.output);
+    const saveStarted = performance.now();
     saveModel(model, outputPath);
-    io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, performance.now() - started));
+    const saveMs = performance.now() - saveStarted;
+    io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
     return 0;
   },
 };
@@ -227,7 +229,7 @@ function outputFileBytes(path: string): number {
   return statSync(path).size + (existsSync(`${path}.data`) ? statSync(`${path}.data`).size : 0);
 }
 
-function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, outputBytes: number, outputPath: string, totalMs: number): string {
+function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, outputBytes: number, outputPath: string, saveMs: number, totalMs: number): string {
   const lines: string[] = [];
   const quantized = report.passes.filter((p) => p.pass === 'quantize-weights').reduce((n, p) => n + Number(p.statistics.layers_quantized ?? 0), 0);
   lines.push(`wrote ${outputPath}`);
@@ -249,6 +251,7 @@ function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, ou
       .join(' ');
     lines.push(`${p.pass.padEnd(width)}  ${formatMs(p.milliseconds).padStart(10)}  ${(p.modified ? 'yes' : 'no').padEnd(7)}  ${stats}`);
   }
+  lines.push(`${'(save)'.padEnd(width)}  ${formatMs(saveMs).padStart(10)}`);
   lines.push(`${'total'.padEnd(width)}  ${formatMs(totalMs).padStart(10)}`);
   return lines.join('\n') + '\n';
 }
