@@ -13,7 +13,7 @@ import type { Pass, PassContext, PassResult } from './pass.js';
 import type { WeightQuantSpec } from './quant-plan.js';
 import { upgradeModelOpset } from './upgrade-opset.js';
 import { roundToNearest, type RoundingFunction } from './weight-quantizer.js';
-import { storeQuantizedWeight, transpose, type WeightedLayer } from './weight-storage.js';
+import { storeQuantizedWeight, type WeightedLayer } from './weight-storage.js';
 
 /** Artifact key: per-layer Hessians XᵀX [K,K] (Map<layerName, Float64Array>) that GPTQ rounding reads. */
 export const LAYER_HESSIANS = 'layer-hessians';
@@ -70,8 +70,9 @@ function roundingFor(spec: WeightQuantSpec, layer: WeightedLayer, context: PassC
   const hessian = (context.artifacts.get(LAYER_HESSIANS) as Map<string, Float64Array> | undefined)?.get(layer.name);
   if (!hessian) throw new IrError('invalid-argument', `quantize-weights: GPTQ rounding of '${layer.name}' needs its Hessian (artifact '${LAYER_HESSIANS}'); run the Hessian calibration first`);
   const options = { blockSize: spec.rounding.blockSize, damp: spec.rounding.damp };
-  return (rows, N, K, params, range) => {
+  return (weight, params, range) => {
     // gptqRound works on W[K,N] with one scale per (group, channel): spread a per-tensor scale over channels.
+    const { N, K } = weight;
     const perTensor = params.scale.length === 1;
     const grid = {
       groupSize: params.cellLength,
@@ -79,7 +80,14 @@ function roundingFor(spec: WeightQuantSpec, layer: WeightedLayer, context: PassC
       zeroPoint: perTensor ? new Int32Array(N).fill(params.zeroPoint[0]!) : params.zeroPoint,
       ...range,
     };
-    const codes = gptqRound(transpose(rows, N, K, new Float32Array(N * K)), K, N, hessian, grid, options);
+    if (weight.kMajor) return gptqRound(weight.values, K, N, hessian, grid, options);
+    const codes = gptqRound(transpose(weight.values, N, K, new Float32Array(N * K)), K, N, hessian, grid, options);
     return transpose(codes, K, N, new Int32Array(N * K));
   };
+}
+
+/** Writes the transpose of `data` [rows, columns] into `out` [columns, rows]. */
+function transpose<T extends Float32Array | Int32Array>(data: T, rows: number, columns: number, out: T): T {
+  for (let r = 0; r < rows; r++) for (let c = 0; c < columns; c++) out[c * rows + r] = data[r * columns + c]!;
+  return out;
 }

@@ -1,7 +1,8 @@
 /**
  * Weight quantization math, free of the IR: quantization grids, per-cell ranges (min-max or an L_p search over
- * a shrink grid), and rounding. A weight is seen as rows [N][K] (output channel n, reduction index k); a cell
- * is one (group, channel) pair whose values share a scale and zero point, indexed g·N + n like gptq.ts.
+ * a shrink grid), and rounding. A weight is an N×K matrix (output channel n, reduction index k) read in its
+ * stored order, [N][K] or [K][N], so no transposed copy is made; a cell is one (group, channel) pair whose
+ * values share a scale and zero point, indexed g·N + n like gptq.ts.
  */
 import type { Granularity, RangeMethod } from './quant-plan.js';
 import { roundHalfEven } from './gptq.js';
@@ -17,11 +18,20 @@ export function intRange(bits: number, signed: boolean): IntRange {
   return signed ? { qmin: -(2 ** (bits - 1)), qmax: 2 ** (bits - 1) - 1 } : { qmin: 0, qmax: 2 ** bits - 1 };
 }
 
+/** A weight as an N×K matrix over its stored values. */
+export interface WeightMatrix {
+  values: Float32Array;
+  N: number;
+  K: number;
+  /** Stored [K][N] (element (n, k) at k·N + n, MatMul's W); otherwise [N][K] (at n·K + k). */
+  kMajor: boolean;
+}
+
 /** Scales and zero points of every cell, and the cell geometry. */
 export interface CellParams {
-  /** Values of one row that share a cell (K for per-channel, the group size for groups, K for per-tensor). */
+  /** Values of one channel that share a cell (K for per-channel and per-tensor, the group size for groups). */
   cellLength: number;
-  /** Cells per row (K / cellLength); 1 for per-tensor, where the single cell spans all rows. */
+  /** Cells per channel (K / cellLength); 1 for per-tensor, where the single cell spans all channels. */
   cellsPerRow: number;
   /** Scale of cell g·N + n (length 1 for per-tensor). */
   scale: Float32Array;
@@ -29,7 +39,7 @@ export interface CellParams {
   zeroPoint: Int32Array;
 }
 
-/** Describes how to quantize one weight held as rows [N][K]. */
+/** Describes how to quantize one weight. */
 export interface QuantizerSettings {
   bits: number;
   symmetric: boolean;
@@ -39,29 +49,59 @@ export interface QuantizerSettings {
 }
 
 /**
+ * Walks the stored values as runs: `visit(start, end, cell, cellStep)` covers indices [start, end), whose first
+ * element is in `cell` and each next one `cellStep` cells further (1 along a [K][N] row, 0 along a [N][K] group).
+ * Hot loops live in the visitors, so no call is made per element.
+ */
+function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean, visit: (start: number, end: number, cell: number, cellStep: number) => void): void {
+  const { N, K } = weight;
+  if (perTensor) visit(0, N * K, 0, 0);
+  else if (weight.kMajor) for (let k = 0; k < K; k++) visit(k * N, (k + 1) * N, Math.floor(k / cellLength) * N, 1);
+  else for (let n = 0; n < N; n++) for (let k = 0; k < K; k += cellLength) visit(n * K + k, n * K + k + cellLength, (k / cellLength) * N + n, 0);
+}
+
+/**
  * Computes the scale and zero point of every cell. Asymmetric: s = (max − min)/(qmax − qmin) over a range
  * widened to contain 0, z = qmin + round(−min/s). Symmetric: s = max|x| / (2^(b−1) − 1), z = 0 (signed) or
  * 2^(b−1) (unsigned). With an L_p range the candidate ranges are the min-max range times 1 − 0.01·i.
  */
-export function computeCellParams(rows: Float32Array, N: number, K: number, settings: QuantizerSettings): CellParams {
+export function computeCellParams(weight: WeightMatrix, settings: QuantizerSettings): CellParams {
+  const { N, K, values } = weight;
+  const perTensor = settings.granularity.kind === 'per-tensor';
   const { cellLength, cellsPerRow } = cellGeometry(K, settings.granularity);
-  const cells = settings.granularity.kind === 'per-tensor' ? 1 : cellsPerRow * N;
+  const cells = perTensor ? 1 : cellsPerRow * N;
+  const min = new Float32Array(cells);
+  const max = new Float32Array(cells);
+  forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
+    for (let i = start, cell = first; i < end; i++, cell += step) {
+      const v = values[i]!;
+      if (v < min[cell]!) min[cell] = v;
+      if (v > max[cell]!) max[cell] = v;
+    }
+  });
   const scale = new Float32Array(cells);
   const zeroPoint = new Int32Array(cells);
   const range = intRange(settings.bits, settings.signed);
-  const values = new Float32Array(settings.granularity.kind === 'per-tensor' ? N * K : cellLength);
+  const gathered = settings.range.kind === 'lp' ? gatherCells(weight, cellLength, perTensor, cells) : undefined;
   for (let cell = 0; cell < cells; cell++) {
-    if (settings.granularity.kind === 'per-tensor') values.set(rows);
-    else {
-      const g = Math.floor(cell / N);
-      const n = cell % N;
-      values.set(rows.subarray(n * K + g * cellLength, n * K + (g + 1) * cellLength));
-    }
-    const params = chooseRange(values, settings, range);
+    const params = gathered
+      ? searchRange(gathered.subarray(cell * (gathered.length / cells), (cell + 1) * (gathered.length / cells)), min[cell]!, max[cell]!, settings, range)
+      : paramsFor(min[cell]!, max[cell]!, settings, range);
     scale[cell] = params.scale;
     zeroPoint[cell] = params.zeroPoint;
   }
   return { cellLength, cellsPerRow, scale, zeroPoint };
+}
+
+/** The values reordered cell by cell (each cell's values contiguous), for range searches. */
+function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolean, cells: number): Float32Array {
+  const out = new Float32Array(weight.values.length);
+  const filled = new Int32Array(cells);
+  const size = weight.values.length / cells;
+  forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
+    for (let i = start, cell = first; i < end; i++, cell += step) out[cell * size + filled[cell]!++] = weight.values[i]!;
+  });
+  return out;
 }
 
 /** Cell length and cells per row for a granularity; a group size that does not divide K throws. */
@@ -71,14 +111,7 @@ export function cellGeometry(K: number, granularity: Granularity): { cellLength:
   return { cellLength: granularity.size, cellsPerRow: K / granularity.size };
 }
 
-function chooseRange(values: Float32Array, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {
-  let min = 0;
-  let max = 0;
-  for (const v of values) {
-    if (v < min) min = v;
-    if (v > max) max = v;
-  }
-  if (settings.range.kind === 'minmax') return paramsFor(min, max, settings, range);
+function searchRange(values: Float32Array, min: number, max: number, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {
   if (settings.range.kind !== 'lp') throw new RangeError(`range method '${settings.range.kind}' is not supported for weights`);
   const { p, gridSize } = settings.range;
   let best = paramsFor(min, max, settings, range);
@@ -125,27 +158,23 @@ function lpError(values: Float32Array, scale: number, zeroPoint: number, range: 
   return total;
 }
 
-/** A rounding step: integer codes for rows [N][K] on fixed cell parameters (the seam GPTQ plugs into). */
-export type RoundingFunction = (rows: Float32Array, N: number, K: number, params: CellParams, range: IntRange) => Int32Array;
+/** A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into). */
+export type RoundingFunction = (weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array;
 
 /** Round to nearest (half to even, as ONNX QuantizeLinear), clamped to the integer range. */
-export const roundToNearest: RoundingFunction = (rows, N, K, params, range) => {
-  const codes = new Int32Array(N * K);
-  const perTensor = params.scale.length === 1;
-  for (let n = 0; n < N; n++) {
-    for (let start = 0; start < K; start += params.cellLength) {
-      const cell = perTensor ? 0 : (start / params.cellLength) * N + n;
-      const scale = params.scale[cell]!;
-      const zero = params.zeroPoint[cell]!;
-      const end = n * K + start + params.cellLength;
-      for (let i = n * K + start; i < end; i++) {
-        const x = rows[i]! / scale;
-        let q = Math.round(x);
-        if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // a tie: Math.round went up to an odd integer
-        q += zero;
-        codes[i] = q < range.qmin ? range.qmin : q > range.qmax ? range.qmax : q;
-      }
+export const roundToNearest: RoundingFunction = (weight, params, range) => {
+  const codes = new Int32Array(weight.values.length);
+  const { values } = weight;
+  const { scale, zeroPoint } = params;
+  const { qmin, qmax } = range;
+  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => {
+    for (let i = start, cell = first; i < end; i++, cell += step) {
+      const x = values[i]! / scale[cell]!;
+      let q = Math.round(x);
+      if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // a tie: Math.round went up to an odd integer
+      q += zeroPoint[cell]!;
+      codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
     }
-  }
+  });
   return codes;
 };

@@ -9,7 +9,7 @@ import { IrError } from '../ir/errors.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor, packInt4 } from '../ir/tensor.js';
 import type { Granularity, WeightQuantSpec } from './quant-plan.js';
-import { computeCellParams, intRange, type CellParams, type RoundingFunction } from './weight-quantizer.js';
+import { computeCellParams, intRange, type CellParams, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 
 /** What storing a weight needs to know of a layer (a subset of layers.ts' Layer). */
 export interface WeightedLayer {
@@ -26,8 +26,8 @@ interface WeightLayout {
   channelAxis: number;
   /** Axis of the input channels, when blocks along it cover whole groups of K (blocked DQ axis). */
   blockAxis: number | undefined;
-  /** True when storage is [K, N] (rows need a transpose); otherwise storage is already [N][K…]. */
-  transposed: boolean;
+  /** True when storage is [K][N] (MatMul); otherwise [N][K…]. */
+  kMajor: boolean;
 }
 
 function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
@@ -35,22 +35,14 @@ function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
   if ((isOp(node, Op.MatMul) || isOp(node, Op.Gemm)) && dims.length === 2) {
     const transB = isOp(node, Op.Gemm) && node.intAttr('transB', 0) === 1;
     return transB
-      ? { N: dims[0]!, K: dims[1]!, channelAxis: 0, blockAxis: 1, transposed: false }
-      : { N: dims[1]!, K: dims[0]!, channelAxis: 1, blockAxis: 0, transposed: true };
+      ? { N: dims[0]!, K: dims[1]!, channelAxis: 0, blockAxis: 1, kMajor: false }
+      : { N: dims[1]!, K: dims[0]!, channelAxis: 1, blockAxis: 0, kMajor: true };
   }
   if (isOp(node, Op.Conv) && dims.length >= 3) {
     const taps = dims.slice(2).reduce((a, b) => a * b, 1);
-    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: taps === 1 ? 1 : undefined, transposed: false };
+    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: taps === 1 ? 1 : undefined, kMajor: false };
   }
   throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' (${node.opType} with a ${dims.length}-d weight) has no supported weight layout`);
-}
-
-function toRows(values: Float32Array, layout: WeightLayout): Float32Array {
-  return layout.transposed ? transpose(values, layout.K, layout.N, new Float32Array(values.length)) : values;
-}
-
-function fromRows(codes: Int32Array, layout: WeightLayout): Int32Array {
-  return layout.transposed ? transpose(codes, layout.N, layout.K, new Int32Array(codes.length)) : codes;
 }
 
 function storageType(bits: number, signed: boolean): DataType {
@@ -67,12 +59,6 @@ function encodeCodes(codes: ArrayLike<number>, dtype: DataType): Uint8Array {
     return new Uint8Array(out.buffer);
   }
   return Uint8Array.from(codes);
-}
-
-/** Writes the transpose of `data` [rows, columns] into `out` [columns, rows]. */
-export function transpose<T extends Float32Array | Int32Array>(data: T, rows: number, columns: number, out: T): T {
-  for (let r = 0; r < rows; r++) for (let c = 0; c < columns; c++) out[c * rows + r] = data[r * columns + c]!;
-  return out;
 }
 
 /** What storing one weight did. */
@@ -106,14 +92,15 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   const dtype = storageType(spec.bits, signed);
   const dims = tensor.dims;
 
-  const rows = toRows(tensor.toFloat32(), layout);
-  const params = computeCellParams(rows, layout.N, layout.K, settings);
-  const codesOf = (source: Float32Array) => encodeCodes(fromRows(rounding(source, layout.N, layout.K, params, range), layout), dtype);
+  const matrixOf = (values: Float32Array) => ({ values, N: layout.N, K: layout.K, kMajor: layout.kMajor });
+  const matrix = matrixOf(tensor.toFloat32());
+  const params = computeCellParams(matrix, settings);
+  const codesOf = (weightMatrix: WeightMatrix) => encodeCodes(rounding(weightMatrix, params, range), dtype);
   // Deferred weights are rounded again while saving (cheap with fixed params), so no int copy stays in memory.
   const quantized =
     tensor.isDeferred && spec.rounding.kind === 'nearest'
-      ? Tensor.lazy(dtype, dims, () => codesOf(toRows(tensor.toFloat32(), layout)))
-      : Tensor.fromBytes(dtype, dims, codesOf(rows));
+      ? Tensor.lazy(dtype, dims, () => codesOf(matrixOf(tensor.toFloat32())))
+      : Tensor.fromBytes(dtype, dims, codesOf(matrix));
 
   const { scale, zeroPoint, attributes } = dequantizeParameters(params, granularity, layout, dims, dtype);
   const graph = weight.graph;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { computeCellParams, intRange, roundToNearest, type QuantizerSettings } from '../../src/passes/weight-quantizer.js';
+import { computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
 
 function seeded(seed: number): () => number {
   let s = seed;
@@ -14,8 +14,10 @@ function gaussianRows(N: number, K: number, seed: number): Float32Array {
   return Float32Array.from({ length: N * K }, () => Math.sqrt(-2 * Math.log(random() + 1e-12)) * Math.cos(2 * Math.PI * random()));
 }
 
+const nMajor = (values: Float32Array, N: number, K: number): WeightMatrix => ({ values, N, K, kMajor: false });
+
 function dequantize(codes: Int32Array, rows: Float32Array, N: number, K: number, settings: QuantizerSettings) {
-  const params = computeCellParams(rows, N, K, settings);
+  const params = computeCellParams(nMajor(rows, N, K), settings);
   const values = new Float32Array(N * K);
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
@@ -27,8 +29,8 @@ function dequantize(codes: Int32Array, rows: Float32Array, N: number, K: number,
 }
 
 function quantize(rows: Float32Array, N: number, K: number, settings: QuantizerSettings) {
-  const params = computeCellParams(rows, N, K, settings);
-  const codes = roundToNearest(rows, N, K, params, intRange(settings.bits, settings.signed));
+  const params = computeCellParams(nMajor(rows, N, K), settings);
+  const codes = roundToNearest(nMajor(rows, N, K), params, intRange(settings.bits, settings.signed));
   return { codes, ...dequantize(codes, rows, N, K, settings) };
 }
 
@@ -66,7 +68,7 @@ describe('weight quantizer', () => {
     const { params } = quantize(rows, 2, 4, { ...base, granularity: { kind: 'group', size: 2 } });
     expect(params.cellsPerRow).toBe(2);
     expect(Array.from(params.scale, (s) => s * 127)).toEqual([1, 2, 8, 4].map((v) => Math.fround(v / 127) * 127));
-    expect(() => computeCellParams(rows, 2, 4, { ...base, granularity: { kind: 'group', size: 3 } })).toThrow(/group size 3 does not divide the input channels \(4\)/);
+    expect(() => computeCellParams(nMajor(rows, 2, 4), { ...base, granularity: { kind: 'group', size: 3 } })).toThrow(/group size 3 does not divide the input channels \(4\)/);
   });
 
   it('L_p search clips outliers: lower L_2.4 error than min-max at 4 bits', () => {
@@ -80,5 +82,25 @@ describe('weight quantizer', () => {
     const searched = quantize(rows, N, K, { ...settings, range: { kind: 'lp', p: 2.4, gridSize: 100 } });
     expect(lpError(searched.values)).toBeLessThan(0.9 * lpError(minmax.values));
     expect(searched.params.scale[0]).toBeLessThan(minmax.params.scale[0]!);
+  });
+
+  it('gives the same parameters and codes read [K][N] as read [N][K]', () => {
+    const N = 12;
+    const K = 64;
+    const rows = gaussianRows(N, K, 5);
+    const columns = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) columns[k * N + n] = rows[n * K + k]!;
+    const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 16 }];
+    for (const granularity of granularities) {
+      for (const range of [{ kind: 'minmax' as const }, { kind: 'lp' as const, p: 2.4, gridSize: 50 }]) {
+        const settings = { ...base, bits: 4, symmetric: false, signed: false, granularity, range };
+        const a = computeCellParams(nMajor(rows, N, K), settings);
+        const b = computeCellParams({ values: columns, N, K, kMajor: true }, settings);
+        expect(b).toEqual(a);
+        const codesA = roundToNearest(nMajor(rows, N, K), a, intRange(4, false));
+        const codesB = roundToNearest({ values: columns, N, K, kMajor: true }, b, intRange(4, false));
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expect(codesB[k * N + n]).toBe(codesA[n * K + k]);
+      }
+    }
   });
 });
