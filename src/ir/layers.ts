@@ -46,8 +46,13 @@ export interface Layer {
   opType: string;
   /** The node that applies the weight. */
   node: Node;
-  /** The weight initializer as stored (Gemm transB=1 keeps W[N,K]). */
+  /**
+   * The weight the node reads, as stored (Gemm transB=1 keeps W[N,K]): a float initializer, or — once
+   * quantized — the output of a DequantizeLinear over constant codes (then `quantized` is set).
+   */
   weight: Value;
+  /** The DequantizeLinear that produces the weight, when the layer is already quantized. */
+  quantized?: Node;
   /** The bias initializer: Gemm C, Conv B, or the Add right after a token MatMul. */
   bias?: Value;
   weightShape: number[];
@@ -97,41 +102,55 @@ type WeightedNode = Omit<Layer, 'name' | 'index' | 'block' | 'role'>;
 
 /** Recognises a node that applies a constant weight, with its geometry. */
 function weightedLayer(node: Node): WeightedNode | undefined {
-  const constant = (v: Value | undefined) => (v?.initializer ? v : undefined);
+  const constant = (v: Value | undefined) => (v && weightDims(v) ? v : undefined);
+  const dimsOf = (v: Value) => weightDims(v)!;
+  const quantized = (v: Value) => (v.initializer ? {} : { quantized: v.producer! });
   if (isOp(node, Op.MatMul)) {
     const weight = constant(node.inputs[1]);
-    const dims = weight?.initializer?.dims;
-    if (!weight || !dims || dims.length !== 2) return undefined;
-    return { opType: node.opType, node, weight, bias: matmulBias(node, dims[1]!), weightShape: [...dims], inChannels: dims[0]!, outChannels: dims[1]! };
+    if (!weight || dimsOf(weight).length !== 2) return undefined;
+    const dims = dimsOf(weight);
+    return { opType: node.opType, node, weight, ...quantized(weight), bias: matmulBias(node, dims[1]!), weightShape: [...dims], inChannels: dims[0]!, outChannels: dims[1]! };
   }
   if (isOp(node, Op.Gemm)) {
     const weight = constant(node.inputs[1]);
-    const dims = weight?.initializer?.dims;
-    if (!weight || !dims || dims.length !== 2 || node.intAttr('transA', 0) !== 0) return undefined;
+    if (!weight || dimsOf(weight).length !== 2 || node.intAttr('transA', 0) !== 0) return undefined;
+    const dims = dimsOf(weight);
     const transB = node.intAttr('transB', 0) === 1;
     return {
-      opType: node.opType, node, weight, bias: constant(node.inputs[2]), weightShape: [...dims],
+      opType: node.opType, node, weight, ...quantized(weight), bias: initializerOf(node.inputs[2]), weightShape: [...dims],
       inChannels: transB ? dims[1]! : dims[0]!, outChannels: transB ? dims[0]! : dims[1]!,
     };
   }
   if (isOp(node, Op.Conv) || isOp(node, Op.ConvTranspose)) {
     const weight = constant(node.inputs[1]);
-    const dims = weight?.initializer?.dims;
-    if (!weight || !dims || dims.length < 3) return undefined;
+    if (!weight || dimsOf(weight).length < 3) return undefined;
+    const dims = dimsOf(weight);
     const transposed = isOp(node, Op.ConvTranspose);
     const group = node.intAttr('group', 1);
     return {
-      opType: node.opType, node, weight, bias: constant(node.inputs[2]), weightShape: [...dims],
+      opType: node.opType, node, weight, ...quantized(weight), bias: initializerOf(node.inputs[2]), weightShape: [...dims],
       inChannels: transposed ? dims[0]! / group : dims[1]!, outChannels: transposed ? dims[1]! * group : dims[0]!,
     };
   }
   if (isOp(node, Op.Gather)) {
     const weight = constant(node.inputs[0]);
-    const dims = weight?.initializer?.dims;
-    if (!weight || !dims || dims.length !== 2 || node.intAttr('axis', 0) !== 0 || node.inputs[1]?.initializer) return undefined;
-    return { opType: node.opType, node, weight, weightShape: [...dims], inChannels: dims[1]!, outChannels: dims[0]! };
+    if (!weight || dimsOf(weight).length !== 2 || node.intAttr('axis', 0) !== 0 || weightDims(node.inputs[1]!)) return undefined;
+    const dims = dimsOf(weight);
+    return { opType: node.opType, node, weight, ...quantized(weight), weightShape: [...dims], inChannels: dims[1]!, outChannels: dims[0]! };
   }
   return undefined;
+}
+
+/** The stored shape of a constant weight: an initializer, or a DequantizeLinear of constant codes. */
+function weightDims(value: Value): readonly number[] | undefined {
+  if (value.initializer) return value.initializer.dims;
+  const dq = value.producer;
+  if (dq && isOp(dq, Op.DequantizeLinear) && dq.inputs.every((v) => v === undefined || v.initializer)) return dq.input(0).initializer!.dims;
+  return undefined;
+}
+
+function initializerOf(value: Value | undefined): Value | undefined {
+  return value?.initializer ? value : undefined;
 }
 
 /** The bias Add right after a token MatMul (torch exports Linear on [B,T,C] as MatMul + Add). */
@@ -171,7 +190,7 @@ class DiscoveryContext {
     if (this.normalizedInput(input)) {
       if (this.feedsPatchOutput(node)) return 'final';
       const out = node.outputs[0]!;
-      const K = node.input(1).initializer!.dims;
+      const K = weightDims(node.input(1))!;
       const N = isOp(node, Op.Gemm) && node.intAttr('transB', 0) === 1 ? K[0]! : K[1]!;
       const inChannels = isOp(node, Op.Gemm) && node.intAttr('transB', 0) === 1 ? K[1]! : K[0]!;
       if (N === 3 * inChannels && this.reaches(out, (n) => isOp(n, Op.Softmax), 12)) return 'attn.qkv';
@@ -184,7 +203,7 @@ class DiscoveryContext {
   }
 
   private convRole(node: Node, input: Value): LayerRole {
-    const kernel = node.intsAttr('kernel_shape', node.input(1).initializer!.dims.slice(2) as number[]);
+    const kernel = node.intsAttr('kernel_shape', weightDims(node.input(1))!.slice(2) as number[]);
     const strides = node.intsAttr('strides', kernel.map(() => 1));
     if (this.imageInputs.has(input)) return strides.every((s, i) => s === kernel[i] && s > 1) ? 'embed.patch' : 'conv.in';
     if (isOp(node, Op.ConvTranspose) || (input.producer && isOp(input.producer, Op.Resize))) return 'up';
@@ -269,7 +288,7 @@ class DiscoveryContext {
       if (!p || depth > 8 || seen.has(p)) return false;
       seen.add(p);
       if (isOp(p, Op.Softmax)) return true;
-      if (isOp(p, Op.MatMul) && !p.inputs[1]?.initializer) return p.inputs.some((i) => i && walk(i, depth + 1));
+      if (isOp(p, Op.MatMul) && !isWeighted(p)) return p.inputs.some((i) => i && walk(i, depth + 1));
       if (LAYOUT.has(p.opType)) return walk(p.input(0), depth + 1);
       return false;
     };
@@ -306,7 +325,7 @@ class DiscoveryContext {
       seen.add(v);
       for (const use of v.uses) {
         const n = use.node;
-        if (isOp(n, Op.MatMul) && !n.inputs[1]?.initializer) {
+        if (isOp(n, Op.MatMul) && !isWeighted(n)) {
           const next = n.outputs[0]!;
           const softmaxAfter = this.reaches(next, (m) => isOp(m, Op.Softmax), 3);
           if (softmaxAfter) return use.index === 0 ? 'attn.q' : 'attn.k';
@@ -354,5 +373,6 @@ class DiscoveryContext {
 }
 
 function isWeighted(node: Node): boolean {
-  return (isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv)) && node.inputs[1]?.initializer !== undefined;
+  const weight = node.inputs[1];
+  return (isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv)) && weight !== undefined && weightDims(weight) !== undefined;
 }

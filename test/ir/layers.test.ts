@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
+import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 
 const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
 
@@ -43,5 +44,15 @@ describe('layer discovery on the dit-digits fixture', () => {
 
   it('gives the same table when every name is scrambled', () => {
     expect(table(FIXTURE, true)).toEqual(layers);
+  });
+
+  it('still finds quantized layers (weights behind DequantizeLinear) under the same names', () => {
+    const model = loadModelSync(FIXTURE);
+    const spec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 32 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
+    const plan = new Map(discoverLayers(model).filter((l) => l.role !== 'embed.label').map((l) => [l.name, { layer: l.name, weight: spec }]));
+    quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => {}, log: () => {} });
+    const after = discoverLayers(model);
+    expect(after.map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
+    expect(after.filter((l) => l.quantized).length).toBe(plan.size);
   });
 });

@@ -1,0 +1,80 @@
+/**
+ * collect-hessians: measures H = XᵀX of the inputs of every layer planned for GPTQ rounding, block by block
+ * with the earlier blocks already quantized (as GPTQ prescribes), and leaves them in the LAYER_HESSIANS
+ * artifact for quantize-weights. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
+ */
+import type { Model } from '../ir/core.js';
+import { IrError } from '../ir/errors.js';
+import { discoverLayers, type Layer } from '../ir/layers.js';
+import { decodeModel, encodeModel } from '../ir/serde.js';
+import type { TensorMap } from './executor.js';
+import { HessianAccumulator } from './gptq.js';
+import type { Pass, PassContext, PassResult } from './pass.js';
+import { LAYER_HESSIANS, quantizeWeights } from './quantize-weights.js';
+
+/** Artifact key: the calibration inputs as model feeds, one TensorMap per batch (TensorMap[]). */
+export const CALIBRATION_BATCHES = 'calibration-batches';
+
+export const collectHessians: Pass = {
+  name: 'collect-hessians',
+  summary: 'measure XᵀX of GPTQ layers\' inputs on calibration data, earlier blocks quantized first',
+  options: {},
+  async run(model: Model, _options, context: PassContext): Promise<PassResult> {
+    const planned = [...context.plan.values()].filter((p) => p.weight?.rounding.kind === 'gptq');
+    if (planned.length === 0) return { modified: false, statistics: { layers: 0 } };
+    const batches = context.artifacts.get(CALIBRATION_BATCHES) as TensorMap[] | undefined;
+    if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'collect-hessians needs calibration batches: calibrate first');
+    if (!context.executor) throw new IrError('invalid-argument', 'collect-hessians needs an executor to run the model');
+
+    // Work on a copy: quantizing its earlier blocks changes what later blocks see, but not the model itself.
+    const work = decodeModel(encodeModel(model), { baseDir: model.baseDir });
+    const hessians = new Map<string, Float64Array>();
+    context.artifacts.set(LAYER_HESSIANS, hessians);
+    const plannedNames = new Set(planned.map((p) => p.layer));
+    const stages = stagesOf(discoverLayers(work).filter((l) => plannedNames.has(l.name)));
+    let rows = 0;
+    for (const [index, stage] of stages.entries()) {
+      context.progress('gptq blocks', index, stages.length);
+      const layers = new Map(discoverLayers(work).map((l) => [l.name, l]));
+      const inputs = [...new Set(stage.map((name) => layers.get(name)!.node.input(0).name))];
+      const accumulators = new Map(stage.map((name) => [name, new HessianAccumulator(layers.get(name)!.inChannels)]));
+      const prepared = await context.executor.prepare(work, inputs);
+      try {
+        for (const feeds of batches) {
+          const outputs = await prepared.run(feeds);
+          for (const name of stage) {
+            const layer = layers.get(name)!;
+            const x = outputs[layer.node.input(0).name]!;
+            const data = x.data as Float32Array;
+            const K = layer.inChannels;
+            if (x.dims[x.dims.length - 1] !== K) throw new IrError('unsupported', `collect-hessians: input of '${name}' is not channels-last (${x.dims.join('x')})`);
+            accumulators.get(name)!.add(data, data.length / K);
+          }
+        }
+      } finally {
+        await prepared.release();
+      }
+      for (const [name, accumulator] of accumulators) {
+        hessians.set(name, accumulator.result());
+        rows = Math.max(rows, accumulator.rows);
+      }
+      // Quantize this stage in the copy so the next stage's inputs carry its error.
+      const stagePlan = new Map([...context.plan].filter(([name]) => stage.includes(name)));
+      await quantizeWeights.run(work, {}, { ...context, plan: stagePlan, progress: () => {} });
+    }
+    context.progress('gptq blocks', stages.length, stages.length);
+    return { modified: false, statistics: { layers: hessians.size, stages: stages.length, rows_per_layer: rows } };
+  },
+};
+
+/** Layers grouped into sequential stages: one per block, and one per layer outside blocks, in model order. */
+function stagesOf(layers: Layer[]): string[][] {
+  const stages: string[][] = [];
+  let currentBlock: number | undefined;
+  for (const layer of layers) {
+    if (layer.block !== undefined && layer.block === currentBlock) stages[stages.length - 1]!.push(layer.name);
+    else stages.push([layer.name]);
+    currentBlock = layer.block;
+  }
+  return stages;
+}
