@@ -3,6 +3,7 @@
  * against it. Passes register nothing themselves (no import side effects).
  */
 import { cleanup } from './cleanup.js';
+import { collectHessians } from './collect-hessians.js';
 import type { Pass } from './pass.js';
 import { quantizeWeights } from './quantize-weights.js';
 import { selectLayers } from './select-layers.js';
@@ -11,7 +12,7 @@ import { upgradeOpset } from './upgrade-opset.js';
 import { weightDilation } from './weight-dilation.js';
 
 /** All registered passes, in listing order. */
-export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, quantizeWeights, cleanup];
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, collectHessians, quantizeWeights, cleanup];
 
 /** The registered pass named `name`, or undefined. */
 export function findPass(name: string): Pass | undefined {
