@@ -7,7 +7,9 @@
 export type Granularity =
   | { kind: 'per-tensor' }
   | { kind: 'per-channel' }
-  | { kind: 'group'; size: number };
+  | { kind: 'group'; size: number }
+  /** To be chosen per layer by `search-group-sizes` (Q-DiT) from `candidates`, keeping the mean ≥ the budget. */
+  | { kind: 'auto'; candidates: number[]; minMeanGroupSize: number };
 
 /** How a quantization range is chosen from data. */
 export type RangeMethod =

@@ -31,7 +31,10 @@ export const quantizeWeights: Pass = {
     const planned = [...context.plan.values()].filter((p) => p.weight);
     if (planned.length === 0) return { modified: false, statistics: { layers_quantized: 0 } };
     const layers = new Map(discoverLayers(model).map((l) => [l.name, l]));
-    for (const plan of planned) if (!layers.has(plan.layer)) throw new IrError('invalid-argument', `quantize-weights: the plan names '${plan.layer}', which is not a layer of this model`);
+    for (const plan of planned) {
+      if (!layers.has(plan.layer)) throw new IrError('invalid-argument', `quantize-weights: the plan names '${plan.layer}', which is not a layer of this model`);
+      if (plan.weight!.granularity.kind === 'auto') throw new IrError('invalid-argument', `quantize-weights: '${plan.layer}' has granularity auto; run search-group-sizes first`);
+    }
 
     const statistics: Record<string, number> = { layers_quantized: 0, float_bytes_removed: 0, quantized_bytes_added: 0 };
     const count = (key: string) => (statistics[key] = (statistics[key] ?? 0) + 1);

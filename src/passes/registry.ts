@@ -6,13 +6,14 @@ import { cleanup } from './cleanup.js';
 import { collectHessians } from './collect-hessians.js';
 import type { Pass } from './pass.js';
 import { quantizeWeights } from './quantize-weights.js';
+import { searchGroupSizes } from './search-group-sizes.js';
 import { selectLayers } from './select-layers.js';
 import { smoothQuant } from './smooth-quant.js';
 import { upgradeOpset } from './upgrade-opset.js';
 import { weightDilation } from './weight-dilation.js';
 
 /** All registered passes, in listing order. */
-export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, collectHessians, quantizeWeights, cleanup];
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, cleanup];
 
 /** The registered pass named `name`, or undefined. */
 export function findPass(name: string): Pass | undefined {

@@ -151,6 +151,7 @@ function dequantizeParameters(
       attributes: { axis: { kind: 'int', value: layout.channelAxis } },
     };
   }
+  if (granularity.kind !== 'group') throw new IrError('invalid-argument', `granularity ${granularity.kind} must be resolved before storing a weight`);
   const axis = layout.blockAxis!;
   const groups = params.cellsPerRow;
   const shape = dims.map((d, i) => (i === axis ? d / granularity.size : d));
