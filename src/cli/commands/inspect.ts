@@ -1,0 +1,182 @@
+/**
+ * `qcompile inspect MODEL [--json]`: what a model is (opsets, I/O, op histogram, parameters by dtype,
+ * external data) and the weighted layers layer discovery finds in it. Reads no external weight bytes.
+ */
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Dim, Model, ValueType } from '../../ir/core.js';
+import { dataTypeName } from '../../ir/dtype.js';
+import { IrError } from '../../ir/errors.js';
+import { discoverLayers } from '../../ir/layers.js';
+import { loadModelSync } from '../../ir/serde.js';
+import type { CliIO, Command } from '../command.js';
+
+const USAGE = `Usage: qcompile inspect MODEL [--json]
+
+Prints opsets, IR version, producer, inputs and outputs, the op histogram, parameter counts and bytes by
+dtype, external data files, and the layer table (structural name, role, op, weight shape, in->out, block).
+
+Options:
+  --json   print everything as one JSON object
+`;
+
+/** The JSON shape of `inspect --json` (keys in this order). */
+export interface InspectReport {
+  file: string;
+  irVersion: number;
+  opsets: { domain: string; version: number }[];
+  producer: { name: string; version: string };
+  inputs: { name: string; dtype: string; shape: Dim[] | null }[];
+  outputs: { name: string; dtype: string; shape: Dim[] | null }[];
+  nodes: number;
+  ops: { op: string; count: number }[];
+  parameters: { total: number; bytes: number; byDtype: { dtype: string; count: number; bytes: number }[] };
+  externalData: { file: string; tensors: number; bytes: number; fileBytes: number }[];
+  layers: { index: number; name: string; role: string; op: string; weightShape: number[]; inChannels: number; outChannels: number; block: number | null; quantized: boolean }[];
+}
+
+/** Builds the inspect report of a loaded model (no external bytes are read). */
+export function inspectModel(model: Model, file: string): InspectReport {
+  const io = (v: { name: string; type: ValueType | undefined }) => ({
+    name: v.name,
+    dtype: v.type ? dataTypeName(v.type.elemType) : '?',
+    shape: v.type?.shape ? [...v.type.shape] : null,
+  });
+  const histogram = new Map<string, number>();
+  for (const node of model.graph.nodes) {
+    const key = node.domain ? `${node.domain}.${node.opType}` : node.opType;
+    histogram.set(key, (histogram.get(key) ?? 0) + 1);
+  }
+  const byDtype = new Map<string, { count: number; bytes: number }>();
+  const external = new Map<string, { file: string; tensors: number; bytes: number }>();
+  let total = 0;
+  let bytes = 0;
+  for (const value of model.graph.initializers.values()) {
+    const tensor = value.initializer!;
+    const entry = byDtype.get(dataTypeName(tensor.dtype)) ?? { count: 0, bytes: 0 };
+    entry.count += tensor.size;
+    entry.bytes += tensor.byteLength;
+    byDtype.set(dataTypeName(tensor.dtype), entry);
+    total += tensor.size;
+    bytes += tensor.byteLength;
+    if (tensor.data.kind === 'external') {
+      const ext = external.get(tensor.data.location) ?? { file: tensor.data.file, tensors: 0, bytes: 0 };
+      ext.tensors++;
+      ext.bytes += tensor.byteLength;
+      external.set(tensor.data.location, ext);
+    }
+  }
+  return {
+    file,
+    irVersion: model.irVersion,
+    opsets: [...model.opsetImports.entries()].sort(([a], [b]) => compare(a, b)).map(([domain, version]) => ({ domain: domain || 'ai.onnx', version })),
+    producer: { name: model.producerName, version: model.producerVersion },
+    inputs: model.graph.inputs.filter((v) => !v.initializer).map(io),
+    outputs: model.graph.outputs.map(io),
+    nodes: model.graph.nodes.length,
+    ops: [...histogram.entries()].sort(([a, x], [b, y]) => y - x || compare(a, b)).map(([op, count]) => ({ op, count })),
+    parameters: {
+      total,
+      bytes,
+      byDtype: [...byDtype.entries()].sort(([a], [b]) => compare(a, b)).map(([dtype, e]) => ({ dtype, count: e.count, bytes: e.bytes })),
+    },
+    externalData: [...external.entries()]
+      .sort(([a], [b]) => compare(a, b))
+      .map(([location, e]) => ({ file: location, tensors: e.tensors, bytes: e.bytes, fileBytes: statSync(e.file).size })),
+    layers: discoverLayers(model).map((l) => ({
+      index: l.index,
+      name: l.name,
+      role: l.role,
+      op: l.opType,
+      weightShape: l.weightShape,
+      inChannels: l.inChannels,
+      outChannels: l.outChannels,
+      block: l.block ?? null,
+      quantized: l.quantized !== undefined,
+    })),
+  };
+}
+
+/** Renders the report as aligned text. */
+export function formatInspectReport(report: InspectReport): string {
+  const shape = (s: Dim[] | null) => (s ? `[${s.map((d) => d ?? '?').join(', ')}]` : '[?]');
+  const lines: string[] = [];
+  lines.push(`model     ${report.file}`);
+  lines.push(`ir        ${report.irVersion}`);
+  lines.push(`opsets    ${report.opsets.map((o) => `${o.domain} ${o.version}`).join(', ')}`);
+  lines.push(`producer  ${[report.producer.name, report.producer.version].filter(Boolean).join(' ') || '-'}`);
+  lines.push('', 'inputs');
+  for (const v of report.inputs) lines.push(`  ${v.name}  ${v.dtype}${shape(v.shape)}`);
+  lines.push('outputs');
+  for (const v of report.outputs) lines.push(`  ${v.name}  ${v.dtype}${shape(v.shape)}`);
+  lines.push('', `ops (${report.nodes} nodes)`);
+  lines.push(...table(report.ops.map((o) => [o.op, String(o.count)]), [false, true]).map((l) => `  ${l}`));
+  lines.push('', `parameters  ${report.parameters.total.toLocaleString('en-US')} (${formatBytes(report.parameters.bytes)})`);
+  lines.push(...table(report.parameters.byDtype.map((d) => [d.dtype, d.count.toLocaleString('en-US'), formatBytes(d.bytes)]), [false, true, true]).map((l) => `  ${l}`));
+  if (report.externalData.length > 0) {
+    lines.push('', 'external data');
+    lines.push(...table(report.externalData.map((e) => [e.file, `${e.tensors} tensors`, formatBytes(e.bytes), `file ${formatBytes(e.fileBytes)}`]), [false, true, true, true]).map((l) => `  ${l}`));
+  }
+  lines.push('', `layers (${report.layers.length})`);
+  const rows = report.layers.map((l) => [
+    String(l.index), l.name, l.role, l.op + (l.quantized ? ' (q)' : ''), l.weightShape.join('x'), `${l.inChannels}->${l.outChannels}`, l.block === null ? '-' : String(l.block),
+  ]);
+  lines.push(...table([['#', 'name', 'role', 'op', 'weight', 'in->out', 'block'], ...rows], [true, false, false, false, false, true, true]).map((l) => `  ${l}`));
+  return `${lines.join('\n')}\n`;
+}
+
+export const inspectCommand: Command = {
+  name: 'inspect',
+  summary: 'print a model\'s I/O, ops, parameters, external data and discovered layers',
+  usage: USAGE,
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const positional: string[] = [];
+    let json = false;
+    for (const arg of argv) {
+      if (arg === '--json') json = true;
+      else if (arg.startsWith('-')) {
+        io.stderr(`qcompile inspect: error: unknown option '${arg}'\n${USAGE}`);
+        return 2;
+      } else positional.push(arg);
+    }
+    if (positional.length !== 1) {
+      io.stderr(`qcompile inspect: error: expected one MODEL\n${USAGE}`);
+      return 2;
+    }
+    const file = positional[0]!;
+    const path = resolve(io.cwd, file);
+    let report: InspectReport;
+    try {
+      report = inspectModel(loadModelSync(path), file);
+    } catch (error) {
+      // IrErrors about the model name it by its resolved path: show it as the user wrote it.
+      const message = error instanceof IrError && error.file ? (error.file === path ? `${file}${error.message.slice(path.length)}` : error.message) : `${file}: ${(error as Error).message}`;
+      io.stderr(`qcompile: error: ${message.split('\n')[0]}\n`);
+      return 1;
+    }
+    io.stdout(json ? `${JSON.stringify(report, null, 2)}\n` : formatInspectReport(report));
+    return 0;
+  },
+};
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB'];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+
+/** Pads columns to equal width; `right[i]` right-aligns column i. */
+function table(rows: string[][], right: boolean[]): string[] {
+  const widths = right.map((_, i) => Math.max(0, ...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (right[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd());
+}

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { inspectCommand, type InspectReport } from '../../src/cli/commands/inspect.js';
+import type { CliIO } from '../../src/cli/command.js';
+
+/** Runs `inspect` with captured streams. */
+async function inspect(...argv: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = { stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), cwd: process.cwd() };
+  const code = await inspectCommand.run(argv, io);
+  return { code, stdout, stderr };
+}
+
+const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
+
+describe('qcompile inspect', () => {
+  it('reports I/O, ops, parameters and layers of the fixture as JSON', async () => {
+    const { code, stdout, stderr } = await inspect(FIXTURE, '--json');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const report = JSON.parse(stdout) as InspectReport;
+    expect(Object.keys(report)).toEqual(['file', 'irVersion', 'opsets', 'producer', 'inputs', 'outputs', 'nodes', 'ops', 'parameters', 'externalData', 'layers']);
+    expect(report.opsets).toEqual([{ domain: 'ai.onnx', version: 17 }]);
+    expect(report.producer).toEqual({ name: 'pytorch', version: '1.13.0' });
+    expect(report.inputs).toEqual([
+      { name: 'x', dtype: 'f32', shape: ['batch', 1, 16, 16] },
+      { name: 't', dtype: 'i64', shape: ['batch'] },
+      { name: 'y', dtype: 'i64', shape: ['batch'] },
+    ]);
+    expect(report.outputs).toEqual([{ name: 'eps', dtype: 'f32', shape: ['batch', 1, 16, 16] }]);
+    // The README's op counts (torch 1.13 export), most frequent first.
+    expect(report.ops.slice(0, 6)).toEqual([
+      { op: 'Constant', count: 174 }, { op: 'Add', count: 77 }, { op: 'Unsqueeze', count: 71 },
+      { op: 'Mul', count: 70 }, { op: 'Gather', count: 38 }, { op: 'MatMul', count: 37 },
+    ]);
+    expect(report.nodes).toBe(586);
+    // 1,865,860 trainable parameters + the fixed [1,64,128] position embedding + shared LN ones/zeros.
+    expect(report.parameters.total).toBe(1_865_860 + 64 * 128 + 2 * 128);
+    expect(report.parameters.byDtype).toEqual([{ dtype: 'f32', count: report.parameters.total, bytes: 4 * report.parameters.total }]);
+    expect(report.externalData).toEqual([]);
+    expect(report.layers).toHaveLength(36);
+    expect(report.layers[5]).toEqual({ index: 5, name: 'blocks.0.attn.qkv', role: 'attn.qkv', op: 'MatMul', weightShape: [128, 384], inChannels: 128, outChannels: 384, block: 0, quantized: false });
+  });
+
+  it('prints a text report with the layer table', async () => {
+    const { code, stdout } = await inspect(FIXTURE);
+    expect(code).toBe(0);
+    expect(stdout).toContain('opsets    ai.onnx 17');
+    expect(stdout).toContain('x  f32[batch, 1, 16, 16]');
+    expect(stdout).toMatch(/Constant\s+174\n/);
+    expect(stdout).toMatch(/ 5 {2}blocks\.0\.attn\.qkv\s+attn\.qkv\s+MatMul\s+128x384\s+128->384\s+0\n/);
+    expect(stdout).toMatch(/final\.linear\s+final\s+MatMul\s+128x4\s+128->4\s+-\n/);
+  });
+
+  it('fails with one line and exit 1 on a missing or non-ONNX file', async () => {
+    const missing = await inspect('no/such/model.onnx');
+    expect(missing).toEqual({ code: 1, stdout: '', stderr: 'qcompile: error: no/such/model.onnx: cannot read model: ENOENT\n' });
+    const text = await inspect('test/fixtures/dit-digits/README.md');
+    expect(text.code).toBe(1);
+    expect(text.stderr).toMatch(/^qcompile: error: test\/fixtures\/dit-digits\/README\.md: not a valid ONNX protobuf .*\n$/);
+  });
+
+  it('rejects bad usage with exit 2', async () => {
+    expect((await inspect()).code).toBe(2);
+    expect((await inspect(FIXTURE, '--frobnicate')).code).toBe(2);
+  });
+});
