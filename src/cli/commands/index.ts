@@ -4,5 +4,6 @@ import { compileCommand } from './compile.js';
 import { diffCommand } from './diff.js';
 import { inspectCommand } from './inspect.js';
 import { passesCommand } from './passes.js';
+import { synthCommand } from './synth.js';
 
-export const commands: Command[] = [compileCommand, passesCommand, diffCommand, inspectCommand];
+export const commands: Command[] = [compileCommand, passesCommand, diffCommand, inspectCommand, synthCommand];
