@@ -1,0 +1,88 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { synthCommand } from '../../src/cli/commands/synth.js';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { DIT_PRESETS, ditParameterCount } from '../../src/synth/dit.js';
+
+const root = mkdtempSync(join(tmpdir(), 'qcompile-synth-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+async function synth(...argv: string[]) {
+  let stderr = '';
+  const code = await synthCommand.run(argv, { stdout: () => {}, stderr: (s) => void (stderr += s), cwd: root });
+  return { code, stderr };
+}
+
+describe('qcompile synth dit --preset tiny', async () => {
+  expect((await synth('dit', '--preset', 'tiny', '--seed', '7', '-o', 'a')).code).toBe(0);
+  const dir = join(root, 'a');
+
+  it('writes the model, its external data and the schedule', () => {
+    expect(readdirSync(dir).sort()).toEqual(['model.onnx', 'model.onnx.data', 'schedule.json']);
+    const schedule = JSON.parse(readFileSync(join(dir, 'schedule.json'), 'utf8'));
+    expect(schedule).toMatchObject({ T: 1000, beta_schedule: 'linear', prediction_type: 'epsilon', num_classes: 10, null_class: 10 });
+    expect(schedule.outputs).toEqual([{ name: 'out', dtype: 'float32', shape: ['batch', 2, 16, 16] }]);
+  });
+
+  it('runs in onnxruntime: [B, 2C, H, W], finite, non-trivial, label-dependent', async () => {
+    const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
+    const batch = 3;
+    const x = Float32Array.from({ length: batch * 256 }, (_, i) => Math.sin(i * 0.37));
+    const feeds = {
+      x: new ort.Tensor('float32', x, [batch, 1, 16, 16]),
+      t: new ort.Tensor('int64', BigInt64Array.from([0n, 500n, 500n]), [batch]),
+      y: new ort.Tensor('int64', BigInt64Array.from([3n, 3n, 10n]), [batch]),
+    };
+    const out = (await session.run(feeds)).out!;
+    await session.release();
+    expect(out.dims).toEqual([batch, 2, 16, 16]);
+    const values = out.data as Float32Array;
+    expect(values.every(Number.isFinite)).toBe(true);
+    const rows = [0, 1, 2].map((b) => values.subarray(b * 512, (b + 1) * 512));
+    const std = Math.sqrt(rows[0]!.reduce((s, v) => s + v * v, 0) / 512);
+    expect(std).toBeGreaterThan(1e-3);
+    // Different timesteps and different labels (10 = the null class) change the output.
+    const diff = (a: Float32Array, b: Float32Array) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+    expect(diff(rows[0]!, rows[1]!)).toBeGreaterThan(1e-4);
+    expect(diff(rows[1]!, rows[2]!)).toBeGreaterThan(1e-4);
+  });
+
+  it('has the DiT layer roles, shapes and parameter count', () => {
+    const model = loadModelSync(join(dir, 'model.onnx'));
+    const total = [...model.graph.initializers.values()].reduce((n, v) => n + v.initializer!.size, 0);
+    expect(total).toBe(ditParameterCount(DIT_PRESETS.tiny!));
+    const layers = discoverLayers(model).map((l) => `${l.name} ${l.role} ${l.opType} ${l.inChannels}->${l.outChannels} ${l.block ?? '-'}`);
+    const block = (b: number) => [
+      `blocks.${b}.adaln adaln Gemm 64->384 ${b}`, `blocks.${b}.attn.qkv attn.qkv MatMul 64->192 ${b}`, `blocks.${b}.attn.proj attn.proj MatMul 64->64 ${b}`,
+      `blocks.${b}.mlp.fc1 mlp.fc1 MatMul 64->256 ${b}`, `blocks.${b}.mlp.fc2 mlp.fc2 MatMul 256->64 ${b}`,
+    ];
+    expect(layers).toEqual([
+      'embed.patch embed.patch Conv 1->64 -', 'embed.time.0 embed.time Gemm 256->64 -', 'embed.time.1 embed.time Gemm 64->64 -', 'embed.label embed.label Gather 64->11 -',
+      ...block(0), ...block(1),
+      'final.adaln adaln Gemm 64->128 -', 'final.linear final MatMul 64->8 -',
+    ]);
+    // Token-linear weights carry the exporter's meaningless names.
+    expect(discoverLayers(model).filter((l) => l.opType === 'MatMul').every((l) => /^onnx::MatMul_\d+$/.test(l.weight.name))).toBe(true);
+  });
+
+  it('is byte-identical for the same seed and differs for another', async () => {
+    expect((await synth('dit', '--preset', 'tiny', '--seed', '7', '-o', 'b')).code).toBe(0);
+    expect((await synth('dit', '--preset', 'tiny', '--seed', '8', '-o', 'c')).code).toBe(0);
+    for (const file of ['model.onnx', 'model.onnx.data', 'schedule.json']) {
+      expect(readFileSync(join(root, 'b', file)).equals(readFileSync(join(dir, file)))).toBe(true);
+    }
+    expect(readFileSync(join(root, 'c', 'model.onnx.data')).equals(readFileSync(join(dir, 'model.onnx.data')))).toBe(false);
+  });
+
+  it('rejects bad usage with exit 2 and writes nothing', async () => {
+    expect((await synth('dit', '--preset', 'huge', '-o', 'd')).code).toBe(2);
+    expect((await synth('dit', '--preset', 'tiny', '--seed', '-1', '-o', 'd')).code).toBe(2);
+    expect((await synth('unet', '--preset', 'tiny', '-o', 'd')).code).toBe(2);
+    expect((await synth('dit', '--preset', 'tiny')).code).toBe(2);
+    expect(readdirSync(root)).not.toContain('d');
+  });
+});
