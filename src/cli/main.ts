@@ -3,6 +3,7 @@
  * Only the CLI touches argv, the environment and the process's streams.
  */
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import type { CliIO, Command } from './command.js';
 import { commands } from './commands/index.js';
 
@@ -64,8 +65,16 @@ function usage(): string {
 }
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return `qcompile ${pkg.version}`;
+  // Run from src/ (tsx) or dist/src/ (installed): the package root is the first folder up with our package.json.
+  for (let url = new URL('./', import.meta.url); url.pathname !== '/'; url = new URL('../', url)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', url), 'utf8')) as { name?: string; version: string };
+      if (pkg.name === 'qcompile') return `qcompile ${pkg.version}`;
+    } catch {
+      // not here; keep walking up
+    }
+  }
+  return 'qcompile (unknown version)';
 }
 
 function processIO(): CliIO {
@@ -74,4 +83,9 @@ function processIO(): CliIO {
     stderr: (text) => process.stderr.write(text),
     cwd: process.cwd(),
   };
+}
+
+// Run directly (`tsx src/cli/main.ts …`, as tests and developers do), not only through bin/qcompile.js.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await main(process.argv.slice(2));
 }

@@ -1,0 +1,60 @@
+/** `qcompile check RECIPE [--model MODEL] [--json] [--strict]`: validates a recipe; with a model, shows what each rule selects. */
+import { renderDiagnostic, hasErrors, type Diagnostic } from '../../diagnostics.js';
+import { discoverLayers } from '../../ir/layers.js';
+import { loadModel } from '../../ir/serde.js';
+import { checkRecipe, checkRecipeAgainstModel } from '../../recipe/check.js';
+import { parseRecipeFile } from '../../recipe/parse.js';
+import { describeSelectors } from '../../recipe/select.js';
+import type { CliIO, Command } from '../command.js';
+import { parseArgs } from '../args.js';
+
+const USAGE = `Usage: qcompile check RECIPE [--model MODEL.onnx] [--json] [--strict]
+
+Validates a recipe (.qrecipe or .json): syntax, schema and semantic checks. With --model, also resolves
+which layers each rule selects and checks group sizes against their channels.
+  --model MODEL   check against this model's layers
+  --json          print the diagnostics (and the selection) as JSON
+  --strict        fail on warnings too
+Exit: 0 valid, 1 errors (or warnings with --strict), 2 usage error.`;
+
+export const checkCommand: Command = {
+  name: 'check',
+  summary: 'validate a recipe (and show what it selects in --model)',
+  usage: USAGE,
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const args = parseArgs(argv, { model: 'string', json: 'boolean', strict: 'boolean' }, io);
+    if (!args || args.positional.length !== 1) {
+      if (args) io.stderr(`qcompile check: expected one RECIPE\n${USAGE}\n`);
+      return 2;
+    }
+    const file = args.positional[0]!;
+    const parsed = parseRecipeFile(file);
+    const diagnostics: Diagnostic[] = [...parsed.diagnostics];
+    const table: { rule: string; layers: string[] }[] = [];
+    if (parsed.recipe) {
+      diagnostics.push(...checkRecipe(parsed.recipe));
+      if (args.options.model) {
+        const model = await loadModel(args.options.model as string);
+        const layers = discoverLayers(model);
+        const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers);
+        diagnostics.push(...modelDiagnostics);
+        parsed.recipe.rules.forEach((rule, i) => table.push({ rule: `quantize ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'quantize' && a.rule === i; }).map((l) => l.name) }));
+        parsed.recipe.keep.forEach((rule, i) => table.push({ rule: `keep ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'keep' && a.rule === i; }).map((l) => l.name) }));
+        const unassigned = layers.filter((l) => !selection.assignments.has(l.name)).map((l) => l.name);
+        if (unassigned.length > 0) table.push({ rule: '(no rule: stays float)', layers: unassigned });
+      }
+    }
+    const failed = hasErrors(diagnostics) || (args.options.strict === true && diagnostics.length > 0);
+    if (args.options.json) {
+      io.stdout(`${JSON.stringify({ file, valid: !failed, diagnostics, selection: table }, null, 2)}\n`);
+    } else {
+      const sources = new Map([[file, parsed.text]]);
+      for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
+      for (const row of table) io.stdout(`${row.rule}: ${row.layers.length} layer(s)${row.layers.length ? `\n  ${row.layers.join('\n  ')}` : ''}\n`);
+      const errors = diagnostics.filter((d) => d.severity === 'error').length;
+      const warnings = diagnostics.filter((d) => d.severity === 'warning').length;
+      io.stdout(`${file}: ${failed ? 'invalid' : 'ok'} (${errors} error(s), ${warnings} warning(s))\n`);
+    }
+    return failed ? 1 : 0;
+  },
+};

@@ -1,0 +1,100 @@
+/**
+ * Reading recipes: `.qrecipe` text (lexer → parser with error recovery → visitor) or JSON (merged onto the
+ * defaults, then validated against the schema). Either way the answer is diagnostics, and a recipe when
+ * there are no errors — never an exception.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { parseRecipeCst } from '../../grammar/qrecipe.js';
+import { hasErrors, type Diagnostic } from '../diagnostics.js';
+import { defaultRecipe } from './defaults.js';
+import { recipeSchema } from './schema.js';
+import type { Recipe } from './types.js';
+import { visitRecipe } from './visitor.js';
+
+/** What reading a recipe gives. */
+export interface ParseResult {
+  recipe?: Recipe;
+  diagnostics: Diagnostic[];
+  /** The text read (for rendering diagnostics). */
+  text: string;
+}
+
+/** Reads a recipe file (`.json` as JSON, anything else as `.qrecipe` text). */
+export function parseRecipeFile(path: string): ParseResult {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    return { text: '', diagnostics: [{ severity: 'error', code: 'E000', message: `cannot read recipe: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, span: { file: path, offset: 0, length: 0 } }] };
+  }
+  return path.toLowerCase().endsWith('.json') ? parseRecipeJson(text, path) : parseRecipe(text, path);
+}
+
+/** Parses `.qrecipe` text. */
+export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
+  const diagnostics: Diagnostic[] = [];
+  const { cst, lexErrors, parseErrors } = parseRecipeCst(text);
+  for (const e of lexErrors) {
+    diagnostics.push({ severity: 'error', code: 'E001', message: `unexpected character '${text.slice(e.offset, e.offset + Math.max(1, e.length)).slice(0, 20)}'`, span: { file, offset: e.offset, length: Math.max(1, e.length) } });
+  }
+  for (const e of parseErrors) {
+    const at = Number.isNaN(e.token.startOffset) ? text.length : e.token.startOffset;
+    const found = e.token.tokenType?.name === 'EOF' || Number.isNaN(e.token.startOffset) ? 'end of file' : `'${e.token.image}'`;
+    diagnostics.push({ severity: 'error', code: 'E002', message: `syntax error: ${friendlyParseMessage(e.message)}, found ${found}`, span: { file, offset: at, length: Math.max(1, e.token.image?.length ?? 1) } });
+  }
+  if (!cst || diagnostics.length > 0) return { diagnostics, text };
+  const recipe = visitRecipe(cst, file, diagnostics);
+  return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
+}
+
+/** Chevrotain says `Expecting token of type --> RCurly <-- but found --> 'x' <--`; say `expected '}'`. */
+function friendlyParseMessage(message: string): string {
+  const names: Record<string, string> = { RCurly: "'}'", LCurly: "'{'", RParen: "')'", LParen: "'('", RBracket: "']'", LBracket: "'['", StringLiteral: 'a quoted string', Identifier: 'a name', NumberLiteral: 'a number', Recipe: "'recipe'", Comma: "','", Colon: "':'", On: "'on'" };
+  const expected = [...message.matchAll(/-->\s*(\w+)\s*<--/g)].map((m) => m[1]!).filter((n) => !message.includes(`'${n}'`));
+  const first = /Expecting token of type --> (\w+) <--/.exec(message)?.[1];
+  if (first) return `expected ${names[first] ?? first}`;
+  if (/one of these possible Token sequences/.test(message) || /Expecting: one of/.test(message)) return 'expected a statement (quantize, keep, transform, a setting or a block)';
+  if (/redundant input/.test(message)) return 'unexpected input';
+  return expected.length > 0 ? `expected ${expected.map((n) => names[n] ?? n).join(' or ')}` : message.split('\n')[0]!;
+}
+
+/** Parses a recipe written as JSON (any subset of the normalized object; the rest takes the defaults). */
+export function parseRecipeJson(text: string, file = '<recipe.json>'): ParseResult {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    return { text, diagnostics: [{ severity: 'error', code: 'E050', message: `invalid JSON: ${(error as Error).message}`, span: { file, offset: position ? Number(position) : 0, length: 1 } }] };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { text, diagnostics: [{ severity: 'error', code: 'E051', message: 'a JSON recipe must be an object', span: { file, offset: 0, length: 1 } }] };
+  }
+  const recipe = mergeDefaults(defaultRecipe(''), json as Record<string, unknown>) as Recipe;
+  const diagnostics = validateRecipe(recipe, file);
+  return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validate = ajv.compile(recipeSchema);
+
+/** Schema errors of a normalized recipe, as diagnostics (E051). */
+export function validateRecipe(recipe: Recipe, file: string): Diagnostic[] {
+  if (validate(recipe)) return [];
+  return (validate.errors ?? []).map((e) => ({ severity: 'error' as const, code: 'E051', message: `schema: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}`, span: { file, offset: 0, length: 1 } }));
+}
+
+/** Objects merge key by key (unless they are different kinds of a union); arrays and scalars replace the default. */
+function mergeDefaults(base: unknown, override: unknown): unknown {
+  if (isPlainObject(base) && isPlainObject(override) && (!('kind' in override) || override.kind === base.kind)) {
+    const out: Record<string, unknown> = { ...base };
+    for (const [key, value] of Object.entries(override)) out[key] = key in base ? mergeDefaults(base[key], value) : value;
+    return out;
+  }
+  return override === undefined ? base : override;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,109 @@
+/**
+ * The recipe object: what a `.qrecipe` (or its JSON form) means, fully normalized — every field present, every
+ * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
+ */
+import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
+
+/** Runtimes a recipe can target. */
+export type Target = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
+
+/** Where the diffusion schedule comes from. */
+export type ScheduleSpec =
+  | { kind: 'sidecar' }
+  | { kind: 'linear' | 'scaled-linear'; betaStart: number; betaEnd: number; steps: number }
+  | { kind: 'cosine'; steps: number };
+
+/** The sampler that generates calibration trajectories (and evaluation samples). */
+export type SamplerSpec = { kind: 'ddim'; steps: number; eta: number } | { kind: 'ddpm'; steps: number };
+
+/** How calibration timesteps are drawn from the FP sampler's trajectories. */
+export type TimestepStrategy =
+  | { kind: 'uniform' }
+  | { kind: 'evenly-spaced'; count: number }
+  | { kind: 'random-distinct' }
+  /** PTQ4DM NDTC: t ~ Normal(mean·T, std·T), clamped to [0, T−1]. */
+  | { kind: 'ndtc'; mean: number; std: number };
+
+/** One layer selector, as written. */
+export type Selector =
+  | { kind: 'all' }
+  | { kind: 'role'; role: string }
+  | { kind: 'op'; op: string }
+  | { kind: 'name'; glob: string }
+  | { kind: 'regex'; pattern: string }
+  | { kind: 'first' }
+  | { kind: 'last' };
+
+/** Where in the recipe text something was written (absent for JSON recipes). */
+export interface SourceRef {
+  file: string;
+  offset: number;
+  length: number;
+}
+
+/** `quantize SELECTORS [except SELECTORS] { weight … input … }` */
+export interface QuantizeRule {
+  select: Selector[];
+  except: Selector[];
+  weight?: WeightQuantSpec;
+  input?: ActivationQuantSpec;
+  source?: SourceRef;
+}
+
+/** `keep SELECTORS [except SELECTORS]`: layers left in float. */
+export interface KeepRule {
+  select: Selector[];
+  except: Selector[];
+  source?: SourceRef;
+}
+
+/** `transform smoothquant(alpha: 0.5) on …` / `transform dilate on …`, applied in order. */
+export type Transform = ({ kind: 'smoothquant'; alpha: number } | { kind: 'dilate'; maxScale: number }) & {
+  select: Selector[];
+  except: Selector[];
+  source?: SourceRef;
+};
+
+/** Settings of the group-size search for `group auto(…)`. */
+export interface SearchSettings {
+  method: 'evolution' | 'greedy';
+  population: number;
+  topK: number;
+  mutations: number;
+  crossovers: number;
+  mutationRate: number;
+  epochs: number;
+  fitness: 'eps-error' | 'layer-error';
+}
+
+/** A complete, normalized recipe. */
+export interface Recipe {
+  name: string;
+  target: Target;
+  /** Precision of what stays unquantized. */
+  precision: 'fp32' | 'fp16';
+  seed: number;
+  diffusion: {
+    schedule: ScheduleSpec;
+    prediction: 'epsilon' | 'v';
+    sampler: SamplerSpec;
+    guidance: number;
+    /** Class count of a class-conditional model (0: take it from the model / unconditional). */
+    classes: number;
+  };
+  calibrate: {
+    samples: number;
+    batch: number;
+    timesteps: TimestepStrategy;
+    /** Range method for activations (weights have their own in each rule). */
+    range: ActivationQuantSpec['range'];
+    /** EMA momentum across batches (0: plain running min/max). */
+    ema: number;
+    /** Calibration-set cache file (empty: no cache). */
+    cache: string;
+  };
+  rules: QuantizeRule[];
+  keep: KeepRule[];
+  transforms: Transform[];
+  search: SearchSettings;
+}
