@@ -214,15 +214,21 @@ class DiscoveryContext {
     return 'res.conv';
   }
 
-  /** Assigns block indices: a block starts at each attention qkv (or q); its adaLN is the one modulating it. */
+  /**
+   * Assigns block indices: a block starts at the attention input projections (a fused qkv, or a run of q/k/v
+   * in whatever order the export lists them); its adaLN is the one modulating it.
+   */
   assignBlocks(nodes: Node[], roles: Map<Node, LayerRole>): Map<Node, number> {
     const blocks = new Map<Node, number>();
     let block = -1;
     const inBlock: LayerRole[] = ['attn.qkv', 'attn.q', 'attn.k', 'attn.v', 'attn.proj', 'mlp.fc1', 'mlp.fc2'];
+    const attentionInputs: LayerRole[] = ['attn.qkv', 'attn.q', 'attn.k', 'attn.v'];
+    let previous: LayerRole | undefined;
     for (const node of nodes) {
       const role = roles.get(node)!;
-      if (role === 'attn.qkv' || role === 'attn.q') block++;
+      if (attentionInputs.includes(role) && (role === 'attn.qkv' || previous === undefined || !attentionInputs.includes(previous))) block++;
       if (block >= 0 && inBlock.includes(role)) blocks.set(node, block);
+      if (inBlock.includes(role)) previous = role;
     }
     // adaLN layers belong to the block whose layers their chunks modulate.
     for (const node of nodes) {

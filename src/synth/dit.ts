@@ -6,10 +6,11 @@
  * with seeded random weights that are computed when saved, so DiT-XL/2 (2.7 GB) streams to disk in one
  * tensor's memory.
  */
-import { Graph, Model, Node, Value, type Attribute } from '../ir/core.js';
+import { Graph, Model, type Attribute, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
-import { Op, type OpType } from '../ir/ops.js';
+import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
+import { Emitter, float, i64s, int, ints } from './emitter.js';
 import { normalTensor } from './random.js';
 
 /** Architecture hyper-parameters of a DiT. */
@@ -211,91 +212,6 @@ export function ditSchedule(config: DitConfig, seed: number): Record<string, unk
     data: `none: seeded random weights (seed ${seed}), N(0, ${WEIGHT_STD}) weights, N(0, ${WEIGHT_STD / 2}) biases`,
     guidance: `classifier-free: label ${config.numClasses} is the null class`,
   };
-}
-
-/** Appends nodes in export order with torch-style scoped names (`/blocks.3/attn/Gather_2`). */
-class Emitter {
-  private readonly counts = new Map<string, number>();
-  private anonymous = 0;
-
-  constructor(private readonly graph: Graph) {}
-
-  /** Appends one node; returns its first output (named `<node>_output_0`, or `outputName`). */
-  op(scope: string, opType: OpType, inputs: Value[], attributes: Record<string, Attribute> = {}, outputName?: string): Value {
-    return this.node(scope, opType, inputs, attributes, 1, outputName ? [outputName] : undefined).outputs[0]!;
-  }
-
-  /** A Constant node holding `tensor`. */
-  constant(scope: string, tensor: Tensor): Value {
-    return this.op(scope, Op.Constant, [], { value: { kind: 'tensor', value: tensor } });
-  }
-
-  /** Split along axis 1 into chunks of the given sizes (opset 13+: sizes as an input). */
-  split(scope: string, input: Value, sizes: number[]): Value[] {
-    return this.node(scope, Op.Split, [input, this.constant(scope, i64s(sizes))], { axis: int(1) }, sizes.length).outputs;
-  }
-
-  /** SiLU as the exporter spells it: x · Sigmoid(x). */
-  silu(scope: string, input: Value): Value {
-    return this.op(scope, Op.Mul, [input, this.op(scope, Op.Sigmoid, [input])]);
-  }
-
-  /** GELU, tanh approximation, spelled out as before opset 20: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-  geluTanh(scope: string, x: Value): Value {
-    const f = (value: number) => this.constant(scope, Tensor.fromFloat32([], Float32Array.of(value)));
-    const cube = this.op(scope, Op.Mul, [x, this.op(scope, Op.Mul, [x, x])]);
-    const inner = this.op(scope, Op.Add, [x, this.op(scope, Op.Mul, [f(0.044715), cube])]);
-    const tanh = this.op(scope, Op.Tanh, [this.op(scope, Op.Mul, [f(Math.sqrt(2 / Math.PI)), inner])]);
-    const gated = this.op(scope, Op.Mul, [x, this.op(scope, Op.Add, [f(1), tanh])]);
-    return this.op(scope, Op.Mul, [f(0.5), gated]);
-  }
-
-  /** Unsqueeze(axis 0) of a scalar, with the exporter's unscoped `Constant_N` → `onnx::Unsqueeze_N` axes. */
-  unsqueeze0(scalar: Value): Value {
-    const id = this.anonymous++;
-    const axes = this.node('', Op.Constant, [], { value: { kind: 'tensor', value: i64s([0]) } }, 1, [`onnx::Unsqueeze_${id}`], `Constant_${id}`).outputs[0]!;
-    const scope = scalar.producer ? scalar.producer.name.slice(0, scalar.producer.name.lastIndexOf('/')) : '';
-    return this.op(scope, Op.Unsqueeze, [scalar, axes]);
-  }
-
-  private node(scope: string, opType: OpType, inputs: Value[], attributes: Record<string, Attribute>, outputs: number, outputNames?: string[], fixedName?: string): Node {
-    let name = fixedName;
-    if (name === undefined) {
-      const key = `${scope}/${opType}`;
-      const n = this.counts.get(key) ?? 0;
-      this.counts.set(key, n + 1);
-      name = n === 0 ? key : `${key}_${n}`;
-    }
-    const node = new Node(this.graph, name, opType, '');
-    inputs.forEach((v, i) => node.setInput(i, v));
-    for (let i = 0; i < outputs; i++) {
-      const valueName = outputNames?.[i] ?? `${name}_output_${i}`;
-      this.graph.claimName(valueName);
-      const value = new Value(this.graph, valueName, undefined);
-      value.producer = node;
-      value.producerIndex = i;
-      node.outputs.push(value);
-    }
-    for (const [key, attribute] of Object.entries(attributes)) node.attributes.set(key, attribute);
-    this.graph.appendNode(node);
-    return node;
-  }
-}
-
-function int(value: number): Attribute {
-  return { kind: 'int', value };
-}
-
-function ints(value: number[]): Attribute {
-  return { kind: 'ints', value };
-}
-
-function float(value: number): Attribute {
-  return { kind: 'float', value };
-}
-
-function i64s(values: number[]): Tensor {
-  return Tensor.fromInt64([values.length], values);
 }
 
 /** nn.Linear on a [B, C] vector exports as Gemm(x, W[N,K], b) with transB. */

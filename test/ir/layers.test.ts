@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
+import type { Model } from '../../src/ir/core.js';
+import { buildUnet } from '../../src/synth/unet.js';
 
 const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
 
-function table(path: string, scramble = false) {
-  const model = loadModelSync(path);
+function table(source: string | Model, scramble = false) {
+  const model = typeof source === 'string' ? loadModelSync(source) : source;
   if (scramble) {
     // Names carry no meaning: rename every node and initializer to opaque strings.
     let i = 0;
@@ -54,5 +56,47 @@ describe('layer discovery on the dit-digits fixture', () => {
     const after = discoverLayers(model);
     expect(after.map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
     expect(after.filter((l) => l.quantized).length).toBe(plan.size);
+  });
+});
+
+describe('layer discovery on a synthetic UNet (GroupNorm as InstanceNorm, resblocks, skips, samplers, one transformer)', () => {
+  const row = (name: string, role: string, op: string, io: string, block?: number) => ({ name, role, op, io, block });
+  const expected = [
+    row('embed.time.0', 'embed.time', 'Gemm', '64->128'),
+    row('embed.time.1', 'embed.time', 'Gemm', '128->128'),
+    row('conv.in', 'conv.in', 'Conv', '4->32'),
+    row('res.conv.0', 'res.conv', 'Conv', '32->32'), row('res.time.0', 'res.time', 'Gemm', '128->32'), row('res.conv.1', 'res.conv', 'Conv', '32->32'),
+    row('down.0', 'down', 'Conv', '32->32'),
+    row('res.conv.2', 'res.conv', 'Conv', '32->64'), row('res.time.1', 'res.time', 'Gemm', '128->64'), row('res.conv.3', 'res.conv', 'Conv', '64->64'), row('res.skip.0', 'res.skip', 'Conv', '32->64'),
+    row('res.conv.4', 'res.conv', 'Conv', '64->64'), row('res.time.2', 'res.time', 'Gemm', '128->64'), row('res.conv.5', 'res.conv', 'Conv', '64->64'),
+    row('blocks.0.attn.q', 'attn.q', 'MatMul', '64->64', 0), row('blocks.0.attn.k', 'attn.k', 'MatMul', '64->64', 0), row('blocks.0.attn.v', 'attn.v', 'MatMul', '64->64', 0),
+    row('blocks.0.attn.proj', 'attn.proj', 'MatMul', '64->64', 0), row('blocks.0.mlp.fc1', 'mlp.fc1', 'MatMul', '64->256', 0), row('blocks.0.mlp.fc2', 'mlp.fc2', 'MatMul', '256->64', 0),
+    row('res.conv.6', 'res.conv', 'Conv', '64->64'), row('res.time.3', 'res.time', 'Gemm', '128->64'), row('res.conv.7', 'res.conv', 'Conv', '64->64'),
+    row('res.conv.8', 'res.conv', 'Conv', '128->64'), row('res.time.4', 'res.time', 'Gemm', '128->64'), row('res.conv.9', 'res.conv', 'Conv', '64->64'), row('res.skip.1', 'res.skip', 'Conv', '128->64'),
+    row('up.0', 'up', 'Conv', '64->64'),
+    row('res.conv.10', 'res.conv', 'Conv', '96->32'), row('res.time.5', 'res.time', 'Gemm', '128->32'), row('res.conv.11', 'res.conv', 'Conv', '32->32'), row('res.skip.2', 'res.skip', 'Conv', '96->32'),
+    row('conv.out', 'conv.out', 'Conv', '32->4'),
+  ];
+  const strip = (rows: ReturnType<typeof table>) => rows.map(({ name, role, op, io, block }) => ({ name, role, op, io, block }));
+
+  it('finds every role in forward order', () => {
+    expect(strip(table(buildUnet()))).toEqual(expected);
+  });
+
+  it('gives the same table when every name is scrambled', () => {
+    expect(strip(table(buildUnet(), true))).toEqual(expected);
+  });
+
+  it('keeps separate q/k/v in one block whatever order the export lists them in', () => {
+    const model = buildUnet();
+    // Move v's MatMul before q's: still topological (both read the same LayerNorm output).
+    const nodes = model.graph.nodes;
+    const layers = discoverLayers(model);
+    const q = layers.find((l) => l.role === 'attn.q')!.node;
+    const v = layers.find((l) => l.role === 'attn.v')!.node;
+    nodes.splice(nodes.indexOf(v), 1);
+    nodes.splice(nodes.indexOf(q), 0, v);
+    const reordered = discoverLayers(model).filter((l) => l.block !== undefined).map((l) => `${l.name} ${l.role}`);
+    expect(reordered).toEqual(['blocks.0.attn.v attn.v', 'blocks.0.attn.q attn.q', 'blocks.0.attn.k attn.k', 'blocks.0.attn.proj attn.proj', 'blocks.0.mlp.fc1 mlp.fc1', 'blocks.0.mlp.fc2 mlp.fc2']);
   });
 });
