@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { synthCommand } from '../../src/cli/commands/synth.js';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { DIT_PRESETS, ditParameterCount } from '../../src/synth/dit.js';
+import { DIT_PRESETS, buildDit, ditParameterCount } from '../../src/synth/dit.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qcompile-synth-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -84,5 +84,33 @@ describe('qcompile synth dit --preset tiny', async () => {
     expect((await synth('unet', '--preset', 'tiny', '-o', 'd')).code).toBe(2);
     expect((await synth('dit', '--preset', 'tiny')).code).toBe(2);
     expect(readdirSync(root)).not.toContain('d');
+  });
+});
+
+describe('synthetic DiT-XL/2 graph (built in memory; weights are lazy and never generated here)', () => {
+  it('has the published size and exactly the DiT-XL/2 layer table', () => {
+    const config = DIT_PRESETS['dit-xl-2']!;
+    const model = buildDit(config);
+    const total = [...model.graph.initializers.values()].reduce((n, v) => n + v.initializer!.size, 0);
+    expect(total).toBe(ditParameterCount(config));
+    // 675.1 M weights (trainable parameters plus the fixed position embedding), 2.70 GB as float32.
+    expect(total).toBe(675_131_936);
+    const layers = discoverLayers(model).map((l) => `${l.name} ${l.role} ${l.opType} [${l.weightShape}] ${l.inChannels}->${l.outChannels} ${l.block ?? '-'}`);
+    const blocks = Array.from({ length: 28 }, (_, b) => [
+      `blocks.${b}.adaln adaln Gemm [6912,1152] 1152->6912 ${b}`,
+      `blocks.${b}.attn.qkv attn.qkv MatMul [1152,3456] 1152->3456 ${b}`,
+      `blocks.${b}.attn.proj attn.proj MatMul [1152,1152] 1152->1152 ${b}`,
+      `blocks.${b}.mlp.fc1 mlp.fc1 MatMul [1152,4608] 1152->4608 ${b}`,
+      `blocks.${b}.mlp.fc2 mlp.fc2 MatMul [4608,1152] 4608->1152 ${b}`,
+    ]).flat();
+    expect(layers).toEqual([
+      'embed.patch embed.patch Conv [1152,4,2,2] 4->1152 -',
+      'embed.time.0 embed.time Gemm [1152,256] 256->1152 -',
+      'embed.time.1 embed.time Gemm [1152,1152] 1152->1152 -',
+      'embed.label embed.label Gather [1001,1152] 1152->1001 -',
+      ...blocks,
+      'final.adaln adaln Gemm [2304,1152] 1152->2304 -',
+      'final.linear final MatMul [1152,32] 1152->32 -',
+    ]);
   });
 });
