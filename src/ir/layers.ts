@@ -283,7 +283,8 @@ class DiscoveryContext {
   private fromSinusoid(value: Value): boolean {
     const ancestors = this.ancestors(value, 10);
     const hasTrig = [...ancestors].some((n) => isOp(n, Op.Sin) || isOp(n, Op.Cos));
-    return hasTrig && ![...ancestors].some((n) => isOp(n, Op.LayerNormalization) || isOp(n, Op.Softmax));
+    // A normalization on the way means a token path (a block), not the timestep MLP.
+    return hasTrig && ![...ancestors].some((n) => isNormalization(n) || isOp(n, Op.ReduceMean) || isOp(n, Op.Softmax));
   }
 
   private fromSoftmax(value: Value): boolean {
@@ -314,9 +315,9 @@ class DiscoveryContext {
     const seen = new Set<Node>();
     const walk = (v: Value, depth: number): boolean => {
       const p = v.producer;
-      if (!p || depth > 4 || seen.has(p)) return false;
+      if (!p || depth > 6 || seen.has(p)) return false;
       seen.add(p);
-      if (isOp(p, Op.LayerNormalization) || isOp(p, Op.GroupNormalization) || isOp(p, Op.InstanceNormalization)) return true;
+      if (isNormalization(p) || isSpelledOutNorm(p)) return true;
       if (isOp(p, Op.Add) || isOp(p, Op.Mul) || isOp(p, Op.Reshape) || isOp(p, Op.Transpose)) return p.inputs.some((i) => i && walk(i, depth + 1));
       return false;
     };
@@ -376,6 +377,19 @@ class DiscoveryContext {
     walk(value, 0);
     return out;
   }
+}
+
+function isNormalization(node: Node): boolean {
+  return isOp(node, Op.LayerNormalization) || isOp(node, Op.GroupNormalization) || isOp(node, Op.InstanceNormalization) || isOp(node, Op.SkipLayerNormalization);
+}
+
+/** (x − mean(x)) / sqrt(var + eps), as exports before opset 17 spell LayerNorm: a Div (or Mul by a Reciprocal) of Sub(x, ReduceMean(x)). */
+function isSpelledOutNorm(node: Node): boolean {
+  if (!isOp(node, Op.Div) && !isOp(node, Op.Mul)) return false;
+  return node.inputs.some((v) => {
+    const sub = v?.producer;
+    return sub !== undefined && isOp(sub, Op.Sub) && sub.inputs[1]?.producer !== undefined && isOp(sub.inputs[1].producer, Op.ReduceMean) && sub.inputs[1].producer.inputs[0] === sub.inputs[0];
+  });
 }
 
 function isWeighted(node: Node): boolean {

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import type { Model } from '../../src/ir/core.js';
+import type { Model, Value } from '../../src/ir/core.js';
+import { Op, isOp, type OpType } from '../../src/ir/ops.js';
+import { Tensor } from '../../src/ir/tensor.js';
 import { buildUnet } from '../../src/synth/unet.js';
 
 const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
@@ -46,6 +48,26 @@ describe('layer discovery on the dit-digits fixture', () => {
 
   it('gives the same table when every name is scrambled', () => {
     expect(table(FIXTURE, true)).toEqual(layers);
+  });
+
+  it('gives the same table when LayerNorm is spelled out (ReduceMean/Sub/Pow/Sqrt/Div, as before opset 17)', () => {
+    const model = loadModelSync(FIXTURE);
+    const graph = model.graph;
+    const f32 = (name: string, value: number) => graph.addInitializer(name, Tensor.fromFloat32([], Float32Array.of(value)));
+    const two = f32('ln.two', 2);
+    const eps = f32('ln.eps', 1e-6);
+    for (const ln of graph.nodes.filter((n) => isOp(n, Op.LayerNormalization))) {
+      const [x, scale, bias] = [ln.input(0), ln.input(1), ln.input(2)];
+      const add = (opType: OpType, inputs: Value[], attributes = {}) => graph.addNode({ opType, inputs, outputs: 1, attributes, before: ln }).outputs[0]!;
+      const axes = { axes: { kind: 'ints', value: [-1] }, keepdims: { kind: 'int', value: 1 } } as const;
+      const centered = add(Op.Sub, [x, add(Op.ReduceMean, [x], axes)]);
+      const variance = add(Op.ReduceMean, [add(Op.Pow, [centered, two])], axes);
+      const normed = add(Op.Div, [centered, add(Op.Sqrt, [add(Op.Add, [variance, eps])])]);
+      ln.outputs[0]!.replaceAllUsesWith(add(Op.Add, [add(Op.Mul, [normed, scale]), bias]));
+      graph.removeNode(ln);
+    }
+    expect(graph.nodes.some((n) => isOp(n, Op.LayerNormalization))).toBe(false);
+    expect(table(model)).toEqual(layers);
   });
 
   it('still finds quantized layers (weights behind DequantizeLinear) under the same names', () => {
