@@ -3,6 +3,7 @@
  * plus a greedy sensitivity baseline. Pure search: the caller supplies the fitness (lower is better) and the
  * search caches every scored allocation, so no candidate is ever measured twice.
  */
+import { seededRandom } from '../random.js';
 
 /** What the search allocates: per layer, one of its valid candidate group sizes. */
 export interface SearchSpace {
@@ -63,18 +64,6 @@ export function cachedFitness(fitness: Fitness): { score: Fitness; evaluations: 
       return hit;
     },
     evaluations: () => cache.size,
-  };
-}
-
-/** A small seeded PRNG (mulberry32): same seed, same search, on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -1,4 +1,5 @@
 /** Selecting discovered layers by role for passes driven by pipeline text (`roles=attn.qkv|mlp`). */
+import { IrError } from '../ir/errors.js';
 import type { Layer } from '../ir/layers.js';
 
 /** True when `role` is selected by `selector`: an exact role, or a group prefix (`attn` selects `attn.qkv`). */
@@ -9,6 +10,17 @@ export function roleMatches(role: string, selector: string): boolean {
 /** The layers whose role any of `selectors` matches, in model order. */
 export function selectLayersByRole(layers: Layer[], selectors: string[]): Layer[] {
   return layers.filter((layer) => selectors.some((s) => roleMatches(layer.role, s)));
+}
+
+/** The layers a transform pass's options name: `layers` (names) when given, else `roles`. */
+export function selectLayers(layers: Layer[], options: { layers?: unknown; roles?: unknown }): Layer[] {
+  const names = options.layers as string[] | undefined;
+  if (names && names.length > 0) {
+    const missing = names.filter((n) => !layers.some((l) => l.name === n));
+    if (missing.length > 0) throw new IrError('invalid-argument', `no layer named ${missing.map((n) => `'${n}'`).join(', ')}`);
+    return layers.filter((l) => names.includes(l.name));
+  }
+  return selectLayersByRole(layers, (options.roles as string[] | undefined) ?? []);
 }
 
 /** Groups layers that read the same input value (separate q/k/v projections share one scaling). */

@@ -8,7 +8,7 @@ import { IrError } from '../ir/errors.js';
 import { discoverLayers } from '../ir/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, type Absorption, type ScalableLayer } from './scale-folding.js';
-import { groupBySharedInput, selectLayersByRole } from './layer-selection.js';
+import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
 /** Artifact key: per-input-channel max |x| of each observed value, by value name (Map<string, Float32Array>). */
 export const INPUT_CHANNEL_ABSMAX = 'input-channel-absmax';
@@ -39,6 +39,7 @@ export const smoothQuant: Pass = {
   name: 'smooth-quant',
   summary: 'SmoothQuant: move activation outliers into weights with s = max|X|^α / max|W|^(1−α), folded into the producer',
   options: {
+    layers: { type: 'string-list', description: 'layer names to smooth (when given, instead of roles)' },
     roles: { type: 'string-list', description: 'layer roles to smooth', default: ['attn.qkv', 'mlp.fc1'] },
     alpha: { type: 'number', description: 'migration strength α in [0, 1]', default: 0.5 },
   },
@@ -46,7 +47,7 @@ export const smoothQuant: Pass = {
     const stats = context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined;
     if (!stats) throw new IrError('invalid-argument', 'smooth-quant needs per-channel activation statistics: run `calibrate` first');
     const alpha = options.alpha as number;
-    const layers = selectLayersByRole(discoverLayers(model), options.roles as string[]);
+    const layers = selectLayers(discoverLayers(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     for (const group of groupBySharedInput(layers)) {
       const inputName = group[0]!.node.input(0).name;

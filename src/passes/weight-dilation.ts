@@ -8,7 +8,7 @@ import type { Model } from '../ir/core.js';
 import { discoverLayers } from '../ir/layers.js';
 import type { Pass, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, type Absorption, type ScalableLayer } from './scale-folding.js';
-import { groupBySharedInput, selectLayersByRole } from './layer-selection.js';
+import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
 /** Per-input-channel dilation factors s_k ≥ 1 that keep every output channel's weight range unchanged. */
 export function dilationFactors(layer: ScalableLayer, maxScale: number): Float32Array {
@@ -44,11 +44,12 @@ export const weightDilation: Pass = {
   name: 'weight-dilation',
   summary: 'DilateQuant Weight Dilation: exact per-input-channel rescaling from the weights alone, folded into the producer',
   options: {
+    layers: { type: 'string-list', description: 'layer names to dilate (when given, instead of roles)' },
     roles: { type: 'string-list', description: 'layer roles to dilate (a role group like `attn` matches attn.*)', default: ['attn.qkv', 'mlp.fc1'] },
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
   run(model: Model, options: PassOptions): PassResult {
-    const layers = selectLayersByRole(discoverLayers(model), options.roles as string[]);
+    const layers = selectLayers(discoverLayers(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
     let channels = 0;

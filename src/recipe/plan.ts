@@ -1,0 +1,57 @@
+/**
+ * Planning: a checked recipe and a model's layers become the quantization plan (per layer) and the pass
+ * pipeline that carries it out, in the order the methods need: equivalent scaling first (it changes the
+ * weights that later steps quantize), then group-size search, GPTQ Hessians, weights, activations, clean-up.
+ */
+import type { Layer } from '../ir/layers.js';
+import type { QuantPlan } from '../passes/quant-plan.js';
+import { selectForTransform, type Selection } from './select.js';
+import type { Recipe } from './types.js';
+
+/** What compiling a recipe involves. */
+export interface RecipePlan {
+  plan: QuantPlan;
+  /** The pipeline as text (parseable by `--passes`, shown in dumps). */
+  pipeline: string;
+  /** True when a step needs calibration data (activation statistics, SmoothQuant, GPTQ, group search). */
+  needsCalibration: boolean;
+}
+
+/** Plans `recipe` for a model whose layers and selection are given. */
+export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: Selection, sourceName: string): RecipePlan {
+  const plan: QuantPlan = new Map();
+  for (const layer of layers) {
+    const assigned = selection.assignments.get(layer.name);
+    if (assigned?.action !== 'quantize') continue;
+    const source = assigned.source ? `${sourceName}@${assigned.source.offset}` : sourceName;
+    plan.set(layer.name, { layer: layer.name, ...(assigned.weight ? { weight: assigned.weight } : {}), ...(assigned.input ? { input: assigned.input } : {}), source });
+  }
+  const steps: string[] = [];
+  let needsCalibration = false;
+  const hasInputs = [...plan.values()].some((p) => p.input);
+  const needsStatistics = hasInputs || recipe.transforms.some((t) => t.kind === 'smoothquant');
+  if (needsStatistics) needsCalibration = true;
+  for (const transform of recipe.transforms) {
+    const names = selectForTransform(transform, layers).map((l) => l.name);
+    if (names.length === 0) continue;
+    if (transform.kind === 'dilate') steps.push(`weight-dilation{layers=${names.join('|')},maxScale=${transform.maxScale}}`);
+    else {
+      steps.push(`calibrate{layers=${names.join('|')}}`);
+      steps.push(`smooth-quant{layers=${names.join('|')},alpha=${transform.alpha}}`);
+    }
+  }
+  const weights = [...plan.values()].filter((p) => p.weight);
+  if (weights.some((p) => p.weight!.granularity.kind === 'auto')) {
+    needsCalibration = true;
+    const s = recipe.search;
+    steps.push(`search-group-sizes{method=${s.method},fitness=${s.fitness},population=${s.population},topK=${s.topK},mutations=${s.mutations},crossovers=${s.crossovers},mutationRate=${s.mutationRate},epochs=${s.epochs}}`);
+  }
+  if (weights.some((p) => p.weight!.rounding.kind === 'gptq')) {
+    needsCalibration = true;
+    steps.push('collect-hessians');
+  }
+  if (weights.length > 0) steps.push('quantize-weights');
+  if (hasInputs) steps.push('quantize-activations');
+  steps.push('cleanup');
+  return { plan, pipeline: steps.join(','), needsCalibration };
+}
