@@ -14,6 +14,8 @@ import type { QuantPlan } from '../../passes/quant-plan.js';
 import { passRegistry } from '../../passes/registry.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
+import { buildRecipeCalibration, planRecipeFile, type PlannedRecipe } from '../recipe-pipeline.js';
+import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
 
 const USAGE = `Usage: qcompile MODEL.onnx [RECIPE.qrecipe] -o OUT.onnx [options]
 
@@ -76,6 +78,7 @@ export const compileCommand: Command = {
 
     const plan: QuantPlan = new Map();
     let entries: PipelineEntry[];
+    let recipe: PlannedRecipe | undefined;
     if (args.passes !== undefined) {
       try {
         entries = parsePipeline(args.passes, passRegistry);
@@ -85,8 +88,11 @@ export const compileCommand: Command = {
         return 2;
       }
     } else {
-      io.stderr(`qcompile: error: recipes are not supported by this build yet; pass --passes TEXT\n`);
-      return 2;
+      const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io);
+      if (!planned) return 1;
+      for (const [name, layerPlan] of planned.plan) plan.set(name, layerPlan);
+      entries = planned.entries;
+      recipe = planned;
     }
 
     const terminal = (io as TerminalAwareIO).stderrIsTTY === true;
@@ -103,6 +109,10 @@ export const compileCommand: Command = {
         if (args.verbose) io.stderr(`${message}\n`);
       },
     };
+    if (recipe?.needsCalibration) {
+      const set = await buildRecipeCalibration(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed, io);
+      context.artifacts.set(CALIBRATION_BATCHES, set.batches);
+    }
     const instrumentation: Instrumentation = {
       printIrAfterAll: args.printIrAfterAll,
       printIrAfterChange: args.printIrAfterChange,

@@ -1,0 +1,73 @@
+/**
+ * The CLI glue between a recipe file and the pass pipeline: read and check the recipe against the model,
+ * print its diagnostics, plan, and build the calibration batches its steps need.
+ */
+import { dirname, join } from 'node:path';
+import { hasErrors, renderDiagnostic } from '../diagnostics.js';
+import type { Model } from '../ir/core.js';
+import { discoverLayers } from '../ir/layers.js';
+import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
+import type { QuantPlan } from '../passes/quant-plan.js';
+import { passRegistry } from '../passes/registry.js';
+import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';
+import { parseRecipeFile } from '../recipe/parse.js';
+import { planRecipe } from '../recipe/plan.js';
+import type { Recipe } from '../recipe/types.js';
+import { buildCalibrationSet, diffusionIO, epsModel, type CalibrationSet } from '../runtime/calibration.js';
+import { makeSchedule, readSidecar, scheduleFromSidecar } from '../runtime/diffusion.js';
+import type { CliIO } from './command.js';
+
+/** A recipe ready to run. */
+export interface PlannedRecipe {
+  recipe: Recipe;
+  plan: QuantPlan;
+  entries: PipelineEntry[];
+  pipeline: string;
+  needsCalibration: boolean;
+}
+
+/** Reads, checks and plans `recipePath` for `model`; prints diagnostics; undefined when there were errors. */
+export function planRecipeFile(recipePath: string, model: Model, io: CliIO, strict = false): PlannedRecipe | undefined {
+  const parsed = parseRecipeFile(recipePath);
+  const sources = new Map([[recipePath, parsed.text]]);
+  const diagnostics = [...parsed.diagnostics];
+  let planned: PlannedRecipe | undefined;
+  if (parsed.recipe) {
+    const layers = discoverLayers(model);
+    const checked = checkRecipeAgainstModel(parsed.recipe, layers);
+    diagnostics.push(...checkRecipe(parsed.recipe), ...checked.diagnostics);
+    if (!hasErrors(diagnostics)) {
+      const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
+      planned = { recipe: parsed.recipe, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };
+    }
+  }
+  for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
+  if (hasErrors(diagnostics) || (strict && diagnostics.length > 0)) return undefined;
+  return planned;
+}
+
+/** Builds the calibration batches a recipe asks for, from the FP model's own DDIM trajectories. */
+export async function buildRecipeCalibration(recipe: Recipe, model: Model, modelPath: string, seed: number, io: CliIO): Promise<CalibrationSet> {
+  const d = recipe.diffusion;
+  const schedule = d.schedule.kind === 'sidecar' ? scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json'))) : d.schedule.kind === 'cosine' ? makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction) : makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
+  if (d.sampler.kind !== 'ddim' || d.sampler.eta !== 0) throw new Error('calibration trajectories use DDIM with eta 0: set `sampler ddim(steps: N)` in the recipe');
+  const labelTable = discoverLayers(model).find((l) => l.role === 'embed.label');
+  const classes = d.classes || labelTable?.outChannels || 0;
+  const io_ = diffusionIO(model, classes);
+  const { eps, release } = await epsModel(model, io_);
+  const started = performance.now();
+  try {
+    const set = await buildCalibrationSet(eps, schedule, io_, {
+      samples: recipe.calibrate.samples,
+      batch: recipe.calibrate.batch,
+      steps: d.sampler.steps,
+      strategy: recipe.calibrate.timesteps,
+      seed,
+      progress: (done, total) => io.stderr(`\rcalibration trajectories ${done}/${total}`),
+    });
+    io.stderr(`\rcalibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    return set;
+  } finally {
+    await release();
+  }
+}
