@@ -1,0 +1,271 @@
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { Graph, Model, type Dim, type Value, type ValueType } from '../../src/ir/core.js';
+import { DataType } from '../../src/ir/dtype.js';
+import { IrError } from '../../src/ir/errors.js';
+import { inferShapes } from '../../src/ir/infer-shapes.js';
+import { MS_DOMAIN, Op } from '../../src/ir/ops.js';
+import { encodeModel, loadModelSync } from '../../src/ir/serde.js';
+import { Tensor } from '../../src/ir/tensor.js';
+
+const DIT = 'test/fixtures/dit-digits/model.onnx';
+const CLASSIFIER = 'test/fixtures/digits-classifier/classifier.onnx';
+
+/** Random feeds for every graph input, with `batch` bound to `batch`. */
+function feedsFor(model: Model, batch: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const input of model.graph.inputs) {
+    const dims = input.type!.shape!.map((d) => (typeof d === 'number' ? d : batch));
+    const count = dims.reduce((a, b) => a * b, 1);
+    if (input.type!.elemType === DataType.INT64) feeds[input.name] = new ort.Tensor('int64', BigInt64Array.from({ length: count }, (_, i) => BigInt((i * 7) % 10)), dims);
+    else feeds[input.name] = new ort.Tensor('float32', Float32Array.from({ length: count }, (_, i) => Math.sin(i)), dims);
+  }
+  return feeds;
+}
+
+/** Every node output's shape as ORT computes it, by exposing all of them as graph outputs. */
+async function ortShapes(path: string, batch: number): Promise<Map<string, readonly number[]>> {
+  const probe = loadModelSync(path);
+  inferShapes(probe);
+  const outputs = new Set(probe.graph.outputs);
+  for (const node of probe.graph.nodes) for (const output of node.outputs) if (!outputs.has(output)) probe.graph.outputs.push(output);
+  const session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled' });
+  try {
+    const results = await session.run(feedsFor(probe, batch));
+    return new Map(Object.entries(results).map(([name, t]) => [name, t.dims]));
+  } finally {
+    await session.release();
+  }
+}
+
+function bind(shape: readonly Dim[], batch: number): Dim[] {
+  return shape.map((d) => (d === 'batch' ? batch : d));
+}
+
+describe.each([
+  { name: 'dit-digits', path: DIT },
+  { name: 'digits-classifier', path: CLASSIFIER },
+])('inferShapes on $name', ({ path }) => {
+  it('types every node output, with no unknown dims', () => {
+    const model = loadModelSync(path);
+    for (const node of model.graph.nodes) for (const output of node.outputs) if (!output.isGraphOutput) output.type = undefined;
+    const result = inferShapes(model);
+    expect(result.unknown).toEqual([]);
+    const outputs = model.graph.nodes.flatMap((n) => n.outputs);
+    expect(result.inferred).toBe(outputs.length);
+    for (const output of outputs) {
+      expect(output.type?.shape, output.name).toBeDefined();
+      expect(output.type!.shape!.every((d) => d !== null), `${output.name}: ${JSON.stringify(output.type!.shape)}`).toBe(true);
+    }
+  });
+
+  it.each([2, 3])('matches ORT shapes of every intermediate at batch %i', async (batch) => {
+    const model = loadModelSync(path);
+    for (const node of model.graph.nodes) for (const output of node.outputs) if (!output.isGraphOutput) output.type = undefined;
+    inferShapes(model);
+    const actual = await ortShapes(path, batch);
+    const outputs = model.graph.nodes.flatMap((n) => n.outputs);
+    expect(actual.size).toBe(outputs.length);
+    let symbolic = 0;
+    for (const output of outputs) {
+      const shape = output.type!.shape!;
+      if (shape.includes('batch')) symbolic++;
+      expect(bind(shape, batch), output.name).toEqual([...actual.get(output.name)!]);
+    }
+    // The batch dim must stay symbolic, not be guessed.
+    expect(symbolic).toBeGreaterThan(0);
+  });
+});
+
+/** A model with one graph around `build`, at `opset`. */
+function modelWith(opset: number, build: (g: Graph) => void, msOpset = false): Model {
+  const graph = new Graph('g');
+  const model = new Model(graph);
+  model.opsetImports.set('', opset);
+  if (msOpset) model.opsetImports.set(MS_DOMAIN, 1);
+  build(graph);
+  return model;
+}
+
+function f32(...shape: Dim[]): ValueType {
+  return { elemType: DataType.FLOAT, shape };
+}
+
+function ints(g: Graph, name: string, values: number[]): Value {
+  return g.addInitializer(name, Tensor.fromInt64([values.length], values));
+}
+
+/** Infers a single node's first output type. */
+function inferOne(opset: number, build: (g: Graph) => Value, msOpset = false): ValueType | undefined {
+  let out: Value | undefined;
+  const model = modelWith(opset, (g) => (out = build(g)), msOpset);
+  inferShapes(model);
+  return out!.type;
+}
+
+describe('shape rules', () => {
+  it('broadcasts element-wise ops with symbolic dims', () => {
+    const t = inferOne(17, (g) => g.addNode({ opType: Op.Add, inputs: [g.addInput('a', f32('batch', 1, 8)), g.addInput('b', f32(4, 1))], outputs: ['y'] }).outputs[0]!);
+    expect(t).toEqual(f32('batch', 4, 8));
+    const eq = inferOne(17, (g) => g.addNode({ opType: Op.Equal, inputs: [g.addInput('a', f32(3)), g.addInput('b', f32(2, 1))], outputs: ['y'] }).outputs[0]!);
+    expect(eq).toEqual({ elemType: DataType.BOOL, shape: [2, 3] });
+    expect(() => inferOne(17, (g) => g.addNode({ opType: Op.Mul, inputs: [g.addInput('a', f32(3)), g.addInput('b', f32(4))], outputs: ['y'] }).outputs[0]!)).toThrow(IrError);
+  });
+
+  it('MatMul, Gemm and their errors name the node', () => {
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.MatMul, inputs: [g.addInput('a', f32('batch', 64, 128)), g.addInput('b', f32(128, 384))], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 64, 384));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.MatMul, inputs: [g.addInput('a', f32(5)), g.addInput('b', f32(2, 5, 7))], outputs: ['y'] }).outputs[0]!)).toEqual(f32(2, 7));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Gemm, inputs: [g.addInput('a', f32(6, 'batch')), g.addInput('b', f32(10, 6))], outputs: ['y'], attributes: { transA: { kind: 'int', value: 1 }, transB: { kind: 'int', value: 1 } } }).outputs[0]!)).toEqual(f32('batch', 10));
+    expect(() => inferOne(17, (g) => g.addNode({ name: 'bad_mm', opType: Op.MatMul, inputs: [g.addInput('a', f32(2, 3)), g.addInput('b', f32(4, 5))], outputs: ['y'] }).outputs[0]!)).toThrow(/bad_mm/);
+  });
+
+  it('Conv / ConvTranspose / pooling windows', () => {
+    const conv = inferOne(17, (g) => g.addNode({ opType: Op.Conv, inputs: [g.addInput('x', f32('batch', 4, 17, 17)), g.addInitializer('w', Tensor.fromFloat32([8, 2, 3, 3], new Float32Array(144)))], outputs: ['y'], attributes: { group: { kind: 'int', value: 2 }, strides: { kind: 'ints', value: [2, 2] }, pads: { kind: 'ints', value: [1, 1, 1, 1] }, dilations: { kind: 'ints', value: [1, 2] } } }).outputs[0]!);
+    expect(conv).toEqual(f32('batch', 8, 9, 8));
+    const same = inferOne(17, (g) => g.addNode({ opType: Op.Conv, inputs: [g.addInput('x', f32(1, 1, 15, 15)), g.addInitializer('w', Tensor.fromFloat32([1, 1, 3, 3], new Float32Array(9)))], outputs: ['y'], attributes: { auto_pad: { kind: 'string', value: 'SAME_UPPER' }, strides: { kind: 'ints', value: [2, 2] } } }).outputs[0]!);
+    expect(same).toEqual(f32(1, 1, 8, 8));
+    const deconv = inferOne(17, (g) => g.addNode({ opType: Op.ConvTranspose, inputs: [g.addInput('x', f32(1, 4, 8, 8)), g.addInitializer('w', Tensor.fromFloat32([4, 3, 4, 4], new Float32Array(192)))], outputs: ['y'], attributes: { strides: { kind: 'ints', value: [2, 2] }, pads: { kind: 'ints', value: [1, 1, 1, 1] } } }).outputs[0]!);
+    expect(deconv).toEqual(f32(1, 3, 16, 16));
+  });
+
+  it('reduce axes: attribute before opset 18, input from 18; keepdims', () => {
+    const attr = inferOne(17, (g) => g.addNode({ opType: Op.ReduceMean, inputs: [g.addInput('x', f32('batch', 4, 6))], outputs: ['y'], attributes: { axes: { kind: 'ints', value: [-1] } } }).outputs[0]!);
+    expect(attr).toEqual(f32('batch', 4, 1));
+    const input = inferOne(18, (g) => g.addNode({ opType: Op.ReduceMax, inputs: [g.addInput('x', f32('batch', 4, 6)), ints(g, 'axes', [1])], outputs: ['y'], attributes: { keepdims: { kind: 'int', value: 0 } } }).outputs[0]!);
+    expect(input).toEqual(f32('batch', 6));
+  });
+
+  it('LayerNormalization optional Mean / InvStdDev outputs', () => {
+    let node!: ReturnType<Graph['addNode']>;
+    const model = modelWith(17, (g) => {
+      node = g.addNode({ opType: Op.LayerNormalization, inputs: [g.addInput('x', f32('batch', 64, 128)), g.addInitializer('s', Tensor.fromFloat32([128], new Float32Array(128)))], outputs: ['y', 'mean', 'inv'], attributes: { axis: { kind: 'int', value: -1 } } });
+    });
+    inferShapes(model);
+    expect(node.outputs.map((o) => o.type)).toEqual([f32('batch', 64, 128), f32('batch', 64, 1), f32('batch', 64, 1)]);
+  });
+
+  it('folds a Shape → Gather → Unsqueeze → Concat chain into a symbolic Reshape target', () => {
+    let y!: Value;
+    const model = modelWith(17, (g) => {
+      const x = g.addInput('x', f32('batch', 64, 128));
+      const shape = g.addNode({ opType: Op.Shape, inputs: [x], outputs: ['s'] }).outputs[0]!;
+      const b = g.addNode({ opType: Op.Gather, inputs: [shape, g.addInitializer('zero', Tensor.fromInt64([], [0]))], outputs: ['b'] }).outputs[0]!;
+      const b1 = g.addNode({ opType: Op.Unsqueeze, inputs: [b, ints(g, 'ax', [0])], outputs: ['b1'] }).outputs[0]!;
+      const target = g.addNode({ opType: Op.Concat, inputs: [b1, ints(g, 'rest', [-1, 4, 32])], outputs: ['t'], attributes: { axis: { kind: 'int', value: 0 } } }).outputs[0]!;
+      y = g.addNode({ opType: Op.Reshape, inputs: [x, target], outputs: ['y'] }).outputs[0]!;
+    });
+    inferShapes(model);
+    expect(y.type).toEqual(f32('batch', 64, 4, 32));
+    const zero = inferOne(17, (g) => g.addNode({ opType: Op.Reshape, inputs: [g.addInput('x', f32('batch', 6, 4)), ints(g, 't', [0, -1])], outputs: ['y'] }).outputs[0]!);
+    expect(zero).toEqual(f32('batch', 24));
+    expect(() => inferOne(17, (g) => g.addNode({ opType: Op.Reshape, inputs: [g.addInput('x', f32(6, 4)), ints(g, 't', [5, 5])], outputs: ['y'] }).outputs[0]!)).toThrow(IrError);
+  });
+
+  it('Split by input sizes, attribute and num_outputs', () => {
+    const outs = (opset: number, attributes: Record<string, { kind: 'int'; value: number } | { kind: 'ints'; value: number[] }>, count: number, sizes?: number[]): (ValueType | undefined)[] => {
+      let outputs: Value[] = [];
+      const model = modelWith(opset, (g) => {
+        const inputs = [g.addInput('x', f32('batch', 10)), ...(sizes ? [ints(g, 's', sizes)] : [])];
+        outputs = g.addNode({ opType: Op.Split, inputs, outputs: count, attributes: { axis: { kind: 'int', value: 1 }, ...attributes } }).outputs;
+      });
+      inferShapes(model);
+      return outputs.map((o) => o.type);
+    };
+    expect(outs(17, {}, 2, [3, 7])).toEqual([f32('batch', 3), f32('batch', 7)]);
+    expect(outs(11, { split: { kind: 'ints', value: [4, 6] } }, 2)).toEqual([f32('batch', 4), f32('batch', 6)]);
+    expect(outs(18, { num_outputs: { kind: 'int', value: 3 } }, 3)).toEqual([f32('batch', 4), f32('batch', 4), f32('batch', 2)]);
+    expect(outs(17, {}, 5)).toEqual(Array(5).fill(f32('batch', 2)));
+  });
+
+  it('Unsqueeze / Squeeze axes as attribute before 13 and input from 13', () => {
+    expect(inferOne(11, (g) => g.addNode({ opType: Op.Unsqueeze, inputs: [g.addInput('x', f32('batch', 3))], outputs: ['y'], attributes: { axes: { kind: 'ints', value: [0, -1] } } }).outputs[0]!)).toEqual(f32(1, 'batch', 3, 1));
+    expect(inferOne(13, (g) => g.addNode({ opType: Op.Squeeze, inputs: [g.addInput('x', f32('batch', 1, 3)), ints(g, 'a', [1])], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 3));
+  });
+
+  it('Slice, Gather, Transpose, Concat, Expand, Tile, Pad, Flatten', () => {
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Slice, inputs: [g.addInput('x', f32('batch', 10, 8)), ints(g, 's', [1, -1]), ints(g, 'e', [9, -100]), ints(g, 'a', [1, 2]), ints(g, 'st', [3, -2])], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 3, 4));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Gather, inputs: [g.addInput('x', f32(10, 'batch', 4)), g.addInput('i', { elemType: DataType.INT64, shape: [2, 3] })], outputs: ['y'], attributes: { axis: { kind: 'int', value: 1 } } }).outputs[0]!)).toEqual(f32(10, 2, 3, 4));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Transpose, inputs: [g.addInput('x', f32('batch', 2, 3))], outputs: ['y'], attributes: { perm: { kind: 'ints', value: [2, 0, 1] } } }).outputs[0]!)).toEqual(f32(3, 'batch', 2));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Concat, inputs: [g.addInput('a', f32('batch', 2)), g.addInput('b', f32('batch', 5))], outputs: ['y'], attributes: { axis: { kind: 'int', value: -1 } } }).outputs[0]!)).toEqual(f32('batch', 7));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Expand, inputs: [g.addInput('x', f32('batch', 1)), ints(g, 's', [2, 1, 6])], outputs: ['y'] }).outputs[0]!)).toEqual(f32(2, 'batch', 6));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Tile, inputs: [g.addInput('x', f32('batch', 3)), ints(g, 'r', [1, 4])], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 12));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Pad, inputs: [g.addInput('x', f32('batch', 3, 4)), ints(g, 'p', [0, 1, 2, 0, 1, 2])], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 5, 8));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Flatten, inputs: [g.addInput('x', f32('batch', 3, 4))], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 12));
+  });
+
+  it('Resize, Einsum, Range, ConstantOfShape, Cast, Where', () => {
+    const scales = (g: Graph): Value => g.addInitializer('sc', Tensor.fromFloat32([4], Float32Array.from([1, 1, 2, 2])));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Resize, inputs: [g.addInput('x', f32('batch', 4, 8, 8)), undefined, scales(g)], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 4, 16, 16));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Einsum, inputs: [g.addInput('a', f32('batch', 4, 5, 6)), g.addInput('b', f32('batch', 4, 7, 6))], outputs: ['y'], attributes: { equation: { kind: 'string', value: 'bhqd,bhkd->bhqk' } } }).outputs[0]!)).toEqual(f32('batch', 4, 5, 7));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Einsum, inputs: [g.addInput('a', f32(3, 5)), g.addInput('b', f32(5, 2))], outputs: ['y'], attributes: { equation: { kind: 'string', value: 'ij,jk' } } }).outputs[0]!)).toEqual(f32(3, 2));
+    const scalar = (g: Graph, name: string, v: number): Value => g.addInitializer(name, Tensor.fromInt64([], [v]));
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Range, inputs: [scalar(g, 'a', 2), scalar(g, 'b', 11), scalar(g, 'c', 3)], outputs: ['y'] }).outputs[0]!)).toEqual({ elemType: DataType.INT64, shape: [3] });
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.ConstantOfShape, inputs: [ints(g, 's', [2, 3])], outputs: ['y'], attributes: { value: { kind: 'tensor', value: Tensor.fromInt64([1], [1]) } } }).outputs[0]!)).toEqual({ elemType: DataType.INT64, shape: [2, 3] });
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Cast, inputs: [g.addInput('x', f32('batch'))], outputs: ['y'], attributes: { to: { kind: 'int', value: DataType.FLOAT16 } } }).outputs[0]!)).toEqual({ elemType: DataType.FLOAT16, shape: ['batch'] });
+    expect(inferOne(17, (g) => g.addNode({ opType: Op.Where, inputs: [g.addInput('c', { elemType: DataType.BOOL, shape: [4, 1] }), g.addInput('a', f32('batch', 1, 1)), g.addInput('b', f32(3))], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 4, 3));
+  });
+
+  it('Q/DQ element types from zero point, scale and output_dtype; blocked shapes kept', () => {
+    const q = inferOne(21, (g) => g.addNode({ opType: Op.QuantizeLinear, inputs: [g.addInput('x', f32('batch', 64)), g.addInitializer('s', Tensor.fromFloat32([], Float32Array.of(1))), g.addInitializer('z', Tensor.fromBytes(DataType.INT8, [], new Uint8Array(1)))], outputs: ['y'] }).outputs[0]!);
+    expect(q).toEqual({ elemType: DataType.INT8, shape: ['batch', 64] });
+    const qDefault = inferOne(21, (g) => g.addNode({ opType: Op.QuantizeLinear, inputs: [g.addInput('x', f32(2)), g.addInitializer('s', Tensor.fromFloat32([], Float32Array.of(1)))], outputs: ['y'] }).outputs[0]!);
+    expect(qDefault?.elemType).toBe(DataType.UINT8);
+    const dq = inferOne(21, (g) => g.addNode({ opType: Op.DequantizeLinear, inputs: [g.addInitializer('w', Tensor.fromBytes(DataType.INT4, [64, 32], new Uint8Array(1024))), g.addInitializer('s', Tensor.fromBytes(DataType.FLOAT16, [2, 32], new Uint8Array(128)))], outputs: ['y'], attributes: { axis: { kind: 'int', value: 0 }, block_size: { kind: 'int', value: 32 } } }).outputs[0]!);
+    expect(dq).toEqual({ elemType: DataType.FLOAT16, shape: [64, 32] });
+  });
+
+  it('MatMulNBits gives [..., N]; an unknown op is listed, never a crash', () => {
+    const nbits = inferOne(21, (g) => g.addNode({ opType: Op.MatMulNBits, domain: MS_DOMAIN, inputs: [g.addInput('a', f32('batch', 64, 128)), g.addInitializer('b', Tensor.fromBytes(DataType.UINT8, [384, 4, 16], new Uint8Array(384 * 64))), g.addInitializer('s', Tensor.fromFloat32([384 * 4], new Float32Array(384 * 4)))], outputs: ['y'], attributes: { K: { kind: 'int', value: 128 }, N: { kind: 'int', value: 384 }, bits: { kind: 'int', value: 4 }, block_size: { kind: 'int', value: 32 } } }).outputs[0]!, true);
+    expect(nbits).toEqual(f32('batch', 64, 384));
+    const model = modelWith(17, (g) => {
+      const x = g.addInput('x', f32(2));
+      const custom = g.addNode({ opType: 'Frobnicate', domain: 'acme', inputs: [x], outputs: ['weird'] });
+      g.addNode({ opType: Op.Relu, inputs: [custom.outputs[0]!], outputs: ['after'] });
+    });
+    expect(inferShapes(model)).toEqual({ inferred: 0, unknown: ['weird', 'after'] });
+  });
+});
+
+describe('inferShapes on a DiT-XL/2-sized graph', () => {
+  it('is fast and reads no deferred weight bytes (only small int shape constants)', () => {
+    let bigReads = 0;
+    let smallReads = 0;
+    const model = modelWith(17, (g) => {
+      let h = g.addInput('x', f32('batch', 256, 1152));
+      const shape = g.addNode({ opType: Op.Shape, inputs: [h], outputs: ['shape'] }).outputs[0]!;
+      const lazyInts = Tensor.lazy(DataType.INT64, [4], () => {
+        smallReads++;
+        return new Uint8Array(BigInt64Array.from([0n, -1n, 16n, 72n]).buffer);
+      });
+      const heads = g.addInitializer('heads', lazyInts);
+      for (let block = 0; block < 28; block++) {
+        const weight = (name: string, dims: number[]): Value => g.addInitializer(`b${block}.${name}`, Tensor.lazy(DataType.FLOAT, dims, () => {
+          bigReads++;
+          return new Uint8Array(dims.reduce((a, b) => a * b, 4));
+        }));
+        const ln = g.addNode({ opType: Op.LayerNormalization, inputs: [h, weight('ln', [1152])], outputs: 1 }).outputs[0]!;
+        const qkv = g.addNode({ opType: Op.MatMul, inputs: [ln, weight('qkv', [1152, 3456])], outputs: 1 }).outputs[0]!;
+        const parts = g.addNode({ opType: Op.Split, inputs: [qkv], outputs: 3, attributes: { axis: { kind: 'int', value: 2 } } }).outputs;
+        const heads4 = parts.map((p) => g.addNode({ opType: Op.Transpose, inputs: [g.addNode({ opType: Op.Reshape, inputs: [p, heads], outputs: 1 }).outputs[0]!], outputs: 1, attributes: { perm: { kind: 'ints', value: [0, 2, 1, 3] } } }).outputs[0]!);
+        const kt = g.addNode({ opType: Op.Transpose, inputs: [heads4[1]!], outputs: 1, attributes: { perm: { kind: 'ints', value: [0, 1, 3, 2] } } }).outputs[0]!;
+        const scores = g.addNode({ opType: Op.Softmax, inputs: [g.addNode({ opType: Op.MatMul, inputs: [heads4[0]!, kt], outputs: 1 }).outputs[0]!], outputs: 1 }).outputs[0]!;
+        const attn = g.addNode({ opType: Op.MatMul, inputs: [scores, heads4[2]!], outputs: 1 }).outputs[0]!;
+        const merged = g.addNode({ opType: Op.Reshape, inputs: [g.addNode({ opType: Op.Transpose, inputs: [attn], outputs: 1, attributes: { perm: { kind: 'ints', value: [0, 2, 1, 3] } } }).outputs[0]!, shape], outputs: 1 }).outputs[0]!;
+        const proj = g.addNode({ opType: Op.Add, inputs: [g.addNode({ opType: Op.MatMul, inputs: [merged, weight('proj', [1152, 1152])], outputs: 1 }).outputs[0]!, weight('proj.b', [1152])], outputs: 1 }).outputs[0]!;
+        h = g.addNode({ opType: Op.Add, inputs: [h, proj], outputs: 1 }).outputs[0]!;
+        const fc1 = g.addNode({ opType: Op.Gelu, inputs: [g.addNode({ opType: Op.MatMul, inputs: [h, weight('fc1', [1152, 4608])], outputs: 1 }).outputs[0]!], outputs: 1 }).outputs[0]!;
+        h = g.addNode({ opType: Op.Add, inputs: [h, g.addNode({ opType: Op.MatMul, inputs: [fc1, weight('fc2', [4608, 1152])], outputs: 1 }).outputs[0]!], outputs: 1 }).outputs[0]!;
+      }
+      g.outputs.push(h);
+    });
+    const start = performance.now();
+    const result = inferShapes(model);
+    const elapsed = performance.now() - start;
+    expect(model.graph.nodes.length).toBeGreaterThan(28 * 20);
+    expect(result.unknown).toEqual([]);
+    expect(model.graph.outputs[0]!.type).toEqual(f32('batch', 256, 1152));
+    expect(bigReads).toBe(0);
+    expect(smallReads).toBe(1);
+    expect(elapsed).toBeLessThan(500);
+  });
+});
