@@ -1,0 +1,166 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { lineColumn, type Diagnostic } from '../../src/diagnostics.js';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { checkRecipe, checkRecipeAgainstModel } from '../../src/recipe/check.js';
+import { formatRecipe } from '../../src/recipe/format.js';
+import { parseRecipe, parseRecipeFile, parseRecipeJson } from '../../src/recipe/parse.js';
+import { recipeSchema } from '../../src/recipe/schema.js';
+import type { Recipe } from '../../src/recipe/types.js';
+
+const RECIPES = 'recipes';
+const BAD = 'test/recipes/bad';
+const layers = discoverLayers(loadModelSync('test/fixtures/dit-digits/model.onnx'));
+
+/** A recipe without its source spans (they differ between a file and its formatted text). */
+function withoutSources(recipe: Recipe): unknown {
+  return JSON.parse(JSON.stringify(recipe, (key, value) => (key === 'source' ? undefined : value)));
+}
+
+describe('the recipes in recipes/', () => {
+  const files = readdirSync(RECIPES).filter((f) => f.endsWith('.qrecipe'));
+
+  it('are the seven methods we ship', () => {
+    expect(files.sort()).toEqual(['dilatequant-w4a8', 'minmax-w8a8', 'ptq4dm-w8a8', 'qdit-w4a8', 'qdit-w6a8', 'rtn-w4a16-g128', 'smoothquant-w8a8'].map((n) => `${n}.qrecipe`));
+  });
+
+  for (const file of files) {
+    it(`${file} checks clean, alone and against the dit-digits fixture, and fmt round-trips`, () => {
+      const parsed = parseRecipeFile(join(RECIPES, file));
+      expect(parsed.diagnostics).toEqual([]);
+      const recipe = parsed.recipe!;
+      expect(checkRecipe(recipe)).toEqual([]);
+      expect(checkRecipeAgainstModel(recipe, layers).diagnostics).toEqual([]);
+      const text = formatRecipe(recipe);
+      const again = parseRecipe(text, 'formatted.qrecipe');
+      expect(again.diagnostics).toEqual([]);
+      expect(withoutSources(again.recipe!)).toEqual(withoutSources(recipe));
+      expect(formatRecipe(again.recipe!)).toBe(text);
+      // The same recipe written as JSON gives the same object.
+      const json = parseRecipeJson(JSON.stringify(withoutSources(recipe)), 'recipe.json');
+      expect(json.diagnostics).toEqual([]);
+      expect(withoutSources(json.recipe!)).toEqual(withoutSources(recipe));
+    });
+  }
+
+  it('starts with a header comment naming the method and its paper', () => {
+    for (const file of files) expect(readFileSync(join(RECIPES, file), 'utf8')).toMatch(/^# .+(19|20)\d\d/m);
+  });
+});
+
+describe('bad recipes', () => {
+  const files = readdirSync(BAD).filter((f) => f.endsWith('.qrecipe')).sort();
+
+  it('the corpus has at least 25 cases', () => {
+    expect(files.length).toBeGreaterThanOrEqual(25);
+  });
+
+  for (const file of files) {
+    it(`${file} gives its annotated diagnostic`, () => {
+      const path = join(BAD, file);
+      const text = readFileSync(path, 'utf8');
+      const [, code, line, column, withModel] = /^# expect: (\w+) (\d+):(\d+)( model)?/.exec(text)!;
+      const parsed = parseRecipeFile(path);
+      const diagnostics: Diagnostic[] = [...parsed.diagnostics];
+      if (parsed.recipe) diagnostics.push(...checkRecipe(parsed.recipe));
+      if (parsed.recipe && withModel) diagnostics.push(...checkRecipeAgainstModel(parsed.recipe, layers).diagnostics);
+      const errors = diagnostics.filter((d) => d.severity === 'error');
+      expect(errors.length).toBeGreaterThan(0);
+      const first = errors[0]!;
+      const at = lineColumn(text, first.span!.offset);
+      expect(`${first.code} ${at.line}:${at.column}`).toBe(`${code} ${line}:${column}`);
+    });
+  }
+
+  it('reports several errors in one run (recovery)', () => {
+    const { diagnostics } = parseRecipe('recipe "x" {\n  targt cpu\n  calibrate { sampels 3 }\n  quantize attn.qkvv { weight int8 }\n}\n');
+    expect(diagnostics.map((d) => d.code)).toEqual(['E010', 'E012', 'E020']);
+    expect(diagnostics.map((d) => d.message)).toEqual([
+      "unknown statement 'targt' (did you mean 'target'?)",
+      "unknown calibrate setting 'sampels' (did you mean 'samples'?)",
+      "unknown layer role or selector 'attn.qkvv' (did you mean 'attn.qkv'?)",
+    ]);
+  });
+
+  it('warns about a rule that selects nothing, naming it', () => {
+    const { recipe } = parseRecipe('recipe "x" {\n  quantize op(Conv) { weight int8 }\n  quantize res.conv { weight int8 }\n}\n');
+    const { diagnostics } = checkRecipeAgainstModel(recipe!, layers);
+    expect(diagnostics.map((d) => `${d.code} ${d.message}`)).toEqual(["W001 quantize rule 'res.conv' matches no layer of this model"]);
+  });
+});
+
+describe('selection', () => {
+  it('takes the most specific rule, later rules winning ties, keep winning over quantize at equal specificity', () => {
+    const { recipe } = parseRecipe(`recipe "x" {
+      quantize all { weight int8 }
+      quantize attn { weight int4 group 32 }
+      quantize attn.qkv { weight int4 group 64 }
+      quantize name("blocks.0.*") { weight int4 group 16 }
+      keep attn.proj
+    }`);
+    const { selection } = checkRecipeAgainstModel(recipe!, layers);
+    const g = (name: string) => {
+      const a = selection.assignments.get(name)!;
+      return a.action === 'keep' ? 'keep' : JSON.stringify(a.weight!.granularity);
+    };
+    expect(g('blocks.0.attn.qkv')).toBe('{"kind":"group","size":16}');
+    expect(g('blocks.1.attn.qkv')).toBe('{"kind":"group","size":64}');
+    expect(g('blocks.1.attn.proj')).toBe('keep');
+    expect(g('blocks.1.mlp.fc1')).toBe('{"kind":"per-channel"}');
+  });
+});
+
+describe('the parser under random input', () => {
+  const seeds = readdirSync(RECIPES).map((f) => readFileSync(join(RECIPES, f), 'utf8'));
+  const alphabet = [...'{}()[],:<>=#"/ \n\t-.0123456789abcdefghijklmnopqrstuvwxyz_'];
+  const mutate = (text: string, edits: { at: number; kind: number; char: string; length: number }[]) => {
+    let out = text;
+    for (const e of edits) {
+      const at = e.at % (out.length + 1);
+      if (e.kind === 0) out = out.slice(0, at) + out.slice(at + e.length);
+      else if (e.kind === 1) out = out.slice(0, at) + e.char + out.slice(at);
+      else {
+        const other = (at * 7919) % (out.length + 1);
+        const [a, b] = [Math.min(at, other), Math.max(at, other)];
+        out = out.slice(0, a) + out.slice(b, b + e.length) + out.slice(a + e.length, b) + out.slice(a, a + e.length) + out.slice(b + e.length);
+      }
+    }
+    return out;
+  };
+
+  it('always answers with diagnostics or a recipe, never throwing, in bounded time', () => {
+    const started = Date.now();
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: fc.constantFrom(...alphabet), maxLength: 200 }),
+          fc.tuple(fc.constantFrom(...seeds), fc.array(fc.record({ at: fc.nat(5000), kind: fc.nat(2), char: fc.constantFrom(...alphabet), length: fc.integer({ min: 1, max: 12 }) }), { minLength: 1, maxLength: 6 })).map(([text, edits]) => mutate(text, edits)),
+        ),
+        (text) => {
+          const t0 = Date.now();
+          const result = parseRecipe(text, 'fuzz.qrecipe');
+          expect(Date.now() - t0).toBeLessThan(2000);
+          expect(result.recipe !== undefined || result.diagnostics.some((d) => d.severity === 'error')).toBe(true);
+          for (const d of result.diagnostics) if (d.span) expect(d.span.offset).toBeLessThanOrEqual(text.length);
+        },
+      ),
+      { numRuns: 3000, seed: 42 },
+    );
+    expect(Date.now() - started).toBeLessThan(60_000);
+  });
+});
+
+describe('the published schema', () => {
+  it('grammar/qrecipe.schema.json is the generated schema', () => {
+    expect(JSON.parse(readFileSync('grammar/qrecipe.schema.json', 'utf8'))).toEqual(JSON.parse(JSON.stringify(recipeSchema)));
+  });
+
+  it('rejects a JSON recipe with a misspelt field', () => {
+    const { diagnostics } = parseRecipeJson('{"name": "x", "targt": "cpu"}', 'r.json');
+    expect(diagnostics.map((d) => d.code)).toEqual(['E051']);
+    expect(diagnostics[0]!.message).toContain('additional properties');
+  });
+});
