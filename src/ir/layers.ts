@@ -76,13 +76,23 @@ export function discoverLayers(model: Model): Layer[] {
   }
   const roles = new Map<Node, LayerRole>();
   for (const layer of found) roles.set(layer.node, context.roleOf(layer.node));
-  const blocks = context.assignBlocks(found.map((l) => l.node), roles);
+  const nodes = found.map((l) => l.node);
+  const blocks = context.assignBlocks(nodes, roles);
+  const unetNames = context.unetNames(nodes, roles, graph.nodes);
   const counters = new Map<string, number>();
   return found.map((layer, index) => {
     const role = roles.get(layer.node)!;
     const block = blocks.get(layer.node);
-    return { ...layer, role, block, index, name: layerName(role, block, counters) };
+    return { ...layer, role, block, index, name: unetNames.get(layer.node) ?? layerName(role, block, counters) };
   });
+}
+
+/** A UNet resblock's weighted parts. */
+interface ResBlock {
+  conv1: Node;
+  conv2: Node;
+  time?: Node;
+  skip?: Node;
 }
 
 /** Roles that occur once per model: named without an ordinal. */
@@ -237,6 +247,106 @@ class DiscoveryContext {
       if (consumer) blocks.set(node, blocks.get(consumer)!);
     }
     return blocks;
+  }
+
+  /**
+   * Structural UNet names: `down.1.res.0.conv1`, `down.0.downsample`, `up.2.res.1.skip`, `up.0.upsample`.
+   * A resblock is conv1 → (+ time projection) → norm/SiLU → conv2 → residual Add (with the input or a 1×1
+   * skip conv); down levels advance at each stride-2 conv, and the up path starts at the first resblock whose
+   * skip conv reads a Concat (the UNet's skip connections). Resblocks after the last activation saved for a
+   * skip connection and before the up path are `mid.res.K`.
+   */
+  unetNames(nodes: Node[], roles: Map<Node, LayerRole>, graphNodes: readonly Node[]): Map<Node, string> {
+    const names = new Map<Node, string>();
+    const partOf = new Map<Node, { block: ResBlock; part: keyof ResBlock }>();
+    for (const conv1 of nodes) {
+      if (roles.get(conv1) !== 'res.conv' || partOf.has(conv1)) continue;
+      const conv2 = this.nearestWeighted(conv1.outputs[0]!, 8);
+      if (!conv2 || roles.get(conv2) !== 'res.conv' || partOf.has(conv2)) continue;
+      const block: ResBlock = { conv1, conv2 };
+      block.time = nodes.find((n) => roles.get(n) === 'res.time' && !partOf.has(n) && this.reaches(n.outputs[0]!, (m) => m.inputs.some((v) => v?.producer === conv1), 4));
+      const residual = this.downstreamAdds(conv2.outputs[0]!, 2);
+      block.skip = nodes.find((n) => roles.get(n) === 'res.skip' && !partOf.has(n) && [...this.downstreamAdds(n.outputs[0]!, 2)].some((add) => residual.has(add)));
+      for (const part of ['conv1', 'conv2', 'time', 'skip'] as const) if (block[part]) partOf.set(block[part]!, { block, part });
+    }
+    if (partOf.size === 0) return names;
+    // Skip connections: channel Concats whose operand is also used elsewhere (kept from the down path).
+    const position = new Map(graphNodes.map((n, i) => [n, i]));
+    let lastSkipSource = -1;
+    for (const node of graphNodes) {
+      if (!isOp(node, Op.Concat) || node.intAttr('axis', 0) !== 1) continue;
+      for (const v of node.inputs) if (v?.producer && v.uses.length > 1) lastSkipSource = Math.max(lastSkipSource, position.get(v.producer)!);
+    }
+    let stage = 'down' as 'down' | 'mid' | 'up';
+    let level = 0;
+    let resIndex = 0;
+    const blockNames = new Map<ResBlock, string>();
+    for (const node of nodes) {
+      const role = roles.get(node);
+      if (role === 'down') {
+        names.set(node, `down.${level}.downsample`);
+        level++;
+        resIndex = 0;
+        continue;
+      }
+      if (role === 'up') {
+        names.set(node, `up.${level}.upsample`);
+        level++;
+        resIndex = 0;
+        continue;
+      }
+      const membership = partOf.get(node);
+      if (!membership) continue;
+      let name = blockNames.get(membership.block);
+      if (name === undefined) {
+        const skipInput = membership.block.skip?.inputs[0]?.producer;
+        const pastSkips = lastSkipSource >= 0 && position.get(membership.block.conv1)! > lastSkipSource;
+        const next = skipInput && isOp(skipInput, Op.Concat) ? 'up' : stage === 'down' && pastSkips ? 'mid' : stage;
+        if (next !== stage) {
+          if (next === 'up') level = 0;
+          stage = next;
+          resIndex = 0;
+        }
+        name = stage === 'mid' ? `mid.res.${resIndex++}` : `${stage}.${level}.res.${resIndex++}`;
+        blockNames.set(membership.block, name);
+      }
+      names.set(node, `${name}.${membership.part}`);
+    }
+    return names;
+  }
+
+  /** The nearest weighted node downstream of `value` (breadth first, not through other weighted nodes). */
+  private nearestWeighted(value: Value, depth: number): Node | undefined {
+    let frontier = [value];
+    const seen = new Set<Node>();
+    for (let d = 0; d <= depth && frontier.length > 0; d++) {
+      const next: Value[] = [];
+      for (const v of frontier) {
+        for (const use of v.uses) {
+          if (seen.has(use.node)) continue;
+          seen.add(use.node);
+          if (isWeighted(use.node)) return use.node;
+          next.push(...use.node.outputs);
+        }
+      }
+      frontier = next;
+    }
+    return undefined;
+  }
+
+  /** Add nodes within `depth` hops downstream of `value` (through non-weighted nodes). */
+  private downstreamAdds(value: Value, depth: number): Set<Node> {
+    const adds = new Set<Node>();
+    const walk = (v: Value, d: number) => {
+      if (d > depth) return;
+      for (const use of v.uses) {
+        if (isWeighted(use.node)) continue;
+        if (isOp(use.node, Op.Add)) adds.add(use.node);
+        for (const o of use.node.outputs) walk(o, d + 1);
+      }
+    };
+    walk(value, 0);
+    return adds;
   }
 
   /** True when `value` = LN(x)·(1+scale)+shift with scale/shift chunks of `adaln`'s output. */

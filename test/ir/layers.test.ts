@@ -82,26 +82,27 @@ describe('layer discovery on the dit-digits fixture', () => {
 });
 
 describe('layer discovery on a synthetic UNet (GroupNorm as InstanceNorm, resblocks, skips, samplers, one transformer)', () => {
+  // Names are structural: level by samplers, resblock parts by dataflow, up path from the skip Concats.
   const row = (name: string, role: string, op: string, io: string, block?: number) => ({ name, role, op, io, block });
   const expected = [
     row('embed.time.0', 'embed.time', 'Gemm', '64->128'),
     row('embed.time.1', 'embed.time', 'Gemm', '128->128'),
     row('conv.in', 'conv.in', 'Conv', '4->32'),
-    row('res.conv.0', 'res.conv', 'Conv', '32->32'), row('res.time.0', 'res.time', 'Gemm', '128->32'), row('res.conv.1', 'res.conv', 'Conv', '32->32'),
-    row('down.0', 'down', 'Conv', '32->32'),
-    row('res.conv.2', 'res.conv', 'Conv', '32->64'), row('res.time.1', 'res.time', 'Gemm', '128->64'), row('res.conv.3', 'res.conv', 'Conv', '64->64'), row('res.skip.0', 'res.skip', 'Conv', '32->64'),
-    row('res.conv.4', 'res.conv', 'Conv', '64->64'), row('res.time.2', 'res.time', 'Gemm', '128->64'), row('res.conv.5', 'res.conv', 'Conv', '64->64'),
+    row('down.0.res.0.conv1', 'res.conv', 'Conv', '32->32'), row('down.0.res.0.time', 'res.time', 'Gemm', '128->32'), row('down.0.res.0.conv2', 'res.conv', 'Conv', '32->32'),
+    row('down.0.downsample', 'down', 'Conv', '32->32'),
+    row('down.1.res.0.conv1', 'res.conv', 'Conv', '32->64'), row('down.1.res.0.time', 'res.time', 'Gemm', '128->64'), row('down.1.res.0.conv2', 'res.conv', 'Conv', '64->64'), row('down.1.res.0.skip', 'res.skip', 'Conv', '32->64'),
+    row('mid.res.0.conv1', 'res.conv', 'Conv', '64->64'), row('mid.res.0.time', 'res.time', 'Gemm', '128->64'), row('mid.res.0.conv2', 'res.conv', 'Conv', '64->64'),
     row('blocks.0.attn.q', 'attn.q', 'MatMul', '64->64', 0), row('blocks.0.attn.k', 'attn.k', 'MatMul', '64->64', 0), row('blocks.0.attn.v', 'attn.v', 'MatMul', '64->64', 0),
     row('blocks.0.attn.proj', 'attn.proj', 'MatMul', '64->64', 0), row('blocks.0.mlp.fc1', 'mlp.fc1', 'MatMul', '64->256', 0), row('blocks.0.mlp.fc2', 'mlp.fc2', 'MatMul', '256->64', 0),
-    row('res.conv.6', 'res.conv', 'Conv', '64->64'), row('res.time.3', 'res.time', 'Gemm', '128->64'), row('res.conv.7', 'res.conv', 'Conv', '64->64'),
-    row('res.conv.8', 'res.conv', 'Conv', '128->64'), row('res.time.4', 'res.time', 'Gemm', '128->64'), row('res.conv.9', 'res.conv', 'Conv', '64->64'), row('res.skip.1', 'res.skip', 'Conv', '128->64'),
-    row('up.0', 'up', 'Conv', '64->64'),
-    row('res.conv.10', 'res.conv', 'Conv', '96->32'), row('res.time.5', 'res.time', 'Gemm', '128->32'), row('res.conv.11', 'res.conv', 'Conv', '32->32'), row('res.skip.2', 'res.skip', 'Conv', '96->32'),
+    row('mid.res.1.conv1', 'res.conv', 'Conv', '64->64'), row('mid.res.1.time', 'res.time', 'Gemm', '128->64'), row('mid.res.1.conv2', 'res.conv', 'Conv', '64->64'),
+    row('up.0.res.0.conv1', 'res.conv', 'Conv', '128->64'), row('up.0.res.0.time', 'res.time', 'Gemm', '128->64'), row('up.0.res.0.conv2', 'res.conv', 'Conv', '64->64'), row('up.0.res.0.skip', 'res.skip', 'Conv', '128->64'),
+    row('up.0.upsample', 'up', 'Conv', '64->64'),
+    row('up.1.res.0.conv1', 'res.conv', 'Conv', '96->32'), row('up.1.res.0.time', 'res.time', 'Gemm', '128->32'), row('up.1.res.0.conv2', 'res.conv', 'Conv', '32->32'), row('up.1.res.0.skip', 'res.skip', 'Conv', '96->32'),
     row('conv.out', 'conv.out', 'Conv', '32->4'),
   ];
   const strip = (rows: ReturnType<typeof table>) => rows.map(({ name, role, op, io, block }) => ({ name, role, op, io, block }));
 
-  it('finds every role in forward order', () => {
+  it('finds every role and structural name in forward order', () => {
     expect(strip(table(buildUnet()))).toEqual(expected);
   });
 
