@@ -11,6 +11,7 @@ import { IrError, type IrErrorCode } from '../../src/ir/errors.js';
 import { opSchema } from '../../src/ir/ops.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { Tensor } from '../../src/ir/tensor.js';
+import { assertValid, verifyModel } from '../../src/ir/verify.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'qcompile-serde-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -184,6 +185,14 @@ describe('bad-model corpus', () => {
     const result = await run(inspectCommand, [join(BAD, 'unknown-op.onnx'), '--json']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout).ops).toEqual([{ op: 'MatMul', count: 1 }, { op: 'com.example.Frobnicate', count: 1 }]);
+  });
+
+  it('unknown-op.onnx: the verifier reports unknown-op (what the compile path must reject)', () => {
+    const model = loadModelSync(join(BAD, 'unknown-op.onnx'));
+    expect(verifyModel(model).map((issue) => issue.code)).toContain('unknown-op');
+    expect(() => assertValid(model)).toThrow(expect.objectContaining({ code: 'verify', message: expect.stringContaining("op 'Frobnicate' unknown in domain 'com.example'") }));
+    // The unknown op is its only issue.
+    expect(verifyModel(model).filter((issue) => issue.code !== 'unknown-op')).toEqual([]);
   });
 
   it('refuses an escaping location before touching the file it names', () => {
