@@ -75,7 +75,7 @@ export function discoverLayers(model: Model): Layer[] {
     if (layer) found.push(layer);
   }
   const roles = new Map<Node, LayerRole>();
-  for (const layer of found) roles.set(layer.node, context.roleOf(layer.node));
+  for (const layer of found) roles.set(layer.node, context.roleOf(layer.node, roles));
   const nodes = found.map((l) => l.node);
   const blocks = context.assignBlocks(nodes, roles);
   const unetNames = context.unetNames(nodes, roles, graph.nodes);
@@ -187,8 +187,8 @@ class DiscoveryContext {
     this.imageInputs = new Set(graphInputs.filter((v) => !v.initializer && (v.type?.shape?.length ?? 0) === 4 && v.type?.elemType === DataType.FLOAT));
   }
 
-  /** The role of a weighted node. */
-  roleOf(node: Node): LayerRole {
+  /** The role of a weighted node; `earlier` holds the roles of the layers before it in topological order. */
+  roleOf(node: Node, earlier: ReadonlyMap<Node, LayerRole>): LayerRole {
     if (isOp(node, Op.Gather)) return 'embed.label';
     const input = node.input(isOp(node, Op.Gather) ? 1 : 0);
     if (isOp(node, Op.Conv) || isOp(node, Op.ConvTranspose)) return this.convRole(node, input);
@@ -197,6 +197,8 @@ class DiscoveryContext {
     if (this.fromSinusoid(input)) return 'embed.time';
     if (this.fromSoftmax(input)) return 'attn.proj';
     if (this.fromGelu(input)) return 'mlp.fc2';
+    // Any other activation (Relu, SiLU, …): fc2 reads fc1's output through elementwise ops only.
+    if ([...this.elementwiseSources(input)].some((n) => earlier.get(n) === 'mlp.fc1')) return 'mlp.fc2';
     if (this.normalizedInput(input)) {
       if (this.feedsPatchOutput(node)) return 'final';
       const out = node.outputs[0]!;
@@ -207,6 +209,7 @@ class DiscoveryContext {
       const softmax = this.attentionPosition(out);
       if (softmax) return softmax;
       if (this.reaches(out, (n) => this.isGeluCore(n), GELU_DEPTH)) return 'mlp.fc1';
+      if (this.feedsLinearElementwise(out)) return 'mlp.fc1';
     }
     if (this.reaches(node.outputs[0]!, (n) => this.isGeluCore(n), GELU_DEPTH)) return 'mlp.fc1';
     return 'other';
@@ -313,6 +316,36 @@ class DiscoveryContext {
       names.set(node, `${name}.${membership.part}`);
     }
     return names;
+  }
+
+  /** Weighted nodes whose outputs reach `value` through elementwise ops only (bias, activation). */
+  private elementwiseSources(value: Value): Set<Node> {
+    const sources = new Set<Node>();
+    const seen = new Set<Node>();
+    const walk = (v: Value, depth: number) => {
+      const p = v.producer;
+      if (!p || depth > GELU_DEPTH || seen.has(p)) return;
+      seen.add(p);
+      if (isWeighted(p)) sources.add(p);
+      else if (ELEMENTWISE.has(p.opType)) for (const i of p.inputs) if (i) walk(i, depth + 1);
+    };
+    walk(value, 0);
+    return sources;
+  }
+
+  /** True when `value` reaches a weighted MatMul/Gemm through elementwise ops only (an MLP's first linear). */
+  private feedsLinearElementwise(value: Value): boolean {
+    const seen = new Set<Node>();
+    const walk = (v: Value, depth: number): boolean =>
+      depth <= GELU_DEPTH &&
+      v.uses.some((u) => {
+        const n = u.node;
+        if (seen.has(n)) return false;
+        seen.add(n);
+        if (isWeighted(n)) return (isOp(n, Op.MatMul) || isOp(n, Op.Gemm)) && u.index === 0;
+        return ELEMENTWISE.has(n.opType) && n.outputs.some((o) => walk(o, depth + 1));
+      });
+    return walk(value, 0);
   }
 
   /** The nearest weighted node downstream of `value` (breadth first, not through other weighted nodes). */

@@ -70,6 +70,20 @@ describe('layer discovery on the dit-digits fixture', () => {
     expect(table(model)).toEqual(layers);
   });
 
+  it('gives the same table when the MLP activation is Relu instead of GELU', () => {
+    const model = loadModelSync(FIXTURE);
+    for (const layer of discoverLayers(model)) {
+      if (layer.role !== 'mlp.fc1') continue;
+      const fc1Out = layer.node.outputs[0]!.uses[0]!.node.outputs[0]!; // after the bias Add
+      const fc2 = discoverLayers(model).find((l) => l.role === 'mlp.fc2' && l.block === layer.block)!.node;
+      const relu = model.graph.addNode({ opType: Op.Relu, inputs: [fc1Out], outputs: 1, before: fc2 });
+      fc2.setInput(0, relu.outputs[0]!);
+    }
+    model.graph.removeDeadCode();
+    expect(model.graph.nodes.some((n) => isOp(n, Op.Tanh))).toBe(false);
+    expect(table(model)).toEqual(layers);
+  });
+
   it('still finds quantized layers (weights behind DequantizeLinear) under the same names', () => {
     const model = loadModelSync(FIXTURE);
     const spec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 32 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
