@@ -8,6 +8,9 @@ import { IrError } from './errors.js';
 import { MS_DOMAIN, Op, isOp, opSchema } from './ops.js';
 import { MAX_ONNX_OPSET } from './serde.js';
 
+/** ONNX Runtime implements its contrib ops at com.microsoft version 1 only. */
+const MAX_MS_OPSET = 1;
+
 /** One problem found by the verifier; `code` is stable, `node` names the offending node when there is one. */
 export interface VerifyIssue {
   code: string;
@@ -35,6 +38,10 @@ function checkOpsets(model: Model, issues: VerifyIssue[]): void {
   const onnx = model.opset;
   if (onnx > MAX_ONNX_OPSET) issues.push({ code: 'opset-too-new', message: `ai.onnx opset ${onnx} is above ONNX Runtime's limit ${MAX_ONNX_OPSET}` });
   if (onnx <= 0) issues.push({ code: 'opset-missing', message: 'the model imports no ai.onnx opset' });
+  const contrib = model.opsetImports.get(MS_DOMAIN);
+  if (contrib !== undefined && contrib > MAX_MS_OPSET) {
+    issues.push({ code: 'opset-too-new', message: `${MS_DOMAIN} opset ${contrib} is above ONNX Runtime's limit ${MAX_MS_OPSET}` });
+  }
 }
 
 function checkGraph(model: Model, graph: Graph, issues: VerifyIssue[]): void {
@@ -169,7 +176,6 @@ function checkQdq(node: Node, issues: VerifyIssue[]): void {
 /** MatMulNBits layout: B uint8 [N, nb, bs·bits/8], scales [N·nb], zero_points uint8 [N·ceil(nb·bits/8)]. */
 function checkMatMulNBits(node: Node, issues: VerifyIssue[]): void {
   const report = (message: string): void => void issues.push({ code: 'matmulnbits', message: `node '${node.name}': ${message}`, node: node.name });
-  if (node.domain !== MS_DOMAIN) return;
   const k = node.intAttr('K', 0);
   const n = node.intAttr('N', 0);
   const bits = node.intAttr('bits', 4);

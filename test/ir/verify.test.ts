@@ -92,6 +92,9 @@ describe('verifyModel', () => {
     const a = chain();
     a.model.opsetImports.set('', 27);
     expect(codes(a.model)).toEqual(['opset-too-new']);
+    a.model.opsetImports.set('', 26);
+    a.model.opsetImports.set(MS_DOMAIN, 2);
+    expect(verifyModel(a.model).map((i) => i.message)).toEqual([expect.stringContaining('com.microsoft opset 2')]);
     const b = chain();
     b.model.opsetImports.clear();
     expect(codes(b.model)).toEqual(['opset-missing', 'domain-not-imported', 'domain-not-imported']);

@@ -73,19 +73,35 @@ function broadcastDim(ctx: ShapeContext, x: Dim, y: Dim, a: readonly Dim[], b: r
   return null;
 }
 
-/** Product of dims: static factor and the multiset of symbols (null when a dim is unknown). */
+/**
+ * Product of dims: static factor and the sorted multiset of symbols (null when a dim is unknown). A symbolic
+ * dim may itself be a product written `3*batch` (see productDim), which is taken apart here.
+ */
 export function product(dims: readonly Dim[]): { factor: number; symbols: string[] } | null {
   let factor = 1;
   const symbols: string[] = [];
   for (const d of dims) {
     if (d === null) return null;
     if (typeof d === 'number') factor *= d;
-    else symbols.push(d);
+    else {
+      for (const part of d.split('*')) {
+        if (/^\d+$/.test(part)) factor *= Number(part);
+        else symbols.push(part);
+      }
+    }
   }
   return { factor, symbols: symbols.sort() };
 }
 
-/** `total / part` as a dim when it is exact: a number, a lone symbol, or null. */
+/** The dim for factor·symbols: a number, a lone symbol, or a product symbol like `3*batch` (deterministic). */
+export function productDim(factor: number, symbols: readonly string[]): Dim {
+  if (symbols.length === 0) return factor;
+  if (factor === 0) return 0;
+  const sorted = [...symbols].sort();
+  return factor === 1 ? sorted.join('*') : `${factor}*${sorted.join('*')}`;
+}
+
+/** `total / part` as a dim when it divides exactly (symbols cancel), else null. */
 export function quotient(total: readonly Dim[], part: readonly Dim[]): Dim {
   const t = product(total);
   const p = product(part);
@@ -97,9 +113,7 @@ export function quotient(total: readonly Dim[], part: readonly Dim[]): Dim {
     symbols.splice(i, 1);
   }
   if (t.factor % p.factor !== 0) return null;
-  const factor = t.factor / p.factor;
-  if (symbols.length === 0) return factor;
-  return symbols.length === 1 && factor === 1 ? symbols[0]! : null;
+  return productDim(t.factor / p.factor, symbols);
 }
 
 /** `[a,b,c]` with `?` for unknown dims. */

@@ -1,7 +1,8 @@
 /** Shape rules for element-wise ops: unary maps, broadcasting arithmetic and comparisons, Where, casts. */
 import type { Dim } from '../core.js';
 import { DataType } from '../dtype.js';
-import { type ShapeContext, type ShapeResult, broadcast, single, typed } from './context.js';
+import { Op, isOp } from '../ops.js';
+import { type ShapeContext, type ShapeResult, broadcast, quotient, single, typed } from './context.js';
 
 /** Output has input 0's type (Relu, Softmax, Clip, Identity, …); int values pass through. */
 export function sameAsInput(ctx: ShapeContext): ShapeResult {
@@ -25,11 +26,11 @@ function broadcastAll(ctx: ShapeContext, count: number): Dim[] | undefined {
   return shape;
 }
 
-const FOLD: Record<string, (a: number, b: number) => number> = {
-  Add: (a, b) => a + b,
-  Sub: (a, b) => a - b,
-  Mul: (a, b) => a * b,
-  Div: (a, b) => Math.trunc(a / b),
+const FOLD: Partial<Record<string, (a: number, b: number) => number>> = {
+  [Op.Add]: (a, b) => a + b,
+  [Op.Sub]: (a, b) => a - b,
+  [Op.Mul]: (a, b) => a * b,
+  [Op.Div]: (a, b) => Math.trunc(a / b),
 };
 
 /** Add/Sub/Mul/Div/Pow/Mod and variadic Max/Min/Sum/Mean: broadcast, element type of input 0; folds static int values. */
@@ -37,7 +38,7 @@ export function arithmetic(ctx: ShapeContext): ShapeResult {
   const count = ctx.node.inputs.length;
   const shape = broadcastAll(ctx, count);
   const type = typed(ctx.type(0)?.elemType, shape);
-  const fold = FOLD[ctx.node.opType];
+  const fold = ctx.node.domain === '' ? FOLD[ctx.node.opType] : undefined;
   const a = ctx.ints(0);
   const b = ctx.ints(1);
   if (!fold || !a || !b || !shape || count !== 2) return single(type);
@@ -48,10 +49,10 @@ export function arithmetic(ctx: ShapeContext): ShapeResult {
     const x = a[a.length === 1 ? 0 : i]!;
     const y = b[b.length === 1 ? 0 : i]!;
     if (typeof x === 'number' && typeof y === 'number') values.push(fold(x, y));
-    // x·1, x/1, x+0, x-0 keep a symbolic dim; anything else on a symbol is unknown.
-    else if ((ctx.node.opType === 'Mul' || ctx.node.opType === 'Div') && y === 1) values.push(x);
-    else if (ctx.node.opType === 'Mul' && x === 1) values.push(y);
-    else if ((ctx.node.opType === 'Add' || ctx.node.opType === 'Sub') && y === 0) values.push(x);
+    // Symbolic dims stay symbolic through products and exact quotients; sums of symbols are unknown.
+    else if (isOp(ctx.node, Op.Mul)) values.push(quotient([x, y], []));
+    else if (isOp(ctx.node, Op.Div)) values.push(quotient([x], [y]));
+    else if ((isOp(ctx.node, Op.Add) || isOp(ctx.node, Op.Sub)) && y === 0) values.push(x);
     else values.push(null);
   }
   return single(type, values);

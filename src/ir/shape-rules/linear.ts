@@ -1,6 +1,7 @@
 /** Shape rules for contractions and windows: MatMul, Gemm, Conv, ConvTranspose, pooling, quantized matmuls. */
 import type { Dim } from '../core.js';
 import { DataType } from '../dtype.js';
+import { Op, isOp } from '../ops.js';
 import { type ShapeContext, type ShapeResult, broadcast, formatShape, single, typed } from './context.js';
 
 /** Numpy matmul shape of `a`·`b` (1-D operands promoted and the added dim removed). */
@@ -22,7 +23,7 @@ function matmulShape(ctx: ShapeContext, a: Dim[], b: Dim[]): Dim[] {
 export function matmul(ctx: ShapeContext): ShapeResult {
   const a = ctx.shape(0);
   const b = ctx.shape(1);
-  const elemType = ctx.node.opType === 'MatMulInteger' ? DataType.INT32 : ctx.type(0)?.elemType;
+  const elemType = isOp(ctx.node, Op.MatMulInteger) ? DataType.INT32 : ctx.type(0)?.elemType;
   return single(typed(elemType, a && b ? matmulShape(ctx, a, b) : undefined));
 }
 

@@ -1,6 +1,7 @@
 /** Shape rules for normalizations and reductions. */
 import type { Dim } from '../core.js';
 import { DataType } from '../dtype.js';
+import { Op, isOp } from '../ops.js';
 import { type ShapeContext, type ShapeResult, normalizeAxis, single, typed } from './context.js';
 
 /** LayerNormalization: Y like X; optional Mean / InvStdDev keep dims before `axis` and 1 after (stash_type). */
@@ -34,7 +35,7 @@ export function reduce(ctx: ShapeContext): ShapeResult {
   const x = ctx.shape(0);
   const elemType = ctx.type(0)?.elemType;
   if (!x) return single(typed(elemType, undefined));
-  const axesFromInput = ctx.node.opType === 'ReduceSum' ? ctx.opset >= 13 : ctx.opset >= 18;
+  const axesFromInput = isOp(ctx.node, Op.ReduceSum) ? ctx.opset >= 13 : ctx.opset >= 18;
   let axes: Dim[] | undefined;
   if (axesFromInput) axes = ctx.has(1) ? ctx.ints(1) : [];
   else axes = ctx.node.intsAttr('axes', []);

@@ -319,7 +319,8 @@ export function constant(ctx: ShapeContext): ShapeResult {
     if (name === 'value_string') return single({ elemType: DataType.STRING, shape: [] });
     if (name === 'value_strings' && attr.kind === 'strings') return single({ elemType: DataType.STRING, shape: [attr.value.length] });
   }
-  return ctx.fail('Constant has no value attribute');
+  // sparse_value (or nothing): left untyped rather than guessed.
+  return { types: [undefined] };
 }
 
 function constantTensor(tensor: Tensor): ShapeResult {
