@@ -60,6 +60,12 @@ describe('qcompile inspect', () => {
     expect(text.stderr).toMatch(/^qcompile: error: test\/fixtures\/dit-digits\/README\.md: not a valid ONNX protobuf .*\n$/);
   });
 
+  it('prints its usage for --help', async () => {
+    const { code, stdout } = await inspect('--help');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^Usage: qcompile inspect MODEL \[--json\]\n/);
+  });
+
   it('rejects bad usage with exit 2', async () => {
     expect((await inspect()).code).toBe(2);
     expect((await inspect(FIXTURE, '--frobnicate')).code).toBe(2);

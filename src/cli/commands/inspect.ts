@@ -130,6 +130,10 @@ export const inspectCommand: Command = {
   summary: 'print a model\'s I/O, ops, parameters, external data and discovered layers',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.stdout(USAGE);
+      return 0;
+    }
     const positional: string[] = [];
     let json = false;
     for (const arg of argv) {

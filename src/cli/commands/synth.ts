@@ -32,6 +32,10 @@ export const synthCommand: Command = {
       io.stderr(`qcompile synth: error: ${message}\n${USAGE}`);
       return 2;
     };
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.stdout(USAGE);
+      return 0;
+    }
     const positional: string[] = [];
     let preset: string | undefined;
     let seedText = '0';
