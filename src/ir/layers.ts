@@ -40,7 +40,7 @@ export const LAYER_ROLES: readonly LayerRole[] = [
 
 /** A weighted layer of the model. */
 export interface Layer {
-  /** Structural, stable name: `blocks.3.attn.qkv`, `embed.patch`, `final.linear`, `res.conv.4`. */
+  /** Structural, stable name: `blocks.3.attn.qkv`, `embed.patch`, `final.linear`; UNet `down.1.res.0.conv1`, `mid.res.0.time`, `up.2.upsample`. */
   name: string;
   role: LayerRole;
   opType: string;
