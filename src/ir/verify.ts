@@ -86,10 +86,11 @@ function checkGraph(model: Model, graph: Graph, issues: VerifyIssue[]): void {
     checkNode(model, node, issues);
   }
 
+  const inGraph = new Set(graph.nodes);
   for (const value of defined) {
     for (const use of value.uses) {
       const actual = use.index < 0 ? use.node.implicitInputs.includes(value) : use.node.inputs[use.index] === value;
-      if (!actual || !graph.nodes.includes(use.node)) {
+      if (!actual || !inGraph.has(use.node)) {
         issues.push({ code: 'stale-use', message: `value '${value.name}' records a use by '${use.node.name}' slot ${use.index} that does not exist`, node: use.node.name });
       }
     }

@@ -57,6 +57,12 @@ describe('verifyModel', () => {
     expect(verifyModel(b.model)).toEqual([expect.objectContaining({ code: 'stale-use', node: b.neg.name })]);
   });
 
+  it('duplicate-node-name', () => {
+    const { model, neg } = chain();
+    neg.name = 'Relu';
+    expect(verifyModel(model)).toEqual([expect.objectContaining({ code: 'duplicate-node-name', node: 'Relu' })]);
+  });
+
   it('undefined-output and bad-producer', () => {
     const a = chain();
     a.graph.outputs.push(a.graph.createValue('nowhere'));
@@ -176,8 +182,10 @@ describe('Q/DQ checks ORT misses at load', () => {
     expect(await ortRun(model)).not.toBe('ok');
   });
 
-  it('an unknown extra DQ input: we report arity (ORT would ignore it)', () => {
-    expect(verifyModel(blockedDq([2, 32], true)).map((i) => i.code)).toEqual(['arity']);
+  it('an unknown extra DQ input: we report arity before saving (the installed ORT also refuses it at load)', async () => {
+    const model = blockedDq([2, 32], true);
+    expect(verifyModel(model).map((i) => i.code)).toEqual(['arity']);
+    expect(await ortRun(model)).toBe('create-failed');
   });
 
   it('per-axis scale length and zero-point shape must match', () => {
