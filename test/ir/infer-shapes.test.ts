@@ -285,6 +285,7 @@ const ORT_CASES: { name: string; opset: number; ms?: boolean; build: (g: Graph) 
   { name: 'Slice with negative steps, Split num_outputs', opset: 18, build: (g) => {
     const x = g.addInput('x', f32('batch', 10, 8));
     g.addNode({ opType: Op.Slice, inputs: [x, ints(g, 's', [-1, 1]), ints(g, 'e', [-100, 7]), ints(g, 'ax', [2, 1]), ints(g, 'st', [-3, 2])], outputs: ['a'] });
+    g.addNode({ opType: Op.Slice, inputs: [x, ints(g, 's2', [-100, 20, 0]), ints(g, 'e2', [-200, 3, 2 ** 40]), ints(g, 'ax2', [2, 1, 0]), ints(g, 'st2', [-1, -4, 1])], outputs: ['b'] });
     g.addNode({ opType: Op.Split, inputs: [x], outputs: ['p', 'q', 'r'], attributes: { axis: int(1), num_outputs: int(3) } });
   } },
   { name: 'Reduce with axes input, ArgMax', opset: 18, build: (g) => {

@@ -80,6 +80,7 @@ export function split(ctx: ShapeContext): ShapeResult {
   return { types: sizes.map((s) => typed(elemType, x.map((d, i) => (i === axis ? s : d)))) };
 }
 
+/** Ends at or above this count as "to the end" (exporters write INT32_MAX or INT64_MAX). */
 const INT64_MAX_LIKE = 2 ** 31 - 1;
 
 /** The length and picked indices of one sliced axis; null length when the dim is symbolic and not fully kept. */
@@ -88,12 +89,10 @@ function sliceAxis(dim: Dim, start: number, end: number, step: number): { length
     // Symbolic dims survive only a full forward slice.
     return { length: start === 0 && end >= INT64_MAX_LIKE && step === 1 ? dim : null };
   }
-  const clampStart = (v: number): number => {
-    const w = v < 0 ? v + dim : v;
-    return step > 0 ? Math.min(Math.max(w, 0), dim) : Math.min(Math.max(w, -1), dim - 1);
-  };
-  const s = clampStart(start);
-  const e = clampStart(end);
+  // ONNX clamps starts to [0, dim] ([0, dim-1] for negative steps) and ends to [0, dim] ([-1, dim-1]).
+  const clamp = (v: number, low: number, high: number): number => Math.min(Math.max(v < 0 ? v + dim : v, low), high);
+  const s = step > 0 ? clamp(start, 0, dim) : clamp(start, 0, dim - 1);
+  const e = step > 0 ? clamp(end, 0, dim) : clamp(end, -1, dim - 1);
   const indices: number[] = [];
   if (step > 0) for (let i = s; i < e; i += step) indices.push(i);
   else for (let i = s; i > e; i += step) indices.push(i);
