@@ -34,7 +34,7 @@ import {
 } from './shape-rules/shape-ops.js';
 import type { Tensor } from './tensor.js';
 
-/** What inference achieved: how many node outputs got a type, and the outputs it could not type. */
+/** What inference achieved: how many node outputs got an inferred type, and the names of those it could not infer. */
 export interface InferenceResult {
   inferred: number;
   unknown: string[];
@@ -172,8 +172,7 @@ export function inferShapes(model: Model): InferenceResult {
       if (type) {
         output.type = mergeDeclared(output.type, type);
         inferred++;
-      } else if (!output.type) unknown.push(output.name);
-      else inferred++;
+      } else unknown.push(output.name); // a declared type (value_info) is kept, but it was not inferred
     });
   }
   return { inferred, unknown };
