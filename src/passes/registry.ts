@@ -2,9 +2,11 @@
  * Every pass, by name, in one explicit list: `qcompile passes` lists it and textual pipelines resolve names
  * against it. Passes register nothing themselves (no import side effects).
  */
+import { calibrate } from './calibrate.js';
 import { cleanup } from './cleanup.js';
 import { collectHessians } from './collect-hessians.js';
 import type { Pass } from './pass.js';
+import { quantizeActivations } from './quantize-activations.js';
 import { quantizeWeights } from './quantize-weights.js';
 import { searchGroupSizes } from './search-group-sizes.js';
 import { selectLayers } from './select-layers.js';
@@ -13,7 +15,7 @@ import { upgradeOpset } from './upgrade-opset.js';
 import { weightDilation } from './weight-dilation.js';
 
 /** All registered passes, in listing order. */
-export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, cleanup];
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, calibrate, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, quantizeActivations, cleanup];
 
 /** The registered pass named `name`, or undefined. */
 export function findPass(name: string): Pass | undefined {

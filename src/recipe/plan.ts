@@ -29,8 +29,7 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
   const steps: string[] = [];
   let needsCalibration = false;
   const hasInputs = [...plan.values()].some((p) => p.input);
-  const needsStatistics = hasInputs || recipe.transforms.some((t) => t.kind === 'smoothquant');
-  if (needsStatistics) needsCalibration = true;
+  if (recipe.transforms.some((t) => t.kind === 'smoothquant') || [...plan.values()].some((p) => p.input && p.input.mode.kind !== 'dynamic')) needsCalibration = true;
   for (const transform of recipe.transforms) {
     const names = selectForTransform(transform, layers).map((l) => l.name);
     if (names.length === 0) continue;
@@ -51,7 +50,13 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
     steps.push('collect-hessians');
   }
   if (weights.length > 0) steps.push('quantize-weights');
-  if (hasInputs) steps.push('quantize-activations');
+  if (hasInputs) {
+    // Statistics are taken after the weights are quantized: the ranges then describe what the layers will see.
+    const T = recipe.diffusion.schedule.kind === 'sidecar' ? 1000 : recipe.diffusion.schedule.steps;
+    const needsStatistics = [...plan.values()].some((p) => p.input && p.input.mode.kind !== 'dynamic');
+    if (needsStatistics) steps.push(`calibrate{ema=${recipe.calibrate.ema},timesteps=${T}}`);
+    steps.push(`quantize-activations{timesteps=${T}}`);
+  }
   steps.push('cleanup');
   return { plan, pipeline: steps.join(','), needsCalibration };
 }
