@@ -119,7 +119,12 @@ describe('shape rules', () => {
     expect(inferOne(17, (g) => g.addNode({ opType: Op.MatMul, inputs: [g.addInput('a', f32('batch', 64, 128)), g.addInput('b', f32(128, 384))], outputs: ['y'] }).outputs[0]!)).toEqual(f32('batch', 64, 384));
     expect(inferOne(17, (g) => g.addNode({ opType: Op.MatMul, inputs: [g.addInput('a', f32(5)), g.addInput('b', f32(2, 5, 7))], outputs: ['y'] }).outputs[0]!)).toEqual(f32(2, 7));
     expect(inferOne(17, (g) => g.addNode({ opType: Op.Gemm, inputs: [g.addInput('a', f32(6, 'batch')), g.addInput('b', f32(10, 6))], outputs: ['y'], attributes: { transA: { kind: 'int', value: 1 }, transB: { kind: 'int', value: 1 } } }).outputs[0]!)).toEqual(f32('batch', 10));
-    expect(() => inferOne(17, (g) => g.addNode({ name: 'bad_mm', opType: Op.MatMul, inputs: [g.addInput('a', f32(2, 3)), g.addInput('b', f32(4, 5))], outputs: ['y'] }).outputs[0]!)).toThrow(/bad_mm/);
+    expect(() => inferOne(17, (g) => g.addNode({ name: 'bad_mm', opType: Op.MatMul, inputs: [g.addInput('a', f32(2, 3)), g.addInput('b', f32(4, 5))], outputs: ['y'] }).outputs[0]!)).toThrow(
+      expect.objectContaining({ code: 'shape-inference', message: expect.stringContaining("node 'bad_mm' (MatMul): inner dims differ") }),
+    );
+    expect(() => inferOne(17, (g) => g.addNode({ name: 'flat_gemm', opType: Op.Gemm, inputs: [g.addInput('a', f32(2, 3, 4)), g.addInput('b', f32(4, 5))], outputs: ['y'] }).outputs[0]!)).toThrow(
+      expect.objectContaining({ code: 'shape-inference', message: expect.stringContaining("'flat_gemm'") }),
+    );
   });
 
   it('Conv / ConvTranspose / pooling windows', () => {
