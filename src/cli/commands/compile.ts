@@ -7,6 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
+import { assertValid } from '../../ir/verify.js';
 import type { PassContext } from '../../passes/pass.js';
 import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
 import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
@@ -74,6 +75,8 @@ export const compileCommand: Command = {
     const started = performance.now();
     const modelPath = resolve(io.cwd, args.model);
     const model = loadModelSync(modelPath);
+    // Refuse what we cannot compile (unknown ops, broken graphs) before doing any work.
+    assertValid(model);
     const inputBytes = modelFileBytes(model, modelPath);
 
     const plan: QuantPlan = new Map();
@@ -121,6 +124,7 @@ export const compileCommand: Command = {
       print: (text) => io.stderr(text),
       dumpDir: args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined,
       sourceModel: modelPath,
+      ...(args.verifyEach ? { verify: assertValid } : {}),
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
       onPassStart: (index, entry) => {
         current = `[${index + 1}/${entries.length} ${entry.pass.name}]`;
@@ -140,6 +144,7 @@ export const compileCommand: Command = {
       return 1;
     }
     const outputPath = resolve(io.cwd, args.output);
+    assertValid(model);
     const saveStarted = performance.now();
     saveModel(model, outputPath);
     const saveMs = performance.now() - saveStarted;
