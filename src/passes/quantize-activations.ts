@@ -44,7 +44,7 @@ export const quantizeActivations: Pass = {
       let quantized = done.get(key);
       if (quantized) statistics.shared_inputs!++;
       else {
-        const lowering = { graph: model.graph, input, name: layer.name, before: layer.node };
+        const lowering = { graph: model.graph, input, name: layer.name, before: layer.node, opset: model.opset };
         if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer));
         else {
           const groups = stats?.get(layer.name);
@@ -72,6 +72,15 @@ interface Lowering {
   input: Value;
   name: string;
   before: Node;
+  /** ai.onnx opset: reductions take axes as an input from 18 on, as an attribute before. */
+  opset: number;
+}
+
+/** ReduceMax/ReduceMin over `axes`, keeping dims, in the form the model's opset wants. */
+function reduce(l: Lowering, opType: string, x: Value, axes: number[], suffix: string): Value {
+  const keepdims: Attribute = { kind: 'int', value: 1 };
+  if (l.opset >= 18) return add(l, opType, [x, constant(l, `${suffix}_axes`, Tensor.fromInt64([axes.length], axes))], suffix, { keepdims });
+  return add(l, opType, [x], suffix, { keepdims, axes: { kind: 'ints', value: axes } });
 }
 
 function rankOf(value: Value, layer: Layer): number {
@@ -148,17 +157,16 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
     x = add(l, Op.Reshape, [x, grouped], 'grouped');
     axes = [rank];
   }
-  const axesValue = constant(l, 'axes', Tensor.fromInt64([axes.length], axes));
   const eps = constant(l, 'eps', Tensor.fromFloat32([], new Float32Array([1e-8])));
   let scale: Value;
   let zero: Value | undefined;
   if (spec.symmetric) {
-    const absmax = add(l, Op.ReduceMax, [add(l, Op.Abs, [x], 'abs'), axesValue], 'absmax', { keepdims: { kind: 'int', value: 1 } });
+    const absmax = reduce(l, Op.ReduceMax, add(l, Op.Abs, [x], 'abs'), axes, 'absmax');
     scale = add(l, Op.Max, [add(l, Op.Div, [absmax, constant(l, 'qmax', Tensor.fromFloat32([], new Float32Array([qmax])))], 'scale_raw'), eps], 'scale');
   } else {
     const zeroF = constant(l, 'zero', Tensor.fromFloat32([], new Float32Array([0])));
-    const hi = add(l, Op.Max, [add(l, Op.ReduceMax, [x, axesValue], 'max_raw', { keepdims: { kind: 'int', value: 1 } }), zeroF], 'max');
-    const lo = add(l, Op.Min, [add(l, Op.ReduceMin, [x, axesValue], 'min_raw', { keepdims: { kind: 'int', value: 1 } }), zeroF], 'min');
+    const hi = add(l, Op.Max, [reduce(l, Op.ReduceMax, x, axes, 'max_raw'), zeroF], 'max');
+    const lo = add(l, Op.Min, [reduce(l, Op.ReduceMin, x, axes, 'min_raw'), zeroF], 'min');
     const span = constant(l, 'levels', Tensor.fromFloat32([], new Float32Array([qmax - qmin])));
     scale = add(l, Op.Max, [add(l, Op.Div, [add(l, Op.Sub, [hi, lo], 'range'), span], 'scale_raw'), eps], 'scale');
     const qminValue = constant(l, 'qmin_f', Tensor.fromFloat32([], new Float32Array([qmin])));

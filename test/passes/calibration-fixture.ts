@@ -19,7 +19,7 @@ export function calibrationBatches(count: number, batch: number): TensorMap[] {
     const t = new BigInt64Array(batch);
     const y = new BigInt64Array(batch);
     for (let i = 0; i < batch; i++) {
-      const sample = (b * batch + i) * 7;
+      const sample = ((b * batch + i) * 7) % 1797;
       const step = Math.floor(uniform() * 1000);
       const ab = alphaBar[step]!;
       for (let p = 0; p < 256; p++) x[i * 256 + p] = Math.sqrt(ab) * digits[sample * 256 + p]! + Math.sqrt(1 - ab) * normal();
