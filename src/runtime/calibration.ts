@@ -60,7 +60,11 @@ export function diffusionIO(model: Model, classes: number): DiffusionIO {
         const value = model.graph.findValue(current);
         for (const use of value?.uses ?? []) {
           if (use.node.opType === 'Sin' || use.node.opType === 'Cos') return true;
-          for (const o of use.node.outputs) if (!seen.has(o.name)) (seen.add(o.name), stack.push(o.name));
+          for (const o of use.node.outputs) {
+            if (seen.has(o.name)) continue;
+            seen.add(o.name);
+            stack.push(o.name);
+          }
         }
       }
     }
