@@ -39,7 +39,7 @@ export const quantizeWeights: Pass = {
     const statistics: Record<string, number> = { layers_quantized: 0, float_bytes_removed: 0, quantized_bytes_added: 0 };
     const count = (key: string) => (statistics[key] = (statistics[key] ?? 0) + 1);
     const from = model.opset;
-    const needsOpset21 = planned.some((p) => p.weight!.bits < 8 || p.weight!.granularity.kind === 'group');
+    const needsOpset21 = planned.some((p) => p.weight!.bits <= 4 || p.weight!.granularity.kind === 'group');
     const target = needsOpset21 ? BLOCKED_DQ_OPSET : PER_AXIS_DQ_OPSET;
     if (from < target) {
       upgradeModelOpset(model, target);

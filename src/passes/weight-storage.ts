@@ -45,10 +45,11 @@ function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
   throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' (${node.opType} with a ${dims.length}-d weight) has no supported weight layout`);
 }
 
+/** The narrowest ONNX integer type holding `bits`-bit codes: 2–4 bits in int4, 5–8 bits (Q-DiT's W6) in int8. */
 function storageType(bits: number, signed: boolean): DataType {
-  if (bits === 8) return signed ? DataType.INT8 : DataType.UINT8;
-  if (bits === 4) return signed ? DataType.INT4 : DataType.UINT4;
-  throw new IrError('unsupported', `quantize-weights: ${bits}-bit weights are not supported (4 or 8)`);
+  if (bits >= 5 && bits <= 8) return signed ? DataType.INT8 : DataType.UINT8;
+  if (bits >= 2 && bits <= 4) return signed ? DataType.INT4 : DataType.UINT4;
+  throw new IrError('unsupported', `quantize-weights: ${bits}-bit weights are not supported (2 to 8)`);
 }
 
 function encodeCodes(codes: ArrayLike<number>, dtype: DataType): Uint8Array {
