@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { KEYWORDS } from '../../grammar/qrecipe.js';
 import { lineColumn, type Diagnostic } from '../../src/diagnostics.js';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
@@ -150,6 +151,15 @@ describe('the parser under random input', () => {
       { numRuns: 3000, seed: 42 },
     );
     expect(Date.now() - started).toBeLessThan(60_000);
+  });
+});
+
+describe('editor support', () => {
+  it('the TextMate grammar is valid JSON and highlights exactly the lexer\'s keywords', () => {
+    const grammar = JSON.parse(readFileSync('grammar/qrecipe.tmLanguage.json', 'utf8')) as { scopeName: string; repository: { keyword: { match: string } } };
+    expect(grammar.scopeName).toBe('source.qrecipe');
+    const words = /\(([^)]+)\)/.exec(grammar.repository.keyword.match)![1]!.split('|');
+    expect(words.sort()).toEqual([...KEYWORDS].sort());
   });
 });
 
