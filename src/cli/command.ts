@@ -6,6 +6,8 @@ export interface CliIO {
   stderr(text: string): void;
   /** Working directory that relative paths resolve against. */
   cwd: string;
+  /** True when stderr is a terminal: progress lines then update in place; otherwise one line per step. */
+  stderrIsTTY?: boolean;
 }
 
 /** One subcommand: parses its own argv, returns the process exit code. */

@@ -63,9 +63,11 @@ export async function buildRecipeCalibration(recipe: Recipe, model: Model, model
       steps: d.sampler.steps,
       strategy: recipe.calibrate.timesteps,
       seed,
-      progress: (done, total) => io.stderr(`\rcalibration trajectories ${done}/${total}`),
+      progress: (done, total) => {
+        if (io.stderrIsTTY) io.stderr(`\r\x1b[Kcalibration trajectories ${done}/${total}`);
+      },
     });
-    io.stderr(`\rcalibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     return set;
   } finally {
     await release();
