@@ -1,17 +1,31 @@
 /**
- * Activation statistics and range choice: streaming min/max (optionally EMA across batches), a bounded
- * reservoir sample of values for percentile and L_p searches, per-channel |x| maxima, all per timestep
- * group; and the scale / zero point a range gives at a bit width.
+ * Activation observers and range choice: streaming min/max (optionally EMA across batches), per-channel
+ * min/max, a bounded reservoir sample of values for percentile and L_p searches — one observer per timestep
+ * group — and the scale / zero point a range method gives at a bit width. Memory per observer is fixed.
  */
 import type { RangeMethod } from './quant-plan.js';
 
-/** Statistics of one tensor (for one timestep group). */
+/** Where a tensor's channels are: `channels` consecutive runs of `inner` values, repeated over the leading rows. */
+export interface ChannelLayout {
+  channels: number;
+  /** Values per channel per row: 1 for token linears ([..., C]), H·W for Conv inputs ([N, C, H, W]). */
+  inner: number;
+}
+
+/** Statistics of one tensor (for one timestep group): min/max per tensor and per channel, and a value sample. */
 export class TensorStats {
   min = Infinity;
   max = -Infinity;
   batches = 0;
   /** A uniform sample of the values seen (reservoir), for percentile and L_p searches. */
   readonly sample: Float32Array;
+  /** Running per-channel extremes over every batch (never EMA'd). */
+  readonly channelMin: Float32Array;
+  readonly channelMax: Float32Array;
+  /** Per-channel extremes of the batch being observed, folded in by `endBatch`. */
+  private readonly batchMin: Float32Array;
+  private readonly batchMax: Float32Array;
+  private observed = false;
   private seen = 0;
   private state: number;
 
@@ -20,20 +34,76 @@ export class TensorStats {
     seed: number,
     /** EMA momentum for min/max across batches (0: running extremes). */
     readonly ema: number,
+    readonly layout: ChannelLayout = { channels: 1, inner: 1 },
   ) {
     this.sample = new Float32Array(sampleSize);
     this.state = seed >>> 0 || 1;
+    this.channelMin = new Float32Array(layout.channels).fill(Infinity);
+    this.channelMax = new Float32Array(layout.channels).fill(-Infinity);
+    this.batchMin = new Float32Array(layout.channels).fill(Infinity);
+    this.batchMax = new Float32Array(layout.channels).fill(-Infinity);
   }
 
-  /** Adds one batch of values. */
-  add(values: Float32Array): void {
+  /** Observes whole rows of the current batch (call several times for parts of one batch, then `endBatch`). */
+  observe(values: Float32Array): void {
+    const { channels, inner } = this.layout;
+    const lo = this.batchMin;
+    const hi = this.batchMax;
+    const rows = values.length / (channels * inner);
+    let i = 0;
+    // One pass: per-channel extremes; the tensor's follow from them.
+    if (inner === 1) {
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < channels; c++, i++) {
+          const v = values[i]!;
+          if (v < lo[c]!) lo[c] = v;
+          if (v > hi[c]!) hi[c] = v;
+        }
+      }
+    } else {
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < channels; c++) {
+          let l = lo[c]!;
+          let h = hi[c]!;
+          for (let k = 0; k < inner; k++, i++) {
+            const v = values[i]!;
+            if (v < l) l = v;
+            if (v > h) h = v;
+          }
+          lo[c] = l;
+          hi[c] = h;
+        }
+      }
+    }
+    this.observed ||= values.length > 0;
+    // Reservoir sampling of a strided subset (every 64th value or sparser, ≤ sampleSize/16 draws per call)
+    // keeps it cheap; an odd stride walks through every channel instead of aliasing onto a few.
+    const stride = Math.max(64, Math.ceil(values.length / (this.sampleSize >> 4))) | 1;
+    for (let j = (this.seen * 7919) % stride; j < values.length; j += stride) {
+      this.seen++;
+      if (this.seen <= this.sampleSize) this.sample[this.seen - 1] = values[j]!;
+      else {
+        this.state = (Math.imul(this.state, 1664525) + 1013904223) >>> 0;
+        const k = this.state % this.seen;
+        if (k < this.sampleSize) this.sample[k] = values[j]!;
+      }
+    }
+  }
+
+  /** Folds the observed batch into min/max: running extremes, or an EMA across batches. No-op when nothing was observed. */
+  endBatch(): void {
+    if (!this.observed) return;
     let lo = Infinity;
     let hi = -Infinity;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i]!;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
+    for (let c = 0; c < this.layout.channels; c++) {
+      lo = Math.min(lo, this.batchMin[c]!);
+      hi = Math.max(hi, this.batchMax[c]!);
+      this.channelMin[c] = Math.min(this.channelMin[c]!, this.batchMin[c]!);
+      this.channelMax[c] = Math.max(this.channelMax[c]!, this.batchMax[c]!);
     }
+    this.batchMin.fill(Infinity);
+    this.batchMax.fill(-Infinity);
+    this.observed = false;
     if (this.ema > 0 && this.batches > 0) {
       this.min = this.ema * this.min + (1 - this.ema) * lo;
       this.max = this.ema * this.max + (1 - this.ema) * hi;
@@ -45,17 +115,12 @@ export class TensorStats {
       this.max = Math.max(this.max, hi);
     }
     this.batches++;
-    // Reservoir sampling with a strided pass: at most sampleSize draws per batch keep it cheap.
-    const stride = Math.max(1, Math.floor(values.length / this.sampleSize));
-    for (let i = 0; i < values.length; i += stride) {
-      this.seen++;
-      if (this.seen <= this.sampleSize) this.sample[this.seen - 1] = values[i]!;
-      else {
-        this.state = (Math.imul(this.state, 1664525) + 1013904223) >>> 0;
-        const j = this.state % this.seen;
-        if (j < this.sampleSize) this.sample[j] = values[i]!;
-      }
-    }
+  }
+
+  /** Adds one whole batch of values. */
+  add(values: Float32Array): void {
+    this.observe(values);
+    this.endBatch();
   }
 
   /** The sampled values (fewer than sampleSize until enough were seen). */

@@ -8,7 +8,7 @@ import type { Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { discoverLayers, type Layer } from '../ir/layers.js';
 import { Op, isOp } from '../ir/ops.js';
-import { TensorStats } from './activation-ranges.js';
+import { TensorStats, type ChannelLayout } from './activation-ranges.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
 import type { TensorMap } from './executor.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
@@ -16,6 +16,9 @@ import { INPUT_CHANNEL_ABSMAX } from './smooth-quant.js';
 
 /** Artifact key: statistics of each planned layer's input, one TensorStats per timestep group (Map<layerName, TensorStats[]>). */
 export const ACTIVATION_STATS = 'activation-stats';
+
+/** Artifact key: how many calibration samples had each timestep (Map<t, count>), as the observers saw them. */
+export const CALIBRATION_TIMESTEPS = 'calibration-timesteps';
 
 /** Values kept per tensor and group for percentile and L_p searches. */
 const SAMPLE_SIZE = 1 << 15;
@@ -77,8 +80,23 @@ export const calibrate: Pass = {
 
     const stats = (context.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]> | undefined) ?? new Map<string, TensorStats[]>();
     const channelMax = (context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined) ?? new Map<string, Float32Array>();
-    for (const [i, layer] of layers.entries()) stats.set(layer.name, Array.from({ length: groupsOf(layer) }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number)));
-    const inputs = [...new Set(layers.map((l) => l.node.input(0).name))];
+    // One observer set per observed tensor and grouping: layers reading the same value (q, k, v) share it.
+    const observed = new Map<string, Observed>();
+    for (const layer of layers) {
+      const name = layer.node.input(0).name;
+      const groups = groupsOf(layer);
+      const key = `${name}|${groups}`;
+      let entry = observed.get(key);
+      if (!entry) {
+        const i = observed.size;
+        const layout = channelLayout(layer);
+        entry = { name, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, layout)) };
+        observed.set(key, entry);
+      }
+      stats.set(layer.name, entry.groups);
+    }
+    const inputs = [...new Set([...observed.values()].map((o) => o.name))];
+    const timestepCounts = new Map<number, number>();
     const prepared = await context.executor.prepare(model, inputs);
     let samples = 0;
     try {
@@ -86,41 +104,62 @@ export const calibrate: Pass = {
         context.progress('calibration batches', b, batches.length);
         const outputs = await prepared.run(feeds);
         const ts = timestep ? Array.from(feeds[timestep.name]!.data as BigInt64Array, Number) : [];
+        for (const t of ts) timestepCounts.set(t, (timestepCounts.get(t) ?? 0) + 1);
         samples += feeds[Object.keys(feeds)[0]!]!.dims[0]!;
-        for (const layer of layers) {
-          const x = outputs[layer.node.input(0).name]!;
+        for (const entry of observed.values()) {
+          const x = outputs[entry.name]!;
           const data = x.data as Float32Array;
-          const groups = stats.get(layer.name)!;
-          if (groups.length === 1) groups[0]!.add(data);
+          const { channels, inner } = entry.groups[0]!.layout;
+          if (data.length % (channels * inner) !== 0) throw new IrError('invalid-argument', `calibrate: '${entry.name}' has shape [${x.dims.join(',')}], not a whole number of ${channels}-channel rows`);
+          if (entry.groups.length === 1) entry.groups[0]!.observe(data);
           else {
-            // Split the batch by sample: each sample's values go to its timestep's group.
+            // Each run of consecutive samples with the same timestep group goes to that group at once.
             const perSample = data.length / x.dims[0]!;
-            for (let s = 0; s < x.dims[0]!; s++) groups[timestepGroup(ts[s]!, groups.length, T)]!.add(data.subarray(s * perSample, (s + 1) * perSample));
+            for (let start = 0; start < x.dims[0]!; ) {
+              const group = timestepGroup(ts[start]!, entry.groups.length, T);
+              let end = start + 1;
+              while (end < x.dims[0]! && timestepGroup(ts[end]!, entry.groups.length, T) === group) end++;
+              entry.groups[group]!.observe(data.subarray(start * perSample, end * perSample));
+              start = end;
+            }
           }
-          accumulateChannelMax(channelMax, layer, x.dims, data);
+          for (const g of entry.groups) g.endBatch();
         }
       }
     } finally {
       await prepared.release();
     }
     context.progress('calibration batches', batches.length, batches.length);
+    for (const entry of observed.values()) mergeChannelAbsMax(channelMax, entry);
     context.artifacts.set(ACTIVATION_STATS, stats);
     context.artifacts.set(INPUT_CHANNEL_ABSMAX, channelMax);
+    context.artifacts.set(CALIBRATION_TIMESTEPS, timestepCounts);
     return { modified: false, statistics: { layers: layers.length, tensors: inputs.length, batches: batches.length, samples } };
   },
 };
 
-/** Channel axis: last for token linears (MatMul/Gemm), 1 for Conv (NCHW). */
-function accumulateChannelMax(channelMax: Map<string, Float32Array>, layer: Layer, dims: number[], data: Float32Array): void {
-  const name = layer.node.input(0).name;
-  const conv = layer.opType === 'Conv' || layer.opType === 'ConvTranspose';
-  const channels = conv ? dims[1]! : dims[dims.length - 1]!;
-  const inner = conv ? dims.slice(2).reduce((a, b) => a * b, 1) : 1;
-  let max = channelMax.get(name);
-  if (!max) channelMax.set(name, (max = new Float32Array(channels)));
-  for (let i = 0; i < data.length; i++) {
-    const c = conv ? Math.floor(i / inner) % channels : i % channels;
-    const a = Math.abs(data[i]!);
-    if (a > max[c]!) max[c] = a;
+/** One observed tensor: its observers, one per timestep group. */
+interface Observed {
+  name: string;
+  groups: TensorStats[];
+}
+
+/** Channel axis of a layer's input: last for token linears (MatMul/Gemm), 1 for Conv (NCHW). */
+function channelLayout(layer: Layer): ChannelLayout {
+  const shape = layer.node.input(0).type?.shape ?? [];
+  if (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') {
+    const inner = shape.slice(2).reduce<number>((a, d) => a * (typeof d === 'number' ? d : NaN), 1);
+    if (!Number.isFinite(inner)) throw new IrError('invalid-argument', `calibrate: '${layer.name}' needs static spatial dimensions`);
+    return { channels: typeof shape[1] === 'number' ? shape[1] : layer.inChannels, inner };
   }
+  const last = shape[shape.length - 1];
+  return { channels: typeof last === 'number' ? last : layer.inChannels, inner: 1 };
+}
+
+/** INPUT_CHANNEL_ABSMAX of a tensor: max |x| per input channel over all its groups, merged with what is there. */
+function mergeChannelAbsMax(channelMax: Map<string, Float32Array>, entry: Observed): void {
+  const channels = entry.groups[0]!.layout.channels;
+  let max = channelMax.get(entry.name);
+  if (!max) channelMax.set(entry.name, (max = new Float32Array(channels)));
+  for (const g of entry.groups) for (let c = 0; c < channels; c++) max[c] = Math.max(max[c]!, Math.abs(g.channelMin[c]!), Math.abs(g.channelMax[c]!));
 }
