@@ -137,14 +137,20 @@ export function plannedSteps(strategy: StepStrategy, samples: number, steps: num
 /** Builds a calibration set by running the FP model's DDIM trajectories and recording the planned steps. */
 export async function buildCalibrationSet(eps: EpsModel, schedule: Schedule, io: DiffusionIO, options: CalibrationOptions): Promise<CalibrationSet> {
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
-  const plan = plannedSteps(options.strategy, options.samples, options.steps, schedule.T, options.seed);
+  const steps = plannedSteps(options.strategy, options.samples, options.steps, schedule.T, options.seed);
+  // Trajectories run together in chunks, each chunk only as far as its deepest step: chunking them in order
+  // of that step lets the chunks that stop early (NDTC's high t) stop early together.
+  const order = steps.map((_, i) => i).sort((a, b) => Math.max(...steps[a]!) - Math.max(...steps[b]!) || a - b);
   const normal = seededNormal(options.seed);
+  const noise = steps.map(() => Float32Array.from({ length: perSample }, () => normal()));
   const records: { x: Float32Array; t: number; y: number }[] = [];
   const trajectoriesPerBatch = Math.max(1, options.batch);
-  for (let start = 0; start < plan.length; start += trajectoriesPerBatch) {
-    const chunk = plan.slice(start, start + trajectoriesPerBatch);
-    const labels = chunk.map((_, i) => (io.classes > 0 ? (start + i) % io.classes : 0));
-    const x = Float32Array.from({ length: chunk.length * perSample }, () => normal());
+  for (let start = 0; start < order.length; start += trajectoriesPerBatch) {
+    const members = order.slice(start, start + trajectoriesPerBatch);
+    const chunk = members.map((i) => steps[i]!);
+    const labels = members.map((i) => (io.classes > 0 ? i % io.classes : 0));
+    const x = new Float32Array(chunk.length * perSample);
+    members.forEach((i, k) => x.set(noise[i]!, k * perSample));
     const lastStep = Math.max(...chunk.flat());
     await sampleDdim(eps, schedule, x, labels, options.steps, (stepIndex, t, xt) => {
       // No trajectory in this chunk needs later steps: stop before calling the model again.
@@ -154,7 +160,7 @@ export async function buildCalibrationSet(eps: EpsModel, schedule: Schedule, io:
       });
       return true;
     });
-    options.progress?.(Math.min(start + chunk.length, plan.length), plan.length);
+    options.progress?.(Math.min(start + chunk.length, order.length), order.length);
   }
   const batches: TensorMap[] = [];
   for (let b = 0; b < records.length; b += options.batch) {

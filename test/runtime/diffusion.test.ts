@@ -51,11 +51,12 @@ describe('DDIM on the dit-digits fixture', () => {
       const feeds = set.batches[0]!;
       const xs = feeds.x!.data as Float32Array;
       const ts = feeds.t!.data as BigInt64Array;
-      const ys = feeds.y!.data as BigInt64Array;
       for (let i = 0; i < 8; i++) {
+        // The recorded x_t is one trajectory's slice of exactly what the model was called with at that t.
         const seen = calls.get(Number(ts[i]))!;
-        const trajectory = Number(ys[i]); // labels are dealt 0, 1, 2, … to the trajectories of the batch
-        expect(Array.from(xs.subarray(i * 256, (i + 1) * 256))).toEqual(Array.from(seen.subarray(trajectory * 256, (trajectory + 1) * 256)));
+        const recorded = xs.subarray(i * 256, (i + 1) * 256);
+        const matches = Array.from({ length: seen.length / 256 }, (_, k) => seen.subarray(k * 256, (k + 1) * 256)).filter((slice) => slice.every((v, j) => v === recorded[j]));
+        expect(matches).toHaveLength(1);
       }
     } finally {
       await release();

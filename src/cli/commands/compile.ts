@@ -3,8 +3,8 @@
  * `--passes` text), runs it with the requested instrumentation, verifies and saves atomically, and prints a
  * summary (layers quantized by bits and granularity, sizes, time per pass).
  */
-import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
@@ -145,6 +145,7 @@ export const compileCommand: Command = {
     }
     const outputPath = resolve(io.cwd, args.output);
     assertValid(model);
+    mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
     saveModel(model, outputPath);
     const saveMs = performance.now() - saveStarted;
