@@ -6,7 +6,8 @@ import { diffCommand } from './diff.js';
 import { fmtCommand } from './fmt.js';
 import { inspectCommand } from './inspect.js';
 import { passesCommand } from './passes.js';
+import { sampleCommand } from './sample.js';
 import { schemaCommand } from './schema.js';
 import { synthCommand } from './synth.js';
 
-export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, diffCommand];
+export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, diffCommand, sampleCommand];
