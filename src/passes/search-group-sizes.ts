@@ -20,9 +20,6 @@ import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from '
 /** Artifact key: the chosen group size per layer (Map<layerName, number>), for dumps and the report. */
 export const GROUP_ALLOCATION = 'group-allocation';
 
-/** Rows of layer input kept for the layer-error proxy. */
-const PROXY_ROWS = 256;
-
 export const searchGroupSizes: Pass = {
   name: 'search-group-sizes',
   summary: 'Q-DiT: choose a weight group size per layer under a mean-group-size budget (evolutionary or greedy search)',
@@ -35,6 +32,7 @@ export const searchGroupSizes: Pass = {
     crossovers: { type: 'int', description: 'children by crossover per epoch', default: 25 },
     mutationRate: { type: 'number', description: 'probability of mutating each gene', default: 0.1 },
     epochs: { type: 'int', description: 'generations', default: 10 },
+    rows: { type: 'int', description: 'input rows (tokens) per layer for the layer-error proxy', default: 256 },
   },
   async run(model: Model, options: PassOptions, context: PassContext): Promise<PassResult> {
     const auto = [...context.plan.values()].filter((p) => p.weight?.granularity.kind === 'auto');
@@ -56,7 +54,7 @@ export const searchGroupSizes: Pass = {
       }),
     };
     const budget = { minMeanGroupSize: first.minMeanGroupSize };
-    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, batches[0]!, context) : await layerErrorFitness(model, layers, auto, space, batches[0]!, context);
+    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, batches[0]!, context) : await layerErrorFitness(model, layers, auto, space, batches[0]!, context, options.rows as number);
 
     const started = Date.now();
     const progress = (epoch: number, epochs: number, best: number) => {
@@ -101,7 +99,7 @@ function specAt(spec: WeightQuantSpec, size: number): WeightQuantSpec {
 }
 
 /** Σ over layers of the output error ‖X(W − Q_g(W))‖², with each (layer, size) term computed once. */
-async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuantPlan[], space: SearchSpace, feeds: TensorMap, context: PassContext): Promise<Fitness> {
+async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuantPlan[], space: SearchSpace, feeds: TensorMap, context: PassContext, rows: number): Promise<Fitness> {
   const prepared = await context.executor!.prepare(model, [...new Set(layers.map((l) => l.node.input(0).name))]);
   let outputs: TensorMap;
   try {
@@ -115,7 +113,7 @@ async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuant
     if (cached !== undefined) return cached;
     const layer = layers[i]!;
     const x = outputs[layer.node.input(0).name]!;
-    const value = relativeOutputError(layer, x.data as Float32Array, specAt(auto[i]!.weight!, size));
+    const value = outputError(layer, x.data as Float32Array, specAt(auto[i]!.weight!, size), rows);
     terms[i]!.set(size, value);
     return value;
   };
@@ -127,10 +125,10 @@ async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuant
 }
 
 /**
- * Mean over rows of ‖x(W − Ŵ)‖² for up to PROXY_ROWS rows x of X (channels last): the absolute output error,
+ * Mean over rows of ‖x(W − Ŵ)‖² for up to `maxRows` rows x of X (channels last): the absolute output error,
  * which on the fixture ranks allocations like the eps error; a relative error (÷‖xW‖²) did not.
  */
-function relativeOutputError(layer: Layer, x: Float32Array, spec: WeightQuantSpec): number {
+function outputError(layer: Layer, x: Float32Array, spec: WeightQuantSpec, maxRows: number): number {
   const K = layer.inChannels;
   const N = layer.outChannels;
   const weight = layer.weight.initializer;
@@ -152,7 +150,7 @@ function relativeOutputError(layer: Layer, x: Float32Array, spec: WeightQuantSpe
     }
   }
   const totalRows = x.length / K;
-  const stride = Math.max(1, Math.floor(totalRows / PROXY_ROWS));
+  const stride = Math.max(1, Math.floor(totalRows / maxRows));
   let error = 0;
   let rows = 0;
   const acc = new Float64Array(N);
