@@ -3,21 +3,24 @@
  * the layer-error proxy table and of the evolutionary search, and how they scale with the proxy's rows
  * (calibration size) and the population. Run: `npx tsx bench/group-search.ts` (prints JSON as its last line).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { discoverLayers } from '../src/ir/layers.js';
-import { loadModelSync } from '../src/ir/serde.js';
+import { loadModelSync, saveModel } from '../src/ir/serde.js';
+import { DIT_PRESETS, buildDit } from '../src/synth/dit.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
 import { searchGroupSizes } from '../src/passes/search-group-sizes.js';
 import { seededNormal } from '../src/random.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import { main } from '../src/cli/main.js';
 
 const dir = process.env.XL_DIR ?? join(tmpdir(), 'qcompile-xl');
-if (!existsSync(join(dir, 'model.onnx'))) await main(['synth', 'dit', '--preset', 'dit-xl-2', '-o', dir]);
+if (!existsSync(join(dir, 'model.onnx'))) {
+  mkdirSync(dir, { recursive: true });
+  saveModel(buildDit(DIT_PRESETS['dit-xl-2']!, { seed: 0 }), join(dir, 'model.onnx'), { externalData: 'always', externalDataName: 'model.onnx.data' });
+}
 const model = loadModelSync(join(dir, 'model.onnx'));
 const spec: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'auto', candidates: [32, 64, 128, 192, 288], minMeanGroupSize: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const layers = discoverLayers(model).filter((l) => /^(attn|mlp)\./.test(l.role));
