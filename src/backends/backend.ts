@@ -1,0 +1,189 @@
+/**
+ * The backend contract: a backend declares what it executes as low-bit kernels (a capability table, the one
+ * source of truth for `checkPlan`, `lower` and `qcompile targets`), rejects a plan it cannot run before
+ * anything is compiled, and lowers a quantized IR into the form its runtime accelerates. Nothing silently
+ * falls back to float: a fallback happens only under `allowFallback` and is listed in the result.
+ */
+import type { Model } from '../ir/core.js';
+import type { Layer } from '../ir/layers.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../passes/quant-plan.js';
+
+/** The targets `--target` accepts. */
+export type TargetName = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
+
+/** How weight scales are grouped, as a capability sees it. */
+export type WeightGranularity = 'per-tensor' | 'per-channel' | 'group';
+
+/** How activation scales are obtained, as a capability sees it. */
+export type ActivationModeKind = 'static' | 'per-timestep' | 'dynamic';
+
+/** One weight form a backend runs: the ops, bit widths, granularities and what it lowers to. */
+export interface WeightCapability {
+  ops: string[];
+  bits: number[];
+  granularity: WeightGranularity[];
+  /** False when only symmetric (zero point 0) weights are accepted. */
+  asymmetric: boolean;
+  /** True when codes must be signed (int8/int4 with zero point 0; uint8 with 128 is refused). */
+  signedOnly?: boolean;
+  /** Group sizes accepted for `group` (empty: any). */
+  groupSizes?: number[];
+  /** The executed form, for `qcompile targets` (e.g. `com.microsoft.MatMulNBits`). */
+  form: string;
+  /** The rewrite `lower` applies; absent: the DequantizeLinear form is what the runtime fuses. */
+  rewrite?: 'matmul-nbits';
+}
+
+/** One activation form a backend runs. */
+export interface ActivationCapability {
+  ops: string[];
+  bits: number[];
+  modes: ActivationModeKind[];
+  asymmetric: boolean;
+  /** True when codes must be signed (int8 with zero point 0). */
+  signedOnly?: boolean;
+  form: string;
+  /** `fake-quant`: Q/DQ become Div/Round/Clip/Mul (for EPs without a QuantizeLinear kernel). */
+  rewrite?: 'fake-quant';
+}
+
+/** What a backend executes as low-bit kernels; anything else is unsupported. */
+export interface CapabilityTable {
+  weights: WeightCapability[];
+  activations: ActivationCapability[];
+  /** Float compute types the target runs (`fp32`, `fp16`). */
+  compute: string[];
+  /** Facts a user must know (shown by `qcompile targets`). */
+  notes: string[];
+}
+
+/** A plan or graph combination the target cannot execute, naming the layer. */
+export interface BackendIssue {
+  layer: string;
+  /** Stable code: `unsupported-weight`, `unsupported-activation`, `unsupported-layout`, `trt-placement`. */
+  code: string;
+  message: string;
+}
+
+/** Options of `Backend.lower`. */
+export interface LowerOptions {
+  /** Dequantize unsupported layers to float instead of failing; each is listed in `fallbacks`. */
+  allowFallback?: boolean;
+  /** MatMulNBits accuracy_level (0: float activations, exact; 4: int8 activations, faster on CPU). */
+  accuracyLevel?: number;
+}
+
+/** What `lower` did. */
+export interface LowerResult {
+  statistics: Record<string, number | string>;
+  /** Layers that were dequantized to float because the target cannot run them (only with allowFallback). */
+  fallbacks: BackendIssue[];
+}
+
+/** A lowering target. */
+export interface Backend {
+  name: TargetName;
+  /** One line for `qcompile targets`. */
+  summary: string;
+  /** The runtime (and execution provider) the lowered model is for. */
+  runtime: string;
+  capabilities: CapabilityTable;
+  /** Issues for every planned layer whose quantization the target cannot execute (empty: plan accepted). */
+  checkPlan(plan: QuantPlan, layers: readonly Layer[]): BackendIssue[];
+  /** Rewrites `model` in place into the target's executable form; throws BackendError on unsupported layers. */
+  lower(model: Model, options?: LowerOptions): LowerResult;
+}
+
+/** A lowering failure: lists every offending layer and combination. */
+export class BackendError extends Error {
+  constructor(
+    readonly target: TargetName,
+    readonly issues: BackendIssue[],
+  ) {
+    super(`target ${target} cannot execute:\n${issues.map((i) => `  ${i.layer}: ${i.message}`).join('\n')}`);
+    this.name = 'BackendError';
+  }
+}
+
+/** A weight quantization described in capability terms (from a plan or read off the graph). */
+export interface WeightForm {
+  op: string;
+  bits: number;
+  granularity: WeightGranularity;
+  groupSize?: number;
+  symmetric: boolean;
+  /** Signed codes (int8/int4); plans default to signed. */
+  signed: boolean;
+}
+
+/** An activation quantization described in capability terms. */
+export interface ActivationForm {
+  op: string;
+  bits: number;
+  mode: ActivationModeKind;
+  symmetric: boolean;
+  signed: boolean;
+}
+
+/** The weight capability that runs `form`, if any. */
+export function findWeightCapability(table: CapabilityTable, form: WeightForm): WeightCapability | undefined {
+  return table.weights.find(
+    (c) =>
+      c.ops.includes(form.op) &&
+      c.bits.includes(form.bits) &&
+      c.granularity.includes(form.granularity) &&
+      (form.symmetric || c.asymmetric) &&
+      (form.signed || !c.signedOnly) &&
+      (form.granularity !== 'group' || !c.groupSizes?.length || (form.groupSize !== undefined && c.groupSizes.includes(form.groupSize))),
+  );
+}
+
+/** The activation capability that runs `form`, if any. */
+export function findActivationCapability(table: CapabilityTable, form: ActivationForm): ActivationCapability | undefined {
+  return table.activations.find((c) => c.ops.includes(form.op) && c.bits.includes(form.bits) && c.modes.includes(form.mode) && (form.symmetric || c.asymmetric) && (form.signed || !c.signedOnly));
+}
+
+/** `int4 sym group 128 on MatMul` — the combination as a diagnostic names it. */
+export function describeWeight(form: WeightForm): string {
+  const granularity = form.granularity === 'group' ? `group ${form.groupSize ?? '?'}` : form.granularity;
+  return `weight ${form.signed ? 'int' : 'uint'}${form.bits} ${form.symmetric ? 'sym' : 'asym'} ${granularity} on ${form.op}`;
+}
+
+/** `activation int4 sym static on MatMul`. */
+export function describeActivation(form: ActivationForm): string {
+  return `activation ${form.signed ? 'int' : 'uint'}${form.bits} ${form.symmetric ? 'sym' : 'asym'} ${form.mode} on ${form.op}`;
+}
+
+/** The plan's weight spec in capability terms; `auto` group sizes are checked against every candidate. */
+export function weightFormsOfSpec(op: string, spec: WeightQuantSpec): WeightForm[] {
+  const base = { op, bits: spec.bits, symmetric: spec.symmetric, signed: spec.signed ?? true };
+  const g = spec.granularity;
+  if (g.kind === 'group') return [{ ...base, granularity: 'group', groupSize: g.size }];
+  if (g.kind === 'auto') return g.candidates.map((size) => ({ ...base, granularity: 'group' as const, groupSize: size }));
+  return [{ ...base, granularity: g.kind }];
+}
+
+/** The plan's activation spec in capability terms. */
+export function activationFormOfSpec(op: string, spec: ActivationQuantSpec): ActivationForm {
+  return { op, bits: spec.bits, mode: spec.mode.kind, symmetric: spec.symmetric, signed: spec.symmetric };
+}
+
+/** Checks every planned layer against `table`; the shared `checkPlan` of all backends. */
+export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers: readonly Layer[]): BackendIssue[] {
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  const issues: BackendIssue[] = [];
+  for (const entry of plan.values()) {
+    const layer = byName.get(entry.layer);
+    if (!layer) continue; // the planner reports unknown layers; the target only judges real ones
+    if (entry.weight) {
+      for (const form of weightFormsOfSpec(layer.opType, entry.weight)) {
+        if (!findWeightCapability(table, form)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${entry.source ? ` (${entry.source})` : ''}` });
+      }
+    }
+    if (entry.input) {
+      const form = activationFormOfSpec(layer.opType, entry.input);
+      if (!findActivationCapability(table, form)) issues.push({ layer: entry.layer, code: 'unsupported-activation', message: `${describeActivation(form)} is not supported${entry.source ? ` (${entry.source})` : ''}` });
+    }
+  }
+  return issues;
+}

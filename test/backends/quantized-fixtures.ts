@@ -1,0 +1,74 @@
+/** Quantized dit-digits models built with the real passes (rtn-w4a16-g128 and ptq4dm-w8a8 style) for backend tests. */
+import type { Model } from '../../src/ir/core.js';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { calibrate } from '../../src/passes/calibrate.js';
+import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import type { TensorMap } from '../../src/passes/executor.js';
+import type { PassContext } from '../../src/passes/pass.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import { quantizeActivations } from '../../src/passes/quantize-activations.js';
+import { quantizeWeights } from '../../src/passes/quantize-weights.js';
+import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { DIT_DIGITS, referenceInputs } from '../passes/fixture.js';
+
+/** Exact reference runs: no ORT graph rewrites of the Q/DQ form. */
+export const basicExecutor = new OrtExecutor({ optimization: 'basic' });
+
+/** The fixture's `eps` for the reference inputs under `executor`. */
+export async function runEps(model: Model, executor: OrtExecutor = basicExecutor): Promise<Float32Array> {
+  const prepared = await executor.prepare(model, ['eps']);
+  try {
+    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
+  } finally {
+    await prepared.release();
+  }
+}
+
+function planFor(model: Model, roles: RegExp, weight: WeightQuantSpec, input?: ActivationQuantSpec): QuantPlan {
+  return new Map(discoverLayers(model).filter((l) => roles.test(l.role)).map((l) => [l.name, { layer: l.name, weight, ...(input ? { input } : {}) }]));
+}
+
+function context(plan: QuantPlan, batches: TensorMap[] = []): PassContext {
+  return { seed: 0, plan, executor: basicExecutor, artifacts: new Map([[CALIBRATION_BATCHES, batches]]), progress: () => {}, log: () => {} };
+}
+
+/** rtn-w4a16-g128: int4 symmetric groups of 128 on every attn, mlp and adaLN linear. */
+export async function w4a16(): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+  const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  await quantizeWeights.run(model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
+  return model;
+}
+
+let calibrationSet: Promise<TensorMap[]> | undefined;
+
+/** A small calibration set from FP DDIM-10 trajectories (shared by every W8A8 model of a test file). */
+function calibration(): Promise<TensorMap[]> {
+  calibrationSet ??= (async () => {
+    const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
+    const io = diffusionIO(model, 10);
+    const { eps, release } = await epsModel(model, io);
+    try {
+      return (await buildCalibrationSet(eps, schedule, io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
+    } finally {
+      await release();
+    }
+  })();
+  return calibrationSet;
+}
+
+/** ptq4dm-w8a8 style: int8 per-channel weights and int8 per-tensor static activations on every linear; `symmetric` picks sym or asym grids. */
+export async function w8a8(symmetric: boolean): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+  const weight: WeightQuantSpec = { bits: 8, symmetric, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'static' }, range: { kind: 'minmax' } };
+  const ctx = context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight, input), await calibration());
+  await quantizeWeights.run(model, {}, ctx);
+  await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
+  await quantizeActivations.run(model, { timesteps: 1000 }, ctx);
+  return model;
+}
