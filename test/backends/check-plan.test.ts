@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { backends } from '../../src/backends/registry.js';
+import { checkTensorRtPlacement } from '../../src/backends/tensorrt-placement.js';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { Op, isOp } from '../../src/ir/ops.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { Tensor } from '../../src/ir/tensor.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import { DIT_DIGITS } from '../passes/fixture.js';
+import { w8a8 } from './quantized-fixtures.js';
+
+const layers = discoverLayers(loadModelSync(`${DIT_DIGITS}/model.onnx`));
+const w4: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+const w8: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+const act = (bits: number, symmetric: boolean, mode: ActivationQuantSpec['mode'] = { kind: 'static' }): ActivationQuantSpec => ({ bits, symmetric, mode, range: { kind: 'minmax' } });
+const plan = (entries: [string, WeightQuantSpec, ActivationQuantSpec?][]): QuantPlan =>
+  new Map(entries.map(([layer, weight, input]) => [layer, { layer, weight, ...(input ? { input } : {}), source: 'test.qrecipe:3' }]));
+
+describe('checkPlan: unsupported combinations are named before compiling', () => {
+  it('int4 activations on webgpu: the layer and the combination', () => {
+    const issues = backends.webgpu.checkPlan(plan([['blocks.2.mlp.fc1', w4, act(4, true)], ['blocks.2.attn.qkv', w4]]), layers);
+    expect(issues).toEqual([{ layer: 'blocks.2.mlp.fc1', code: 'unsupported-activation', message: 'activation int4 sym static on MatMul is not supported (test.qrecipe:3)' }]);
+  });
+
+  it('asymmetric or runtime-scaled activations on tensorrt', () => {
+    const issues = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })], ['blocks.1.mlp.fc1', w8, act(8, true)]]), layers);
+    expect(issues.map((i) => `${i.layer}: ${i.message}`)).toEqual([
+      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported (test.qrecipe:3)',
+      'blocks.1.mlp.fc2: activation int8 sym per-timestep on MatMul is not supported (test.qrecipe:3)',
+    ]);
+  });
+
+  it('group sizes outside MatMulNBits block sizes, and every auto candidate, are checked', () => {
+    const g96: WeightQuantSpec = { ...w4, granularity: { kind: 'group', size: 96 } };
+    const auto: WeightQuantSpec = { ...w4, granularity: { kind: 'auto', candidates: [64, 100], minMeanGroupSize: 64 } };
+    const issues = backends.cpu.checkPlan(plan([['blocks.0.mlp.fc1', g96], ['blocks.0.mlp.fc2', auto]]), layers);
+    expect(issues.map((i) => i.layer + ': ' + i.message.replace(/ \(.*\)$/, ''))).toEqual([
+      'blocks.0.mlp.fc1: weight int4 sym group 96 on MatMul is not supported',
+      'blocks.0.mlp.fc2: weight int4 sym group 100 on MatMul is not supported',
+    ]);
+  });
+
+  it('the recipes that ship are accepted where they are meant to run', () => {
+    const rtn = plan(layers.filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, w4] as [string, WeightQuantSpec]));
+    for (const target of ['cpu', 'webgpu', 'cuda', 'tensorrt'] as const) expect(backends[target].checkPlan(rtn, layers), target).toEqual([]);
+    const w8a8Plan = plan(layers.filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { ...w8, symmetric: false }, act(8, false)] as [string, WeightQuantSpec, ActivationQuantSpec]));
+    expect(backends.cpu.checkPlan(w8a8Plan, layers)).toEqual([]);
+    expect(backends.webgpu.checkPlan(w8a8Plan, layers)).toEqual([]);
+  });
+});
+
+describe('checkTensorRtPlacement on good and bad graphs', () => {
+  it('symmetric W8A8 is clean; a weight scale on the input axis, a Q/DQ on a bias, and a nonzero zero point are each reported', async () => {
+    const model = await w8a8(true);
+    expect(checkTensorRtPlacement(model)).toEqual([]);
+    const nodes = model.graph.nodes;
+    const weightDq = nodes.find((n) => n.name === 'blocks.0.mlp.fc1/weight_dequantize')!;
+    weightDq.attributes.set('axis', { kind: 'int', value: 0 });
+    const gemm = nodes.find((n) => isOp(n, Op.Gemm) && n.input(1).producer?.opType === Op.DequantizeLinear)!;
+    const biasDq = model.graph.addNode({ opType: Op.DequantizeLinear, name: 'bias_dq', inputs: [gemm.input(2), model.graph.addInitializer('bias_scale', Tensor.fromFloat32([], Float32Array.of(1)))], outputs: ['bias_dq'], before: gemm });
+    gemm.setInput(2, biasDq.outputs[0]);
+    const actQ = nodes.find((n) => n.name === 'blocks.1.attn.proj/input_quant/q')!;
+    actQ.setInput(2, model.graph.addInitializer('zp3', Tensor.fromBytes(actQ.input(2).initializer!.dtype, [], Uint8Array.of(3))));
+    expect(checkTensorRtPlacement(model).map((i) => `${i.layer}: ${i.message}`)).toEqual([
+      'bias_dq: codes must be int8 (or int4 for weight-only blocked weights)',
+      `bias_dq: Q/DQ on the bias of ${gemm.name}: TensorRT quantizes biases itself`,
+      'blocks.0.mlp.fc1/weight_dequantize: per-channel weight scales must run along the output axis 1 of /blocks.0/mlp/fc1/MatMul, not axis 0',
+      'blocks.1.attn.proj/input_quant/q: zero point must be 0 (symmetric quantization)',
+    ]);
+  });
+});

@@ -1,0 +1,77 @@
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { backends } from '../../src/backends/registry.js';
+import { Graph, Model } from '../../src/ir/core.js';
+import { DataType } from '../../src/ir/dtype.js';
+import { Op, isOp } from '../../src/ir/ops.js';
+import { encodeModel } from '../../src/ir/serde.js';
+import { Tensor, packInt4 } from '../../src/ir/tensor.js';
+import { assertValid } from '../../src/ir/verify.js';
+import { maxAbsDiff } from '../passes/fixture.js';
+import { seededRandom } from '../../src/random.js';
+
+const M = 5;
+const K = 40; // not a multiple of the block: the last block is zero-padded
+const N = 24;
+const BLOCK = 16;
+
+/** A blocked uint4/int4 DequantizeLinear → MatMul+Add or Gemm(transB) graph with random codes, scales and zero points. */
+function blockedLinear(kind: 'matmul' | 'gemm', codes: DataType.UINT4 | DataType.INT4, zeroPoints: boolean): Model {
+  const next = seededRandom(kind === 'gemm' ? 7 : 3);
+  const graph = new Graph('linear');
+  const a = graph.addInput('a', { elemType: DataType.FLOAT, shape: [M, K] });
+  const transposed = kind === 'gemm';
+  const nb = Math.ceil(K / BLOCK);
+  const wDims = transposed ? [N, K] : [K, N];
+  const sDims = transposed ? [N, nb] : [nb, N];
+  const lo = codes === DataType.INT4 ? -8 : 0;
+  const q = Array.from({ length: K * N }, () => lo + Math.floor(next() * 16));
+  const w = graph.addInitializer('w_quantized', Tensor.fromBytes(codes, wDims, packInt4(q)));
+  const s = graph.addInitializer('w_scale', Tensor.fromFloat32(sDims, Float32Array.from({ length: nb * N }, () => 0.01 + 0.05 * next())));
+  const zp = zeroPoints ? graph.addInitializer('w_zero_point', Tensor.fromBytes(codes, sDims, packInt4(Array.from({ length: nb * N }, () => lo + Math.floor(next() * 16))))) : undefined;
+  const dq = graph.addNode({ opType: Op.DequantizeLinear, name: 'fc/weight_dequantize', inputs: [w, s, zp], outputs: ['w'], attributes: { axis: { kind: 'int', value: transposed ? 1 : 0 }, block_size: { kind: 'int', value: BLOCK } } });
+  const bias = graph.addInitializer('bias', Tensor.fromFloat32([N], Float32Array.from({ length: N }, () => next() - 0.5)));
+  let y;
+  if (transposed) {
+    y = graph.addNode({ opType: Op.Gemm, name: 'fc', inputs: [a, dq.outputs[0], bias], outputs: ['y'], attributes: { transB: { kind: 'int', value: 1 } } }).outputs[0]!;
+  } else {
+    const mm = graph.addNode({ opType: Op.MatMul, name: 'fc', inputs: [a, dq.outputs[0]], outputs: ['mm'] }).outputs[0]!;
+    y = graph.addNode({ opType: Op.Add, name: 'fc_bias', inputs: [mm, bias], outputs: ['y'] }).outputs[0]!;
+  }
+  y.type = { elemType: DataType.FLOAT, shape: [M, N] };
+  graph.outputs.push(y);
+  const model = new Model(graph);
+  model.irVersion = 10;
+  model.opsetImports.set('', 21);
+  return model;
+}
+
+async function run(model: Model, a: Float32Array): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(encodeModel(model), { graphOptimizationLevel: 'basic' });
+  const out = await session.run({ a: new ort.Tensor('float32', a, [M, K]) });
+  await session.release();
+  return out.y!.data as Float32Array;
+}
+
+describe('MatMulNBits lowering layout (ORT CPU)', () => {
+  const next = seededRandom(11);
+  const a = Float32Array.from({ length: M * K }, () => next() * 2 - 1);
+  it.each([
+    { kind: 'matmul', codes: DataType.UINT4, zeroPoints: true, label: 'MatMul uint4 with zero points' },
+    { kind: 'matmul', codes: DataType.INT4, zeroPoints: true, label: 'MatMul int4 with zero points (shifted by 8)' },
+    { kind: 'gemm', codes: DataType.INT4, zeroPoints: false, label: 'Gemm transB int4 symmetric (zero points omitted)' },
+    { kind: 'gemm', codes: DataType.UINT4, zeroPoints: false, label: 'Gemm transB uint4 without zero points (explicit 0s)' },
+  ] as const)('$label: equals the DequantizeLinear graph to 1e-5', async ({ kind, codes, zeroPoints }) => {
+    const model = blockedLinear(kind, codes, zeroPoints);
+    const reference = await run(model, a);
+    const result = backends.cpu.lower(model);
+    assertValid(model);
+    expect(result.statistics.matmul_nbits).toBe(1);
+    const [node, ...rest] = model.graph.nodes;
+    expect(rest).toEqual([]); // bias folded: one node
+    expect(isOp(node!, Op.MatMulNBits)).toBe(true);
+    expect(node!.input(1).initializer!.dims).toEqual([N, Math.ceil(K / BLOCK), BLOCK / 2]);
+    expect(node!.inputs[3] !== undefined).toBe(!(codes === DataType.INT4 && !zeroPoints));
+    expect(maxAbsDiff(reference, await run(model, a))).toBeLessThan(1e-5);
+  });
+});
