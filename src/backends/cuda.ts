@@ -15,7 +15,7 @@ export const cudaCapabilities: CapabilityTable = {
   ],
   activations: [{ ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: false, form: 'QuantizeLinear/DequantizeLinear int8' }],
   compute: ['fp32', 'fp16'],
-  notes: ['verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
+  notes: ['fp16 compute: no float16 conversion pass yet', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
 };
 
 /** The ORT CUDA EP backend. */

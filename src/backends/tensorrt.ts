@@ -17,7 +17,7 @@ export const tensorRtCapabilities: CapabilityTable = {
   ],
   activations: [{ ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static'], asymmetric: false, signedOnly: true, form: 'QuantizeLinear/DequantizeLinear int8, zero point 0, constant scale' }],
   compute: ['fp32', 'fp16'],
-  notes: ['asymmetric and runtime-scaled (dynamic, per-timestep) activations are rejected', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
+  notes: ['asymmetric and runtime-scaled (dynamic, per-timestep) activations are rejected', 'fp16 compute: no float16 conversion pass yet', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
 };
 
 /** The TensorRT backend. */

@@ -9,5 +9,6 @@ import { passesCommand } from './passes.js';
 import { sampleCommand } from './sample.js';
 import { schemaCommand } from './schema.js';
 import { synthCommand } from './synth.js';
+import { targetsCommand } from './targets.js';
 
-export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, diffCommand, sampleCommand];
+export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, targetsCommand, diffCommand, sampleCommand];
