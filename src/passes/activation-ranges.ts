@@ -5,13 +5,6 @@
  */
 import type { RangeMethod } from './quant-plan.js';
 
-/** Where a tensor's channels are: `channels` consecutive runs of `inner` values, repeated over the leading rows. */
-export interface ChannelLayout {
-  channels: number;
-  /** Values per channel per row: 1 for token linears ([..., C]), H·W for Conv inputs ([N, C, H, W]). */
-  inner: number;
-}
-
 /** Statistics of one tensor (for one timestep group): min/max per tensor and per channel, and a value sample. */
 export class TensorStats {
   min = Infinity;
@@ -34,52 +27,33 @@ export class TensorStats {
     seed: number,
     /** EMA momentum for min/max across batches (0: running extremes). */
     readonly ema: number,
-    readonly layout: ChannelLayout = { channels: 1, inner: 1 },
+    readonly channels = 1,
   ) {
     this.sample = new Float32Array(sampleSize);
     this.state = seed >>> 0 || 1;
-    this.channelMin = new Float32Array(layout.channels).fill(Infinity);
-    this.channelMax = new Float32Array(layout.channels).fill(-Infinity);
-    this.batchMin = new Float32Array(layout.channels).fill(Infinity);
-    this.batchMax = new Float32Array(layout.channels).fill(-Infinity);
+    this.channelMin = new Float32Array(channels).fill(Infinity);
+    this.channelMax = new Float32Array(channels).fill(-Infinity);
+    this.batchMin = new Float32Array(channels).fill(Infinity);
+    this.batchMax = new Float32Array(channels).fill(-Infinity);
   }
 
-  /** Observes whole rows of the current batch (call several times for parts of one batch, then `endBatch`). */
-  observe(values: Float32Array): void {
-    const { channels, inner } = this.layout;
-    const lo = this.batchMin;
-    const hi = this.batchMax;
-    const rows = values.length / (channels * inner);
-    let i = 0;
-    // One pass: per-channel extremes; the tensor's follow from them.
-    if (inner === 1) {
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < channels; c++, i++) {
-          const v = values[i]!;
-          if (v < lo[c]!) lo[c] = v;
-          if (v > hi[c]!) hi[c] = v;
-        }
-      }
-    } else {
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < channels; c++) {
-          let l = lo[c]!;
-          let h = hi[c]!;
-          for (let k = 0; k < inner; k++, i++) {
-            const v = values[i]!;
-            if (v < l) l = v;
-            if (v > h) h = v;
-          }
-          lo[c] = l;
-          hi[c] = h;
-        }
+  /** Observes per-channel extremes of the current batch: `lo` and `hi` hold rows of `channels` values (then call `endBatch`). */
+  observeExtremes(lo: Float32Array, hi: Float32Array): void {
+    const channels = this.channels;
+    const batchMin = this.batchMin;
+    const batchMax = this.batchMax;
+    for (let i = 0; i < lo.length; i += channels) {
+      for (let c = 0; c < channels; c++) {
+        if (lo[i + c]! < batchMin[c]!) batchMin[c] = lo[i + c]!;
+        if (hi[i + c]! > batchMax[c]!) batchMax[c] = hi[i + c]!;
       }
     }
-    this.observed ||= values.length > 0;
-    // Reservoir sampling of a strided subset (every 64th value or sparser, ≤ sampleSize/16 draws per call)
-    // keeps it cheap; an odd stride walks through every channel instead of aliasing onto a few.
-    const stride = Math.max(64, Math.ceil(values.length / (this.sampleSize >> 4))) | 1;
-    for (let j = (this.seen * 7919) % stride; j < values.length; j += stride) {
+    this.observed ||= lo.length > 0;
+  }
+
+  /** Offers values to the reservoir sample (a uniform sample of everything offered). */
+  observeValues(values: Float32Array): void {
+    for (let j = 0; j < values.length; j++) {
       this.seen++;
       if (this.seen <= this.sampleSize) this.sample[this.seen - 1] = values[j]!;
       else {
@@ -95,7 +69,7 @@ export class TensorStats {
     if (!this.observed) return;
     let lo = Infinity;
     let hi = -Infinity;
-    for (let c = 0; c < this.layout.channels; c++) {
+    for (let c = 0; c < this.channels; c++) {
       lo = Math.min(lo, this.batchMin[c]!);
       hi = Math.max(hi, this.batchMax[c]!);
       this.channelMin[c] = Math.min(this.channelMin[c]!, this.batchMin[c]!);
@@ -115,12 +89,6 @@ export class TensorStats {
       this.max = Math.max(this.max, hi);
     }
     this.batches++;
-  }
-
-  /** Adds one whole batch of values. */
-  add(values: Float32Array): void {
-    this.observe(values);
-    this.endBatch();
   }
 
   /** The sampled values (fewer than sampleSize until enough were seen). */

@@ -4,13 +4,14 @@
  * per-channel |x| maxima) — per timestep group where the plan asks for per-timestep tables. Requires the
  * CALIBRATION_BATCHES artifact and an executor; writes ACTIVATION_STATS and INPUT_CHANNEL_ABSMAX.
  */
-import type { Model, Value } from '../ir/core.js';
+import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { discoverLayers, type Layer } from '../ir/layers.js';
 import { Op, isOp } from '../ir/ops.js';
-import { TensorStats, type ChannelLayout } from './activation-ranges.js';
+import { Tensor } from '../ir/tensor.js';
+import { TensorStats } from './activation-ranges.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { TensorMap } from './executor.js';
+import type { PreparedModel, TensorMap } from './executor.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { INPUT_CHANNEL_ABSMAX } from './smooth-quant.js';
 
@@ -82,22 +83,36 @@ export const calibrate: Pass = {
     const channelMax = (context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined) ?? new Map<string, Float32Array>();
     // One observer set per observed tensor and grouping: layers reading the same value (q, k, v) share it.
     const observed = new Map<string, Observed>();
-    for (const layer of layers) {
-      const name = layer.node.input(0).name;
-      const groups = groupsOf(layer);
-      const key = `${name}|${groups}`;
-      let entry = observed.get(key);
-      if (!entry) {
-        const i = observed.size;
-        const layout = channelLayout(layer);
-        entry = { name, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, layout)) };
-        observed.set(key, entry);
+    const probes = new Map<string, Probe>();
+    const added: Node[] = [];
+    let prepared: PreparedModel;
+    try {
+      for (const layer of layers) {
+        const input = layer.node.input(0);
+        const groups = groupsOf(layer);
+        const key = `${input.name}|${groups}`;
+        let entry = observed.get(key);
+        if (!entry) {
+          const conv = isOp(layer.node, Op.Conv) || isOp(layer.node, Op.ConvTranspose);
+          const channels = channelCount(layer, conv);
+          let probe = probes.get(input.name);
+          if (!probe) probes.set(input.name, (probe = addProbe(model, input, channels, conv, probes.size, added)));
+          const i = observed.size;
+          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, channels)) };
+          observed.set(key, entry);
+        }
+        stats.set(layer.name, entry.groups);
       }
-      stats.set(layer.name, entry.groups);
+      prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]));
+    } finally {
+      // The probes only live in the session: the model leaves this pass as it came.
+      for (const node of added.reverse()) {
+        const constants = node.inputs.filter((v): v is Value => !!v?.initializer && v.uses.length === 1);
+        model.graph.removeNode(node);
+        for (const c of constants) model.graph.removeInitializer(c);
+      }
     }
-    const inputs = [...new Set([...observed.values()].map((o) => o.name))];
     const timestepCounts = new Map<number, number>();
-    const prepared = await context.executor.prepare(model, inputs);
     let samples = 0;
     try {
       for (const [b, feeds] of batches.entries()) {
@@ -105,21 +120,26 @@ export const calibrate: Pass = {
         const outputs = await prepared.run(feeds);
         const ts = timestep ? Array.from(feeds[timestep.name]!.data as BigInt64Array, Number) : [];
         for (const t of ts) timestepCounts.set(t, (timestepCounts.get(t) ?? 0) + 1);
-        samples += feeds[Object.keys(feeds)[0]!]!.dims[0]!;
+        const batch = feeds[Object.keys(feeds)[0]!]!.dims[0]!;
+        samples += batch;
         for (const entry of observed.values()) {
-          const x = outputs[entry.name]!;
-          const data = x.data as Float32Array;
-          const { channels, inner } = entry.groups[0]!.layout;
-          if (data.length % (channels * inner) !== 0) throw new IrError('invalid-argument', `calibrate: '${entry.name}' has shape [${x.dims.join(',')}], not a whole number of ${channels}-channel rows`);
-          if (entry.groups.length === 1) entry.groups[0]!.observe(data);
-          else {
-            // Each run of consecutive samples with the same timestep group goes to that group at once.
-            const perSample = data.length / x.dims[0]!;
-            for (let start = 0; start < x.dims[0]!; ) {
+          const lo = outputs[entry.probe.min]!.data as Float32Array;
+          const hi = outputs[entry.probe.max]!.data as Float32Array;
+          const values = outputs[entry.probe.sample]!.data as Float32Array;
+          if (entry.groups.length === 1) {
+            entry.groups[0]!.observeExtremes(lo, hi);
+            entry.groups[0]!.observeValues(values);
+          } else {
+            // Each run of consecutive samples with the same timestep group goes to that group at once
+            // (rows are sample-major: a [B·N, C] input gives N rows per sample).
+            const extremesPerSample = lo.length / batch;
+            const valuesPerSample = values.length / batch;
+            for (let start = 0; start < batch; ) {
               const group = timestepGroup(ts[start]!, entry.groups.length, T);
               let end = start + 1;
-              while (end < x.dims[0]! && timestepGroup(ts[end]!, entry.groups.length, T) === group) end++;
-              entry.groups[group]!.observe(data.subarray(start * perSample, end * perSample));
+              while (end < batch && timestepGroup(ts[end]!, entry.groups.length, T) === group) end++;
+              entry.groups[group]!.observeExtremes(lo.subarray(start * extremesPerSample, end * extremesPerSample), hi.subarray(start * extremesPerSample, end * extremesPerSample));
+              entry.groups[group]!.observeValues(values.subarray(start * valuesPerSample, end * valuesPerSample));
               start = end;
             }
           }
@@ -134,32 +154,65 @@ export const calibrate: Pass = {
     context.artifacts.set(ACTIVATION_STATS, stats);
     context.artifacts.set(INPUT_CHANNEL_ABSMAX, channelMax);
     context.artifacts.set(CALIBRATION_TIMESTEPS, timestepCounts);
-    return { modified: false, statistics: { layers: layers.length, tensors: inputs.length, batches: batches.length, samples } };
+    return { modified: false, statistics: { layers: layers.length, tensors: probes.size, batches: batches.length, samples } };
   },
 };
 
-/** One observed tensor: its observers, one per timestep group. */
+/** Stride of the strided value sample taken in-graph (a prime: it walks through every channel). */
+const SAMPLE_STRIDE = 61;
+
+/** The in-graph observers of one tensor: names of its per-row per-channel min and max [R, C] and of a strided value sample [R0, K]. */
+interface Probe {
+  tensor: string;
+  min: string;
+  max: string;
+  sample: string;
+}
+
+/** One observed tensor and grouping: its probe and its observers, one per timestep group. */
 interface Observed {
-  name: string;
+  probe: Probe;
   groups: TensorStats[];
 }
 
-/** Channel axis of a layer's input: last for token linears (MatMul/Gemm), 1 for Conv (NCHW). */
-function channelLayout(layer: Layer): ChannelLayout {
+/** Input channels as the layer reads them: axis 1 for Conv (NCHW), the last axis for token linears. */
+function channelCount(layer: Layer, conv: boolean): number {
   const shape = layer.node.input(0).type?.shape ?? [];
-  if (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') {
-    const inner = shape.slice(2).reduce<number>((a, d) => a * (typeof d === 'number' ? d : NaN), 1);
-    if (!Number.isFinite(inner)) throw new IrError('invalid-argument', `calibrate: '${layer.name}' needs static spatial dimensions`);
-    return { channels: typeof shape[1] === 'number' ? shape[1] : layer.inChannels, inner };
-  }
-  const last = shape[shape.length - 1];
-  return { channels: typeof last === 'number' ? last : layer.inChannels, inner: 1 };
+  const dim = conv ? shape[1] : shape[shape.length - 1];
+  return typeof dim === 'number' ? dim : conv ? layer.inChannels * layer.node.intAttr('group', 1) : layer.inChannels;
+}
+
+/**
+ * Adds reductions that ORT computes next to the model: x viewed as [R, M, C] (tokens) or [R, C, M] (Conv)
+ * reduced over M to per-row per-channel extremes, and every 61st value of each row. Fetching these instead
+ * of x keeps the copy out of ORT and the JS loops small.
+ */
+function addProbe(model: Model, x: Value, channels: number, conv: boolean, index: number, added: Node[]): Probe {
+  const graph = model.graph;
+  const base = `${x.name}/observe`;
+  const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
+    const n = graph.addNode({ opType, inputs, outputs: [`${base}/${suffix}`], name: `${base}/${suffix}`, ...(attributes ? { attributes } : {}) });
+    added.push(n);
+    return n.outputs[0]!;
+  };
+  const constant = (suffix: string, values: number[]) => graph.addInitializer(`${base}.${suffix}`, Tensor.fromInt64([values.length], values));
+  const viewed = node(Op.Reshape, [x, constant('view', conv ? [0, channels, -1] : [0, -1, channels])], 'view');
+  const axis = conv ? 2 : 1;
+  const keepdims: Attribute = { kind: 'int', value: 0 };
+  const reduce = (opType: string, suffix: string) =>
+    model.opset >= 18 ? node(opType, [viewed, constant(`${suffix}_axes`, [axis])], suffix, { keepdims }) : node(opType, [viewed], suffix, { keepdims, axes: { kind: 'ints', value: [axis] } });
+  const min = reduce(Op.ReduceMin, 'min');
+  const max = reduce(Op.ReduceMax, 'max');
+  const rows = node(Op.Reshape, [x, constant('rows', [0, -1])], 'rows');
+  const sample = node(Op.Slice, [rows, constant('starts', [(index * 13) % SAMPLE_STRIDE]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [SAMPLE_STRIDE])], 'sample');
+  return { tensor: x.name, min: min.name, max: max.name, sample: sample.name };
 }
 
 /** INPUT_CHANNEL_ABSMAX of a tensor: max |x| per input channel over all its groups, merged with what is there. */
 function mergeChannelAbsMax(channelMax: Map<string, Float32Array>, entry: Observed): void {
-  const channels = entry.groups[0]!.layout.channels;
-  let max = channelMax.get(entry.name);
-  if (!max) channelMax.set(entry.name, (max = new Float32Array(channels)));
+  const name = entry.probe.tensor;
+  const channels = entry.groups[0]!.channels;
+  let max = channelMax.get(name);
+  if (!max) channelMax.set(name, (max = new Float32Array(channels)));
   for (const g of entry.groups) for (let c = 0; c < channels; c++) max[c] = Math.max(max[c]!, Math.abs(g.channelMin[c]!), Math.abs(g.channelMax[c]!));
 }

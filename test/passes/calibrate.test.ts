@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { printModel } from '../../src/ir/printer.js';
+import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
+import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, timestepGroup } from '../../src/passes/calibrate.js';
+import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import type { TensorMap } from '../../src/passes/executor.js';
+import type { PassContext } from '../../src/passes/pass.js';
+import type { ActivationQuantSpec, QuantPlan } from '../../src/passes/quant-plan.js';
+import { INPUT_CHANNEL_ABSMAX } from '../../src/passes/smooth-quant.js';
+import { buildCalibrationSet, diffusionIO, epsModel, type StepStrategy } from '../../src/runtime/calibration.js';
+import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { calibrationBatches } from './calibration-fixture.js';
+import { DIT_DIGITS } from './fixture.js';
+
+const executor = new OrtExecutor();
+const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+const layers = discoverLayers(model).filter((l) => l.opType !== 'Gather');
+
+function context(input: ActivationQuantSpec, batches: TensorMap[]): PassContext {
+  const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, input }]));
+  return { seed: 0, plan, executor, artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, batches]]), progress: () => {}, log: () => {} };
+}
+const staticSpec: ActivationQuantSpec = { bits: 8, symmetric: false, mode: { kind: 'static' }, range: { kind: 'minmax' } };
+
+describe('calibrate: observers against the tensors ORT computes', () => {
+  it('per-channel and per-tensor min/max equal a brute-force reduction; EMA folds batch extremes; the model is left as it was', async () => {
+    const batches = calibrationBatches(64, 32);
+    const before = printModel(model);
+    const ctx = context(staticSpec, batches);
+    await calibrate.run(model, { ema: 0.9, timesteps: 1000 }, ctx);
+    expect(printModel(model)).toBe(before);
+    const stats = ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>;
+    const absmax = ctx.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array>;
+    const probed = [layers.find((l) => l.opType === 'Conv')!, layers.find((l) => l.role === 'mlp.fc2')!];
+    const prepared = await executor.prepare(model, probed.map((l) => l.node.input(0).name));
+    try {
+      const perBatch = await Promise.all(batches.map((feeds) => prepared.run(feeds)));
+      for (const layer of probed) {
+        const s = stats.get(layer.name)![0]!;
+        const conv = layer.opType === 'Conv';
+        const extremes = perBatch.map((outputs) => {
+          const x = outputs[layer.node.input(0).name]!;
+          const data = x.data as Float32Array;
+          const channels = conv ? x.dims[1]! : x.dims[x.dims.length - 1]!;
+          const inner = conv ? x.dims[2]! * x.dims[3]! : 1;
+          const lo = new Float32Array(channels).fill(Infinity);
+          const hi = new Float32Array(channels).fill(-Infinity);
+          for (let i = 0; i < data.length; i++) {
+            const c = Math.floor(i / inner) % channels;
+            lo[c] = Math.min(lo[c]!, data[i]!);
+            hi[c] = Math.max(hi[c]!, data[i]!);
+          }
+          return { lo, hi };
+        });
+        const channelMin = extremes[0]!.lo.map((v, c) => Math.min(v, extremes[1]!.lo[c]!));
+        const channelMax = extremes[0]!.hi.map((v, c) => Math.max(v, extremes[1]!.hi[c]!));
+        expect(Array.from(s.channelMin)).toEqual(Array.from(channelMin));
+        expect(Array.from(s.channelMax)).toEqual(Array.from(channelMax));
+        const min = extremes.map((e) => Math.min(...e.lo));
+        const max = extremes.map((e) => Math.max(...e.hi));
+        expect(s.min).toBeCloseTo(0.9 * min[0]! + 0.1 * min[1]!, 5);
+        expect(s.max).toBeCloseTo(0.9 * max[0]! + 0.1 * max[1]!, 5);
+        expect(Array.from(absmax.get(layer.node.input(0).name)!)).toEqual(Array.from(channelMax, (v, c) => Math.max(v, -channelMin[c]!)));
+        // The value sample comes from the tensor: inside its range, and a real spread of it.
+        const sample = s.values();
+        expect(sample.length).toBeGreaterThan(32);
+        expect(Math.min(...sample)).toBeGreaterThanOrEqual(Math.min(...min));
+        expect(Math.max(...sample)).toBeLessThanOrEqual(Math.max(...max));
+      }
+    } finally {
+      await prepared.release();
+    }
+  });
+
+  it('per-timestep observers split a mixed-t batch by each sample\'s timestep group', async () => {
+    const batches = calibrationBatches(64, 64);
+    // One batch with t spread over [0, 1000): every group gets samples from it.
+    const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 4 } }, batches);
+    await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
+    const fc1 = layers.find((l) => l.role === 'mlp.fc1')!;
+    const groups = (ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>).get(fc1.name)!;
+    expect(groups).toHaveLength(4);
+    const prepared = await executor.prepare(model, [fc1.node.input(0).name]);
+    try {
+      const x = (await prepared.run(batches[0]!))[fc1.node.input(0).name]!;
+      const data = x.data as Float32Array;
+      const perSample = data.length / 64;
+      const t = Array.from(batches[0]!.t!.data as BigInt64Array, Number);
+      for (let g = 0; g < 4; g++) {
+        let lo = Infinity;
+        let hi = -Infinity;
+        for (let s = 0; s < 64; s++) if (timestepGroup(t[s]!, 4, 1000) === g) for (let i = s * perSample; i < (s + 1) * perSample; i++) (lo = Math.min(lo, data[i]!)), (hi = Math.max(hi, data[i]!));
+        expect([groups[g]!.min, groups[g]!.max]).toEqual([lo, hi]);
+      }
+    } finally {
+      await prepared.release();
+    }
+  });
+});
+
+describe('calibrate sees the timestep distribution the strategy intends', () => {
+  it('uniform, random-distinct and NDTC sets arrive at the observers with their own t histograms', async () => {
+    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
+    const io = diffusionIO(model, 10);
+    const { eps, release } = await epsModel(model, io);
+    const grid = new Set(ddimTimesteps(1000, 50));
+    const seen: Record<string, Map<number, number>> = {};
+    const strategies: [string, StepStrategy, number][] = [
+      ['uniform', { kind: 'uniform' }, 60],
+      ['random-distinct', { kind: 'random-distinct' }, 50],
+      ['ndtc', { kind: 'ndtc', mean: 0.4, std: 0.4 }, 60],
+    ];
+    try {
+      for (const [name, strategy, samples] of strategies) {
+        const set = await buildCalibrationSet(eps, schedule, io, { samples, batch: 50, steps: 50, strategy, seed: 3 });
+        const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 10 } }, set.batches);
+        await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
+        const counts = ctx.artifacts.get(CALIBRATION_TIMESTEPS) as Map<number, number>;
+        const expected = new Map<number, number>();
+        for (const t of set.timesteps) expected.set(t, (expected.get(t) ?? 0) + 1);
+        expect(counts).toEqual(expected);
+        for (const t of counts.keys()) expect(grid.has(t)).toBe(true);
+        seen[name] = counts;
+      }
+    } finally {
+      await release();
+    }
+    const values = (counts: Map<number, number>) => [...counts].flatMap(([t, n]) => Array<number>(n).fill(t));
+    const bins = (counts: Map<number, number>) => values(counts).reduce((h, t) => (h[Math.floor(t / 100)]++, h), Array<number>(10).fill(0));
+    // Uniform: every tenth of the schedule is visited, none holds more than a quarter.
+    expect(Math.min(...bins(seen.uniform!))).toBeGreaterThan(0);
+    expect(Math.max(...bins(seen.uniform!))).toBeLessThan(18);
+    // Random-distinct: 50 trajectories, 50 steps — each step of the grid exactly once.
+    expect(seen['random-distinct']!.size).toBe(50);
+    expect([...seen['random-distinct']!.values()].every((n) => n === 1)).toBe(true);
+    // NDTC (μ = 0.4T, σ = 0.4T, clamped to the grid's ends): median near 400, and the clamp piles samples at both ends.
+    const ndtc = values(seen.ndtc!).sort((a, b) => a - b);
+    expect(Math.abs(ndtc[ndtc.length >> 1]! - 400)).toBeLessThan(120);
+    expect(bins(seen.ndtc!)[0]! + bins(seen.ndtc!)[9]!).toBeGreaterThan(6);
+  }, 300_000);
+});
+
+describe('range choice', () => {
+  it('L_p (p = 2.4) search clips an outlier and lowers the error against min/max at 4 bits; percentile clips too', () => {
+    const stats = new TensorStats(4096, 1, 0);
+    const values = Float32Array.from({ length: 4096 }, (_, i) => (i === 100 ? 8 : Math.sin(i * 12.9898)));
+    const lo = new Float32Array([Math.min(...values)]);
+    const hi = new Float32Array([Math.max(...values)]);
+    stats.observeExtremes(lo, hi);
+    stats.observeValues(values);
+    stats.endBatch();
+    const error = (scale: number, zeroPoint: number) => {
+      const { qmin, qmax } = activationRange(4, false);
+      let e = 0;
+      for (const v of values) e += Math.abs(v - (Math.min(qmax, Math.max(qmin, Math.round(v / scale) + zeroPoint)) - zeroPoint) * scale) ** 2.4;
+      return e;
+    };
+    const minmax = chooseActivationParams(stats, { kind: 'minmax' }, 4, false);
+    const lp = chooseActivationParams(stats, { kind: 'lp', p: 2.4, gridSize: 100 }, 4, false);
+    const percentile = chooseActivationParams(stats, { kind: 'percentile', percentile: 99 }, 4, false);
+    expect(minmax.scale).toBeCloseTo((hi[0]! - Math.min(lo[0]!, 0)) / 15, 5);
+    expect(lp.scale).toBeLessThan(minmax.scale);
+    expect(error(lp.scale, lp.zeroPoint)).toBeLessThan(error(minmax.scale, minmax.zeroPoint));
+    expect(percentile.scale).toBeLessThan(minmax.scale / 3);
+  });
+});
