@@ -20,15 +20,15 @@ export interface ParseResult {
   text: string;
 }
 
-/** Reads a recipe file (`.json` as JSON, anything else as `.qrecipe` text). */
-export function parseRecipeFile(path: string): ParseResult {
+/** Reads a recipe file (`.json` as JSON, anything else as `.qrecipe` text); spans name it `fileName` (the path as the user wrote it). */
+export function parseRecipeFile(path: string, fileName = path): ParseResult {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    return { text: '', diagnostics: [{ severity: 'error', code: 'E000', message: `cannot read recipe: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, span: { file: path, offset: 0, length: 0 } }] };
+    return { text: '', diagnostics: [{ severity: 'error', code: 'E000', message: `cannot read recipe: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, span: { file: fileName, offset: 0, length: 0 } }] };
   }
-  return path.toLowerCase().endsWith('.json') ? parseRecipeJson(text, path) : parseRecipe(text, path);
+  return path.toLowerCase().endsWith('.json') ? parseRecipeJson(text, fileName) : parseRecipe(text, fileName);
 }
 
 /** Parses `.qrecipe` text. */

@@ -1,5 +1,7 @@
 /** `qcompile check RECIPE [--model MODEL] [--json] [--strict]`: validates a recipe; with a model, shows what each rule selects. */
+import { resolve } from 'node:path';
 import { renderDiagnostic, hasErrors, type Diagnostic } from '../../diagnostics.js';
+import { IrError } from '../../ir/errors.js';
 import { discoverLayers } from '../../ir/layers.js';
 import { loadModel } from '../../ir/serde.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../../recipe/check.js';
@@ -28,13 +30,22 @@ export const checkCommand: Command = {
       return 2;
     }
     const file = args.positional[0]!;
-    const parsed = parseRecipeFile(file);
+    const parsed = parseRecipeFile(resolve(io.cwd, file), file);
     const diagnostics: Diagnostic[] = [...parsed.diagnostics];
     const table: { rule: string; layers: string[] }[] = [];
     if (parsed.recipe) {
       diagnostics.push(...checkRecipe(parsed.recipe));
       if (args.options.model) {
-        const model = await loadModel(args.options.model as string);
+        const modelPath = args.options.model as string;
+        let model;
+        try {
+          model = await loadModel(resolve(io.cwd, modelPath));
+        } catch (error) {
+          // A model that cannot be read is the user's input problem, not a crash: say why, exit 1.
+          if (!(error instanceof IrError)) throw error;
+          io.stderr(`qcompile check: cannot load model ${modelPath}: ${error.message}\n`);
+          return 1;
+        }
         const layers = discoverLayers(model);
         const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers);
         diagnostics.push(...modelDiagnostics);

@@ -1,4 +1,5 @@
 /** `qcompile fmt RECIPE [--write]`: prints (or rewrites) a recipe in canonical form. */
+import { resolve } from 'node:path';
 import { renderDiagnostic } from '../../diagnostics.js';
 import { writeFileAtomic } from '../../ir/atomic-file.js';
 import { formatRecipe } from '../../recipe/format.js';
@@ -21,13 +22,14 @@ export const fmtCommand: Command = {
       return 2;
     }
     const file = args.positional[0]!;
-    const parsed = parseRecipeFile(file);
+    const path = resolve(io.cwd, file);
+    const parsed = parseRecipeFile(path, file);
     if (!parsed.recipe) {
       for (const d of parsed.diagnostics) io.stderr(`${renderDiagnostic(d, new Map([[file, parsed.text]]))}\n`);
       return 1;
     }
     const text = formatRecipe(parsed.recipe);
-    if (args.options.write) writeFileAtomic(file, text);
+    if (args.options.write) writeFileAtomic(path, text);
     else io.stdout(text);
     return 0;
   },
