@@ -14,6 +14,8 @@ export interface Placement {
   nodeToProvider: Record<string, string>;
   /** Node counts per provider as the log states them (also set by "All nodes placed on"). */
   counts: Record<string, number>;
+  /** Set when ORT logs "All nodes placed on [EP]" (it then lists no node names). */
+  allNodesOn?: string;
 }
 
 /** Ops that only compute shapes or indices: ORT keeps these on CPU on purpose, so they are not compute fallbacks. */
@@ -31,6 +33,7 @@ export function parsePlacement(log: readonly string[]): Placement {
     if (header) {
       provider = header[1]!;
       placement.counts[provider] = Number(header[2]);
+      if (header[0].startsWith('All')) placement.allNodesOn = provider;
       continue;
     }
     const node = provider === undefined ? null : NODE_LINE.exec(line);

@@ -33,6 +33,8 @@ export interface WebGpuRunRequest {
   outputs?: string[];
   /** Reuse this browser instead of launching one. */
   browser?: Browser;
+  /** ORT verbose logging, needed for `placement` (default true; it slows runs down). */
+  verbose?: boolean;
   /** Milliseconds to wait for the page's result (default 120 s). */
   timeoutMs?: number;
 }
@@ -81,13 +83,13 @@ try {
   const info = adapter.info ?? {};
   const adapterInfo = { vendor: info.vendor ?? '', architecture: info.architecture ?? '', isFallbackAdapter: Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) };
   ort.env.wasm.wasmPaths = '/ort/';
-  ort.env.logLevel = 'verbose';
+  ort.env.logLevel = job.verbose ? 'verbose' : 'warning';
   const typed = { float32: Float32Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, int8: Int8Array, float16: Uint16Array };
   const decode = (dtype, text) => { const bin = atob(text); const bytes = new Uint8Array(bin.length); for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); return new typed[dtype](bytes.buffer); };
   const encode = (data) => { const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength); let bin = ''; for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000)); return btoa(bin); };
   const externalData = job.externalData.map((path) => ({ path, data: '/external/' + path }));
   let start = performance.now();
-  const session = await ort.InferenceSession.create('/model.onnx', { executionProviders: ['webgpu'], logSeverityLevel: 0, logVerbosityLevel: 0, externalData });
+  const session = await ort.InferenceSession.create('/model.onnx', { executionProviders: ['webgpu'], logSeverityLevel: job.verbose ? 0 : 2, logVerbosityLevel: 0, externalData });
   const createMs = performance.now() - start;
   const feeds = {};
   for (const [name, t] of Object.entries(job.feeds)) feeds[name] = new ort.Tensor(t.dtype, decode(t.dtype, t.data), t.dims);
@@ -133,6 +135,7 @@ export async function runOnWebGpu(request: WebGpuRunRequest): Promise<WebGpuRunR
     feeds: Object.fromEntries(Object.entries(request.feeds).map(([name, t]) => [name, { dtype: t.dtype, dims: t.dims, data: toBase64(t.data) }])),
     outputs: request.outputs ?? null,
     externalData: Object.keys(externalData),
+    verbose: request.verbose ?? true,
   };
   files['/job.json'] = JSON.stringify(job);
   let server: StaticServer | undefined;
