@@ -7,12 +7,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { printModel } from '../../src/ir/printer.js';
+import { assertValid } from '../../src/ir/verify.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import { runPipeline } from '../../src/passes/pass-manager.js';
 import { parsePipeline } from '../../src/passes/pipeline.js';
-import { cleanup } from '../../src/passes/cleanup.js';
-import { upgradeOpset } from '../../src/passes/upgrade-opset.js';
-const passRegistry = [cleanup, upgradeOpset];
+
+
+import { passRegistry } from '../../src/passes/registry.js';
 import { goldenCases } from './golden-cases.js';
 
 const GOLDEN_DIR = join(import.meta.dirname, 'golden');
@@ -24,7 +25,7 @@ describe('golden text IR', () => {
       const model = testCase.build();
       const input = printModel(model);
       const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined };
-      const report = await runPipeline(model, parsePipeline(testCase.pipeline, passRegistry), context);
+      const report = await runPipeline(model, parsePipeline(testCase.pipeline, passRegistry), context, { verify: assertValid });
       const statistics = report.passes.map((p) => `// ${p.step}: ${JSON.stringify(p.statistics)}`);
       const text = [`// pipeline: ${report.pipeline}`, ...statistics, '// ----- input', input, '// ----- output', printModel(model)].join('\n');
       const file = join(GOLDEN_DIR, `${testCase.name}.golden`);

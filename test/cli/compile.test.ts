@@ -1,0 +1,137 @@
+/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { CliIO } from '../../src/cli/command.js';
+import { main } from '../../src/cli/main.js';
+import { DataType } from '../../src/ir/dtype.js';
+import { Op, isOp } from '../../src/ir/ops.js';
+import { discoverLayers } from '../../src/ir/layers.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { selectLayersByRole } from '../../src/passes/layer-selection.js';
+import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { DIT_DIGITS, referenceInputs, sqnrDb } from '../passes/fixture.js';
+
+const MODEL = join(DIT_DIGITS, 'model.onnx');
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd: process.cwd() };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+async function eps(path: string): Promise<Float32Array> {
+  const prepared = await new OrtExecutor().prepare(loadModelSync(path), ['eps']);
+  try {
+    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
+  } finally {
+    await prepared.release();
+  }
+}
+
+const fpEps = eps(MODEL);
+/** The layers the pipelines below select: every attn, mlp and adaLN linear. */
+const selected = selectLayersByRole(discoverLayers(loadModelSync(MODEL)), ['attn', 'mlp', 'adaln']);
+
+describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
+  it.each([
+    { label: 'W8 per-channel', pipeline: 'select-layers{roles=attn|mlp|adaln,bits=8},quantize-weights,cleanup', dtype: DataType.INT8, floor: 45 },
+    { label: 'W4 group 128', pipeline: 'select-layers{roles=attn|mlp|adaln,bits=4,group=128},quantize-weights,cleanup', dtype: DataType.INT4, floor: 25 },
+  ])('$label: integer weights, loads in ORT, eps SQNR above $floor dB', async ({ pipeline, dtype, floor }) => {
+    const out = join(mkdtempSync(join(tmpdir(), 'qc-compile-')), 'out.onnx');
+    const result = await cli([MODEL, '--passes', pipeline, '-o', out]);
+    expect(result.stderr).toMatch(/\[3\/3\] cleanup/);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`layers quantized: ${selected.length}\n`);
+    const model = loadModelSync(out);
+    expect(model.graph.nodes.filter((n) => isOp(n, Op.DequantizeLinear))).toHaveLength(selected.length);
+    // Each selected layer now reads DequantizeLinear(integer initializer); the float weight is gone.
+    for (const layer of selected) {
+      const node = model.graph.nodes.find((n) => n.name === layer.node.name)!;
+      const dq = node.inputs[1]!.producer!;
+      expect(isOp(dq, Op.DequantizeLinear), layer.name).toBe(true);
+      expect(dq.inputs[0]!.initializer!.dtype).toBe(dtype);
+      expect(model.graph.initializers.has(layer.weight.name)).toBe(false);
+    }
+    expect(statSync(out).size).toBeLessThan(statSync(MODEL).size * (dtype === DataType.INT4 ? 0.3 : 0.4));
+    const sqnr = sqnrDb(await fpEps, await eps(out));
+    console.log(`${pipeline}: eps SQNR ${sqnr.toFixed(2)} dB, ${statSync(out).size} bytes`);
+    expect(sqnr).toBeGreaterThanOrEqual(floor);
+  });
+
+  it('--dump-dir: numbered dumps, diffs and pipeline.json, byte-identical across runs (timings.json aside)', async () => {
+    const runs = [];
+    for (let i = 0; i < 2; i++) {
+      const dir = mkdtempSync(join(tmpdir(), 'qc-dumps-'));
+      const result = await cli([MODEL, '--passes', 'select-layers{bits=4,group=64},quantize-weights,cleanup', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
+      expect(result.code).toBe(0);
+      runs.push(dir);
+    }
+    const files = readdirSync(join(runs[0]!, 'dumps')).sort();
+    expect(files).toEqual([
+      '00-input.ir',
+      '01-select-layers.diff',
+      '01-select-layers.ir',
+      '02-quantize-weights.diff',
+      '02-quantize-weights.ir',
+      '03-cleanup.diff',
+      '03-cleanup.ir',
+      'pipeline.json',
+      'timings.json',
+    ]);
+    for (const file of files.filter((f) => f !== 'timings.json')) {
+      expect(readFileSync(join(runs[1]!, 'dumps', file)), file).toEqual(readFileSync(join(runs[0]!, 'dumps', file)));
+    }
+    expect(readFileSync(join(runs[1]!, 'out.onnx')).equals(readFileSync(join(runs[0]!, 'out.onnx')))).toBe(true);
+    expect(readFileSync(join(runs[0]!, 'dumps', '02-quantize-weights.diff'), 'utf8')).toMatch(/^\+.*DequantizeLinear\(%.*_quantized, %.*_scale\) \{axis=0, block_size=64\}/m);
+    const pipeline = JSON.parse(readFileSync(join(runs[0]!, 'dumps', 'pipeline.json'), 'utf8'));
+    expect(pipeline.pipeline).toBe('select-layers{bits=4,group=64},quantize-weights,cleanup');
+    expect(pipeline.passes[1].statistics.layers_quantized).toBe(selected.length);
+  });
+
+  it('reports a bad pipeline with a caret and exit code 2', async () => {
+    const result = await cli([MODEL, '--passes', 'select-layers,quantise-weights', '-o', join(tmpdir(), 'never.onnx')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      "qcompile: error: --passes: unknown pass 'quantise-weights' (did you mean 'quantize-weights'?)\n  select-layers,quantise-weights\n                ^\n",
+    );
+    expect(existsSync(join(tmpdir(), 'never.onnx'))).toBe(false);
+  });
+
+  it('names the layer when a group does not divide its input channels, and leaves a reproducer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-fail-'));
+    const result = await cli([MODEL, '--passes', 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights', '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/pass 'quantize-weights' \(step 2\) failed: quantize-weights: group size 96 does not divide the 512 input channels of layer '[^']*fc2[^']*'/);
+    expect(readdirSync(join(dir, 'reproducer')).sort()).toEqual(['error.txt', 'input.onnx', 'pipeline.txt', 'plan.json']);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.failed.ir'))).toEqual(['02-quantize-weights.failed.ir']);
+    expect(readFileSync(join(dir, 'reproducer', 'pipeline.txt'), 'utf8')).toBe('quantize-weights\n');
+    expect(existsSync(join(dir, 'out.onnx'))).toBe(false);
+  });
+});
+
+describe('qcompile passes / diff', () => {
+  it('lists the registered passes with their options', async () => {
+    const result = await cli(['passes']);
+    expect(result.code).toBe(0);
+    for (const name of ['select-layers', 'upgrade-opset', 'quantize-weights', 'cleanup']) expect(result.stdout).toMatch(new RegExp(`^${name}  `, 'm'));
+    expect(result.stdout).toContain('    group=<int>  group size along the input channels (implies granularity=group)');
+  });
+
+  it('diff reports the output and per-layer SQNR on the fixture inputs', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'qc-diff-')), 'out.onnx');
+    expect((await cli([MODEL, '--passes', 'select-layers{bits=8},quantize-weights', '-o', out])).code).toBe(0);
+    const result = await cli(['diff', MODEL, out, '--inputs', DIT_DIGITS, '--json']);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout) as { comparisons: { name: string; kind: string; sqnrDb: number }[] };
+    const output = report.comparisons.find((c) => c.name === 'eps')!;
+    expect(output.kind).toBe('output');
+    expect(output.sqnrDb).toBeCloseTo(sqnrDb(await fpEps, await eps(out)), 3);
+    const layers = report.comparisons.filter((c) => c.kind === 'layer');
+    expect(layers).toHaveLength(selected.length);
+    for (const layer of layers) expect(layer.sqnrDb).toBeGreaterThan(30);
+  });
+});
