@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { KEYWORDS } from '../../grammar/qrecipe.js';
+import { KEYWORDS, recipeParser } from '../../grammar/qrecipe.js';
 import { lineColumn, type Diagnostic } from '../../src/diagnostics.js';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
@@ -160,6 +160,22 @@ describe('editor support', () => {
     expect(grammar.scopeName).toBe('source.qrecipe');
     const words = /\(([^)]+)\)/.exec(grammar.repository.keyword.match)![1]!.split('|');
     expect(words.sort()).toEqual([...KEYWORDS].sort());
+  });
+});
+
+describe('the documentation', () => {
+  it('docs/recipe-syntax.html has a diagram for every rule of the parser (regenerate with grammar/gen-diagrams.ts)', () => {
+    const html = readFileSync('docs/recipe-syntax.html', 'utf8');
+    const headers = [...html.matchAll(/class="diagramHeader">(\w+)<\/h2>/g)].map((m) => m[1]);
+    expect(headers.sort()).toEqual(Object.keys(recipeParser.getGAstProductions()).sort());
+  });
+
+  it('docs/recipes.md documents every diagnostic code the recipe front end emits', () => {
+    const docs = readFileSync('docs/recipes.md', 'utf8');
+    const sources = readdirSync('src/recipe').map((f) => readFileSync(join('src/recipe', f), 'utf8')).join('\n');
+    const codes = [...new Set([...sources.matchAll(/'([EW]\d{3})'/g)].map((m) => m[1]!))];
+    expect(codes.length).toBeGreaterThan(20);
+    expect(codes.filter((code) => !docs.includes(code))).toEqual([]);
   });
 });
 
