@@ -1,4 +1,4 @@
-/** The dit-digits fixture's reference inputs and an SQNR helper for numeric pass tests. */
+/** The dit-digits fixture's reference inputs, and the metrics numeric pass tests use. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TensorMap } from '../../src/passes/executor.js';
@@ -20,20 +20,4 @@ export function referenceInputs(): TensorMap {
   };
 }
 
-/** Signal-to-quantization-noise ratio in dB: 10·log10(Σ ref² / Σ (ref − test)²). */
-export function sqnrDb(reference: ArrayLike<number>, test: ArrayLike<number>): number {
-  let signal = 0;
-  let noise = 0;
-  for (let i = 0; i < reference.length; i++) {
-    signal += reference[i]! ** 2;
-    noise += (reference[i]! - test[i]!) ** 2;
-  }
-  return 10 * Math.log10(signal / noise);
-}
-
-/** Largest absolute difference. */
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
-}
+export { maxAbsError as maxAbsDiff, sqnrDb } from '../../src/runtime/metrics.js';

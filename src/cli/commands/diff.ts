@@ -11,6 +11,7 @@ import { Op, isOp } from '../../ir/ops.js';
 import { loadModelSync } from '../../ir/serde.js';
 import type { HostTensor, TensorMap } from '../../passes/executor.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { maxAbsError, sqnrDb } from '../../runtime/metrics.js';
 import type { CliIO, Command } from '../command.js';
 
 const USAGE = `Usage: qcompile diff FP.onnx QUANT.onnx [--inputs DIR] [--seed N] [--batch N] [--json]
@@ -103,18 +104,9 @@ function quantizedLayerOutputs(model: Model): string[] {
 }
 
 function compare(reference: HostTensor, test: HostTensor): { sqnrDb: number; maxAbs: number } {
-  const a = reference.data as ArrayLike<number>;
-  const b = test.data as ArrayLike<number>;
-  let signal = 0;
-  let noise = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < a.length; i++) {
-    const e = Number(a[i]) - Number(b[i]);
-    signal += Number(a[i]) ** 2;
-    noise += e * e;
-    maxAbs = Math.max(maxAbs, Math.abs(e));
-  }
-  return { sqnrDb: noise === 0 ? Infinity : 10 * Math.log10(signal / noise), maxAbs };
+  const a = Array.from(reference.data as ArrayLike<number | bigint>, Number);
+  const b = Array.from(test.data as ArrayLike<number | bigint>, Number);
+  return { sqnrDb: sqnrDb(a, b), maxAbs: maxAbsError(a, b) };
 }
 
 function table(source: string, comparisons: Comparison[]): string {
