@@ -4,8 +4,8 @@
  */
 import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../ir/layers.js';
-import { resolveSelection, type Selection } from './select.js';
-import type { Recipe, SourceRef } from './types.js';
+import { resolveSelection } from './select.js';
+import type { Recipe, Selection, SourceRef } from './types.js';
 
 /** Activation bit widths each target executes. */
 const ACTIVATION_BITS: Record<Recipe['target'], number[]> = { cpu: [8], webgpu: [8], cuda: [8], tensorrt: [8] };

@@ -5,8 +5,8 @@
  */
 import type { Layer } from '../ir/layers.js';
 import type { QuantPlan } from '../passes/quant-plan.js';
-import { selectForTransform, type Selection } from './select.js';
-import type { Recipe } from './types.js';
+import { selectForTransform } from './select.js';
+import type { Recipe, Selection } from './types.js';
 
 /** What compiling a recipe involves. */
 export interface RecipePlan {

@@ -5,27 +5,7 @@
  * warning (W001) naming it.
  */
 import type { Diagnostic } from '../diagnostics.js';
-import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
-import type { Recipe, Selector, SourceRef } from './types.js';
-
-/** The layer facts selection needs (a subset of ir/layers' Layer). */
-export interface SelectableLayer {
-  name: string;
-  role: string;
-  opType: string;
-  index: number;
-}
-
-/** What the recipe decided for one layer. */
-export type ResolvedLayerPlan =
-  | { action: 'quantize'; weight?: WeightQuantSpec; input?: ActivationQuantSpec; rule: number; source?: SourceRef }
-  | { action: 'keep'; rule: number; source?: SourceRef };
-
-/** Selection results. */
-export interface Selection {
-  assignments: Map<string, ResolvedLayerPlan>;
-  diagnostics: Diagnostic[];
-}
+import type { Recipe, ResolvedLayerPlan, SelectableLayer, Selection, Selector, SourceRef } from './types.js';
 
 /** Specificity of `selector` for `layer`, or -1 when it does not match. */
 export function matchSpecificity(selector: Selector, layer: SelectableLayer, layerCount: number): number {

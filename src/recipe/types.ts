@@ -2,6 +2,7 @@
  * The recipe object: what a `.qrecipe` (or its JSON form) means, fully normalized — every field present, every
  * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
  */
+import type { Diagnostic } from '../diagnostics.js';
 import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
 
 /** Runtimes a recipe can target. */
@@ -106,4 +107,23 @@ export interface Recipe {
   keep: KeepRule[];
   transforms: Transform[];
   search: SearchSettings;
+}
+
+/** The layer facts selection needs (a subset of ir/layers' Layer). */
+export interface SelectableLayer {
+  name: string;
+  role: string;
+  opType: string;
+  index: number;
+}
+
+/** What the recipe decided for one layer: the applied rule's weight/input settings, or `keep` (stays float); `rule` indexes `recipe.rules` or `recipe.keep` by action. */
+export type ResolvedLayerPlan =
+  | { action: 'quantize'; weight?: WeightQuantSpec; input?: ActivationQuantSpec; rule: number; source?: SourceRef }
+  | { action: 'keep'; rule: number; source?: SourceRef };
+
+/** What `resolveSelection` answers: a plan per selected layer (layers no rule selects are absent and stay float), and warnings such as W001. */
+export interface Selection {
+  assignments: Map<string, ResolvedLayerPlan>;
+  diagnostics: Diagnostic[];
 }
