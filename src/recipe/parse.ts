@@ -72,17 +72,41 @@ export function parseRecipeJson(text: string, file = '<recipe.json>'): ParseResu
     return { text, diagnostics: [{ severity: 'error', code: 'E051', message: 'a JSON recipe must be an object', span: { file, offset: 0, length: 1 } }] };
   }
   const recipe = mergeDefaults(defaultRecipe(''), json as Record<string, unknown>) as Recipe;
-  const diagnostics = validateRecipe(recipe, file);
+  const diagnostics = validateRecipe(recipe, file, text);
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validate = ajv.compile(recipeSchema);
 
-/** Schema errors of a normalized recipe, as diagnostics (E051). */
-export function validateRecipe(recipe: Recipe, file: string): Diagnostic[] {
+/** Schema errors of a normalized recipe, as diagnostics (E051); given the JSON text, spans point at the offending key. */
+export function validateRecipe(recipe: Recipe, file: string, text?: string): Diagnostic[] {
   if (validate(recipe)) return [];
-  return (validate.errors ?? []).map((e) => ({ severity: 'error' as const, code: 'E051', message: `schema: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}`, span: { file, offset: 0, length: 1 } }));
+  return (validate.errors ?? []).map((e) => {
+    const extra = typeof e.params.additionalProperty === 'string' ? e.params.additionalProperty : undefined;
+    const keys = [...e.instancePath.split('/').slice(1), ...(extra === undefined ? [] : [extra])];
+    const found = text === undefined ? undefined : keySpan(text, keys);
+    const message = `schema: ${e.instancePath || '/'} ${e.message ?? 'is invalid'}${extra === undefined ? '' : ` '${extra}'`}`;
+    return { severity: 'error' as const, code: 'E051', message, span: { file, offset: found?.offset ?? 0, length: found?.length ?? 1 } };
+  });
+}
+
+/**
+ * Where the last of `keys` (a JSON-pointer path) is written in `text`: each object key is looked for as
+ * `"key"` after the previous one. Array indices are skipped, so inside arrays this lands on the first element
+ * holding the key — good enough to put a caret near the problem; defaulted fields absent from the text give none.
+ */
+function keySpan(text: string, keys: readonly string[]): { offset: number; length: number } | undefined {
+  let from = 0;
+  let span: { offset: number; length: number } | undefined;
+  for (const key of keys.filter((k) => !/^\d+$/.test(k))) {
+    const quoted = JSON.stringify(key.replaceAll('~1', '/').replaceAll('~0', '~'));
+    const at = text.indexOf(quoted, from);
+    if (at < 0) return span;
+    span = { offset: at, length: quoted.length };
+    from = at + quoted.length;
+  }
+  return span;
 }
 
 /** Objects merge key by key (unless they are different kinds of a union); arrays and scalars replace the default. */

@@ -188,5 +188,13 @@ describe('the published schema', () => {
     const { diagnostics } = parseRecipeJson('{"name": "x", "targt": "cpu"}', 'r.json');
     expect(diagnostics.map((d) => d.code)).toEqual(['E051']);
     expect(diagnostics[0]!.message).toContain('additional properties');
+    expect(diagnostics[0]!.message).toContain("'targt'");
+  });
+
+  it('points a JSON schema error at the offending key', () => {
+    const text = '{\n  "name": "x",\n  "calibrate": {\n    "samples": "many"\n  }\n}\n';
+    const { diagnostics } = parseRecipeJson(text, 'r.json');
+    expect(diagnostics.map((d) => [d.code, lineColumn(text, d.span!.offset)])).toEqual([['E051', { line: 4, column: 5 }]]);
+    expect(text.slice(diagnostics[0]!.span!.offset, diagnostics[0]!.span!.offset + diagnostics[0]!.span!.length)).toBe('"samples"');
   });
 });
