@@ -78,11 +78,11 @@ describe.skipIf(skipBrowser)('WebGPU in headless chromium (onnxruntime-web nativ
 
     // Every node is placed, nearly all on WebGPU; CPU keeps only shape/index ops.
     const { placement } = result;
-    console.log(`placement: ${placement.webgpuNodes.length} WebGPU, ${placement.cpuNodes.length} CPU (${[...new Set(placement.cpuNodes.map((n) => n.opType))].join(', ')})`);
+    console.log(`placement: ${placement.webgpuNodes.length} WebGPU, ${placement.cpuNodes.length} CPU (${[...new Set(placement.cpuNodes.map((n) => placement.opTypes[n]))].join(', ')})`);
     expect(placement.webgpuNodes.length).toBeGreaterThan(300);
     expect(placement.counts.WebGpuExecutionProvider).toBe(placement.webgpuNodes.length);
     expect(cpuComputeNodes(placement)).toEqual([]);
-    expect(placement.webgpuNodes.filter((n) => n.opType === 'MatMul').length).toBeGreaterThan(0);
+    expect(placement.webgpuNodes.filter((n) => placement.opTypes[n] === 'MatMul').length).toBeGreaterThan(0);
   });
 
   it('places 4-bit MatMulNBits on WebGpuExecutionProvider and matches onnxruntime-node CPU', async () => {

@@ -1,15 +1,13 @@
 /** Node placement read from ORT's verbose session log ("Node(s) placed on [EP]" blocks). */
 
-/** One node as the log names it. */
-export interface PlacedNode {
-  opType: string;
-  name: string;
-}
-
 /** Which nodes ran on WebGPU and which fell back to the CPU provider. */
 export interface Placement {
-  webgpuNodes: PlacedNode[];
-  cpuNodes: PlacedNode[];
+  /** Names of the nodes listed under WebGpuExecutionProvider (empty when ORT logs only "All nodes placed"). */
+  webgpuNodes: string[];
+  /** Names of the nodes listed under CPUExecutionProvider. */
+  cpuNodes: string[];
+  /** Node name → op type, for every node listed. */
+  opTypes: Record<string, string>;
   /** Node name → provider, for every node listed in the log. */
   nodeToProvider: Record<string, string>;
   /** Node counts per provider as the log states them (also set by "All nodes placed on"). */
@@ -26,7 +24,7 @@ const NODE_LINE = /VerifyEachNodeIsAssignedToAnEp\]\s{2,}(\S+) \((.*)\)\s*$/;
 
 /** Parses ORT's verbose "Node placements" block out of console lines. */
 export function parsePlacement(log: readonly string[]): Placement {
-  const placement: Placement = { webgpuNodes: [], cpuNodes: [], nodeToProvider: {}, counts: {} };
+  const placement: Placement = { webgpuNodes: [], cpuNodes: [], opTypes: {}, nodeToProvider: {}, counts: {} };
   let provider: string | undefined;
   for (const line of log) {
     const header = HEADER.exec(line);
@@ -38,15 +36,16 @@ export function parsePlacement(log: readonly string[]): Placement {
     }
     const node = provider === undefined ? null : NODE_LINE.exec(line);
     if (!node) continue;
-    const placed = { opType: node[1]!, name: node[2]! };
-    placement.nodeToProvider[placed.name] = provider!;
-    if (provider === 'WebGpuExecutionProvider') placement.webgpuNodes.push(placed);
-    else if (provider === 'CPUExecutionProvider') placement.cpuNodes.push(placed);
+    const name = node[2]!;
+    placement.opTypes[name] = node[1]!;
+    placement.nodeToProvider[name] = provider!;
+    if (provider === 'WebGpuExecutionProvider') placement.webgpuNodes.push(name);
+    else if (provider === 'CPUExecutionProvider') placement.cpuNodes.push(name);
   }
   return placement;
 }
 
-/** CPU-placed nodes that do real arithmetic (not shape/index bookkeeping). */
-export function cpuComputeNodes(placement: Placement): PlacedNode[] {
-  return placement.cpuNodes.filter((node) => !SHAPE_OPS.has(node.opType));
+/** Names of CPU-placed nodes that do real arithmetic (not shape/index bookkeeping). */
+export function cpuComputeNodes(placement: Placement): string[] {
+  return placement.cpuNodes.filter((name) => !SHAPE_OPS.has(placement.opTypes[name]!));
 }

@@ -82,6 +82,8 @@ export async function startStaticServer(spec: ServeSpec): Promise<StaticServer> 
         continue;
       }
     }
+    // The browser asks for a favicon on its own; a 404 there would show up as a console error of the page.
+    if (path === '/favicon.ico') return send(204, 'image/x-icon');
     send(404, 'text/plain', `not found: ${path}`);
   });
   await new Promise<void>((resolve, reject) => {
