@@ -13,6 +13,8 @@ const CLASSIFIER = join(import.meta.dirname, '..', 'fixtures', 'digits-classifie
 const ORT_FILES = ['ort.webgpu.min.mjs', 'ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
 /** DDIM steps of the check: ~22 s per batch-10 step on SwiftShader, so 2 by default (QCOMPILE_BUNDLE_STEPS=20 runs the page default). */
 const STEPS = Number(process.env.QCOMPILE_BUNDLE_STEPS ?? 2);
+/** Page time budget: session + a first (shader-compiling) step + STEPS more, with room for a loaded machine. */
+const PAGE_TIMEOUT_MS = 120_000 + STEPS * 45_000;
 
 /** A bundle folder as the bundle writer lays it out: FP fixture model, manifest, page files, ORT web files. */
 function assembleBundle(): string {
@@ -51,7 +53,7 @@ describe.skipIf(skipBrowser)('WebGPU bundle page in headless chromium', () => {
   });
 
   it(`one step matches onnxruntime-node; DDIM-${STEPS} draws digits the classifier recognizes`, async () => {
-    const result = await runBundle(bundle, { steps: STEPS, count: 10, seed: 0, browser, timeoutMs: 590_000 });
+    const result = await runBundle(bundle, { steps: STEPS, count: 10, seed: 0, browser, timeoutMs: PAGE_TIMEOUT_MS });
     expect(result.adapterInfo.architecture).toBe('swiftshader');
     const { oneStep, ddim } = result;
     const n = oneStep.classes.length;
@@ -82,5 +84,5 @@ describe.skipIf(skipBrowser)('WebGPU bundle page in headless chromium', () => {
     const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / values.length;
     console.log(`bundle: one-step max|Δeps| vs onnxruntime-node ${epsError.toExponential(2)}; DDIM-${STEPS} labels ${labels.join('')} for ${ddim.classes.join('')} (${correct}/10); SwiftShader: create ${result.createMs.toFixed(0)} ms, one step ${oneStep.ms.toFixed(0)} ms, DDIM step mean ${mean(ddim.stepMs).toFixed(0)} ms`);
     expect(correct).toBeGreaterThanOrEqual(7);
-  });
+  }, PAGE_TIMEOUT_MS + 30_000);
 });
