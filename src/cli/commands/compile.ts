@@ -8,6 +8,9 @@ import { dirname, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
+import { discoverLayers } from '../../ir/layers.js';
+import { BackendError } from '../../backends/backend.js';
+import { backends, findBackend } from '../../backends/registry.js';
 import type { PassContext } from '../../passes/pass.js';
 import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
 import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
@@ -24,7 +27,9 @@ Quantizes MODEL as RECIPE says (or as a --passes pipeline says) and writes OUT.o
 
 Options:
   -o, --output FILE          output model (required)
-  --target cpu               target runtime (default cpu)
+  --target NAME              lower for cpu | webgpu | cuda | tensorrt (default: the recipe's target;
+                             with --passes and no --target, the portable Q/DQ form is kept)
+  --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
   --passes TEXT              run this pipeline instead of the recipe's, e.g.
                              'select-layers{roles=attn|mlp,bits=4,group=128},quantize-weights,cleanup'
   --seed N                   seed for every random choice (default 0)
@@ -42,7 +47,8 @@ interface CompileArgs {
   model: string;
   recipe?: string;
   output: string;
-  target: string;
+  target?: string;
+  allowFallback: boolean;
   passes?: string;
   seed: number;
   dumpDir?: string;
@@ -98,6 +104,16 @@ export const compileCommand: Command = {
       recipe = planned;
     }
 
+    // The target: --target, else the recipe's; a --passes run without --target keeps the portable Q/DQ form.
+    const backend = findBackend(args.target ?? recipe?.recipe.target ?? '');
+    if (backend) {
+      const issues = backend.checkPlan(plan, discoverLayers(model));
+      if (issues.length > 0 && !args.allowFallback) {
+        for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: ${issue.message}\n`);
+        return 1;
+      }
+    }
+
     const terminal = (io as TerminalAwareIO).stderrIsTTY === true;
     let current = '';
     const context: PassContext = {
@@ -144,6 +160,18 @@ export const compileCommand: Command = {
       return 1;
     }
     const outputPath = resolve(io.cwd, args.output);
+    if (backend) {
+      const lowerStarted = performance.now();
+      try {
+        const lowered = backend.lower(model, { allowFallback: args.allowFallback });
+        report.passes.push({ pass: `lower-${backend.name}`, step: `lower-${backend.name}`, modified: true, statistics: lowered.statistics, milliseconds: performance.now() - lowerStarted });
+        for (const fallback of lowered.fallbacks) io.stderr(`qcompile: warning: target ${backend.name}: ${fallback.layer} stays float: ${fallback.message}\n`);
+      } catch (error) {
+        if (!(error instanceof BackendError)) throw error;
+        io.stderr(`qcompile: error: ${error.message}\n`);
+        return 1;
+      }
+    }
     assertValid(model);
     mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
@@ -157,7 +185,7 @@ export const compileCommand: Command = {
 function parseArgs(argv: string[]): CompileArgs {
   const positional: string[] = [];
   const args: Partial<CompileArgs> & { printIrAfter: string[] } = {
-    target: 'cpu',
+    allowFallback: false,
     seed: 0,
     printIrAfterAll: false,
     printIrAfterChange: false,
@@ -182,7 +210,10 @@ function parseArgs(argv: string[]): CompileArgs {
         break;
       case '--target':
         args.target = value();
-        if (args.target !== 'cpu') throw new UsageError(`unknown target '${args.target}' (supported: cpu)`);
+        if (!findBackend(args.target)) throw new UsageError(`unknown target '${args.target}' (supported: ${Object.keys(backends).join(', ')})`);
+        break;
+      case '--allow-fallback':
+        args.allowFallback = true;
         break;
       case '--passes':
         args.passes = value();
