@@ -25,6 +25,7 @@ export const quantizeActivations: Pass = {
   summary: "quantize planned layers' input activations: static Q/DQ, per-timestep tables, or dynamic in-graph scales",
   options: {
     timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: 1000 },
+    perTimestepLowering: { type: 'string', description: 'per-timestep tables as per-axis Q/DQ on the batch axis, or as Div/Round/Clip/Mul on a [B,1,…] scale', default: 'qdq-batch-axis', choices: ['qdq-batch-axis', 'fake-quant'] },
   },
   run(model: Model, options: PassOptions, context: PassContext): PassResult {
     const planned = [...context.plan.values()].filter((p) => p.input);
@@ -53,7 +54,7 @@ export const quantizeActivations: Pass = {
           else {
             const timestep = findTimestepInput(model);
             if (!timestep) throw new IrError('invalid-argument', 'per-timestep activations need the model\'s timestep input');
-            quantized = lowerPerTimestep(lowering, spec, groups, timestep, options.timesteps as number);
+            quantized = lowerPerTimestep(lowering, spec, groups, timestep, options.timesteps as number, options.perTimestepLowering === 'fake-quant' ? rankOf(input, layer) : undefined);
             statistics.table_bytes! += groups.length * 5;
           }
         }
@@ -112,8 +113,11 @@ function lowerStatic(l: Lowering, spec: ActivationQuantSpec, stats: TensorStats)
   return add(l, Op.DequantizeLinear, [q, scale, zero], 'dq');
 }
 
-/** A [G] table indexed by the timestep's group, applied per sample by per-axis Q/DQ along the batch axis. */
-function lowerPerTimestep(l: Lowering, spec: ActivationQuantSpec, groups: TensorStats[], timestep: Value, T: number): Value {
+/**
+ * A [G] table indexed by the timestep's group, applied per sample: by per-axis Q/DQ along the batch axis, or
+ * (`fakeQuantRank` given) by Div/Round/Clip/Mul on the scale reshaped to [B, 1, …] — both exact for mixed t.
+ */
+function lowerPerTimestep(l: Lowering, spec: ActivationQuantSpec, groups: TensorStats[], timestep: Value, T: number, fakeQuantRank?: number): Value {
   if (spec.bits !== 8) throw new IrError('unsupported', `quantize-activations: '${l.name}' asks for ${spec.bits}-bit per-timestep activations; Q/DQ needs 8`);
   const params = groups.map((g) => chooseActivationParams(g, spec.range, spec.bits, spec.symmetric));
   // A group no calibration sample fell into borrows its nearest neighbour's parameters.
@@ -135,9 +139,27 @@ function lowerPerTimestep(l: Lowering, spec: ActivationQuantSpec, groups: Tensor
   const group = add(l, Op.Min, [bucket, last], 'group');
   const scale = add(l, Op.Gather, [scaleTable, group], 'scale', { axis: { kind: 'int', value: 0 } });
   const zero = add(l, Op.Gather, [zeroTable, group], 'zero_point', { axis: { kind: 'int', value: 0 } });
+  if (fakeQuantRank !== undefined) {
+    const { qmin, qmax } = activationRange(spec.bits, spec.symmetric);
+    const perSample = constant(l, 'per_sample_shape', Tensor.fromInt64([fakeQuantRank], [-1, ...Array(fakeQuantRank - 1).fill(1)]));
+    const scaleB = add(l, Op.Reshape, [scale, perSample], 'scale_per_sample');
+    const zeroB = add(l, Op.Reshape, [add(l, Op.Cast, [zero], 'zero_point_f', { to: { kind: 'int', value: DataType.FLOAT } }), perSample], 'zero_point_per_sample');
+    return fakeQuantize(l, l.input, scaleB, zeroB, qmin, qmax);
+  }
   const axis: Record<string, Attribute> = { axis: { kind: 'int', value: 0 } };
   const q = add(l, Op.QuantizeLinear, [l.input, scale, zero], 'q', axis);
   return add(l, Op.DequantizeLinear, [q, scale, zero], 'dq', axis);
+}
+
+/** (clip(round(x / scale) + zero, qmin, qmax) − zero) · scale; Round is half-to-even like QuantizeLinear. */
+function fakeQuantize(l: Lowering, x: Value, scale: Value, zero: Value | undefined, qmin: number, qmax: number): Value {
+  const lowQ = constant(l, 'qmin', Tensor.fromFloat32([], new Float32Array([qmin])));
+  const highQ = constant(l, 'qmax_clip', Tensor.fromFloat32([], new Float32Array([qmax])));
+  let q = add(l, Op.Round, [add(l, Op.Div, [x, scale], 'x_over_scale')], 'rounded');
+  if (zero) q = add(l, Op.Add, [q, zero], 'shifted');
+  q = add(l, Op.Clip, [q, lowQ, highQ], 'clipped');
+  if (zero) q = add(l, Op.Sub, [q, zero], 'unshifted');
+  return add(l, Op.Mul, [q, scale], 'dequantized');
 }
 
 /** Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then fake-quantize. */
@@ -172,13 +194,7 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
     const qminValue = constant(l, 'qmin_f', Tensor.fromFloat32([], new Float32Array([qmin])));
     zero = add(l, Op.Sub, [qminValue, add(l, Op.Round, [add(l, Op.Div, [lo, scale], 'min_over_scale')], 'round_min')], 'zero_point');
   }
-  const lowQ = constant(l, 'qmin', Tensor.fromFloat32([], new Float32Array([qmin])));
-  const highQ = constant(l, 'qmax_clip', Tensor.fromFloat32([], new Float32Array([qmax])));
-  let q = add(l, Op.Round, [add(l, Op.Div, [x, scale], 'x_over_scale')], 'rounded');
-  if (zero) q = add(l, Op.Add, [q, zero], 'shifted');
-  q = add(l, Op.Clip, [q, lowQ, highQ], 'clipped');
-  if (zero) q = add(l, Op.Sub, [q, zero], 'unshifted');
-  let out = add(l, Op.Mul, [q, scale], 'dequantized');
+  let out = fakeQuantize(l, x, scale, zero, qmin, qmax);
   if (restore) out = add(l, Op.Reshape, [out, restore], 'ungrouped');
   out.type = l.input.type;
   return out;

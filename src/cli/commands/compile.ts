@@ -109,7 +109,7 @@ export const compileCommand: Command = {
     if (backend) {
       const issues = backend.checkPlan(plan, discoverLayers(model));
       if (issues.length > 0 && !args.allowFallback) {
-        for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: ${issue.message}\n`);
+        for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: layer ${issue.layer}: ${issue.message}\n`);
         return 1;
       }
     }
