@@ -35,7 +35,11 @@ export function findTimestepInput(model: Model): Value | undefined {
       for (const value of frontier) {
         for (const use of value.uses) {
           if (isOp(use.node, Op.Sin) || isOp(use.node, Op.Cos)) return true;
-          for (const o of use.node.outputs) if (!seen.has(o)) (seen.add(o), next.push(o));
+          for (const o of use.node.outputs) {
+            if (seen.has(o)) continue;
+            seen.add(o);
+            next.push(o);
+          }
         }
       }
       frontier = next;

@@ -92,7 +92,10 @@ describe('calibrate: observers against the tensors ORT computes', () => {
       for (let g = 0; g < 4; g++) {
         let lo = Infinity;
         let hi = -Infinity;
-        for (let s = 0; s < 64; s++) if (timestepGroup(t[s]!, 4, 1000) === g) for (let i = s * perSample; i < (s + 1) * perSample; i++) (lo = Math.min(lo, data[i]!)), (hi = Math.max(hi, data[i]!));
+        for (let s = 0; s < 64; s++) if (timestepGroup(t[s]!, 4, 1000) === g) for (let i = s * perSample; i < (s + 1) * perSample; i++) {
+          lo = Math.min(lo, data[i]!);
+          hi = Math.max(hi, data[i]!);
+        }
         expect([groups[g]!.min, groups[g]!.max]).toEqual([lo, hi]);
       }
     } finally {
