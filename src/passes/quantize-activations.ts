@@ -2,7 +2,9 @@
  * quantize-activations: quantizes each planned layer's input activation in the graph, lowered to standard ONNX
  * ops ONNX Runtime runs: static → QuantizeLinear/DequantizeLinear with constant scale and zero point;
  * per-timestep (TPQ) → a [G] table of scales/zero points gathered by the timestep's group, applied per sample
- * with per-axis Q/DQ along the batch axis (exact for batches of mixed t); dynamic (per-sample, per-token,
+ * (exact for batches of mixed t) as Div/Round/Clip/Mul on a [B,1,…] scale — per-axis Q/DQ on the batch axis is
+ * the option `qdq-batch-axis`, but ORT's `all` level fuses it into MatMulIntegerToFloat, which rejects a [B]
+ * zero point (bench/tpq-lowering.ts); dynamic (per-sample, per-token,
  * per-token-group) → scales computed in-graph from the live tensor (ReduceMax of |x|, or ReduceMin/Max) and
  * applied as Div/Round/Clip/Mul. Requires the plan and, for static and per-timestep, `calibrate`'s statistics.
  */
@@ -25,7 +27,7 @@ export const quantizeActivations: Pass = {
   summary: "quantize planned layers' input activations: static Q/DQ, per-timestep tables, or dynamic in-graph scales",
   options: {
     timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: 1000 },
-    perTimestepLowering: { type: 'string', description: 'per-timestep tables as per-axis Q/DQ on the batch axis, or as Div/Round/Clip/Mul on a [B,1,…] scale', default: 'qdq-batch-axis', choices: ['qdq-batch-axis', 'fake-quant'] },
+    perTimestepLowering: { type: 'string', description: 'per-timestep tables as per-axis Q/DQ on the batch axis, or as Div/Round/Clip/Mul on a [B,1,…] scale', default: 'fake-quant', choices: ['fake-quant', 'qdq-batch-axis'] },
   },
   run(model: Model, options: PassOptions, context: PassContext): PassResult {
     const planned = [...context.plan.values()].filter((p) => p.input);
