@@ -15,8 +15,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const BENCHMARKS = [
   { name: 'runtime-formats', script: 'runtime-formats.ts', about: 'ORT CPU latency and size of FP32 vs quantized formats' },
   { name: 'calibration-overhead', script: 'calibration-overhead.ts', about: 'observer collection vs plain inference' },
-  { name: 'group-search', script: 'group-search.ts', about: 'auto group-size search time' },
+  { name: 'tpq-lowering', script: 'tpq-lowering.ts', about: 'per-timestep activation tables: lowering forms side by side' },
+  { name: 'roundtrip', script: 'roundtrip.ts', about: 'DiT-XL/2 load + save and inspect: time and peak RSS' },
   { name: 'compile-xl', script: 'compile-xl.ts', about: 'DiT-XL/2 load + weight quantization + save vs the I/O floor' },
+  { name: 'group-search', script: 'group-search.ts', about: 'auto group-size search time on DiT-XL/2 (112 layers)' },
 ];
 
 const only = process.argv.slice(2);
@@ -42,7 +44,7 @@ for (const bench of BENCHMARKS) {
 const out = join(here, 'results.json');
 writeFileAtomic(out, `${JSON.stringify({ machine: machineFacts(), results }, null, 2)}\n`);
 for (const [name, result] of Object.entries(results)) {
-  const summary = (result as { summary?: string; error?: string }).summary ?? (result as { error?: string }).error ?? '';
+  const summary = (result as { summary?: string }).summary ?? (result as { error?: string }).error ?? JSON.stringify(result).slice(0, 160);
   process.stdout.write(`${name.padEnd(22)} ${summary}\n`);
 }
 process.stdout.write(`wrote ${out}\n`);
