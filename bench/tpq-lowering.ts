@@ -74,7 +74,10 @@ for (const s of sessions) {
   const out = (await s.prepared.run(probe)).eps!.data as Float32Array;
   let signal = 0;
   let noise = 0;
-  for (let i = 0; i < out.length; i++) (signal += reference[i]! ** 2), (noise += (reference[i]! - out[i]!) ** 2);
+  for (let i = 0; i < out.length; i++) {
+    signal += reference[i]! ** 2;
+    noise += (reference[i]! - out[i]!) ** 2;
+  }
   result[s.name] = { msPerBatch64: +best.get(s.name)!.toFixed(2), sqnrDb: noise === 0 ? null : +(10 * Math.log10(signal / noise)).toFixed(2), modelBytes: s.bytes, tableBytes: s.tableBytes };
   await s.prepared.release();
 }
