@@ -100,7 +100,7 @@ export const calibrate: Pass = {
           const conv = isOp(layer.node, Op.Conv) || isOp(layer.node, Op.ConvTranspose);
           const channels = channelCount(layer, conv);
           let probe = probes.get(input.name);
-          if (!probe) probes.set(input.name, (probe = addProbe(model, input, channels, conv, probes.size, added)));
+          if (!probe) probes.set(input.name, (probe = addProbe(model, input, channels, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
           const i = observed.size;
           entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, channels)) };
           observed.set(key, entry);
@@ -162,8 +162,14 @@ export const calibrate: Pass = {
   },
 };
 
-/** Stride of the strided value sample taken in-graph (a prime: it walks through every channel). */
-const SAMPLE_STRIDE = 61;
+/**
+ * Stride of the strided value sample taken in-graph over each row (sample) of a long tensor: a prime, so it
+ * walks through every channel. Rows that are short or of unknown length are taken whole: a stride would pick
+ * the same few channels of every row (a [B, 128] adaLN input gave 2 of 128 channels and a range 3× too narrow).
+ */
+const SAMPLE_STRIDE = 7;
+/** Rows up to this many values are sampled whole. */
+const WHOLE_ROW = 8192;
 
 /** The in-graph observers of one tensor: names of its per-row per-channel min and max [R, C] and of a strided value sample [R0, K]. */
 interface Probe {
@@ -188,10 +194,10 @@ function channelCount(layer: Layer, conv: boolean): number {
 
 /**
  * Adds reductions that ORT computes next to the model: x viewed as [R, M, C] (tokens) or [R, C, M] (Conv)
- * reduced over M to per-row per-channel extremes, and every 61st value of each row. Fetching these instead
+ * reduced over M to per-row per-channel extremes, and a strided sample of each row (whole short rows). Fetching these instead
  * of x keeps the copy out of ORT and the JS loops small.
  */
-function addProbe(model: Model, x: Value, channels: number, conv: boolean, index: number, added: Node[]): Probe {
+function addProbe(model: Model, x: Value, channels: number, conv: boolean, matrixInput: boolean, index: number, added: Node[]): Probe {
   const graph = model.graph;
   const base = `${x.name}/observe`;
   const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
@@ -208,7 +214,11 @@ function addProbe(model: Model, x: Value, channels: number, conv: boolean, index
   const min = reduce(Op.ReduceMin, 'min');
   const max = reduce(Op.ReduceMax, 'max');
   const rows = node(Op.Reshape, [x, constant('rows', [0, -1])], 'rows');
-  const sample = node(Op.Slice, [rows, constant('starts', [(index * 13) % SAMPLE_STRIDE]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [SAMPLE_STRIDE])], 'sample');
+  const dims = x.type?.shape?.slice(1);
+  const rowLength = dims && dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((a, b) => a * b, 1) : undefined;
+  const whole = matrixInput || (rowLength !== undefined && rowLength <= WHOLE_ROW);
+  const step = whole ? 1 : SAMPLE_STRIDE;
+  const sample = node(Op.Slice, [rows, constant('starts', [whole ? 0 : (index * 3) % SAMPLE_STRIDE]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [step])], 'sample');
   return { tensor: x.name, min: min.name, max: max.name, sample: sample.name };
 }
 
