@@ -29,7 +29,7 @@ export interface QualityReport {
     labelAccuracy?: { fp: number; quant: number };
   };
   /** Eps-prediction error of the quantized model against FP, by timestep. */
-  epsByTimestep?: { timesteps: number[]; sqnrDb: number[]; mse: number[] };
+  epsByTimestep?: { timesteps: number[]; sqnrDb: number[] };
   /** Layer output SQNR (dB) by layer and timestep. */
   layerSqnr?: { layers: string[]; timesteps: number[]; sqnrDb: number[][] };
   /** Sample grids from the same seeds, as PNG bytes in base64. */

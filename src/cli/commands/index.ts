@@ -3,6 +3,7 @@ import type { Command } from '../command.js';
 import { checkCommand } from './check.js';
 import { compileCommand } from './compile.js';
 import { diffCommand } from './diff.js';
+import { evalCommand } from './eval.js';
 import { fmtCommand } from './fmt.js';
 import { inspectCommand } from './inspect.js';
 import { passesCommand } from './passes.js';
@@ -11,4 +12,4 @@ import { schemaCommand } from './schema.js';
 import { synthCommand } from './synth.js';
 import { targetsCommand } from './targets.js';
 
-export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, targetsCommand, diffCommand, sampleCommand];
+export const commands: Command[] = [compileCommand, checkCommand, fmtCommand, schemaCommand, inspectCommand, synthCommand, passesCommand, targetsCommand, diffCommand, evalCommand, sampleCommand];
