@@ -11,6 +11,7 @@ import { seededNormal } from '../../src/random.js';
 import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
 import { readSidecar, sampleDdim, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { featureStats, frechetDistance } from '../../src/runtime/metrics.js';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 /** Folder of the dit-digits fixture. */
@@ -80,80 +81,8 @@ export function agreement(a: number[], b: number[], count = a.length): number {
   return same / count;
 }
 
-/** Symmetric eigendecomposition by cyclic Jacobi rotations: eigenvalues and column eigenvectors (row-major n×n). */
-function symmetricEigen(matrix: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  const a = Float64Array.from(matrix);
-  const v = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) v[i * n + i] = 1;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q]! ** 2;
-    if (off < 1e-22) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q]!;
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = (a[q * n + q]! - a[p * n + p]!) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p]!;
-          const akq = a[k * n + q]!;
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k]!;
-          const aqk = a[q * n + k]!;
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p]!;
-          const vkq = v[k * n + q]!;
-          v[k * n + p] = c * vkp - s * vkq;
-          v[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  return { values: Float64Array.from({ length: n }, (_, i) => a[i * n + i]!), vectors: v };
-}
-
-function multiply(a: Float64Array, b: Float64Array, n: number): Float64Array {
-  const out = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let k = 0; k < n; k++) {
-    const aik = a[i * n + k]!;
-    for (let j = 0; j < n; j++) out[i * n + j] += aik * b[k * n + j]!;
-  }
-  return out;
-}
-
-/** Fréchet distance of features [N, 64] to the real digits: ‖μ1−μ2‖² + Tr(S1 + S2 − 2 (S1^½ S2 S1^½)^½), covariances with ddof 1. */
+/** Fréchet distance of features [N, 64] to the real digits (the fixture's stored feature mean and covariance). */
 export function frechetToRealDigits(features: Float32Array): number {
-  const d = 64;
-  const n = features.length / d;
-  const mu = new Float64Array(d);
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mu[j] += features[i * d + j]! / n;
-  const cov = new Float64Array(d * d);
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) {
-    const fj = features[i * d + j]! - mu[j]!;
-    for (let k = 0; k < d; k++) cov[j * d + k] += (fj * (features[i * d + k]! - mu[k]!)) / (n - 1);
-  }
-  const realMu = floats64('real_features_mu_f64.bin');
-  const realCov = floats64('real_features_cov_f64.bin');
-  // S1^½ from the eigendecomposition of S1 (PSD), then Tr((S1^½ S2 S1^½)^½) = Σ √λ.
-  const { values, vectors } = symmetricEigen(cov, d);
-  const root = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) s += vectors[i * d + k]! * Math.sqrt(Math.max(values[k]!, 0)) * vectors[j * d + k]!;
-    root[i * d + j] = s;
-  }
-  const inner = symmetricEigen(multiply(multiply(root, realCov, d), root, d), d).values;
-  let distance = 0;
-  for (let j = 0; j < d; j++) distance += (mu[j]! - realMu[j]!) ** 2 + cov[j * d + j]! + realCov[j * d + j]!;
-  for (const lambda of inner) distance -= 2 * Math.sqrt(Math.max(lambda, 0));
-  return distance;
+  const mu = floats64('real_features_mu_f64.bin');
+  return frechetDistance(featureStats(features, 64), { dim: 64, mu, cov: floats64('real_features_cov_f64.bin') });
 }
