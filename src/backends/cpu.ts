@@ -11,8 +11,8 @@ import { lowerWithCapabilities } from './lowering.js';
 export const cpuCapabilities: CapabilityTable = {
   weights: [
     { ops: ['MatMul', 'Gemm'], bits: [4], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4)', rewrite: 'matmul-nbits' },
-    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], granularity: ['per-tensor', 'per-channel'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv)' },
-    { ops: ['Conv'], bits: [4], granularity: ['per-tensor', 'per-channel'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21, dequantized at load)' },
+    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [5, 6, 7, 8], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv; 5–7-bit grids in int8 codes, groups as blocked DQ)' },
+    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [2, 3, 4], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21; blocks that are not a MatMulNBits size, and per-channel, stay DQ)' },
   ],
   activations: [
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: true, form: 'QuantizeLinear/DequantizeLinear int8 (fused with the weight Q/DQ)' },

@@ -30,10 +30,12 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
     ]);
   });
 
-  it('group sizes outside MatMulNBits block sizes, and every auto candidate, are checked', () => {
+  it('group sizes outside MatMulNBits block sizes, and every auto candidate, are checked (webgpu; cpu keeps them as blocked DQ)', () => {
     const g96: WeightQuantSpec = { ...w4, granularity: { kind: 'group', size: 96 } };
     const auto: WeightQuantSpec = { ...w4, granularity: { kind: 'auto', candidates: [64, 100], minMeanGroupSize: 64 } };
-    const issues = backends.cpu.checkPlan(plan([['blocks.0.mlp.fc1', g96], ['blocks.0.mlp.fc2', auto]]), layers);
+    const both = plan([['blocks.0.mlp.fc1', g96], ['blocks.0.mlp.fc2', auto]]);
+    expect(backends.cpu.checkPlan(both, layers)).toEqual([]);
+    const issues = backends.webgpu.checkPlan(both, layers);
     expect(issues.map((i) => i.layer + ': ' + i.message.replace(/ \(.*\)$/, ''))).toEqual([
       'blocks.0.mlp.fc1: weight int4 sym group 96 on MatMul is not supported',
       'blocks.0.mlp.fc2: weight int4 sym group 100 on MatMul is not supported',
@@ -67,5 +69,22 @@ describe('checkTensorRtPlacement on good and bad graphs', () => {
       'blocks.0.mlp.fc1/weight_dequantize: per-channel weight scales must run along the output axis 1 of /blocks.0/mlp/fc1/MatMul, not axis 0',
       'blocks.1.attn.proj/input_quant/q: zero point must be 0 (symmetric quantization)',
     ]);
+  });
+});
+
+describe('every shipped recipe', () => {
+  it('is accepted by the backend of its own target on dit-digits', async () => {
+    const { readdirSync } = await import('node:fs');
+    const { parseRecipeFile } = await import('../../src/recipe/parse.js');
+    const { checkRecipeAgainstModel } = await import('../../src/recipe/check.js');
+    const { planRecipe } = await import('../../src/recipe/plan.js');
+    const { loadModelSync } = await import('../../src/ir/serde.js');
+    const { discoverLayers } = await import('../../src/ir/layers.js');
+    const fixtureLayers = discoverLayers(loadModelSync('test/fixtures/dit-digits/model.onnx'));
+    for (const file of readdirSync('recipes')) {
+      const recipe = parseRecipeFile(`recipes/${file}`).recipe!;
+      const { plan: recipePlan } = planRecipe(recipe, fixtureLayers, checkRecipeAgainstModel(recipe, fixtureLayers).selection, file);
+      expect(backends[recipe.target].checkPlan(recipePlan, fixtureLayers), file).toEqual([]);
+    }
   });
 });
