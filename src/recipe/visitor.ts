@@ -378,13 +378,10 @@ class RecipeVisitor {
           if (granularity) spec.granularity = granularity;
           break;
         }
-        case 'range': {
+        case 'range':
           once('range');
-          const next = cursor.next();
-          const range = next ? this.range(next) : (this.error('E013', "'range' needs a method", t.range), undefined);
-          if (range) spec.range = range;
+          spec.range = this.rangeSetting(cursor, t) ?? spec.range;
           break;
-        }
         case 'rounding': {
           once('rounding');
           const rounding = this.rounding(cursor.next(), t.range);
@@ -397,6 +394,14 @@ class RecipeVisitor {
       }
     }
     return spec;
+  }
+
+  /** The method after a `range` keyword (`t`) in a weight or input spec. */
+  private rangeSetting(cursor: Cursor, t: Term): RangeMethod | undefined {
+    const next = cursor.next();
+    if (next) return this.range(next);
+    this.error('E013', "'range' needs a method", t.range);
+    return undefined;
   }
 
   private group(cursor: Cursor, at: Range): Granularity | undefined {
@@ -504,8 +509,7 @@ class RecipeVisitor {
         }
         case 'range': {
           once('range');
-          const next = cursor.next();
-          const range = next ? this.range(next) : (this.error('E013', "'range' needs a method", t.range), undefined);
+          const range = this.rangeSetting(cursor, t);
           if (range) {
             spec.range = range;
             rangeWritten = true;
