@@ -5,12 +5,15 @@
  * Runtime) or the cheaper `layer-error` proxy (Σ of each layer's output error X·(W − Q_g(W)) from one recorded
  * batch of layer inputs — additive, so cached per layer and size: minutes on DiT-XL/2). Requires calibration batches.
  */
-import type { Model } from '../ir/core.js';
+import { Graph, Model } from '../ir/core.js';
+import { DataType } from '../ir/dtype.js';
+import { Op } from '../ir/ops.js';
+import { Tensor } from '../ir/tensor.js';
 import { IrError } from '../ir/errors.js';
 import { discoverLayers, type Layer } from '../ir/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { TensorMap } from './executor.js';
+import type { HostTensor, TensorMap } from './executor.js';
 import { evolutionarySearch, greedySearch, type Allocation, type Fitness, type SearchSpace } from './group-search.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { LayerQuantPlan, WeightQuantSpec } from './quant-plan.js';
@@ -98,73 +101,97 @@ function specAt(spec: WeightQuantSpec, size: number): WeightQuantSpec {
   return { ...spec, granularity: { kind: 'group', size }, rounding: { kind: 'nearest' } };
 }
 
-/** Σ over layers of the output error ‖X(W − Q_g(W))‖², with each (layer, size) term computed once. */
+/**
+ * Σ over layers of the output error ‖X(W − Q_g(W))‖², tabulated up front for every (layer, candidate): the
+ * quantization error D_g = W − Q_g(W) is computed here, and the products X·D_g of all a layer's candidates run as
+ * one batched MatMul in ONNX Runtime (one small session for every layer shape), so the search itself is a sum.
+ */
 async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuantPlan[], space: SearchSpace, feeds: TensorMap, context: PassContext, rows: number): Promise<Fitness> {
-  const prepared = await context.executor!.prepare(model, [...new Set(layers.map((l) => l.node.input(0).name))]);
-  let outputs: TensorMap;
+  const inputs = await recordLayerInputs(model, layers, feeds, context);
+  const scorer = await context.executor!.prepare(outputErrorModel(), ['error']);
+  const table: number[][] = [];
   try {
-    outputs = await prepared.run(feeds);
+    const total = space.candidates.reduce((n, c) => n + c.length, 0);
+    let done = 0;
+    for (const [i, layer] of layers.entries()) {
+      const x = sampleRows(inputs.get(layer.node.input(0).name)!, layer.inChannels, rows);
+      const sizes = space.candidates[i]!;
+      const errors = quantizationErrors(layer, sizes.map((size) => specAt(auto[i]!.weight!, size)));
+      const out = await scorer.run({ x, d: errors });
+      table.push(Array.from(out.error!.data as Float32Array, (sum) => sum / x.dims[0]!));
+      context.progress('proxy table', (done += sizes.length), total);
+    }
+  } finally {
+    await scorer.release();
+  }
+  return async (allocation: Allocation) => allocation.reduce((sum, size, i) => sum + table[i]![space.candidates[i]!.indexOf(size)]!, 0);
+}
+
+/** The float input of every layer on one calibration batch. */
+async function recordLayerInputs(model: Model, layers: Layer[], feeds: TensorMap, context: PassContext): Promise<Map<string, Float32Array>> {
+  const names = [...new Set(layers.map((l) => l.node.input(0).name))];
+  const prepared = await context.executor!.prepare(model, names);
+  try {
+    const outputs = await prepared.run(feeds);
+    return new Map(names.map((name) => [name, outputs[name]!.data as Float32Array]));
   } finally {
     await prepared.release();
   }
-  const terms = layers.map(() => new Map<number, number>());
-  const term = (i: number, size: number): number => {
-    const cached = terms[i]!.get(size);
-    if (cached !== undefined) return cached;
-    const layer = layers[i]!;
-    const x = outputs[layer.node.input(0).name]!;
-    const value = outputError(layer, x.data as Float32Array, specAt(auto[i]!.weight!, size), rows);
-    terms[i]!.set(size, value);
-    return value;
-  };
-  // Fill the table up front so progress is visible and the search itself is cheap.
-  let done = 0;
-  const total = space.candidates.reduce((n, c) => n + c.length, 0);
-  space.candidates.forEach((sizes, i) => sizes.forEach((size) => (term(i, size), context.progress('proxy table', ++done, total))));
-  return async (allocation: Allocation) => allocation.reduce((sum, size, i) => sum + term(i, size), 0);
+}
+
+/** Up to `maxRows` evenly strided rows (tokens) of a channels-last input, as an [R, K] tensor. */
+function sampleRows(x: Float32Array, K: number, maxRows: number): HostTensor {
+  const totalRows = x.length / K;
+  const stride = Math.max(1, Math.floor(totalRows / maxRows));
+  const count = Math.ceil(totalRows / stride);
+  const data = new Float32Array(count * K);
+  for (let r = 0; r < count; r++) data.set(x.subarray(r * stride * K, (r * stride + 1) * K), r * K);
+  return { dtype: 'float32', dims: [count, K], data };
+}
+
+/** error[c] = Σ (x · d[c])² for x [R, K] and d [C, K, N]: the proxy's products, run in ONNX Runtime. */
+function outputErrorModel(): Model {
+  const graph = new Graph('layer_output_error');
+  const x = graph.addInput('x', { elemType: DataType.FLOAT, shape: ['R', 'K'] });
+  const d = graph.addInput('d', { elemType: DataType.FLOAT, shape: ['C', 'K', 'N'] });
+  const product = graph.addNode({ opType: Op.MatMul, inputs: [x, d], outputs: ['product'] }).outputs[0]!;
+  const axes = graph.addInitializer('axes', Tensor.fromInt64([2], [1, 2]));
+  const error = graph.addNode({ opType: Op.ReduceSumSquare, inputs: [product, axes], outputs: ['error'], attributes: { keepdims: { kind: 'int', value: 0 } } }).outputs[0]!;
+  error.type = { elemType: DataType.FLOAT, shape: ['C'] };
+  graph.outputs.push(error);
+  const model = new Model(graph);
+  model.irVersion = 8;
+  model.opsetImports.set('', 18);
+  return model;
 }
 
 /**
- * Mean over rows of ‖x(W − Ŵ)‖² for up to `maxRows` rows x of X (channels last): the absolute output error,
- * which on the fixture ranks allocations like the eps error; a relative error (÷‖xW‖²) did not.
+ * W − Q(W) as [C, K, N] for each spec (round to nearest): the absolute output error it causes ranks
+ * allocations like the eps error on the fixture; a relative error (÷‖xW‖²) did not.
  */
-function outputError(layer: Layer, x: Float32Array, spec: WeightQuantSpec, maxRows: number): number {
+function quantizationErrors(layer: Layer, specs: WeightQuantSpec[]): HostTensor {
   const K = layer.inChannels;
   const N = layer.outChannels;
   const weight = layer.weight.initializer;
   if (!weight) throw new IrError('invalid-argument', `search-group-sizes: '${layer.name}' is already quantized`);
   const kMajor = !(layer.opType === 'Gemm' && layer.node.intAttr('transB', 0) === 1);
   const matrix: WeightMatrix = { values: weight.toFloat32(), N, K, kMajor };
-  const settings = { bits: spec.bits, symmetric: spec.symmetric, signed: spec.signed ?? true, granularity: spec.granularity, range: spec.range };
-  const params = computeCellParams(matrix, settings);
-  const codes = roundToNearest(matrix, params, intRange(spec.bits, settings.signed));
-  // Dequantized difference D = W − Ŵ, as [K][N].
-  const diff = new Float32Array(K * N);
-  for (let k = 0; k < K; k++) {
-    const cellBase = Math.floor(k / params.cellLength) * N;
-    for (let n = 0; n < N; n++) {
-      const i = kMajor ? k * N + n : n * K + k;
-      const cell = params.scale.length === 1 ? 0 : cellBase + n;
-      const dequantized = (codes[i]! - params.zeroPoint[cell]!) * params.scale[cell]!;
-      diff[k * N + n] = matrix.values[i]! - dequantized;
-    }
-  }
-  const totalRows = x.length / K;
-  const stride = Math.max(1, Math.floor(totalRows / maxRows));
-  let error = 0;
-  let rows = 0;
-  const acc = new Float64Array(N);
-  for (let r = 0; r < totalRows; r += stride, rows++) {
-    acc.fill(0);
+  const data = new Float32Array(specs.length * K * N);
+  specs.forEach((spec, c) => {
+    const settings = { bits: spec.bits, symmetric: spec.symmetric, signed: spec.signed ?? true, granularity: spec.granularity, range: spec.range };
+    const params = computeCellParams(matrix, settings);
+    const codes = roundToNearest(matrix, params, intRange(spec.bits, settings.signed));
+    const base = c * K * N;
     for (let k = 0; k < K; k++) {
-      const xv = x[r * K + k]!;
-      if (xv === 0) continue;
-      const row = k * N;
-      for (let n = 0; n < N; n++) acc[n]! += xv * diff[row + n]!;
+      const cellBase = Math.floor(k / params.cellLength) * N;
+      for (let n = 0; n < N; n++) {
+        const i = kMajor ? k * N + n : n * K + k;
+        const cell = params.scale.length === 1 ? 0 : cellBase + n;
+        data[base + k * N + n] = matrix.values[i]! - (codes[i]! - params.zeroPoint[cell]!) * params.scale[cell]!;
+      }
     }
-    for (let n = 0; n < N; n++) error += acc[n]! ** 2;
-  }
-  return error / rows;
+  });
+  return { dtype: 'float32', dims: [specs.length, K, N], data };
 }
 
 /** Mean squared eps error against FP on one calibration batch, each candidate quantized (RTN) and run in ORT. */

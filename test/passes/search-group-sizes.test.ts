@@ -40,7 +40,7 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     const fp = await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`));
     const searched = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const ctx = context(autoPlan(searched, auto));
-    const result = await searchGroupSizes.run(searched, { method: 'evolution', fitness: 'layer-error', ...small }, ctx);
+    const result = await searchGroupSizes.run(searched, { method: 'evolution', fitness: 'layer-error', rows: 256, ...small }, ctx);
     const sizes = [...ctx.plan.values()].map((p) => (p.weight!.granularity as { size: number }).size);
     expect(sizes.every((s) => [16, 32, 64, 128].includes(s))).toBe(true);
     expect(sizes.reduce((a, b) => a + b, 0) / sizes.length).toBeGreaterThanOrEqual(64);
