@@ -7,7 +7,7 @@ import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { discoverLayers } from '../ir/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import { applyInputScales, readWeight, type Absorption, type ScalableLayer } from './scale-folding.js';
+import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
 /** Artifact key: per-input-channel max |x| of each observed value, by value name (Map<string, Float32Array>). */
@@ -57,6 +57,7 @@ export const smoothQuant: Pass = {
       for (const layer of group) weightChannelAbsMax(layer).forEach((v, j) => (wMax[j] = Math.max(wMax[j]!, v)));
       const s = smoothingFactors(xMax, wMax, alpha);
       counts[applyInputScales(group, s)]++;
+      recordInputScaling(context.artifacts, 'smooth-quant', group, s);
       // The layers now read X/s (under the same name when folded, a new one after an inserted Mul).
       stats.set(group[0]!.node.input(0).name, Float32Array.from(xMax, (v, j) => v / s[j]!));
     }

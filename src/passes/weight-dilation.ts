@@ -6,8 +6,8 @@
  */
 import type { Model } from '../ir/core.js';
 import { discoverLayers } from '../ir/layers.js';
-import type { Pass, PassOptions, PassResult } from './pass.js';
-import { applyInputScales, readWeight, type Absorption, type ScalableLayer } from './scale-folding.js';
+import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
 /** Per-input-channel dilation factors s_k ≥ 1 that keep every output channel's weight range unchanged. */
@@ -48,7 +48,7 @@ export const weightDilation: Pass = {
     roles: { type: 'string-list', description: 'layer roles to dilate (a role group like `attn` matches attn.*)', default: ['attn.qkv', 'mlp.fc1'] },
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
-  run(model: Model, options: PassOptions): PassResult {
+  run(model: Model, options: PassOptions, context: PassContext): PassResult {
     const layers = selectLayers(discoverLayers(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
@@ -63,6 +63,7 @@ export const weightDilation: Pass = {
         largest = Math.max(largest, v);
       }
       counts[applyInputScales(group, s)]++;
+      recordInputScaling(context.artifacts, 'weight-dilation', group, s);
     }
     return {
       modified: layers.length > 0,
