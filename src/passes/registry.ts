@@ -5,6 +5,7 @@
 import { calibrate } from './calibrate.js';
 import { cleanup } from './cleanup.js';
 import { collectHessians } from './collect-hessians.js';
+import { convertFloat16 } from './convert-float16.js';
 import type { Pass } from './pass.js';
 import { quantizeActivations } from './quantize-activations.js';
 import { quantizeWeights } from './quantize-weights.js';
@@ -15,7 +16,7 @@ import { upgradeOpset } from './upgrade-opset.js';
 import { weightDilation } from './weight-dilation.js';
 
 /** All registered passes, in listing order. */
-export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, calibrate, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, quantizeActivations, cleanup];
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, calibrate, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, quantizeActivations, convertFloat16, cleanup];
 
 /** The registered pass named `name`, or undefined. */
 export function findPass(name: string): Pass | undefined {
