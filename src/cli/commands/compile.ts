@@ -20,10 +20,15 @@ import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, type PlannedRecipe } from '../recipe-pipeline.js';
 import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
+import { INPUT_SCALING, type AppliedScaling } from '../../passes/scale-folding.js';
+import { GROUP_ALLOCATION } from '../../passes/search-group-sizes.js';
+import { writeFileAtomic } from '../../ir/atomic-file.js';
+import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
 
 const USAGE = `Usage: qcompile MODEL.onnx [RECIPE.qrecipe] -o OUT.onnx [options]
 
-Quantizes MODEL as RECIPE says (or as a --passes pipeline says) and writes OUT.onnx.
+Quantizes MODEL as RECIPE says (or as a --passes pipeline says) and writes OUT.onnx, with the chosen group
+sizes and scaling factors in its metadata (qcompile.layers), and OUT.onnx.passes.json (pass timings, statistics).
 
 Options:
   -o, --output FILE          output model (required)
@@ -175,8 +180,12 @@ export const compileCommand: Command = {
     assertValid(model);
     mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
+    // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
+    model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
     saveModel(model, outputPath);
     const saveMs = performance.now() - saveStarted;
+    const timings: PassTimings = { pipeline: report.pipeline, passes: report.passes.map(({ pass, step, modified, milliseconds, statistics }) => ({ pass, step, modified, milliseconds: Math.round(milliseconds * 10) / 10, statistics })), saveMilliseconds: Math.round(saveMs * 10) / 10, totalMilliseconds: Math.round((performance.now() - started) * 10) / 10 };
+    writeFileAtomic(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
     io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
     return 0;
   },
@@ -255,6 +264,20 @@ function parseArgs(argv: string[]): CompileArgs {
   if (!args.output) throw new UsageError('missing -o OUT.onnx');
   if (positional.length < 2 && args.passes === undefined) throw new UsageError('missing RECIPE (or --passes TEXT)');
   return { ...args, model: positional[0]!, recipe: positional[1], output: args.output } as CompileArgs;
+}
+
+/** Per layer: the planned weight bits and group size (searched or not) and the scaling passes' factor summaries. */
+function layerChoices(plan: QuantPlan, artifacts: ReadonlyMap<string, unknown>): Map<string, LayerChoices> {
+  const searched = artifacts.get(GROUP_ALLOCATION) as ReadonlyMap<string, number> | undefined;
+  const scaling = (artifacts.get(INPUT_SCALING) as ReadonlyMap<string, AppliedScaling[]> | undefined) ?? new Map<string, AppliedScaling[]>();
+  const choices = new Map<string, LayerChoices>();
+  for (const [name, entry] of plan) {
+    if (!entry.weight && !scaling.has(name)) continue;
+    const g = entry.weight?.granularity;
+    choices.set(name, { ...(entry.weight ? { bits: entry.weight.bits } : {}), ...(g?.kind === 'group' ? { groupSize: g.size } : {}), ...(searched?.has(name) ? { searched: true } : {}) });
+  }
+  for (const [name, applied] of scaling) choices.set(name, { ...choices.get(name), scaling: applied.map((a) => summarizeScaling(a.pass, a.factors)) });
+  return choices;
 }
 
 function hasDeferredTensors(model: Model): boolean {
