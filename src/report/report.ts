@@ -2,6 +2,7 @@
  * The quality report: what quantization did to a model, as data (`report.json`) and as a self-contained page
  * (`report.html`, inline SVG charts and PNG images, no scripts, no network).
  */
+import type { ScalingSummary } from './compile-record.js';
 import { barChart, escapeXml, heatmap, lineChart } from './svg.js';
 
 /** Size facts of one model. */
@@ -11,6 +12,30 @@ export interface ModelFacts {
   /** Parameter bytes by element type (`f32`, `i8`, `i4`, …). */
   bytesByDtype: Record<string, number>;
   parameters: number;
+}
+
+/** What the compiled model does with one layer: forms read off its graph, choices from its metadata. */
+export interface LayerRow {
+  name: string;
+  role: string;
+  /** `int4 asym group 128 (MatMulNBits)`, `uint8 asym per-channel`, or `float`. */
+  weight: string;
+  /** `int8 sym dynamic`, `uint8 asym static`, `int8 sym fake-quant`, or `float`. */
+  input: string;
+  bits?: number;
+  groupSize?: number;
+  /** True when `search-group-sizes` chose the group size. */
+  searched?: boolean;
+  /** Per scaling pass (SmoothQuant, Weight Dilation): the per-input-channel factors s. */
+  scaling?: ScalingSummary[];
+}
+
+/** One compiler pass: wall time and its statistics (from the compile's `<out>.passes.json`). */
+export interface PassRow {
+  name: string;
+  ms: number;
+  modified?: boolean;
+  statistics: Record<string, number | string>;
 }
 
 /** Everything the report shows; every field but the header is optional so partial evaluations still render. */
@@ -35,9 +60,11 @@ export interface QualityReport {
   /** Sample grids from the same seeds, as PNG bytes in base64. */
   grids?: { fpPngBase64: string; quantPngBase64: string; caption: string };
   /** Chosen per-layer settings (group sizes, bits, scaling factors). */
-  layers?: { name: string; role: string; weight: string; input: string; groupSize?: number }[];
-  /** Pass timings in milliseconds. */
-  passes?: { name: string; ms: number; statistics: Record<string, number | string> }[];
+  layers?: LayerRow[];
+  /** The compile's passes in order, with wall times in milliseconds. */
+  passes?: PassRow[];
+  /** Where `passes` came from. */
+  passesSource?: string;
 }
 
 const STYLE = `
@@ -48,7 +75,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .chart text.title{font-weight:600;font-size:13px}.chart text.tick{font-size:10px;fill:#444}
 .chart text.label{font-size:11px}.chart .axis{stroke:#333}.chart .grid{stroke:#eee}
 .grids{display:flex;gap:16px;flex-wrap:wrap}.grids figure{margin:0}.grids img{image-rendering:pixelated;border:1px solid #ccc}
-pre{background:#f7f7f7;padding:8px;overflow:auto}.muted{color:#666}
+pre{background:#f7f7f7;padding:8px;overflow:auto}.muted{color:#666}td.text{text-align:left}
 `;
 
 /** Renders the report page. Deterministic for the same report. */
@@ -77,9 +104,7 @@ export function renderReportHtml(report: QualityReport): string {
     sections.push(`<h2>Layer output SQNR</h2>${heatmap('layer × timestep SQNR', l.layers, l.timesteps.map(String), l.sqnrDb, 'dB')}`);
   }
   if (report.layers) sections.push(layersSection(report.layers));
-  if (report.passes) {
-    sections.push(`<h2>Passes</h2>${barChart('time per pass', report.passes.map((p) => p.name), report.passes.map((p) => p.ms), 'ms')}`);
-  }
+  if (report.passes) sections.push(passesSection(report.passes, report.passesSource));
   if (report.recipe) sections.push(`<h2>Recipe: ${escapeXml(report.recipe.name)}</h2><pre>${escapeXml(report.recipe.text)}</pre>`);
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(report.title)}</title><style>${STYLE}</style></head>\n<body>\n${sections.join('\n')}\n</body></html>\n`;
 }
@@ -105,11 +130,47 @@ function metricsSection(metrics: NonNullable<QualityReport['metrics']>): string 
   return `<h2>Image quality</h2><table><tr><th>metric</th><th>value</th></tr>${rows.join('')}</table>`;
 }
 
-function layersSection(layers: NonNullable<QualityReport['layers']>): string {
+function layersSection(layers: LayerRow[]): string {
   const rows = layers
-    .map((l) => `<tr><td>${escapeXml(l.name)}</td><td>${escapeXml(l.role)}</td><td>${escapeXml(l.weight)}</td><td>${escapeXml(l.input)}</td><td>${l.groupSize ?? ''}</td></tr>`)
+    .map(
+      (l) =>
+        `<tr><td>${escapeXml(l.name)}</td><td class="text">${escapeXml(l.role)}</td><td class="text">${escapeXml(l.weight)}</td>` +
+        `<td>${l.groupSize ?? ''}${l.searched ? ' <span class="muted">(searched)</span>' : ''}</td><td class="text">${escapeXml(l.input)}</td>` +
+        `<td class="text">${(l.scaling ?? []).map(scalingText).join('<br>')}</td></tr>`,
+    )
     .join('');
-  return `<h2>Layers</h2><table><tr><th>layer</th><th>role</th><th>weight</th><th>input</th><th>group</th></tr>${rows}</table>`;
+  const sizes = new Map<number, number>();
+  for (const l of layers) if (l.groupSize !== undefined) sizes.set(l.groupSize, (sizes.get(l.groupSize) ?? 0) + 1);
+  const histogram = [...sizes.entries()].sort((a, b) => a[0] - b[0]);
+  const summary = histogram.length ? `<p>Group sizes: ${histogram.map(([size, n]) => `<b>${size}</b> × ${n}`).join(', ')}</p>` : '';
+  return (
+    `<h2>Layers</h2>${summary}<table class="layers"><tr><th>layer</th><th>role</th><th>weight</th><th>group</th><th>input</th><th>scaling s</th></tr>${rows}</table>`
+  );
+}
+
+function scalingText(s: ScalingSummary): string {
+  return `${escapeXml(s.pass)}: ${fmt(s.min)} … ${fmt(s.median)} … ${fmt(s.max)} <span class="muted">(min … median … max, ${s.count} ch)</span>`;
+}
+
+function passesSection(passes: PassRow[], source: string | undefined): string {
+  const chart = barChart('time per pass', passes.map((p) => p.name), passes.map((p) => p.ms), 'ms');
+  const rows = passes
+    .map((p) => {
+      const stats = Object.entries(p.statistics)
+        .map(([k, v]) => `${escapeXml(k)}=${escapeXml(String(v))}`)
+        .join(' ');
+      return `<tr><td>${escapeXml(p.name)}</td><td>${p.ms.toFixed(1)} ms</td><td class="text">${p.modified === undefined ? '' : p.modified ? 'yes' : 'no'}</td><td class="text">${stats}</td></tr>`;
+    })
+    .join('');
+  const total = passes.reduce((n, p) => n + p.ms, 0);
+  return (
+    `<h2>Passes</h2>${source ? `<p class="muted">from ${escapeXml(source)}; total ${(total / 1000).toFixed(2)} s</p>` : ''}${chart}` +
+    `<table class="passes"><tr><th>pass</th><th>time</th><th>changed</th><th>statistics</th></tr>${rows}</table>`
+  );
+}
+
+function fmt(v: number): string {
+  return Number.isFinite(v) ? Number(v.toPrecision(4)).toString() : String(v);
 }
 
 function mib(bytes: number): string {

@@ -1,7 +1,8 @@
 /**
  * Evaluation of a quantized diffusion model against its FP original, everything from the same seeds: paired
  * sample PSNR, label agreement and Fréchet distance under a user-supplied feature extractor, eps SQNR by
- * timestep, per-layer output SQNR by timestep, sample grids and sizes — as a QualityReport.
+ * timestep, per-layer output SQNR by timestep, sample grids and sizes, the compiled layers' group sizes and
+ * scaling factors, and (given the compile's sidecar) pass timings — as a QualityReport.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -11,8 +12,10 @@ import { discoverLayers } from '../ir/layers.js';
 import { loadModelSync } from '../ir/serde.js';
 import type { TensorMap } from '../passes/executor.js';
 import { seededNormal } from '../random.js';
+import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet, diffusionIO, epsModel } from './calibration.js';
+import { compiledLayerRows } from './compiled-layers.js';
 import { readSidecar, sampleDdim, scheduleFromSidecar } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';
 import { FeatureExtractor, argmax, featureStats, frechetDistance, psnrDb, type FeatureStats } from './metrics.js';
@@ -28,6 +31,8 @@ export interface EvaluateOptions {
   recipe?: { name: string; text: string };
   /** Feature extractor ONNX (outputs `features`, `logits`) and the real data's feature mean/covariance (float64 files). */
   features?: { model: string; realMu: string; realCov: string };
+  /** The compile's pass timings (`<quant>.passes.json`) and where they were read. */
+  passTimings?: { source: string; timings: PassTimings };
   progress?: (message: string) => void;
 }
 
@@ -117,7 +122,11 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   const timesteps = Array.from({ length: BINS }, (_, b) => Math.round(((b + 0.5) * schedule.T) / BINS));
   report.epsByTimestep = { timesteps, sqnrDb: sqnr[0]!.map(round) };
   report.layerSqnr = { layers: layers.map((l) => l.name), timesteps, sqnrDb: sqnr.slice(1).map((row) => row.map(round)) };
-  report.layers = layers.map((l) => ({ name: l.name, role: l.role, weight: l.quantized ? 'quantized' : 'float', input: '' }));
+  report.layers = compiledLayerRows(fp, quant);
+  if (options.passTimings) {
+    report.passes = options.passTimings.timings.passes.map((p) => ({ name: p.pass, ms: p.milliseconds, modified: p.modified, statistics: p.statistics }));
+    report.passesSource = options.passTimings.source;
+  }
 
   const grid = (images: Float32Array) => Buffer.from(imageGridPng(images, [options.samples, ...io.imageShape], { cols: Math.max(1, classes || 10), scale: 3 })).toString('base64');
   report.grids = { fpPngBase64: grid(fpImages), quantPngBase64: grid(quantImages), caption: `DDIM-${options.steps}, seed ${options.seed}, one column per class` };

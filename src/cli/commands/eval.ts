@@ -1,7 +1,8 @@
 /** `qcompile eval`: compares a quantized model with its FP original and writes report.json + report.html. */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { writeFileAtomic } from '../../ir/atomic-file.js';
+import { decodePassTimings, passTimingsPath, type PassTimings } from '../../report/compile-record.js';
 import { renderReportHtml } from '../../report/report.js';
 import { evaluate } from '../../runtime/evaluate.js';
 import { parseArgs } from '../args.js';
@@ -15,14 +16,17 @@ Samples both models from the same seeds and writes REPORT_DIR/report.json and a 
   --seed K           seed of the starting noise (default 0)
   --recipe R         the recipe that made Q (shown in the report)
   --features F.onnx  feature extractor with outputs 'features' and 'logits' (FD and label agreement)
-  --real-mu MU.bin --real-cov COV.bin   float64 mean [D] and covariance [D×D] of the real data's features`;
+  --real-mu MU.bin --real-cov COV.bin   float64 mean [D] and covariance [D×D] of the real data's features
+  --passes FILE      the compile's pass timings (default: Q.onnx.passes.json when it exists)
+
+The layer table (group sizes, activation forms, scaling factors) is read off Q's graph and metadata.`;
 
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'compare a quantized model with its FP original: image metrics, SQNR by timestep, report.html',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const args = parseArgs(argv, { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string' }, io);
+    const args = parseArgs(argv, { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string', passes: 'string' }, io);
     if (!args) return 2;
     const o = args.options;
     const out = (o.output ?? o.o ?? args.positional.find((_, i, all) => all[i - 1] === '-o')) as string | undefined;
@@ -43,6 +47,16 @@ export const evalCommand: Command = {
       return 2;
     }
     const at = (p: unknown) => resolve(io.cwd, p as string);
+    // Pass timings: the explicit file must be one; the default sidecar is used only when it is there.
+    const passesFile = o.passes ? at(o.passes) : passTimingsPath(at(o.quant));
+    let passTimings: { source: string; timings: PassTimings } | undefined;
+    if (o.passes || existsSync(passesFile)) {
+      const timings = existsSync(passesFile) ? decodePassTimings(readFileSync(passesFile, 'utf8')) : undefined;
+      if (!timings) {
+        io.stderr(`qcompile eval: ${passesFile}: ${existsSync(passesFile) ? 'not a pass-timings file (qcompile writes OUT.onnx.passes.json)' : 'no such file'}\n`);
+        if (o.passes) return 2;
+      } else passTimings = { source: basename(passesFile), timings };
+    }
     const report = await evaluate({
       fp: at(o.fp),
       quant: at(o.quant),
@@ -51,6 +65,7 @@ export const evalCommand: Command = {
       seed,
       ...(o.recipe ? { recipe: { name: basename(o.recipe as string), text: readFileSync(at(o.recipe), 'utf8') } } : {}),
       ...(o.features ? { features: { model: at(o.features), realMu: at(o['real-mu']), realCov: at(o['real-cov']) } } : {}),
+      ...(passTimings ? { passTimings } : {}),
       progress: (message) => io.stderr(`${message}\n`),
     });
     const dir = at(out);
