@@ -31,7 +31,9 @@ export interface WeightCapability {
   /** The executed form, for `qcompile targets` (e.g. `com.microsoft.MatMulNBits`). */
   form: string;
   /** The rewrite `lower` applies; absent: the DequantizeLinear form is what the runtime fuses. */
-  rewrite?: 'matmul-nbits';
+  rewrite?: 'matmul-nbits' | 'requantize-symmetric';
+  /** Matched only when this lowering option is set (a rewrite that changes numerics must be asked for). */
+  optIn?: OptInOption;
 }
 
 /** One activation form a backend runs. */
@@ -43,9 +45,20 @@ export interface ActivationCapability {
   /** True when codes must be signed (int8 with zero point 0). */
   signedOnly?: boolean;
   form: string;
-  /** `fake-quant`: Q/DQ become Div/Round/Clip/Mul (for EPs without a QuantizeLinear kernel). */
-  rewrite?: 'fake-quant';
+  /**
+   * `fake-quant`: Q/DQ become Div/Round/Clip/Mul (for EPs without a QuantizeLinear kernel);
+   * `requantize-symmetric`: an asymmetric pair becomes int8 zero point 0 covering its calibrated range.
+   */
+  rewrite?: 'fake-quant' | 'requantize-symmetric';
+  /** Matched only when this lowering option is set. */
+  optIn?: OptInOption;
 }
+
+/** Lowering options that unlock capabilities which change numerics. */
+export type OptInOption = 'requantize';
+
+/** The CLI flag that sets each opt-in option (diagnostics name it, so a refusal says how to proceed). */
+export const OPT_IN_FLAGS: Record<OptInOption, string> = { requantize: '--allow-requantize' };
 
 /** What a backend executes as low-bit kernels; anything else is unsupported. */
 export interface CapabilityTable {
@@ -71,6 +84,12 @@ export interface LowerOptions {
   allowFallback?: boolean;
   /** MatMulNBits accuracy_level (0: float activations, exact; 4: int8 activations, faster on CPU). */
   accuracyLevel?: number;
+  /**
+   * Re-express asymmetric 8-bit forms the target only runs symmetrically (capabilities with `optIn:
+   * 'requantize'`): weights from their dequantized values, activations from their calibrated range. Each
+   * rewritten layer is listed in `requantized`.
+   */
+  requantize?: boolean;
 }
 
 /** What `lower` did. */
@@ -78,6 +97,8 @@ export interface LowerResult {
   statistics: Record<string, number | string>;
   /** Layers that were dequantized to float because the target cannot run them (only with allowFallback). */
   fallbacks: BackendIssue[];
+  /** Layers whose quantization was re-expressed in a form the target runs (only with `requantize`). */
+  requantized: BackendIssue[];
 }
 
 /** A lowering target. */
@@ -89,7 +110,7 @@ export interface Backend {
   runtime: string;
   capabilities: CapabilityTable;
   /** Issues for every planned layer whose quantization the target cannot execute (empty: plan accepted). */
-  checkPlan(plan: QuantPlan, layers: readonly Layer[]): BackendIssue[];
+  checkPlan(plan: QuantPlan, layers: readonly Layer[], options?: LowerOptions): BackendIssue[];
   /** Rewrites `model` in place into the target's executable form; throws BackendError on unsupported layers. */
   lower(model: Model, options?: LowerOptions): LowerResult;
 }
@@ -125,10 +146,16 @@ export interface ActivationForm {
   signed: boolean;
 }
 
-/** The weight capability that runs `form`, if any. */
-export function findWeightCapability(table: CapabilityTable, form: WeightForm): WeightCapability | undefined {
+/** True when `capability` is usable under `options` (no opt-in, or its option is set). */
+function unlocked(capability: { optIn?: OptInOption }, options: LowerOptions): boolean {
+  return capability.optIn === undefined || options[capability.optIn] === true;
+}
+
+/** The weight capability that runs `form`, if any (opt-in capabilities only when `options` unlocks them). */
+export function findWeightCapability(table: CapabilityTable, form: WeightForm, options: LowerOptions = {}): WeightCapability | undefined {
   return table.weights.find(
     (c) =>
+      unlocked(c, options) &&
       c.ops.includes(form.op) &&
       c.bits.includes(form.bits) &&
       c.granularity.includes(form.granularity) &&
@@ -138,9 +165,29 @@ export function findWeightCapability(table: CapabilityTable, form: WeightForm): 
   );
 }
 
-/** The activation capability that runs `form`, if any. */
-export function findActivationCapability(table: CapabilityTable, form: ActivationForm): ActivationCapability | undefined {
-  return table.activations.find((c) => c.ops.includes(form.op) && c.bits.includes(form.bits) && c.modes.includes(form.mode) && (form.symmetric || c.asymmetric) && (form.signed || !c.signedOnly));
+/** The activation capability that runs `form`, if any (opt-in capabilities only when `options` unlocks them). */
+export function findActivationCapability(table: CapabilityTable, form: ActivationForm, options: LowerOptions = {}): ActivationCapability | undefined {
+  return table.activations.find((c) => unlocked(c, options) && c.ops.includes(form.op) && c.bits.includes(form.bits) && c.modes.includes(form.mode) && (form.symmetric || c.asymmetric) && (form.signed || !c.signedOnly));
+}
+
+const ALL_OPT_INS: LowerOptions = Object.fromEntries(Object.keys(OPT_IN_FLAGS).map((k) => [k, true]));
+
+/** ` (--allow-requantize re-expresses it …)` when an opt-in capability would accept the refused form, else ''. */
+export function optInHint(capability: WeightCapability | ActivationCapability | undefined): string {
+  if (!capability?.optIn) return '';
+  return `; ${OPT_IN_FLAGS[capability.optIn]} would lower it as ${capability.form}`;
+}
+
+/** The opt-in weight capability that would accept `form` if its option were set. */
+export function lockedWeightCapability(table: CapabilityTable, form: WeightForm): WeightCapability | undefined {
+  const capability = findWeightCapability(table, form, ALL_OPT_INS);
+  return capability?.optIn ? capability : undefined;
+}
+
+/** The opt-in activation capability that would accept `form` if its option were set. */
+export function lockedActivationCapability(table: CapabilityTable, form: ActivationForm): ActivationCapability | undefined {
+  const capability = findActivationCapability(table, form, ALL_OPT_INS);
+  return capability?.optIn ? capability : undefined;
 }
 
 /** `int4 sym group 128 on MatMul` — the combination as a diagnostic names it. */
@@ -169,7 +216,7 @@ export function activationFormOfSpec(op: string, spec: ActivationQuantSpec): Act
 }
 
 /** Checks every planned layer against `table`; the shared `checkPlan` of all backends. */
-export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers: readonly Layer[]): BackendIssue[] {
+export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers: readonly Layer[], options: LowerOptions = {}): BackendIssue[] {
   const byName = new Map(layers.map((l) => [l.name, l]));
   const issues: BackendIssue[] = [];
   for (const entry of plan.values()) {
@@ -177,12 +224,12 @@ export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers
     if (!layer) continue; // the planner reports unknown layers; the target only judges real ones
     if (entry.weight) {
       for (const form of weightFormsOfSpec(layer.opType, entry.weight)) {
-        if (!findWeightCapability(table, form)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${entry.source ? ` (${entry.source})` : ''}` });
+        if (!findWeightCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${entry.source ? ` (${entry.source})` : ''}${optInHint(lockedWeightCapability(table, form))}` });
       }
     }
     if (entry.input) {
       const form = activationFormOfSpec(layer.opType, entry.input);
-      if (!findActivationCapability(table, form)) issues.push({ layer: entry.layer, code: 'unsupported-activation', message: `${describeActivation(form)} is not supported${entry.source ? ` (${entry.source})` : ''}` });
+      if (!findActivationCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-activation', message: `${describeActivation(form)} is not supported${entry.source ? ` (${entry.source})` : ''}${optInHint(lockedActivationCapability(table, form))}` });
     }
   }
   return issues;

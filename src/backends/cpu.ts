@@ -27,6 +27,6 @@ export const cpuBackend: Backend = {
   summary: 'onnxruntime-node CPU EP: int4 → MatMulNBits, int8 Q/DQ for ORT QDQ fusion',
   runtime: 'onnxruntime-node (CPUExecutionProvider)',
   capabilities: cpuCapabilities,
-  checkPlan: (plan, layers) => checkPlanAgainst(cpuCapabilities, plan, layers),
+  checkPlan: (plan, layers, options) => checkPlanAgainst(cpuCapabilities, plan, layers, options),
   lower: (model, options) => lowerWithCapabilities('cpu', cpuCapabilities, model, options),
 };

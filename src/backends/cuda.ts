@@ -12,10 +12,14 @@ export const cudaCapabilities: CapabilityTable = {
   weights: [
     { ops: ['MatMul', 'Gemm'], bits: [4], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4)', rewrite: 'matmul-nbits' },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], granularity: ['per-tensor', 'per-channel'], asymmetric: false, form: 'DequantizeLinear int8' },
+    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], granularity: ['per-tensor', 'per-channel'], asymmetric: true, optIn: 'requantize', rewrite: 'requantize-symmetric', form: 'int8 sym per-channel on the output axis (requantized: scale max|w|/127)' },
   ],
-  activations: [{ ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: false, form: 'QuantizeLinear/DequantizeLinear int8' }],
+  activations: [
+    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: false, form: 'QuantizeLinear/DequantizeLinear int8' },
+    { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static'], asymmetric: true, optIn: 'requantize', rewrite: 'requantize-symmetric', form: 'int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)' },
+  ],
   compute: ['fp32', 'fp16'],
-  notes: ['fp16 compute: no float16 conversion pass yet', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
+  notes: ['asymmetric 8-bit weights and static activations need --allow-requantize (re-expressed symmetrically; numerics change)', 'fp16 compute: no float16 conversion pass yet', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
 };
 
 /** The ORT CUDA EP backend. */
@@ -24,6 +28,6 @@ export const cudaBackend: Backend = {
   summary: 'onnxruntime CUDA EP: int4 → MatMulNBits, symmetric int8 Q/DQ',
   runtime: 'onnxruntime (CUDAExecutionProvider)',
   capabilities: cudaCapabilities,
-  checkPlan: (plan, layers) => checkPlanAgainst(cudaCapabilities, plan, layers),
+  checkPlan: (plan, layers, options) => checkPlanAgainst(cudaCapabilities, plan, layers, options),
   lower: (model, options) => lowerWithCapabilities('cuda', cudaCapabilities, model, options),
 };

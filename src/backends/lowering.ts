@@ -2,16 +2,19 @@
  * The lowering driver every backend shares (tinygrad's split: the capability table is the matcher, the
  * rewrites are the renderer): read each layer's quantization off the graph, match it against the table,
  * fail naming every unsupported layer — or, under `allowFallback`, dequantize exactly those to float and
- * list them — then apply the matched capabilities' rewrites.
+ * list them — then apply the matched capabilities' rewrites. Capabilities that change numerics (symmetric
+ * requantization) match only under their opt-in option; without it, the refusal names the option.
  */
 import type { Model, Node, Value } from '../ir/core.js';
-import { Tensor } from '../ir/tensor.js';
 import {
   BackendError,
   describeActivation,
   describeWeight,
   findActivationCapability,
   findWeightCapability,
+  lockedActivationCapability,
+  lockedWeightCapability,
+  optInHint,
   type BackendIssue,
   type CapabilityTable,
   type LowerOptions,
@@ -19,7 +22,8 @@ import {
   type TargetName,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
-import { activationFormOf, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from './quantized-forms.js';
+import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from './quantized-forms.js';
+import { calibratedRange, requantizeActivation, requantizeActivationObstacle, requantizeWeight, requantizeWeightObstacle } from './requantize.js';
 import { fakeQuantObstacle, lowerToFakeQuant } from './fake-quant.js';
 
 /** Lowers `model` in place for `target` described by `table`. */
@@ -27,28 +31,37 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   const issues: { issue: BackendIssue; undo: () => void }[] = [];
   const weightRewrites: QuantizedWeight[] = [];
   const activationRewrites: ActivationPair[] = [];
+  const weightRequantizations = new Map<Node, { weight: QuantizedWeight; note: BackendIssue }>();
+  const activationRequantizations = new Map<Node, { pair: ActivationPair; note: BackendIssue }>();
   const statistics: Record<string, number> = {};
   const count = (key: string): void => void (statistics[key] = (statistics[key] ?? 0) + 1);
 
   for (const weight of findQuantizedWeights(model)) {
     const form = weightFormOf(weight);
-    const capability = findWeightCapability(table, form);
-    const obstacle = capability?.rewrite === 'matmul-nbits' ? matMulNBitsObstacle(weight) : undefined;
+    const capability = findWeightCapability(table, form, options);
+    const obstacle = capability?.rewrite === 'matmul-nbits' ? matMulNBitsObstacle(weight) : capability?.rewrite === 'requantize-symmetric' ? requantizeWeightObstacle(weight) : undefined;
     if (!capability || obstacle) {
-      const message = `${describeWeight(form)}${obstacle ? `: ${obstacle}` : ' is not supported'}`;
+      const message = `${describeWeight(form)}${obstacle ? `: ${obstacle}` : ` is not supported${optInHint(lockedWeightCapability(table, form))}`}`;
       issues.push({ issue: { layer: weight.name, code: capability ? 'unsupported-layout' : 'unsupported-weight', message }, undo: () => dequantizeToFloat(weight.dq) });
     } else if (capability.rewrite === 'matmul-nbits') weightRewrites.push(weight);
-    else count(`weight_int${form.bits}_${form.granularity}_kept`);
+    else if (capability.rewrite === 'requantize-symmetric') {
+      const note = { layer: weight.name, code: 'requantized-weight', message: `${describeWeight(form)} requantized to ${capability.form}` };
+      if (!weightRequantizations.has(weight.dq)) weightRequantizations.set(weight.dq, { weight, note });
+    } else count(`weight_int${form.bits}_${form.granularity}_kept`);
   }
   for (const pair of findActivationPairs(model)) {
     const form = activationFormOf(pair);
-    const capability = findActivationCapability(table, form);
-    const obstacle = capability?.rewrite === 'fake-quant' ? fakeQuantObstacle(pair.quantize, pair.dequantize) : undefined;
+    const capability = findActivationCapability(table, form, options);
+    const obstacle = capability?.rewrite === 'fake-quant' ? fakeQuantObstacle(pair.quantize, pair.dequantize) : capability?.rewrite === 'requantize-symmetric' ? requantizeActivationObstacle(pair) : undefined;
     if (!capability || obstacle) {
-      const message = `${describeActivation(form)}${obstacle ? `: ${obstacle}` : ' is not supported'}`;
+      const message = `${describeActivation(form)}${obstacle ? `: ${obstacle}` : ` is not supported${optInHint(lockedActivationCapability(table, form))}`}`;
       issues.push({ issue: { layer: pair.name, code: capability ? 'unsupported-layout' : 'unsupported-activation', message }, undo: () => removeQdq(pair.dequantize) });
     } else if (capability.rewrite === 'fake-quant') activationRewrites.push(pair);
-    else count(`activation_int${form.bits}_${form.mode}_kept`);
+    else if (capability.rewrite === 'requantize-symmetric') {
+      const [lo, hi] = calibratedRange(pair.quantize);
+      const note = { layer: pair.name, code: 'requantized-activation', message: `${describeActivation(form)} (range [${lo.toPrecision(4)}, ${hi.toPrecision(4)}]) requantized to ${capability.form}` };
+      if (!activationRequantizations.has(pair.quantize)) activationRequantizations.set(pair.quantize, { pair, note });
+    } else count(`activation_int${form.bits}_${form.mode}_kept`);
   }
   if (issues.length > 0 && !options.allowFallback) throw new BackendError(target, issues.map((i) => i.issue));
   for (const { undo } of issues) undo();
@@ -60,10 +73,16 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
     lowerToFakeQuant(quantize, dequantize);
     count('activation_fake_quant');
   }
+  // A weight or activation that fell back to float above no longer feeds its DequantizeLinear's consumer.
+  for (const { weight } of weightRequantizations.values()) if (weight.dq.outputs[0]!.uses.length > 0) requantizeWeight(weight);
+  for (const { pair } of activationRequantizations.values()) if (pair.dequantize.outputs[0]!.uses.length > 0) requantizeActivation(pair);
+  if (weightRequantizations.size > 0) statistics.requantized_weights = weightRequantizations.size;
+  if (activationRequantizations.size > 0) statistics.requantized_activations = activationRequantizations.size;
   if (issues.length > 0) statistics.fallbacks = issues.length;
   model.graph.removeDeadCode();
   if (weightRewrites.length > 0) model.requireOpset('com.microsoft', 1);
-  return { statistics, fallbacks: issues.map((i) => i.issue) };
+  const requantized = [...weightRequantizations.values(), ...activationRequantizations.values()].map((r) => r.note);
+  return { statistics, fallbacks: issues.map((i) => i.issue), requantized };
 }
 
 /** Replaces a weight DequantizeLinear by the float weight it computes (an explicit, listed fallback). */
@@ -75,33 +94,6 @@ function dequantizeToFloat(dq: Node): void {
   output.replaceAllUsesWith(weight);
 }
 
-/** W = (q − zp)·scale for per-tensor, per-axis and blocked DequantizeLinear over constants. */
-export function dequantizeTensor(dq: Node): Tensor {
-  const codes = dq.input(0).initializer!;
-  const q = codes.toNumbers();
-  const scale = dq.input(1).initializer!.toFloat32();
-  const zp = dq.inputs[2]?.initializer?.toNumbers();
-  const dims = codes.dims;
-  const rank = dims.length;
-  const axis = ((dq.intAttr('axis', 1) % Math.max(rank, 1)) + rank) % Math.max(rank, 1);
-  const blockSize = dq.intAttr('block_size', 0);
-  const out = new Float32Array(q.length);
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const axisDim = dims[axis] ?? 1;
-  const blocks = blockSize > 0 ? Math.ceil(axisDim / blockSize) : axisDim;
-  for (let i = 0; i < q.length; i++) {
-    let s = 0;
-    if (scale.length > 1) {
-      const outer = Math.floor(i / (inner * axisDim));
-      const c = Math.floor(i / inner) % axisDim;
-      const r = i % inner;
-      s = blockSize > 0 ? (outer * blocks + Math.floor(c / blockSize)) * inner + r : c;
-    }
-    out[i] = (q[i]! - (zp?.[s] ?? 0)) * scale[s]!;
-  }
-  return Tensor.fromFloat32([...dims], out);
-}
-
 /** Bypasses an activation Q/DQ pair (an explicit, listed fallback): the layer reads the float input. */
 function removeQdq(dequantize: Node): void {
   const quantize = dequantize.input(0).producer!;
@@ -109,3 +101,5 @@ function removeQdq(dequantize: Node): void {
   dequantize.outputs[0]!.replaceAllUsesWith(source);
 }
 
+/** Re-exported for callers that dequantize a weight (moved to quantized-forms with the requantizer). */
+export { dequantizeTensor };

@@ -1,10 +1,11 @@
 /**
- * Rewrites a weight-only 4-bit blocked layer — `DequantizeLinear(int4/uint4 codes, scale, zp?, block_size)`
- * feeding MatMul or Gemm — into ONNX Runtime's `com.microsoft.MatMulNBits`, the form its CPU, CUDA and
- * WebGPU EPs run as a 4-bit kernel. Layout (PLATFORM.md): B uint8 [N, nb, bs/2] with element k=2j in the low
- * nibble of byte j and the last block zero-padded, scales [N·nb] (n·nb+b), zero_points uint8 [N·ceil(nb/2)]
- * packed per row (omitted when all are 8), W = (q − zp)·scale. Codes become unsigned by adding 8 to both q
- * and zp, which leaves q − zp unchanged, so the lowering is exact.
+ * Rewrites a weight-only 4- or 8-bit blocked layer — `DequantizeLinear(int4/uint4/int8/uint8 codes, scale,
+ * zp?, block_size)` feeding MatMul or Gemm — into ONNX Runtime's `com.microsoft.MatMulNBits`, the form its
+ * CPU, CUDA and WebGPU EPs run as a low-bit kernel. Layout (PLATFORM.md): B uint8 [N, nb, bs·bits/8]; for
+ * bits 4 element k=2j sits in the low nibble of byte j, for bits 8 one byte per element; the last block is
+ * zero-padded; scales [N·nb] (n·nb+b); zero_points uint8 [N·ceil(nb·bits/8)] packed per row like B (omitted
+ * when all equal the default 2^(bits−1)); W = (q − zp)·scale. Signed codes become unsigned by adding
+ * 2^(bits−1) to both q and zp, which leaves q − zp unchanged, so the lowering is exact.
  */
 import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
@@ -16,7 +17,7 @@ import type { QuantizedWeight } from './quantized-forms.js';
 export function matMulNBitsObstacle(layer: QuantizedWeight): string | undefined {
   const dq = layer.dq;
   const codes = dq.input(0).initializer;
-  if (!codes || (codes.dtype !== DataType.INT4 && codes.dtype !== DataType.UINT4)) return 'MatMulNBits needs constant int4/uint4 codes';
+  if (!codes || nbitsOf(codes.dtype) === undefined) return 'MatMulNBits needs constant int4/uint4/int8/uint8 codes';
   const blockSize = dq.intAttr('block_size', 0);
   if (blockSize < 16 || blockSize > 256 || (blockSize & (blockSize - 1)) !== 0) return `block_size ${blockSize} is not a power of 2 in 16..256`;
   if (!dq.input(1).isConstant || (dq.inputs[2] && !dq.inputs[2].isConstant)) return 'scales and zero points must be constants';
@@ -32,11 +33,19 @@ export function matMulNBitsObstacle(layer: QuantizedWeight): string | undefined 
   return `${node.opType} has no MatMulNBits form`;
 }
 
+/** The MatMulNBits `bits` for a code type (undefined: no MatMulNBits form). */
+function nbitsOf(dtype: DataType): 4 | 8 | undefined {
+  if (dtype === DataType.INT4 || dtype === DataType.UINT4) return 4;
+  if (dtype === DataType.INT8 || dtype === DataType.UINT8) return 8;
+  return undefined;
+}
+
 /** Packed MatMulNBits initializers for W (math layout [K, N]) from blocked DQ data. */
 interface Packed {
   b: Tensor;
   scales: Tensor;
   zeroPoints: Tensor | undefined;
+  bits: 4 | 8;
 }
 
 /** Packs codes/scales/zero points read in [K,N] (transposed=false) or [N,K] (transposed=true) storage. */
@@ -45,7 +54,11 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
   const K = transposed ? cols : rows;
   const N = transposed ? rows : cols;
   const nb = Math.ceil(K / blockSize);
-  const offset = codes.dtype === DataType.INT4 ? 8 : 0;
+  const bits = nbitsOf(codes.dtype)!;
+  const mid = 2 ** (bits - 1);
+  const offset = codes.dtype === DataType.INT4 || codes.dtype === DataType.INT8 ? mid : 0;
+  const mask = (1 << bits) - 1;
+  const perByte = 8 / bits;
   // Index of (k, n) in storage, and of block (b, n) in the scale/zero-point tensors (same orientation).
   const at = (k: number, n: number): number => (transposed ? n * K + k : k * N + n);
   const blockAt = (b: number, n: number): number => (transposed ? n * nb + b : b * N + n);
@@ -53,30 +66,26 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
   const zpValues = zeroPoints?.toNumbers();
   const zp = new Uint8Array(N * nb);
   for (let n = 0; n < N; n++) for (let b = 0; b < nb; b++) zp[n * nb + b] = (zpValues?.[blockAt(b, n)] ?? 0) + offset;
-  const omitZeroPoints = zp.every((z) => z === 8);
-  const bytesPerBlock = blockSize / 2;
+  const omitZeroPoints = zp.every((z) => z === mid);
+  const bytesPerBlock = blockSize / perByte;
+  // Element i of a row goes to byte i/perByte, at bit (i mod perByte)·bits: low nibble first for bits 4.
+  const place = (out: Uint8Array, rowStart: number, i: number, code: number): void => void (out[rowStart + Math.floor(i / perByte)]! |= (code & mask) << ((i % perByte) * bits));
   const b = Tensor.lazy(DataType.UINT8, [N, nb, bytesPerBlock], () => {
     const q = codes.toNumbers();
     const out = new Uint8Array(N * nb * bytesPerBlock);
-    for (let n = 0; n < N; n++) {
-      for (let k = 0; k < K; k++) {
-        const nibble = (q[at(k, n)]! + offset) & 0x0f;
-        const byte = n * nb * bytesPerBlock + (k >> 1); // k = b·bs + j, so byte = b·bs/2 + j/2 within the row
-        out[byte]! |= k & 1 ? nibble << 4 : nibble;
-      }
-    }
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) place(out, n * nb * bytesPerBlock, k, q[at(k, n)]! + offset); // k = b·bs + j: blocks are contiguous in a row
     return out;
   });
   const s = new Float32Array(N * nb);
   for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) s[n * nb + blk] = scaleValues[blockAt(blk, n)]!;
   let zeroPointTensor: Tensor | undefined;
   if (!omitZeroPoints) {
-    const perRow = Math.ceil(nb / 2);
+    const perRow = Math.ceil(nb / perByte);
     const packed = new Uint8Array(N * perRow);
-    for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) packed[n * perRow + (blk >> 1)]! |= blk & 1 ? zp[n * nb + blk]! << 4 : zp[n * nb + blk]!;
+    for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) place(packed, n * perRow, blk, zp[n * nb + blk]!);
     zeroPointTensor = Tensor.fromBytes(DataType.UINT8, [N * perRow], packed);
   }
-  return { b, scales: Tensor.fromFloat32([N * nb], s), zeroPoints: zeroPointTensor };
+  return { b, scales: Tensor.fromFloat32([N * nb], s), zeroPoints: zeroPointTensor, bits };
 }
 
 /** Rewrites `layer` into MatMulNBits (call only when `matMulNBitsObstacle` is undefined). Returns the new node. */
@@ -123,7 +132,7 @@ export function lowerToMatMulNBits(layer: QuantizedWeight, options: { accuracyLe
     attributes: {
       K: { kind: 'int', value: K },
       N: { kind: 'int', value: N },
-      bits: { kind: 'int', value: 4 },
+      bits: { kind: 'int', value: packed.bits },
       block_size: { kind: 'int', value: blockSize },
       accuracy_level: { kind: 'int', value: options.accuracyLevel },
     },

@@ -7,6 +7,7 @@
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType, bitsOf } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
+import { Tensor } from '../ir/tensor.js';
 import type { ActivationForm, WeightForm } from './backend.js';
 
 /** A linear op whose weight input is a DequantizeLinear over constant codes. */
@@ -117,4 +118,31 @@ function scaleFromTable(scale: Value): boolean {
     value = producer.inputs[0];
   }
   return false;
+}
+
+/** W = (q − zp)·scale for per-tensor, per-axis and blocked DequantizeLinear over constants. */
+export function dequantizeTensor(dq: Node): Tensor {
+  const codes = dq.input(0).initializer!;
+  const q = codes.toNumbers();
+  const scale = dq.input(1).initializer!.toFloat32();
+  const zp = dq.inputs[2]?.initializer?.toNumbers();
+  const dims = codes.dims;
+  const rank = dims.length;
+  const axis = ((dq.intAttr('axis', 1) % Math.max(rank, 1)) + rank) % Math.max(rank, 1);
+  const blockSize = dq.intAttr('block_size', 0);
+  const out = new Float32Array(q.length);
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const axisDim = dims[axis] ?? 1;
+  const blocks = blockSize > 0 ? Math.ceil(axisDim / blockSize) : axisDim;
+  for (let i = 0; i < q.length; i++) {
+    let s = 0;
+    if (scale.length > 1) {
+      const outer = Math.floor(i / (inner * axisDim));
+      const c = Math.floor(i / inner) % axisDim;
+      const r = i % inner;
+      s = blockSize > 0 ? (outer * blocks + Math.floor(c / blockSize)) * inner + r : c;
+    }
+    out[i] = (q[i]! - (zp?.[s] ?? 0)) * scale[s]!;
+  }
+  return Tensor.fromFloat32([...dims], out);
 }

@@ -16,7 +16,7 @@ function isQuantizableOp(node: Node): boolean {
 }
 
 /** The weight axis holding output channels for `consumer` (Conv O, MatMul N, Gemm N). */
-function outputAxis(consumer: Node): number {
+export function outputAxis(consumer: Node): number {
   if (isOp(consumer, Op.Conv)) return 0;
   if (isOp(consumer, Op.Gemm)) return consumer.intAttr('transB', 0) === 1 ? 0 : 1;
   return 1;

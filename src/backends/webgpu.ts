@@ -28,6 +28,6 @@ export const webGpuBackend: Backend = {
   summary: 'onnxruntime-web WebGPU EP: int4 → MatMulNBits, int8 activations as fake-quant',
   runtime: 'onnxruntime-web 1.30 (WebGpuExecutionProvider, onnxruntime-web/webgpu)',
   capabilities: webGpuCapabilities,
-  checkPlan: (plan, layers) => checkPlanAgainst(webGpuCapabilities, plan, layers),
+  checkPlan: (plan, layers, options) => checkPlanAgainst(webGpuCapabilities, plan, layers, options),
   lower: (model, options) => lowerWithCapabilities('webgpu', webGpuCapabilities, model, options),
 };

@@ -25,9 +25,12 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
   it('asymmetric or runtime-scaled activations on tensorrt', () => {
     const issues = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })], ['blocks.1.mlp.fc1', w8, act(8, true)]]), layers);
     expect(issues.map((i) => `${i.layer}: ${i.message}`)).toEqual([
-      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported (test.qrecipe:3)',
+      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported (test.qrecipe:3); --allow-requantize would lower it as int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)',
       'blocks.1.mlp.fc2: activation int8 sym per-timestep on MatMul is not supported (test.qrecipe:3)',
     ]);
+    // Requantization covers static ranges only: a per-timestep table has no single symmetric scale.
+    const requantized = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })]]), layers, { requantize: true });
+    expect(requantized.map((i) => i.layer)).toEqual(['blocks.1.mlp.fc2']);
   });
 
   it('group sizes outside MatMulNBits block sizes, and every auto candidate, are checked (webgpu; cpu keeps them as blocked DQ)', () => {

@@ -85,8 +85,8 @@ describe('ptq4dm-w8a8 style on dit-digits', () => {
     }
     expect(error).toBeInstanceOf(BackendError);
     const issues = (error as BackendError).issues;
-    expect(issues.some((i) => i.layer === 'blocks.0.attn.qkv' && i.message === 'activation uint8 asym static on MatMul is not supported')).toBe(true);
-    expect((error as Error).message).toContain('blocks.0.mlp.fc1: weight int8 asym per-channel on MatMul is not supported');
+    expect(issues.some((i) => i.layer === 'blocks.0.attn.qkv' && i.message.startsWith('activation uint8 asym static on MatMul is not supported; --allow-requantize'))).toBe(true);
+    expect((error as Error).message).toContain('blocks.0.mlp.fc1: weight int8 asym per-channel on MatMul is not supported; --allow-requantize');
   });
 
   it('allowFallback dequantizes exactly the refused layers to float and lists them', async () => {

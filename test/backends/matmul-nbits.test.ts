@@ -1,5 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { lowerToMatMulNBits, matMulNBitsObstacle } from '../../src/backends/matmul-nbits.js';
+import { findQuantizedWeights } from '../../src/backends/quantized-forms.js';
 import { backends } from '../../src/backends/registry.js';
 import { Graph, Model } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
@@ -15,8 +17,15 @@ const K = 40; // not a multiple of the block: the last block is zero-padded
 const N = 24;
 const BLOCK = 16;
 
-/** A blocked uint4/int4 DequantizeLinear → MatMul+Add or Gemm(transB) graph with random codes, scales and zero points. */
-function blockedLinear(kind: 'matmul' | 'gemm', codes: DataType.UINT4 | DataType.INT4, zeroPoints: boolean): Model {
+type Codes = DataType.UINT4 | DataType.INT4 | DataType.UINT8 | DataType.INT8;
+
+/** Raw bytes of `values` as `codes` (int4 packed two per byte, int8 two's complement). */
+function codeBytes(codes: Codes, values: number[]): Uint8Array {
+  return codes === DataType.INT4 || codes === DataType.UINT4 ? packInt4(values) : Uint8Array.from(values, (v) => v & 0xff);
+}
+
+/** A blocked 4/8-bit DequantizeLinear → MatMul+Add or Gemm(transB) graph with random codes, scales and zero points. */
+function blockedLinear(kind: 'matmul' | 'gemm', codes: Codes, zeroPoints: boolean): Model {
   const next = seededRandom(kind === 'gemm' ? 7 : 3);
   const graph = new Graph('linear');
   const a = graph.addInput('a', { elemType: DataType.FLOAT, shape: [M, K] });
@@ -24,11 +33,12 @@ function blockedLinear(kind: 'matmul' | 'gemm', codes: DataType.UINT4 | DataType
   const nb = Math.ceil(K / BLOCK);
   const wDims = transposed ? [N, K] : [K, N];
   const sDims = transposed ? [N, nb] : [nb, N];
-  const lo = codes === DataType.INT4 ? -8 : 0;
-  const q = Array.from({ length: K * N }, () => lo + Math.floor(next() * 16));
-  const w = graph.addInitializer('w_quantized', Tensor.fromBytes(codes, wDims, packInt4(q)));
+  const levels = codes === DataType.INT4 || codes === DataType.UINT4 ? 16 : 256;
+  const lo = codes === DataType.INT4 || codes === DataType.INT8 ? -levels / 2 : 0;
+  const q = Array.from({ length: K * N }, () => lo + Math.floor(next() * levels));
+  const w = graph.addInitializer('w_quantized', Tensor.fromBytes(codes, wDims, codeBytes(codes, q)));
   const s = graph.addInitializer('w_scale', Tensor.fromFloat32(sDims, Float32Array.from({ length: nb * N }, () => 0.01 + 0.05 * next())));
-  const zp = zeroPoints ? graph.addInitializer('w_zero_point', Tensor.fromBytes(codes, sDims, packInt4(Array.from({ length: nb * N }, () => lo + Math.floor(next() * 16))))) : undefined;
+  const zp = zeroPoints ? graph.addInitializer('w_zero_point', Tensor.fromBytes(codes, sDims, codeBytes(codes, Array.from({ length: nb * N }, () => lo + Math.floor(next() * levels))))) : undefined;
   const dq = graph.addNode({ opType: Op.DequantizeLinear, name: 'fc/weight_dequantize', inputs: [w, s, zp], outputs: ['w'], attributes: { axis: { kind: 'int', value: transposed ? 1 : 0 }, block_size: { kind: 'int', value: BLOCK } } });
   const bias = graph.addInitializer('bias', Tensor.fromFloat32([N], Float32Array.from({ length: N }, () => next() - 0.5)));
   let y;
@@ -73,5 +83,33 @@ describe('MatMulNBits lowering layout (ORT CPU)', () => {
     expect(node!.input(1).initializer!.dims).toEqual([N, Math.ceil(K / BLOCK), BLOCK / 2]);
     expect(node!.inputs[3] !== undefined).toBe(!(codes === DataType.INT4 && !zeroPoints));
     expect(maxAbsDiff(reference, await run(model, a))).toBeLessThan(1e-5);
+  });
+});
+
+describe('MatMulNBits bits 8 layout (ORT CPU)', () => {
+  const next = seededRandom(13);
+  const a = Float32Array.from({ length: M * K }, () => next() * 2 - 1);
+  it.each([
+    { kind: 'matmul', codes: DataType.UINT8, zeroPoints: true, label: 'MatMul uint8 with zero points' },
+    { kind: 'matmul', codes: DataType.INT8, zeroPoints: true, label: 'MatMul int8 with zero points (shifted by 128)' },
+    { kind: 'gemm', codes: DataType.INT8, zeroPoints: false, label: 'Gemm transB int8 symmetric (zero points omitted: default 128)' },
+    { kind: 'gemm', codes: DataType.UINT8, zeroPoints: false, label: 'Gemm transB uint8 without zero points (explicit 0s)' },
+  ] as const)('$label: B [N, nb, bs] one byte per weight, zero points [N·nb]; equals the DequantizeLinear graph to 1e-5', async ({ kind, codes, zeroPoints }) => {
+    const model = blockedLinear(kind, codes, zeroPoints);
+    const reference = await run(model, a);
+    const [weight] = findQuantizedWeights(model);
+    expect(matMulNBitsObstacle(weight!)).toBeUndefined();
+    const node = lowerToMatMulNBits(weight!, { accuracyLevel: 0, foldBias: true });
+    model.requireOpset('com.microsoft', 1);
+    model.graph.removeDeadCode();
+    assertValid(model);
+    expect(model.graph.nodes).toEqual([node]);
+    expect(node.intAttr('bits', 0)).toBe(8);
+    const nb = Math.ceil(K / BLOCK);
+    expect(node.input(1).initializer!.dims).toEqual([N, nb, BLOCK]);
+    expect(node.inputs[3]?.initializer?.dims ?? null).toEqual(codes === DataType.INT8 && !zeroPoints ? null : [N * nb]);
+    const error = maxAbsDiff(reference, await run(model, a));
+    console.log(`MatMulNBits bits 8 ${kind} ${codes === DataType.INT8 ? 'int8' : 'uint8'} zp=${zeroPoints}: max |Δ| vs DequantizeLinear ${error.toExponential(2)}`);
+    expect(error).toBeLessThan(1e-5);
   });
 });

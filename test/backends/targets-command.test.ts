@@ -18,6 +18,9 @@ describe('qcompile targets', () => {
     for (const name of Object.keys(backends)) expect(stdout).toMatch(new RegExp(`^${name}  `, 'm'));
     expect(stdout).toContain('weight int4 sym/asym group 16|32|64|128|256 on MatMul/Gemm → com.microsoft.MatMulNBits (bits 4)');
     expect(stdout).toContain('activation int8 sym (signed, zero point 0) static on MatMul/Gemm/Conv');
+    // Opt-in capabilities say which flag unlocks them.
+    expect(stdout).toContain('with --allow-requantize: weight int8 sym/asym per-tensor, per-channel on MatMul/Gemm/Conv → int8 sym per-channel on the output axis (requantized: scale max|w|/127)');
+    expect(stdout).toContain('with --allow-requantize: activation int8 sym/asym static on MatMul/Gemm/Conv → int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)');
   });
 
   it('--json is the tables themselves; an unknown target is an error', async () => {

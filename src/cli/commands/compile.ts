@@ -35,6 +35,8 @@ Options:
   --target NAME              lower for cpu | webgpu | cuda | tensorrt (default: the recipe's target;
                              with --passes and no --target, the portable Q/DQ form is kept)
   --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
+  --allow-requantize         re-express asymmetric int8 the target runs only symmetrically (tensorrt,
+                             cuda) as symmetric int8: numerics change; each layer is listed
   --passes TEXT              run this pipeline instead of the recipe's, e.g.
                              'select-layers{roles=attn|mlp,bits=4,group=128},quantize-weights,cleanup'
   --seed N                   seed for every random choice (default 0)
@@ -54,6 +56,7 @@ interface CompileArgs {
   output: string;
   target?: string;
   allowFallback: boolean;
+  allowRequantize: boolean;
   passes?: string;
   seed: number;
   dumpDir?: string;
@@ -112,7 +115,7 @@ export const compileCommand: Command = {
     // The target: --target, else the recipe's; a --passes run without --target keeps the portable Q/DQ form.
     const backend = findBackend(args.target ?? recipe?.recipe.target ?? '');
     if (backend) {
-      const issues = backend.checkPlan(plan, discoverLayers(model));
+      const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: args.allowRequantize });
       if (issues.length > 0 && !args.allowFallback) {
         for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: layer ${issue.layer}: ${issue.message}\n`);
         return 1;
@@ -168,9 +171,10 @@ export const compileCommand: Command = {
     if (backend) {
       const lowerStarted = performance.now();
       try {
-        const lowered = backend.lower(model, { allowFallback: args.allowFallback });
+        const lowered = backend.lower(model, { allowFallback: args.allowFallback, requantize: args.allowRequantize });
         report.passes.push({ pass: `lower-${backend.name}`, step: `lower-${backend.name}`, modified: true, statistics: lowered.statistics, milliseconds: performance.now() - lowerStarted });
         for (const fallback of lowered.fallbacks) io.stderr(`qcompile: warning: target ${backend.name}: ${fallback.layer} stays float: ${fallback.message}\n`);
+        for (const note of lowered.requantized) io.stderr(`qcompile: note: target ${backend.name}: ${note.layer}: ${note.message}\n`);
       } catch (error) {
         if (!(error instanceof BackendError)) throw error;
         io.stderr(`qcompile: error: ${error.message}\n`);
@@ -195,6 +199,7 @@ function parseArgs(argv: string[]): CompileArgs {
   const positional: string[] = [];
   const args: Partial<CompileArgs> & { printIrAfter: string[] } = {
     allowFallback: false,
+    allowRequantize: false,
     seed: 0,
     printIrAfterAll: false,
     printIrAfterChange: false,
@@ -223,6 +228,9 @@ function parseArgs(argv: string[]): CompileArgs {
         break;
       case '--allow-fallback':
         args.allowFallback = true;
+        break;
+      case '--allow-requantize':
+        args.allowRequantize = true;
         break;
       case '--passes':
         args.passes = value();

@@ -1,5 +1,5 @@
 /** `qcompile targets`: what each backend executes as low-bit kernels, printed from its capability table. */
-import type { CapabilityTable } from '../../backends/backend.js';
+import { OPT_IN_FLAGS, type CapabilityTable, type OptInOption } from '../../backends/backend.js';
 import { backends, findBackend } from '../../backends/registry.js';
 import type { CliIO, Command } from '../command.js';
 
@@ -38,12 +38,13 @@ export const targetsCommand: Command = {
 
 function describe(table: CapabilityTable): string[] {
   const sym = (asymmetric: boolean, signedOnly?: boolean): string => (asymmetric ? 'sym/asym' : signedOnly ? 'sym (signed, zero point 0)' : 'sym');
+  const optIn = (option: OptInOption | undefined): string => (option ? `with ${OPT_IN_FLAGS[option]}: ` : '');
   return [
     ...table.weights.map((c) => {
       const granularity = c.granularity.map((g) => (g === 'group' && c.groupSizes?.length ? `group ${c.groupSizes.join('|')}` : g)).join(', ');
-      return `    weight int${c.bits.join('|')} ${sym(c.asymmetric, c.signedOnly)} ${granularity} on ${c.ops.join('/')} → ${c.form}`;
+      return `    ${optIn(c.optIn)}weight int${c.bits.join('|')} ${sym(c.asymmetric, c.signedOnly)} ${granularity} on ${c.ops.join('/')} → ${c.form}`;
     }),
-    ...table.activations.map((c) => `    activation int${c.bits.join('|')} ${sym(c.asymmetric, c.signedOnly)} ${c.modes.join('/')} on ${c.ops.join('/')} → ${c.form}`),
+    ...table.activations.map((c) => `    ${optIn(c.optIn)}activation int${c.bits.join('|')} ${sym(c.asymmetric, c.signedOnly)} ${c.modes.join('/')} on ${c.ops.join('/')} → ${c.form}`),
     ...table.notes.map((n) => `    note: ${n}`),
   ];
 }
