@@ -1,8 +1,9 @@
 /**
- * Q-DiT group-size search on the synthetic DiT-XL/2 (112 searched layers: 28 × qkv, proj, fc1, fc2): time of
- * the layer-error proxy table and of the evolutionary search, and how they scale with the proxy's rows
- * (calibration size) and the population (GS_FULL=1: three configurations). Run: `npx tsx bench/group-search.ts`
- * (prints JSON as its last line).
+ * Q-DiT group-size search on the synthetic DiT-XL/2 (112 searched layers: 28 × qkv, proj, fc1, fc2, candidates
+ * 32–288, mean ≥ 128): the whole `search-group-sizes` pass with the layer-error proxy (rows 32, population 50,
+ * 10 epochs), split into its phases, and how it scales — with the calibration size (proxy rows, timed on the
+ * first four blocks) and with the population (the evolutionary search over the finished table).
+ * Run: `npx tsx bench/group-search.ts` (prints JSON as its last line).
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,9 +12,10 @@ import { discoverLayers } from '../src/ir/layers.js';
 import { loadModelSync, saveModel } from '../src/ir/serde.js';
 import { DIT_PRESETS, buildDit } from '../src/synth/dit.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
+import { evolutionarySearch, type SearchSpace } from '../src/passes/group-search.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
-import { searchGroupSizes } from '../src/passes/search-group-sizes.js';
+import { layerErrorTable, searchGroupSizes } from '../src/passes/search-group-sizes.js';
 import { seededNormal } from '../src/random.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 
@@ -23,7 +25,8 @@ if (!existsSync(join(dir, 'model.onnx'))) {
   saveModel(buildDit(DIT_PRESETS['dit-xl-2']!, { seed: 0 }), join(dir, 'model.onnx'), { externalData: 'always', externalDataName: 'model.onnx.data' });
 }
 const model = loadModelSync(join(dir, 'model.onnx'));
-const spec: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'auto', candidates: [32, 64, 128, 192, 288], minMeanGroupSize: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+const candidates = [32, 64, 128, 192, 288];
+const spec: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'auto', candidates, minMeanGroupSize: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const layers = discoverLayers(model).filter((l) => /^(attn|mlp)\./.test(l.role));
 const normal = seededNormal(0);
 const feeds = {
@@ -31,28 +34,64 @@ const feeds = {
   t: { dtype: 'int64' as const, dims: [1], data: BigInt64Array.from([500n]) },
   y: { dtype: 'int64' as const, dims: [1], data: BigInt64Array.from([7n]) },
 };
-const runs: Record<string, unknown>[] = [];
-for (const [rows, population, epochs] of (process.env.GS_FULL ? [[32, 50, 10], [64, 50, 10], [32, 100, 10]] : [[32, 50, 10]]) as [number, number, number][]) {
-  const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, weight: spec }]));
-  const times: Record<string, number> = {};
+const executor = new OrtExecutor({ threads: 2 });
+const seconds = (since: number) => +((performance.now() - since) / 1000).toFixed(2);
+
+function context(plan: QuantPlan, phases: Record<string, number>): PassContext {
   let last = performance.now();
-  const context: PassContext = {
+  return {
     seed: 0,
     plan,
-    executor: new OrtExecutor({ threads: 2 }),
+    executor,
     artifacts: new Map([[CALIBRATION_BATCHES, [feeds]]]),
     progress: (label, done, total) => {
       if (done === total) {
-        times[label] = (performance.now() - last) / 1000;
+        phases[label] = seconds(last);
         last = performance.now();
       }
     },
     log: () => {},
   };
-  const started = performance.now();
-  const result = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'layer-error', population, topK: 10, mutations: population / 2, crossovers: population / 2, mutationRate: 0.1, epochs, rows }, context);
-  runs.push({ rows, population, epochs, layers: layers.length, totalSeconds: (performance.now() - started) / 1000, phaseSeconds: times, statistics: result.statistics });
-  process.stderr.write(`${JSON.stringify(runs[runs.length - 1])}\n`);
 }
-const first = runs[0] as { totalSeconds: number };
-console.log(JSON.stringify({ summary: `112-layer search (rows 32, pop 50, 10 epochs): ${first.totalSeconds.toFixed(1)} s`, runs }));
+
+// 1. The whole pass, as `qcompile` runs it.
+const phases: Record<string, number> = {};
+const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, weight: spec }]));
+let started = performance.now();
+const pass = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'layer-error', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, rows: 32 }, context(plan, phases));
+const full = { rows: 32, population: 50, epochs: 10, layers: layers.length, totalSeconds: seconds(started), phaseSeconds: phases, statistics: pass.statistics };
+process.stderr.write(`${JSON.stringify(full)}\n`);
+
+// 2. Calibration size: the proxy table of the first four blocks (16 layers) at 32, 128 and 512 rows.
+const firstBlocks = layers.filter((l) => (l.block ?? 99) < 4);
+const specs = firstBlocks.map((l) => candidates.filter((g) => l.inChannels % g === 0).map((size): WeightQuantSpec => ({ ...spec, granularity: { kind: 'group', size } })));
+const byRows: { rows: number; seconds: number }[] = [];
+for (const rows of [32, 128, 512]) {
+  started = performance.now();
+  await layerErrorTable(model, firstBlocks, specs, feeds, context(plan, {}), rows);
+  byRows.push({ rows, seconds: seconds(started) });
+}
+
+// 3. Population: the evolutionary search over the full table (from step 1's statistics, re-tabulated cheaply
+// as the pass does: the fitness is a sum of table entries).
+const allSpecs = layers.map((l) => candidates.filter((g) => l.inChannels % g === 0).map((size): WeightQuantSpec => ({ ...spec, granularity: { kind: 'group', size } })));
+started = performance.now();
+const table = await layerErrorTable(model, layers, allSpecs, feeds, context(plan, {}), 32);
+const tableSeconds = seconds(started);
+const space: SearchSpace = { layers: layers.map((l) => l.name), candidates: allSpecs.map((s) => s.map((x) => (x.granularity as { size: number }).size)) };
+const fitness = async (allocation: number[]) => allocation.reduce((sum, size, i) => sum + table[i]![space.candidates[i]!.indexOf(size)]!, 0);
+const byPopulation: { population: number; epochs: number; seconds: number; evaluations: number; bestScore: number }[] = [];
+for (const population of [25, 50, 100, 200]) {
+  started = performance.now();
+  const result = await evolutionarySearch(space, { minMeanGroupSize: 128 }, { population, topK: Math.max(2, population / 5), mutations: population / 2, crossovers: population / 2, mutationRate: 0.1, epochs: 10, seed: 0 }, fitness);
+  byPopulation.push({ population, epochs: 10, seconds: seconds(started), evaluations: result.evaluations, bestScore: +result.bestScore.toPrecision(6) });
+}
+console.log(
+  JSON.stringify({
+    summary: `112-layer search (rows 32, pop 50, 10 epochs): ${full.totalSeconds.toFixed(0)} s (layer inputs + proxy table ${phases['proxy table']} s, search ${phases['search epochs']} s); table of 16 layers at 32/128/512 rows: ${byRows.map((r) => r.seconds).join('/')} s`,
+    full,
+    byRows,
+    tableSeconds,
+    byPopulation,
+  }),
+);

@@ -59,7 +59,6 @@ export const searchGroupSizes: Pass = {
     const budget = { minMeanGroupSize: first.minMeanGroupSize };
     const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, batches[0]!, context) : await layerErrorFitness(model, layers, auto, space, batches[0]!, context, options.rows as number);
 
-    const started = Date.now();
     const progress = (epoch: number, epochs: number, best: number) => {
       context.progress('search epochs', epoch, epochs);
       context.log(`search-group-sizes: epoch ${epoch}/${epochs}, best ${best.toPrecision(4)}`);
@@ -89,7 +88,6 @@ export const searchGroupSizes: Pass = {
       evaluations: result.evaluations,
       best_fitness: Number(result.bestScore.toPrecision(6)),
       mean_group_size: Number((result.best.reduce((a, b) => a + b, 0) / result.best.length).toFixed(2)),
-      search_ms: Date.now() - started,
     };
     for (const size of new Set(result.best)) statistics[`group_${size}`] = result.best.filter((g) => g === size).length;
     return { modified: false, statistics };
@@ -101,30 +99,35 @@ function specAt(spec: WeightQuantSpec, size: number): WeightQuantSpec {
   return { ...spec, granularity: { kind: 'group', size }, rounding: { kind: 'nearest' } };
 }
 
-/**
- * Σ over layers of the output error ‖X(W − Q_g(W))‖², tabulated up front for every (layer, candidate): the
- * quantization error D_g = W − Q_g(W) is computed here, and the products X·D_g of all a layer's candidates run as
- * one batched MatMul in ONNX Runtime (one small session for every layer shape), so the search itself is a sum.
- */
+/** Σ over layers of the output error ‖X(W − Q_g(W))‖², from the table of every (layer, candidate) term. */
 async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuantPlan[], space: SearchSpace, feeds: TensorMap, context: PassContext, rows: number): Promise<Fitness> {
+  const specs = space.candidates.map((sizes, i) => sizes.map((size) => specAt(auto[i]!.weight!, size)));
+  const table = await layerErrorTable(model, layers, specs, feeds, context, rows);
+  return async (allocation: Allocation) => allocation.reduce((sum, size, i) => sum + table[i]![space.candidates[i]!.indexOf(size)]!, 0);
+}
+
+/**
+ * The layer-error proxy's table: for each layer and each of its weight specs, the mean over up to `rows` input
+ * rows x of ‖x(W − Q(W))‖². The quantization error D = W − Q(W) is computed here; the products X·D of all a
+ * layer's specs run as one batched MatMul in ONNX Runtime (one small session for every layer shape).
+ */
+export async function layerErrorTable(model: Model, layers: Layer[], specs: WeightQuantSpec[][], feeds: TensorMap, context: PassContext, rows: number): Promise<number[][]> {
   const inputs = await recordLayerInputs(model, layers, feeds, context);
   const scorer = await context.executor!.prepare(outputErrorModel(), ['error']);
   const table: number[][] = [];
   try {
-    const total = space.candidates.reduce((n, c) => n + c.length, 0);
+    const total = specs.reduce((n, c) => n + c.length, 0);
     let done = 0;
     for (const [i, layer] of layers.entries()) {
       const x = sampleRows(inputs.get(layer.node.input(0).name)!, layer.inChannels, rows);
-      const sizes = space.candidates[i]!;
-      const errors = quantizationErrors(layer, sizes.map((size) => specAt(auto[i]!.weight!, size)));
-      const out = await scorer.run({ x, d: errors });
+      const out = await scorer.run({ x, d: quantizationErrors(layer, specs[i]!) });
       table.push(Array.from(out.error!.data as Float32Array, (sum) => sum / x.dims[0]!));
-      context.progress('proxy table', (done += sizes.length), total);
+      context.progress('proxy table', (done += specs[i]!.length), total);
     }
   } finally {
     await scorer.release();
   }
-  return async (allocation: Allocation) => allocation.reduce((sum, size, i) => sum + table[i]![space.candidates[i]!.indexOf(size)]!, 0);
+  return table;
 }
 
 /** The float input of every layer on one calibration batch. */

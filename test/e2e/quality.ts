@@ -1,7 +1,7 @@
 /**
  * End-to-end image quality of a diffusion model against its FP twin: DDIM samples from shared seeds, paired
  * PSNR, label agreement under the digits classifier, and the Fréchet distance of the classifier's features to
- * the real digits. Shared by test/e2e/quality.test.ts and bench/quality-w8a8.ts.
+ * the real digits. Used by bench/quality.ts.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -62,16 +62,19 @@ export async function classify(images: Float32Array): Promise<{ features: Float3
   }
 }
 
-/** Mean PSNR (dB, peak-to-peak 2 for images in [-1, 1]) of each test image against its reference twin, over the first `count`. */
-export function pairedPsnr(reference: Float32Array, test: Float32Array, count: number): number {
-  let sum = 0;
-  for (let s = 0; s < count; s++) {
+/** PSNR (dB, peak-to-peak 2 for images in [-1, 1], capped at 100) of each of the first `count` test images against its reference twin. */
+export function psnrPerSample(reference: Float32Array, test: Float32Array, count: number): number[] {
+  return Array.from({ length: count }, (_, s) => {
     let mse = 0;
     for (let i = s * PIXELS; i < (s + 1) * PIXELS; i++) mse += (reference[i]! - test[i]!) ** 2;
     mse /= PIXELS;
-    sum += mse === 0 ? 100 : Math.min(100, 10 * Math.log10(4 / mse));
-  }
-  return sum / count;
+    return mse === 0 ? 100 : Math.min(100, 10 * Math.log10(4 / mse));
+  });
+}
+
+/** Mean paired PSNR over the first `count` images. */
+export function pairedPsnr(reference: Float32Array, test: Float32Array, count: number): number {
+  return psnrPerSample(reference, test, count).reduce((a, b) => a + b, 0) / count;
 }
 
 /** Fraction of the first `count` samples where both label lists agree. */
