@@ -40,6 +40,8 @@ export interface PassTiming {
 /** The sidecar `<out>.passes.json`. */
 export interface PassTimings {
   pipeline: string;
+  /** Building the recipe's calibration set, before the first pass. */
+  calibrationMilliseconds?: number;
   passes: PassTiming[];
   saveMilliseconds?: number;
   totalMilliseconds?: number;

@@ -124,7 +124,13 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   report.layerSqnr = { layers: layers.map((l) => l.name), timesteps, sqnrDb: sqnr.slice(1).map((row) => row.map(round)) };
   report.layers = compiledLayerRows(fp, quant);
   if (options.passTimings) {
-    report.passes = options.passTimings.timings.passes.map((p) => ({ name: p.pass, ms: p.milliseconds, modified: p.modified, statistics: p.statistics }));
+    // The steps around the passes keep the names the compile summary gives them, in parentheses.
+    const { calibrationMilliseconds, saveMilliseconds, passes } = options.passTimings.timings;
+    report.passes = [
+      ...(calibrationMilliseconds !== undefined ? [{ name: '(calibration set)', ms: calibrationMilliseconds, statistics: {} }] : []),
+      ...passes.map((p) => ({ name: p.pass, ms: p.milliseconds, modified: p.modified, statistics: p.statistics })),
+      ...(saveMilliseconds !== undefined ? [{ name: '(save)', ms: saveMilliseconds, statistics: {} }] : []),
+    ];
     report.passesSource = options.passTimings.source;
   }
 

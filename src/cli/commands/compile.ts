@@ -136,9 +136,12 @@ export const compileCommand: Command = {
         if (args.verbose) io.stderr(`${message}\n`);
       },
     };
+    let calibrationMs: number | undefined;
     if (recipe?.needsCalibration) {
+      const calibrationStarted = performance.now();
       const set = await buildRecipeCalibration(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed, io);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
+      calibrationMs = performance.now() - calibrationStarted;
     }
     const instrumentation: Instrumentation = {
       printIrAfterAll: args.printIrAfterAll,
@@ -188,7 +191,14 @@ export const compileCommand: Command = {
     model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
     saveModel(model, outputPath);
     const saveMs = performance.now() - saveStarted;
-    const timings: PassTimings = { pipeline: report.pipeline, passes: report.passes.map(({ pass, step, modified, milliseconds, statistics }) => ({ pass, step, modified, milliseconds: Math.round(milliseconds * 10) / 10, statistics })), saveMilliseconds: Math.round(saveMs * 10) / 10, totalMilliseconds: Math.round((performance.now() - started) * 10) / 10 };
+    const tenths = (ms: number) => Math.round(ms * 10) / 10;
+    const timings: PassTimings = {
+      pipeline: report.pipeline,
+      ...(calibrationMs !== undefined ? { calibrationMilliseconds: tenths(calibrationMs) } : {}),
+      passes: report.passes.map(({ pass, step, modified, milliseconds, statistics }) => ({ pass, step, modified, milliseconds: tenths(milliseconds), statistics })),
+      saveMilliseconds: tenths(saveMs),
+      totalMilliseconds: tenths(performance.now() - started),
+    };
     writeFileAtomic(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
     io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
     return 0;
