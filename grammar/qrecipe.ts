@@ -155,10 +155,13 @@ export class RecipeParser extends CstParser {
     });
   });
 
-  /** argument := (NAME ':')? value (COMPARISON value)? — `steps: 50`, `budget: mean >= 128`, `[32, 64]`. */
+  /**
+   * argument := ((NAME | 'keep') ':')? value (COMPARISON value)? — `steps: 50`, `budget: mean >= 128`,
+   * `[32, 64]`, `keep: [Softmax]` (the one keyword that is also an argument name: `precision fp16(keep: …)`).
+   */
   public argument = this.RULE('argument', () => {
     this.OPTION(() => {
-      this.CONSUME(Identifier, { LABEL: 'key' });
+      this.OR([{ ALT: () => this.CONSUME(Identifier, { LABEL: 'key' }) }, { ALT: () => this.CONSUME(Keep, { LABEL: 'key' }) }]);
       this.CONSUME(Colon);
     });
     this.SUBRULE(this.value, { LABEL: 'left' });

@@ -15,6 +15,7 @@ import { inferShapes } from '../ir/infer-shapes.js';
 import { discoverLayers } from '../ir/layers.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
+import { findTimestepInput } from './calibrate.js';
 import type { Pass, PassOptions, PassResult } from './pass.js';
 
 /** Structural regions a keep list may name besides op types. */
@@ -167,31 +168,48 @@ export function isKeepName(word: string): boolean {
 function keptNodes(model: Model, keep: Set<string>): Map<Node, string> {
   const kept = new Map<Node, string>();
   const graph = model.graph;
+  // What cannot be float16 first, so the statistics give that reason rather than a region's.
+  for (const node of graph.nodes) {
+    const domain = node.domain === 'ai.onnx' ? '' : node.domain;
+    const reason = FLOAT32_ONLY[node.opType as OpType];
+    if (reason && (domain === '' || domain === MS_DOMAIN)) kept.set(node, reason);
+    else if (!opSchema(node.opType, domain) || (domain !== '' && !isMsFloat16Op(node))) kept.set(node, 'unknown_op');
+    else if (node.implicitInputs.length > 0) kept.set(node, 'subgraph');
+  }
   if (keep.has('embed.time')) {
+    // The time MLP's layers and everything they read, as far as it depends on the timestep alone: in a
+    // quantized graph an adaLN behind Q/DQ can take the `embed.time` role, but it also reads the label.
+    const mixed = dependsOnOtherInputs(model);
     for (const layer of discoverLayers(model)) {
       if (layer.role !== 'embed.time') continue;
       const roots = [layer.node];
       // A token MatMul's bias is the Add right after it.
       const bias = layer.node.outputs[0]!.uses.length === 1 ? layer.node.outputs[0]!.uses[0]!.node : undefined;
       if (bias && isOp(bias, Op.Add) && bias.inputs.some((v) => v?.initializer)) roots.push(bias);
-      for (const node of [...roots, ...roots.flatMap(ancestors)]) if (!kept.has(node)) kept.set(node, 'embed.time');
+      for (const node of [...roots, ...roots.flatMap(ancestors)]) if (!kept.has(node) && !mixed.has(node)) kept.set(node, 'embed.time');
     }
   }
   if (keep.has('decomposed-norm')) for (const node of decomposedNorms(graph.nodes)) if (!kept.has(node)) kept.set(node, 'decomposed-norm');
-  for (const node of graph.nodes) {
-    if (kept.has(node)) continue;
-    const domain = node.domain === 'ai.onnx' ? '' : node.domain;
-    if (domain === '' && keep.has(node.opType)) kept.set(node, node.opType);
-    else if (FLOAT32_ONLY[node.opType as OpType] && (domain === '' || domain === MS_DOMAIN)) kept.set(node, FLOAT32_ONLY[node.opType as OpType]!);
-    else if (!opSchema(node.opType, domain) || (domain !== '' && !isMsFloat16Op(node))) kept.set(node, 'unknown_op');
-    else if (node.implicitInputs.length > 0) kept.set(node, 'subgraph');
-  }
+  for (const node of graph.nodes) if (!kept.has(node) && (node.domain === '' || node.domain === 'ai.onnx') && keep.has(node.opType)) kept.set(node, node.opType);
   return kept;
 }
 
 /** Contrib ops whose float16 form ORT implements (the rest of com.microsoft stays float32). */
 function isMsFloat16Op(node: Node): boolean {
   return isOp(node, Op.FastGelu) || isOp(node, Op.BiasGelu) || isOp(node, Op.QuickGelu);
+}
+
+/** Nodes that read (directly or not) a graph input other than the timestep; all of them when none is found. */
+function dependsOnOtherInputs(model: Model): Set<Node> {
+  const graph = model.graph;
+  const timestep = findTimestepInput(model);
+  const out = new Set<Node>();
+  if (!timestep) return new Set(graph.nodes);
+  const others = new Set(graph.inputs.filter((v) => v !== timestep && !v.initializer));
+  for (const node of graph.nodes) {
+    if ([...node.inputs, ...node.implicitInputs].some((v) => v && (others.has(v) || (v.producer && out.has(v.producer))))) out.add(node);
+  }
+  return out;
 }
 
 /** Every node `node` depends on (its backward cone), nearest first. */

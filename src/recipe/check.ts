@@ -4,11 +4,14 @@
  */
 import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../ir/layers.js';
+import { isKeepName } from '../passes/convert-float16.js';
 import { resolveSelection } from './select.js';
 import type { Recipe, Selection, SourceRef } from './types.js';
 
 /** Activation bit widths each target executes. */
 const ACTIVATION_BITS: Record<Recipe['target'], number[]> = { cpu: [8], webgpu: [8], cuda: [8], tensorrt: [8] };
+/** Float compute types each target runs (the `compute` line of each backend's capability table; a test keeps them equal). */
+export const COMPUTE_TYPES: Record<Recipe['target'], string[]> = { cpu: ['fp32'], webgpu: ['fp32'], cuda: ['fp32', 'fp16'], tensorrt: ['fp32', 'fp16'] };
 /** Weight bit widths each target stores (6-bit weights are stored as int8 codes on a 6-bit grid). */
 const WEIGHT_BITS: Record<Recipe['target'], number[]> = { cpu: [2, 3, 4, 5, 6, 7, 8], webgpu: [4, 8], cuda: [4, 8], tensorrt: [4, 8] };
 
@@ -16,6 +19,11 @@ const WEIGHT_BITS: Record<Recipe['target'], number[]> = { cpu: [2, 3, 4, 5, 6, 7
 export function checkRecipe(recipe: Recipe): Diagnostic[] {
   const out: Diagnostic[] = [];
   const error = (code: string, message: string, source?: SourceRef) => out.push({ severity: 'error', code, message, ...(source ? { span: source } : {}) });
+  if (!COMPUTE_TYPES[recipe.target].includes(recipe.precision)) {
+    error('E040', `target ${recipe.target} does not compute in ${recipe.precision} (its compute types: ${COMPUTE_TYPES[recipe.target].join(', ')})`, recipe.float16.source);
+  }
+  // JSON recipes reach here unchecked; the text front end has reported (and dropped) unknown names already.
+  for (const name of recipe.float16.keep) if (!isKeepName(name)) error('E015', `unknown op type or region '${name}' in the float16 keep list`, recipe.float16.source);
   for (const rule of recipe.rules) {
     if (rule.input && !ACTIVATION_BITS[recipe.target].includes(rule.input.bits)) {
       error('E040', `target ${recipe.target} cannot run ${rule.input.bits}-bit activations (supported: ${ACTIVATION_BITS[recipe.target].join(', ')})`, rule.source);

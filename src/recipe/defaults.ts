@@ -1,4 +1,5 @@
 /** Every recipe default, in one place: the visitor starts from these, JSON recipes are merged onto them. */
+import { DEFAULT_FLOAT16_KEEP } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
 import type { Recipe } from './types.js';
 
@@ -8,6 +9,7 @@ export function defaultRecipe(name: string): Recipe {
     name,
     target: 'cpu',
     precision: 'fp32',
+    float16: { keep: [...DEFAULT_FLOAT16_KEEP] },
     seed: 0,
     diffusion: {
       schedule: { kind: 'sidecar' },

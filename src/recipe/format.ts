@@ -9,7 +9,8 @@ export function formatRecipe(recipe: Recipe): string {
   const c = recipe.calibrate;
   const s = recipe.search;
   const lines: string[] = [`recipe ${JSON.stringify(recipe.name)} {`];
-  lines.push(`  target ${recipe.target}`, `  precision ${recipe.precision}`, `  seed ${recipe.seed}`, '');
+  const precision = recipe.precision === 'fp16' ? `fp16(keep: [${recipe.float16.keep.join(', ')}])` : 'fp32';
+  lines.push(`  target ${recipe.target}`, `  precision ${precision}`, `  seed ${recipe.seed}`, '');
   lines.push('  diffusion {');
   lines.push(`    schedule ${schedule(recipe)}`, `    prediction ${d.prediction}`, `    sampler ${sampler(recipe)}`, `    guidance ${num(d.guidance)}`, `    classes ${d.classes}`);
   lines.push('  }', '');

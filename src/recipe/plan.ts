@@ -1,9 +1,11 @@
 /**
  * Planning: a checked recipe and a model's layers become the quantization plan (per layer) and the pass
  * pipeline that carries it out, in the order the methods need: equivalent scaling first (it changes the
- * weights that later steps quantize), then group-size search, GPTQ Hessians, weights, activations, clean-up.
+ * weights that later steps quantize), then group-size search, GPTQ Hessians, weights, activations, the
+ * float16 conversion (`precision fp16`), clean-up.
  */
 import type { Layer } from '../ir/layers.js';
+import { KEEP_NONE } from '../passes/convert-float16.js';
 import type { QuantPlan } from '../passes/quant-plan.js';
 import { selectForTransform } from './select.js';
 import type { Recipe, Selection } from './types.js';
@@ -57,6 +59,8 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
     if (needsStatistics) steps.push(`calibrate{ema=${recipe.calibrate.ema},timesteps=${T}}`);
     steps.push(`quantize-activations{timesteps=${T}}`);
   }
+  // After quantization (its Q/DQ stay float32, with Casts to the float16 compute around them), before clean-up.
+  if (recipe.precision === 'fp16') steps.push(`convert-float16{keep=${recipe.float16.keep.length > 0 ? recipe.float16.keep.join('|') : KEEP_NONE}}`);
   steps.push('cleanup');
   return { plan, pipeline: steps.join(','), needsCalibration };
 }

@@ -72,12 +72,13 @@ export const recipeSchema = {
   $id: 'https://qcompile.dev/schema/qrecipe.json',
   title: 'qcompile recipe',
   type: 'object',
-  required: ['name', 'target', 'precision', 'seed', 'diffusion', 'calibrate', 'rules', 'keep', 'transforms', 'search'],
+  required: ['name', 'target', 'precision', 'float16', 'seed', 'diffusion', 'calibrate', 'rules', 'keep', 'transforms', 'search'],
   additionalProperties: false,
   properties: {
     name: { type: 'string' },
     target: { enum: ['cpu', 'webgpu', 'cuda', 'tensorrt'] },
     precision: { enum: ['fp32', 'fp16'] },
+    float16: { type: 'object', required: ['keep'], additionalProperties: false, properties: { keep: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true }, source } },
     seed: { type: 'integer', minimum: 0 },
     diffusion: {
       type: 'object',

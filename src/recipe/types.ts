@@ -83,6 +83,8 @@ export interface Recipe {
   target: Target;
   /** Precision of what stays unquantized. */
   precision: 'fp32' | 'fp16';
+  /** With `precision fp16`: the op types and regions (`decomposed-norm`, `embed.time`) left in float32, and where the statement was written. */
+  float16: { keep: string[]; source?: SourceRef };
   seed: number;
   diffusion: {
     schedule: ScheduleSpec;

@@ -5,10 +5,12 @@
 import type { CstNode } from 'chevrotain';
 import { didYouMean, type Diagnostic } from '../diagnostics.js';
 import { LAYER_ROLES } from '../ir/layers.js';
+import { Op } from '../ir/ops.js';
+import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, Granularity, RangeMethod, Rounding, WeightQuantSpec } from '../passes/quant-plan.js';
 import { GPTQ_DEFAULTS, RANGE_DEFAULTS, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
-import type { Recipe, Selector, TimestepStrategy } from './types.js';
+import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
 /** Role groups a selector may name: `attn` selects every `attn.*` role. */
 export const ROLE_GROUPS = ['attn', 'mlp', 'embed', 'res', 'conv'] as const;
@@ -92,12 +94,8 @@ class RecipeVisitor {
         else this.unknown('E015', 'target', word, TARGETS, term.range);
         return;
       }
-      case 'precision': {
-        const word = this.word(term, 'precision');
-        if (word === 'fp32' || word === 'fp16') r.precision = word;
-        else if (word !== undefined) this.unknown('E015', 'precision', word, ['fp32', 'fp16'], term.range);
-        return;
-      }
+      case 'precision':
+        return this.precision(term, this.source(node));
       case 'seed': {
         const n = this.integer(term, 'seed', 0);
         if (n !== undefined) r.seed = n;
@@ -106,6 +104,37 @@ class RecipeVisitor {
       default:
         this.unknown('E010', 'statement', nameToken.image, ['target', 'precision', 'seed', 'diffusion', 'calibrate', 'search', 'quantize', 'keep', 'transform'], tokenRange(nameToken));
     }
+  }
+
+  /** `precision fp32`, `precision fp16`, `precision fp16(keep: [LayerNormalization, Softmax, embed.time])`. */
+  private precision(term: Term, source: SourceRef | undefined): void {
+    const call = this.callTerm(term, 'precision');
+    if (!call) return;
+    if (call.name !== 'fp32' && call.name !== 'fp16') return this.unknown('E015', 'precision', call.name, ['fp32', 'fp16'], call.range);
+    const r = this.recipeValue;
+    r.precision = call.name;
+    if (call.name === 'fp32') {
+      this.args(call, []);
+      return;
+    }
+    r.float16 = { keep: [...DEFAULT_FLOAT16_KEEP], ...(source ? { source } : {}) };
+    const keep = this.args(call, ['keep']).get('keep');
+    if (!keep) return;
+    if (keep.left.kind !== 'list' || keep.comparison) return this.error('E014', `argument 'keep' expects a list like [LayerNormalization, Softmax, embed.time], found ${describeValue(keep.left)}`, keep.range);
+    const names: string[] = [];
+    for (const item of keep.left.items) {
+      if (item.kind !== 'name') this.error('E014', `keep expects op types and regions, found ${describeValue(item)}`, item.range);
+      else if (!isKeepName(item.value)) {
+        const choices = [...Object.values(Op), ...Object.keys(FLOAT16_REGIONS)];
+        // Abbreviations (`LayerNorm`) are too far for the edit distance: a unique prefix match suggests too.
+        const prefixed = choices.filter((c) => c.toLowerCase().startsWith(item.value.toLowerCase()));
+        const suggestion = didYouMean(item.value, choices) ?? (prefixed.length === 1 ? prefixed[0] : undefined);
+        this.error('E015', `unknown op type or region '${item.value}'${suggestion ? ` (did you mean '${suggestion}'?)` : ''}`, item.range);
+      }
+      else if (names.includes(item.value)) this.error('E016', `'${item.value}' is listed twice`, item.range);
+      else names.push(item.value);
+    }
+    r.float16.keep = names;
   }
 
   private block(node: CstNode): void {
