@@ -24,7 +24,7 @@ export const tensorRtCapabilities: CapabilityTable = {
   compute: ['fp32', 'fp16'],
   notes: [
     'asymmetric 8-bit weights and static activations are rejected unless --allow-requantize re-expresses them symmetrically (numerics change; each layer is listed)',
-    'runtime-scaled (dynamic, per-timestep) activations are rejected', 'fp16 compute: no float16 conversion pass yet', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)',
+    'runtime-scaled (dynamic, per-timestep) activations are rejected', 'fp16 compute: `precision fp16` (convert-float16; Q/DQ stay float32 behind Casts)', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)',
   ],
 };
 
