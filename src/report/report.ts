@@ -75,7 +75,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .chart text.title{font-weight:600;font-size:13px}.chart text.tick{font-size:10px;fill:#444}
 .chart text.label{font-size:11px}.chart .axis{stroke:#333}.chart .grid{stroke:#eee}
 .grids{display:flex;gap:16px;flex-wrap:wrap}.grids figure{margin:0}.grids img{image-rendering:pixelated;border:1px solid #ccc}
-pre{background:#f7f7f7;padding:8px;overflow:auto}.muted{color:#666}td.text{text-align:left}
+pre{background:#f7f7f7;padding:8px;overflow:auto}.muted{color:#666}td.text,th.text{text-align:left}table.layers td,table.passes td{white-space:nowrap}table.passes td.stats{white-space:normal}
 `;
 
 /** Renders the report page. Deterministic for the same report. */
@@ -144,7 +144,7 @@ function layersSection(layers: LayerRow[]): string {
   const histogram = [...sizes.entries()].sort((a, b) => a[0] - b[0]);
   const summary = histogram.length ? `<p>Group sizes: ${histogram.map(([size, n]) => `<b>${size}</b> × ${n}`).join(', ')}</p>` : '';
   return (
-    `<h2>Layers</h2>${summary}<table class="layers"><tr><th>layer</th><th>role</th><th>weight</th><th>group</th><th>input</th><th>scaling s</th></tr>${rows}</table>`
+    `<h2>Layers</h2>${summary}<table class="layers"><tr><th>layer</th><th class="text">role</th><th class="text">weight</th><th>group</th><th class="text">input</th><th class="text">scaling s</th></tr>${rows}</table>`
   );
 }
 
@@ -159,13 +159,13 @@ function passesSection(passes: PassRow[], source: string | undefined): string {
       const stats = Object.entries(p.statistics)
         .map(([k, v]) => `${escapeXml(k)}=${escapeXml(String(v))}`)
         .join(' ');
-      return `<tr><td>${escapeXml(p.name)}</td><td>${p.ms.toFixed(1)} ms</td><td class="text">${p.modified === undefined ? '' : p.modified ? 'yes' : 'no'}</td><td class="text">${stats}</td></tr>`;
+      return `<tr><td>${escapeXml(p.name)}</td><td>${p.ms.toFixed(1)} ms</td><td class="text">${p.modified === undefined ? '' : p.modified ? 'yes' : 'no'}</td><td class="text stats">${stats}</td></tr>`;
     })
     .join('');
   const total = passes.reduce((n, p) => n + p.ms, 0);
   return (
     `<h2>Passes</h2>${source ? `<p class="muted">from ${escapeXml(source)}; total ${(total / 1000).toFixed(2)} s</p>` : ''}${chart}` +
-    `<table class="passes"><tr><th>pass</th><th>time</th><th>changed</th><th>statistics</th></tr>${rows}</table>`
+    `<table class="passes"><tr><th>pass</th><th>time</th><th class="text">changed</th><th class="text">statistics</th></tr>${rows}</table>`
   );
 }
 

@@ -47,9 +47,8 @@ function describeActivationForm(form: ActivationForm): string {
 
 function weightForm(layer: Layer, node: Node): { form: WeightForm; kernel?: string } | undefined {
   if (isOp(node, Op.MatMulNBits)) {
-    // Codes are stored unsigned with zero point 8 when omitted: a symmetric signed grid.
-    const symmetric = node.inputs[3] === undefined;
-    const form: WeightForm = { op: layer.opType, bits: node.intAttr('bits', 4), granularity: 'group', groupSize: node.intAttr('block_size', 0), symmetric, signed: symmetric };
+    // Codes are stored offset to unsigned (zero point 8 when omitted), so signedness is not recoverable.
+    const form: WeightForm = { op: layer.opType, bits: node.intAttr('bits', 4), granularity: 'group', groupSize: node.intAttr('block_size', 0), symmetric: node.inputs[3] === undefined, signed: true };
     return { form, kernel: 'MatMulNBits' };
   }
   const dq = node.inputs[1]?.producer;
@@ -57,34 +56,53 @@ function weightForm(layer: Layer, node: Node): { form: WeightForm; kernel?: stri
   return { form: weightFormOf({ name: layer.name, node, dq }) };
 }
 
-/** The input activation's quantization: a Q/DQ pair (static, per-timestep, dynamic) or its fake-quant ops. */
+/** The input activation's quantization: a Q/DQ pair (static, per-timestep, dynamic) or fake-quant ops. */
 function activationForm(node: Node): string | undefined {
   const x = node.inputs[0];
-  const dequantize = x?.producer;
-  if (!dequantize) return undefined;
-  const quantize = isOp(dequantize, Op.DequantizeLinear) ? dequantize.inputs[0]?.producer : undefined;
+  let producer = x?.producer;
+  if (!producer) return undefined;
+  const quantize = isOp(producer, Op.DequantizeLinear) ? producer.inputs[0]?.producer : undefined;
   if (quantize && (isOp(quantize, Op.QuantizeLinear) || isOp(quantize, Op.DynamicQuantizeLinear))) {
-    return describeActivationForm(activationFormOf({ name: node.name, quantize, dequantize, consumer: node }));
+    return describeActivationForm(activationFormOf({ name: node.name, quantize, dequantize: producer, consumer: node }));
   }
-  return isOp(dequantize, Op.Mul) ? fakeQuantForm(dequantize) : undefined;
+  // Per-token-group dynamic scales run on a [..., C/g, g] view that is reshaped back.
+  const grouped = isOp(producer, Op.Reshape);
+  if (grouped) producer = producer.inputs[0]?.producer;
+  return producer && isOp(producer, Op.Mul) ? fakeQuantForm(producer, grouped) : undefined;
 }
 
-/** `Mul(Clip(Round(Div(x, s)) (+ zp), lo, hi) (− zp), s)`: the grid's bits from the Clip bounds. */
-function fakeQuantForm(mul: Node): string | undefined {
-  let value: Value | undefined = mul.inputs[0];
-  for (let hops = 0; value?.producer && hops < 2; hops++) {
-    const producer: Node = value.producer;
-    if (isOp(producer, Op.Clip)) {
-      const lo = producer.inputs[1]?.initializer?.toNumbers()[0];
-      const hi = producer.inputs[2]?.initializer?.toNumbers()[0];
-      if (lo === undefined || hi === undefined || hi <= lo) return undefined;
-      const rounds = producer.inputs[0]?.producer;
-      const round = rounds && isOp(rounds, Op.Add) ? rounds.inputs[0]?.producer : rounds;
-      if (!round || !isOp(round, Op.Round)) return undefined;
-      const bits = Math.round(Math.log2(hi - lo + 1));
-      return `${lo < 0 ? 'int' : 'uint'}${bits} ${lo < 0 && hi === -lo - 1 && !(rounds && isOp(rounds, Op.Add)) ? 'sym' : 'asym'} fake-quant`;
+/**
+ * `Mul(Clip(Round(Div(x, s)) (+ zp), lo, hi) (− zp), s)`, as quantize-activations writes dynamic and
+ * per-timestep scales: bits from the Clip bounds, the mode from where s comes from.
+ */
+function fakeQuantForm(mul: Node, grouped: boolean): string | undefined {
+  let clip = mul.inputs[0]?.producer;
+  const shifted = clip !== undefined && isOp(clip, Op.Sub);
+  if (clip && shifted) clip = clip.inputs[0]?.producer;
+  if (!clip || !isOp(clip, Op.Clip)) return undefined;
+  const lo = clip.inputs[1]?.initializer?.toNumbers()[0];
+  const hi = clip.inputs[2]?.initializer?.toNumbers()[0];
+  if (lo === undefined || hi === undefined || hi <= lo) return undefined;
+  const bits = Math.ceil(Math.log2(hi - lo + 1));
+  return `${lo < 0 ? 'int' : 'uint'}${bits} ${shifted ? 'asym' : 'sym'} ${scaleMode(mul.input(1), grouped)} (fake-quant)`;
+}
+
+/** `static` (a constant), `per-timestep` (gathered from a table) or `dynamic <granularity>` (reduced from x). */
+function scaleMode(scale: Value, grouped: boolean): string {
+  if (scale.isConstant) return 'static';
+  const seen = new Set<Node>();
+  const queue: Node[] = scale.producer ? [scale.producer] : [];
+  while (queue.length > 0 && seen.size < 16) {
+    const node = queue.shift()!;
+    if (seen.has(node)) continue;
+    seen.add(node);
+    if (isOp(node, Op.Gather) && node.input(0).isConstant) return 'per-timestep';
+    if (isOp(node, Op.ReduceMax) || isOp(node, Op.ReduceMin)) {
+      if (grouped) return 'dynamic per-token-group';
+      const axes = node.inputs[1]?.initializer?.toNumbers() ?? node.intsAttr('axes', []);
+      return axes.length === 1 && axes[0]! >= 2 ? 'dynamic per-token' : 'dynamic per-sample';
     }
-    value = producer.inputs[0];
+    for (const input of node.inputs) if (input?.producer) queue.push(input.producer);
   }
-  return undefined;
+  return 'dynamic';
 }

@@ -51,7 +51,7 @@ describe('report.html', () => {
     expect(html).toContain('smooth-quant: 0.5 … 1 … 8');
     expect(html).toContain('Group sizes: <b>64</b> × 1, <b>128</b> × 1');
     expect(html).toContain('aria-label="time per pass"');
-    expect(html).toContain('<td>search-group-sizes</td><td>1234.5 ms</td><td class="text">no</td><td class="text">group_64=1 group_128=1</td>');
+    expect(html).toContain('<td>search-group-sizes</td><td>1234.5 ms</td><td class="text">no</td><td class="text stats">group_64=1 group_128=1</td>');
     expect(html).toContain('from q.onnx.passes.json; total 1.31 s');
     expect(html).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org)/);
   });
