@@ -2,9 +2,11 @@
  * The CLI glue between a recipe file and the pass pipeline: read and check the recipe against the model,
  * print its diagnostics, plan, and build the calibration batches its steps need.
  */
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
+import { writeFileAtomic } from '../ir/atomic-file.js';
 import { discoverLayers } from '../ir/layers.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { QuantPlan } from '../passes/quant-plan.js';
@@ -13,6 +15,7 @@ import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';
 import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
+import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, epsModel, type CalibrationSet } from '../runtime/calibration.js';
 import { makeSchedule, readSidecar, scheduleFromSidecar } from '../runtime/diffusion.js';
 import type { CliIO } from './command.js';
@@ -20,6 +23,8 @@ import type { CliIO } from './command.js';
 /** A recipe ready to run. */
 export interface PlannedRecipe {
   recipe: Recipe;
+  /** The recipe file (its folder anchors relative paths in it). */
+  path: string;
   plan: QuantPlan;
   entries: PipelineEntry[];
   pipeline: string;
@@ -38,7 +43,7 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
     diagnostics.push(...checkRecipe(parsed.recipe), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
       const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
-      planned = { recipe: parsed.recipe, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };
+      planned = { recipe: parsed.recipe, path: recipePath, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };
     }
   }
   for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
@@ -46,14 +51,28 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   return planned;
 }
 
-/** Builds the calibration batches a recipe asks for, from the FP model's own DDIM trajectories. */
-export async function buildRecipeCalibration(recipe: Recipe, model: Model, modelPath: string, seed: number, io: CliIO): Promise<CalibrationSet> {
+/**
+ * The calibration batches a recipe asks for, from the FP model's own DDIM trajectories — or from the recipe's
+ * `cache` file (relative to the recipe) when it was recorded for this model and these settings; a fresh set is
+ * written back to it atomically.
+ */
+export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO): Promise<CalibrationSet> {
   const d = recipe.diffusion;
   const schedule = d.schedule.kind === 'sidecar' ? scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json'))) : d.schedule.kind === 'cosine' ? makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction) : makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
   if (d.sampler.kind !== 'ddim' || d.sampler.eta !== 0) throw new Error('calibration trajectories use DDIM with eta 0: set `sampler ddim(steps: N)` in the recipe');
   const labelTable = discoverLayers(model).find((l) => l.role === 'embed.label');
   const classes = d.classes || labelTable?.outChannels || 0;
   const io_ = diffusionIO(model, classes);
+  const cachePath = recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
+  const key: CalibrationKey = { modelSha256: cachePath ? modelFilesSha256(model, modelPath) : '', strategy: recipe.calibrate.timesteps, seed, samplerSteps: d.sampler.steps, samples: recipe.calibrate.samples, batch: recipe.calibrate.batch, classes };
+  if (cachePath && existsSync(cachePath)) {
+    const cached = decodeCalibrationCache(readFileSync(cachePath), key, io_);
+    if (cached.ok) {
+      io.stderr(`calibration: ${cached.set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) from ${cachePath}\n`);
+      return cached.set;
+    }
+    io.stderr(`calibration: not using ${cachePath}: ${cached.reason}\n`);
+  }
   const { eps, release } = await epsModel(model, io_);
   const started = performance.now();
   try {
@@ -68,6 +87,10 @@ export async function buildRecipeCalibration(recipe: Recipe, model: Model, model
       },
     });
     io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    if (cachePath) {
+      writeFileAtomic(cachePath, encodeCalibrationCache(key, set, io_));
+      io.stderr(`calibration: cached in ${cachePath}\n`);
+    }
     return set;
   } finally {
     await release();

@@ -139,7 +139,7 @@ export const compileCommand: Command = {
     let calibrationMs: number | undefined;
     if (recipe?.needsCalibration) {
       const calibrationStarted = performance.now();
-      const set = await buildRecipeCalibration(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed, io);
+      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
       calibrationMs = performance.now() - calibrationStarted;
     }

@@ -1,0 +1,64 @@
+/* eslint-disable no-restricted-imports -- the cache's user is the compile command: it is tested through it */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { CliIO } from '../../src/cli/command.js';
+import { main } from '../../src/cli/main.js';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../../src/runtime/calibration-cache.js';
+import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+
+const DIR = resolve('test/fixtures/dit-digits');
+const MODEL = join(DIR, 'model.onnx');
+
+async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const io: CliIO = { stdout: () => {}, stderr: (t) => void (stderr += t), cwd: process.cwd() };
+  return { code: await main(args, io), stderr };
+}
+
+describe('calibration cache', () => {
+  it('round-trips a calibration set batch for batch; another model, seed or batch size is refused with a reason', async () => {
+    const model = loadModelSync(MODEL);
+    const io = diffusionIO(model, 10);
+    const { eps, release } = await epsModel(model, io);
+    const strategy = { kind: 'ndtc' as const, mean: 0.4, std: 0.4 };
+    const set = await buildCalibrationSet(eps, scheduleFromSidecar(readSidecar(join(DIR, 'schedule.json'))), io, { samples: 10, batch: 4, steps: 10, strategy, seed: 4 }).finally(release);
+    const key: CalibrationKey = { modelSha256: modelFilesSha256(model, MODEL), strategy, seed: 4, samplerSteps: 10, samples: 10, batch: 4, classes: 10 };
+    const bytes = encodeCalibrationCache(key, set, io);
+    const back = decodeCalibrationCache(bytes, key, io);
+    expect(back.ok).toBe(true);
+    if (back.ok) {
+      expect(back.set.timesteps).toEqual(set.timesteps);
+      expect(back.set.batches.map((b) => b.x!.dims)).toEqual([[4, 1, 16, 16], [4, 1, 16, 16], [2, 1, 16, 16]]);
+      back.set.batches.forEach((batch, i) => {
+        for (const name of ['x', 't', 'y']) expect([...(batch[name]!.data as ArrayLike<number | bigint> & Iterable<number | bigint>)]).toEqual([...(set.batches[i]![name]!.data as ArrayLike<number | bigint> & Iterable<number | bigint>)]);
+      });
+    }
+    expect(decodeCalibrationCache(bytes, { ...key, modelSha256: 'f'.repeat(64) }, io)).toEqual({ ok: false, reason: expect.stringMatching(/^calibration cache is stale: it was built for model sha256 [0-9a-f]{12}…/) });
+    expect(decodeCalibrationCache(bytes, { ...key, seed: 5 }, io)).toEqual({ ok: false, reason: 'calibration cache is stale: seed was 4, now 5' });
+    expect(decodeCalibrationCache(bytes, { ...key, batch: 8 }, io)).toEqual({ ok: false, reason: 'calibration cache is stale: batch was 4, now 8' });
+    expect(decodeCalibrationCache(bytes.subarray(0, bytes.length - 1), key, io).ok).toBe(false);
+  });
+
+  it('a recipe with `cache` records once, then compiles from the file to the same bytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qcompile-cache-'));
+    const recipe = (seed: number) => `recipe "cached" {\n  seed ${seed}\n  calibrate {\n    samples 16\n    batch 8\n    sampler ddim(steps: 10)\n    cache "calibration.bin"\n  }\n  quantize attn, mlp {\n    weight int8 sym per-channel\n    input int8 sym static\n  }\n}\n`;
+    writeFileSync(join(dir, 'r.qrecipe'), recipe(0));
+    const first = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'a.onnx')]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain(`calibration: cached in ${join(dir, 'calibration.bin')}`);
+    const second = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'b.onnx')]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain(`calibration: 16 samples (uniform) from ${join(dir, 'calibration.bin')}`);
+    expect(readFileSync(join(dir, 'b.onnx')).equals(readFileSync(join(dir, 'a.onnx')))).toBe(true);
+
+    writeFileSync(join(dir, 'r.qrecipe'), recipe(1));
+    const reseeded = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'c.onnx')]);
+    expect(reseeded.code, reseeded.stderr).toBe(0);
+    expect(reseeded.stderr).toContain('calibration: not using');
+    expect(reseeded.stderr).toContain('seed was 0, now 1');
+  });
+});
