@@ -35,6 +35,11 @@ describe('the compiled layers, as the report reads them', () => {
     expect(rows.find((r) => r.name === 'embed.patch')).toMatchObject({ weight: 'float', input: 'float' });
     expect(rows.filter((r) => r.groupSize === 64).length).toBe(31);
 
+    // The choices are deterministic facts: a second compile writes the same bytes (timings live in the sidecar).
+    const again = join(dir, 'again.onnx');
+    expect(await main([MODEL, '--passes', 'weight-dilation,select-layers{bits=4,group=64,symmetric=false},quantize-weights,cleanup', '--target', 'cpu', '-o', again], capture())).toBe(0);
+    expect(readFileSync(again).equals(readFileSync(out))).toBe(true);
+
     const timings = decodePassTimings(readFileSync(`${out}.passes.json`, 'utf8'))!;
     expect(timings.passes.map((p) => p.pass)).toEqual(['weight-dilation', 'select-layers', 'quantize-weights', 'cleanup', 'lower-cpu']);
     expect(timings.passes[0]!.statistics.channels).toBe(1536);
