@@ -36,7 +36,7 @@ describe('the compiled layers, as the report reads them', () => {
     expect(rows.filter((r) => r.groupSize === 64).length).toBe(31);
 
     // The choices are deterministic facts: a second compile writes the same bytes (timings live in the sidecar).
-    const again = join(dir, 'again.onnx');
+    const again = join(mkdtempSync(join(tmpdir(), 'qc-layers-')), 'q.onnx'); // same name: it is written into the model
     expect(await main([MODEL, '--passes', 'weight-dilation,select-layers{bits=4,group=64,symmetric=false},quantize-weights,cleanup', '--target', 'cpu', '-o', again], capture())).toBe(0);
     expect(readFileSync(again).equals(readFileSync(out))).toBe(true);
 
