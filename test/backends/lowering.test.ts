@@ -8,7 +8,7 @@ import { MS_DOMAIN, Op, isOp } from '../../src/ir/ops.js';
 import { assertValid } from '../../src/ir/verify.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { maxAbsDiff, sqnrDb } from '../passes/fixture.js';
-import { runEps, w4a16, w8a8 } from './quantized-fixtures.js';
+import { runEps, w4a16, w8a8, w8g128 } from './quantized-fixtures.js';
 
 const count = (model: Model, op: string): number => model.graph.nodes.filter((n) => n.opType === op).length;
 
@@ -47,6 +47,31 @@ describe('rtn-w4a16-g128 on dit-digits', () => {
   });
 });
 
+describe('int8 groups of 128 on dit-digits', () => {
+  it('webgpu: every layer becomes MatMulNBits bits 8 with uint8 zero points [N·nb]; eps within 1e-4 of the DQ graph', async () => {
+    const model = await w8g128();
+    const reference = await runEps(model);
+    const result = backends.webgpu.lower(model);
+    assertValid(model);
+    expect(result.statistics.matmul_nbits).toBe(31);
+    const nbits = model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits));
+    expect(nbits.every((n) => n.intAttr('bits', 0) === 8 && n.intAttr('block_size', 0) === 128)).toBe(true);
+    for (const n of nbits) {
+      const [N, blocks, bytes] = n.input(1).initializer!.dims;
+      expect(bytes).toBe(128);
+      expect(n.inputs[3]?.initializer?.dims).toEqual([N! * blocks!]); // asymmetric: one zero-point byte per block
+    }
+    expect(count(model, Op.DequantizeLinear)).toBe(0);
+    expect(maxAbsDiff(reference, await runEps(model))).toBeLessThan(1e-4);
+  });
+
+  it('cpu keeps them as blocked DequantizeLinear', async () => {
+    const model = await w8g128();
+    backends.cpu.lower(model);
+    expect(count(model, Op.MatMulNBits)).toBe(0);
+  });
+});
+
 describe('ptq4dm-w8a8 style on dit-digits', () => {
   it('cpu keeps int8 Q/DQ for ORT QDQ fusion; fused (optimization all) eps SQNR vs the exact Q/DQ graph above 50 dB', async () => {
     const model = await w8a8(false);
@@ -57,14 +82,16 @@ describe('ptq4dm-w8a8 style on dit-digits', () => {
     expect(sqnrDb(exact, fused)).toBeGreaterThan(50);
   });
 
-  it('webgpu: activation Q/DQ becomes Div/Round/Clip/Mul (no QuantizeLinear left), identical eps', async () => {
+  it('webgpu: activation Q/DQ becomes Div/Floor/Where/Clip/Mul (no QuantizeLinear or Round: no WebGPU kernels), identical eps', async () => {
     const model = await w8a8(false);
     const exact = await runEps(model);
     const result = backends.webgpu.lower(model);
     assertValid(model);
     expect(result.statistics.activation_fake_quant).toBe(25);
     expect(count(model, Op.QuantizeLinear)).toBe(0);
-    expect(count(model, Op.Round)).toBe(25);
+    expect(count(model, Op.Round)).toBe(0);
+    expect(count(model, Op.Floor)).toBe(50); // half-to-even: Floor(v + 0.5) and the parity of the result
+    expect(count(model, Op.Where)).toBe(25);
     expect(count(model, Op.DequantizeLinear)).toBe(31); // int8 weights: DQ has a WebGPU kernel
     expect(maxAbsDiff(exact, await runEps(model))).toBeLessThan(1e-5);
   });

@@ -43,6 +43,14 @@ export async function w4a16(): Promise<Model> {
   return model;
 }
 
+/** W8 groups of 128 (int8 asymmetric): the weight form webgpu lowers to MatMulNBits bits 8. */
+export async function w8g128(): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+  const weight: WeightQuantSpec = { bits: 8, symmetric: false, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  await quantizeWeights.run(model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
+  return model;
+}
+
 let calibrationSet: Promise<TensorMap[]> | undefined;
 
 /** A small calibration set from FP DDIM-10 trajectories (shared by every W8A8 model of a test file). */
