@@ -7,7 +7,7 @@
  */
 import type { Model, Node, Value } from './core.js';
 import { DataType } from './dtype.js';
-import { Op, isOp } from './ops.js';
+import { Op, isOp, type OpType } from './ops.js';
 
 /** What a layer does in the model. */
 export type LayerRole =
@@ -178,6 +178,40 @@ const GELU_DEPTH = 8;
 const ELEMENTWISE = new Set<string>([Op.Add, Op.Mul, Op.Sub, Op.Div, Op.Pow, Op.Tanh, Op.Erf, Op.Sigmoid, Op.Relu, Op.Sqrt, Op.Cast]);
 const LAYOUT = new Set<string>([Op.Reshape, Op.Transpose, Op.Unsqueeze, Op.Squeeze, Op.Flatten, Op.Identity, Op.Gather, Op.Slice, Op.Split, Op.Concat]);
 
+/**
+ * The float value an activation quantizer reads, when `value` is its output: a QuantizeLinear→DequantizeLinear
+ * pair, or the fake-quant chain qcompile emits (Div → Round → [Add zp] → Clip → [Sub zp] → Mul, optionally
+ * between a grouping Reshape and its inverse). Roles are judged on what the layer reads before quantization.
+ */
+export function beforeActivationQuantization(value: Value): Value {
+  for (;;) {
+    const p = value.producer;
+    const q = p && isOp(p, Op.DequantizeLinear) ? p.inputs[0]?.producer : undefined;
+    if (q && isOp(q, Op.QuantizeLinear)) {
+      value = q.input(0);
+      continue;
+    }
+    const source = fakeQuantSource(value);
+    if (!source) return value;
+    value = source;
+  }
+}
+
+function fakeQuantSource(value: Value): Value | undefined {
+  const step = (v: Value, op: OpType): Value | undefined => (v.producer && isOp(v.producer, op) ? v.producer.input(0) : undefined);
+  const ungrouped = step(value, Op.Reshape);
+  let v = step(ungrouped ?? value, Op.Mul);
+  if (!v) return undefined;
+  v = step(v, Op.Sub) ?? v;
+  v = step(v, Op.Clip);
+  if (!v) return undefined;
+  v = step(v, Op.Add) ?? v;
+  v = step(v, Op.Round);
+  const x = v && step(v, Op.Div);
+  if (!x) return undefined;
+  return ungrouped ? (step(x, Op.Reshape) ?? x) : x;
+}
+
 /** Structural queries over one graph, memoized per call of discoverLayers. */
 class DiscoveryContext {
   /** Float rank-4 graph inputs: the image (or latent) the model denoises. */
@@ -190,7 +224,7 @@ class DiscoveryContext {
   /** The role of a weighted node; `earlier` holds the roles of the layers before it in topological order. */
   roleOf(node: Node, earlier: ReadonlyMap<Node, LayerRole>): LayerRole {
     if (isOp(node, Op.Gather)) return 'embed.label';
-    const input = node.input(isOp(node, Op.Gather) ? 1 : 0);
+    const input = beforeActivationQuantization(node.input(0));
     if (isOp(node, Op.Conv) || isOp(node, Op.ConvTranspose)) return this.convRole(node, input);
     if (this.isSilu(input) && this.feedsSplit(node)) return 'adaln';
     if (this.isSilu(input) && this.feedsConvOutput(node)) return 'res.time';
@@ -246,7 +280,7 @@ class DiscoveryContext {
     // adaLN layers belong to the block whose layers their chunks modulate.
     for (const node of nodes) {
       if (roles.get(node) !== 'adaln') continue;
-      const consumer = nodes.find((other) => blocks.has(other) && this.modulatedBy(other.input(0), node));
+      const consumer = nodes.find((other) => blocks.has(other) && this.modulatedBy(beforeActivationQuantization(other.input(0)), node));
       if (consumer) blocks.set(node, blocks.get(consumer)!);
     }
     return blocks;

@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
+import { calibrate } from '../../src/passes/calibrate.js';
+import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
+import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { calibrationBatches } from '../passes/calibration-fixture.js';
 import type { Model, Value } from '../../src/ir/core.js';
 import { Op, isOp, type OpType } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
@@ -92,6 +97,24 @@ describe('layer discovery on the dit-digits fixture', () => {
     const after = discoverLayers(model);
     expect(after.map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
     expect(after.filter((l) => l.quantized).length).toBe(plan.size);
+  });
+
+  // Activation quantization sits between a layer and what it reads (adaLN reads SiLU(c) through it): roles are
+  // judged on the float value before the quantizer, whichever form it takes.
+  it.each([
+    ['static Q/DQ', { kind: 'static' }, false],
+    ['per-timestep fake-quant, asymmetric', { kind: 'per-timestep', groups: 4 }, false],
+    ['dynamic per-token-group fake-quant', { kind: 'dynamic', granularity: 'per-token-group', groupSize: 32 }, true],
+  ] as const)('keeps every name and role behind %s activations', async (_, mode, symmetric) => {
+    const model = loadModelSync(FIXTURE);
+    const weight = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
+    const input = { bits: 8, symmetric, mode, range: { kind: 'minmax' } } as const;
+    const plan = new Map(layers.filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
+    const context = { seed: 0, plan, executor: new OrtExecutor(), artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, calibrationBatches(8, 8)]]), progress: () => {}, log: () => {} };
+    await quantizeWeights.run(model, {}, context);
+    if (mode.kind !== 'dynamic') await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
+    await quantizeActivations.run(model, { timesteps: 1000 }, context);
+    expect(discoverLayers(model).map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
   });
 });
 
