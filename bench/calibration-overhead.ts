@@ -85,5 +85,4 @@ const result = {
   ratioStatic: +(staticSeconds / plainSeconds).toFixed(3),
   ratioPerTimestep: +(perTimestepSeconds / plainSeconds).toFixed(3),
 };
-console.error(result);
-console.log(JSON.stringify(result));
+console.log(JSON.stringify({ summary: `observers ${result.ratioStatic}x (static), ${result.ratioPerTimestep}x (per-timestep) plain inference on ${samples} samples`, ...result }));

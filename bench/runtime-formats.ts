@@ -2,8 +2,9 @@
  * ORT CPU latency of the runtime formats the backends emit, side by side on the same weights: FP32 MatMul,
  * int8 Q/DQ (per-tensor static activations, per-channel weights; fused by ORT at optimization `all`), int4
  * blocked DequantizeLinear as written (optimization `basic`: no rewrite), and the cpu backend's MatMulNBits
- * at accuracy_level 0 and 4 — on DiT-XL/2 layer shapes and on the whole dit-digits fixture (rtn-w4a16-g128
- * style). Medians of `runs` timed runs after 2 warm-ups; prints one JSON object.
+ * at accuracy_level 0 and 4 — on DiT-XL/2 layer shapes and on the whole dit-digits fixture (W8A8 static Q/DQ,
+ * and rtn-w4a16-g128 style int4) — with each model's size. Medians of `runs` timed runs after 2 warm-ups;
+ * prints one JSON line.
  * Run: npx tsx bench/runtime-formats.ts [runs=9] [threads=2]
  */
 import { join } from 'node:path';
@@ -15,7 +16,11 @@ import { discoverLayers } from '../src/ir/layers.js';
 import { Op } from '../src/ir/ops.js';
 import { encodeModel, loadModelSync } from '../src/ir/serde.js';
 import { Tensor, packInt4 } from '../src/ir/tensor.js';
+import { calibrate } from '../src/passes/calibrate.js';
+import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
+import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
+import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import type { WeightQuantSpec } from '../src/passes/quant-plan.js';
 import { seededRandom } from '../src/random.js';
 
@@ -67,8 +72,13 @@ function sessionOptions(format: Format): ort.InferenceSession.SessionOptions {
   return { graphOptimizationLevel: format === 'int4_dq' ? 'basic' : 'all', intraOpNumThreads: threads, interOpNumThreads: 1 };
 }
 
+/** Serialized bytes of the last model timed (its size on disk, weights inline). */
+let lastBytes = 0;
+
 async function medianMs(model: Model, options: ort.InferenceSession.SessionOptions, feeds: Record<string, ort.Tensor>): Promise<number> {
-  const session = await ort.InferenceSession.create(encodeModel(model), options);
+  const bytes = encodeModel(model);
+  lastBytes = bytes.length;
+  const session = await ort.InferenceSession.create(bytes, options);
   for (let i = 0; i < 2; i++) await session.run(feeds);
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -87,33 +97,54 @@ for (const [name, [M, K, N]] of Object.entries(shapes)) {
   const random = seededRandom(M + K);
   const feeds = { a: new ort.Tensor('float32', Float32Array.from({ length: M * K }, () => random() * 2 - 1), [M, K]) };
   const row: Record<string, number> = {};
-  for (const format of FORMATS) row[`${format}_ms`] = await medianMs(linear(M, K, N, format), sessionOptions(format), feeds);
+  for (const format of FORMATS) {
+    row[`${format}_ms`] = await medianMs(linear(M, K, N, format), sessionOptions(format), feeds);
+    row[`${format}_bytes`] = lastBytes;
+  }
   for (const format of FORMATS.slice(1)) row[`${format}_speedup_vs_fp32`] = Number((row.fp32_ms! / row[`${format}_ms`]!).toFixed(2));
   layers[name] = row;
 }
 
-// The fixture: FP32, int4 g128 as DequantizeLinear (basic), and the cpu lowering at accuracy 0 and 4.
+// The fixture: FP32, W8A8 static Q/DQ (fused at `all`), int4 g128 as DequantizeLinear (basic), and the cpu
+// lowering of the int4 model at accuracy 0 and 4.
 const fixturePath = join(import.meta.dirname, '..', 'test', 'fixtures', 'dit-digits', 'model.onnx');
 const w4: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
-async function w4Fixture(): Promise<Model> {
-  const model = loadModelSync(fixturePath);
-  const plan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight: w4 }]));
-  await quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => {}, log: () => {} });
-  return model;
-}
+const w8: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const random = seededRandom(5);
 const batch = 8;
-const fixtureFeeds = {
-  x: new ort.Tensor('float32', Float32Array.from({ length: batch * 256 }, () => random() * 2 - 1), [batch, 1, 16, 16]),
-  t: new ort.Tensor('int64', BigInt64Array.from({ length: batch }, (_, i) => BigInt(i * 100)), [batch]),
-  y: new ort.Tensor('int64', BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % 10)), [batch]),
-};
-const fixture: Record<string, number> = {};
-fixture.fp32_ms = await medianMs(loadModelSync(fixturePath), sessionOptions('fp32'), fixtureFeeds);
-fixture.int4_dq_ms = await medianMs(await w4Fixture(), sessionOptions('int4_dq'), fixtureFeeds);
-for (const level of [0, 4]) {
-  const model = await w4Fixture();
-  cpuBackend.lower(model, { accuracyLevel: level });
-  fixture[`nbits_acc${level}_ms`] = await medianMs(model, sessionOptions('fp32'), fixtureFeeds);
+const x = Float32Array.from({ length: batch * 256 }, () => random() * 2 - 1);
+const t = BigInt64Array.from({ length: batch }, (_, i) => BigInt(i * 100));
+const y = BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % 10));
+const fixtureFeeds = { x: new ort.Tensor('float32', x, [batch, 1, 16, 16]), t: new ort.Tensor('int64', t, [batch]), y: new ort.Tensor('int64', y, [batch]) };
+
+async function quantizedFixture(weight: WeightQuantSpec, activations: boolean): Promise<Model> {
+  const model = loadModelSync(fixturePath);
+  const input = activations ? ({ bits: 8, symmetric: true, mode: { kind: 'static' }, range: { kind: 'minmax' } } as const) : undefined;
+  const plan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
+  const calibration = [{ x: { dtype: 'float32' as const, dims: [batch, 1, 16, 16], data: x }, t: { dtype: 'int64' as const, dims: [batch], data: t }, y: { dtype: 'int64' as const, dims: [batch], data: y } }];
+  const context = { seed: 0, plan, executor: new OrtExecutor({ threads }), artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, calibration]]), progress: () => {}, log: () => {} };
+  await quantizeWeights.run(model, {}, context);
+  if (activations) {
+    await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
+    await quantizeActivations.run(model, { timesteps: 1000 }, context);
+  }
+  return model;
 }
-console.log(JSON.stringify({ ort: ort.env.versions, threads, runs, batch, layers, fixture }, null, 2));
+const fixture: Record<string, number> = {};
+const timeFixture = async (format: string, model: Model, options: ort.InferenceSession.SessionOptions) => {
+  fixture[`${format}_ms`] = await medianMs(model, options, fixtureFeeds);
+  fixture[`${format}_bytes`] = lastBytes;
+};
+await timeFixture('fp32', loadModelSync(fixturePath), sessionOptions('fp32'));
+await timeFixture('qdq_int8', await quantizedFixture(w8, true), sessionOptions('qdq_int8'));
+await timeFixture('int4_dq', await quantizedFixture(w4, false), sessionOptions('int4_dq'));
+for (const level of [0, 4]) {
+  const model = await quantizedFixture(w4, false);
+  cpuBackend.lower(model, { accuracyLevel: level });
+  await timeFixture(`nbits_acc${level}`, model, sessionOptions('fp32'));
+}
+for (const format of ['qdq_int8', 'int4_dq', 'nbits_acc0', 'nbits_acc4']) fixture[`${format}_speedup_vs_fp32`] = Number((fixture.fp32_ms! / fixture[`${format}_ms`]!).toFixed(2));
+
+const mlp = (name: string) => `${name} ${['qdq_int8', 'nbits_acc0', 'nbits_acc4'].map((f) => `${f} ${layers[name]![`${f}_speedup_vs_fp32`]}x`).join(', ')}`;
+const summary = `speed-up vs FP32: ${mlp('mlp_fc1')}; ${mlp('mlp_fc2')}; fixture ${['qdq_int8', 'int4_dq', 'nbits_acc0', 'nbits_acc4'].map((f) => `${f} ${fixture[`${f}_speedup_vs_fp32`]}x`).join(', ')}`;
+console.log(JSON.stringify({ summary, ort: ort.env.versions, threads, runs, batch, layers, fixture }));

@@ -81,5 +81,5 @@ for (const s of sessions) {
   result[s.name] = { msPerBatch64: +best.get(s.name)!.toFixed(2), sqnrDb: noise === 0 ? null : +(10 * Math.log10(signal / noise)).toFixed(2), modelBytes: s.bytes, tableBytes: s.tableBytes };
   await s.prepared.release();
 }
-console.error(result);
-console.log(JSON.stringify(result));
+const summary = sessions.map((s) => `${s.name} ${(result[s.name] as { msPerBatch64: number }).msPerBatch64} ms`).join(', ');
+console.log(JSON.stringify({ summary: `per batch of 64: ${summary}`, ...result }));
