@@ -135,3 +135,25 @@ describe('qcompile passes / diff', () => {
     for (const layer of layers) expect(layer.sqnrDb).toBeGreaterThan(30);
   });
 });
+
+describe('qcompile … --target webgpu --bundle DIR', () => {
+  it('writes the deployable bundle next to the model: the lowered model, manifest with the sidecar schedule, page and ORT files', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qcompile-bundle-'));
+    const run = await cli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'webgpu', '--bundle', join(dir, 'bundle')]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(readdirSync(join(dir, 'bundle')).sort()).toEqual(['index.html', 'main.js', 'manifest.json', 'model.onnx', 'model.onnx.data', 'ort']);
+    const manifest = JSON.parse(readFileSync(join(dir, 'bundle', 'manifest.json'), 'utf8')) as { schedule: { T: number; beta_schedule: string }; classes: number; quantization: Record<string, number> };
+    expect(manifest.schedule).toMatchObject({ T: 1000, beta_schedule: 'linear' });
+    expect(manifest.classes).toBe(10);
+    expect(manifest.quantization.matmul_nbits).toBe(31);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-') || f.includes('.old-'))).toEqual([]);
+  });
+
+  it('refuses --bundle for another target before writing anything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qcompile-bundle-'));
+    const run = await cli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'cpu', '--bundle', join(dir, 'bundle')]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--bundle writes a WebGPU bundle: it needs --target webgpu');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

@@ -1,9 +1,10 @@
 /**
  * The deployable WebGPU bundle: `model.onnx` (+ external data), `manifest.json` (inputs, schedule, quantization
  * summary), the static page from `src/backends/webgpu/page/`, and the onnxruntime-web files the native
- * WebGPU build loads (`ort.webgpu.min.mjs` and its asyncify wasm companion) under `ort/`.
+ * WebGPU build loads (`ort.webgpu.min.mjs` and its asyncify wasm companion) under `ort/`. `qcompile … --target
+ * webgpu --bundle DIR` writes it.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Model } from '../../ir/core.js';
@@ -24,10 +25,36 @@ export interface BundleOptions {
   pageDir?: string;
 }
 
-/** Writes the bundle to `outDir`; returns the files written, relative to it. */
+/** The page folder: next to this module in a source checkout, under the package's `src/` when built to `dist/`. */
+function defaultPageDir(): string {
+  const candidates = [join(import.meta.dirname, 'page'), join(import.meta.dirname, '..', '..', '..', '..', 'src', 'backends', 'webgpu', 'page')];
+  const found = candidates.find((dir) => existsSync(join(dir, 'index.html')));
+  if (!found) throw new Error(`WebGPU page files not found (looked in ${candidates.join(', ')})`);
+  return found;
+}
+
+/**
+ * Writes the bundle to `outDir` atomically: everything is written into a sibling temporary folder that then
+ * replaces `outDir`, so a failure leaves no half-written bundle. Returns the files written, relative to it.
+ */
 export function writeWebGpuBundle(model: Model, outDir: string, options: BundleOptions): string[] {
-  const pageDir = options.pageDir ?? join(import.meta.dirname, 'page');
-  if (!existsSync(pageDir)) throw new Error(`WebGPU page files not found in ${pageDir}`);
+  const staging = `${outDir}.tmp-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  try {
+    const written = writeBundleFiles(model, staging, options);
+    const previous = `${outDir}.old-${process.pid}`;
+    if (existsSync(outDir)) renameSync(outDir, previous);
+    renameSync(staging, outDir);
+    rmSync(previous, { recursive: true, force: true });
+    return written;
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+function writeBundleFiles(model: Model, outDir: string, options: BundleOptions): string[] {
+  const pageDir = options.pageDir ?? defaultPageDir();
   const ortDist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web/webgpu'));
   mkdirSync(join(outDir, 'ort'), { recursive: true });
   const written: string[] = [];

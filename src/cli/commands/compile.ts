@@ -3,13 +3,15 @@
  * `--passes` text), runs it with the requested instrumentation, verifies and saves atomically, and prints a
  * summary (layers quantized by bits and granularity, sizes, time per pass).
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { discoverLayers } from '../../ir/layers.js';
 import { BackendError } from '../../backends/backend.js';
+import { writeWebGpuBundle } from '../../backends/webgpu/bundle.js';
+import type { Recipe } from '../../recipe/types.js';
 import { backends, findBackend } from '../../backends/registry.js';
 import type { PassContext } from '../../passes/pass.js';
 import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
@@ -35,6 +37,8 @@ Options:
   --target NAME              lower for cpu | webgpu | cuda | tensorrt (default: the recipe's target;
                              with --passes and no --target, the portable Q/DQ form is kept)
   --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
+  --bundle DIR               (webgpu) also write a deployable bundle: model + external data, manifest.json,
+                             an example page (one denoising step, a DDIM loop) and onnxruntime-web's files
   --allow-requantize         re-express asymmetric int8 the target runs only symmetrically (tensorrt,
                              cuda) as symmetric int8: numerics change; each layer is listed
   --passes TEXT              run this pipeline instead of the recipe's, e.g.
@@ -57,6 +61,7 @@ interface CompileArgs {
   target?: string;
   allowFallback: boolean;
   allowRequantize: boolean;
+  bundle?: string;
   passes?: string;
   seed: number;
   dumpDir?: string;
@@ -69,6 +74,8 @@ interface CompileArgs {
 }
 
 class UsageError extends Error {}
+
+class BundleError extends Error {}
 
 /** A CliIO that may say whether stderr is a terminal (progress lines then update in place). */
 type TerminalAwareIO = CliIO & { stderrIsTTY?: boolean };
@@ -114,6 +121,20 @@ export const compileCommand: Command = {
 
     // The target: --target, else the recipe's; a --passes run without --target keeps the portable Q/DQ form.
     const backend = findBackend(args.target ?? recipe?.recipe.target ?? '');
+    let pageSchedule: unknown;
+    if (args.bundle !== undefined) {
+      if (backend?.name !== 'webgpu') {
+        io.stderr(`qcompile: error: --bundle writes a WebGPU bundle: it needs --target webgpu (or a recipe with target webgpu)\n`);
+        return 2;
+      }
+      try {
+        pageSchedule = bundleSchedule(modelPath, recipe?.recipe);
+      } catch (error) {
+        if (!(error instanceof BundleError)) throw error;
+        io.stderr(`qcompile: error: --bundle: ${error.message}\n`);
+        return 1;
+      }
+    }
     if (backend) {
       const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: args.allowRequantize });
       if (issues.length > 0 && !args.allowFallback) {
@@ -200,10 +221,27 @@ export const compileCommand: Command = {
       totalMilliseconds: tenths(performance.now() - started),
     };
     writeFileAtomic(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
+    if (args.bundle !== undefined) {
+      const bundleDir = resolve(io.cwd, args.bundle);
+      const files = writeWebGpuBundle(model, bundleDir, { schedule: pageSchedule, classes: discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels ?? 0, quantSummary: report.passes.at(-1)?.statistics ?? {} });
+      io.stderr(`wrote WebGPU bundle ${bundleDir} (${files.length} files; serve it over http and open index.html)\n`);
+    }
     io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
     return 0;
   },
 };
+
+/**
+ * The schedule the bundle's page samples with: the model's `schedule.json` sidecar when there is one, else the
+ * recipe's diffusion block, in the sidecar's field names.
+ */
+function bundleSchedule(modelPath: string, recipe: Recipe | undefined): unknown {
+  const sidecar = join(dirname(modelPath), 'schedule.json');
+  if (existsSync(sidecar)) return JSON.parse(readFileSync(sidecar, 'utf8')) as unknown;
+  const d = recipe?.diffusion;
+  if (d?.schedule.kind !== 'linear') throw new BundleError(`the bundle's page samples a linear beta schedule: ${sidecar} is missing and the recipe sets ${d ? `'${d.schedule.kind}'` : 'none'}`);
+  return { T: d.schedule.steps, beta_schedule: 'linear', beta_start: d.schedule.betaStart, beta_end: d.schedule.betaEnd, prediction_type: d.prediction };
+}
 
 function parseArgs(argv: string[]): CompileArgs {
   const positional: string[] = [];
@@ -241,6 +279,9 @@ function parseArgs(argv: string[]): CompileArgs {
         break;
       case '--allow-requantize':
         args.allowRequantize = true;
+        break;
+      case '--bundle':
+        args.bundle = value();
         break;
       case '--passes':
         args.passes = value();
