@@ -7,7 +7,7 @@
 import { ddimTimesteps, type Schedule } from './diffusion.js';
 import { elementCount } from './host-tensor.js';
 import type { RuntimeSession } from './ort-session.js';
-import { Rng } from './rng.js';
+import { seededNormal } from '../random.js';
 
 /** Predicts the model output (eps or v) for x [dims] at int64 steps t [B] with labels y [B]. */
 export type DenoiseFn = (x: Float32Array, t: BigInt64Array, y: BigInt64Array, dims: number[]) => Promise<Float32Array>;
@@ -82,8 +82,8 @@ export function samplerTimesteps(schedule: Schedule, options: Pick<SamplerOption
 
 /**
  * Samples `labels.length` images of per-sample shape `imageShape`. x_T comes from `xT` when given, else from
- * Rng(seed) for the whole run (so it does not depend on the batch size); per-step noise for batch k comes from
- * Rng(seed + 1 + k).
+ * seededNormal(seed) for the whole run (so it does not depend on the batch size); per-step noise for batch k comes from
+ * seededNormal(seed + 1 + k).
  */
 export async function sampleImages(denoise: DenoiseFn, schedule: Schedule, labels: ArrayLike<number | bigint>, imageShape: number[], options: SamplerOptions, xT?: Float32Array): Promise<Float32Array> {
   const n = labels.length;
@@ -93,7 +93,7 @@ export async function sampleImages(denoise: DenoiseFn, schedule: Schedule, label
     throw new Error('classifier-free guidance needs a null class, and this model has none (trained without label dropout): use guidance scale 1');
   }
   const seed = options.seed ?? 0;
-  const x = xT ? Float32Array.from(xT) : new Rng(seed).fillNormal(new Float32Array(n * perSample));
+  const x = xT ? Float32Array.from(xT) : Float32Array.from({ length: n * perSample }, seededNormal(seed));
   if (x.length !== n * perSample) throw new Error(`x_T has ${x.length} values, expected ${n}×${perSample}`);
   const timesteps = samplerTimesteps(schedule, options);
   const batchSize = options.batch ?? 64;
@@ -105,7 +105,7 @@ export async function sampleImages(denoise: DenoiseFn, schedule: Schedule, label
     const count = Math.min(batchSize, n - first);
     const xb = x.subarray(first * perSample, (first + count) * perSample);
     const y = BigInt64Array.from({ length: count }, (_, i) => BigInt(labels[first + i]!));
-    const rng = new Rng(seed + 1 + k);
+    const normal = seededNormal(seed + 1 + k);
     const run = guidance === 1 ? denoise : guided(denoise, guidance, BigInt(options.nullClass!));
     const dims = [count, ...imageShape];
     const tBatch = new BigInt64Array(count);
@@ -115,8 +115,8 @@ export async function sampleImages(denoise: DenoiseFn, schedule: Schedule, label
       const out = await run(xb, tBatch, y, dims);
       const eps = toEps(schedule, xb, out, t);
       const keepGoing = options.onStep?.({ stepIndex: i, t, x_t: xb, y, eps, firstSample: first }) !== false;
-      if (options.sampler === 'ddim') ddimUpdate(schedule, xb, eps, t, timesteps[i + 1], options.eta ?? 0, rng);
-      else ddpmUpdate(schedule, xb, eps, t, rng);
+      if (options.sampler === 'ddim') ddimUpdate(schedule, xb, eps, t, timesteps[i + 1], options.eta ?? 0, normal);
+      else ddpmUpdate(schedule, xb, eps, t, normal);
       options.progress?.(++done, total);
       if (!keepGoing) {
         done += timesteps.length - 1 - i;
@@ -164,7 +164,7 @@ function clippedX0(xi: number, eps: number, sa: number, sb: number): number {
 }
 
 /** x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·eps + σ·z, σ = η·√((1−ᾱ_prev)/(1−ᾱ))·√(1−ᾱ/ᾱ_prev). */
-function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, tPrev: number | undefined, eta: number, rng: Rng): void {
+function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, tPrev: number | undefined, eta: number, normal: () => number): void {
   const ab = schedule.alphasCumprod[t]!;
   const abPrev = tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!;
   const sa = Math.sqrt(ab);
@@ -174,12 +174,12 @@ function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: n
   const sPrev = Math.sqrt(abPrev);
   for (let i = 0; i < x.length; i++) {
     const e = eps[i]!;
-    x[i] = sPrev * clippedX0(x[i]!, e, sa, sb) + dirCoef * e + (sigma === 0 ? 0 : sigma * rng.normal());
+    x[i] = sPrev * clippedX0(x[i]!, e, sa, sb) + dirCoef * e + (sigma === 0 ? 0 : sigma * normal());
   }
 }
 
 /** Posterior mean from the clipped x0, plus √(β_t(1−ᾱ_{t−1})/(1−ᾱ_t))·z except at t = 0. */
-function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, rng: Rng): void {
+function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, normal: () => number): void {
   const ab = schedule.alphasCumprod[t]!;
   const abPrev = t === 0 ? 1 : schedule.alphasCumprod[t - 1]!;
   const alpha = ab / abPrev;
@@ -191,6 +191,6 @@ function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: n
   const sigma = t === 0 ? 0 : Math.sqrt((beta * (1 - abPrev)) / (1 - ab));
   for (let i = 0; i < x.length; i++) {
     const xi = x[i]!;
-    x[i] = c0 * clippedX0(xi, eps[i]!, sa, sb) + ct * xi + (sigma === 0 ? 0 : sigma * rng.normal());
+    x[i] = c0 * clippedX0(xi, eps[i]!, sa, sb) + ct * xi + (sigma === 0 ? 0 : sigma * normal());
   }
 }

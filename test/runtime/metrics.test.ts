@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadManifestTensors, type HostTensor } from '../../src/runtime/host-tensor.js';
 import { FeatureExtractor, featureStats, frechetDistance, jacobiEigen, labelAgreement, maxAbsError, psnrDb, sqnrDb, symmetricSqrt } from '../../src/runtime/metrics.js';
-import { Rng } from '../../src/runtime/rng.js';
+import { seededNormal, seededRandom } from '../../src/random.js';
 
 const CLS = 'test/fixtures/digits-classifier';
 const DIT = 'test/fixtures/dit-digits';
@@ -18,8 +18,7 @@ describe('elementwise metrics', () => {
 
   it('Jacobi eigen and sqrt reconstruct a random SPD matrix', () => {
     const n = 12;
-    const rng = new Rng(4);
-    const g = Float64Array.from({ length: n * n }, () => rng.normal());
+    const g = Float64Array.from({ length: n * n }, seededNormal(4));
     const s = new Float64Array(n * n);
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) s[i * n + j]! += g[i * n + k]! * g[j * n + k]!;
     const root = symmetricSqrt(s, n);
@@ -67,12 +66,12 @@ describe('Fréchet distance on the digits classifier', () => {
 
   it('200 random real digits vs all 1797 score FD within the README band (57 ± 15)', () => {
     const features = data.features!.data as Float32Array;
-    const rng = new Rng(11);
+    const random = seededRandom(11);
     const scores: number[] = [];
     for (let draw = 0; draw < 5; draw++) {
       const order = Array.from({ length: 1797 }, (_, i) => i);
       for (let i = 0; i < 200; i++) {
-        const j = i + rng.int(1797 - i);
+        const j = i + Math.floor(random() * (1797 - i));
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
       const subset = new Float32Array(200 * 64);

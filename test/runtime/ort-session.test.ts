@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { loadManifestTensors } from '../../src/runtime/host-tensor.js';
 import { maxAbsError } from '../../src/runtime/metrics.js';
 import { forEachBatch, openSession, runBatched } from '../../src/runtime/ort-session.js';
-import { Rng } from '../../src/runtime/rng.js';
 
 const DIR = 'test/fixtures/dit-digits';
 
@@ -35,37 +34,5 @@ describe('ORT harness', () => {
 
   it('a bad config entry name is refused before ORT sees it', async () => {
     await expect(openSession(`${DIR}/model.onnx`, { configEntries: { noGroup: '1' } })).rejects.toThrow(/session\.name/);
-  });
-});
-
-describe('Rng', () => {
-  it('is a fixed stream per seed (golden first values) and differs across seeds', () => {
-    const a = new Rng(42);
-    const first = [a.nextUint32(), a.nextUint32(), a.nextUint32()];
-    const b = new Rng(42);
-    expect([b.nextUint32(), b.nextUint32(), b.nextUint32()]).toEqual(first);
-    expect(new Rng(43).nextUint32()).not.toBe(first[0]);
-    // Pinned: a change to seeding or the generator would silently change every seeded sample and calibration set.
-    expect(first).toEqual([2837322924, 544945897, 479756282]);
-    expect(new Rng(0).normal()).toBe(-0.18286387008766009);
-  });
-
-  it('normal has mean 0 and variance 1; int is in range and unbiased', () => {
-    const rng = new Rng(1);
-    const n = 200_000;
-    let sum = 0;
-    let sq = 0;
-    for (let i = 0; i < n; i++) {
-      const v = rng.normal();
-      sum += v;
-      sq += v * v;
-    }
-    expect(Math.abs(sum / n)).toBeLessThan(0.01);
-    expect(Math.abs(sq / n - 1)).toBeLessThan(0.015);
-    const counts = Array<number>(7).fill(0);
-    for (let i = 0; i < 70_000; i++) counts[rng.int(7)]!++;
-    const chi2 = counts.reduce((a, c) => a + (c - 10_000) ** 2 / 10_000, 0);
-    expect(chi2).toBeLessThan(22.46); // 6 degrees of freedom, p = 0.001
-    expect(() => rng.int(0)).toThrow();
   });
 });
