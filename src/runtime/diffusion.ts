@@ -62,24 +62,6 @@ export function ddimTimesteps(T: number, steps: number): number[] {
 /** Predicts eps for a batch: x [B,...] at integer steps t with labels y. */
 export type EpsModel = (x: Float32Array, t: number[], y: number[]) => Promise<Float32Array>;
 
-/** One DDIM update (η = 0) in place; returns nothing. `prediction` v is converted to eps first. */
-export function ddimStep(schedule: Schedule, x: Float32Array, modelOut: Float32Array, t: number, tPrev: number | undefined, perSample: number, sample: number): void {
-  const ab = schedule.alphasCumprod[t]!;
-  const abPrev = tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  const base = sample * perSample;
-  for (let i = base; i < base + perSample; i++) {
-    const xi = x[i]!;
-    let eps = modelOut[i]!;
-    if (schedule.prediction === 'v') eps = sa * eps + sb * xi;
-    let x0 = (xi - sb * eps) / sa;
-    if (x0 > 1) x0 = 1;
-    else if (x0 < -1) x0 = -1;
-    x[i] = Math.sqrt(abPrev) * x0 + Math.sqrt(1 - abPrev) * eps;
-  }
-}
-
 /**
  * Runs DDIM on a batch from x_T (modified in place to x_0). `onStep(stepIndex, t, x_t)` sees each model input
  * before the update — the (x_t, t) pair the model was actually called with.
@@ -94,13 +76,61 @@ export async function sampleDdim(
 ): Promise<Float32Array> {
   const x = xT;
   const batch = labels.length;
-  const perSample = x.length / batch;
   const timesteps = ddimTimesteps(schedule.T, steps);
   for (let i = 0; i < timesteps.length; i++) {
     const t = timesteps[i]!;
     if (onStep?.(i, t, x) === false) break;
     const out = await model(x, Array(batch).fill(t), labels);
-    for (let s = 0; s < batch; s++) ddimStep(schedule, x, out, t, timesteps[i + 1], perSample, s);
+    ddimUpdate(schedule, x, toEps(schedule, x, out, t), t, timesteps[i + 1], 0, noNoise);
   }
   return x;
+}
+
+const noNoise = (): number => 0;
+
+/** The model output as eps (v-prediction converted). */
+export function toEps(schedule: Schedule, x: Float32Array, out: Float32Array, t: number): Float32Array {
+  if (schedule.prediction === 'epsilon') return out;
+  // v = √ᾱ·eps − √(1−ᾱ)·x0  ⇒  eps = √ᾱ·v + √(1−ᾱ)·x_t.
+  const ab = schedule.alphasCumprod[t]!;
+  const sa = Math.sqrt(ab);
+  const sb = Math.sqrt(1 - ab);
+  return Float32Array.from(out, (v, i) => sa * v + sb * x[i]!);
+}
+
+function clippedX0(xi: number, eps: number, sa: number, sb: number): number {
+  const x0 = (xi - sb * eps) / sa;
+  return x0 > 1 ? 1 : x0 < -1 ? -1 : x0;
+}
+
+/** DDIM update in place: x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·eps + σ·z, σ = η·√((1−ᾱ_prev)/(1−ᾱ))·√(1−ᾱ/ᾱ_prev). */
+export function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, tPrev: number | undefined, eta: number, normal: () => number): void {
+  const ab = schedule.alphasCumprod[t]!;
+  const abPrev = tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!;
+  const sa = Math.sqrt(ab);
+  const sb = Math.sqrt(1 - ab);
+  const sigma = eta === 0 ? 0 : eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
+  const dirCoef = Math.sqrt(Math.max(1 - abPrev - sigma * sigma, 0));
+  const sPrev = Math.sqrt(abPrev);
+  for (let i = 0; i < x.length; i++) {
+    const e = eps[i]!;
+    x[i] = sPrev * clippedX0(x[i]!, e, sa, sb) + dirCoef * e + (sigma === 0 ? 0 : sigma * normal());
+  }
+}
+
+/** DDPM update in place: posterior mean from the clipped x0, plus √(β_t(1−ᾱ_{t−1})/(1−ᾱ_t))·z except at t = 0. */
+export function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, normal: () => number): void {
+  const ab = schedule.alphasCumprod[t]!;
+  const abPrev = t === 0 ? 1 : schedule.alphasCumprod[t - 1]!;
+  const alpha = ab / abPrev;
+  const beta = 1 - alpha;
+  const sa = Math.sqrt(ab);
+  const sb = Math.sqrt(1 - ab);
+  const c0 = (beta * Math.sqrt(abPrev)) / (1 - ab);
+  const ct = ((1 - abPrev) * Math.sqrt(alpha)) / (1 - ab);
+  const sigma = t === 0 ? 0 : Math.sqrt((beta * (1 - abPrev)) / (1 - ab));
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i]!;
+    x[i] = c0 * clippedX0(xi, eps[i]!, sa, sb) + ct * xi + (sigma === 0 ? 0 : sigma * normal());
+  }
 }

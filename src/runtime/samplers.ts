@@ -4,7 +4,7 @@
  * prediction is clipped to [−1, 1] at every step, DDIM steps are (S−1−i)·⌊T/S⌋ with ᾱ_prev = 1 after the last,
  * DDPM runs t = T−1..0 with variance β_t(1−ᾱ_{t−1})/(1−ᾱ_t) and no noise at t = 0.
  */
-import { ddimTimesteps, type Schedule } from './diffusion.js';
+import { ddimTimesteps, ddimUpdate, ddpmUpdate, toEps, type Schedule } from './diffusion.js';
 import { elementCount } from './host-tensor.js';
 import type { RuntimeSession } from './ort-session.js';
 import { seededNormal } from '../random.js';
@@ -147,50 +147,4 @@ function guided(denoise: DenoiseFn, scale: number, nullClass: bigint): DenoiseFn
     }
     return eps;
   };
-}
-
-function toEps(schedule: Schedule, x: Float32Array, out: Float32Array, t: number): Float32Array {
-  if (schedule.prediction === 'epsilon') return out;
-  // v = √ᾱ·eps − √(1−ᾱ)·x0  ⇒  eps = √ᾱ·v + √(1−ᾱ)·x_t.
-  const ab = schedule.alphasCumprod[t]!;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  return Float32Array.from(out, (v, i) => sa * v + sb * x[i]!);
-}
-
-function clippedX0(xi: number, eps: number, sa: number, sb: number): number {
-  const x0 = (xi - sb * eps) / sa;
-  return x0 > 1 ? 1 : x0 < -1 ? -1 : x0;
-}
-
-/** x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·eps + σ·z, σ = η·√((1−ᾱ_prev)/(1−ᾱ))·√(1−ᾱ/ᾱ_prev). */
-function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, tPrev: number | undefined, eta: number, normal: () => number): void {
-  const ab = schedule.alphasCumprod[t]!;
-  const abPrev = tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  const sigma = eta === 0 ? 0 : eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
-  const dirCoef = Math.sqrt(Math.max(1 - abPrev - sigma * sigma, 0));
-  const sPrev = Math.sqrt(abPrev);
-  for (let i = 0; i < x.length; i++) {
-    const e = eps[i]!;
-    x[i] = sPrev * clippedX0(x[i]!, e, sa, sb) + dirCoef * e + (sigma === 0 ? 0 : sigma * normal());
-  }
-}
-
-/** Posterior mean from the clipped x0, plus √(β_t(1−ᾱ_{t−1})/(1−ᾱ_t))·z except at t = 0. */
-function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, normal: () => number): void {
-  const ab = schedule.alphasCumprod[t]!;
-  const abPrev = t === 0 ? 1 : schedule.alphasCumprod[t - 1]!;
-  const alpha = ab / abPrev;
-  const beta = 1 - alpha;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  const c0 = (beta * Math.sqrt(abPrev)) / (1 - ab);
-  const ct = ((1 - abPrev) * Math.sqrt(alpha)) / (1 - ab);
-  const sigma = t === 0 ? 0 : Math.sqrt((beta * (1 - abPrev)) / (1 - ab));
-  for (let i = 0; i < x.length; i++) {
-    const xi = x[i]!;
-    x[i] = c0 * clippedX0(xi, eps[i]!, sa, sb) + ct * xi + (sigma === 0 ? 0 : sigma * normal());
-  }
 }
