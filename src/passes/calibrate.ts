@@ -6,7 +6,7 @@
  */
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, type Layer } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';
@@ -23,31 +23,6 @@ export const CALIBRATION_TIMESTEPS = 'calibration-timesteps';
 
 /** Values kept per tensor and group for percentile and L_p searches. */
 const SAMPLE_SIZE = 1 << 15;
-
-/** The graph input carrying the diffusion timestep: the integer input that feeds the sinusoidal embedding. */
-export function findTimestepInput(model: Model): Value | undefined {
-  const candidates = model.graph.inputs.filter((v) => !v.initializer && v.type && v.type.elemType !== 1);
-  const reaches = (start: Value) => {
-    const seen = new Set<Value>();
-    let frontier = [start];
-    for (let depth = 0; depth < 6 && frontier.length > 0; depth++) {
-      const next: Value[] = [];
-      for (const value of frontier) {
-        for (const use of value.uses) {
-          if (isOp(use.node, Op.Sin) || isOp(use.node, Op.Cos)) return true;
-          for (const o of use.node.outputs) {
-            if (seen.has(o)) continue;
-            seen.add(o);
-            next.push(o);
-          }
-        }
-      }
-      frontier = next;
-    }
-    return false;
-  };
-  return candidates.find(reaches);
-}
 
 /** The timestep group of step t with `groups` equal groups over [0, T). */
 export function timestepGroup(t: number, groups: number, T: number): number {

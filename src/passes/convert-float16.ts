@@ -14,10 +14,9 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { inferShapes } from '../ir/infer-shapes.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput } from '../ir/layers.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import { findTimestepInput } from './calibrate.js';
 import type { Pass, PassOptions, PassResult } from './pass.js';
 
 /** Structural regions a keep list may name besides op types. */

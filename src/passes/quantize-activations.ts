@@ -11,11 +11,11 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, type Layer } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { activationRange, chooseActivationParams, type TensorStats } from './activation-ranges.js';
-import { ACTIVATION_STATS, findTimestepInput } from './calibrate.js';
+import { ACTIVATION_STATS } from './calibrate.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { ActivationQuantSpec } from './quant-plan.js';
 

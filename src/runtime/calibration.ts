@@ -5,6 +5,7 @@
  * (Q-DiT), and NDTC (PTQ4DM: t ~ Normal(μT, σT), clamped, snapped to the sampler's grid).
  */
 import type { Model } from '../ir/core.js';
+import { findTimestepInput } from '../ir/layers.js';
 import { IrError } from '../ir/errors.js';
 import type { TensorMap } from '../passes/executor.js';
 import { seededNormal, seededRandom } from '../random.js';
@@ -51,26 +52,7 @@ export function diffusionIO(model: Model, classes: number): DiffusionIO {
   const image = inputs.find((v) => v.type?.elemType === 1 && (v.type.shape?.length ?? 0) === 4);
   const ints = inputs.filter((v) => v !== image);
   if (!image || ints.length === 0) throw new IrError('invalid-argument', 'cannot find the diffusion inputs: expected a float image input [B,C,H,W] and an integer timestep input');
-  // The timestep is the input that feeds the sinusoidal embedding (through Cast/Unsqueeze/Mul).
-  const reachesTrig = (name: string) => {
-    const seen = new Set<string>();
-    const stack = [name];
-    for (let depth = 0; depth < 6 && stack.length > 0; depth++) {
-      for (const current of stack.splice(0)) {
-        const value = model.graph.findValue(current);
-        for (const use of value?.uses ?? []) {
-          if (use.node.opType === 'Sin' || use.node.opType === 'Cos') return true;
-          for (const o of use.node.outputs) {
-            if (seen.has(o.name)) continue;
-            seen.add(o.name);
-            stack.push(o.name);
-          }
-        }
-      }
-    }
-    return false;
-  };
-  const timestep = ints.find((v) => reachesTrig(v.name)) ?? ints[0]!;
+  const timestep = findTimestepInput(model) ?? ints[0]!;
   const label = ints.find((v) => v !== timestep);
   const shape = image.type!.shape!.slice(1).map((d) => (typeof d === 'number' ? d : NaN));
   if (shape.some(Number.isNaN)) throw new IrError('invalid-argument', `image input '${image.name}' needs static C, H, W dimensions`);
