@@ -58,7 +58,7 @@ function context(plan: QuantPlan, phases: Record<string, number>): PassContext {
 const phases: Record<string, number> = {};
 const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, weight: spec }]));
 let started = performance.now();
-const pass = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'layer-error', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, rows: 32 }, context(plan, phases));
+const pass = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'layer-error', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, rows: 32, samples: 64 }, context(plan, phases));
 const full = { rows: 32, population: 50, epochs: 10, layers: layers.length, totalSeconds: seconds(started), phaseSeconds: phases, statistics: pass.statistics };
 process.stderr.write(`${JSON.stringify(full)}\n`);
 

@@ -92,7 +92,9 @@ export async function evolutionarySearch(
   const largest = space.candidates.map((c) => c[c.length - 1]!);
   if (!feasible(largest)) throw new Error(`no allocation meets the budget: even the largest groups average ${meanGroupSize(largest).toFixed(1)} < ${budget.minMeanGroupSize}`);
 
-  let population: Allocation[] = [largest];
+  // Every feasible uniform allocation joins too, so the search never returns worse (on its fitness) than the
+  // best single group size the budget allows — the baseline it has to beat.
+  let population: Allocation[] = [largest, ...uniformAllocations(space).filter((a) => feasible(a) && a.join(',') !== largest.join(','))].slice(0, options.population);
   while (population.length < options.population) population.push(randomAllocation() ?? largest);
   let scored = await scoreAll(population, score);
   const history: number[] = [];
@@ -126,6 +128,12 @@ export async function evolutionarySearch(
     progress(epoch + 1, options.epochs, scored[0]!.score);
   }
   return { best: scored[0]!.allocation, bestScore: scored[0]!.score, history, evaluations: evaluations() };
+}
+
+/** One allocation per group size that every layer accepts: all layers at that size. */
+export function uniformAllocations(space: SearchSpace): Allocation[] {
+  const shared = space.candidates[0]?.filter((size) => space.candidates.every((c) => c.includes(size))) ?? [];
+  return shared.map((size) => space.candidates.map(() => size));
 }
 
 async function scoreAll(population: Allocation[], score: Fitness): Promise<{ allocation: Allocation; score: number }[]> {

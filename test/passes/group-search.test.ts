@@ -23,6 +23,14 @@ describe('group-size search', () => {
     expect(result.history.every((v, i) => i === 0 || v <= result.history[i - 1]!)).toBe(true);
   });
 
+  it('never ends worse than the best uniform allocation the budget allows, even where random members are poor', async () => {
+    // Uniform 128 is optimal here (error grows away from 128 both ways); one epoch of a tiny population cannot find it by chance.
+    const valley = async (allocation: number[]) => allocation.reduce((sum, g) => sum + Math.abs(Math.log2(g / 128)), 0);
+    const result = await evolutionarySearch(space, { minMeanGroupSize: 128 }, { ...options, population: 6, epochs: 1, mutations: 2, crossovers: 2 }, valley);
+    expect(result.best).toEqual(Array(layers).fill(128));
+    expect(result.bestScore).toBe(0);
+  });
+
   it('is deterministic for a seed and caches repeated allocations', async () => {
     let calls = 0;
     const counting = async (a: number[]) => {

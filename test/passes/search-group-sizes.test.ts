@@ -40,7 +40,7 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     const fp = await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`));
     const searched = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const ctx = context(autoPlan(searched, auto));
-    const result = await searchGroupSizes.run(searched, { method: 'evolution', fitness: 'layer-error', rows: 256, ...small }, ctx);
+    const result = await searchGroupSizes.run(searched, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 64, ...small }, ctx);
     const sizes = [...ctx.plan.values()].map((p) => (p.weight!.granularity as { size: number }).size);
     expect(sizes.every((s) => [16, 32, 64, 128].includes(s))).toBe(true);
     expect(sizes.reduce((a, b) => a + b, 0) / sizes.length).toBeGreaterThanOrEqual(64);
@@ -52,7 +52,7 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     const searchedSqnr = sqnrDb(fp, await eps(searched));
     const uniformSqnr = sqnrDb(fp, await eps(uniform));
     console.log(`W4 eps SQNR: uniform g64 ${uniformSqnr.toFixed(2)} dB, searched ${searchedSqnr.toFixed(2)} dB (${JSON.stringify(result.statistics)})`);
-    // Measured: uniform 32.72 dB, searched 33.37 dB (layer-error proxy, seed 3).
+    // Measured: uniform 32.72 dB, searched 34.29 dB (eps-error over 64 calibration samples spread over t).
     expect(searchedSqnr).toBeGreaterThan(uniformSqnr);
   });
 });
