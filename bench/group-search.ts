@@ -12,7 +12,7 @@ import { discoverLayers } from '../src/ir/layers.js';
 import { loadModelSync, saveModel } from '../src/ir/serde.js';
 import { DIT_PRESETS, buildDit } from '../src/synth/dit.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
-import { evolutionarySearch, type SearchSpace } from '../src/passes/group-search.js';
+import { evolutionarySearch, meanGroupSizeBudget, type SearchSpace } from '../src/passes/group-search.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
 import { layerErrorTable, searchGroupSizes } from '../src/passes/search-group-sizes.js';
@@ -26,7 +26,7 @@ if (!existsSync(join(dir, 'model.onnx'))) {
 }
 const model = loadModelSync(join(dir, 'model.onnx'));
 const candidates = [32, 64, 128, 192, 288];
-const spec: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'auto', candidates, minMeanGroupSize: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+const spec: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'auto', candidates, budget: { kind: 'mean-group-size', min: 128 } }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const layers = discoverLayers(model).filter((l) => /^(attn|mlp)\./.test(l.role));
 const normal = seededNormal(0);
 const feeds = {
@@ -83,7 +83,7 @@ const fitness = async (allocation: number[]) => allocation.reduce((sum, size, i)
 const byPopulation: { population: number; epochs: number; seconds: number; evaluations: number; bestScore: number }[] = [];
 for (const population of [25, 50, 100, 200]) {
   started = performance.now();
-  const result = await evolutionarySearch(space, { minMeanGroupSize: 128 }, { population, topK: Math.max(2, population / 5), mutations: population / 2, crossovers: population / 2, mutationRate: 0.1, epochs: 10, seed: 0 }, fitness);
+  const result = await evolutionarySearch(space, meanGroupSizeBudget(128), { population, topK: Math.max(2, population / 5), mutations: population / 2, crossovers: population / 2, mutationRate: 0.1, epochs: 10, seed: 0 }, fitness);
   byPopulation.push({ population, epochs: 10, seconds: seconds(started), evaluations: result.evaluations, bestScore: +result.bestScore.toPrecision(6) });
 }
 console.log(

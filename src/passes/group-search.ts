@@ -13,9 +13,23 @@ export interface SearchSpace {
   candidates: number[][];
 }
 
-/** A budget on the allocation: the mean group size must stay at or above `minMeanGroupSize`. */
+/** A budget on the allocation, as the search sees it. */
 export interface SearchBudget {
-  minMeanGroupSize: number;
+  /** `mean group size >= 128`, for messages. */
+  describe: string;
+  /** True when the allocation stays within the budget. */
+  allows(allocation: Allocation): boolean;
+}
+
+/** The mean group size over the layers stays at or above `min`. */
+export function meanGroupSizeBudget(min: number): SearchBudget {
+  return { describe: `mean group size >= ${min}`, allows: (a) => meanGroupSize(a) >= min };
+}
+
+/** The parameter-weighted average of `bitsPerWeight(layer, size)` stays at or below `max`. */
+export function averageBitsBudget(max: number, parameters: number[], bitsPerWeight: (layer: number, size: number) => number): SearchBudget {
+  const total = parameters.reduce((a, b) => a + b, 0);
+  return { describe: `average bits <= ${max}`, allows: (a) => a.reduce((sum, size, i) => sum + parameters[i]! * bitsPerWeight(i, size), 0) / total <= max + 1e-9 };
 }
 
 /** Evolutionary search settings (Q-DiT defaults: population 50, top 10, 25 mutations, 25 crossovers). */
@@ -77,7 +91,7 @@ export async function evolutionarySearch(
 ): Promise<SearchResult> {
   const random = seededRandom(options.seed);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
-  const feasible = (a: Allocation) => meanGroupSize(a) >= budget.minMeanGroupSize;
+  const feasible = (a: Allocation) => budget.allows(a);
   const { score, evaluations } = cachedFitness(fitness);
   const maxTries = 200;
 
@@ -90,7 +104,7 @@ export async function evolutionarySearch(
   };
   // The all-largest allocation is the cheapest: it seeds the population so a feasible member always exists.
   const largest = space.candidates.map((c) => c[c.length - 1]!);
-  if (!feasible(largest)) throw new Error(`no allocation meets the budget: even the largest groups average ${meanGroupSize(largest).toFixed(1)} < ${budget.minMeanGroupSize}`);
+  if (!feasible(largest)) throw new Error(`no allocation meets the budget (${budget.describe}): not even the largest groups`);
 
   // Every feasible uniform allocation joins too, so the search never returns worse (on its fitness) than the
   // best single group size the budget allows — the baseline it has to beat.
@@ -152,6 +166,7 @@ async function scoreAll(population: Allocation[], score: Fitness): Promise<{ all
 export async function greedySearch(space: SearchSpace, budget: SearchBudget, fitness: Fitness): Promise<SearchResult> {
   const { score, evaluations } = cachedFitness(fitness);
   const largest = space.candidates.map((c) => c[c.length - 1]!);
+  if (!budget.allows(largest)) throw new Error(`no allocation meets the budget (${budget.describe}): not even the largest groups`);
   const baseScore = await score(largest);
   const gains: { gene: number; gain: number }[] = [];
   for (let gene = 0; gene < largest.length; gene++) {
@@ -166,7 +181,7 @@ export async function greedySearch(space: SearchSpace, budget: SearchBudget, fit
     for (const size of space.candidates[gene]!) {
       const trial = [...allocation];
       trial[gene] = size;
-      if (meanGroupSize(trial) >= budget.minMeanGroupSize) {
+      if (budget.allows(trial)) {
         allocation[gene] = size;
         break;
       }

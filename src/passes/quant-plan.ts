@@ -8,8 +8,15 @@ export type Granularity =
   | { kind: 'per-tensor' }
   | { kind: 'per-channel' }
   | { kind: 'group'; size: number }
-  /** To be chosen per layer by `search-group-sizes` (Q-DiT) from `candidates`, keeping the mean ≥ the budget. */
-  | { kind: 'auto'; candidates: number[]; minMeanGroupSize: number };
+  /** To be chosen per layer by `search-group-sizes` (Q-DiT) from `candidates`, within the budget. */
+  | { kind: 'auto'; candidates: number[]; budget: GroupBudget };
+
+/**
+ * The budget of a group-size search: the mean group size over the layers stays at or above `min` (Q-DiT's
+ * stand-in for a BitOps bound), or the average stored bits per weight — the codes plus each group's float32
+ * scale and, when asymmetric, its zero point, weighted by each layer's parameter count — stays at or below `max`.
+ */
+export type GroupBudget = { kind: 'mean-group-size'; min: number } | { kind: 'average-bits'; max: number };
 
 /** How a quantization range is chosen from data. */
 export type RangeMethod =

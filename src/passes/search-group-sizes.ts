@@ -18,9 +18,9 @@ import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
 import type { HostTensor, TensorMap } from './executor.js';
-import { evolutionarySearch, greedySearch, type Allocation, type Fitness, type SearchSpace } from './group-search.js';
+import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import type { LayerQuantPlan, WeightQuantSpec } from './quant-plan.js';
+import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from './quant-plan.js';
 import { quantizeActivations } from './quantize-activations.js';
 import { quantizeWeights } from './quantize-weights.js';
 import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from './weight-quantizer.js';
@@ -62,7 +62,7 @@ export const searchGroupSizes: Pass = {
         return valid;
       }),
     };
-    const budget = { minMeanGroupSize: first.minMeanGroupSize };
+    const budget = searchBudget(first.budget, layers, auto);
     const timestep = findTimestepInput(model);
     if (!timestep) throw new IrError('invalid-argument', 'search-group-sizes: cannot find the timestep input (an integer input feeding Sin/Cos)');
     const fitnessBatches = spreadOverTimesteps(batches, options.samples as number, timestep.name);
@@ -102,6 +102,16 @@ export const searchGroupSizes: Pass = {
     return { modified: false, statistics };
   },
 };
+
+/** The recipe's budget over the searched layers (bits: codes + float32 scale + zero point when asymmetric, per group). */
+function searchBudget(budget: GroupBudget, layers: Layer[], auto: LayerQuantPlan[]): SearchBudget {
+  if (budget.kind === 'mean-group-size') return meanGroupSizeBudget(budget.min);
+  const parameters = layers.map((l) => l.inChannels * l.outChannels);
+  return averageBitsBudget(budget.max, parameters, (i, size) => {
+    const w = auto[i]!.weight!;
+    return w.bits + (32 + (w.symmetric ? 0 : w.bits)) / size;
+  });
+}
 
 /** The plan's weight spec at a fixed group size, for fitness evaluation (round to nearest: Q-DiT scores candidates with RTN). */
 function specAt(spec: WeightQuantSpec, size: number): WeightQuantSpec {

@@ -76,7 +76,7 @@ function storage(bits: number, signed: boolean | undefined): string {
 function weight(w: WeightQuantSpec): string {
   const g = w.granularity;
   const granularity =
-    g.kind === 'group' ? `group ${g.size}` : g.kind === 'auto' ? `group auto(candidates: [${g.candidates.join(', ')}], budget: mean >= ${num(g.minMeanGroupSize)})` : g.kind;
+    g.kind === 'group' ? `group ${g.size}` : g.kind === 'auto' ? `group auto(candidates: [${g.candidates.join(', ')}], budget: ${g.budget.kind === 'mean-group-size' ? `mean >= ${num(g.budget.min)}` : `bits <= ${num(g.budget.max)}`})` : g.kind;
   const rounding = w.rounding.kind === 'gptq' ? `gptq(block: ${w.rounding.blockSize}, damp: ${num(w.rounding.damp)})` : 'nearest';
   return `${storage(w.bits, w.signed)} ${w.symmetric ? 'sym' : 'asym'} ${granularity} range ${range(w.range)} rounding ${rounding}`;
 }

@@ -36,7 +36,21 @@ const weight = {
       oneOf: [
         { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { enum: ['per-tensor', 'per-channel'] } } },
         { type: 'object', required: ['kind', 'size'], additionalProperties: false, properties: { kind: { const: 'group' }, size: positiveInt } },
-        { type: 'object', required: ['kind', 'candidates', 'minMeanGroupSize'], additionalProperties: false, properties: { kind: { const: 'auto' }, candidates: { type: 'array', items: positiveInt, minItems: 1 }, minMeanGroupSize: { type: 'number', minimum: 1 } } },
+        {
+          type: 'object',
+          required: ['kind', 'candidates', 'budget'],
+          additionalProperties: false,
+          properties: {
+            kind: { const: 'auto' },
+            candidates: { type: 'array', items: positiveInt, minItems: 1 },
+            budget: {
+              oneOf: [
+                { type: 'object', required: ['kind', 'min'], additionalProperties: false, properties: { kind: { const: 'mean-group-size' }, min: { type: 'number', minimum: 1 } } },
+                { type: 'object', required: ['kind', 'max'], additionalProperties: false, properties: { kind: { const: 'average-bits' }, max: { type: 'number', exclusiveMinimum: 0 } } },
+              ],
+            },
+          },
+        },
       ],
     },
     range,

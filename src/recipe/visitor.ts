@@ -7,7 +7,7 @@ import { didYouMean, type Diagnostic } from '../diagnostics.js';
 import { LAYER_ROLES } from '../ir/layers.js';
 import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
-import type { ActivationQuantSpec, Granularity, RangeMethod, Rounding, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../passes/quant-plan.js';
 import { GPTQ_DEFAULTS, RANGE_DEFAULTS, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
@@ -453,17 +453,19 @@ class RecipeVisitor {
           candidates = candidatesArg.left.items.map((i) => (i as { value: number }).value);
         }
       }
-      let minMeanGroupSize = 128;
+      let groupBudget: GroupBudget = { kind: 'mean-group-size', min: 128 };
       const budget = args.get('budget');
       if (budget) {
-        const ok = budget.left.kind === 'name' && budget.left.value === 'mean' && budget.comparison?.op === '>=' && budget.comparison.right.kind === 'number';
-        if (!ok) this.error('E032', "auto budget must read 'mean >= N' (the mean group size over the layers)", budget.range);
-        else minMeanGroupSize = (budget.comparison!.right as { value: number }).value;
+        const name = budget.left.kind === 'name' ? budget.left.value : undefined;
+        const value = budget.comparison?.right.kind === 'number' ? budget.comparison.right.value : undefined;
+        if (name === 'mean' && budget.comparison?.op === '>=' && value !== undefined) groupBudget = { kind: 'mean-group-size', min: value };
+        else if (name === 'bits' && budget.comparison?.op === '<=' && value !== undefined && value > 0) groupBudget = { kind: 'average-bits', max: value };
+        else this.error('E032', "auto budget must read 'mean >= N' (the mean group size over the layers) or 'bits <= B' (average stored bits per weight, scales and zero points included)", budget.range);
       }
-      if (minMeanGroupSize > Math.max(...candidates)) this.error('E032', `budget mean >= ${minMeanGroupSize} is unreachable: the largest candidate is ${Math.max(...candidates)}`, t.range);
-      return { kind: 'auto', candidates, minMeanGroupSize };
+      if (groupBudget.kind === 'mean-group-size' && groupBudget.min > Math.max(...candidates)) this.error('E032', `budget mean >= ${groupBudget.min} is unreachable: the largest candidate is ${Math.max(...candidates)}`, t.range);
+      return { kind: 'auto', candidates, budget: groupBudget };
     }
-    this.error('E032', "'group' needs a size (group 128) or auto(candidates: [...], budget: mean >= N)", t?.range ?? at);
+    this.error('E032', "'group' needs a size (group 128) or auto(candidates: [...], budget: mean >= N | bits <= B)", t?.range ?? at);
     return undefined;
   }
 

@@ -35,7 +35,7 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
 
   it('group sizes outside MatMulNBits block sizes, and every auto candidate, are checked (webgpu; cpu keeps them as blocked DQ)', () => {
     const g96: WeightQuantSpec = { ...w4, granularity: { kind: 'group', size: 96 } };
-    const auto: WeightQuantSpec = { ...w4, granularity: { kind: 'auto', candidates: [64, 100], minMeanGroupSize: 64 } };
+    const auto: WeightQuantSpec = { ...w4, granularity: { kind: 'auto', candidates: [64, 100], budget: { kind: 'mean-group-size', min: 64 } } };
     const both = plan([['blocks.0.mlp.fc1', g96], ['blocks.0.mlp.fc2', auto]]);
     expect(backends.cpu.checkPlan(both, layers)).toEqual([]);
     const issues = backends.webgpu.checkPlan(both, layers);

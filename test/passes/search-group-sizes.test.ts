@@ -34,7 +34,7 @@ async function eps(model: Model) {
 }
 
 describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)', () => {
-  const auto: WeightQuantSpec['granularity'] = { kind: 'auto', candidates: [16, 32, 64, 128], minMeanGroupSize: 64 };
+  const auto: WeightQuantSpec['granularity'] = { kind: 'auto', candidates: [16, 32, 64, 128], budget: { kind: 'mean-group-size', min: 64 } };
 
   it('resolves auto groups within budget, and the searched model is at least as good as uniform group 64', async () => {
     const fp = await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`));

@@ -198,3 +198,17 @@ describe('the published schema', () => {
     expect(text.slice(diagnostics[0]!.span!.offset, diagnostics[0]!.span!.offset + diagnostics[0]!.span!.length)).toBe('"samples"');
   });
 });
+
+describe('group auto budgets', () => {
+  it('reads `bits <= B` as an average-bits budget and `mean >= N` as a mean-group-size one; fmt keeps each', () => {
+    for (const [text, budget] of [
+      ['bits <= 4.5', { kind: 'average-bits', max: 4.5 }],
+      ['mean >= 64', { kind: 'mean-group-size', min: 64 }],
+    ] as const) {
+      const parsed = parseRecipe(`recipe "x" {\n  quantize attn { weight int4 asym group auto(candidates: [32, 64, 128], budget: ${text}) }\n}\n`, 'x.qrecipe');
+      expect(parsed.diagnostics).toEqual([]);
+      expect(parsed.recipe!.rules[0]!.weight!.granularity).toEqual({ kind: 'auto', candidates: [32, 64, 128], budget });
+      expect(formatRecipe(parsed.recipe!)).toContain(`budget: ${text})`);
+    }
+  });
+});
