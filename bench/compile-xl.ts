@@ -1,11 +1,12 @@
 /**
  * DiT-XL/2 weight quantization (int4, group 128, on attn/mlp/adaln) of the synthetic 2.7 GB model: wall time
  * and peak RSS of `qcompile MODEL --passes … -o OUT` in its own process (/usr/bin/time -v), against the weight
- * bytes and the I/O floor (one streamed read of the weights). Run: `npx tsx bench/compile-xl.ts`. Prints JSON
+ * bytes and the I/O floor measured next to each run (one streamed read of the weights + writing the output's bytes
+ * with fsync); median of XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON
  * as its last line. The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,20 @@ function filesBytes(dir: string, prefix: string): number {
   return readdirSync(dir)
     .filter((f) => f.startsWith(prefix))
     .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
+/** Seconds to write `bytes` to a fresh file and fsync it (the write floor of saving the output). */
+function writeFloor(dir: string, bytes: number): number {
+  const path = join(dir, 'write-floor.bin');
+  const buffer = Buffer.alloc(16 << 20, 1);
+  const started = performance.now();
+  const fd = openSync(path, 'w');
+  for (let written = 0; written < bytes; written += buffer.length) writeSync(fd, buffer, 0, Math.min(buffer.length, bytes - written));
+  fsyncSync(fd);
+  closeSync(fd);
+  const seconds = (performance.now() - started) / 1000;
+  rmSync(path);
+  return seconds;
 }
 
 /** Seconds to stream every file of the model once (the read floor of any weight pass). */
@@ -56,27 +71,45 @@ const weightBytes = filesBytes(modelDir, '');
 const outDir = join(tmpdir(), `qcompile-xl-out-${process.pid}`);
 mkdirSync(outDir, { recursive: true });
 const output = join(outDir, 'model-w4g128.onnx');
-const floorSeconds = readFloor(modelDir);
-const run = qcompile([modelPath, '--passes', pipeline, '-o', output]);
-if (run.status !== 0) {
-  console.log(JSON.stringify({ error: `qcompile exited ${run.status}`, stderr: run.stderr.slice(-2000) }));
-  process.exit(1);
+const runs = Number(process.env.XL_RUNS ?? 3);
+// Interleaved: each compile next to a fresh measurement of its I/O floor (read the weights, write the output).
+const samples: { wall: number; floor: number; read: number; write: number; rss: number }[] = [];
+let outputBytes = 0;
+let passes: string[] = [];
+for (let r = 0; r < runs; r++) {
+  const read = readFloor(modelDir);
+  const run = qcompile([modelPath, '--passes', pipeline, '-o', output]);
+  if (run.status !== 0) {
+    console.log(JSON.stringify({ error: `qcompile exited ${run.status}`, stderr: run.stderr.slice(-2000) }));
+    process.exit(1);
+  }
+  outputBytes = filesBytes(outDir, 'model-w4g128.onnx');
+  const write = writeFloor(outDir, outputBytes);
+  samples.push({ wall: run.seconds, floor: read + write, read, write, rss: run.peakRssBytes });
+  passes = run.stdout.trim().split('\n').slice(-8);
 }
-const outputBytes = filesBytes(outDir, 'model-w4g128.onnx');
 rmSync(outDir, { recursive: true, force: true });
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const wallSeconds = median(samples.map((x) => x.wall));
+const floorSeconds = median(samples.map((x) => x.floor));
+const peakRssBytes = Math.max(...samples.map((x) => x.rss));
 const result = {
   pipeline,
+  runs,
   weightBytes,
   outputBytes,
-  wallSeconds: Number(run.seconds.toFixed(2)),
-  readFloorSeconds: Number(floorSeconds.toFixed(2)),
-  peakRssBytes: run.peakRssBytes,
-  peakRssOverWeights: Number((run.peakRssBytes / weightBytes).toFixed(3)),
-  passes: run.stdout.trim().split('\n').slice(-8),
+  wallSeconds: Number(wallSeconds.toFixed(2)),
+  ioFloorSeconds: Number(floorSeconds.toFixed(2)),
+  readFloorSeconds: Number(median(samples.map((x) => x.read)).toFixed(2)),
+  writeFloorSeconds: Number(median(samples.map((x) => x.write)).toFixed(2)),
+  wallOverIoFloor: Number(median(samples.map((x) => x.wall / x.floor)).toFixed(2)),
+  peakRssBytes,
+  peakRssOverWeights: Number((peakRssBytes / weightBytes).toFixed(3)),
+  passes,
 };
 console.log(
   JSON.stringify({
     ...result,
-    summary: `${result.wallSeconds} s (read floor ${result.readFloorSeconds} s), peak RSS ${(run.peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${result.peakRssOverWeights}x weights, ${(weightBytes / 2 ** 30).toFixed(2)} -> ${(outputBytes / 2 ** 30).toFixed(2)} GiB`,
+    summary: `median of ${runs}: ${result.wallSeconds} s = ${result.wallOverIoFloor}x the I/O floor (read ${result.readFloorSeconds} s + write ${result.writeFloorSeconds} s), peak RSS ${(peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${result.peakRssOverWeights}x weights, ${(weightBytes / 2 ** 30).toFixed(2)} -> ${(outputBytes / 2 ** 30).toFixed(2)} GiB`,
   }),
 );
