@@ -18,7 +18,7 @@ import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
 import type { HostTensor, TensorMap } from './executor.js';
-import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
+import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, uniformAllocations, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from './quant-plan.js';
 import { quantizeActivations } from './quantize-activations.js';
@@ -65,8 +65,10 @@ export const searchGroupSizes: Pass = {
     const budget = searchBudget(first.budget, layers, auto);
     const timestep = findTimestepInput(model);
     if (!timestep) throw new IrError('invalid-argument', 'search-group-sizes: cannot find the timestep input (an integer input feeding Sin/Cos)');
-    const fitnessBatches = spreadOverTimesteps(batches, options.samples as number, timestep.name);
-    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, fitnessBatches, context) : await layerErrorFitness(model, layers, auto, space, fitnessBatches[0]!, context, options.rows as number);
+    // Two disjoint sets spread over the timesteps: the search scores candidates on one; the other (eps-error
+    // only) checks afterwards that the winner beats the uniform allocations on samples it was not chosen on.
+    const [fitnessBatches, heldOutBatches] = spreadOverTimesteps(batches, options.samples as number, timestep.name, 2);
+    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, fitnessBatches!, context) : await layerErrorFitness(model, layers, auto, space, fitnessBatches![0]!, context, options.rows as number);
 
     const progress = (epoch: number, epochs: number, best: number) => {
       context.progress('search epochs', epoch, epochs);
@@ -85,20 +87,36 @@ export const searchGroupSizes: Pass = {
             seed: context.seed,
           }, fitness, progress);
 
+    const statistics: Record<string, number | string> = {
+      layers: auto.length,
+      evaluations: result.evaluations,
+      best_fitness: Number(result.bestScore.toPrecision(6)),
+    };
+    let best = result.best;
+    if (options.fitness === 'eps-error' && heldOutBatches && heldOutBatches.length > 0) {
+      // The winner's curse: the best of hundreds of noisy scores is optimistic. On held-out samples the searched
+      // allocation has to beat every uniform one the budget allows, or the best uniform one is kept.
+      const heldOut = await epsErrorFitness(model, auto, heldOutBatches, context);
+      const contenders = [result.best, ...uniformAllocations(space).filter((a) => budget.allows(a))];
+      const scores: number[] = [];
+      for (const contender of contenders) scores.push(await heldOut(contender));
+      const winner = scores.indexOf(Math.min(...scores));
+      best = contenders[winner]!;
+      statistics.held_out_searched = Number(scores[0]!.toPrecision(6));
+      statistics.held_out_best_uniform = Number(Math.min(...scores.slice(1), Infinity).toPrecision(6));
+      statistics.kept = winner === 0 ? 'searched' : `uniform_${best[0]}`;
+      if (winner !== 0) context.log(`search-group-sizes: the searched allocation did worse on held-out samples than uniform group ${best[0]}; keeping the uniform one`);
+    }
+
     const allocation = new Map<string, number>();
-    result.best.forEach((size, i) => {
+    best.forEach((size, i) => {
       const plan = auto[i]!;
       allocation.set(plan.layer, size);
       context.plan.set(plan.layer, { ...plan, weight: { ...plan.weight!, granularity: { kind: 'group', size } } });
     });
     context.artifacts.set(GROUP_ALLOCATION, allocation);
-    const statistics: Record<string, number | string> = {
-      layers: auto.length,
-      evaluations: result.evaluations,
-      best_fitness: Number(result.bestScore.toPrecision(6)),
-      mean_group_size: Number((result.best.reduce((a, b) => a + b, 0) / result.best.length).toFixed(2)),
-    };
-    for (const size of new Set(result.best)) statistics[`group_${size}`] = result.best.filter((g) => g === size).length;
+    statistics.mean_group_size = Number((best.reduce((a, b) => a + b, 0) / best.length).toFixed(2));
+    for (const size of new Set(best)) statistics[`group_${size}`] = best.filter((g) => g === size).length;
     return { modified: false, statistics };
   },
 };
@@ -244,23 +262,26 @@ async function epsErrorFitness(model: Model, auto: LayerQuantPlan[], batches: Te
 }
 
 /**
- * Up to `count` calibration samples evenly spaced over their timesteps, dealt round-robin into batches of the
- * calibration batch size so every batch spans the whole range. (Calibration batches come in trajectory order:
- * the first holds only the earliest, noisiest steps, and a fitness on it alone ranked allocations unlike the
- * images did — bench/proxy-ranking.ts.)
+ * `parts` disjoint sets of up to `count` calibration samples each, every set evenly spaced over the timesteps and
+ * dealt round-robin into batches of the calibration batch size so every batch spans the whole range.
+ * (Calibration batches come in trajectory order: the first holds only the earliest, noisiest steps, and a fitness
+ * on it alone ranked allocations unlike the images did — bench/proxy-ranking.ts.)
  */
-export function spreadOverTimesteps(batches: TensorMap[], count: number, timestepName: string): TensorMap[] {
+export function spreadOverTimesteps(batches: TensorMap[], count: number, timestepName: string, parts = 1): TensorMap[][] {
   const samples: { batch: number; row: number; t: number }[] = [];
   batches.forEach((feeds, batch) => {
     const t = feeds[timestepName]!.data as BigInt64Array;
     for (let row = 0; row < t.length; row++) samples.push({ batch, row, t: Number(t[row]) });
   });
   samples.sort((a, b) => a.t - b.t || a.batch - b.batch || a.row - b.row);
-  const n = Math.min(count, samples.length);
+  const n = Math.min(count * parts, samples.length);
   const chosen = Array.from({ length: n }, (_, i) => samples[Math.floor((i * samples.length) / n)]!);
   const batchSize = batches[0]![timestepName]!.dims[0]!;
-  const groups = Math.ceil(n / batchSize);
-  return Array.from({ length: groups }, (_, g) => gatherRows(batches, chosen.filter((_, i) => i % groups === g)));
+  return Array.from({ length: parts }, (_, part) => {
+    const set = chosen.filter((_, i) => i % parts === part);
+    const groups = Math.ceil(set.length / batchSize);
+    return Array.from({ length: groups }, (_, g) => gatherRows(batches, set.filter((_, i) => i % groups === g)));
+  });
 }
 
 function gatherRows(batches: TensorMap[], rows: { batch: number; row: number }[]): TensorMap {
