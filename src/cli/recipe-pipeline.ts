@@ -9,6 +9,7 @@ import type { Model } from '../ir/core.js';
 import { writeFileAtomic } from '../ir/atomic-file.js';
 import { discoverLayers } from '../ir/layers.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
+import type { SampleProbe } from '../passes/executor.js';
 import type { QuantPlan } from '../passes/quant-plan.js';
 import { passRegistry } from '../passes/registry.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';
@@ -17,7 +18,8 @@ import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, epsModel, type CalibrationSet } from '../runtime/calibration.js';
-import { makeSchedule, readSidecar, scheduleFromSidecar } from '../runtime/diffusion.js';
+import { makeSchedule, readSidecar, sampleDdim, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
+import { seededNormal } from '../random.js';
 import type { CliIO } from './command.js';
 
 /** A recipe ready to run. */
@@ -58,10 +60,9 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
  */
 export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO): Promise<CalibrationSet> {
   const d = recipe.diffusion;
-  const schedule = d.schedule.kind === 'sidecar' ? scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json'))) : d.schedule.kind === 'cosine' ? makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction) : makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
+  const schedule = recipeSchedule(recipe, modelPath);
   if (d.sampler.kind !== 'ddim' || d.sampler.eta !== 0) throw new Error('calibration trajectories use DDIM with eta 0: set `sampler ddim(steps: N)` in the recipe');
-  const labelTable = discoverLayers(model).find((l) => l.role === 'embed.label');
-  const classes = d.classes || labelTable?.outChannels || 0;
+  const classes = recipeClasses(recipe, model);
   const io_ = diffusionIO(model, classes);
   const cachePath = recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
   const key: CalibrationKey = { modelSha256: cachePath ? modelFilesSha256(model, modelPath) : '', strategy: recipe.calibrate.timesteps, seed, samplerSteps: d.sampler.steps, samples: recipe.calibrate.samples, batch: recipe.calibrate.batch, classes };
@@ -95,4 +96,43 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
   } finally {
     await release();
   }
+}
+
+/** The recipe's diffusion schedule: its own, or the `schedule.json` sidecar next to the model. */
+function recipeSchedule(recipe: Recipe, modelPath: string): Schedule {
+  const d = recipe.diffusion;
+  if (d.schedule.kind === 'sidecar') return scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json')));
+  if (d.schedule.kind === 'cosine') return makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction);
+  return makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
+}
+
+function recipeClasses(recipe: Recipe, model: Model): number {
+  return recipe.diffusion.classes || discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels || 0;
+}
+
+/** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */
+const PROBE = { samples: 32, steps: 20, seedOffset: 0x9e37 } as const;
+
+/**
+ * The sample probe a group-size search judges its finalists with: DDIM (η = 0, the recipe's schedule) from
+ * seeded noise the calibration never used, labels dealt round-robin; the same noise for every candidate.
+ */
+export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number): SampleProbe {
+  const schedule = recipeSchedule(recipe, modelPath);
+  const classes = recipeClasses(recipe, model);
+  const io = diffusionIO(model, classes);
+  const perSample = io.imageShape.reduce((a, b) => a * b, 1);
+  const noise = Float32Array.from({ length: PROBE.samples * perSample }, seededNormal(seed + PROBE.seedOffset));
+  const labels = Array.from({ length: PROBE.samples }, (_, i) => (classes > 0 ? i % classes : 0));
+  return {
+    describe: `${PROBE.samples} samples, DDIM ${PROBE.steps} steps`,
+    async sample(candidate) {
+      const { eps, release } = await epsModel(candidate, diffusionIO(candidate, classes));
+      try {
+        return await sampleDdim(eps, schedule, noise.slice(), labels, PROBE.steps);
+      } finally {
+        await release();
+      }
+    },
+  };
 }

@@ -23,6 +23,17 @@ export interface ModelExecutor {
   prepare(model: Model, fetch: string[]): Promise<PreparedModel>;
 }
 
+/**
+ * Samples a diffusion model end to end — a short deterministic sampling run from fixed noise and labels —
+ * and returns the final images (injected by the caller, who knows the schedule and sampler). Lets a pass
+ * judge a candidate by the images it makes rather than by a per-step proxy.
+ */
+export interface SampleProbe {
+  /** What the probe runs, for messages: `32 samples, DDIM 20 steps`. */
+  describe: string;
+  sample(model: Model): Promise<Float32Array>;
+}
+
 /** A model ready to run. */
 export interface PreparedModel {
   run(feeds: TensorMap): Promise<TensorMap>;

@@ -57,6 +57,8 @@ export interface SearchResult {
   history: number[];
   /** Distinct allocations scored. */
   evaluations: number;
+  /** The best distinct allocations, best first (the evolutionary search's final parents; the greedy result alone). */
+  finalists: Allocation[];
 }
 
 /** Mean group size of an allocation (the budget's measure). */
@@ -141,7 +143,7 @@ export async function evolutionarySearch(
     history.push(scored[0]!.score);
     progress(epoch + 1, options.epochs, scored[0]!.score);
   }
-  return { best: scored[0]!.allocation, bestScore: scored[0]!.score, history, evaluations: evaluations() };
+  return { best: scored[0]!.allocation, bestScore: scored[0]!.score, history, evaluations: evaluations(), finalists: scored.slice(0, options.topK).map((s) => s.allocation) };
 }
 
 /** One allocation per group size that every layer accepts: all layers at that size. */
@@ -188,5 +190,5 @@ export async function greedySearch(space: SearchSpace, budget: SearchBudget, fit
     }
   }
   const bestScore = await score(allocation);
-  return { best: allocation, bestScore, history: [bestScore], evaluations: evaluations() };
+  return { best: allocation, bestScore, history: [bestScore], evaluations: evaluations(), finalists: [allocation] };
 }

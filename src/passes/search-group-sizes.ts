@@ -17,13 +17,16 @@ import { IrError } from '../ir/errors.js';
 import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { HostTensor, TensorMap } from './executor.js';
+import type { HostTensor, SampleProbe, TensorMap } from './executor.js';
 import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, uniformAllocations, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from './quant-plan.js';
 import { quantizeActivations } from './quantize-activations.js';
 import { quantizeWeights } from './quantize-weights.js';
 import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from './weight-quantizer.js';
+
+/** Artifact key: a SampleProbe the caller may provide, to judge the finalists by the images they sample. */
+export const SAMPLE_PROBE = 'sample-probe';
 
 /** Artifact key: the chosen group size per layer (Map<layerName, number>), for dumps and the report. */
 export const GROUP_ALLOCATION = 'group-allocation';
@@ -42,6 +45,7 @@ export const searchGroupSizes: Pass = {
     epochs: { type: 'int', description: 'generations', default: 10 },
     rows: { type: 'int', description: 'input rows (tokens) per layer for the layer-error proxy', default: 256 },
     samples: { type: 'int', description: 'calibration samples the fitness measures on, spread evenly over their timesteps', default: 64 },
+    finalists: { type: 'int', description: 'best searched allocations judged again (with the uniform ones) on unseen data', default: 4 },
   },
   async run(model: Model, options: PassOptions, context: PassContext): Promise<PassResult> {
     const auto = [...context.plan.values()].filter((p) => p.weight?.granularity.kind === 'auto');
@@ -92,20 +96,26 @@ export const searchGroupSizes: Pass = {
       evaluations: result.evaluations,
       best_fitness: Number(result.bestScore.toPrecision(6)),
     };
+    // The winner's curse: the best of hundreds of noisy proxy scores is optimistic, and a proxy only ranks
+    // allocations roughly like the images do. The finalists and every uniform allocation the budget allows
+    // are judged once more on data the search never scored — by the images they sample when the caller gave a
+    // sample probe, else by the eps error on held-out calibration samples — and the best is kept.
+    const probe = context.artifacts.get(SAMPLE_PROBE) as SampleProbe | undefined;
+    const judge = probe ? await imageErrorFitness(model, auto, probe, context) : heldOutBatches?.length ? await epsErrorFitness(model, auto, heldOutBatches, context) : undefined;
     let best = result.best;
-    if (options.fitness === 'eps-error' && heldOutBatches && heldOutBatches.length > 0) {
-      // The winner's curse: the best of hundreds of noisy scores is optimistic. On held-out samples the searched
-      // allocation has to beat every uniform one the budget allows, or the best uniform one is kept.
-      const heldOut = await epsErrorFitness(model, auto, heldOutBatches, context);
-      const contenders = [result.best, ...uniformAllocations(space).filter((a) => budget.allows(a))];
+    if (judge) {
+      const uniform = uniformAllocations(space).filter((a) => budget.allows(a));
+      const searched = result.finalists.slice(0, options.finalists as number).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
+      const contenders = [...searched, ...uniform];
       const scores: number[] = [];
-      for (const contender of contenders) scores.push(await heldOut(contender));
+      for (const contender of contenders) scores.push(await judge(contender));
       const winner = scores.indexOf(Math.min(...scores));
       best = contenders[winner]!;
-      statistics.held_out_searched = Number(scores[0]!.toPrecision(6));
-      statistics.held_out_best_uniform = Number(Math.min(...scores.slice(1), Infinity).toPrecision(6));
-      statistics.kept = winner === 0 ? 'searched' : `uniform_${best[0]}`;
-      if (winner !== 0) context.log(`search-group-sizes: the searched allocation did worse on held-out samples than uniform group ${best[0]}; keeping the uniform one`);
+      statistics.judged_by = probe ? `images (${probe.describe})` : 'held-out eps error';
+      statistics.judged_best_searched = Number(Math.min(...scores.slice(0, searched.length), Infinity).toPrecision(6));
+      statistics.judged_best_uniform = Number(Math.min(...scores.slice(searched.length), Infinity).toPrecision(6));
+      statistics.kept = winner < searched.length ? 'searched' : `uniform_${best[0]}`;
+      if (statistics.kept !== 'searched') context.log(`search-group-sizes: no searched allocation beat uniform group ${best[0]} when judged by ${statistics.judged_by}; keeping the uniform one`);
     }
 
     const allocation = new Map<string, number>();
@@ -234,22 +244,14 @@ function quantizationErrors(layer: Layer, specs: WeightQuantSpec[]): HostTensor 
   return { dtype: 'float32', dims: [specs.length, K, N], data };
 }
 
-/**
- * Mean squared eps error against FP over the fitness batches, each candidate quantized as Q-DiT scores it:
- * round-to-nearest weights at the candidate's group sizes, plus the plan's dynamic activation quantization
- * (static and per-timestep inputs need calibration statistics that come later, so they are left float here).
- */
+/** Mean squared eps error against FP over the fitness batches, each candidate as `candidateQuantizer` builds it. */
 async function epsErrorFitness(model: Model, auto: LayerQuantPlan[], batches: TensorMap[], context: PassContext): Promise<Fitness> {
   const output = model.graph.outputs[0]!.name;
   const reference: Float32Array[] = [];
   for (const feeds of batches) reference.push(await runOnce(model, output, feeds, context));
-  const bytes = encodeModel(model);
-  const dynamicInputs = [...context.plan.values()].filter((p) => p.input?.mode.kind === 'dynamic');
+  const quantize = candidateQuantizer(model, auto, context);
   return async (allocation: Allocation) => {
-    const candidate = decodeModel(bytes, { baseDir: model.baseDir });
-    const plan = new Map(auto.map((p, i) => [p.layer, { layer: p.layer, weight: specAt(p.weight!, allocation[i]!) }]));
-    await quantizeWeights.run(candidate, {}, { ...context, plan, progress: () => {} });
-    if (dynamicInputs.length > 0) await quantizeActivations.run(candidate, {}, { ...context, plan: new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input }])), progress: () => {} });
+    const candidate = await quantize(allocation);
     let squares = 0;
     let count = 0;
     for (const [b, feeds] of batches.entries()) {
@@ -258,6 +260,18 @@ async function epsErrorFitness(model: Model, auto: LayerQuantPlan[], batches: Te
       count += eps.length;
     }
     return squares / count;
+  };
+}
+
+/** Mean squared difference between a candidate's probe samples and the FP model's (same noise, same labels). */
+async function imageErrorFitness(model: Model, auto: LayerQuantPlan[], probe: SampleProbe, context: PassContext): Promise<Fitness> {
+  const reference = await probe.sample(model);
+  const quantize = candidateQuantizer(model, auto, context);
+  return async (allocation: Allocation) => {
+    const images = await probe.sample(await quantize(allocation));
+    let squares = 0;
+    for (let i = 0; i < images.length; i++) squares += (images[i]! - reference[i]!) ** 2;
+    return squares / images.length;
   };
 }
 
@@ -297,6 +311,23 @@ function gatherRows(batches: TensorMap[], rows: { batch: number; row: number }[]
     out[name] = { dtype: first.dtype, dims: [rows.length, ...first.dims.slice(1)], data };
   }
   return out;
+}
+
+/**
+ * The model as a candidate allocation deploys it, the way Q-DiT scores candidates: round-to-nearest weights at
+ * the candidate's group sizes, plus the plan's dynamic activation quantization (static and per-timestep inputs
+ * need calibration statistics that come later, so they are left float here).
+ */
+function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassContext): (allocation: Allocation) => Promise<Model> {
+  const bytes = encodeModel(model);
+  const dynamicInputs = [...context.plan.values()].filter((p) => p.input?.mode.kind === 'dynamic');
+  return async (allocation) => {
+    const candidate = decodeModel(bytes, { baseDir: model.baseDir });
+    const plan = new Map(auto.map((p, i) => [p.layer, { layer: p.layer, weight: specAt(p.weight!, allocation[i]!) }]));
+    await quantizeWeights.run(candidate, {}, { ...context, plan, progress: () => {} });
+    if (dynamicInputs.length > 0) await quantizeActivations.run(candidate, {}, { ...context, plan: new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input }])), progress: () => {} });
+    return candidate;
+  };
 }
 
 async function runOnce(model: Model, output: string, feeds: TensorMap, context: PassContext): Promise<Float32Array> {

@@ -20,10 +20,10 @@ import type { QuantPlan } from '../../passes/quant-plan.js';
 import { passRegistry } from '../../passes/registry.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
-import { buildRecipeCalibration, planRecipeFile, type PlannedRecipe } from '../recipe-pipeline.js';
+import { buildRecipeCalibration, planRecipeFile, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
 import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
 import { INPUT_SCALING, type AppliedScaling } from '../../passes/scale-folding.js';
-import { GROUP_ALLOCATION } from '../../passes/search-group-sizes.js';
+import { GROUP_ALLOCATION, SAMPLE_PROBE } from '../../passes/search-group-sizes.js';
 import { writeFileAtomic } from '../../ir/atomic-file.js';
 import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
 
@@ -162,6 +162,7 @@ export const compileCommand: Command = {
       const calibrationStarted = performance.now();
       const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
+      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed));
       calibrationMs = performance.now() - calibrationStarted;
     }
     const instrumentation: Instrumentation = {
