@@ -12,19 +12,14 @@ import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { DIT_DIGITS, referenceInputs } from '../passes/fixture.js';
+import { DIT_DIGITS, referenceEps } from '../passes/fixture.js';
 
 /** Exact reference runs: no ORT graph rewrites of the Q/DQ form. */
 export const basicExecutor = new OrtExecutor({ optimization: 'basic' });
 
 /** The fixture's `eps` for the reference inputs under `executor`. */
 export async function runEps(model: Model, executor: OrtExecutor = basicExecutor): Promise<Float32Array> {
-  const prepared = await executor.prepare(model, ['eps']);
-  try {
-    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
-  } finally {
-    await prepared.release();
-  }
+  return referenceEps(model, executor);
 }
 
 function planFor(model: Model, roles: RegExp, weight: WeightQuantSpec, input?: ActivationQuantSpec): QuantPlan {

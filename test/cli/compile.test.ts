@@ -11,7 +11,7 @@ import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { selectLayersByRole } from '../../src/passes/layer-selection.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { DIT_DIGITS, referenceInputs, sqnrDb } from '../passes/fixture.js';
+import { DIT_DIGITS, referenceEps, sqnrDb } from '../passes/fixture.js';
 
 const MODEL = join(DIT_DIGITS, 'model.onnx');
 
@@ -24,12 +24,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 async function eps(path: string): Promise<Float32Array> {
-  const prepared = await new OrtExecutor().prepare(loadModelSync(path), ['eps']);
-  try {
-    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
-  } finally {
-    await prepared.release();
-  }
+  return referenceEps(loadModelSync(path), new OrtExecutor());
 }
 
 const fpEps = eps(MODEL);

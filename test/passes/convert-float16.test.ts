@@ -32,18 +32,13 @@ import { passRegistry } from '../../src/passes/registry.js';
 import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { DIT_DIGITS, referenceInputs, sqnrDb } from './fixture.js';
+import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
 const MODEL = `${DIT_DIGITS}/model.onnx`;
 const executor = new OrtExecutor();
 
 async function eps(model: Model): Promise<Float32Array> {
-  const prepared = await executor.prepare(model, ['eps']);
-  try {
-    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
-  } finally {
-    await prepared.release();
-  }
+  return referenceEps(model, executor);
 }
 
 const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => {}, log: () => {} };

@@ -1,7 +1,8 @@
 /** The dit-digits fixture's reference inputs, and the metrics numeric pass tests use. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { Model } from '../../src/ir/core.js';
+import type { ModelExecutor, TensorMap } from '../../src/passes/executor.js';
 
 /** Folder of the dit-digits fixture. */
 export const DIT_DIGITS = join(import.meta.dirname, '..', 'fixtures', 'dit-digits');
@@ -18,6 +19,16 @@ export function referenceInputs(): TensorMap {
     t: { dtype: 'int64', dims: [8], data: new BigInt64Array(bytes('reference_in_t.bin')) },
     y: { dtype: 'int64', dims: [8], data: new BigInt64Array(bytes('reference_in_y.bin')) },
   };
+}
+
+/** The model's `eps` on the reference inputs. */
+export async function referenceEps(model: Model, executor: ModelExecutor): Promise<Float32Array> {
+  const prepared = await executor.prepare(model, ['eps']);
+  try {
+    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
+  } finally {
+    await prepared.release();
+  }
 }
 
 export { maxAbsError as maxAbsDiff, sqnrDb } from '../../src/runtime/metrics.js';

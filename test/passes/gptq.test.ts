@@ -8,17 +8,12 @@ import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js'
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from './calibration-fixture.js';
-import { DIT_DIGITS, referenceInputs, sqnrDb } from './fixture.js';
+import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 
 async function eps(model: Model): Promise<Float32Array> {
-  const prepared = await executor.prepare(model, ['eps']);
-  try {
-    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
-  } finally {
-    await prepared.release();
-  }
+  return referenceEps(model, executor);
 }
 
 async function quantize(rounding: WeightQuantSpec['rounding']): Promise<number> {

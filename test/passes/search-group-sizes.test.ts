@@ -13,7 +13,7 @@ import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
 import { readSidecar, sampleDdim, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from './calibration-fixture.js';
-import { DIT_DIGITS, referenceInputs, sqnrDb } from './fixture.js';
+import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 const batches = calibrationBatches(64, 64);
@@ -29,12 +29,7 @@ function context(plan: QuantPlan): PassContext {
 }
 
 async function eps(model: Model) {
-  const prepared = await executor.prepare(model, ['eps']);
-  try {
-    return (await prepared.run(referenceInputs())).eps!.data as Float32Array;
-  } finally {
-    await prepared.release();
-  }
+  return referenceEps(model, executor);
 }
 
 describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)', () => {
