@@ -8,7 +8,7 @@
  *
  * Run: npx tsx bench/quality.ts [--samples 1000] [--steps 50] [--paired 200] [--out FILE] RECIPE...
  *   W8A8:   npx tsx bench/quality.ts --out bench/quality-w8a8.json recipes/minmax-w8a8.qrecipe recipes/ptq4dm-w8a8.qrecipe
- *   ladder: npx tsx bench/quality.ts --out bench/quality-w4a8.json bench/ladder/*.qrecipe recipes/qdit-w4a8.qrecipe
+ *   ladder: npx tsx bench/quality.ts --out bench/quality-w4a8.json bench/ladder/*.qrecipe
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';

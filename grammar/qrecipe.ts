@@ -171,12 +171,13 @@ export class RecipeParser extends CstParser {
     });
   });
 
-  /** value := NUMBER | STRING | NAME | list */
+  /** value := NUMBER | STRING | NAME | 'weight' | list — `weight` as in `per-token-group(size: weight)`, read as a name. */
   public value = this.RULE('value', () => {
     this.OR([
       { ALT: () => this.CONSUME(NumberLiteral) },
       { ALT: () => this.CONSUME(StringLiteral) },
       { ALT: () => this.CONSUME(Identifier) },
+      { ALT: () => this.CONSUME(Weight, { LABEL: 'Identifier' }) },
       { ALT: () => this.SUBRULE(this.list) },
     ]);
   });

@@ -111,7 +111,7 @@ function recipeClasses(recipe: Recipe, model: Model): number {
 }
 
 /** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */
-const PROBE = { samples: 32, steps: 20, seedOffset: 0x9e37 } as const;
+const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 
 /**
  * The sample probe a group-size search judges its finalists with: DDIM (η = 0, the recipe's schedule) from
@@ -126,6 +126,7 @@ export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: strin
   const labels = Array.from({ length: PROBE.samples }, (_, i) => (classes > 0 ? i % classes : 0));
   return {
     describe: `${PROBE.samples} samples, DDIM ${PROBE.steps} steps`,
+    samples: PROBE.samples,
     async sample(candidate) {
       const { eps, release } = await epsModel(candidate, diffusionIO(candidate, classes));
       try {

@@ -31,6 +31,8 @@ export interface ModelExecutor {
 export interface SampleProbe {
   /** What the probe runs, for messages: `32 samples, DDIM 20 steps`. */
   describe: string;
+  /** How many images `sample` returns (one after another in its result). */
+  samples: number;
   sample(model: Model): Promise<Float32Array>;
 }
 

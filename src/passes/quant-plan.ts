@@ -2,6 +2,7 @@
  * The quantization plan: per layer, how its weight and its input activation are quantized. The recipe
  * front end fills it from its rules; passes read it. Plain data, JSON-serializable, so dumps can show it.
  */
+import { IrError } from '../ir/errors.js';
 
 /** How values are grouped for shared scales. Groups run along the input-channel (K) axis. */
 export type Granularity =
@@ -44,8 +45,11 @@ export type ActivationMode =
   | { kind: 'static' }
   /** One (scale, zero point) per timestep group, selected at run time from the timestep input (TPQ). */
   | { kind: 'per-timestep'; groups: number }
-  /** Computed in-graph from the live tensor. */
-  | { kind: 'dynamic'; granularity: 'per-sample' | 'per-token' | 'per-token-group'; groupSize?: number };
+  /**
+   * Computed in-graph from the live tensor. `groupSize: 'weight'` groups the input channels like the layer's
+   * weight (Q-DiT: one group size per layer for both, searched when the weight has `group auto`).
+   */
+  | { kind: 'dynamic'; granularity: 'per-sample' | 'per-token' | 'per-token-group'; groupSize?: number | 'weight' };
 
 /** Input-activation quantization of one layer. */
 export interface ActivationQuantSpec {
@@ -53,6 +57,21 @@ export interface ActivationQuantSpec {
   symmetric: boolean;
   mode: ActivationMode;
   range: RangeMethod;
+}
+
+/**
+ * The input spec with `per-token-group(size: weight)` resolved to the weight's group size, which must be fixed
+ * by then (a literal group, or `group auto` after search-group-sizes).
+ */
+export function resolveInputGroup(plan: LayerQuantPlan): ActivationQuantSpec | undefined {
+  const input = plan.input;
+  if (input?.mode.kind !== 'dynamic' || input.mode.groupSize !== 'weight') return input;
+  const granularity = plan.weight?.granularity;
+  if (granularity?.kind !== 'group') {
+    const found = granularity?.kind === 'auto' ? 'group auto (run search-group-sizes first)' : (granularity?.kind ?? 'no weight quantization');
+    throw new IrError('invalid-argument', `layer '${plan.layer}': per-token-group(size: weight) needs a weight group size, found ${found}`);
+  }
+  return { ...input, mode: { ...input.mode, groupSize: granularity.size } };
 }
 
 /** The plan for one layer (by its structural name from `discoverLayers`). */

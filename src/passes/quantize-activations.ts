@@ -17,7 +17,7 @@ import { Tensor } from '../ir/tensor.js';
 import { activationRange, chooseActivationParams, type TensorStats } from './activation-ranges.js';
 import { ACTIVATION_STATS } from './calibrate.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import type { ActivationQuantSpec } from './quant-plan.js';
+import { resolveInputGroup, type ActivationQuantSpec } from './quant-plan.js';
 
 /** The ai.onnx opset of Q/DQ with per-axis scales. */
 const QDQ_OPSET = 13;
@@ -41,7 +41,7 @@ export const quantizeActivations: Pass = {
     for (const plan of planned) {
       const layer = layers.get(plan.layer);
       if (!layer) throw new IrError('invalid-argument', `quantize-activations: the plan names '${plan.layer}', which is not a layer of this model`);
-      const spec = plan.input!;
+      const spec = resolveInputGroup(plan)!;
       const input = layer.node.input(layer.opType === 'Gather' ? 1 : 0);
       const key = `${input.name}|${JSON.stringify(spec)}`;
       let quantized = done.get(key);
@@ -175,7 +175,7 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
   else if (mode.granularity === 'per-token') axes = [rank - 1];
   else {
     // [..., C] → [..., C/g, g]: reduce over the last axis, then reshape back.
-    const size = mode.groupSize ?? 64;
+    const size = (mode.groupSize as number | undefined) ?? 64; // resolveInputGroup has replaced `weight`
     restore = add(l, Op.Shape, [x], 'shape');
     const grouped = constant(l, 'group_shape', Tensor.fromInt64([rank + 1], [...Array(rank - 1).fill(0), -1, size]));
     x = add(l, Op.Reshape, [x, grouped], 'grouped');

@@ -99,23 +99,23 @@ export const searchGroupSizes: Pass = {
     // The winner's curse: the best of hundreds of noisy proxy scores is optimistic, and a proxy only ranks
     // allocations roughly like the images do. The finalists and every uniform allocation the budget allows
     // are judged once more on data the search never scored — by the images they sample when the caller gave a
-    // sample probe, else by the eps error on held-out calibration samples — and the best is kept.
+    // sample probe, else by the eps error on held-out calibration samples. The best searched one replaces the
+    // best uniform one only when it wins by more than twice the standard error of the paired difference.
     const probe = context.artifacts.get(SAMPLE_PROBE) as SampleProbe | undefined;
-    const judge = probe ? await imageErrorFitness(model, auto, probe, context) : heldOutBatches?.length ? await epsErrorFitness(model, auto, heldOutBatches, context) : undefined;
+    const judge = probe ? await imageErrorJudge(model, auto, probe, context) : heldOutBatches?.length ? await heldOutEpsJudge(model, auto, heldOutBatches, context) : undefined;
     let best = result.best;
     if (judge) {
       const uniform = uniformAllocations(space).filter((a) => budget.allows(a));
       const searched = result.finalists.slice(0, options.finalists as number).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
-      const contenders = [...searched, ...uniform];
-      const scores: number[] = [];
-      for (const contender of contenders) scores.push(await judge(contender));
-      const winner = scores.indexOf(Math.min(...scores));
-      best = contenders[winner]!;
+      const verdict = pairedVerdict(await scoreAll(searched, judge), await scoreAll(uniform, judge));
+      best = verdict.kept === 'searched' ? searched[verdict.searched]! : uniform[verdict.uniform]!;
       statistics.judged_by = probe ? `images (${probe.describe})` : 'held-out eps error';
-      statistics.judged_best_searched = Number(Math.min(...scores.slice(0, searched.length), Infinity).toPrecision(6));
-      statistics.judged_best_uniform = Number(Math.min(...scores.slice(searched.length), Infinity).toPrecision(6));
-      statistics.kept = winner < searched.length ? 'searched' : `uniform_${best[0]}`;
-      if (statistics.kept !== 'searched') context.log(`search-group-sizes: no searched allocation beat uniform group ${best[0]} when judged by ${statistics.judged_by}; keeping the uniform one`);
+      statistics.judged_gain_db = Number(verdict.gainDb.toFixed(3));
+      statistics.judged_noise_db = Number(verdict.twoSeDb.toFixed(3));
+      statistics.kept = verdict.kept === 'searched' ? 'searched' : `uniform_${best[0]}`;
+      if (verdict.kept !== 'searched') {
+        context.log(`search-group-sizes: the best searched allocation gained ${verdict.gainDb.toFixed(2)} dB over uniform group ${best[0]} (noise ±${verdict.twoSeDb.toFixed(2)} dB) judged by ${statistics.judged_by}; keeping the uniform one`);
+      }
     }
 
     const allocation = new Map<string, number>();
@@ -246,33 +246,89 @@ function quantizationErrors(layer: Layer, specs: WeightQuantSpec[]): HostTensor 
 
 /** Mean squared eps error against FP over the fitness batches, each candidate as `candidateQuantizer` builds it. */
 async function epsErrorFitness(model: Model, auto: LayerQuantPlan[], batches: TensorMap[], context: PassContext): Promise<Fitness> {
+  const perSample = await heldOutEpsJudge(model, auto, batches, context, 'linear');
+  return async (allocation: Allocation) => {
+    const errors = await perSample(allocation);
+    return errors.reduce((a, b) => a + b, 0) / errors.length;
+  };
+}
+
+/**
+ * Scores a candidate allocation per judged unit (an image, or a calibration sample) as its squared error
+ * against FP, on a log10 scale for judging (so a difference of scores is a PSNR difference / 10, robust to
+ * the few samples whose trajectory flips to another digit) or linear for the search's mean.
+ */
+type Judge = (allocation: Allocation) => Promise<number[]>;
+
+/** Per calibration sample, the mean squared eps error against FP. */
+async function heldOutEpsJudge(model: Model, auto: LayerQuantPlan[], batches: TensorMap[], context: PassContext, scale: 'log' | 'linear' = 'log'): Promise<Judge> {
   const output = model.graph.outputs[0]!.name;
   const reference: Float32Array[] = [];
   for (const feeds of batches) reference.push(await runOnce(model, output, feeds, context));
   const quantize = candidateQuantizer(model, auto, context);
   return async (allocation: Allocation) => {
     const candidate = await quantize(allocation);
-    let squares = 0;
-    let count = 0;
+    const scores: number[] = [];
     for (const [b, feeds] of batches.entries()) {
       const eps = await runOnce(candidate, output, feeds, context);
-      for (let i = 0; i < eps.length; i++) squares += (eps[i]! - reference[b]![i]!) ** 2;
-      count += eps.length;
+      const rows = Object.values(feeds)[0]!.dims[0]!;
+      scores.push(...perRowError(eps, reference[b]!, rows, scale));
     }
-    return squares / count;
+    return scores;
   };
 }
 
-/** Mean squared difference between a candidate's probe samples and the FP model's (same noise, same labels). */
-async function imageErrorFitness(model: Model, auto: LayerQuantPlan[], probe: SampleProbe, context: PassContext): Promise<Fitness> {
+/** Per probe image, the mean squared difference between a candidate's sample and the FP model's (same noise, same label). */
+async function imageErrorJudge(model: Model, auto: LayerQuantPlan[], probe: SampleProbe, context: PassContext): Promise<Judge> {
   const reference = await probe.sample(model);
   const quantize = candidateQuantizer(model, auto, context);
-  return async (allocation: Allocation) => {
-    const images = await probe.sample(await quantize(allocation));
+  return async (allocation: Allocation) => perRowError(await probe.sample(await quantize(allocation)), reference, probe.samples, 'log');
+}
+
+function perRowError(values: Float32Array, reference: Float32Array, rows: number, scale: 'log' | 'linear'): number[] {
+  const size = values.length / rows;
+  return Array.from({ length: rows }, (_, r) => {
     let squares = 0;
-    for (let i = 0; i < images.length; i++) squares += (images[i]! - reference[i]!) ** 2;
-    return squares / images.length;
-  };
+    for (let i = r * size; i < (r + 1) * size; i++) squares += (values[i]! - reference[i]!) ** 2;
+    const mse = squares / size;
+    return scale === 'log' ? Math.log10(mse + 1e-20) : mse;
+  });
+}
+
+async function scoreAll(allocations: Allocation[], judge: Judge): Promise<number[][]> {
+  const scores: number[][] = [];
+  for (const allocation of allocations) scores.push(await judge(allocation));
+  return scores;
+}
+
+/** The outcome of judging: which side is kept, the indices of the best of each side, the gain and its noise in dB. */
+export interface PairedVerdict {
+  kept: 'searched' | 'uniform';
+  searched: number;
+  uniform: number;
+  /** Mean paired improvement of the best searched over the best uniform allocation, 10·Δlog10(MSE) (dB). */
+  gainDb: number;
+  /** Twice the standard error of that mean (dB). */
+  twoSeDb: number;
+}
+
+/**
+ * Compares the best searched allocation (lowest mean log error) with the best uniform one on the same units:
+ * the searched one is kept only when its mean paired gain exceeds twice the standard error of the paired
+ * differences — a search must show that it beats the simple choice, not merely tie with it.
+ */
+export function pairedVerdict(searched: number[][], uniform: number[][]): PairedVerdict {
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const bestOf = (side: number[][]) => side.reduce((best, s, i) => (mean(s) < mean(side[best]!) ? i : best), 0);
+  const u = bestOf(uniform);
+  if (searched.length === 0) return { kept: 'uniform', searched: -1, uniform: u, gainDb: 0, twoSeDb: 0 };
+  const s = bestOf(searched);
+  if (uniform.length === 0) return { kept: 'searched', searched: s, uniform: -1, gainDb: 0, twoSeDb: 0 };
+  const differences = uniform[u]!.map((x, i) => 10 * (x - searched[s]![i]!));
+  const gain = mean(differences);
+  const variance = differences.reduce((sum, d) => sum + (d - gain) ** 2, 0) / Math.max(1, differences.length - 1);
+  const twoSe = 2 * Math.sqrt(variance / differences.length);
+  return { kept: gain > twoSe ? 'searched' : 'uniform', searched: s, uniform: u, gainDb: gain, twoSeDb: twoSe };
 }
 
 /**
@@ -315,8 +371,9 @@ function gatherRows(batches: TensorMap[], rows: { batch: number; row: number }[]
 
 /**
  * The model as a candidate allocation deploys it, the way Q-DiT scores candidates: round-to-nearest weights at
- * the candidate's group sizes, plus the plan's dynamic activation quantization (static and per-timestep inputs
- * need calibration statistics that come later, so they are left float here).
+ * the candidate's group sizes, plus the plan's dynamic activation quantization, in token groups of the
+ * candidate's size where the plan says `per-token-group(size: weight)`. (Static and per-timestep inputs need
+ * calibration statistics that come later, so they are left float here.)
  */
 function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassContext): (allocation: Allocation) => Promise<Model> {
   const bytes = encodeModel(model);
@@ -325,7 +382,9 @@ function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassC
     const candidate = decodeModel(bytes, { baseDir: model.baseDir });
     const plan = new Map(auto.map((p, i) => [p.layer, { layer: p.layer, weight: specAt(p.weight!, allocation[i]!) }]));
     await quantizeWeights.run(candidate, {}, { ...context, plan, progress: () => {} });
-    if (dynamicInputs.length > 0) await quantizeActivations.run(candidate, {}, { ...context, plan: new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input }])), progress: () => {} });
+    // The weight spec rides along so that `per-token-group(size: weight)` takes the candidate's group size.
+    const inputs = new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input, weight: plan.get(p.layer)?.weight ?? p.weight }]));
+    if (dynamicInputs.length > 0) await quantizeActivations.run(candidate, {}, { ...context, plan: inputs, progress: () => {} });
     return candidate;
   };
 }

@@ -34,6 +34,9 @@ export function checkRecipe(recipe: Recipe): Diagnostic[] {
     if (recipe.target === 'tensorrt' && rule.input && !rule.input.symmetric) {
       error('E040', 'target tensorrt needs symmetric activations (zero point 0): write `input int8 sym …`', rule.source);
     }
+    if (rule.input?.mode.kind === 'dynamic' && rule.input.mode.groupSize === 'weight' && rule.weight?.granularity.kind !== 'group' && rule.weight?.granularity.kind !== 'auto') {
+      error('E033', `per-token-group(size: weight) takes the weight's group size, but this rule's weight is ${rule.weight ? rule.weight.granularity.kind : 'not quantized'}: give the weight \`group N\` or \`group auto(…)\`, or the activation a size`, rule.source);
+    }
     if (rule.input?.mode.kind === 'dynamic' && rule.input.mode.granularity === 'per-token-group' && rule.weight?.granularity.kind === 'per-tensor') {
       out.push({ severity: 'warning', code: 'W003', message: 'per-token-group activations with a per-tensor weight: the groups buy little', ...(rule.source ? { span: rule.source } : {}) });
     }

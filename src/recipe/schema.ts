@@ -73,7 +73,7 @@ const input = {
       oneOf: [
         { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { const: 'static' } } },
         { type: 'object', required: ['kind', 'groups'], additionalProperties: false, properties: { kind: { const: 'per-timestep' }, groups: positiveInt } },
-        { type: 'object', required: ['kind', 'granularity'], additionalProperties: false, properties: { kind: { const: 'dynamic' }, granularity: { enum: ['per-sample', 'per-token', 'per-token-group'] }, groupSize: positiveInt } },
+        { type: 'object', required: ['kind', 'granularity'], additionalProperties: false, properties: { kind: { const: 'dynamic' }, granularity: { enum: ['per-sample', 'per-token', 'per-token-group'] }, groupSize: { oneOf: [positiveInt, { const: 'weight', description: "the layer's weight group size (searched with group auto)" }] } } },
       ],
     },
     range,

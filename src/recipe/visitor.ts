@@ -530,7 +530,9 @@ class RecipeVisitor {
             cursor.next();
             if (next.name === 'per-token-group') {
               const args = this.args(next, ['size']);
-              spec.mode = { kind: 'dynamic', granularity: 'per-token-group', groupSize: this.argInteger(args, 'size', 64, 1) };
+              const size = args.get('size');
+              const followsWeight = size?.left.kind === 'name' && size.left.value === 'weight' && !size.comparison;
+              spec.mode = { kind: 'dynamic', granularity: 'per-token-group', groupSize: followsWeight ? 'weight' : this.argInteger(args, 'size', 64, 1) };
             } else {
               this.args(next, []);
               spec.mode = { kind: 'dynamic', granularity: next.name as 'per-sample' | 'per-token' };

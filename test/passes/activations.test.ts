@@ -90,3 +90,31 @@ describe('W8A8 activation modes on dit-digits', () => {
     expect(mean(table['dynamic per-token']!)).toBeGreaterThan(mean(table['per-timestep']!));
   }, 300_000);
 });
+
+describe('per-token-group(size: weight)', () => {
+  const input: ActivationQuantSpec = { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } };
+  const weightAt = (granularity: WeightQuantSpec['granularity']): WeightQuantSpec => ({ bits: 4, symmetric: false, granularity, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } });
+
+  it("groups each layer's input channels like its weight, and layers sharing an input but not a group size get one quantizer each", () => {
+    const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+    // blocks.0.attn.qkv and blocks.0.mlp.fc1 read different values; give fc1 and fc2 different sizes too.
+    const sizes = new Map([['blocks.0.attn.qkv', 16], ['blocks.0.mlp.fc1', 64], ['blocks.0.mlp.fc2', 128]]);
+    const plan: QuantPlan = new Map([...sizes].map(([layer, size]) => [layer, { layer, weight: weightAt({ kind: 'group', size }), input }]));
+    const context: PassContext = { seed: 0, plan, executor, artifacts: new Map(), progress: () => {}, log: () => {} };
+    quantizeActivations.run(model, {}, context);
+    for (const [layer, size] of sizes) {
+      const shape = model.graph.initializers.get(`${layer}.input_quant.group_shape`)!.initializer!.toBigInt64();
+      expect(Number(shape[shape.length - 1])).toBe(size);
+    }
+  });
+
+  it('refuses a layer whose weight has no group size yet (group auto before the search) or none at all', () => {
+    const granularities: WeightQuantSpec['granularity'][] = [{ kind: 'auto', candidates: [32], budget: { kind: 'mean-group-size', min: 32 } }, { kind: 'per-channel' }];
+    for (const granularity of granularities) {
+      const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+      const plan: QuantPlan = new Map([['blocks.0.mlp.fc1', { layer: 'blocks.0.mlp.fc1', weight: weightAt(granularity), input }]]);
+      const context: PassContext = { seed: 0, plan, executor, artifacts: new Map(), progress: () => {}, log: () => {} };
+      expect(() => quantizeActivations.run(model, {}, context)).toThrow(/blocks\.0\.mlp\.fc1.*per-token-group\(size: weight\) needs a weight group size/);
+    }
+  });
+});

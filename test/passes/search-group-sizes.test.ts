@@ -6,7 +6,7 @@ import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import { SAMPLE_PROBE, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
+import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/passes/executor.js';
 import { seededNormal } from '../../src/random.js';
 import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
@@ -55,7 +55,7 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     expect(searchedSqnr).toBeGreaterThan(uniformSqnr);
     // The finalists were judged again on held-out samples, and the verdict is reported.
     expect(result.statistics).toMatchObject({ judged_by: 'held-out eps error', kept: 'searched' });
-    expect(result.statistics.judged_best_searched).toBeLessThan(result.statistics.judged_best_uniform as number);
+    expect(result.statistics.judged_gain_db).toBeGreaterThan(result.statistics.judged_noise_db as number);
   });
 });
 
@@ -67,6 +67,7 @@ describe('search-group-sizes with a sample probe', () => {
     const sampled: string[] = [];
     const probe: SampleProbe = {
       describe: '8 samples, DDIM 5 steps',
+      samples: 8,
       async sample(candidate) {
         sampled.push(candidate.graph.name);
         const { eps: run, release } = await epsModel(candidate, diffusionIO(candidate, 10), executor);
@@ -83,8 +84,28 @@ describe('search-group-sizes with a sample probe', () => {
     expect(result.statistics.judged_by).toBe('images (8 samples, DDIM 5 steps)');
     // FP once, then 2 finalists and the 2 uniform allocations the budget allows (64, 128).
     expect(sampled).toHaveLength(5);
-    const kept = result.statistics.kept as string;
-    const best = Math.min(result.statistics.judged_best_searched as number, result.statistics.judged_best_uniform as number);
-    expect(kept === 'searched' ? result.statistics.judged_best_searched : result.statistics.judged_best_uniform).toBe(best);
+    const { kept, judged_gain_db: gain, judged_noise_db: twoSe } = result.statistics as { kept: string; judged_gain_db: number; judged_noise_db: number };
+    expect(twoSe).toBeGreaterThan(0);
+    expect(kept).toMatch(gain > twoSe ? /^searched$/ : /^uniform_(64|128)$/);
+  });
+});
+
+describe('pairedVerdict', () => {
+  // Scores are log10 MSE per unit; a gain is 10·(uniform − searched) dB, paired unit by unit.
+  const uniform = [[-3, -3.1, -2.9, -3.0], [-2, -2, -2, -2]];
+
+  it('keeps the searched allocation when it wins beyond twice the paired standard error', () => {
+    const verdict = pairedVerdict([[-3.2, -3.3, -3.1, -3.2]], uniform);
+    expect(verdict).toMatchObject({ kept: 'searched', searched: 0, uniform: 0 });
+    expect(verdict.gainDb).toBeCloseTo(2, 6);
+    expect(verdict.twoSeDb).toBeCloseTo(0, 6);
+  });
+
+  it('keeps the best uniform allocation when the searched one wins by less than the noise', () => {
+    // Mean gain 0.5 dB, but the differences (+6, −5, +6, −5 dB) have 2·SE = 6.35 dB.
+    const verdict = pairedVerdict([[-3.6, -2.6, -3.5, -2.5], [-1, -1, -1, -1]], uniform);
+    expect(verdict).toMatchObject({ kept: 'uniform', searched: 0, uniform: 0 });
+    expect(verdict.gainDb).toBeCloseTo(0.5, 6);
+    expect(verdict.twoSeDb).toBeCloseTo(2 * Math.sqrt(121 / 3 / 4), 6);
   });
 });

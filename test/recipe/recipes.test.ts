@@ -212,3 +212,13 @@ describe('group auto budgets', () => {
     }
   });
 });
+
+describe('activation token groups that follow the weight', () => {
+  it('reads `per-token-group(size: weight)`, checks clean under `group auto` and fmt keeps it', () => {
+    const parsed = parseRecipe('recipe "x" {\n  quantize attn {\n    weight int4 asym group auto(candidates: [32, 64], budget: mean >= 32)\n    input int8 sym dynamic per-token-group(size: weight)\n  }\n}\n', 'x.qrecipe');
+    expect(parsed.diagnostics).toEqual([]);
+    expect(parsed.recipe!.rules[0]!.input!.mode).toEqual({ kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' });
+    expect(checkRecipe(parsed.recipe!)).toEqual([]);
+    expect(formatRecipe(parsed.recipe!)).toContain('dynamic per-token-group(size: weight)');
+  });
+});
