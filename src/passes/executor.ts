@@ -29,7 +29,7 @@ export interface ModelExecutor {
  * judge a candidate by the images it makes rather than by a per-step proxy.
  */
 export interface SampleProbe {
-  /** What the probe runs, for messages: `32 samples, DDIM 20 steps`. */
+  /** What the probe runs, for messages: `64 samples, DDIM 20 steps`. */
   describe: string;
   /** How many images `sample` returns (one after another in its result). */
   samples: number;

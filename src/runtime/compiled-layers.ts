@@ -87,6 +87,14 @@ function fakeQuantForm(mul: Node, grouped: boolean): string | undefined {
   return `${lo < 0 ? 'int' : 'uint'}${bits} ${shifted ? 'asym' : 'sym'} ${scaleMode(mul.input(1), grouped)} (fake-quant)`;
 }
 
+/** The group size of a per-token-group reduction: the last dimension of the [..., C/g, g] view it reads. */
+function tokenGroupSize(reduce: Node): number | undefined {
+  let source = reduce.inputs[0]?.producer;
+  if (source && isOp(source, Op.Abs)) source = source.inputs[0]?.producer;
+  if (!source || !isOp(source, Op.Reshape)) return undefined;
+  return source.inputs[1]?.initializer?.toNumbers().at(-1);
+}
+
 /** `static` (a constant), `per-timestep` (gathered from a table) or `dynamic <granularity>` (reduced from x). */
 function scaleMode(scale: Value, grouped: boolean): string {
   if (scale.isConstant) return 'static';
@@ -98,7 +106,7 @@ function scaleMode(scale: Value, grouped: boolean): string {
     seen.add(node);
     if (isOp(node, Op.Gather) && node.input(0).isConstant) return 'per-timestep';
     if (isOp(node, Op.ReduceMax) || isOp(node, Op.ReduceMin)) {
-      if (grouped) return 'dynamic per-token-group';
+      if (grouped) return `dynamic per-token-group ${tokenGroupSize(node) ?? '?'}`;
       const axes = node.inputs[1]?.initializer?.toNumbers() ?? node.intsAttr('axes', []);
       return axes.length === 1 && axes[0]! >= 2 ? 'dynamic per-token' : 'dynamic per-sample';
     }
