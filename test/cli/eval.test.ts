@@ -111,6 +111,24 @@ describe('qcompile eval on dit-digits', () => {
     expect(page.passRows).toBe(report.passes!.length);
   }, 240_000);
 
+  it('dilatequant-w4a8 and smoothquant-w8a8: the scaling folds into the adaLN rows (no Mul), the factors reach the layer table', async () => {
+    for (const [recipe, pass, input, psnrFloor] of [
+      ['dilatequant-w4a8', 'weight-dilation', 'uint8 asym per-timestep (fake-quant)', 30],
+      ['smoothquant-w8a8', 'smooth-quant', 'int8 sym static', 45],
+    ] as const) {
+      const { report } = await compileAndEvaluate(recipe);
+      expectCommonReport(report, psnrFloor);
+      expect(report.metrics!.labelAgreement!).toBeGreaterThanOrEqual(0.9);
+      // Both transforms run on attn.qkv and mlp.fc1 of the 6 blocks; each folds into the adaLN modulation rows.
+      const scaled = report.layers!.filter((l) => l.scaling?.some((s) => s.pass === pass));
+      expect(scaled.map((l) => l.role).sort()).toEqual([...Array(6).fill('attn.qkv'), ...Array(6).fill('mlp.fc1')]);
+      expect(scaled.every((l) => l.scaling!.every((s) => s.count === 128 && s.min > 0))).toBe(true);
+      const statistics = report.passes!.find((p) => p.name === pass)!.statistics;
+      expect(statistics).toMatchObject({ layers: 12, foldedIntoModulation: 12, insertedMuls: 0 });
+      expect(report.layers!.filter((l) => l.weight !== 'float' && /^(attn|mlp)\./.test(l.role)).every((l) => l.input === input)).toBe(true);
+    }
+  }, 240_000);
+
   it('qdit-w4a8: searched group sizes among the candidates, dynamic int8 inputs, the search pass timed', async () => {
     const { dir, report } = await compileAndEvaluate('qdit-w4a8');
     expectCommonReport(report, 42);
