@@ -18,8 +18,8 @@ import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, epsModel, type CalibrationSet } from '../runtime/calibration.js';
-import { makeSchedule, readSidecar, sampleDdim, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
-import { seededNormal } from '../random.js';
+import { makeSchedule, readSidecar, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
+import { sampleImages } from '../runtime/samplers.js';
 import type { CliIO } from './command.js';
 
 /** A recipe ready to run. */
@@ -120,17 +120,15 @@ const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number): SampleProbe {
   const schedule = recipeSchedule(recipe, modelPath);
   const classes = recipeClasses(recipe, model);
-  const io = diffusionIO(model, classes);
-  const perSample = io.imageShape.reduce((a, b) => a * b, 1);
-  const noise = Float32Array.from({ length: PROBE.samples * perSample }, seededNormal(seed + PROBE.seedOffset));
   const labels = Array.from({ length: PROBE.samples }, (_, i) => (classes > 0 ? i % classes : 0));
   return {
     describe: `${PROBE.samples} samples, DDIM ${PROBE.steps} steps`,
     samples: PROBE.samples,
     async sample(candidate) {
-      const { eps, release } = await epsModel(candidate, diffusionIO(candidate, classes));
+      const io = diffusionIO(candidate, classes);
+      const { eps, release } = await epsModel(candidate, io);
       try {
-        return await sampleDdim(eps, schedule, noise.slice(), labels, PROBE.steps);
+        return await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: PROBE.steps, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
       } finally {
         await release();
       }

@@ -9,8 +9,9 @@ import { findTimestepInput } from '../ir/layers.js';
 import { IrError } from '../ir/errors.js';
 import type { TensorMap } from '../passes/executor.js';
 import { seededNormal, seededRandom } from '../random.js';
-import { ddimTimesteps, sampleDdim, type EpsModel, type Schedule } from './diffusion.js';
+import { ddimTimesteps, type Schedule } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';
+import { sampleImages, type DenoiseFn } from './samplers.js';
 
 /** How calibration steps are drawn. */
 export type StepStrategy =
@@ -59,17 +60,15 @@ export function diffusionIO(model: Model, classes: number): DiffusionIO {
   return { image: image.name, timestep: timestep.name, ...(label ? { label: label.name } : {}), output: model.graph.outputs[0]!.name, imageShape: shape as number[], classes };
 }
 
-/** An EpsModel over an ONNX Runtime session of `model`. */
-export async function epsModel(model: Model, io: DiffusionIO, executor = new OrtExecutor()): Promise<{ eps: EpsModel; release: () => Promise<void> }> {
+/** A DenoiseFn over an ONNX Runtime session of `model`, fed and fetched by the names in `io`. */
+export async function epsModel(model: Model, io: DiffusionIO, executor = new OrtExecutor()): Promise<{ eps: DenoiseFn; release: () => Promise<void> }> {
   const prepared = await executor.prepare(model, [io.output]);
-  const perSample = io.imageShape.reduce((a, b) => a * b, 1);
-  const eps: EpsModel = async (x, t, y) => {
-    const batch = t.length;
+  const eps: DenoiseFn = async (x, t, y, dims) => {
     const feeds: TensorMap = {
-      [io.image]: { dtype: 'float32', dims: [batch, ...io.imageShape], data: x.length === batch * perSample ? x : x.subarray(0, batch * perSample) },
-      [io.timestep]: { dtype: 'int64', dims: [batch], data: BigInt64Array.from(t, BigInt) },
+      [io.image]: { dtype: 'float32', dims, data: x },
+      [io.timestep]: { dtype: 'int64', dims: [t.length], data: t },
     };
-    if (io.label) feeds[io.label] = { dtype: 'int64', dims: [batch], data: BigInt64Array.from(y, BigInt) };
+    if (io.label) feeds[io.label] = { dtype: 'int64', dims: [y.length], data: y };
     return (await prepared.run(feeds))[io.output]!.data as Float32Array;
   };
   return { eps, release: () => prepared.release() };
@@ -117,7 +116,7 @@ export function plannedSteps(strategy: StepStrategy, samples: number, steps: num
 }
 
 /** Builds a calibration set by running the FP model's DDIM trajectories and recording the planned steps. */
-export async function buildCalibrationSet(eps: EpsModel, schedule: Schedule, io: DiffusionIO, options: CalibrationOptions): Promise<CalibrationSet> {
+export async function buildCalibrationSet(eps: DenoiseFn, schedule: Schedule, io: DiffusionIO, options: CalibrationOptions): Promise<CalibrationSet> {
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const steps = plannedSteps(options.strategy, options.samples, options.steps, schedule.T, options.seed);
   // Trajectories run together in chunks, each chunk only as far as its deepest step: chunking them in order
@@ -131,17 +130,22 @@ export async function buildCalibrationSet(eps: EpsModel, schedule: Schedule, io:
     const members = order.slice(start, start + trajectoriesPerBatch);
     const chunk = members.map((i) => steps[i]!);
     const labels = members.map((i) => (io.classes > 0 ? i % io.classes : 0));
-    const x = new Float32Array(chunk.length * perSample);
-    members.forEach((i, k) => x.set(noise[i]!, k * perSample));
+    const xT = new Float32Array(chunk.length * perSample);
+    members.forEach((i, k) => xT.set(noise[i]!, k * perSample));
     const lastStep = Math.max(...chunk.flat());
-    await sampleDdim(eps, schedule, x, labels, options.steps, (stepIndex, t, xt) => {
-      // No trajectory in this chunk needs later steps: stop before calling the model again.
-      if (stepIndex > lastStep) return false;
-      chunk.forEach((stepsOfTrajectory, i) => {
-        if (stepsOfTrajectory.includes(stepIndex)) records.push({ x: xt.slice(i * perSample, (i + 1) * perSample), t, y: labels[i]! });
-      });
-      return true;
-    });
+    // The chunk is one sampler batch, so a record's sample k is chunk member k.
+    await sampleImages(eps, schedule, labels, io.imageShape, {
+      sampler: 'ddim',
+      steps: options.steps,
+      batch: trajectoriesPerBatch,
+      onStep: ({ stepIndex, t, x_t }) => {
+        chunk.forEach((stepsOfTrajectory, k) => {
+          if (stepsOfTrajectory.includes(stepIndex)) records.push({ x: x_t.slice(k * perSample, (k + 1) * perSample), t, y: labels[k]! });
+        });
+        // No trajectory in this chunk needs later steps: stop before calling the model again.
+        return stepIndex < lastStep;
+      },
+    }, xT);
     options.progress?.(Math.min(start + chunk.length, order.length), order.length);
   }
   const batches: TensorMap[] = [];

@@ -1,6 +1,7 @@
 /**
- * Diffusion schedules and the DDIM sampler over any eps-predicting model, in float64 schedule arithmetic.
- * DDIM matches the fixture's definition: timesteps (S−1−i)·T/S, x0 clipped to [−1, 1], ᾱ_prev = 1 after t = 0.
+ * Diffusion schedules and the per-step sampler math (DDIM, DDPM, v → eps) in float64 schedule arithmetic;
+ * samplers.ts drives them. DDIM matches the fixture's definition: timesteps (S−1−i)·⌊T/S⌋, x0 clipped to
+ * [−1, 1], ᾱ_prev = 1 after t = 0.
  */
 import { readFileSync } from 'node:fs';
 import { IrError } from '../ir/errors.js';
@@ -53,40 +54,11 @@ export function scheduleFromSidecar(sidecar: Sidecar): Schedule {
   return makeSchedule(sidecar.beta_schedule, sidecar.T, sidecar.beta_start, sidecar.beta_end, sidecar.prediction_type);
 }
 
-/** DDIM timesteps, high to low: (S−1−i)·(T/S). */
+/** DDIM timesteps, high to low: (S−1−i)·⌊T/S⌋. */
 export function ddimTimesteps(T: number, steps: number): number[] {
   const stride = Math.floor(T / steps);
   return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * stride);
 }
-
-/** Predicts eps for a batch: x [B,...] at integer steps t with labels y. */
-export type EpsModel = (x: Float32Array, t: number[], y: number[]) => Promise<Float32Array>;
-
-/**
- * Runs DDIM on a batch from x_T (modified in place to x_0). `onStep(stepIndex, t, x_t)` sees each model input
- * before the update — the (x_t, t) pair the model was actually called with.
- */
-export async function sampleDdim(
-  model: EpsModel,
-  schedule: Schedule,
-  xT: Float32Array,
-  labels: number[],
-  steps: number,
-  onStep?: (stepIndex: number, t: number, x: Float32Array) => boolean | void,
-): Promise<Float32Array> {
-  const x = xT;
-  const batch = labels.length;
-  const timesteps = ddimTimesteps(schedule.T, steps);
-  for (let i = 0; i < timesteps.length; i++) {
-    const t = timesteps[i]!;
-    if (onStep?.(i, t, x) === false) break;
-    const out = await model(x, Array(batch).fill(t), labels);
-    ddimUpdate(schedule, x, toEps(schedule, x, out, t), t, timesteps[i + 1], 0, noNoise);
-  }
-  return x;
-}
-
-const noNoise = (): number => 0;
 
 /** The model output as eps (v-prediction converted). */
 export function toEps(schedule: Schedule, x: Float32Array, out: Float32Array, t: number): Float32Array {

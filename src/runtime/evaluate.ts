@@ -11,15 +11,15 @@ import { dataTypeName } from '../ir/dtype.js';
 import { discoverLayers } from '../ir/layers.js';
 import { loadModelSync } from '../ir/serde.js';
 import type { TensorMap } from '../passes/executor.js';
-import { seededNormal } from '../random.js';
 import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet, diffusionIO, epsModel } from './calibration.js';
 import { compiledLayerRows } from './compiled-layers.js';
-import { readSidecar, sampleDdim, scheduleFromSidecar } from './diffusion.js';
+import { readSidecar, scheduleFromSidecar } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';
 import { FeatureExtractor, argmax, featureStats, frechetDistance, psnrDb, type FeatureStats } from './metrics.js';
 import { imageGridPng } from './png-grid.js';
+import { sampleImages } from './samplers.js';
 
 /** What to evaluate and how. */
 export interface EvaluateOptions {
@@ -48,20 +48,13 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   const schedule = scheduleFromSidecar(readSidecar(join(dirname(options.fp), 'schedule.json')));
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const labels = Array.from({ length: options.samples }, (_, i) => (classes > 0 ? i % classes : 0));
-  const noise = seededNormal(options.seed);
-  const xT = Float32Array.from({ length: options.samples * perSample }, () => noise());
 
+  // Both models start from the same x_T: the sampler draws it from the seed alone.
   const sample = async (model: Model, name: string) => {
     say(`sampling ${options.samples} × DDIM-${options.steps} (${name})`);
     const { eps, release } = await epsModel(model, io);
     try {
-      const images = xT.slice();
-      const batch = 50;
-      for (let start = 0; start < options.samples; start += batch) {
-        const end = Math.min(options.samples, start + batch);
-        await sampleDdim(eps, schedule, images.subarray(start * perSample, end * perSample), labels.slice(start, end), options.steps);
-      }
-      return images;
+      return await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: options.steps, seed: options.seed, batch: 50 });
     } finally {
       await release();
     }

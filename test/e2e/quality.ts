@@ -7,11 +7,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../../src/ir/core.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { seededNormal } from '../../src/random.js';
 import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
-import { readSidecar, sampleDdim, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { featureStats, frechetDistance } from '../../src/runtime/metrics.js';
+import { sampleImages } from '../../src/runtime/samplers.js';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 /** Folder of the dit-digits fixture. */
@@ -29,18 +29,13 @@ export async function sampleDigits(model: Model, count: number, steps: number, s
   const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
   const io = diffusionIO(model, 10);
   const { eps, release } = await epsModel(model, io, new OrtExecutor());
-  const normal = seededNormal(seed);
-  const images = Float32Array.from({ length: count * PIXELS }, () => normal());
   const labels = Array.from({ length: count }, (_, i) => i % 10);
   try {
-    for (let start = 0; start < count; start += batch) {
-      const end = Math.min(count, start + batch);
-      await sampleDdim(eps, schedule, images.subarray(start * PIXELS, end * PIXELS), labels.slice(start, end), steps);
-    }
+    const images = await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps, seed, batch });
+    return { images, labels };
   } finally {
     await release();
   }
-  return { images, labels };
 }
 
 /** The classifier's 64-d features and predicted labels of images in [-1, 1]. */

@@ -8,10 +8,10 @@ import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js'
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/passes/executor.js';
-import { seededNormal } from '../../src/random.js';
 import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
-import { readSidecar, sampleDdim, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { sampleImages } from '../../src/runtime/samplers.js';
 import { calibrationBatches } from './calibration-fixture.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
@@ -63,16 +63,16 @@ describe('search-group-sizes with a sample probe', () => {
   it('judges the finalists and the uniform allocations by the images they sample, and keeps the best', async () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
-    const noise = Float32Array.from({ length: 8 * 256 }, seededNormal(5));
     const sampled: string[] = [];
     const probe: SampleProbe = {
       describe: '8 samples, DDIM 5 steps',
       samples: 8,
       async sample(candidate) {
         sampled.push(candidate.graph.name);
-        const { eps: run, release } = await epsModel(candidate, diffusionIO(candidate, 10), executor);
+        const io = diffusionIO(candidate, 10);
+        const { eps: run, release } = await epsModel(candidate, io, executor);
         try {
-          return await sampleDdim(run, schedule, noise.slice(), [0, 1, 2, 3, 4, 5, 6, 7], 5);
+          return await sampleImages(run, schedule, [0, 1, 2, 3, 4, 5, 6, 7], io.imageShape, { sampler: 'ddim', steps: 5, seed: 5, batch: 8 });
         } finally {
           await release();
         }

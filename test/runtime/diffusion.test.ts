@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet, diffusionIO, epsModel, plannedSteps } from '../../src/runtime/calibration.js';
-import { ddimTimesteps, readSidecar, sampleDdim, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { sampleImages, type DenoiseFn } from '../../src/runtime/samplers.js';
 
 const DIR = 'test/fixtures/dit-digits';
 const floats = (file: string) => {
@@ -26,7 +27,7 @@ describe('DDIM on the dit-digits fixture', () => {
     const labels = Array.from({ length: n }, (_, i) => Math.floor(i / 20));
     const { eps, release } = await epsModel(model, io);
     try {
-      const x = await sampleDdim(eps, schedule, xT, labels, 100);
+      const x = await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: 100, batch: n }, xT);
       let max = 0;
       for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - expected[i]!));
       expect(max).toBeLessThan(1e-3);
@@ -38,9 +39,9 @@ describe('DDIM on the dit-digits fixture', () => {
   it('records (x_t, t) exactly as the model saw them (no off-by-one pairing)', async () => {
     const { eps, release } = await epsModel(model, io);
     const calls = new Map<number, Float32Array>();
-    const logging: typeof eps = async (x, t, y) => {
-      calls.set(t[0]!, x.slice());
-      return eps(x, t, y);
+    const logging: DenoiseFn = async (x, t, y, dims) => {
+      calls.set(Number(t[0]), x.slice());
+      return eps(x, t, y, dims);
     };
     try {
       const set = await buildCalibrationSet(logging, schedule, io, { samples: 8, batch: 8, steps: 20, strategy: { kind: 'random-distinct' }, seed: 1 });
