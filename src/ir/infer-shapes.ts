@@ -178,6 +178,23 @@ export function inferShapes(model: Model): InferenceResult {
   return { inferred, unknown };
 }
 
+/**
+ * The types inference gives `wanted`, leaving every value's type as it was declared (so a pass that only needs
+ * to know shapes does not add value_info to what it saves). Where inference stops early, what it reached.
+ */
+export function peekTypes(model: Model, wanted: readonly Value[]): Map<Value, ValueType | undefined> {
+  const outputs = model.graph.nodes.flatMap((n) => n.outputs);
+  const declared = outputs.map((v) => v.type);
+  try {
+    inferShapes(model);
+  } catch {
+    // An inconsistent shape elsewhere in the graph: keep what inference reached before it.
+  }
+  const types = new Map(wanted.map((v) => [v, v.type]));
+  outputs.forEach((v, i) => (v.type = declared[i]));
+  return types;
+}
+
 function isIntType(type: ValueType | undefined): boolean {
   return type?.elemType === DataType.INT64 || type?.elemType === DataType.INT32;
 }

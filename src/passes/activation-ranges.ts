@@ -51,17 +51,24 @@ export class TensorStats {
     this.observed ||= lo.length > 0;
   }
 
-  /** Offers values to the reservoir sample (a uniform sample of everything offered). */
+  /** Offers values to the reservoir sample (a uniform sample of everything offered: Algorithm R). */
   observeValues(values: Float32Array): void {
+    const k = this.sampleSize;
+    const sample = this.sample;
+    let seen = this.seen;
+    let state = this.state;
     for (let j = 0; j < values.length; j++) {
-      this.seen++;
-      if (this.seen <= this.sampleSize) this.sample[this.seen - 1] = values[j]!;
+      if (seen < k) sample[seen] = values[j]!;
       else {
-        this.state = (Math.imul(this.state, 1664525) + 1013904223) >>> 0;
-        const k = this.state % this.seen;
-        if (k < this.sampleSize) this.sample[k] = values[j]!;
+        state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+        // A uniform index in [0, seen] by multiplication (no float modulo).
+        const slot = Math.floor((state / 4294967296) * (seen + 1));
+        if (slot < k) sample[slot] = values[j]!;
       }
+      seen++;
     }
+    this.seen = seen;
+    this.state = state;
   }
 
   /** Folds the observed batch into min/max: running extremes, or an EMA across batches. No-op when nothing was observed. */

@@ -4,8 +4,9 @@
  * per-channel |x| maxima) — per timestep group where the plan asks for per-timestep tables. Requires the
  * CALIBRATION_BATCHES artifact and an executor; writes ACTIVATION_STATS and INPUT_CHANNEL_ABSMAX.
  */
-import type { Attribute, Model, Node, Value } from '../ir/core.js';
+import type { Attribute, Dim, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
+import { peekTypes } from '../ir/infer-shapes.js';
 import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
@@ -36,6 +37,7 @@ export const calibrate: Pass = {
     layers: { type: 'string-list', description: 'layers whose inputs to observe (default: those with an input spec in the plan)' },
     ema: { type: 'number', description: 'EMA momentum of min/max across batches (0: running extremes)', default: 0 },
     timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: 1000 },
+    channels: { type: 'boolean', description: 'also collect per-channel |x| maxima (INPUT_CHANNEL_ABSMAX, for SmoothQuant)', default: false },
   },
   async run(model: Model, options: PassOptions, context: PassContext): Promise<PassResult> {
     const batches = context.artifacts.get(CALIBRATION_BATCHES) as TensorMap[] | undefined;
@@ -64,6 +66,11 @@ export const calibrate: Pass = {
     const observed = new Map<string, Observed>();
     const probes = new Map<string, Probe>();
     const added: Node[] = [];
+    // Row lengths (values per sample) set each value sample's stride; intermediate values rarely carry types.
+    const types = peekTypes(model, layers.map((l) => l.node.input(0)));
+    // Each row offers enough values for every timestep group's reservoir to be offered OFFERED_PER_KEPT× its size.
+    const totalRows = batches.reduce((n, feeds) => n + Object.values(feeds)[0]!.dims[0]!, 0);
+    const valuesPerRow = (groups: number) => Math.ceil((OFFERED_PER_KEPT * SAMPLE_SIZE * groups) / totalRows);
     let prepared: PreparedModel;
     try {
       for (const layer of layers) {
@@ -73,11 +80,12 @@ export const calibrate: Pass = {
         let entry = observed.get(key);
         if (!entry) {
           const conv = isOp(layer.node, Op.Conv) || isOp(layer.node, Op.ConvTranspose);
-          const channels = channelCount(layer, conv);
+          const shape = types.get(input)?.shape;
+          const channels = channelCount(layer, shape, conv);
           let probe = probes.get(input.name);
-          if (!probe) probes.set(input.name, (probe = addProbe(model, input, channels, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
+          if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels as boolean, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
           const i = observed.size;
-          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, channels)) };
+          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, options.channels ? channels : 1)) };
           observed.set(key, entry);
         }
         stats.set(layer.name, entry.groups);
@@ -129,7 +137,7 @@ export const calibrate: Pass = {
       await prepared.release();
     }
     context.progress('calibration batches', batches.length, batches.length);
-    for (const entry of observed.values()) mergeChannelAbsMax(channelMax, entry);
+    if (options.channels) for (const entry of observed.values()) mergeChannelAbsMax(channelMax, entry);
     context.artifacts.set(ACTIVATION_STATS, stats);
     context.artifacts.set(INPUT_CHANNEL_ABSMAX, channelMax);
     context.artifacts.set(CALIBRATION_TIMESTEPS, timestepCounts);
@@ -137,14 +145,27 @@ export const calibrate: Pass = {
   },
 };
 
+/** How many values each reservoir is offered, in multiples of its size: enough for a uniform sample, no more. */
+const OFFERED_PER_KEPT = 2;
+
 /**
- * Stride of the strided value sample taken in-graph over each row (sample) of a long tensor: a prime, so it
- * walks through every channel. Rows that are short or of unknown length are taken whole: a stride would pick
- * the same few channels of every row (a [B, 128] adaLN input gave 2 of 128 channels and a range 3× too narrow).
+ * The stride of the value sample taken in-graph over each row (one sample's values, flattened): the largest
+ * prime not dividing `channels` that still leaves max(channels, `valuesPerRow`) values, so the sample walks
+ * through every channel of every row; 1 (the whole row) for short rows and rows of unknown length. (A fixed
+ * stride on a [B, 128] adaLN input saw 2 of its 128 channels and gave a range 3× too narrow; whole rows
+ * everywhere made calibration cost 2.3× plain inference.)
  */
-const SAMPLE_STRIDE = 7;
-/** Rows up to this many values are sampled whole. */
-const WHOLE_ROW = 8192;
+export function valueSampleStride(rowLength: number | undefined, channels: number, valuesPerRow: number): number {
+  if (rowLength === undefined) return 1;
+  const limit = Math.floor(rowLength / Math.max(channels, valuesPerRow));
+  for (let p = limit; p >= 2; p--) if (isPrime(p) && channels % p !== 0) return p;
+  return 1;
+}
+
+function isPrime(n: number): boolean {
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return n >= 2;
+}
 
 /** The in-graph observers of one tensor: names of its per-row per-channel min and max [R, C] and of a strided value sample [R0, K]. */
 interface Probe {
@@ -160,19 +181,25 @@ interface Observed {
   groups: TensorStats[];
 }
 
+/** Values per sample of a tensor of this shape (all but the batch axis), when every dim is known. */
+function rowLength(shape: readonly Dim[] | undefined): number | undefined {
+  const dims = shape?.slice(1);
+  return dims && dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((a, b) => a * b, 1) : undefined;
+}
+
 /** Input channels as the layer reads them: axis 1 for Conv (NCHW), the last axis for token linears. */
-function channelCount(layer: Layer, conv: boolean): number {
-  const shape = layer.node.input(0).type?.shape ?? [];
-  const dim = conv ? shape[1] : shape[shape.length - 1];
+function channelCount(layer: Layer, shape: readonly Dim[] | undefined, conv: boolean): number {
+  const dim = shape ? (conv ? shape[1] : shape[shape.length - 1]) : undefined;
   return typeof dim === 'number' ? dim : conv ? layer.inChannels * layer.node.intAttr('group', 1) : layer.inChannels;
 }
 
 /**
- * Adds reductions that ORT computes next to the model: x viewed as [R, M, C] (tokens) or [R, C, M] (Conv)
- * reduced over M to per-row per-channel extremes, and a strided sample of each row (whole short rows). Fetching these instead
- * of x keeps the copy out of ORT and the JS loops small.
+ * Adds reductions that ORT computes next to the model: per-row (per-sample) extremes — per channel when
+ * `perChannel`, x viewed as [R, M, C] (tokens) or [R, C, M] (Conv) and reduced over M, else over the whole
+ * contiguous row, which costs ORT less — and a strided sample of each row (`valueSampleStride`). Fetching
+ * these instead of x keeps the copy out of ORT and the JS loops small.
  */
-function addProbe(model: Model, x: Value, channels: number, conv: boolean, matrixInput: boolean, index: number, added: Node[]): Probe {
+function addProbe(model: Model, x: Value, rowLength: number | undefined, valuesPerRow: number, channels: number, perChannel: boolean, conv: boolean, matrixInput: boolean, index: number, added: Node[]): Probe {
   const graph = model.graph;
   const base = `${x.name}/observe`;
   const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
@@ -181,19 +208,16 @@ function addProbe(model: Model, x: Value, channels: number, conv: boolean, matri
     return n.outputs[0]!;
   };
   const constant = (suffix: string, values: number[]) => graph.addInitializer(`${base}.${suffix}`, Tensor.fromInt64([values.length], values));
-  const viewed = node(Op.Reshape, [x, constant('view', conv ? [0, channels, -1] : [0, -1, channels])], 'view');
-  const axis = conv ? 2 : 1;
-  const keepdims: Attribute = { kind: 'int', value: 0 };
+  const rows = node(Op.Reshape, [x, constant('rows', [0, -1])], 'rows');
+  const viewed = perChannel ? node(Op.Reshape, [x, constant('view', conv ? [0, channels, -1] : [0, -1, channels])], 'view') : rows;
+  const axis = perChannel && conv ? 2 : 1;
+  const keepdims: Attribute = { kind: 'int', value: perChannel ? 0 : 1 };
   const reduce = (opType: string, suffix: string) =>
     model.opset >= 18 ? node(opType, [viewed, constant(`${suffix}_axes`, [axis])], suffix, { keepdims }) : node(opType, [viewed], suffix, { keepdims, axes: { kind: 'ints', value: [axis] } });
   const min = reduce(Op.ReduceMin, 'min');
   const max = reduce(Op.ReduceMax, 'max');
-  const rows = node(Op.Reshape, [x, constant('rows', [0, -1])], 'rows');
-  const dims = x.type?.shape?.slice(1);
-  const rowLength = dims && dims.every((d) => typeof d === 'number') ? (dims as number[]).reduce((a, b) => a * b, 1) : undefined;
-  const whole = matrixInput || (rowLength !== undefined && rowLength <= WHOLE_ROW);
-  const step = whole ? 1 : SAMPLE_STRIDE;
-  const sample = node(Op.Slice, [rows, constant('starts', [whole ? 0 : (index * 3) % SAMPLE_STRIDE]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [step])], 'sample');
+  const step = matrixInput ? 1 : valueSampleStride(rowLength, channels, valuesPerRow);
+  const sample = step === 1 ? rows : node(Op.Slice, [rows, constant('starts', [(index * 3) % step]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [step])], 'sample');
   return { tensor: x.name, min: min.name, max: max.name, sample: sample.name };
 }
 

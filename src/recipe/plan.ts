@@ -37,7 +37,7 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
     if (names.length === 0) continue;
     if (transform.kind === 'dilate') steps.push(`weight-dilation{layers=${names.join('|')},maxScale=${transform.maxScale}}`);
     else {
-      steps.push(`calibrate{layers=${names.join('|')}}`);
+      steps.push(`calibrate{layers=${names.join('|')},channels=true}`);
       steps.push(`smooth-quant{layers=${names.join('|')},alpha=${transform.alpha}}`);
     }
   }

@@ -26,14 +26,20 @@ function context(input: ActivationQuantSpec, batches: TensorMap[]): PassContext 
 const staticSpec: ActivationQuantSpec = { bits: 8, symmetric: false, mode: { kind: 'static' }, range: { kind: 'minmax' } };
 
 describe('calibrate: observers against the tensors ORT computes', () => {
-  it('per-channel and per-tensor min/max equal a brute-force reduction; EMA folds batch extremes; the model is left as it was', async () => {
+  it('per-channel (with `channels`) and per-tensor min/max equal a brute-force reduction; EMA folds batch extremes; the model is left as it was', async () => {
     const batches = calibrationBatches(64, 32);
     const before = printModel(model);
     const ctx = context(staticSpec, batches);
-    await calibrate.run(model, { ema: 0.9, timesteps: 1000 }, ctx);
+    await calibrate.run(model, { ema: 0.9, timesteps: 1000, channels: true }, ctx);
     expect(printModel(model)).toBe(before);
     const stats = ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>;
     const absmax = ctx.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array>;
+    // Without `channels` the probes reduce whole rows: the same per-tensor extremes, no per-channel maxima.
+    const rowsOnly = context(staticSpec, batches);
+    await calibrate.run(model, { ema: 0.9, timesteps: 1000 }, rowsOnly);
+    const rowStats = rowsOnly.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>;
+    for (const [name, groups] of stats) expect([rowStats.get(name)![0]!.min, rowStats.get(name)![0]!.max]).toEqual([groups[0]!.min, groups[0]!.max]);
+    expect((rowsOnly.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array>).size).toBe(0);
     const probed = [layers.find((l) => l.opType === 'Conv')!, layers.find((l) => l.role === 'mlp.fc2')!];
     const prepared = await executor.prepare(model, probed.map((l) => l.node.input(0).name));
     try {
@@ -168,5 +174,31 @@ describe('range choice', () => {
     expect(lp.scale).toBeLessThan(minmax.scale);
     expect(error(lp.scale, lp.zeroPoint)).toBeLessThan(error(minmax.scale, minmax.zeroPoint));
     expect(percentile.scale).toBeLessThan(minmax.scale / 3);
+  });
+});
+
+describe('the reservoir value sample', () => {
+  const n = 200_000;
+  const values = Float32Array.from({ length: n }, (_, i) => i);
+
+  it('is uniform over everything offered: mean and deciles of 0..n−1 within 4 standard errors', () => {
+    const stats = new TensorStats(2000, 5, 0);
+    stats.observeValues(values);
+    const sample = stats.values();
+    expect(sample.length).toBe(2000);
+    const mean = sample.reduce((a, b) => a + b, 0) / sample.length;
+    expect(Math.abs(mean - (n - 1) / 2)).toBeLessThan(4 * (n / Math.sqrt(12 * 2000)));
+    const deciles = new Array(10).fill(0);
+    for (const v of sample) deciles[Math.floor((v * 10) / n)]++;
+    // Binomial(2000, 0.1): σ ≈ 13.4.
+    for (const count of deciles) expect(Math.abs(count - 200)).toBeLessThan(4 * 13.4);
+  });
+
+  it('does not depend on how the values are split into calls', () => {
+    const whole = new TensorStats(2000, 5, 0);
+    whole.observeValues(values);
+    const chunked = new TensorStats(2000, 5, 0);
+    for (let start = 0, size = 7; start < n; start += size, size = (size * 3) % 4999) chunked.observeValues(values.subarray(start, Math.min(n, start + size)));
+    expect(chunked.values()).toEqual(whole.values());
   });
 });
