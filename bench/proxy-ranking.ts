@@ -18,7 +18,7 @@ import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { layerErrorTable } from '../src/passes/search-group-sizes.js';
 import { seededRandom } from '../src/random.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from '../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from '../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { DIT_DIGITS, pairedPsnr, sampleDigits } from '../test/e2e/quality.js';
@@ -35,9 +35,9 @@ const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json
 const executor = new OrtExecutor();
 
 const io = diffusionIO(fp, 10);
-const fpEps = await epsModel(fp, io);
-const calibration = await buildCalibrationSet(fpEps.eps, schedule, io, { samples: 64, batch: 32, steps: 50, strategy: { kind: 'random-distinct' }, seed: 0 });
-await fpEps.release();
+const fpDenoiser = await openDenoiser(fp, io);
+const calibration = await buildCalibrationSet(fpDenoiser.denoise, schedule, io, { samples: 64, batch: 32, steps: 50, strategy: { kind: 'random-distinct' }, seed: 0 });
+await fpDenoiser.release();
 
 const weightAt = (size: number): WeightQuantSpec => ({ bits: 4, symmetric: false, granularity: { kind: 'group', size }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } });
 const context = (plan: QuantPlan): PassContext => ({ seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibration.batches]]), progress: () => {}, log: () => {} });

@@ -17,7 +17,7 @@ import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
-import { buildCalibrationSet, diffusionIO, epsModel, type CalibrationSet } from '../runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser, type CalibrationSet } from '../runtime/calibration.js';
 import { makeSchedule, readSidecar, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
 import { sampleImages } from '../runtime/samplers.js';
 import type { CliIO } from './command.js';
@@ -74,10 +74,10 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
     }
     io.stderr(`calibration: not using ${cachePath}: ${cached.reason}\n`);
   }
-  const { eps, release } = await epsModel(model, io_);
+  const { denoise, release } = await openDenoiser(model, io_);
   const started = performance.now();
   try {
-    const set = await buildCalibrationSet(eps, schedule, io_, {
+    const set = await buildCalibrationSet(denoise, schedule, io_, {
       samples: recipe.calibrate.samples,
       batch: recipe.calibrate.batch,
       steps: d.sampler.steps,
@@ -126,9 +126,9 @@ export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: strin
     samples: PROBE.samples,
     async sample(candidate) {
       const io = diffusionIO(candidate, classes);
-      const { eps, release } = await epsModel(candidate, io);
+      const { denoise, release } = await openDenoiser(candidate, io);
       try {
-        return await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: PROBE.steps, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
+        return await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps: PROBE.steps, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
       } finally {
         await release();
       }

@@ -60,10 +60,10 @@ export function diffusionIO(model: Model, classes: number): DiffusionIO {
   return { image: image.name, timestep: timestep.name, ...(label ? { label: label.name } : {}), output: model.graph.outputs[0]!.name, imageShape: shape as number[], classes };
 }
 
-/** A DenoiseFn over an ONNX Runtime session of `model`, fed and fetched by the names in `io`. */
-export async function epsModel(model: Model, io: DiffusionIO, executor = new OrtExecutor()): Promise<{ eps: DenoiseFn; release: () => Promise<void> }> {
+/** Opens `model` in ONNX Runtime as a DenoiseFn (its raw output: eps or v), fed and fetched by the names in `io`. */
+export async function openDenoiser(model: Model, io: DiffusionIO, executor = new OrtExecutor()): Promise<{ denoise: DenoiseFn; release: () => Promise<void> }> {
   const prepared = await executor.prepare(model, [io.output]);
-  const eps: DenoiseFn = async (x, t, y, dims) => {
+  const denoise: DenoiseFn = async (x, t, y, dims) => {
     const feeds: TensorMap = {
       [io.image]: { dtype: 'float32', dims, data: x },
       [io.timestep]: { dtype: 'int64', dims: [t.length], data: t },
@@ -71,7 +71,7 @@ export async function epsModel(model: Model, io: DiffusionIO, executor = new Ort
     if (io.label) feeds[io.label] = { dtype: 'int64', dims: [y.length], data: y };
     return (await prepared.run(feeds))[io.output]!.data as Float32Array;
   };
-  return { eps, release: () => prepared.release() };
+  return { denoise, release: () => prepared.release() };
 }
 
 /** Which grid steps (indices into the DDIM timesteps) each trajectory contributes. */
@@ -116,7 +116,7 @@ export function plannedSteps(strategy: StepStrategy, samples: number, steps: num
 }
 
 /** Builds a calibration set by running the FP model's DDIM trajectories and recording the planned steps. */
-export async function buildCalibrationSet(eps: DenoiseFn, schedule: Schedule, io: DiffusionIO, options: CalibrationOptions): Promise<CalibrationSet> {
+export async function buildCalibrationSet(denoise: DenoiseFn, schedule: Schedule, io: DiffusionIO, options: CalibrationOptions): Promise<CalibrationSet> {
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const steps = plannedSteps(options.strategy, options.samples, options.steps, schedule.T, options.seed);
   // Trajectories run together in chunks, each chunk only as far as its deepest step: chunking them in order
@@ -134,7 +134,7 @@ export async function buildCalibrationSet(eps: DenoiseFn, schedule: Schedule, io
     members.forEach((i, k) => xT.set(noise[i]!, k * perSample));
     const lastStep = Math.max(...chunk.flat());
     // The chunk is one sampler batch, so a record's sample k is chunk member k.
-    await sampleImages(eps, schedule, labels, io.imageShape, {
+    await sampleImages(denoise, schedule, labels, io.imageShape, {
       sampler: 'ddim',
       steps: options.steps,
       batch: trajectoriesPerBatch,

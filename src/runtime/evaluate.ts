@@ -13,7 +13,7 @@ import { loadModelSync } from '../ir/serde.js';
 import type { TensorMap } from '../passes/executor.js';
 import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from './calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from './calibration.js';
 import { compiledLayerRows } from './compiled-layers.js';
 import { readSidecar, scheduleFromSidecar } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';
@@ -52,9 +52,9 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   // Both models start from the same x_T: the sampler draws it from the seed alone.
   const sample = async (model: Model, name: string) => {
     say(`sampling ${options.samples} × DDIM-${options.steps} (${name})`);
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     try {
-      return await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: options.steps, seed: options.seed, batch: 50 });
+      return await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps: options.steps, seed: options.seed, batch: 50 });
     } finally {
       await release();
     }
@@ -93,10 +93,10 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   }
 
   say('eps and layer SQNR by timestep');
-  const { eps, release } = await epsModel(fp, io);
+  const { denoise, release } = await openDenoiser(fp, io);
   let heldOut: TensorMap[];
   try {
-    heldOut = (await buildCalibrationSet(eps, schedule, io, { samples: 8 * options.steps, batch: 64, steps: options.steps, strategy: { kind: 'evenly-spaced', count: options.steps }, seed: options.seed + 1 })).batches;
+    heldOut = (await buildCalibrationSet(denoise, schedule, io, { samples: 8 * options.steps, batch: 64, steps: options.steps, strategy: { kind: 'evenly-spaced', count: options.steps }, seed: options.seed + 1 })).batches;
   } finally {
     await release();
   }

@@ -9,7 +9,7 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps } from '../passes/fixture.js';
@@ -54,9 +54,9 @@ function calibration(): Promise<TensorMap[]> {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
     const io = diffusionIO(model, 10);
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     try {
-      return (await buildCalibrationSet(eps, schedule, io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
+      return (await buildCalibrationSet(denoise, schedule, io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
     } finally {
       await release();
     }

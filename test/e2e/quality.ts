@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../../src/ir/core.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { featureStats, frechetDistance } from '../../src/runtime/metrics.js';
@@ -28,10 +28,10 @@ function floats64(file: string): Float64Array {
 export async function sampleDigits(model: Model, count: number, steps: number, seed: number, batch = 100): Promise<{ images: Float32Array; labels: number[] }> {
   const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
   const io = diffusionIO(model, 10);
-  const { eps, release } = await epsModel(model, io, new OrtExecutor());
+  const { denoise, release } = await openDenoiser(model, io, new OrtExecutor());
   const labels = Array.from({ length: count }, (_, i) => i % 10);
   try {
-    const images = await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps, seed, batch });
+    const images = await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps, seed, batch });
     return { images, labels };
   } finally {
     await release();

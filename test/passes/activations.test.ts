@@ -10,7 +10,7 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS } from './fixture.js';
@@ -63,13 +63,13 @@ describe('W8A8 activation modes on dit-digits', () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
     const io = diffusionIO(model, 10);
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     let calibrationSet: TensorMap[];
     let heldOut: TensorMap[];
     try {
-      calibrationSet = (await buildCalibrationSet(eps, schedule, io, { samples: 256, batch: 64, steps: 50, strategy: { kind: 'uniform' }, seed: 1 })).batches;
+      calibrationSet = (await buildCalibrationSet(denoise, schedule, io, { samples: 256, batch: 64, steps: 50, strategy: { kind: 'uniform' }, seed: 1 })).batches;
       // Held out: other trajectories (another seed), at every step of the DDIM-50 grid.
-      heldOut = (await buildCalibrationSet(eps, schedule, io, { samples: 400, batch: 64, steps: 50, strategy: { kind: 'evenly-spaced', count: 50 }, seed: 99 })).batches;
+      heldOut = (await buildCalibrationSet(denoise, schedule, io, { samples: 400, batch: 64, steps: 50, strategy: { kind: 'evenly-spaced', count: 50 }, seed: 99 })).batches;
     } finally {
       await release();
     }

@@ -9,7 +9,7 @@ import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../../src/passes/quant-plan.js';
 import { INPUT_CHANNEL_ABSMAX } from '../../src/passes/smooth-quant.js';
-import { buildCalibrationSet, diffusionIO, epsModel, type StepStrategy } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser, type StepStrategy } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from './calibration-fixture.js';
@@ -114,7 +114,7 @@ describe('calibrate sees the timestep distribution the strategy intends', () => 
   it('uniform, random-distinct and NDTC sets arrive at the observers with their own t histograms', async () => {
     const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
     const io = diffusionIO(model, 10);
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     const grid = new Set(ddimTimesteps(1000, 50));
     const seen: Record<string, Map<number, number>> = {};
     const strategies: [string, StepStrategy, number][] = [
@@ -124,7 +124,7 @@ describe('calibrate sees the timestep distribution the strategy intends', () => 
     ];
     try {
       for (const [name, strategy, samples] of strategies) {
-        const set = await buildCalibrationSet(eps, schedule, io, { samples, batch: 50, steps: 50, strategy, seed: 3 });
+        const set = await buildCalibrationSet(denoise, schedule, io, { samples, batch: 50, steps: 50, strategy, seed: 3 });
         const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 10 } }, set.batches);
         await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
         const counts = ctx.artifacts.get(CALIBRATION_TIMESTEPS) as Map<number, number>;

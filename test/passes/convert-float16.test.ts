@@ -29,7 +29,7 @@ import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { passRegistry } from '../../src/passes/registry.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
@@ -114,9 +114,9 @@ describe('convert-float16 after int8 quantization', () => {
     (batches ??= (async () => {
       const model = loadModelSync(MODEL);
       const io = diffusionIO(model, 10);
-      const { eps: epsFn, release } = await epsModel(model, io);
+      const { denoise, release } = await openDenoiser(model, io);
       try {
-        return (await buildCalibrationSet(epsFn, scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`)), io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
+        return (await buildCalibrationSet(denoise, scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`)), io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
       } finally {
         await release();
       }

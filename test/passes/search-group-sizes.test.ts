@@ -8,7 +8,7 @@ import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js'
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/passes/executor.js';
-import { diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { sampleImages } from '../../src/runtime/samplers.js';
@@ -70,9 +70,9 @@ describe('search-group-sizes with a sample probe', () => {
       async sample(candidate) {
         sampled.push(candidate.graph.name);
         const io = diffusionIO(candidate, 10);
-        const { eps: run, release } = await epsModel(candidate, io, executor);
+        const { denoise, release } = await openDenoiser(candidate, io, executor);
         try {
-          return await sampleImages(run, schedule, [0, 1, 2, 3, 4, 5, 6, 7], io.imageShape, { sampler: 'ddim', steps: 5, seed: 5, batch: 8 });
+          return await sampleImages(denoise, schedule, [0, 1, 2, 3, 4, 5, 6, 7], io.imageShape, { sampler: 'ddim', steps: 5, seed: 5, batch: 8 });
         } finally {
           await release();
         }

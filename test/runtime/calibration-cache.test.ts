@@ -7,7 +7,7 @@ import type { CliIO } from '../../src/cli/command.js';
 import { main } from '../../src/cli/main.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../../src/runtime/calibration-cache.js';
-import { buildCalibrationSet, diffusionIO, epsModel } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 
 const DIR = resolve('test/fixtures/dit-digits');
@@ -23,9 +23,9 @@ describe('calibration cache', () => {
   it('round-trips a calibration set batch for batch; another model, seed or batch size is refused with a reason', async () => {
     const model = loadModelSync(MODEL);
     const io = diffusionIO(model, 10);
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     const strategy = { kind: 'ndtc' as const, mean: 0.4, std: 0.4 };
-    const set = await buildCalibrationSet(eps, scheduleFromSidecar(readSidecar(join(DIR, 'schedule.json'))), io, { samples: 10, batch: 4, steps: 10, strategy, seed: 4 }).finally(release);
+    const set = await buildCalibrationSet(denoise, scheduleFromSidecar(readSidecar(join(DIR, 'schedule.json'))), io, { samples: 10, batch: 4, steps: 10, strategy, seed: 4 }).finally(release);
     const key: CalibrationKey = { modelSha256: modelFilesSha256(model, MODEL), strategy, seed: 4, samplerSteps: 10, samples: 10, batch: 4, classes: 10 };
     const bytes = encodeCalibrationCache(key, set, io);
     const back = decodeCalibrationCache(bytes, key, io);

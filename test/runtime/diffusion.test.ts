@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { buildCalibrationSet, diffusionIO, epsModel, plannedSteps } from '../../src/runtime/calibration.js';
+import { buildCalibrationSet, diffusionIO, openDenoiser, plannedSteps } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { sampleImages, type DenoiseFn } from '../../src/runtime/samplers.js';
 
@@ -25,9 +25,9 @@ describe('DDIM on the dit-digits fixture', () => {
     const xT = floats('samples_ddim100_xT_f32.bin').slice(0, n * 256);
     const expected = floats('samples_ddim100_f32.bin').slice(0, n * 256);
     const labels = Array.from({ length: n }, (_, i) => Math.floor(i / 20));
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     try {
-      const x = await sampleImages(eps, schedule, labels, io.imageShape, { sampler: 'ddim', steps: 100, batch: n }, xT);
+      const x = await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps: 100, batch: n }, xT);
       let max = 0;
       for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i]! - expected[i]!));
       expect(max).toBeLessThan(1e-3);
@@ -37,11 +37,11 @@ describe('DDIM on the dit-digits fixture', () => {
   });
 
   it('records (x_t, t) exactly as the model saw them (no off-by-one pairing)', async () => {
-    const { eps, release } = await epsModel(model, io);
+    const { denoise, release } = await openDenoiser(model, io);
     const calls = new Map<number, Float32Array>();
     const logging: DenoiseFn = async (x, t, y, dims) => {
       calls.set(Number(t[0]), x.slice());
-      return eps(x, t, y, dims);
+      return denoise(x, t, y, dims);
     };
     try {
       const set = await buildCalibrationSet(logging, schedule, io, { samples: 8, batch: 8, steps: 20, strategy: { kind: 'random-distinct' }, seed: 1 });
