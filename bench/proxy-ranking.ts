@@ -2,7 +2,7 @@
  * Does a cheap fitness rank group-size allocations like image quality? On dit-digits (W4, candidates
  * 16–128, mean ≥ 32), a set of allocations — every uniform one and seeded random feasible ones — is scored by
  * each proxy (on calibration data: eps MSE; eps error as the DDIM step feels it; layer-error) and by the
- * expensive metric (paired PSNR of DDIM samples against FP, RTN weights + dynamic per-token activations).
+ * expensive metric (paired PSNR of DDIM samples against FP, RTN weights + dynamic activations per token in the weight's groups).
  * Prints the Spearman rank correlation of each proxy with the image metric.
  * Run: npx tsx bench/proxy-ranking.ts [allocations=12] [samples=64] [steps=20]
  */
@@ -44,7 +44,7 @@ const context = (plan: QuantPlan): PassContext => ({ seed: 0, plan, executor, ar
 
 async function quantized(allocation: number[]): Promise<Model> {
   const model = loadModelSync(fpPath);
-  const plan: QuantPlan = new Map(layers.map((l, i) => [l.name, { layer: l.name, weight: weightAt(allocation[i]!), input: { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token' }, range: { kind: 'minmax' } } }]));
+  const plan: QuantPlan = new Map(layers.map((l, i) => [l.name, { layer: l.name, weight: weightAt(allocation[i]!), input: { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } } }]));
   await quantizeWeights.run(model, {}, context(plan));
   await quantizeActivations.run(model, { timesteps: 1000 }, context(plan));
   return model;

@@ -6,7 +6,7 @@
  * X·(W − Q_g(W)) from one recorded batch of layer inputs — additive, so tabulated once per layer and size:
  * minutes on DiT-XL/2). How well they rank allocations like the images do (Spearman ρ against paired PSNR on
  * dit-digits, 12 allocations near the budget, `npx tsx bench/proxy-ranking.ts`): eps-error over 64 samples
- * 0.73, over the first calibration batch alone 0.46, layer-error 0.25 — so layer-error is for models where an
+ * 0.72, over the first calibration batch alone 0.47, layer-error 0.27 — so layer-error is for models where an
  * end-to-end run per candidate is unaffordable. Requires calibration batches.
  */
 import { Graph, Model } from '../ir/core.js';
