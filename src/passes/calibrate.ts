@@ -120,13 +120,13 @@ export const calibrate: Pass = {
             // Each run of consecutive samples with the same timestep group goes to that group at once
             // (rows are sample-major: a [B·N, C] input gives N rows per sample).
             const extremesPerSample = lo.length / batch;
-            const valuesPerSample = values.length / batch;
+            const firstValueOf = sampledRowStart(entry.probe, values.length, batch);
             for (let start = 0; start < batch; ) {
               const group = timestepGroup(ts[start]!, entry.groups.length, T);
               let end = start + 1;
               while (end < batch && timestepGroup(ts[end]!, entry.groups.length, T) === group) end++;
               entry.groups[group]!.observeExtremes(lo.subarray(start * extremesPerSample, end * extremesPerSample), hi.subarray(start * extremesPerSample, end * extremesPerSample));
-              entry.groups[group]!.observeValues(values.subarray(start * valuesPerSample, end * valuesPerSample));
+              entry.groups[group]!.observeValues(values.subarray(firstValueOf(start), firstValueOf(end)));
               start = end;
             }
           }
@@ -149,16 +149,17 @@ export const calibrate: Pass = {
 const OFFERED_PER_KEPT = 2;
 
 /**
- * The stride of the value sample taken in-graph over each row (one sample's values, flattened): the largest
- * prime not dividing `channels` that still leaves max(channels, `valuesPerRow`) values, so the sample walks
- * through every channel of every row; 1 (the whole row) for short rows and rows of unknown length. (A fixed
+ * The stride of the value sample taken in-graph over the flattened batch: the largest prime not dividing the
+ * row length (so it divides no channel count either) that still leaves max(channels, `valuesPerRow`) values
+ * per row, so the sample walks through every channel of every row and starts each row at another phase; 1
+ * (whole rows) for short rows and rows of unknown length. (A fixed
  * stride on a [B, 128] adaLN input saw 2 of its 128 channels and gave a range 3× too narrow; whole rows
  * everywhere made calibration cost 2.3× plain inference.)
  */
 export function valueSampleStride(rowLength: number | undefined, channels: number, valuesPerRow: number): number {
   if (rowLength === undefined) return 1;
   const limit = Math.floor(rowLength / Math.max(channels, valuesPerRow));
-  for (let p = limit; p >= 2; p--) if (isPrime(p) && channels % p !== 0) return p;
+  for (let p = limit; p >= 2; p--) if (isPrime(p) && rowLength % p !== 0) return p;
   return 1;
 }
 
@@ -173,6 +174,17 @@ interface Probe {
   min: string;
   max: string;
   sample: string;
+  /** The value sample: every `stride`-th value of the flattened batch from `offset`, over rows of `rowLength` (stride 1: whole rows). */
+  stride: number;
+  offset: number;
+  rowLength?: number;
+}
+
+/** Index into a probe's value sample where row r's values begin (r = rows: the end). */
+export function sampledRowStart(probe: Pick<Probe, 'stride' | 'offset' | 'rowLength'>, sampled: number, rows: number): (r: number) => number {
+  if (probe.stride === 1) return (r) => (r * sampled) / rows;
+  const { stride, offset, rowLength } = probe;
+  return (r) => Math.min(sampled, Math.max(0, Math.ceil((r * rowLength! - offset) / stride)));
 }
 
 /** One observed tensor and grouping: its probe and its observers, one per timestep group. */
@@ -217,8 +229,12 @@ function addProbe(model: Model, x: Value, rowLength: number | undefined, valuesP
   const min = reduce(Op.ReduceMin, 'min');
   const max = reduce(Op.ReduceMax, 'max');
   const step = matrixInput ? 1 : valueSampleStride(rowLength, channels, valuesPerRow);
-  const sample = step === 1 ? rows : node(Op.Slice, [rows, constant('starts', [(index * 3) % step]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [1]), constant('steps', [step])], 'sample');
-  return { tensor: x.name, min: min.name, max: max.name, sample: sample.name };
+  // Strided over the flattened batch, not per row: as the row length is not a multiple of the stride, each row
+  // starts at another phase, so over the rows every (token, channel) position is sampled alike.
+  const offset = step === 1 ? 0 : (index * 3) % step;
+  const flat = step === 1 ? rows : node(Op.Reshape, [x, constant('flat', [-1])], 'flat');
+  const sample = step === 1 ? rows : node(Op.Slice, [flat, constant('starts', [offset]), constant('ends', [Number.MAX_SAFE_INTEGER]), constant('axes', [0]), constant('steps', [step])], 'sample');
+  return { tensor: x.name, min: min.name, max: max.name, sample: sample.name, stride: step, offset, ...(rowLength !== undefined ? { rowLength } : {}) };
 }
 
 /** INPUT_CHANNEL_ABSMAX of a tensor: max |x| per input channel over all its groups, merged with what is there. */

@@ -3,7 +3,7 @@ import { discoverLayers } from '../../src/ir/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { printModel } from '../../src/ir/printer.js';
 import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
-import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, timestepGroup } from '../../src/passes/calibrate.js';
+import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, sampledRowStart, timestepGroup } from '../../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
@@ -81,32 +81,52 @@ describe('calibrate: observers against the tensors ORT computes', () => {
     }
   });
 
-  it('per-timestep observers split a mixed-t batch by each sample\'s timestep group', async () => {
+  it('per-timestep observers split a mixed-t batch by each sample\'s timestep group (extremes and the strided value sample)', async () => {
     const batches = calibrationBatches(64, 64);
     // One batch with t spread over [0, 1000): every group gets samples from it.
     const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 4 } }, batches);
     await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
-    const fc1 = layers.find((l) => l.role === 'mlp.fc1')!;
-    const groups = (ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>).get(fc1.name)!;
-    expect(groups).toHaveLength(4);
-    const prepared = await executor.prepare(model, [fc1.node.input(0).name]);
+    // fc1 reads rows of 64 × 128 values (sampled whole here), fc2 rows of 64 × 512 (sampled with a stride).
+    const probed = [layers.find((l) => l.role === 'mlp.fc1')!, layers.find((l) => l.role === 'mlp.fc2')!];
+    const prepared = await executor.prepare(model, probed.map((l) => l.node.input(0).name));
     try {
-      const x = (await prepared.run(batches[0]!))[fc1.node.input(0).name]!;
-      const data = x.data as Float32Array;
-      const perSample = data.length / 64;
+      const outputs = await prepared.run(batches[0]!);
       const t = Array.from(batches[0]!.t!.data as BigInt64Array, Number);
-      for (let g = 0; g < 4; g++) {
-        let lo = Infinity;
-        let hi = -Infinity;
-        for (let s = 0; s < 64; s++) if (timestepGroup(t[s]!, 4, 1000) === g) for (let i = s * perSample; i < (s + 1) * perSample; i++) {
-          lo = Math.min(lo, data[i]!);
-          hi = Math.max(hi, data[i]!);
+      for (const layer of probed) {
+        const groups = (ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>).get(layer.name)!;
+        expect(groups).toHaveLength(4);
+        const data = outputs[layer.node.input(0).name]!.data as Float32Array;
+        const perSample = data.length / 64;
+        for (let g = 0; g < 4; g++) {
+          let lo = Infinity;
+          let hi = -Infinity;
+          for (let s = 0; s < 64; s++) if (timestepGroup(t[s]!, 4, 1000) === g) for (let i = s * perSample; i < (s + 1) * perSample; i++) {
+            lo = Math.min(lo, data[i]!);
+            hi = Math.max(hi, data[i]!);
+          }
+          expect([groups[g]!.min, groups[g]!.max]).toEqual([lo, hi]);
+          // Values from another group's rows would fall outside this group's range sooner or later.
+          const sample = groups[g]!.values();
+          expect(sample.length).toBeGreaterThan(1000);
+          expect(sample.every((v) => v >= lo && v <= hi)).toBe(true);
         }
-        expect([groups[g]!.min, groups[g]!.max]).toEqual([lo, hi]);
       }
     } finally {
       await prepared.release();
     }
+  });
+});
+
+describe('the strided value sample', () => {
+  it('assigns each sampled value to the row it came from', () => {
+    for (const [rowLength, stride, offset, rows] of [[100, 7, 3, 10], [32768, 61, 5, 64], [8192, 31, 0, 3]] as const) {
+      const count = Math.ceil((rows * rowLength - offset) / stride);
+      const start = sampledRowStart({ stride, offset, rowLength }, count, rows);
+      expect([start(0), start(rows)]).toEqual([0, count]);
+      for (let r = 0; r < rows; r++) for (let i = start(r); i < start(r + 1); i++) expect(Math.floor((offset + i * stride) / rowLength)).toBe(r);
+    }
+    // Whole rows: equal shares.
+    expect(sampledRowStart({ stride: 1, offset: 0 }, 640, 64)(10)).toBe(100);
   });
 });
 
