@@ -152,11 +152,11 @@ const OFFERED_PER_KEPT = 2;
  * The stride of the value sample taken in-graph over the flattened batch: the largest prime not dividing the
  * row length (so it divides no channel count either) that still leaves max(channels, `valuesPerRow`) values
  * per row, so the sample walks through every channel of every row and starts each row at another phase; 1
- * (whole rows) for short rows and rows of unknown length. (A fixed
- * stride on a [B, 128] adaLN input saw 2 of its 128 channels and gave a range 3× too narrow; whole rows
- * everywhere made calibration cost 2.3× plain inference.)
+ * (whole rows) for short rows and rows of unknown length. (A fixed stride on a [B, 128] adaLN input saw 2 of
+ * its 128 channels and gave a range 3× too narrow; whole rows everywhere made calibration cost 2.3× plain
+ * inference.)
  */
-export function valueSampleStride(rowLength: number | undefined, channels: number, valuesPerRow: number): number {
+function valueSampleStride(rowLength: number | undefined, channels: number, valuesPerRow: number): number {
   if (rowLength === undefined) return 1;
   const limit = Math.floor(rowLength / Math.max(channels, valuesPerRow));
   for (let p = limit; p >= 2; p--) if (isPrime(p) && rowLength % p !== 0) return p;
@@ -168,7 +168,7 @@ function isPrime(n: number): boolean {
   return n >= 2;
 }
 
-/** The in-graph observers of one tensor: names of its per-row per-channel min and max [R, C] and of a strided value sample [R0, K]. */
+/** The in-graph observers of one tensor: names of its per-row min and max ([R, C] per channel, else [R, 1]) and of its strided value sample. */
 interface Probe {
   tensor: string;
   min: string;
