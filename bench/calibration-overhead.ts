@@ -6,13 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { discoverLayers } from '../src/ir/layers.js';
+import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import { calibrate } from '../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { TensorMap } from '../src/passes/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
-import type { ActivationQuantSpec, QuantPlan } from '../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan } from '../src/quant/plan.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 
 const fixture = join(import.meta.dirname, '..', 'test', 'fixtures', 'dit-digits');

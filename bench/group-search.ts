@@ -8,13 +8,13 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { discoverLayers } from '../src/ir/layers.js';
+import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync, saveModel } from '../src/ir/serde.js';
 import { DIT_PRESETS, buildDit } from '../src/synth/dit.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import { evolutionarySearch, meanGroupSizeBudget, type SearchSpace } from '../src/passes/group-search.js';
 import type { PassContext } from '../src/passes/pass.js';
-import type { QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
+import type { QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { layerErrorTable, searchGroupSizes } from '../src/passes/search-group-sizes.js';
 import { seededNormal } from '../src/random.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';

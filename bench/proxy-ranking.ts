@@ -8,12 +8,12 @@
  */
 import { join } from 'node:path';
 import type { Model } from '../src/ir/core.js';
-import { discoverLayers } from '../src/ir/layers.js';
+import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { TensorMap } from '../src/passes/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
-import type { QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
+import type { QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { layerErrorTable } from '../src/passes/search-group-sizes.js';

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { cpuBackend } from '../src/backends/cpu.js';
 import { Graph, Model, type Value } from '../src/ir/core.js';
 import { DataType } from '../src/ir/dtype.js';
-import { discoverLayers } from '../src/ir/layers.js';
+import { discoverLayers } from '../src/quant/layers.js';
 import { Op } from '../src/ir/ops.js';
 import { encodeModel, loadModelSync } from '../src/ir/serde.js';
 import { Tensor, packInt4 } from '../src/ir/tensor.js';
@@ -21,7 +21,7 @@ import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import type { WeightQuantSpec } from '../src/passes/quant-plan.js';
+import type { WeightQuantSpec } from '../src/quant/plan.js';
 import { seededRandom } from '../src/random.js';
 
 const runs = Number(process.argv[2] ?? 9);

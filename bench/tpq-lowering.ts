@@ -7,11 +7,11 @@
 import { join } from 'node:path';
 import type { Model } from '../src/ir/core.js';
 import { encodeModel, loadModelSync } from '../src/ir/serde.js';
-import { discoverLayers } from '../src/ir/layers.js';
+import { discoverLayers } from '../src/quant/layers.js';
 import { calibrate } from '../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { PassContext } from '../src/passes/pass.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';

@@ -5,8 +5,8 @@
  * falls back to float: a fallback happens only under `allowFallback` and is listed in the result.
  */
 import type { Model } from '../ir/core.js';
-import type { Layer } from '../ir/layers.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { Layer } from '../quant/layers.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../quant/plan.js';
 
 /** The targets `--target` accepts. */
 export type TargetName = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';

@@ -3,7 +3,7 @@
  * min/max, a bounded reservoir sample of values for percentile and L_p searches — one observer per timestep
  * group — and the scale / zero point a range method gives at a bit width. Memory per observer is fixed.
  */
-import type { RangeMethod } from './quant-plan.js';
+import type { RangeMethod } from '../quant/plan.js';
 
 /** Statistics of one tensor (for one timestep group): min/max per tensor and per channel, and a value sample. */
 export class TensorStats {

@@ -7,7 +7,7 @@
 import type { Attribute, Dim, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { peekTypes } from '../ir/infer-shapes.js';
-import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';

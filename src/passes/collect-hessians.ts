@@ -5,7 +5,7 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, type Layer } from '../ir/layers.js';
+import { discoverLayers, type Layer } from '../quant/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import type { TensorMap } from './executor.js';
 import { HessianAccumulator } from './gptq.js';

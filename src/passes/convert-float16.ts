@@ -14,7 +14,7 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { inferShapes } from '../ir/infer-shapes.js';
-import { discoverLayers, findTimestepInput } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput } from '../quant/layers.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import type { Pass, PassOptions, PassResult } from './pass.js';

@@ -1,6 +1,6 @@
 /** Selecting discovered layers by role for passes driven by pipeline text (`roles=attn.qkv|mlp`). */
 import { IrError } from '../ir/errors.js';
-import type { Layer } from '../ir/layers.js';
+import type { Layer } from '../quant/layers.js';
 
 /** True when `role` is selected by `selector`: an exact role, or a group prefix (`attn` selects `attn.qkv`). */
 export function roleMatches(role: string, selector: string): boolean {

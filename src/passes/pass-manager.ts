@@ -11,7 +11,7 @@ import { encodeModel } from '../ir/serde.js';
 import { unifiedDiff } from './line-diff.js';
 import type { PassContext } from './pass.js';
 import { printEntry, printPipeline, withDefaults, type PipelineEntry } from './pipeline.js';
-import type { QuantPlan } from './quant-plan.js';
+import type { QuantPlan } from '../quant/plan.js';
 
 /** What the pass manager prints, dumps and checks around each pass. */
 export interface Instrumentation {

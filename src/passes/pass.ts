@@ -3,7 +3,7 @@
  * what it did; it keeps no module state. Everything a pass needs beyond the model arrives in the context.
  */
 import type { Model } from '../ir/core.js';
-import type { QuantPlan } from './quant-plan.js';
+import type { QuantPlan } from '../quant/plan.js';
 import type { ModelExecutor } from './executor.js';
 
 /** A pass option's declared type, used to parse `name{key=value}` pipeline text and to list options. */

@@ -11,13 +11,13 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, findTimestepInput, type Layer } from '../ir/layers.js';
+import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { activationRange, chooseActivationParams, type TensorStats } from './activation-ranges.js';
 import { ACTIVATION_STATS } from './calibrate.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import { resolveInputGroup, type ActivationQuantSpec } from './quant-plan.js';
+import { resolveInputGroup, type ActivationQuantSpec } from '../quant/plan.js';
 
 /** The ai.onnx opset of Q/DQ with per-axis scales. */
 const QDQ_OPSET = 13;

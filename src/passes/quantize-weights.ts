@@ -7,10 +7,10 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers } from '../quant/layers.js';
 import { gptqRound } from './gptq.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
-import type { WeightQuantSpec } from './quant-plan.js';
+import type { WeightQuantSpec } from '../quant/plan.js';
 import { upgradeModelOpset } from './upgrade-opset.js';
 import { roundToNearest, type RoundingFunction } from './weight-quantizer.js';
 import { storeQuantizedWeight, type WeightedLayer } from './weight-storage.js';

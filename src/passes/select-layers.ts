@@ -5,10 +5,10 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers } from '../quant/layers.js';
 import { selectLayersByRole } from './layer-selection.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import type { Granularity, RangeMethod, WeightQuantSpec } from './quant-plan.js';
+import type { Granularity, RangeMethod, WeightQuantSpec } from '../quant/plan.js';
 
 export const selectLayers: Pass = {
   name: 'select-layers',

@@ -5,7 +5,7 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers } from '../quant/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';

@@ -5,7 +5,7 @@
  * Needs only the weights. Requires the layers from `discoverLayers`; folds 1/s via scale-folding.
  */
 import type { Model } from '../ir/core.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers } from '../quant/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';

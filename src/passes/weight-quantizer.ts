@@ -4,7 +4,7 @@
  * stored order, [N][K] or [K][N], so no transposed copy is made; a cell is one (group, channel) pair whose
  * values share a scale and zero point, indexed g·N + n like gptq.ts.
  */
-import type { Granularity, RangeMethod } from './quant-plan.js';
+import type { Granularity, RangeMethod } from '../quant/plan.js';
 import { roundHalfEven } from './gptq.js';
 
 /** The integer range of a quantized type. */

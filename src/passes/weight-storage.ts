@@ -8,7 +8,7 @@ import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor, packInt4 } from '../ir/tensor.js';
-import type { Granularity, WeightQuantSpec } from './quant-plan.js';
+import type { Granularity, WeightQuantSpec } from '../quant/plan.js';
 import { computeCellParams, intRange, type CellParams, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 
 /** What storing a weight needs to know of a layer (a subset of layers.ts' Layer). */

@@ -3,7 +3,7 @@
  * sizes that do not divide a selected layer's input channels, rules that select nothing. Diagnostics only.
  */
 import type { Diagnostic } from '../diagnostics.js';
-import type { Layer } from '../ir/layers.js';
+import type { Layer } from '../quant/layers.js';
 import { isKeepName } from '../passes/convert-float16.js';
 import { resolveSelection } from './select.js';
 import type { Recipe, Selection, SourceRef } from './types.js';

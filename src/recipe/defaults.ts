@@ -1,6 +1,6 @@
 /** Every recipe default, in one place: the visitor starts from these, JSON recipes are merged onto them. */
 import { DEFAULT_FLOAT16_KEEP } from '../passes/convert-float16.js';
-import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
 import type { Recipe } from './types.js';
 
 /** A recipe with every setting at its default. */

@@ -1,5 +1,5 @@
 /** `qcompile fmt`: prints a recipe in canonical form — every setting explicit, fixed order, one statement per line. */
-import type { ActivationQuantSpec, RangeMethod, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { ActivationQuantSpec, RangeMethod, WeightQuantSpec } from '../quant/plan.js';
 import { describeSelectors } from './select.js';
 import type { Recipe, Selector } from './types.js';
 

@@ -4,9 +4,9 @@
  * weights that later steps quantize), then group-size search, GPTQ Hessians, weights, activations, the
  * float16 conversion (`precision fp16`), clean-up.
  */
-import type { Layer } from '../ir/layers.js';
+import type { Layer } from '../quant/layers.js';
 import { KEEP_NONE } from '../passes/convert-float16.js';
-import type { QuantPlan } from '../passes/quant-plan.js';
+import type { QuantPlan } from '../quant/plan.js';
 import { selectForTransform } from './select.js';
 import type { Recipe, Selection } from './types.js';
 

@@ -2,7 +2,7 @@
  * The published JSON Schema of a normalized recipe (`qcompile schema` prints it; grammar/qrecipe.schema.json
  * is generated from it). JSON recipes are merged onto the defaults, then validated against it with ajv.
  */
-import { LAYER_ROLES } from '../ir/layers.js';
+import { LAYER_ROLES } from '../quant/layers.js';
 import { ROLE_GROUPS } from './visitor.js';
 
 const positiveInt = { type: 'integer', minimum: 1 };

@@ -3,7 +3,7 @@
  * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
  */
 import type { Diagnostic } from '../diagnostics.js';
-import type { ActivationQuantSpec, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
 
 /** Runtimes a recipe can target. */
 export type Target = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
@@ -111,7 +111,7 @@ export interface Recipe {
   search: SearchSettings;
 }
 
-/** The layer facts selection needs (a subset of ir/layers' Layer). */
+/** The layer facts selection needs (a subset of quant/layers' Layer). */
 export interface SelectableLayer {
   name: string;
   role: string;

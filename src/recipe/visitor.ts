@@ -4,10 +4,10 @@
  */
 import type { CstNode } from 'chevrotain';
 import { didYouMean, type Diagnostic } from '../diagnostics.js';
-import { LAYER_ROLES } from '../ir/layers.js';
+import { LAYER_ROLES } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
-import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../passes/quant-plan.js';
+import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
 import { GPTQ_DEFAULTS, RANGE_DEFAULTS, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';

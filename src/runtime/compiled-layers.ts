@@ -6,7 +6,7 @@
 import { activationFormOf, weightFormOf } from '../backends/quantized-forms.js';
 import type { ActivationForm, WeightForm } from '../backends/backend.js';
 import type { Model, Node, Value } from '../ir/core.js';
-import { discoverLayers, type Layer } from '../ir/layers.js';
+import { discoverLayers, type Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { LAYERS_METADATA_KEY, decodeLayerChoices } from '../report/compile-record.js';
 import type { LayerRow } from '../report/report.js';

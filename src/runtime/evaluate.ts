@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Model } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
-import { discoverLayers } from '../ir/layers.js';
+import { discoverLayers } from '../quant/layers.js';
 import { loadModelSync } from '../ir/serde.js';
 import type { TensorMap } from '../passes/executor.js';
 import type { PassTimings } from '../report/compile-record.js';

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { backends } from '../../src/backends/registry.js';
 import { checkTensorRtPlacement } from '../../src/backends/tensorrt-placement.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { Tensor } from '../../src/ir/tensor.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { DIT_DIGITS } from '../passes/fixture.js';
 import { w8a8 } from './quantized-fixtures.js';
 
@@ -82,7 +82,7 @@ describe('every shipped recipe', () => {
     const { checkRecipeAgainstModel } = await import('../../src/recipe/check.js');
     const { planRecipe } = await import('../../src/recipe/plan.js');
     const { loadModelSync } = await import('../../src/ir/serde.js');
-    const { discoverLayers } = await import('../../src/ir/layers.js');
+    const { discoverLayers } = await import('../../src/quant/layers.js');
     const fixtureLayers = discoverLayers(loadModelSync('test/fixtures/dit-digits/model.onnx'));
     for (const file of readdirSync('recipes')) {
       const recipe = parseRecipeFile(`recipes/${file}`).recipe!;

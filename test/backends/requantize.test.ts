@@ -91,7 +91,7 @@ describe('requantize: asymmetric int8 (ptq4dm-w8a8 style) re-expressed symmetric
     const { parseRecipe } = await import('../../src/recipe/parse.js');
     const { checkRecipeAgainstModel } = await import('../../src/recipe/check.js');
     const { planRecipe } = await import('../../src/recipe/plan.js');
-    const { discoverLayers } = await import('../../src/ir/layers.js');
+    const { discoverLayers } = await import('../../src/quant/layers.js');
     const layers = discoverLayers(loadModelSync(`${DIT_DIGITS}/model.onnx`));
     const recipe = parseRecipe(readFileSync('recipes/ptq4dm-w8a8.qrecipe', 'utf8')).recipe!;
     const { plan } = planRecipe(recipe, layers, checkRecipeAgainstModel(recipe, layers).selection, 'ptq4dm-w8a8.qrecipe');

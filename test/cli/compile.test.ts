@@ -7,7 +7,7 @@ import type { CliIO } from '../../src/cli/command.js';
 import { main } from '../../src/cli/main.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op, isOp } from '../../src/ir/ops.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { selectLayersByRole } from '../../src/passes/layer-selection.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { assertValid } from '../../src/ir/verify.js';
 import { calibrate } from '../../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { printModel } from '../../src/ir/printer.js';
 import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
@@ -7,7 +7,7 @@ import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, sampledRowStart, ti
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { ActivationQuantSpec, QuantPlan } from '../../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
 import { INPUT_CHANNEL_ABSMAX } from '../../src/passes/smooth-quant.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser, type StepStrategy } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';

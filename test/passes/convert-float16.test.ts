@@ -14,7 +14,7 @@
 import { describe, expect, it } from 'vitest';
 import { Graph, Model, type Node, type Value } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { Tensor, halfToFloat } from '../../src/ir/tensor.js';
@@ -25,7 +25,7 @@ import { DEFAULT_FLOAT16_KEEP, KEEP_NONE, convertFloat16, floatToHalfBytes } fro
 import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext, PassResult } from '../../src/passes/pass.js';
 import { parsePipeline, printPipeline } from '../../src/passes/pipeline.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { passRegistry } from '../../src/passes/registry.js';

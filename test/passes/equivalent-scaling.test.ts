@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import { INPUT_CHANNEL_ABSMAX, smoothQuant } from '../../src/passes/smooth-quant.js';

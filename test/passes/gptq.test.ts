@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { CALIBRATION_BATCHES, collectHessians } from '../../src/passes/collect-hessians.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from './calibration-fixture.js';

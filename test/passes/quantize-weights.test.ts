@@ -8,7 +8,7 @@ import { Graph, Model, type Node } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
-import type { WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { WeightQuantSpec } from '../../src/quant/plan.js';
 import { upgradeModelOpset } from '../../src/passes/upgrade-opset.js';
 import { roundToNearest } from '../../src/passes/weight-quantizer.js';
 import { storeQuantizedWeight } from '../../src/passes/weight-storage.js';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { QuantPlan, WeightQuantSpec } from '../../src/passes/quant-plan.js';
+import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/passes/executor.js';

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { backends } from '../../src/backends/registry.js';
 import { lineColumn } from '../../src/diagnostics.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { DEFAULT_FLOAT16_KEEP } from '../../src/passes/convert-float16.js';
 import { parsePipeline } from '../../src/passes/pipeline.js';

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KEYWORDS, recipeParser } from '../../grammar/qrecipe.js';
 import { lineColumn, type Diagnostic } from '../../src/diagnostics.js';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../../src/recipe/check.js';
 import { formatRecipe } from '../../src/recipe/format.js';

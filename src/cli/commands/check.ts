@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { renderDiagnostic, hasErrors, type Diagnostic } from '../../diagnostics.js';
 import { IrError } from '../../ir/errors.js';
-import { discoverLayers } from '../../ir/layers.js';
+import { discoverLayers } from '../../quant/layers.js';
 import { loadModel } from '../../ir/serde.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../../recipe/check.js';
 import { parseRecipeFile } from '../../recipe/parse.js';

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import type { Dim, Model, ValueType } from '../../ir/core.js';
 import { dataTypeName } from '../../ir/dtype.js';
 import { IrError } from '../../ir/errors.js';
-import { discoverLayers } from '../../ir/layers.js';
+import { discoverLayers } from '../../quant/layers.js';
 import { loadModelSync } from '../../ir/serde.js';
 import type { CliIO, Command } from '../command.js';
 

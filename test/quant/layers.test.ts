@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { discoverLayers } from '../../src/ir/layers.js';
+import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { calibrate } from '../../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';

@@ -5,9 +5,9 @@
  * attention qkv / q,k,v / out-projection, MLP fc1 / fc2, final layer. UNet: conv in/out, resblock convs,
  * time projections, skip convs, down/up samplers, and the attention/MLP of its transformer blocks.
  */
-import type { Model, Node, Value } from './core.js';
-import { DataType } from './dtype.js';
-import { Op, isOp, type OpType } from './ops.js';
+import type { Model, Node, Value } from '../ir/core.js';
+import { DataType } from '../ir/dtype.js';
+import { Op, isOp, type OpType } from '../ir/ops.js';
 
 /** What a layer does in the model. */
 export type LayerRole =
