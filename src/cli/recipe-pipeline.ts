@@ -2,11 +2,11 @@
  * The CLI glue between a recipe file and the pass pipeline: read and check the recipe against the model,
  * print its diagnostics, plan, and build the calibration batches its steps need.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
-import { writeFileAtomic } from '../ir/atomic-file.js';
+import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
 import { discoverLayers } from '../quant/layers.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../passes/executor.js';
@@ -16,7 +16,7 @@ import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';
 import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
-import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
+import { calibrationCacheFileState, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser, type CalibrationSet } from '../runtime/calibration.js';
 import { makeSchedule, readSidecar, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
 import { sampleImages } from '../runtime/samplers.js';
@@ -53,26 +53,33 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   return planned;
 }
 
+/** The recipe's calibration cache file (`calibrate { cache "FILE" }`, relative to the recipe), if it names one. */
+export function recipeCachePath(recipe: Recipe, recipePath: string): string | undefined {
+  return recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
+}
+
 /**
  * The calibration batches a recipe asks for, from the FP model's own DDIM trajectories — or from the recipe's
- * `cache` file (relative to the recipe) when it was recorded for this model and these settings; a fresh set is
- * written back to it atomically.
+ * `cache` file when it was recorded for this model and these settings (and is intact); a fresh set is written
+ * back to it, staged in `outputs` when given (so it appears with the run's other outputs), else atomically now.
+ * Throws OutputPathError when the cache path holds anything but a calibration cache (never read, never replaced).
  */
-export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO): Promise<CalibrationSet> {
+export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction): Promise<CalibrationSet> {
   const d = recipe.diffusion;
   const schedule = recipeSchedule(recipe, modelPath);
   if (d.sampler.kind !== 'ddim' || d.sampler.eta !== 0) throw new Error('calibration trajectories use DDIM with eta 0: set `sampler ddim(steps: N)` in the recipe');
   const classes = recipeClasses(recipe, model);
   const io_ = diffusionIO(model, classes);
-  const cachePath = recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
+  const cachePath = recipeCachePath(recipe, recipePath);
   const key: CalibrationKey = { modelSha256: cachePath ? modelFilesSha256(model, modelPath) : '', strategy: recipe.calibrate.timesteps, seed, samplerSteps: d.sampler.steps, samples: recipe.calibrate.samples, batch: recipe.calibrate.batch, classes };
-  if (cachePath && existsSync(cachePath)) {
+  if (cachePath && calibrationCacheFileState(cachePath) === 'cache') {
     const cached = decodeCalibrationCache(readFileSync(cachePath), key, io_);
     if (cached.ok) {
       io.stderr(`calibration: ${cached.set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) from ${cachePath}\n`);
       return cached.set;
     }
-    io.stderr(`calibration: not using ${cachePath}: ${cached.reason}\n`);
+    // Recomputing is always safe (the set is a function of the model and settings), so a bad cache costs time only.
+    io.stderr(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);
   }
   const { denoise, release } = await openDenoiser(model, io_);
   const started = performance.now();
@@ -89,7 +96,9 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
     });
     io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     if (cachePath) {
-      writeFileAtomic(cachePath, encodeCalibrationCache(key, set, io_));
+      const bytes = encodeCalibrationCache(key, set, io_);
+      if (outputs) outputs.writeFile(cachePath, bytes);
+      else writeFileAtomic(cachePath, bytes);
       io.stderr(`calibration: cached in ${cachePath}\n`);
     }
     return set;

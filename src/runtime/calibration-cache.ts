@@ -2,10 +2,14 @@
  * The calibration-set cache (`calibrate { cache "FILE" }`): the recorded (x_t, t, y) of a calibration set,
  * keyed by the FP model's sha256 and every setting that changes the set, so a recompile skips the sampler.
  * File: magic, u32 header length, JSON header, zero padding to 8, then t (i64), y (i64), x (f32) — int64 first
- * so every array stays aligned. A stale or damaged cache is refused with a one-line reason.
+ * so every array stays aligned — and last the sha256 of all the bytes before it. A stale, damaged or edited
+ * cache is refused with a one-line reason (the caller recomputes it); a file at the cache path that is not a
+ * calibration cache at all is never read as one nor overwritten.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { OutputPathError, regularFileOrNothing } from '../ir/atomic-file.js';
 import type { Model } from '../ir/core.js';
 import type { TensorMap } from '../passes/executor.js';
 import type { CalibrationSet, DiffusionIO, StepStrategy } from './calibration.js';
@@ -22,7 +26,7 @@ export interface CalibrationKey {
 }
 
 interface CacheHeader extends CalibrationKey {
-  format: 'qcompile-calibration-v2';
+  format: 'qcompile-calibration-v3';
   count: number;
   imageShape: number[];
 }
@@ -30,7 +34,10 @@ interface CacheHeader extends CalibrationKey {
 /** The result of reading a cache: the set, or why it cannot be used. */
 export type CacheLookup = { ok: true; set: CalibrationSet } | { ok: false; reason: string };
 
-const MAGIC = 'QCALIB2\n';
+const MAGIC = 'QCALIB3\n';
+/** Every version's magic starts so: an older cache at the path may be replaced, anything else may not. */
+const MAGIC_FAMILY = 'QCALIB';
+const CHECKSUM_BYTES = 32;
 const KEY_FIELDS = ['strategy', 'seed', 'samplerSteps', 'samples', 'batch', 'classes'] as const;
 
 /** sha256 (hex) of a model file and, in order, every external data file it names: streamed, so any size. */
@@ -57,10 +64,11 @@ export function modelFilesSha256(model: Model, modelPath: string): string {
 export function encodeCalibrationCache(key: CalibrationKey, set: CalibrationSet, io: DiffusionIO): Uint8Array {
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const count = set.timesteps.length;
-  const header: CacheHeader = { format: 'qcompile-calibration-v2', ...key, count, imageShape: io.imageShape };
+  const header: CacheHeader = { format: 'qcompile-calibration-v3', ...key, count, imageShape: io.imageShape };
   const json = Buffer.from(JSON.stringify(header));
   const dataStart = Math.ceil((MAGIC.length + 4 + json.length) / 8) * 8;
-  const out = new Uint8Array(dataStart + count * (16 + perSample * 4));
+  const dataEnd = dataStart + count * (16 + perSample * 4);
+  const out = new Uint8Array(dataEnd + CHECKSUM_BYTES);
   out.set(Buffer.from(MAGIC, 'latin1'));
   new DataView(out.buffer).setUint32(MAGIC.length, json.length, true);
   out.set(json, MAGIC.length + 4);
@@ -75,12 +83,40 @@ export function encodeCalibrationCache(key: CalibrationKey, set: CalibrationSet,
     x.set(batch[io.image]!.data as Float32Array, row * perSample);
     row += n;
   }
+  out.set(createHash('sha256').update(out.subarray(0, dataEnd)).digest(), dataEnd);
   return out;
+}
+
+/**
+ * What is at `path`, checked before any work: nothing yet (a cache will be written), or a calibration cache of
+ * some version (read, and replaced if stale). Anything else — another file (a model, the recipe), a folder, a
+ * device, a FIFO, a missing folder above it — is an OutputPathError: it is never read as a cache nor overwritten.
+ */
+export function calibrationCacheFileState(path: string): 'absent' | 'cache' {
+  const stats = regularFileOrNothing(path);
+  if (!stats) {
+    const folder = dirname(path);
+    if (!existsSync(folder)) throw new OutputPathError(path, `the calibration cache's folder ${folder} does not exist`);
+    if (!statSync(folder).isDirectory()) throw new OutputPathError(path, `${folder} is not a folder`);
+    return 'absent';
+  }
+  const head = Buffer.alloc(MAGIC_FAMILY.length);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (head.toString('latin1') !== MAGIC_FAMILY) throw new OutputPathError(path, 'is not a qcompile calibration cache: refusing to read or overwrite it (point `cache` at a new file)');
+  return 'cache';
 }
 
 /** Reads a cache written for `key`; the batches come back exactly as they were recorded. */
 export function decodeCalibrationCache(bytes: Uint8Array, key: CalibrationKey, io: DiffusionIO): CacheLookup {
   if (bytes.length < MAGIC.length + 4 || Buffer.from(bytes.subarray(0, MAGIC.length)).toString('latin1') !== MAGIC) return { ok: false, reason: 'not a qcompile calibration cache (or an older format)' };
+  if (bytes.length < MAGIC.length + 4 + CHECKSUM_BYTES) return { ok: false, reason: 'calibration cache is truncated' };
+  const body = bytes.subarray(0, bytes.length - CHECKSUM_BYTES);
+  if (!createHash('sha256').update(body).digest().equals(bytes.subarray(body.length))) return { ok: false, reason: 'calibration cache checksum mismatch: the file was edited or damaged' };
   const jsonLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(MAGIC.length, true);
   let header: CacheHeader;
   try {
@@ -96,8 +132,8 @@ export function decodeCalibrationCache(bytes: Uint8Array, key: CalibrationKey, i
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const dataStart = Math.ceil((MAGIC.length + 4 + jsonLength) / 8) * 8;
   const need = dataStart + header.count * (16 + perSample * 4);
-  if (bytes.length !== need) return { ok: false, reason: `calibration cache is truncated: ${bytes.length} bytes, expected ${need}` };
-  const data = new Uint8Array(bytes.subarray(dataStart)).buffer; // a fresh, aligned copy (a Buffer's slice would be a view)
+  if (body.length !== need) return { ok: false, reason: `calibration cache is damaged: ${body.length} data bytes, expected ${need}` };
+  const data = new Uint8Array(body.subarray(dataStart)).buffer; // a fresh, aligned copy (a Buffer's slice would be a view)
   const count = header.count;
   const t = new BigInt64Array(data, 0, count);
   const y = new BigInt64Array(data, 8 * count, count);

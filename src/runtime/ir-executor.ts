@@ -3,10 +3,9 @@
  * (pushed only while encoding, then popped, so the caller's model is unchanged), opens an onnxruntime-node
  * session — from bytes, or from a temp folder when weights are external or lazy — and runs batches.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { makeTemporaryFolder, releaseTemporary } from '../ir/atomic-file.js';
 import type { Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
@@ -48,8 +47,9 @@ export class OrtExecutor implements ModelExecutor {
     graph.outputs.push(...added);
     try {
       if (hasDeferredTensors(model)) {
-        // ORT resolves external data by path, so deferred weights go to disk next to a model file.
-        tempDir = mkdtempSync(join(tmpdir(), 'qcompile-ort-'));
+        // ORT resolves external data by path, so deferred weights go to disk next to a model file: a tracked
+        // temporary, gone once the session holds the weights, or on any exit (signals included) before that.
+        tempDir = makeTemporaryFolder('qcompile-ort-');
         const path = join(tempDir, 'model.onnx');
         saveModel(model, path, { externalData: 'always' });
         session = await ort.InferenceSession.create(path, sessionOptions);
@@ -58,7 +58,7 @@ export class OrtExecutor implements ModelExecutor {
       }
     } finally {
       graph.outputs.splice(graph.outputs.length - added.length, added.length);
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+      if (tempDir) releaseTemporary(tempDir);
     }
     return {
       async run(feeds: TensorMap): Promise<TensorMap> {

@@ -41,7 +41,7 @@ export function writeWebGpuBundle(model: Model, outDir: string, options: BundleO
   const staging = `${outDir}.tmp-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
   try {
-    const written = writeBundleFiles(model, staging, options);
+    const written = writeWebGpuBundleFiles(model, staging, options);
     const previous = `${outDir}.old-${process.pid}`;
     if (existsSync(outDir)) renameSync(outDir, previous);
     renameSync(staging, outDir);
@@ -53,7 +53,8 @@ export function writeWebGpuBundle(model: Model, outDir: string, options: BundleO
   }
 }
 
-function writeBundleFiles(model: Model, outDir: string, options: BundleOptions): string[] {
+/** Writes the bundle's files into the folder `outDir` as they are (the caller stages and commits them). */
+export function writeWebGpuBundleFiles(model: Model, outDir: string, options: BundleOptions): string[] {
   const pageDir = options.pageDir ?? defaultPageDir();
   const ortDist = dirname(createRequire(import.meta.url).resolve('onnxruntime-web/webgpu'));
   mkdirSync(join(outDir, 'ort'), { recursive: true });

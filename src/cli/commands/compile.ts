@@ -1,16 +1,18 @@
 /**
  * The main form, `qcompile MODEL RECIPE -o OUT.onnx`: loads the model, plans the pipeline (from the recipe, or
- * `--passes` text), runs it with the requested instrumentation, verifies and saves atomically, and prints a
- * summary (layers quantized by bits and granularity, sizes, time per pass).
+ * `--passes` text), runs it with the requested instrumentation, verifies, and prints a summary (layers quantized
+ * by bits and granularity, sizes, time per pass). Every file it writes (model, external data, `.passes.json`,
+ * calibration cache, dumps, bundle) is checked against the run's inputs before any work and staged in one output
+ * transaction, committed together at the end or not at all.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { discoverLayers } from '../../quant/layers.js';
 import { BackendError } from '../../backends/backend.js';
-import { writeWebGpuBundle } from '../../backends/webgpu/bundle.js';
+import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
 import { backends, findBackend } from '../../backends/registry.js';
 import type { PassContext } from '../../passes/pass.js';
@@ -20,11 +22,12 @@ import type { QuantPlan } from '../../quant/plan.js';
 import { passRegistry } from '../../passes/registry.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
-import { buildRecipeCalibration, planRecipeFile, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
+import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
 import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
 import { INPUT_SCALING, type AppliedScaling } from '../../passes/scale-folding.js';
 import { GROUP_ALLOCATION, SAMPLE_PROBE } from '../../passes/search-group-sizes.js';
-import { writeFileAtomic } from '../../ir/atomic-file.js';
+import { OutputPathError, OutputTransaction } from '../../ir/atomic-file.js';
+import { calibrationCacheFileState } from '../../runtime/calibration-cache.js';
 import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
 
 const USAGE = `Usage: qcompile MODEL.onnx [RECIPE.qrecipe] -o OUT.onnx [options]
@@ -99,6 +102,10 @@ export const compileCommand: Command = {
     // Refuse what we cannot compile (unknown ops, broken graphs) before doing any work.
     assertValid(model);
     const inputBytes = modelFileBytes(model, modelPath);
+    // The run's outputs, and apart from them the dumps (kept when a pass fails: they are its reproducer).
+    using outputs = new OutputTransaction();
+    using dumpOutputs = new OutputTransaction();
+    const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json')];
 
     const plan: QuantPlan = new Map();
     let entries: PipelineEntry[];
@@ -117,6 +124,19 @@ export const compileCommand: Command = {
       for (const [name, layerPlan] of planned.plan) plan.set(name, layerPlan);
       entries = planned.entries;
       recipe = planned;
+      runInputs.push(planned.path);
+    }
+    outputs.addInputs(runInputs);
+    dumpOutputs.addInputs(runInputs);
+    const outputPath = resolve(io.cwd, args.output);
+    const dumpDir = args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined;
+    const bundleDir = args.bundle !== undefined ? resolve(io.cwd, args.bundle) : undefined;
+    try {
+      checkOutputs(outputs, outputPath, dumpDir, bundleDir, recipe && recipeCachePath(recipe.recipe, recipe.path));
+    } catch (error) {
+      if (!(error instanceof OutputPathError)) throw error;
+      io.stderr(`qcompile: error: ${error.message}\n`);
+      return 1;
     }
 
     // The target: --target, else the recipe's; a --passes run without --target keeps the portable Q/DQ form.
@@ -157,10 +177,11 @@ export const compileCommand: Command = {
         if (args.verbose) io.stderr(`${message}\n`);
       },
     };
+    const dumpStaging = dumpDir ? dumpOutputs.stageFolder(dumpDir) : undefined;
     let calibrationMs: number | undefined;
     if (recipe?.needsCalibration) {
       const calibrationStarted = performance.now();
-      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io);
+      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
       if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed));
       calibrationMs = performance.now() - calibrationStarted;
@@ -171,7 +192,7 @@ export const compileCommand: Command = {
       printIrAfter: args.printIrAfter,
       printIrAfterFailure: args.printIrAfterFailure,
       print: (text) => io.stderr(text),
-      dumpDir: args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined,
+      dumpDir: dumpStaging,
       sourceModel: modelPath,
       ...(args.verifyEach ? { verify: assertValid } : {}),
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
@@ -189,10 +210,11 @@ export const compileCommand: Command = {
       report = await runPipeline(model, entries, context, instrumentation);
     } catch (error) {
       if (!(error instanceof PassFailure)) throw error;
-      io.stderr(`qcompile: error: ${error.message}\n`);
+      dumpOutputs.commit();
+      // The reproducer was written in the staging folder; it now lies in the dump folder.
+      io.stderr(`qcompile: error: ${dumpStaging && dumpDir ? error.message.replaceAll(dumpStaging, dumpDir) : error.message}\n`);
       return 1;
     }
-    const outputPath = resolve(io.cwd, args.output);
     if (backend) {
       const lowerStarted = performance.now();
       try {
@@ -207,11 +229,10 @@ export const compileCommand: Command = {
       }
     }
     assertValid(model);
-    mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
     // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
     model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
-    saveModel(model, outputPath);
+    saveModel(model, outputs.stageFile(outputPath));
     const saveMs = performance.now() - saveStarted;
     const tenths = (ms: number) => Math.round(ms * 10) / 10;
     const timings: PassTimings = {
@@ -221,12 +242,14 @@ export const compileCommand: Command = {
       saveMilliseconds: tenths(saveMs),
       totalMilliseconds: tenths(performance.now() - started),
     };
-    writeFileAtomic(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
-    if (args.bundle !== undefined) {
-      const bundleDir = resolve(io.cwd, args.bundle);
-      const files = writeWebGpuBundle(model, bundleDir, { schedule: pageSchedule, classes: discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels ?? 0, quantSummary: report.passes.at(-1)?.statistics ?? {} });
-      io.stderr(`wrote WebGPU bundle ${bundleDir} (${files.length} files; serve it over http and open index.html)\n`);
+    outputs.writeFile(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
+    let bundleFiles: string[] | undefined;
+    if (bundleDir !== undefined) {
+      bundleFiles = writeWebGpuBundleFiles(model, outputs.stageFolder(bundleDir), { schedule: pageSchedule, classes: discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels ?? 0, quantSummary: report.passes.at(-1)?.statistics ?? {} });
     }
+    dumpOutputs.commit();
+    outputs.commit();
+    if (bundleFiles) io.stderr(`wrote WebGPU bundle ${bundleDir} (${bundleFiles.length} files; serve it over http and open index.html)\n`);
     io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
     return 0;
   },
@@ -345,14 +368,35 @@ function hasDeferredTensors(model: Model): boolean {
   return false;
 }
 
-/** The model file plus the external data files its initializers point at. */
-function modelFileBytes(model: Model, path: string): number {
+/** The external data files the model's initializers point at. */
+function externalDataFiles(model: Model): string[] {
   const files = new Set<string>();
   for (const value of model.graph.initializers.values()) {
     const data = value.initializer!.data;
     if (data.kind === 'external') files.add(data.file);
   }
-  return [path, ...files].reduce((n, f) => n + statSync(f).size, 0);
+  return [...files];
+}
+
+/** The model file plus the external data files its initializers point at. */
+function modelFileBytes(model: Model, path: string): number {
+  return [path, ...externalDataFiles(model)].reduce((n, f) => n + statSync(f).size, 0);
+}
+
+/**
+ * Refuses, before any work, every output path the run must not write: an input of the run, a folder, device or
+ * FIFO where a file goes (or the reverse), two outputs at one path, a calibration cache path holding anything
+ * but a calibration cache, or in a folder that does not exist.
+ */
+function checkOutputs(outputs: OutputTransaction, outputPath: string, dumpDir: string | undefined, bundleDir: string | undefined, cachePath: string | undefined): void {
+  const files = [outputPath, `${outputPath}.data`, passTimingsPath(outputPath)];
+  for (const file of files) outputs.checkFile(file);
+  if (dumpDir) outputs.checkFolder(dumpDir);
+  if (bundleDir) outputs.checkFolder(bundleDir);
+  if (cachePath) {
+    if (files.includes(cachePath)) throw new OutputPathError(cachePath, 'is both the calibration cache and an output of this run');
+    calibrationCacheFileState(cachePath);
+  }
 }
 
 function outputFileBytes(path: string): number {
