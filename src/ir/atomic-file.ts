@@ -25,11 +25,13 @@ export class OutputPathError extends Error {
 
 /** Paths (files or folders) to remove if the process ends before their owner does. */
 const liveTemporaries = new Set<string>();
+/** Transactions neither committed nor aborted: aborted if the process ends first. */
+const liveTransactions = new Set<OutputTransaction>();
 const CLEANUP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let handlersInstalled = false;
 
 function removeLiveTemporaries(): void {
-  // Newest first: a transaction's staging folder goes before the folders made to hold it.
+  for (const transaction of liveTransactions) transaction.abort();
   for (const path of [...liveTemporaries].reverse()) removeQuietly(path);
   liveTemporaries.clear();
 }
@@ -41,6 +43,10 @@ function onSignal(signal: NodeJS.Signals): void {
   process.kill(process.pid, signal);
 }
 
+/**
+ * Installed on first use and kept: a signal that arrived while the main thread was busy is delivered later, and
+ * taking the handlers off in between would swallow it (the process would ignore SIGTERM).
+ */
 function installHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
@@ -49,7 +55,6 @@ function installHandlers(): void {
 }
 
 function uninstallHandlers(): void {
-  if (!handlersInstalled) return;
   handlersInstalled = false;
   for (const signal of CLEANUP_SIGNALS) process.off(signal, onSignal);
   process.off('exit', removeLiveTemporaries);
@@ -65,7 +70,6 @@ export function trackTemporary(path: string): void {
 export function releaseTemporary(path: string): void {
   removeQuietly(path);
   liveTemporaries.delete(path);
-  if (liveTemporaries.size === 0) uninstallHandlers();
 }
 
 /** A fresh folder under the system temp folder, removed on every exit path once tracked (see releaseTemporary). */
@@ -138,7 +142,8 @@ function statOrUndefined(path: string, follow = true): Stats | undefined {
   try {
     return follow ? statSync(path) : lstatSync(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw error;
   }
 }
@@ -218,6 +223,8 @@ export class OutputTransaction implements Disposable {
     const dest = resolve(destination);
     this.checkFolder(dest);
     this.makeFolders(dest);
+    liveTransactions.add(this);
+    installHandlers();
     const staging = mkdtempSync(join(dest, `.qcompile-staging-${process.pid}-`));
     trackTemporary(staging);
     this.staged.set(staging, dest);
@@ -240,7 +247,8 @@ export class OutputTransaction implements Disposable {
 
   /**
    * Moves every staged file into place. All destinations are checked first (nothing is renamed if one is refused);
-   * a rename that fails midway puts back what was already replaced. Returns the committed paths.
+   * a rename that fails midway puts back what was already replaced; either way the transaction is then aborted.
+   * Returns the committed paths.
    */
   commit(): string[] {
     this.assertOpen();
@@ -248,8 +256,13 @@ export class OutputTransaction implements Disposable {
     for (const [staging, dest] of this.staged) {
       for (const rel of listFiles(staging)) moves.push({ from: join(staging, rel), to: join(dest, rel) });
     }
-    for (const { to } of moves) this.checkFile(to);
-    for (const { to } of moves) this.checkNoLinkedFolder(to);
+    try {
+      for (const { to } of moves) this.checkFile(to);
+      for (const { to } of moves) this.checkNoLinkedFolder(to);
+    } catch (error) {
+      this.abort();
+      throw error;
+    }
     const applied: { to: string; backup?: string }[] = [];
     try {
       for (const { from, to } of moves) {
@@ -292,6 +305,7 @@ export class OutputTransaction implements Disposable {
 
   private finish(): void {
     this.done = true;
+    liveTransactions.delete(this);
     for (const staging of this.staged.keys()) releaseTemporary(staging);
     this.staged.clear();
   }
