@@ -218,3 +218,24 @@ describe('signals: nothing left behind', () => {
     expect(tree(dir)).toEqual(before);
   }, 60_000);
 });
+
+describe('the other commands that write', () => {
+  it('sample -o naming its own model is refused after sampling; the model unchanged, nothing else written', async () => {
+    const dir = workspace();
+    const before = sha256(join(dir, 'model.onnx'));
+    const result = await cli(['sample', join(dir, 'model.onnx'), '--steps', '2', '--per-class', '1', '-o', join(dir, 'model.onnx')]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${join(dir, 'model.onnx')}: is an input of this run: refusing to overwrite it`);
+    expect(sha256(join(dir, 'model.onnx'))).toBe(before);
+    expect(tree(dir)).toEqual(['model.onnx', 'schedule.json']);
+  });
+
+  it('synth -o DIR writes the three files together and leaves no staging behind; files of the user in DIR stay', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-synth-'));
+    writeFileSync(join(dir, 'mine.txt'), 'mine\n');
+    const result = await cli(['synth', 'dit', '--preset', 'tiny', '-o', dir]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(tree(dir)).toEqual(['mine.txt', 'model.onnx', 'model.onnx.data', 'schedule.json']);
+    expect(loadModelSync(join(dir, 'model.onnx')).graph.initializers.size).toBeGreaterThan(0);
+  });
+});

@@ -1,7 +1,7 @@
 /** `qcompile eval`: compares a quantized model with its FP original and writes report.json + report.html. */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../ir/atomic-file.js';
+import { OutputTransaction } from '../../ir/atomic-file.js';
 import { decodePassTimings, passTimingsPath, type PassTimings } from '../../report/compile-record.js';
 import { renderReportHtml } from '../../report/report.js';
 import { evaluate } from '../../runtime/evaluate.js';
@@ -69,9 +69,12 @@ export const evalCommand: Command = {
       progress: (message) => io.stderr(`${message}\n`),
     });
     const dir = at(out);
-    mkdirSync(dir, { recursive: true });
-    writeFileAtomic(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
-    writeFileAtomic(join(dir, 'report.html'), renderReportHtml(report));
+    // Both reports or neither; never onto a file the evaluation read.
+    using outputs = new OutputTransaction();
+    outputs.addInputs([o.fp, o.quant, o.recipe, o.features, o['real-mu'], o['real-cov'], passesFile].filter((p) => p !== undefined).map(at));
+    outputs.writeFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+    outputs.writeFile(join(dir, 'report.html'), renderReportHtml(report));
+    outputs.commit();
     const m = report.metrics!;
     io.stdout(`wrote ${join(dir, 'report.html')}\nPSNR vs FP: mean ${m.psnrDb!.mean.toFixed(2)} dB, min ${m.psnrDb!.min.toFixed(2)} dB` + (m.labelAgreement !== undefined ? `; label agreement ${(100 * m.labelAgreement).toFixed(1)}%` : '') + (m.fd ? `; FD FP ${m.fd.fp.toFixed(2)}, quantized ${m.fd.quant.toFixed(2)}` : '') + '\n');
     return 0;

@@ -2,9 +2,9 @@
  * `qcompile sample MODEL -o grid.png`: runs a diffusion model's FP (or quantized) sampler in ONNX Runtime and
  * writes a PNG grid (one row per class), the raw float32 samples (`<out>.f32.bin`) and a JSON manifest.
  */
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { commitFilesAtomically } from '../../ir/atomic-file.js';
+import { OutputTransaction } from '../../ir/atomic-file.js';
 import { readSidecar, scheduleFromSidecar } from '../../runtime/diffusion.js';
 import { openSession } from '../../runtime/ort-session.js';
 import { imageGridPng } from '../../runtime/png-grid.js';
@@ -128,11 +128,13 @@ export const sampleCommand: Command = {
       wall_s: Number(((Date.now() - started) / 1000).toFixed(2)),
     };
     try {
-      commitFilesAtomically([binPath, jsonPath, pngPath], ([bin, json, png]) => {
-        writeFileSync(bin!, new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
-        writeFileSync(json!, `${JSON.stringify(manifest, null, 2)}\n`);
-        writeFileSync(png!, imageGridPng(samples, dims, { cols: perClass as number, scale: scale as number }));
-      });
+      // All three or none; never onto the model or sidecar read (e.g. `-o model.onnx`).
+      using outputs = new OutputTransaction();
+      outputs.addInputs([modelPath, schedulePath]);
+      outputs.writeFile(binPath, new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
+      outputs.writeFile(jsonPath, `${JSON.stringify(manifest, null, 2)}\n`);
+      outputs.writeFile(pngPath, imageGridPng(samples, dims, { cols: perClass as number, scale: scale as number }));
+      outputs.commit();
     } catch (error) {
       return fail(`cannot write outputs: ${(error as Error).message}`);
     }

@@ -3,9 +3,8 @@
  * external data model.onnx.data, schedule.json). Weights are generated while they are written, so memory
  * stays at about one tensor whatever the model's size.
  */
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../../ir/atomic-file.js';
+import { OutputTransaction } from '../../ir/atomic-file.js';
 import { saveModel } from '../../ir/serde.js';
 import { DIT_PRESETS, buildDit, ditParameterCount, ditSchedule } from '../../synth/dit.js';
 import type { CliIO, Command } from '../command.js';
@@ -73,10 +72,12 @@ export const synthCommand: Command = {
       }
     };
     try {
-      mkdirSync(dir, { recursive: true });
+      // The three files appear together at the end; an interrupted synth (gigabytes) leaves nothing behind.
+      using outputs = new OutputTransaction();
       const model = buildDit(config, { seed, onWeight });
-      saveModel(model, join(dir, 'model.onnx'), { externalData: 'always', externalDataName: 'model.onnx.data' });
-      writeFileAtomic(join(dir, 'schedule.json'), `${JSON.stringify(ditSchedule(config, seed), null, 2)}\n`);
+      saveModel(model, outputs.stageFile(join(dir, 'model.onnx')), { externalData: 'always', externalDataName: 'model.onnx.data' });
+      outputs.writeFile(join(dir, 'schedule.json'), `${JSON.stringify(ditSchedule(config, seed), null, 2)}\n`);
+      outputs.commit();
     } catch (error) {
       io.stderr(`qcompile: error: ${outDir}: ${(error as Error).message.split('\n')[0]}\n`);
       return 1;
