@@ -111,12 +111,24 @@ describe('outputs never replace an input of the run', () => {
     expect(tree(dir)).toEqual(['ext.onnx', 'ext.onnx.data', 'model.onnx', 'schedule.json']);
   });
 
-  it('--dump-dir or --bundle naming a file: refused up front, the file unchanged', async () => {
+  it('--dump-dir naming a file: refused up front, the file unchanged', async () => {
     const dir = workspace();
     const before = sha256(join(dir, 'model.onnx'));
     const dump = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx'), '--dump-dir', join(dir, 'model.onnx')]);
     expect(dump.code).toBe(1);
     expect(dump.stderr).toContain(`${join(dir, 'model.onnx')}: is a file, not a folder`);
+    expect(sha256(join(dir, 'model.onnx'))).toBe(before);
+    expect(tree(dir)).toEqual(['model.onnx', 'schedule.json']);
+  });
+});
+
+describe('folders named for outputs', () => {
+  it('--bundle naming the input model\'s folder: the bundle\'s model.onnx would replace the input; nothing is written', async () => {
+    const dir = workspace();
+    const before = sha256(join(dir, 'model.onnx'));
+    const result = await cli([join(dir, 'model.onnx'), resolve('recipes/rtn-w4a16-g128.qrecipe'), '-o', join(dir, 'out', 'q.onnx'), '--target', 'webgpu', '--bundle', dir]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${join(dir, 'model.onnx')}: is an input of this run: refusing to overwrite it`);
     expect(sha256(join(dir, 'model.onnx'))).toBe(before);
     expect(tree(dir)).toEqual(['model.onnx', 'schedule.json']);
   });

@@ -224,6 +224,7 @@ export const compileCommand: Command = {
         for (const note of lowered.requantized) io.stderr(`qcompile: note: target ${backend.name}: ${note.layer}: ${note.message}\n`);
       } catch (error) {
         if (!(error instanceof BackendError)) throw error;
+        dumpOutputs.commit(); // complete: they show the IR the target refused
         io.stderr(`qcompile: error: ${error.message}\n`);
         return 1;
       }
