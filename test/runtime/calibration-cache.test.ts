@@ -41,6 +41,12 @@ describe('calibration cache', () => {
     expect(decodeCalibrationCache(bytes, { ...key, seed: 5 }, io)).toEqual({ ok: false, reason: 'calibration cache is stale: seed was 4, now 5' });
     expect(decodeCalibrationCache(bytes, { ...key, batch: 8 }, io)).toEqual({ ok: false, reason: 'calibration cache is stale: batch was 4, now 8' });
     expect(decodeCalibrationCache(bytes.subarray(0, bytes.length - 1), key, io).ok).toBe(false);
+    // One bit anywhere (a recorded sample, the header's count) breaks the trailing sha256.
+    for (const at of [bytes.length - 40, 40]) {
+      const edited = bytes.slice();
+      edited[at]! ^= 1;
+      expect(decodeCalibrationCache(edited, key, io), `byte ${at}`).toEqual({ ok: false, reason: 'calibration cache checksum mismatch: the file was edited or damaged' });
+    }
   });
 
   it('a recipe with `cache` records once, then compiles from the file to the same bytes', async () => {
