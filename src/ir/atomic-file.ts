@@ -1,8 +1,8 @@
 /**
  * Output safety: every file a run writes is staged under a temporary name next to its destination and appears
- * only at commit, all together, or not at all; no output may be an input of the run (same real path or inode),
- * a directory, a device, a FIFO or a socket, or lie outside the folder named for it; temporaries are removed on
- * every exit path, signals included (SIGINT/SIGTERM/SIGHUP abort, clean up and re-raise).
+ * only at commit, all together, or not at all. No output may be an input of the run (same inode, whatever link,
+ * `..` or hard link names it), a folder, a device, a FIFO or a socket, or lie outside the folder named for it.
+ * Temporaries are removed on every exit path, signals included (SIGINT/SIGTERM/SIGHUP abort, clean up, re-raise).
  */
 /// <reference lib="esnext.disposable" />
 import { closeSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
@@ -61,7 +61,7 @@ function uninstallHandlers(): void {
 }
 
 /** Marks `path` for removal should the process exit or be signalled before `releaseTemporary(path)`. */
-export function trackTemporary(path: string): void {
+function trackTemporary(path: string): void {
   liveTemporaries.add(path);
   installHandlers();
 }
@@ -72,7 +72,7 @@ export function releaseTemporary(path: string): void {
   liveTemporaries.delete(path);
 }
 
-/** A fresh folder under the system temp folder, removed on every exit path once tracked (see releaseTemporary). */
+/** A fresh folder under the system temp folder: removed by `releaseTemporary`, or on exit or a signal before that. */
 export function makeTemporaryFolder(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   trackTemporary(dir);
