@@ -74,6 +74,7 @@ export function releaseTemporary(path: string): void {
 
 /** A fresh folder under the system temp folder: removed by `releaseTemporary`, or on exit or a signal before that. */
 export function makeTemporaryFolder(prefix: string): string {
+  installHandlers(); // before the folder exists: a signal in between would otherwise kill us with it left behind
   const dir = mkdtempSync(join(tmpdir(), prefix));
   trackTemporary(dir);
   return dir;
@@ -103,7 +104,7 @@ let tempCounter = 0;
  */
 export function commitFilesAtomically(targets: string[], write: (tempPaths: string[]) => void): void {
   const temps = targets.map(tempPathFor);
-  for (const temp of temps) trackTemporary(temp);
+  for (const temp of temps) trackTemporary(temp); // before any exists
   try {
     write(temps);
     temps.forEach((temp, i) => renameSync(temp, targets[i]!));
@@ -222,9 +223,9 @@ export class OutputTransaction implements Disposable {
     this.assertOpen();
     const dest = resolve(destination);
     this.checkFolder(dest);
-    this.makeFolders(dest);
     liveTransactions.add(this);
-    installHandlers();
+    installHandlers(); // before anything exists on disk, so that a signal finds it all
+    this.makeFolders(dest);
     const staging = mkdtempSync(join(dest, `.qcompile-staging-${process.pid}-`));
     trackTemporary(staging);
     this.staged.set(staging, dest);
