@@ -7,15 +7,10 @@
 import type { Model } from '../ir/core.js';
 import type { Layer } from '../quant/layers.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../quant/plan.js';
+import type { ActivationForm, ActivationModeKind, WeightForm, WeightGranularity } from '../quant/quantized-forms.js';
 
 /** The targets `--target` accepts. */
 export type TargetName = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
-
-/** How weight scales are grouped, as a capability sees it. */
-export type WeightGranularity = 'per-tensor' | 'per-channel' | 'group';
-
-/** How activation scales are obtained, as a capability sees it. */
-export type ActivationModeKind = 'static' | 'per-timestep' | 'dynamic';
 
 /** One weight form a backend runs: the ops, bit widths, granularities and what it lowers to. */
 export interface WeightCapability {
@@ -124,26 +119,6 @@ export class BackendError extends Error {
     super(`target ${target} cannot execute:\n${issues.map((i) => `  ${i.layer}: ${i.message}`).join('\n')}`);
     this.name = 'BackendError';
   }
-}
-
-/** A weight quantization described in capability terms (from a plan or read off the graph). */
-export interface WeightForm {
-  op: string;
-  bits: number;
-  granularity: WeightGranularity;
-  groupSize?: number;
-  symmetric: boolean;
-  /** Signed codes (int8/int4); plans default to signed. */
-  signed: boolean;
-}
-
-/** An activation quantization described in capability terms. */
-export interface ActivationForm {
-  op: string;
-  bits: number;
-  mode: ActivationModeKind;
-  symmetric: boolean;
-  signed: boolean;
 }
 
 /** True when `capability` is usable under `options` (no opt-in, or its option is set). */

@@ -22,7 +22,7 @@ import {
   type TargetName,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
-import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from './quantized-forms.js';
+import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
 import { calibratedRange, requantizeActivation, requantizeActivationObstacle, requantizeWeight, requantizeWeightObstacle } from './requantize.js';
 import { fakeQuantObstacle, lowerToFakeQuant } from './fake-quant.js';
 

@@ -4,7 +4,7 @@
  */
 import type { Model } from '../ir/core.js';
 import type { QuantPlan } from '../quant/plan.js';
-import type { ModelExecutor } from './executor.js';
+import type { ModelExecutor } from '../ir/executor.js';
 
 /** A pass option's declared type, used to parse `name{key=value}` pipeline text and to list options. */
 export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'string-list';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Model } from '../ir/core.js';
-import type { TensorMap } from '../passes/executor.js';
+import type { TensorMap } from '../ir/executor.js';
 import type { CalibrationSet, DiffusionIO, StepStrategy } from './calibration.js';
 
 /** Everything that determines a calibration set besides the model. */

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import type { Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
-import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../passes/executor.js';
+import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
 
 /** Session settings for evaluation runs. */
 export interface OrtExecutorOptions {

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the CLI case runs `qcompile` itself */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -3,7 +3,7 @@ import { Graph, Model } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import { upgradeModelOpset } from '../../src/passes/upgrade-opset.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { goldenCases } from './golden-cases.js';
