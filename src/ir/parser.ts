@@ -167,6 +167,7 @@ class Parser {
   private output(graph: Graph): void {
     const value = this.use();
     this.keyword(':');
+    this.space();
     const typeAt = this.pos;
     const type = this.valueType();
     if (value.type === undefined) value.type = type;
@@ -256,12 +257,12 @@ class Parser {
         numbers.push(this.match(NUMBER, 'a number'));
       } while (this.eat(','));
       this.keyword(']');
-      return numbers.every((n) => INTEGER.test(n)) ? { kind: 'ints', value: numbers.map(integerValue) } : { kind: 'floats', value: numbers.map(Number) };
+      return numbers.every((n) => INTEGER.test(n)) ? { kind: 'ints', value: numbers.map(integerValue) } : { kind: 'floats', value: numbers.map(float32) };
     }
     NUMBER.lastIndex = this.pos;
     if (NUMBER.test(this.text)) {
       const number = this.match(NUMBER, 'a number');
-      return INTEGER.test(number) ? { kind: 'int', value: integerValue(number) } : { kind: 'float', value: Number(number) };
+      return INTEGER.test(number) ? { kind: 'int', value: integerValue(number) } : { kind: 'float', value: float32(number) };
     }
     return { kind: 'tensor', value: this.tensor(false) };
   }
@@ -496,6 +497,11 @@ class Parser {
   private fail(code: string, message: string, offset = this.pos, length = 1): never {
     throw new TextError({ severity: 'error', code, message, span: { file: this.file, offset, length: Math.max(1, length) } });
   }
+}
+
+/** A float attribute value: ONNX stores float32. */
+function float32(text: string): number {
+  return Math.fround(Number(text));
 }
 
 function integerValue(text: string): number | bigint {
