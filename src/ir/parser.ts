@@ -2,7 +2,8 @@
  * Reads the text IR that `printer.ts` writes back into a `Model`, so that golden tests start from text (as
  * MLIR's and Binaryen's lit tests do) and a dump can be edited and read again. Literal tensors
  * (`f32[2] [0.1, -3]`, `f16[2] hex:003c00bc`) are read exactly; summarized ones (`f32[128x384] sha1:… min:…
- * max:…`, or a bare shape) become opaque tensors that print the same text again and refuse to be read.
+ * max:…`, a bare shape, or a summary's rounded `f16[2] [1, -1]`) become opaque tensors that print the same
+ * text again and refuse to be read.
  * `//` starts a comment that runs to the end of the line.
  *
  * Errors are `Diagnostic`s with a span (`file:line:col` when rendered); the parse stops at the first.
@@ -283,7 +284,11 @@ class Parser {
       this.keyword(']');
     }
     const shape = `${dataTypeName(dtype)}[${dims.join('x')}]`;
-    if (this.eat(' [')) return this.marked(initializer, this.values(dtype, dims, shape));
+    if (this.eat(' [')) {
+      const tensor = this.values(dtype, dims, shape);
+      // A summary's values in a type written as hex: in literals (`f16[2] [1, -1]`): kept as printed.
+      return tensor ? this.marked(initializer, tensor) : opaqueTensor(dtype, dims, this.text.slice(start, this.pos), initializer && this.eat(' external'));
+    }
     if (this.eat(' hex:')) {
       const at = this.pos;
       const hex = this.match(HEX, 'hex digits');
@@ -310,8 +315,12 @@ class Parser {
     return tensor;
   }
 
-  /** The values of a literal after its `[`: numbers, as many as the shape holds, each fitting the element type. */
-  private values(dtype: DataType, dims: number[], shape: string): Tensor {
+  /**
+   * The values of a literal after its `[`: numbers, as many as the shape holds, each fitting the element type.
+   * Undefined for element types that literals write as hex: (float16, bfloat16, float8): the numbers of a
+   * summary, rounded, cannot give their bytes back.
+   */
+  private values(dtype: DataType, dims: number[], shape: string): Tensor | undefined {
     const listAt = this.pos - 1;
     const numbers: { text: string; at: number }[] = [];
     if (!this.eat(']')) {
@@ -335,10 +344,15 @@ class Parser {
       case DataType.INT64:
       case DataType.UINT64: {
         const array = dtype === DataType.INT64 ? new BigInt64Array(count) : new BigUint64Array(count);
+        const [min, max] = dtype === DataType.INT64 ? [-(2n ** 63n), 2n ** 63n - 1n] : [0n, 2n ** 64n - 1n];
         numbers.forEach((n, i) => {
           if (!INTEGER.test(n.text)) bad(n);
-          array[i] = BigInt(n.text);
-          if (array[i] !== BigInt(n.text)) bad(n);
+          // A summary prints int64 as doubles, whose shortest form may pass the type's ends (Slice's "to the
+          // end" INT64_MAX prints 9223372036854776000): a value that rounds to an end reads as that end.
+          const exact = BigInt(n.text);
+          const value = exact > max && Number(n.text) === Number(max) ? max : exact < min && Number(n.text) === Number(min) ? min : exact;
+          array[i] = value;
+          if (array[i] !== value) bad(n);
         });
         return Tensor.fromBytes(dtype, dims, new Uint8Array(array.buffer));
       }
@@ -356,7 +370,7 @@ class Parser {
       }
       default: {
         const ArrayType = INTEGER_ARRAYS[dtype];
-        if (!ArrayType) return this.fail(IrTextCode.badTensor, `${dataTypeName(dtype)} tensors are written as hex: bytes, not as numbers`, listAt, this.pos - listAt);
+        if (!ArrayType) return undefined;
         const values = integers();
         const array = new ArrayType(count);
         values.forEach((v, i) => {

@@ -104,7 +104,7 @@ function attributeText(attribute: Attribute, options: PrintOptions): string {
 
 /**
  * A float attribute value: always with a point or an exponent (`1.0`, not `1`), so it reads back as a float;
- * exactly (shortest float32 round trip) in literal mode, else to 6 significant digits.
+ * exactly (a decimal that reads back as the same float32) in literal mode, else to 6 significant digits.
  */
 function floatText(value: number, options: PrintOptions): string {
   const text = options.tensors === 'literal' ? exactFloat32(value) : formatNumber(value);

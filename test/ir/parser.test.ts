@@ -81,7 +81,7 @@ describe('text IR parser', () => {
     const graph = new Graph('literals');
     const x = graph.addInput('x', { elemType: DataType.FLOAT, shape: ['batch', null, 'n + 1', 3] });
     const f32 = graph.addInitializer('f32', Tensor.fromFloat32([2, 3], Float32Array.of(Math.fround(0.1), -0, NaN, -Infinity, 3.4028234663852886e38, 1.401298464324817e-45)));
-    const i64 = graph.addInitializer('i64', Tensor.fromInt64([2], [2n ** 62n + 1n, -(2n ** 63n)]));
+    const i64 = graph.addInitializer('i64', Tensor.fromInt64([3], [2n ** 62n + 1n, -(2n ** 63n), 2n ** 63n - 1n]));
     const i4 = graph.addInitializer('i4', Tensor.fromBytes(DataType.INT4, [3], Uint8Array.of(0x8f, 0x07)));
     graph.addInitializer('flags', Tensor.fromBytes(DataType.BOOL, [2], Uint8Array.of(1, 0)));
     graph.addInitializer('half', Tensor.fromBytes(DataType.FLOAT16, [2], Uint8Array.of(0x00, 0x3c, 0x00, 0xbc)));
@@ -109,7 +109,7 @@ describe('text IR parser', () => {
 
     const text = printModel(model, { tensors: 'literal' });
     expect(text).toContain('init %f32 = f32[2x3] [0.1, -0, NaN, -Infinity, 3.4028235e+38, 1.401298e-45]');
-    expect(text).toContain('init %i64 = i64[2] [4611686018427387905, -9223372036854775808]');
+    expect(text).toContain('init %i64 = i64[3] [4611686018427387905, -9223372036854775808, 9223372036854775807]');
     expect(text).toContain('init %half = f16[2] hex:003c00bc');
     expect(text).toContain('{alpha=1.0, big=[1152921504606846977, -1], labels=["a", "b,\\"c\\""], scales=[0.3, 2.0], value=i32[2] [7, -7]}');
     expect(text).toContain('input %x: f32[batch,?,"n + 1",3]');
@@ -120,6 +120,12 @@ describe('text IR parser', () => {
     expect([read.domain, read.opType, read.name, read.inputs[1], read.outputs.length]).toEqual(['com.example', 'Custom', 'odd name "quoted"', undefined, 2]);
     expect(Object.fromEntries(read.attributes)).toEqual(Object.fromEntries(node.attributes));
     expect([again.producerName, again.producerVersion, again.irVersion, again.opsetImports.get('com.example')]).toEqual(['qcompile test', '0.1', 8, 1]);
+
+    // The default dump rounds small tensors (f16 as numbers): it still reads back to its own text.
+    const summary = printModel(model);
+    expect(summary).toContain('init %half = f16[2] [1, -1]');
+    expect(summary).toContain('init %i64 = i64[3] [4611686018427388000, -9223372036854776000, 9223372036854776000]');
+    expect(printModel(parse(summary))).toBe(summary);
   });
 
   it('reports errors at line:col with a code', () => {
