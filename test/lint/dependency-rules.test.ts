@@ -1,8 +1,9 @@
 /**
  * The dependency rules: docs/architecture.md's table is the one `eslint.config.js` enforces, and the lint
- * rejects exactly the imports the table forbids (probed with one import per pair of layers).
+ * rejects exactly the imports the table forbids (probed with one import per pair of layers); every folder of
+ * src/ is a layer of the table.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ESLint } from 'eslint';
@@ -28,6 +29,11 @@ describe('dependency rules', () => {
     const rows = [...doc.matchAll(/^\| (\w+) \| ([^|]+) \|$/gm)].filter(([, layer]) => layer !== 'layer');
     const table = Object.fromEntries(rows.map(([, layer, allowed]) => [layer, allowed!.trim() === '—' ? [] : allowed!.split(',').map((s) => s.trim())]));
     expect(table).toEqual(LAYERS);
+  });
+
+  it('has a row for every folder of src/ (a new layer gets rules before it gets code)', () => {
+    const folders = readdirSync(join(root, 'src'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+    expect(folders.sort()).toEqual([...layers].sort());
   });
 
   it('forbids exactly the layer imports the table does not allow', async () => {
