@@ -82,7 +82,8 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   model.graph.removeDeadCode();
   if (weightRewrites.length > 0) model.requireOpset('com.microsoft', 1);
   const requantized = [...weightRequantizations.values(), ...activationRequantizations.values()].map((r) => r.note);
-  return { statistics, fallbacks: issues.map((i) => i.issue), requantized };
+  const modified = weightRewrites.length + activationRewrites.length + requantized.length + issues.length > 0;
+  return { modified, statistics, fallbacks: issues.map((i) => i.issue), requantized };
 }
 
 /** Replaces a weight DequantizeLinear by the float weight it computes (an explicit, listed fallback). */
