@@ -78,6 +78,8 @@ export interface BackendIssue {
   code: string;
   /** The problem, without the layer's name (issues with the same message and span are reported together). */
   message: string;
+  /** A fact about this layer alone (a calibrated range), kept out of `message` so that issues group. */
+  detail?: string;
   /** The recipe rule that planned the layer, when the plan came from a recipe. */
   span?: Span;
 }
@@ -135,10 +137,10 @@ export class BackendError extends Error {
 /** What happened to the layers a group of issues names: refused (an error), kept float, or requantized. */
 export type IssueOutcome = 'refused' | 'fallback' | 'requantized';
 
-const OUTCOMES: Record<IssueOutcome, { severity: Diagnostic['severity']; code: string; says: (target: TargetName, layers: string) => string }> = {
-  refused: { severity: 'error', code: 'E040', says: (target, layers) => `target ${target} cannot execute what this rule plans for ${layers}` },
-  fallback: { severity: 'warning', code: 'W040', says: (target, layers) => `target ${target} cannot execute what this rule plans for ${layers}: they stay float (--allow-fallback)` },
-  requantized: { severity: 'note', code: 'W041', says: (target, layers) => `target ${target} requantized ${layers} of this rule (--allow-requantize)` },
+const OUTCOMES: Record<IssueOutcome, { severity: Diagnostic['severity']; code: string; says: (target: TargetName, layers: string, ofRule: boolean) => string }> = {
+  refused: { severity: 'error', code: 'E040', says: (target, layers, ofRule) => `target ${target} cannot execute ${ofRule ? 'what this rule plans for' : 'the quantization of'} ${layers}` },
+  fallback: { severity: 'warning', code: 'W040', says: (target, layers, ofRule) => `target ${target} cannot execute ${ofRule ? 'what this rule plans for' : 'the quantization of'} ${layers}: they stay float (--allow-fallback)` },
+  requantized: { severity: 'note', code: 'W041', says: (target, layers, ofRule) => `target ${target} requantized ${layers}${ofRule ? ' of this rule' : ''} (--allow-requantize)` },
 };
 
 /** Layer names a note lists before `… and N more`. */
@@ -163,7 +165,7 @@ export function issueDiagnostics(target: TargetName, issues: readonly BackendIss
   return [...groups.values()].map(({ span, layers, problems }) => ({
     severity,
     code,
-    message: says(target, countLayers(layers.size)),
+    message: says(target, countLayers(layers.size), span !== undefined),
     ...(span ? { span } : {}),
     notes: [...problems].map(([problem, names]) => `${problem}: ${countLayers(names.length)} (${listLayers(names)})`),
   }));

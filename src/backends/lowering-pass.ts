@@ -28,6 +28,7 @@ export function loweringPass(backend: Backend): Pass {
       }
       const diagnostics = [...issueDiagnostics(backend.name, located(result.fallbacks), 'fallback'), ...issueDiagnostics(backend.name, located(result.requantized), 'requantized')];
       for (const diagnostic of diagnostics) report(context, diagnostic);
+      for (const issue of [...result.fallbacks, ...result.requantized]) context.log(`lower-${backend.name}: ${issue.layer}: ${issue.message}${issue.detail ? ` (${issue.detail})` : ''}`);
       return { modified: result.modified, statistics: result.statistics };
     },
   };
