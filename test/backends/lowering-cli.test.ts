@@ -90,4 +90,21 @@ describe('a plan the target refuses', () => {
     ]);
     expect(result.stderr).toContain('  note: activation int8 sym per-timestep on MatMul is not supported: 12 layers (blocks.0.mlp.fc1, blocks.0.mlp.fc2, blocks.1.mlp.fc1, blocks.1.mlp.fc2 and 8 more)\n');
   });
+
+  it('a refusal found on the graph (--passes, no plan to check first) fails the lowering pass with the same grouped diagnostic and a reproducer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-lower-graph-'));
+    const result = await cli([MODEL, '--passes', 'select-layers{roles=mlp,bits=4,group=64,symmetric=false},quantize-weights,lower-tensorrt', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
+    expect(result.code).toBe(1);
+    const report = result.stderr.slice(result.stderr.indexOf('error['));
+    expect(report).toBe(
+      [
+        'error[E040]: target tensorrt cannot execute the quantization of 12 layers',
+        '  note: weight int4 asym group 64 on MatMul is not supported: 12 layers (blocks.0.mlp.fc1, blocks.0.mlp.fc2, blocks.1.mlp.fc1, blocks.1.mlp.fc2 and 8 more)',
+        `reproducer: ${join(dir, 'dumps', 'reproducer')}`,
+        '',
+      ].join('\n'),
+    );
+    expect(readFileSync(join(dir, 'dumps', 'reproducer', 'pipeline.txt'), 'utf8')).toBe('lower-tensorrt{allowFallback=false,allowRequantize=false}\n');
+    expect(existsSync(join(dir, 'out.onnx'))).toBe(false);
+  });
 });

@@ -35,8 +35,9 @@ sizes and scaling factors in its metadata (qcompile.layers), and OUT.onnx.passes
 
 Options:
   -o, --output FILE          output model (required)
-  --target NAME              lower for cpu | webgpu | cuda | tensorrt (default: the recipe's target;
-                             with --passes and no --target, the portable Q/DQ form is kept)
+  --target NAME              lower for cpu | webgpu | cuda | tensorrt: appends the pass lower-NAME
+                             (default: the recipe's target, or the --passes text's lower-NAME step;
+                             with --passes and neither, the portable Q/DQ form is kept)
   --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
   --bundle DIR               (webgpu) also write a deployable bundle: model + external data, manifest.json,
                              an example page (one denoising step, a DDIM loop) and onnxruntime-web's files
