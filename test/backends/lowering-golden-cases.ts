@@ -16,7 +16,7 @@ import type { Granularity } from '../../src/quant/plan.js';
 export interface LoweringCase {
   name: string;
   pipeline: string;
-  build(): Model;
+  build(): Promise<Model>;
 }
 
 /** A deterministic ramp, so weights have readable summaries. */
@@ -53,12 +53,12 @@ interface InputQdq {
  * The MLP with both weights quantized by quantize-weights (`bits`, symmetric or not, `granularity`) and, with
  * `input`, a constant-scale Q/DQ on each layer's input named as quantize-activations names it.
  */
-function quantized(bits: number, symmetric: boolean, granularity: Granularity, input?: InputQdq): Model {
+async function quantized(bits: number, symmetric: boolean, granularity: Granularity, input?: InputQdq): Promise<Model> {
   const model = mlp();
   const layers = discoverLayers(model);
   const weight = { bits, symmetric, granularity, range: { kind: 'minmax' as const }, rounding: { kind: 'nearest' as const } };
   const plan = new Map(layers.map((layer) => [layer.name, { layer: layer.name, weight }]));
-  quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => undefined, log: () => undefined });
+  await quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => undefined, log: () => undefined });
   if (!input) return model;
   const graph = model.graph;
   const codes = input.symmetric ? (input.bits === 8 ? DataType.INT8 : DataType.INT4) : input.bits === 8 ? DataType.UINT8 : DataType.UINT4;

@@ -26,7 +26,7 @@ describe('lower-<target> golden text IR', () => {
 
   for (const testCase of loweringCases) {
     it(testCase.name, async () => {
-      const model = testCase.build();
+      const model = await testCase.build();
       assertValid(model);
       const input = printModel(model);
       const reported: string[] = [];
