@@ -2,6 +2,7 @@
  * The pass contract. A pass rewrites the model in place, reports whether it changed anything, and counts
  * what it did; it keeps no module state. Everything a pass needs beyond the model arrives in the context.
  */
+import type { Diagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import type { QuantPlan } from '../quant/plan.js';
 import type { ModelExecutor } from '../ir/executor.js';
@@ -44,6 +45,8 @@ export interface PassContext {
   progress: ProgressReporter;
   /** Informational messages (the CLI shows them with --verbose). */
   log(message: string): void;
+  /** Warnings and notes the user must see at any verbosity (a layer kept float); absent: they go to `log`. */
+  report?(diagnostic: Diagnostic): void;
 }
 
 /** A registered pass. `name` is kebab-case and equals its file name. */
