@@ -10,7 +10,7 @@ import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import { calibrate } from '../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
-import type { TensorMap } from '../src/passes/executor.js';
+import type { TensorMap } from '../src/ir/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../src/quant/plan.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';

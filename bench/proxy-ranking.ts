@@ -11,7 +11,7 @@ import type { Model } from '../src/ir/core.js';
 import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
-import type { TensorMap } from '../src/passes/executor.js';
+import type { TensorMap } from '../src/ir/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
@@ -21,7 +21,7 @@ import { seededRandom } from '../src/random.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser } from '../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import { DIT_DIGITS, pairedPsnr, sampleDigits } from '../test/e2e/quality.js';
+import { DIT_DIGITS, pairedPsnr, sampleDigits } from './digits-quality.js';
 
 const count = Number(process.argv[2] ?? 12);
 const samples = Number(process.argv[3] ?? 64);

@@ -17,7 +17,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModelSync } from '../src/ir/serde.js';
 import { seededRandom } from '../src/random.js';
-import { agreement, classify, DIT_DIGITS, frechetToRealDigits, psnrPerSample, sampleDigits } from '../test/e2e/quality.js';
+import { agreement, classify, DIT_DIGITS, frechetToRealDigits, psnrPerSample, sampleDigits } from './digits-quality.js';
 
 const root = join(import.meta.dirname, '..');
 const { values: flags, positionals: recipes } = parseArgs({

@@ -15,7 +15,7 @@ import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../src/qua
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import { calibrationBatches } from '../test/passes/calibration-fixture.js';
+import { calibrationBatches } from './calibration-batches.js';
 
 const path = join(import.meta.dirname, '..', 'test', 'fixtures', 'dit-digits', 'model.onnx');
 const executor = new OrtExecutor();

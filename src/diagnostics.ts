@@ -79,6 +79,13 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   return best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
 }
 
+/** ` (did you mean 'x'?)` with `didYouMean`'s candidate, or '' when none is close: the one wording of a suggestion. */
+export function didYouMeanHint(word: string, candidates: readonly string[]): string {
+  const best = didYouMean(word, candidates);
+  return best === undefined ? '' : ` (did you mean '${best}'?)`;
+}
+
+/** Levenshtein distance (insertions, deletions and substitutions each cost 1). */
 function editDistance(a: string, b: string): number {
   const previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {

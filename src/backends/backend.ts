@@ -4,18 +4,14 @@
  * anything is compiled, and lowers a quantized IR into the form its runtime accelerates. Nothing silently
  * falls back to float: a fallback happens only under `allowFallback` and is listed in the result.
  */
+import type { Diagnostic, Span } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import type { Layer } from '../quant/layers.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../quant/plan.js';
+import type { ActivationForm, ActivationModeKind, WeightForm, WeightGranularity } from '../quant/quantized-forms.js';
 
 /** The targets `--target` accepts. */
 export type TargetName = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
-
-/** How weight scales are grouped, as a capability sees it. */
-export type WeightGranularity = 'per-tensor' | 'per-channel' | 'group';
-
-/** How activation scales are obtained, as a capability sees it. */
-export type ActivationModeKind = 'static' | 'per-timestep' | 'dynamic';
 
 /** One weight form a backend runs: the ops, bit widths, granularities and what it lowers to. */
 export interface WeightCapability {
@@ -75,7 +71,12 @@ export interface BackendIssue {
   layer: string;
   /** Stable code: `unsupported-weight`, `unsupported-activation`, `unsupported-layout`, `trt-placement`. */
   code: string;
+  /** The problem, without the layer's name (issues with the same message and span are reported together). */
   message: string;
+  /** A fact about this layer alone (a calibrated range), kept out of `message` so that issues group. */
+  detail?: string;
+  /** The recipe rule that planned the layer, when the plan came from a recipe. */
+  span?: Span;
 }
 
 /** Options of `Backend.lower`. */
@@ -94,6 +95,8 @@ export interface LowerOptions {
 
 /** What `lower` did. */
 export interface LowerResult {
+  /** True when the graph changed (a rewrite, a requantization or a fallback). */
+  modified: boolean;
   statistics: Record<string, number | string>;
   /** Layers that were dequantized to float because the target cannot run them (only with allowFallback). */
   fallbacks: BackendIssue[];
@@ -126,24 +129,50 @@ export class BackendError extends Error {
   }
 }
 
-/** A weight quantization described in capability terms (from a plan or read off the graph). */
-export interface WeightForm {
-  op: string;
-  bits: number;
-  granularity: WeightGranularity;
-  groupSize?: number;
-  symmetric: boolean;
-  /** Signed codes (int8/int4); plans default to signed. */
-  signed: boolean;
+/** What happened to the layers a group of issues names: refused (an error), kept float, or requantized. */
+export type IssueOutcome = 'refused' | 'fallback' | 'requantized';
+
+const OUTCOMES: Record<IssueOutcome, { severity: Diagnostic['severity']; code: string; says: (target: TargetName, layers: string, ofRule: boolean) => string }> = {
+  refused: { severity: 'error', code: 'E040', says: (target, layers, ofRule) => `target ${target} cannot execute ${ofRule ? 'what this rule plans for' : 'the quantization of'} ${layers}` },
+  fallback: { severity: 'warning', code: 'W040', says: (target, layers, ofRule) => `target ${target} cannot execute ${ofRule ? 'what this rule plans for' : 'the quantization of'} ${layers}: they stay float (--allow-fallback)` },
+  requantized: { severity: 'note', code: 'W041', says: (target, layers, ofRule) => `target ${target} requantized ${layers}${ofRule ? ' of this rule' : ''} (--allow-requantize)` },
+};
+
+/** Layer names a note lists before `… and N more`. */
+const LISTED_LAYERS = 4;
+
+/**
+ * `issues` as diagnostics, one per recipe rule (issues without a span form one unlocated group): located at
+ * the rule, with one note per distinct problem giving its layer count and first layer names.
+ */
+export function issueDiagnostics(target: TargetName, issues: readonly BackendIssue[], outcome: IssueOutcome): Diagnostic[] {
+  const groups = new Map<string, { span: Span | undefined; layers: Set<string>; problems: Map<string, string[]> }>();
+  for (const issue of issues) {
+    const key = issue.span ? `${issue.span.file}:${issue.span.offset}:${issue.span.length}` : '';
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { span: issue.span, layers: new Set(), problems: new Map() }));
+    group.layers.add(issue.layer);
+    const layers = group.problems.get(issue.message) ?? [];
+    if (!layers.includes(issue.layer)) layers.push(issue.layer);
+    group.problems.set(issue.message, layers);
+  }
+  const { severity, code, says } = OUTCOMES[outcome];
+  return [...groups.values()].map(({ span, layers, problems }) => ({
+    severity,
+    code,
+    message: says(target, countLayers(layers.size), span !== undefined),
+    ...(span ? { span } : {}),
+    notes: [...problems].map(([problem, names]) => `${problem}: ${countLayers(names.length)} (${listLayers(names)})`),
+  }));
 }
 
-/** An activation quantization described in capability terms. */
-export interface ActivationForm {
-  op: string;
-  bits: number;
-  mode: ActivationModeKind;
-  symmetric: boolean;
-  signed: boolean;
+function countLayers(count: number): string {
+  return `${count} layer${count === 1 ? '' : 's'}`;
+}
+
+function listLayers(names: readonly string[]): string {
+  const listed = names.slice(0, LISTED_LAYERS).join(', ');
+  return names.length > LISTED_LAYERS ? `${listed} and ${names.length - LISTED_LAYERS} more` : listed;
 }
 
 /** True when `capability` is usable under `options` (no opt-in, or its option is set). */
@@ -222,14 +251,15 @@ export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers
   for (const entry of plan.values()) {
     const layer = byName.get(entry.layer);
     if (!layer) continue; // the planner reports unknown layers; the target only judges real ones
+    const span = entry.span ? { span: entry.span } : {};
     if (entry.weight) {
       for (const form of weightFormsOfSpec(layer.opType, entry.weight)) {
-        if (!findWeightCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${entry.source ? ` (${entry.source})` : ''}${optInHint(lockedWeightCapability(table, form))}` });
+        if (!findWeightCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${optInHint(lockedWeightCapability(table, form))}`, ...span });
       }
     }
     if (entry.input) {
       const form = activationFormOfSpec(layer.opType, entry.input);
-      if (!findActivationCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-activation', message: `${describeActivation(form)} is not supported${entry.source ? ` (${entry.source})` : ''}${optInHint(lockedActivationCapability(table, form))}` });
+      if (!findActivationCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-activation', message: `${describeActivation(form)} is not supported${optInHint(lockedActivationCapability(table, form))}`, ...span });
     }
   }
   return issues;

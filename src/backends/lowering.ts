@@ -22,7 +22,7 @@ import {
   type TargetName,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
-import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from './quantized-forms.js';
+import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
 import { calibratedRange, requantizeActivation, requantizeActivationObstacle, requantizeWeight, requantizeWeightObstacle } from './requantize.js';
 import { fakeQuantObstacle, lowerToFakeQuant } from './fake-quant.js';
 
@@ -59,7 +59,7 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
     } else if (capability.rewrite === 'fake-quant') activationRewrites.push(pair);
     else if (capability.rewrite === 'requantize-symmetric') {
       const [lo, hi] = calibratedRange(pair.quantize);
-      const note = { layer: pair.name, code: 'requantized-activation', message: `${describeActivation(form)} (range [${lo.toPrecision(4)}, ${hi.toPrecision(4)}]) requantized to ${capability.form}` };
+      const note = { layer: pair.name, code: 'requantized-activation', message: `${describeActivation(form)} requantized to ${capability.form}`, detail: `range [${lo.toPrecision(4)}, ${hi.toPrecision(4)}]` };
       if (!activationRequantizations.has(pair.quantize)) activationRequantizations.set(pair.quantize, { pair, note });
     } else count(`activation_int${form.bits}_${form.mode}_kept`);
   }
@@ -82,7 +82,8 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   model.graph.removeDeadCode();
   if (weightRewrites.length > 0) model.requireOpset('com.microsoft', 1);
   const requantized = [...weightRequantizations.values(), ...activationRequantizations.values()].map((r) => r.note);
-  return { statistics, fallbacks: issues.map((i) => i.issue), requantized };
+  const modified = weightRewrites.length + activationRewrites.length + requantized.length + issues.length > 0;
+  return { modified, statistics, fallbacks: issues.map((i) => i.issue), requantized };
 }
 
 /** Replaces a weight DequantizeLinear by the float weight it computes (an explicit, listed fallback). */

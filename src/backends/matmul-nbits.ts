@@ -11,7 +11,7 @@ import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { MS_DOMAIN, Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import type { QuantizedWeight } from './quantized-forms.js';
+import type { QuantizedWeight } from '../quant/quantized-forms.js';
 
 /** Why a layer cannot become MatMulNBits, or undefined when it can. */
 export function matMulNBitsObstacle(layer: QuantizedWeight): string | undefined {

@@ -10,7 +10,7 @@ import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import { dequantizeTensor, type ActivationPair, type QuantizedWeight } from './quantized-forms.js';
+import { dequantizeTensor, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
 import { outputAxis } from './tensorrt-placement.js';
 
 /** The integer range of an 8-bit code type. */

@@ -9,7 +9,7 @@ import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
 import { discoverLayers } from '../quant/layers.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
-import type { SampleProbe } from '../passes/executor.js';
+import type { SampleProbe } from '../ir/executor.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { passRegistry } from '../passes/registry.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';

@@ -12,7 +12,7 @@ import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { PreparedModel, TensorMap } from './executor.js';
+import type { PreparedModel, TensorMap } from '../ir/executor.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { INPUT_CHANNEL_ABSMAX } from './smooth-quant.js';
 

@@ -7,7 +7,7 @@ import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { discoverLayers, type Layer } from '../quant/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
-import type { TensorMap } from './executor.js';
+import type { TensorMap } from '../ir/executor.js';
 import { HessianAccumulator } from './gptq.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 import { LAYER_HESSIANS, quantizeWeights } from './quantize-weights.js';

@@ -2,9 +2,10 @@
  * The pass contract. A pass rewrites the model in place, reports whether it changed anything, and counts
  * what it did; it keeps no module state. Everything a pass needs beyond the model arrives in the context.
  */
+import type { Diagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import type { QuantPlan } from '../quant/plan.js';
-import type { ModelExecutor } from './executor.js';
+import type { ModelExecutor } from '../ir/executor.js';
 
 /** A pass option's declared type, used to parse `name{key=value}` pipeline text and to list options. */
 export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'string-list';
@@ -44,6 +45,8 @@ export interface PassContext {
   progress: ProgressReporter;
   /** Informational messages (the CLI shows them with --verbose). */
   log(message: string): void;
+  /** Warnings and notes the user must see at any verbosity (a layer kept float); absent: they go to `log`. */
+  report?(diagnostic: Diagnostic): void;
 }
 
 /** A registered pass. `name` is kebab-case and equals its file name. */

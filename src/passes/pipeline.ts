@@ -3,6 +3,7 @@
  * parsed against the registry (pass names and option types checked, with offsets in errors) and printed in a
  * canonical form, so that parse → print → parse gives the same pipeline.
  */
+import { didYouMeanHint } from '../diagnostics.js';
 import type { OptionSpec, Pass, PassOptions } from './pass.js';
 
 /** One pipeline step: a registered pass and the options written for it (defaults not filled in). */
@@ -44,7 +45,7 @@ export function parsePipeline(text: string, registry: readonly Pass[]): Pipeline
     const { word: name, start } = readWhile(',{');
     if (!NAME.test(name)) throw new PipelineError(name === '' ? 'expected a pass name' : `'${name}' is not a pass name (kebab-case)`, start);
     const pass = registry.find((p) => p.name === name);
-    if (!pass) throw new PipelineError(`unknown pass '${name}'${suggest(name, registry.map((p) => p.name))}`, start);
+    if (!pass) throw new PipelineError(`unknown pass '${name}'${didYouMeanHint(name, registry.map((p) => p.name))}`, start);
     const options: PassOptions = {};
     if (text[position] === '{') {
       position++;
@@ -52,7 +53,7 @@ export function parsePipeline(text: string, registry: readonly Pass[]): Pipeline
         const { word: key, start: keyStart } = readWhile('=,}');
         if (text[position] !== '=') throw new PipelineError(`expected 'key=value' in the options of '${name}'`, keyStart);
         const spec = pass.options[key];
-        if (!spec) throw new PipelineError(`pass '${name}' has no option '${key}'${suggest(key, Object.keys(pass.options))}`, keyStart);
+        if (!spec) throw new PipelineError(`pass '${name}' has no option '${key}'${didYouMeanHint(key, Object.keys(pass.options))}`, keyStart);
         if (key in options) throw new PipelineError(`option '${key}' of '${name}' is given twice`, keyStart);
         position++;
         const { word: raw, start: valueStart } = readWhile(',}');
@@ -122,30 +123,4 @@ export function withDefaults(pass: Pass, options: PassOptions): PassOptions {
     if (value !== undefined) out[key] = value;
   }
   return out;
-}
-
-/** ` (did you mean 'x'?)` for the closest candidate within edit distance 2, else ''. */
-export function suggest(word: string, candidates: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of candidates) {
-    const d = editDistance(word, candidate);
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = candidate;
-    }
-  }
-  return best ? ` (did you mean '${best}'?)` : '';
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -17,7 +17,7 @@ import { IrError } from '../ir/errors.js';
 import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { HostTensor, SampleProbe, TensorMap } from './executor.js';
+import type { HostTensor, SampleProbe, TensorMap } from '../ir/executor.js';
 import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, uniformAllocations, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from '../quant/plan.js';

@@ -35,7 +35,7 @@ export const selectLayers: Pass = {
     const chosen = [...new Set([...selectLayersByRole(layers, options.roles as string[]), ...layers.filter((l) => names.includes(l.name))])];
     for (const layer of chosen) {
       const previous = context.plan.get(layer.name);
-      context.plan.set(layer.name, { ...previous, layer: layer.name, weight: spec, source: 'select-layers' });
+      context.plan.set(layer.name, { ...previous, layer: layer.name, weight: spec });
     }
     return { modified: false, statistics: { layers_selected: chosen.length } };
   },

@@ -2,6 +2,7 @@
  * The quantization plan: per layer, how its weight and its input activation are quantized. The recipe
  * front end fills it from its rules; passes read it. Plain data, JSON-serializable, so dumps can show it.
  */
+import type { Span } from '../diagnostics.js';
 import { IrError } from '../ir/errors.js';
 
 /** How values are grouped for shared scales. Groups run along the input-channel (K) axis. */
@@ -79,8 +80,8 @@ export interface LayerQuantPlan {
   layer: string;
   weight?: WeightQuantSpec;
   input?: ActivationQuantSpec;
-  /** Which recipe rule chose this (for reports), e.g. `recipe.qrecipe:7 quantize attn.qkv`. */
-  source?: string;
+  /** The recipe rule that chose this (diagnostics about the layer point at it); absent for `select-layers`. */
+  span?: Span;
 }
 
 /** Per-layer plans, keyed by layer name. Layers absent from the plan stay in float. */

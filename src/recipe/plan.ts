@@ -25,8 +25,8 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
   for (const layer of layers) {
     const assigned = selection.assignments.get(layer.name);
     if (assigned?.action !== 'quantize') continue;
-    const source = assigned.source ? `${sourceName}@${assigned.source.offset}` : sourceName;
-    plan.set(layer.name, { layer: layer.name, ...(assigned.weight ? { weight: assigned.weight } : {}), ...(assigned.input ? { input: assigned.input } : {}), source });
+    const span = assigned.source ? { span: { ...assigned.source, file: sourceName } } : {};
+    plan.set(layer.name, { layer: layer.name, ...(assigned.weight ? { weight: assigned.weight } : {}), ...(assigned.input ? { input: assigned.input } : {}), ...span });
   }
   const steps: string[] = [];
   let needsCalibration = false;

@@ -11,7 +11,7 @@ import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { OutputPathError, regularFileOrNothing } from '../ir/atomic-file.js';
 import type { Model } from '../ir/core.js';
-import type { TensorMap } from '../passes/executor.js';
+import type { TensorMap } from '../ir/executor.js';
 import type { CalibrationSet, DiffusionIO, StepStrategy } from './calibration.js';
 
 /** Everything that determines a calibration set besides the model. */

@@ -7,7 +7,7 @@
 import type { Model } from '../ir/core.js';
 import { findTimestepInput } from '../quant/layers.js';
 import { IrError } from '../ir/errors.js';
-import type { TensorMap } from '../passes/executor.js';
+import type { TensorMap } from '../ir/executor.js';
 import { seededNormal, seededRandom } from '../random.js';
 import { ddimTimesteps, type Schedule } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';

@@ -3,8 +3,7 @@
  * (blocked/per-channel DequantizeLinear, MatMulNBits, activation Q/DQ or its fake-quant ops), plus what the
  * graph cannot tell — whether a group size was searched, the scaling factors — from `qcompile.layers` metadata.
  */
-import { activationFormOf, weightFormOf } from '../backends/quantized-forms.js';
-import type { ActivationForm, WeightForm } from '../backends/backend.js';
+import { activationFormOf, weightFormOf, type ActivationForm, type WeightForm } from '../quant/quantized-forms.js';
 import type { Model, Node, Value } from '../ir/core.js';
 import { discoverLayers, type Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';

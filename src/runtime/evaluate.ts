@@ -10,7 +10,7 @@ import type { Model } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
 import { discoverLayers } from '../quant/layers.js';
 import { loadModelSync } from '../ir/serde.js';
-import type { TensorMap } from '../passes/executor.js';
+import type { TensorMap } from '../ir/executor.js';
 import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser } from './calibration.js';

@@ -9,7 +9,7 @@ import { makeTemporaryFolder, releaseTemporary } from '../ir/atomic-file.js';
 import type { Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
-import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../passes/executor.js';
+import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
 
 /** Session settings for evaluation runs. */
 export interface OrtExecutorOptions {

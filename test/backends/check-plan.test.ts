@@ -13,20 +13,22 @@ const layers = discoverLayers(loadModelSync(`${DIT_DIGITS}/model.onnx`));
 const w4: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const w8: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
 const act = (bits: number, symmetric: boolean, mode: ActivationQuantSpec['mode'] = { kind: 'static' }): ActivationQuantSpec => ({ bits, symmetric, mode, range: { kind: 'minmax' } });
+/** The span of the recipe rule every test plan entry names. */
+const RULE = { file: 'test.qrecipe', offset: 40, length: 12 };
 const plan = (entries: [string, WeightQuantSpec, ActivationQuantSpec?][]): QuantPlan =>
-  new Map(entries.map(([layer, weight, input]) => [layer, { layer, weight, ...(input ? { input } : {}), source: 'test.qrecipe:3' }]));
+  new Map(entries.map(([layer, weight, input]) => [layer, { layer, weight, ...(input ? { input } : {}), span: RULE }]));
 
 describe('checkPlan: unsupported combinations are named before compiling', () => {
   it('int4 activations on webgpu: the layer and the combination', () => {
     const issues = backends.webgpu.checkPlan(plan([['blocks.2.mlp.fc1', w4, act(4, true)], ['blocks.2.attn.qkv', w4]]), layers);
-    expect(issues).toEqual([{ layer: 'blocks.2.mlp.fc1', code: 'unsupported-activation', message: 'activation int4 sym static on MatMul is not supported (test.qrecipe:3)' }]);
+    expect(issues).toEqual([{ layer: 'blocks.2.mlp.fc1', code: 'unsupported-activation', message: 'activation int4 sym static on MatMul is not supported', span: RULE }]);
   });
 
   it('asymmetric or runtime-scaled activations on tensorrt', () => {
     const issues = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })], ['blocks.1.mlp.fc1', w8, act(8, true)]]), layers);
     expect(issues.map((i) => `${i.layer}: ${i.message}`)).toEqual([
-      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported (test.qrecipe:3); --allow-requantize would lower it as int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)',
-      'blocks.1.mlp.fc2: activation int8 sym per-timestep on MatMul is not supported (test.qrecipe:3)',
+      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)',
+      'blocks.1.mlp.fc2: activation int8 sym per-timestep on MatMul is not supported',
     ]);
     // Requantization covers static ranges only: a per-timestep table has no single symmetric scale.
     const requantized = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })]]), layers, { requantize: true });

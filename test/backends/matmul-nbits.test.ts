@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from '../../src/backends/matmul-nbits.js';
-import { findQuantizedWeights } from '../../src/backends/quantized-forms.js';
+import { findQuantizedWeights } from '../../src/quant/quantized-forms.js';
 import { backends } from '../../src/backends/registry.js';
 import type { Model } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the CLI case runs `qcompile` itself */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +64,9 @@ describe('requantize: asymmetric int8 (ptq4dm-w8a8 style) re-expressed symmetric
     expect(result.fallbacks).toEqual([]);
     expect(result.statistics).toMatchObject({ requantized_weights: 31, requantized_activations: activations });
     expect(result.requantized).toHaveLength(31 + activations);
-    expect(result.requantized.find((r) => r.layer === 'blocks.0.attn.qkv' && r.code === 'requantized-activation')?.message).toMatch(/^activation uint8 asym static on MatMul \(range \[-?[\d.e-]+, [\d.e-]+\]\) requantized to int8 sym static/);
+    const note = result.requantized.find((r) => r.layer === 'blocks.0.attn.qkv' && r.code === 'requantized-activation');
+    expect(note?.message).toMatch(/^activation uint8 asym static on MatMul requantized to int8 sym static/);
+    expect(note?.detail).toMatch(/^range \[-?[\d.e-]+, [\d.e-]+\]$/);
     if (target === 'tensorrt') {
       expect(allSymmetricInt8(model)).toBe(true);
       expect(checkTensorRtPlacement(model)).toEqual([]);
@@ -114,8 +115,10 @@ describe('qcompile ptq4dm-w8a8 --target tensorrt --allow-requantize', () => {
     const code = await main([`${DIT_DIGITS}/model.onnx`, 'recipes/ptq4dm-w8a8.qrecipe', '-o', out, '--target', 'tensorrt', '--allow-requantize'], io);
     expect(stderr).not.toMatch(/error/);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/lower-tensorrt .* requantized_weights=35 requantized_activations=29/);
-    expect(stderr).toContain('qcompile: note: target tensorrt: blocks.0.attn.qkv: weight int8 asym per-channel on MatMul requantized to int8 sym per-channel');
+    expect(stdout).toMatch(/lower-tensorrt .* requantized_activations=29 requantized_weights=35/);
+    // One note for the recipe's one rule, located at it, the layers listed by problem.
+    expect(stderr).toContain(`${join(process.cwd(), 'recipes/ptq4dm-w8a8.qrecipe')}:16:3: note[W041]: target tensorrt requantized 35 layers of this rule (--allow-requantize)\n    quantize all {\n`);
+    expect(stderr).toContain('  note: weight int8 asym per-channel on MatMul requantized to int8 sym per-channel on the output axis (requantized: scale max|w|/127): 25 layers (blocks.0.attn.qkv, ');
     const model = loadModelSync(out);
     expect(allSymmetricInt8(model)).toBe(true);
     expect(checkTensorRtPlacement(model)).toEqual([]);

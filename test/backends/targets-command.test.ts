@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
 import { describe, expect, it } from 'vitest';
 import { backends } from '../../src/backends/registry.js';
 import type { CliIO } from '../../src/cli/command.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backends } from '../../src/backends/registry.js';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { encodeModel, loadModelSync } from '../../src/ir/serde.js';
 import { chromiumAvailable } from '../../src/runtime/browser/chromium.js';

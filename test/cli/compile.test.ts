@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

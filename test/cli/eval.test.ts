@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the CLI's own tests import it */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

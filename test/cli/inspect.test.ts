@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI commands import them */
 import { describe, expect, it } from 'vitest';
 import { inspectCommand, type InspectReport } from '../../src/cli/commands/inspect.js';
 import type { CliIO } from '../../src/cli/command.js';

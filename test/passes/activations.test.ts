@@ -5,7 +5,7 @@ import { loadModelSync } from '../../src/ir/serde.js';
 import { assertValid } from '../../src/ir/verify.js';
 import { calibrate } from '../../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';

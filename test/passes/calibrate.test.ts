@@ -5,14 +5,14 @@ import { printModel } from '../../src/ir/printer.js';
 import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
 import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, sampledRowStart, timestepGroup } from '../../src/passes/calibrate.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
 import { INPUT_CHANNEL_ABSMAX } from '../../src/passes/smooth-quant.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser, type StepStrategy } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { calibrationBatches } from './calibration-fixture.js';
+import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS } from './fixture.js';
 
 const executor = new OrtExecutor();

@@ -22,7 +22,7 @@ import { verifyModel } from '../../src/ir/verify.js';
 import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import { calibrate } from '../../src/passes/calibrate.js';
 import { DEFAULT_FLOAT16_KEEP, KEEP_NONE, convertFloat16, floatToHalfBytes } from '../../src/passes/convert-float16.js';
-import type { TensorMap } from '../../src/passes/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext, PassResult } from '../../src/passes/pass.js';
 import { parsePipeline, printPipeline } from '../../src/passes/pipeline.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';

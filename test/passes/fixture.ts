@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../../src/ir/core.js';
-import type { ModelExecutor, TensorMap } from '../../src/passes/executor.js';
+import type { ModelExecutor, TensorMap } from '../../src/ir/executor.js';
 
 /** Folder of the dit-digits fixture. */
 export const DIT_DIGITS = join(import.meta.dirname, '..', 'fixtures', 'dit-digits');

@@ -7,7 +7,7 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { calibrationBatches } from './calibration-fixture.js';
+import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });

@@ -153,13 +153,13 @@ describe('pass manager', () => {
   it('fails with a reproducer: the failing step, its input model, the plan and the error', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-repro-'));
     const ctx = context();
-    ctx.plan.set('layer0', { layer: 'layer0', source: 'test' });
+    ctx.plan.set('layer0', { layer: 'layer0', span: { file: 'test.qrecipe', offset: 3, length: 4 } });
     const failure = await runPipeline(tiny(), parsePipeline('add-relu,explode', registry), ctx, { reproducerDir: dir }).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(PassFailure);
     expect((failure as PassFailure).message).toBe(`pass 'explode' (step 2) failed: boom\nreproducer: ${dir}`);
     expect(readFileSync(join(dir, 'pipeline.txt'), 'utf8')).toBe('explode\n');
     expect(readFileSync(join(dir, 'error.txt'), 'utf8')).toMatch(/^Error: boom/);
-    expect(JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'))).toEqual([{ layer: 'layer0', source: 'test' }]);
+    expect(JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'))).toEqual([{ layer: 'layer0', span: { file: 'test.qrecipe', offset: 3, length: 4 } }]);
     // The reproducer's model is the input of the failing pass (after add-relu).
     const input = decodeModel(readFileSync(join(dir, 'input.onnx')));
     expect(input.graph.nodes.map((n) => n.opType)).toEqual(['MatMul', 'Relu']);

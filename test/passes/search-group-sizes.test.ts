@@ -7,12 +7,12 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
-import type { SampleProbe } from '../../src/passes/executor.js';
+import type { SampleProbe } from '../../src/ir/executor.js';
 import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { sampleImages } from '../../src/runtime/samplers.js';
-import { calibrationBatches } from './calibration-fixture.js';
+import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });

@@ -6,7 +6,7 @@ import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { calibrationBatches } from '../passes/calibration-fixture.js';
+import { calibrationBatches } from '../../bench/calibration-batches.js';
 import type { Model, Value } from '../../src/ir/core.js';
 import { Op, isOp, type OpType } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI commands import them */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

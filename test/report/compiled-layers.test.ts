@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- compiles through the CLI, as users do */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

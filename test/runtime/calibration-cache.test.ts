@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the cache's user is the compile command: it is tested through it */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the sample command import it */
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';

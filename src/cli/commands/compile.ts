@@ -11,15 +11,16 @@ import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { discoverLayers } from '../../quant/layers.js';
-import { BackendError } from '../../backends/backend.js';
+import { BackendError, issueDiagnostics } from '../../backends/backend.js';
 import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
-import { backends, findBackend } from '../../backends/registry.js';
+import { backends, findBackend, loweringPassOf, loweringTargetOf } from '../../backends/registry.js';
+import { didYouMeanHint, renderDiagnostic, type Diagnostic } from '../../diagnostics.js';
 import type { PassContext } from '../../passes/pass.js';
 import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
-import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
+import { PipelineError, parsePipeline, withDefaults, type PipelineEntry } from '../../passes/pipeline.js';
 import type { QuantPlan } from '../../quant/plan.js';
-import { passRegistry } from '../../passes/registry.js';
+import { pipelinePasses } from '../pipeline-passes.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
@@ -37,8 +38,9 @@ sizes and scaling factors in its metadata (qcompile.layers), and OUT.onnx.passes
 
 Options:
   -o, --output FILE          output model (required)
-  --target NAME              lower for cpu | webgpu | cuda | tensorrt (default: the recipe's target;
-                             with --passes and no --target, the portable Q/DQ form is kept)
+  --target NAME              lower for cpu | webgpu | cuda | tensorrt: appends the pass lower-NAME
+                             (default: the recipe's target, or the --passes text's lower-NAME step;
+                             with --passes and neither, the portable Q/DQ form is kept)
   --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
   --bundle DIR               (webgpu) also write a deployable bundle: model + external data, manifest.json,
                              an example page (one denoising step, a DDIM loop) and onnxruntime-web's files
@@ -112,7 +114,7 @@ export const compileCommand: Command = {
     let recipe: PlannedRecipe | undefined;
     if (args.passes !== undefined) {
       try {
-        entries = parsePipeline(args.passes, passRegistry);
+        entries = parsePipeline(args.passes, pipelinePasses);
       } catch (error) {
         if (!(error instanceof PipelineError)) throw error;
         io.stderr(`qcompile: error: --passes: ${error.message}\n  ${args.passes}\n  ${' '.repeat(error.offset)}^\n`);
@@ -139,8 +141,23 @@ export const compileCommand: Command = {
       return 1;
     }
 
-    // The target: --target, else the recipe's; a --passes run without --target keeps the portable Q/DQ form.
-    const backend = findBackend(args.target ?? recipe?.recipe.target ?? '');
+    // The target: --target, else a lower-<target> step of --passes, else the recipe's; a --passes run with
+    // neither keeps the portable Q/DQ form. The lowering is the pipeline's last step (dumps show it).
+    let lowering = entries.find((e) => loweringTargetOf(e.pass) !== undefined);
+    const written = lowering ? loweringTargetOf(lowering.pass) : undefined;
+    if (written && args.target !== undefined && args.target !== written) {
+      io.stderr(`qcompile: error: --target ${args.target} conflicts with the pipeline's lower-${written} step\n`);
+      return 2;
+    }
+    const backend = findBackend(args.target ?? written ?? recipe?.recipe.target ?? '');
+    if (backend && !lowering) entries.push((lowering = { pass: loweringPassOf(backend.name), options: {} }));
+    if (lowering && args.allowFallback) lowering.options.allowFallback = true;
+    if (lowering && args.allowRequantize) lowering.options.allowRequantize = true;
+    const lowerOptions = lowering ? withDefaults(lowering.pass, lowering.options) : {};
+    const sources = new Map(recipe ? [[recipe.path, readFileSync(recipe.path, 'utf8')]] : []);
+    const printDiagnostics = (diagnostics: readonly Diagnostic[]) => {
+      for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
+    };
     let pageSchedule: unknown;
     if (args.bundle !== undefined) {
       if (backend?.name !== 'webgpu') {
@@ -156,9 +173,9 @@ export const compileCommand: Command = {
       }
     }
     if (backend) {
-      const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: args.allowRequantize });
-      if (issues.length > 0 && !args.allowFallback) {
-        for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: layer ${issue.layer}: ${issue.message}\n`);
+      const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: lowerOptions.allowRequantize === true });
+      if (issues.length > 0 && lowerOptions.allowFallback !== true) {
+        printDiagnostics(issueDiagnostics(backend.name, issues, 'refused'));
         return 1;
       }
     }
@@ -176,6 +193,7 @@ export const compileCommand: Command = {
       log: (message) => {
         if (args.verbose) io.stderr(`${message}\n`);
       },
+      report: (diagnostic) => printDiagnostics([diagnostic]),
     };
     const dumpStaging = dumpDir ? dumpOutputs.stageFolder(dumpDir) : undefined;
     let calibrationMs: number | undefined;
@@ -210,24 +228,16 @@ export const compileCommand: Command = {
       report = await runPipeline(model, entries, context, instrumentation);
     } catch (error) {
       if (!(error instanceof PassFailure)) throw error;
+      // The dumps are complete (the failing pass's IR, its reproducer): they are kept; the reproducer was written
+      // in the staging folder and now lies in the dump folder.
       dumpOutputs.commit();
-      // The reproducer was written in the staging folder; it now lies in the dump folder.
-      io.stderr(`qcompile: error: ${dumpStaging && dumpDir ? error.message.replaceAll(dumpStaging, dumpDir) : error.message}\n`);
+      const inDumpDir = (text: string) => (dumpStaging && dumpDir ? text.replaceAll(dumpStaging, dumpDir) : text);
+      if (error.cause instanceof BackendError) {
+        // A target refusal found on the graph: the same grouped, located diagnostics as a refused plan.
+        printDiagnostics(issueDiagnostics(error.cause.target, error.cause.issues, 'refused'));
+        if (error.reproducer) io.stderr(`reproducer: ${inDumpDir(error.reproducer)}\n`);
+      } else io.stderr(`qcompile: error: ${inDumpDir(error.message)}\n`);
       return 1;
-    }
-    if (backend) {
-      const lowerStarted = performance.now();
-      try {
-        const lowered = backend.lower(model, { allowFallback: args.allowFallback, requantize: args.allowRequantize });
-        report.passes.push({ pass: `lower-${backend.name}`, step: `lower-${backend.name}`, modified: true, statistics: lowered.statistics, milliseconds: performance.now() - lowerStarted });
-        for (const fallback of lowered.fallbacks) io.stderr(`qcompile: warning: target ${backend.name}: ${fallback.layer} stays float: ${fallback.message}\n`);
-        for (const note of lowered.requantized) io.stderr(`qcompile: note: target ${backend.name}: ${note.layer}: ${note.message}\n`);
-      } catch (error) {
-        if (!(error instanceof BackendError)) throw error;
-        dumpOutputs.commit(); // complete: they show the IR the target refused
-        io.stderr(`qcompile: error: ${error.message}\n`);
-        return 1;
-      }
     }
     assertValid(model);
     const saveStarted = performance.now();
@@ -297,7 +307,7 @@ function parseArgs(argv: string[]): CompileArgs {
         break;
       case '--target':
         args.target = value();
-        if (!findBackend(args.target)) throw new UsageError(`unknown target '${args.target}' (supported: ${Object.keys(backends).join(', ')})`);
+        if (!findBackend(args.target)) throw new UsageError(`unknown target '${args.target}'${didYouMeanHint(args.target, Object.keys(backends))} (supported: ${Object.keys(backends).join(', ')})`);
         break;
       case '--allow-fallback':
         args.allowFallback = true;

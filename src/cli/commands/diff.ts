@@ -9,7 +9,7 @@ import type { Model } from '../../ir/core.js';
 import { DataType } from '../../ir/dtype.js';
 import { Op, isOp } from '../../ir/ops.js';
 import { loadModelSync } from '../../ir/serde.js';
-import type { HostTensor, TensorMap } from '../../passes/executor.js';
+import type { HostTensor, TensorMap } from '../../ir/executor.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { maxAbsError, sqnrDb } from '../../runtime/metrics.js';
 import type { CliIO, Command } from '../command.js';

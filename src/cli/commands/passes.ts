@@ -1,5 +1,5 @@
 /** `qcompile passes`: lists the registered passes with their options, as pipeline text would spell them. */
-import { passRegistry } from '../../passes/registry.js';
+import { pipelinePasses } from '../pipeline-passes.js';
 import type { OptionSpec } from '../../passes/pass.js';
 import type { CliIO, Command } from '../command.js';
 
@@ -18,7 +18,7 @@ export const passesCommand: Command = {
       return 2;
     }
     const lines: string[] = [];
-    for (const pass of passRegistry) {
+    for (const pass of pipelinePasses) {
       lines.push(`${pass.name}  ${pass.summary}`);
       for (const [name, spec] of Object.entries(pass.options)) lines.push(`    ${name}=${typeLabel(spec)}  ${spec.description}${defaultLabel(spec)}`);
     }

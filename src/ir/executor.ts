@@ -1,8 +1,9 @@
 /**
- * How passes run models without depending on a runtime: the caller (CLI, tests) injects an executor
- * backed by ONNX Runtime. Tensors cross this boundary as plain host arrays.
+ * How a model is run, as an interface of the IR, so that passes run models without depending on a runtime:
+ * the caller (CLI, tests) injects an executor backed by ONNX Runtime (`runtime/ir-executor.ts`). Tensors
+ * cross this boundary as plain host arrays.
  */
-import type { Model } from '../ir/core.js';
+import type { Model } from './core.js';
 
 /** A host tensor: element type, shape and data. */
 export interface HostTensor {

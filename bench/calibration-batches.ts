@@ -1,11 +1,11 @@
-/** Calibration-like inputs for pass tests that need data but not the samplers. */
+/** Calibration-like inputs for pass tests and benchmarks that need data but not the samplers. */
 import { readFileSync } from 'node:fs';
-import type { TensorMap } from '../../src/passes/executor.js';
-import { DIT_DIGITS } from './fixture.js';
+import { join } from 'node:path';
+import type { TensorMap } from '../src/ir/executor.js';
 
 /** Noised real digits at spread timesteps: calibration-like inputs, x_t and t paired by q(x_t | x_0). */
 export function calibrationBatches(count: number, batch: number): TensorMap[] {
-  const raw = readFileSync(`${DIT_DIGITS}/../digits-classifier/digits16_f32.bin`);
+  const raw = readFileSync(join(import.meta.dirname, '..', 'test', 'fixtures', 'digits-classifier', 'digits16_f32.bin'));
   const digits = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
   const betas = Array.from({ length: 1000 }, (_, i) => 1e-4 + ((0.02 - 1e-4) * i) / 999);
   const alphaBar: number[] = [];

@@ -1,19 +1,19 @@
 /**
  * End-to-end image quality of a diffusion model against its FP twin: DDIM samples from shared seeds, paired
  * PSNR, label agreement under the digits classifier, and the Fréchet distance of the classifier's features to
- * the real digits. Used by bench/quality.ts.
+ * the real digits. Shared by bench/quality.ts and bench/proxy-ranking.ts.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Model } from '../../src/ir/core.js';
-import { loadModelSync } from '../../src/ir/serde.js';
-import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
-import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { featureStats, frechetDistance } from '../../src/runtime/metrics.js';
-import { sampleImages } from '../../src/runtime/samplers.js';
+import type { Model } from '../src/ir/core.js';
+import { loadModelSync } from '../src/ir/serde.js';
+import { diffusionIO, openDenoiser } from '../src/runtime/calibration.js';
+import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
+import { OrtExecutor } from '../src/runtime/ir-executor.js';
+import { featureStats, frechetDistance } from '../src/runtime/metrics.js';
+import { sampleImages } from '../src/runtime/samplers.js';
 
-const fixtures = join(import.meta.dirname, '..', 'fixtures');
+const fixtures = join(import.meta.dirname, '..', 'test', 'fixtures');
 /** Folder of the dit-digits fixture. */
 export const DIT_DIGITS = join(fixtures, 'dit-digits');
 const CLASSIFIER = join(fixtures, 'digits-classifier');

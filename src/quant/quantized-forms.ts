@@ -1,14 +1,41 @@
 /**
- * Reads the quantization in the IR (weight `DequantizeLinear`s, activation Q/DQ pairs) back into capability
- * terms, so that `lower` judges the graph it is given, not a plan that may have been edited since. It scans
- * the graph rather than `discoverLayers`, whose structural names can shift once inputs carry Q/DQ; names
- * come from the quantize passes' node names (`<layer>/weight_dequantize`, `<layer>/input_quant/q`).
+ * The forms of a quantized graph: a weight or activation quantization in capability terms (bits, granularity
+ * or mode, symmetry, signedness), and the readers that recover them from the IR (weight `DequantizeLinear`s,
+ * activation Q/DQ pairs), so that `lower` judges the graph it is given, not a plan that may have been edited
+ * since, and the report describes what a compiled model does. The readers scan the graph rather than
+ * `discoverLayers`, whose structural names can shift once inputs carry Q/DQ; names come from the quantize
+ * passes' node names (`<layer>/weight_dequantize`, `<layer>/input_quant/q`).
  */
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType, bitsOf } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import type { ActivationForm, WeightForm } from './backend.js';
+
+/** How weight scales are grouped, as a form names it. */
+export type WeightGranularity = 'per-tensor' | 'per-channel' | 'group';
+
+/** How activation scales are obtained, as a form names it. */
+export type ActivationModeKind = 'static' | 'per-timestep' | 'dynamic';
+
+/** A weight quantization described in capability terms (from a plan or read off the graph). */
+export interface WeightForm {
+  op: string;
+  bits: number;
+  granularity: WeightGranularity;
+  groupSize?: number;
+  symmetric: boolean;
+  /** Signed codes (int8/int4); plans default to signed. */
+  signed: boolean;
+}
+
+/** An activation quantization described in capability terms. */
+export interface ActivationForm {
+  op: string;
+  bits: number;
+  mode: ActivationModeKind;
+  symmetric: boolean;
+  signed: boolean;
+}
 
 /** A linear op whose weight input is a DequantizeLinear over constant codes. */
 export interface QuantizedWeight {
