@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { compileCommand } from '../../src/cli/commands/compile.js';
 import { IrError } from '../../src/ir/errors.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
-import { Tensor } from '../../src/ir/tensor.js';
+import { ExternalFile, Tensor } from '../../src/ir/tensor.js';
 import { verifyModel } from '../../src/ir/verify.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 
@@ -125,6 +125,7 @@ describe('external data is read through the descriptor validated at load', () =>
     for (const value of loadModelSync(path).graph.initializers.values()) {
       const data = value.initializer!.data;
       if (data.kind === 'external') {
+        expect(data.source).toBeInstanceOf(ExternalFile);
         sources.add(data.source);
         tensors++;
       }
