@@ -189,6 +189,11 @@ describe('bad-model corpus', () => {
     }
   });
 
+  it('ir-version-negative.onnx: ONNX Runtime 1.30 loads it, yet no ONNX IR version is below 1 (refused here)', async () => {
+    const session = await ort.InferenceSession.create(join(BAD, 'ir-version-negative.onnx'));
+    await session.release();
+  });
+
   it('nested-if-10000.onnx: ONNX Runtime refuses it too (protobuf parsing)', async () => {
     await expect(ort.InferenceSession.create(join(BAD, 'nested-if-10000.onnx'))).rejects.toThrow(/Protobuf parsing failed/);
   });
