@@ -1,7 +1,8 @@
 /**
  * The one module that knows the ONNX protobuf: decodes `.onnx` files into the IR and encodes it back.
- * External data is referenced, not read, on load (validated first: no absolute paths, nothing outside the
- * model's folder), and streamed tensor by tensor on save; saves are atomic.
+ * External data is referenced, not read, on load: each file is validated (no absolute paths, nothing outside the
+ * model's folder, a regular file) and opened once, and tensors read through that descriptor, never by path again.
+ * It is streamed tensor by tensor on save; saves are atomic.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
@@ -48,10 +49,10 @@ export interface DecodeOptions {
 /** Decodes ONNX bytes into a Model. */
 export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Model {
   const fileName = options.fileName;
-  let proto: onnxProto.onnx.ModelProto;
   if (nestsTooDeep(bytes)) {
     throw new IrError('malformed-model', `messages nest more than ${MAX_MESSAGE_DEPTH} deep (subgraphs in subgraphs), which ONNX Runtime's protobuf parser refuses`, fileName);
   }
+  let proto: onnxProto.onnx.ModelProto;
   try {
     proto = onnx.ModelProto.decode(bytes);
   } catch (error) {
@@ -91,7 +92,7 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
 /** protobuf's default recursion limit, which ONNX Runtime parses models with: messages nested deeper are refused. */
 export const MAX_MESSAGE_DEPTH = 100;
 
-/** The message-typed fields of each ONNX message (field number → message), for messageDepth. */
+/** The message-typed fields of each ONNX message (field number → message), for nestsTooDeep. */
 const MESSAGE_FIELDS: Record<string, Record<number, string>> = {
   Model: { 7: 'Graph', 8: 'Leaf', 14: 'Leaf', 20: 'TrainingInfo', 25: 'Function' },
   TrainingInfo: { 1: 'Graph', 2: 'Graph', 3: 'Leaf', 4: 'Leaf' },
@@ -422,7 +423,8 @@ function openExternalData(location: string, context: DecodeContext, where: strin
   if (open) return open;
   let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    // O_NONBLOCK: a FIFO named as data must not hang the open (it is then refused as not a regular file).
+    fd = openSync(file, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new IrError('external-data-missing', `${where}: external data file '${location}' does not exist`, context.fileName);

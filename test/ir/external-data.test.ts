@@ -4,6 +4,7 @@
  * itself: the descriptor read after a symlink swap, symlinks at load, every external_data form ORT accepts or
  * refuses, the nesting depth ORT's parser stops at, and declared dims ORT runs.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +115,14 @@ describe('external data is read through the descriptor validated at load', () =>
     const error = loadError(path);
     expect(error.code).toBe('external-data-escape');
     expect(error.message).toBe(`${path}: tensor 'W' (f32[4x4]): external data path 'sub/w.bin' escapes the model's folder; refusing to read it`);
+  });
+
+  it('refuses a FIFO named as data without hanging on the open', () => {
+    const { dir, path } = folderWith(modelBytes(external([['location', 'pipe.bin'], ['offset', '0'], ['length', '64']])));
+    execFileSync('mkfifo', [join(dir, 'pipe.bin')]);
+    const error = loadError(path);
+    expect(error.code).toBe('external-data-missing');
+    expect(error.message).toBe(`${path}: tensor 'W' (f32[4x4]): external data 'pipe.bin' is not a regular file`);
   });
 
   it('opens each file once: tensors of one file share one descriptor', () => {
