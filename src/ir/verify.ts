@@ -1,5 +1,6 @@
 /**
- * IR verifier: structural invariants (SSA, topological order, exact use-lists), op schemas and opsets, and the
+ * IR verifier: structural invariants (SSA, topological order, exact use-lists), op schemas and opsets, finite
+ * in-memory weights, the shape conflicts inference proves (what ONNX Runtime refuses at load), and the
  * quantization layouts ONNX Runtime checks late or not at all (blocked DQ scale shapes, extra inputs, MatMulNBits).
  */
 import type { Dim, Graph, Model, Node, Value } from './core.js';
