@@ -10,8 +10,8 @@ import { DataType } from '../../ir/dtype.js';
 import { Op, isOp } from '../../ir/ops.js';
 import { loadModelSync } from '../../ir/serde.js';
 import type { HostTensor, TensorMap } from '../../passes/executor.js';
-import { manifestFile } from '../../runtime/host-tensor.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { manifestFile } from '../../runtime/host-tensor.js';
 import { maxAbsError, sqnrDb } from '../../runtime/metrics.js';
 import type { CliIO, Command } from '../command.js';
 
