@@ -9,6 +9,7 @@ export type IrErrorCode =
   | 'unknown-op'
   | 'verify'
   | 'shape-inference'
+  | 'non-finite'
   | 'unsupported'
   | 'invalid-argument';
 

@@ -5,6 +5,7 @@
  */
 import type { Dim, Model, Node, Value, ValueType } from './core.js';
 import { DataType } from './dtype.js';
+import { IrError } from './errors.js';
 import { MS_DOMAIN, Op, type OpType, domainOf, isOp } from './ops.js';
 import { type ShapeContext, type ShapeRule, MAX_PROPAGATED_ELEMENTS, shapeError, smallTensorInts } from './shape-rules/context.js';
 import { arithmetic, biasGelu, boolOfInput, cast, castLike, comparison, dropout, sameAsInput, where } from './shape-rules/elementwise.js';
@@ -183,16 +184,40 @@ export function inferShapes(model: Model): InferenceResult {
  * to know shapes does not add value_info to what it saves). Where inference stops early, what it reached.
  */
 export function peekTypes(model: Model, wanted: readonly Value[]): Map<Value, ValueType | undefined> {
+  const types = new Map<Value, ValueType | undefined>();
+  withDeclaredTypes(model, () => {
+    try {
+      inferShapes(model);
+    } catch {
+      // An inconsistent shape elsewhere in the graph: keep what inference reached before it.
+    }
+    for (const v of wanted) types.set(v, v.type);
+  });
+  return types;
+}
+
+/** The inconsistency inference proves in `model` (a MatMul whose inner dims differ…), or undefined; types stay as declared. */
+export function shapeConflict(model: Model): IrError | undefined {
+  return withDeclaredTypes(model, () => {
+    try {
+      inferShapes(model);
+      return undefined;
+    } catch (error) {
+      if (error instanceof IrError && error.code === 'shape-inference') return error;
+      throw error;
+    }
+  });
+}
+
+/** Runs `body`, then puts back the declared type of every node output. */
+function withDeclaredTypes<T>(model: Model, body: () => T): T {
   const outputs = model.graph.nodes.flatMap((n) => n.outputs);
   const declared = outputs.map((v) => v.type);
   try {
-    inferShapes(model);
-  } catch {
-    // An inconsistent shape elsewhere in the graph: keep what inference reached before it.
+    return body();
+  } finally {
+    outputs.forEach((v, i) => (v.type = declared[i]));
   }
-  const types = new Map(wanted.map((v) => [v, v.type]));
-  outputs.forEach((v, i) => (v.type = declared[i]));
-  return types;
 }
 
 function isIntType(type: ValueType | undefined): boolean {

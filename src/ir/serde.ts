@@ -1,15 +1,16 @@
 /**
  * The one module that knows the ONNX protobuf: decodes `.onnx` files into the IR and encodes it back.
- * External data is referenced, not read, on load (validated first: no absolute paths, nothing outside the
- * model's folder), and streamed tensor by tensor on save; saves are atomic.
+ * External data is referenced, not read, on load: each file is validated (no absolute paths, nothing outside the
+ * model's folder, a regular file) and opened once, and tensors read through that descriptor, never by path again.
+ * It is streamed tensor by tensor on save; saves are atomic.
  */
-import { closeSync, existsSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { Graph, Model, Node, Value, type Attribute, type Dim, type OpaqueGraph, type ValueType } from './core.js';
 import { DataType, byteLengthOf, dataTypeName, isKnownDataType } from './dtype.js';
 import { IrError } from './errors.js';
-import { Tensor, numelOf } from './tensor.js';
+import { ExternalFile, Tensor, numelOf } from './tensor.js';
 import { commitFilesAtomically } from './atomic-file.js';
 
 const { onnx } = onnxProto;
@@ -48,6 +49,9 @@ export interface DecodeOptions {
 /** Decodes ONNX bytes into a Model. */
 export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Model {
   const fileName = options.fileName;
+  if (nestsTooDeep(bytes)) {
+    throw new IrError('malformed-model', `messages nest more than ${MAX_MESSAGE_DEPTH} deep (subgraphs in subgraphs), which ONNX Runtime's protobuf parser refuses`, fileName);
+  }
   let proto: onnxProto.onnx.ModelProto;
   try {
     proto = onnx.ModelProto.decode(bytes);
@@ -58,10 +62,11 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
     throw new IrError('malformed-model', `not an ONNX model: missing ${ONNX_MAGIC_FIELDS}`, fileName);
   }
   const irVersion = toNumber(proto.irVersion);
+  if (irVersion < 1) throw new IrError('malformed-model', `IR version ${irVersion} is invalid (IR versions start at 1)`, fileName);
   if (irVersion > MAX_IR_VERSION) {
     throw new IrError('unsupported-version', `IR version ${irVersion} is newer than the supported ${MAX_IR_VERSION}`, fileName);
   }
-  const context: DecodeContext = { baseDir: options.baseDir, fileName, realBaseDir: undefined };
+  const context: DecodeContext = { baseDir: options.baseDir, fileName, realBaseDir: undefined, externalFiles: new Map() };
   const graph = decodeGraph(proto.graph, context);
   const model = new Model(graph);
   model.irVersion = irVersion;
@@ -84,10 +89,79 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
   return model;
 }
 
+/** protobuf's default recursion limit, which ONNX Runtime parses models with: messages nested deeper are refused. */
+export const MAX_MESSAGE_DEPTH = 100;
+
+/** The message-typed fields of each ONNX message (field number → message), for nestsTooDeep. */
+const MESSAGE_FIELDS: Record<string, Record<number, string>> = {
+  Model: { 7: 'Graph', 8: 'Leaf', 14: 'Leaf', 20: 'TrainingInfo', 25: 'Function' },
+  TrainingInfo: { 1: 'Graph', 2: 'Graph', 3: 'Leaf', 4: 'Leaf' },
+  Function: { 7: 'Node', 9: 'Leaf' },
+  Graph: { 1: 'Node', 5: 'Tensor', 11: 'ValueInfo', 12: 'ValueInfo', 13: 'ValueInfo', 14: 'Annotation', 15: 'SparseTensor' },
+  Node: { 5: 'Attribute' },
+  Attribute: { 5: 'Tensor', 6: 'Graph', 10: 'Tensor', 11: 'Graph', 14: 'Type', 15: 'Type', 22: 'SparseTensor', 23: 'SparseTensor' },
+  ValueInfo: { 2: 'Type' },
+  Annotation: { 2: 'Leaf' },
+  Tensor: { 3: 'Leaf', 13: 'Leaf' },
+  SparseTensor: { 1: 'Tensor', 2: 'Tensor' },
+  Type: { 1: 'TensorType', 4: 'ElemType', 5: 'MapType', 8: 'TensorType', 9: 'ElemType' },
+  TensorType: { 2: 'Shape' },
+  ElemType: { 1: 'Type' },
+  MapType: { 2: 'Type' },
+  Shape: { 1: 'Leaf' },
+  Leaf: {},
+};
+
+/**
+ * Whether messages nest more than MAX_MESSAGE_DEPTH below the ModelProto, found without recursion (protobufjs decodes
+ * recursively: a 10 000-deep If-in-If model would overflow the stack). False at malformed bytes: decode reports those.
+ */
+function nestsTooDeep(bytes: Uint8Array): boolean {
+  const stack: { type: string; end: number }[] = [{ type: 'Model', end: bytes.byteLength }];
+  let position = 0;
+  const varint = (): number | undefined => {
+    let value = 0;
+    for (let shift = 0; shift < 64; shift += 7) {
+      if (position >= bytes.byteLength) return undefined;
+      const byte = bytes[position++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return value;
+    }
+    return undefined;
+  };
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (position >= top.end) {
+      stack.pop();
+      continue;
+    }
+    const tag = varint();
+    if (tag === undefined) return false;
+    const wire = tag % 8;
+    if (wire === 0) {
+      if (varint() === undefined) return false;
+    } else if (wire === 1 || wire === 5) {
+      position += wire === 1 ? 8 : 4;
+    } else if (wire === 2) {
+      const length = varint();
+      if (length === undefined || position + length > top.end) return false;
+      const type = MESSAGE_FIELDS[top.type]![Math.floor(tag / 8)];
+      if (type === undefined) position += length;
+      else {
+        stack.push({ type, end: position + length });
+        if (stack.length - 1 > MAX_MESSAGE_DEPTH) return true;
+      }
+    } else return false; // groups (wire types 3, 4) are not ONNX: decode reports them
+  }
+  return false;
+}
+
 interface DecodeContext {
   baseDir: string | undefined;
   realBaseDir: string | undefined;
   fileName: string | undefined;
+  /** External data files opened so far, by resolved path. */
+  externalFiles: Map<string, ExternalFile>;
 }
 
 function decodeGraph(proto: onnxProto.onnx.IGraphProto, context: DecodeContext): Graph {
@@ -175,8 +249,10 @@ function decodeValueType(type: onnxProto.onnx.ITypeProto | null | undefined): Va
   if (tensorType.shape) {
     valueType.shape = (tensorType.shape.dim ?? []).map((d): Dim => {
       if (d.dimParam) return d.dimParam;
-      if (d.dimValue !== null && d.dimValue !== undefined) return toNumber(d.dimValue);
-      return null;
+      if (d.dimValue === null || d.dimValue === undefined) return null;
+      // ONNX Runtime runs a declared negative dim as an unknown one (it accepts any size there): so does the IR.
+      const value = toNumber(d.dimValue);
+      return value >= 0 ? value : null;
     });
   }
   return valueType;
@@ -239,18 +315,13 @@ function decodeTensor(proto: onnxProto.onnx.ITensorProto, context: DecodeContext
   const where = `tensor '${name}' (${dataTypeName(dataType)}[${dims.join('x')}])`;
 
   if (proto.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-    const entries = new Map((proto.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
-    const location = entries.get('location');
-    if (!location) throw new IrError('malformed-model', `${where} has external data without a location`, context.fileName);
-    const file = resolveExternalPath(location, context, where);
-    const size = statSync(file).size;
-    const offset = entries.has('offset') ? Number(entries.get('offset')) : 0;
-    const length = entries.has('length') ? Number(entries.get('length')) : size - offset;
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-      throw new IrError('external-data-range', `${where}: bytes ${offset}..${offset + length} lie outside '${location}' (${size} bytes)`, context.fileName);
+    const { location, offset, length } = parseExternalData(proto.externalData ?? [], expected, (message) => new IrError('malformed-model', `${where}: ${message}`, context.fileName));
+    const source = openExternalData(location, context, where);
+    if (offset < 0n || offset + length > BigInt(source.size)) {
+      throw new IrError('external-data-range', `${where}: bytes ${offset}..${offset + length} lie outside '${location}' (${source.size} bytes)`, context.fileName);
     }
-    if (length !== expected) throw new IrError('malformed-model', `${where} needs ${expected} bytes, external data has ${length}`, context.fileName);
-    return new Tensor(dataType, dims, { kind: 'external', file, offset, length, location });
+    if (length !== BigInt(expected)) throw new IrError('malformed-model', `${where} needs ${expected} bytes, external data has ${length}`, context.fileName);
+    return new Tensor(dataType, dims, { kind: 'external', file: source.path, source, offset: Number(offset), length: expected, location });
   }
 
   let bytes: Uint8Array;
@@ -300,22 +371,81 @@ function typedFieldBytes(proto: onnxProto.onnx.ITensorProto, dtype: DataType, co
   }
 }
 
-/** Resolves an external-data location; refuses absolute paths and anything that escapes the model's folder. */
-function resolveExternalPath(location: string, context: DecodeContext, where: string): string {
+const INT64_MAX = (1n << 63n) - 1n;
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/**
+ * The external_data entries of a tensor, read as ONNX Runtime 1.30 reads them: `location` (non-empty, at most once),
+ * `offset` (a decimal int64: digits with an optional '-', no sign '+', spaces or other bases), `length` (decimal
+ * uint64; when absent, the bytes the tensor needs), `checksum` and `prepacked*` (ignored); a repeated offset, length or
+ * checksum keeps its last value; any other key, or an empty value, is refused.
+ */
+function parseExternalData(entries: onnxProto.onnx.IStringStringEntryProto[], expected: number, fail: (message: string) => IrError): { location: string; offset: bigint; length: bigint } {
+  let location: string | undefined;
+  let offset = 0n;
+  let length: bigint | undefined;
+  const decimal = (key: string, value: string, pattern: RegExp, max: bigint): bigint => {
+    const parsed = pattern.test(value) ? BigInt(value) : undefined;
+    if (parsed === undefined || parsed > max || parsed < -INT64_MAX - 1n) throw fail(`external data ${key} '${value}' is not a decimal integer`);
+    return parsed;
+  };
+  for (const entry of entries) {
+    const key = entry.key ?? '';
+    const value = entry.value ?? '';
+    if (key.startsWith('prepacked')) continue;
+    if (value === '' && ['location', 'offset', 'length', 'checksum'].includes(key)) throw fail(`external data key '${key}' has an empty value`);
+    if (key === 'location') {
+      if (location !== undefined) throw fail(`external data names 'location' twice`);
+      location = value;
+    } else if (key === 'offset') offset = decimal(key, value, /^-?[0-9]+$/, INT64_MAX);
+    else if (key === 'length') length = decimal(key, value, /^[0-9]+$/, UINT64_MAX);
+    else if (key !== 'checksum') throw fail(`external data has unknown key '${key}'`);
+  }
+  if (location === undefined) throw fail('external data without a location');
+  return { location, offset, length: length ?? BigInt(expected) };
+}
+
+/**
+ * Opens an external-data file once per model (later tensors of the same file share the descriptor). Refuses absolute
+ * paths and anything outside the model's folder: the last component is opened without following a symlink, and the
+ * opened file must be the regular file found at its real path inside the folder (so no swap between check and open).
+ */
+function openExternalData(location: string, context: DecodeContext, where: string): ExternalFile {
   if (!context.baseDir) throw new IrError('external-data-missing', `${where} uses external data, but the model was not loaded from a file`, context.fileName);
-  const escape = () =>
-    new IrError('external-data-escape', `${where}: external data path '${location}' escapes the model's folder; refusing to read it`, context.fileName);
+  const escape = (why = 'escapes the model\'s folder') =>
+    new IrError('external-data-escape', `${where}: external data path '${location}' ${why}; refusing to read it`, context.fileName);
   if (isAbsolute(location) || /^[a-zA-Z]:/.test(location) || location.startsWith('\\') || location.includes('\0')) throw escape();
   const base = resolve(context.baseDir);
   const file = resolve(base, location);
   const rel = relative(base, file);
   if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw escape();
-  if (!existsSync(file)) throw new IrError('external-data-missing', `${where}: external data file '${location}' does not exist`, context.fileName);
-  // A symlink inside the folder may still point outside it.
-  context.realBaseDir ??= realpathSync(base);
-  const real = realpathSync(file);
-  if (!real.startsWith(context.realBaseDir + sep)) throw escape();
-  return file;
+  const open = context.externalFiles.get(file);
+  if (open) return open;
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO named as data must not hang the open (it is then refused as not a regular file).
+    fd = openSync(file, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new IrError('external-data-missing', `${where}: external data file '${location}' does not exist`, context.fileName);
+    if (code === 'ELOOP') throw escape('is a symbolic link');
+    throw new IrError('external-data-missing', `${where}: cannot open external data file '${location}' (${code ?? (error as Error).message})`, context.fileName);
+  }
+  try {
+    const opened = fstatSync(fd);
+    if (!opened.isFile()) throw new IrError('external-data-missing', `${where}: external data '${location}' is not a regular file`, context.fileName);
+    // A symlinked folder on the way may still lead outside; and the file at the real path must be the one opened.
+    context.realBaseDir ??= realpathSync(base);
+    const real = realpathSync(file);
+    const atReal = statSync(real);
+    if (!real.startsWith(context.realBaseDir + sep) || atReal.ino !== opened.ino || atReal.dev !== opened.dev) throw escape();
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  const source = new ExternalFile(file, fd);
+  context.externalFiles.set(file, source);
+  return source;
 }
 
 function toNumber(value: IntLike): number {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { DataType, byteLengthOf, dataTypeName } from './dtype.js';
 import { IrError } from './errors.js';
@@ -9,7 +9,8 @@ import { IrError } from './errors.js';
  */
 export type TensorData =
   | { kind: 'bytes'; bytes: Uint8Array }
-  | { kind: 'external'; file: string; offset: number; length: number; location: string }
+  /** `file` is the path (for messages and sizes); the bytes are read only through `source`, opened at load. */
+  | { kind: 'external'; file: string; source: ExternalFile; offset: number; length: number; location: string }
   /** Computed when read (seeded synthetic weights, a quantized weight derived from an external one). */
   | { kind: 'lazy'; length: number; produce: () => Uint8Array };
 
@@ -82,25 +83,7 @@ export class Tensor {
       if (bytes.byteLength !== this.data.length) throw new IrError('invalid-argument', `lazy tensor produced ${bytes.byteLength} bytes, expected ${this.data.length}`);
       return bytes;
     }
-    const { file, offset, length } = this.data;
-    const out = new Uint8Array(length);
-    let fd: number;
-    try {
-      fd = openSync(file, 'r');
-    } catch (error) {
-      throw new IrError('external-data-missing', `cannot open external data: ${(error as Error).message}`, file);
-    }
-    try {
-      let done = 0;
-      while (done < length) {
-        const n = readSync(fd, out, done, length - done, offset + done);
-        if (n === 0) throw new IrError('external-data-range', `external data ends before offset ${offset + length}`, file);
-        done += n;
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return out;
+    return this.data.source.read(this.data.offset, this.data.length);
   }
 
   /** The values as float32 (converting from f16, f64 and integer types). */
@@ -173,6 +156,57 @@ export class Tensor {
       if (v > max) max = v;
     }
     return `${shape} sha1:${sha} min:${formatNumber(min)} max:${formatNumber(max)}`;
+  }
+}
+
+/** Closes a descriptor once nothing refers to its ExternalFile any more (the process closes the rest at exit). */
+const descriptors = new FinalizationRegistry<number>((fd) => {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing to release
+  }
+});
+
+/**
+ * An external data file opened once, after its path was validated: every read goes through this descriptor,
+ * so replacing the path later (a symlink swapped in mid-compile) cannot change what is read. Shared by every
+ * tensor of the file and by clones of the model; the descriptor closes when the last of them is dropped.
+ */
+export class ExternalFile {
+  /** Size in bytes when opened. */
+  readonly size: number;
+
+  /** Takes ownership of `fd`, an open regular file; `path` names it in messages. */
+  constructor(
+    readonly path: string,
+    private readonly fd: number,
+  ) {
+    this.size = fstatSync(fd).size;
+    descriptors.register(this, fd);
+  }
+
+  /** Reads `length` bytes at `offset`; a file that shrank since it was opened is an error, never short data. */
+  read(offset: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd, out, done, length - done, offset + done);
+      if (n === 0) throw new IrError('external-data-range', `external data ends before offset ${offset + length}`, this.path);
+      done += n;
+    }
+    return out;
+  }
+}
+
+/**
+ * Throws `IrError('non-finite')` naming `tensorName` and the first NaN or ±Inf in `values`. Call it where weights are
+ * read for quantization (a scale computed from a NaN is NaN; from an Inf, Inf), before any work is done with them.
+ */
+export function assertFinite(tensorName: string, values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) throw new IrError('non-finite', `tensor '${tensorName}' holds ${v} at element ${i}; weights must be finite`);
   }
 }
 

@@ -1,12 +1,15 @@
 /**
- * IR verifier: structural invariants (SSA, topological order, exact use-lists), op schemas and opsets, and the
+ * IR verifier: structural invariants (SSA, topological order, exact use-lists), op schemas and opsets, finite
+ * in-memory weights, the shape conflicts inference proves (what ONNX Runtime refuses at load), and the
  * quantization layouts ONNX Runtime checks late or not at all (blocked DQ scale shapes, extra inputs, MatMulNBits).
  */
 import type { Dim, Graph, Model, Node, Value } from './core.js';
 import { DataType, dataTypeName } from './dtype.js';
 import { IrError } from './errors.js';
-import { MS_DOMAIN, Op, isOp, opSchema } from './ops.js';
+import { shapeConflict } from './infer-shapes.js';
+import { MS_DOMAIN, Op, type OpType, isOp, opSchema } from './ops.js';
 import { MAX_ONNX_OPSET } from './serde.js';
+import { assertFinite } from './tensor.js';
 
 /** ONNX Runtime implements its contrib ops at com.microsoft version 1 only. */
 const MAX_MS_OPSET = 1;
@@ -23,6 +26,12 @@ export function verifyModel(model: Model): VerifyIssue[] {
   const issues: VerifyIssue[] = [];
   checkOpsets(model, issues);
   checkGraph(model, model.graph, issues);
+  checkWeightsFinite(model.graph, issues);
+  if (issues.length === 0) {
+    // Inference needs a well-formed graph; on one, what it proves wrong ONNX Runtime refuses to load.
+    const conflict = shapeConflict(model);
+    if (conflict) issues.push({ code: 'shape-inference', message: conflict.message });
+  }
   return issues;
 }
 
@@ -117,6 +126,38 @@ function checkInitializer(name: string, value: Value, issues: VerifyIssue[]): vo
     });
   }
 }
+
+/** The inputs of weighted ops that hold weights and biases (what quantization reads). */
+const WEIGHT_INPUTS: [OpType, number[]][] = [
+  [Op.MatMul, [0, 1]],
+  [Op.Gemm, [0, 1, 2]],
+  [Op.Conv, [1, 2]],
+  [Op.ConvTranspose, [1, 2]],
+];
+
+/**
+ * In-memory float weights must be finite: a NaN weight gives NaN scales, an Inf weight an Inf scale. Deferred
+ * (external, lazy) weights are checked as the quantizer reads them, so a big model is not read twice.
+ */
+function checkWeightsFinite(graph: Graph, issues: VerifyIssue[]): void {
+  const checked = new Set<Value>();
+  for (const node of graph.nodes) {
+    const slots = WEIGHT_INPUTS.find(([op]) => isOp(node, op))?.[1] ?? [];
+    for (const slot of slots) {
+      const tensor = node.inputs[slot]?.initializer;
+      if (!tensor || tensor.isDeferred || !FLOAT_TYPES.has(tensor.dtype) || checked.has(node.inputs[slot]!)) continue;
+      checked.add(node.inputs[slot]!);
+      try {
+        assertFinite(node.inputs[slot]!.name, tensor.toFloat32());
+      } catch (error) {
+        if (!(error instanceof IrError)) throw error;
+        issues.push({ code: 'non-finite', message: `${error.message} (input ${slot} of '${node.name}', ${node.opType})`, node: node.name });
+      }
+    }
+  }
+}
+
+const FLOAT_TYPES = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE]);
 
 function checkNode(model: Model, node: Node, issues: VerifyIssue[]): void {
   const domain = node.domain === 'ai.onnx' ? '' : node.domain;

@@ -1,6 +1,6 @@
 /** Typed host tensors and loaders for the fixtures' raw little-endian `.bin` files described by a JSON manifest. */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 
 /** Element types the runtime layer moves between files, ORT and samplers. */
 export type HostDtype = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'int8';
@@ -53,8 +53,28 @@ export function loadManifestTensors(manifestPath: string): Record<string, HostTe
     const entries = manifest[section] as Record<string, ManifestEntry> | undefined;
     for (const [key, entry] of Object.entries(entries ?? {})) {
       if (!(entry.dtype in BYTES)) throw new Error(`${manifestPath}: '${key}' has unsupported dtype ${entry.dtype}`);
-      out[key] = readRawTensor(join(dirname(manifestPath), entry.file), entry.dtype as HostDtype, entry.shape);
+      out[key] = readRawTensor(manifestFile(manifestPath, entry.file), entry.dtype as HostDtype, entry.shape);
     }
   }
   return out;
+}
+
+/**
+ * The path of a file a manifest names: relative, and inside the manifest's folder once symlinks are resolved
+ * (a manifest cannot make us read `/etc/passwd` or `../../secret`). Throws naming the manifest and the entry.
+ */
+export function manifestFile(manifestPath: string, file: string): string {
+  const folder = resolve(dirname(manifestPath));
+  const path = resolve(folder, file);
+  const rel = relative(folder, path);
+  const escape = () => new Error(`${manifestPath}: file '${file}' is outside the manifest's folder; refusing to read it`);
+  if (isAbsolute(file) || file.includes('\0') || rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw escape();
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    throw new Error(`${manifestPath}: file '${file}' does not exist`);
+  }
+  if (!real.startsWith(realpathSync(folder) + sep)) throw escape();
+  return real;
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compileCommand } from '../../src/cli/commands/compile.js';
+import { main } from '../../src/cli/main.js';
 import { inspectCommand } from '../../src/cli/commands/inspect.js';
 import type { CliIO } from '../../src/cli/command.js';
 import { DataType } from '../../src/ir/dtype.js';
@@ -131,6 +132,22 @@ const CORPUS: { file: string; code: IrErrorCode; message: string }[] = [
   { file: 'escape-absolute.onnx', code: 'external-data-escape', message: "external data path '/etc/passwd' escapes the model's folder" },
   { file: 'missing-external.onnx', code: 'external-data-missing', message: "external data file 'missing.bin' does not exist" },
   { file: 'range-beyond-end.onnx', code: 'external-data-range', message: "bytes 0..64 lie outside 'short.bin' (16 bytes)" },
+  { file: 'ir-version-negative.onnx', code: 'malformed-model', message: 'IR version -1 is invalid (IR versions start at 1)' },
+  { file: 'offset-hex.onnx', code: 'malformed-model', message: "tensor 'W' (f32[4x4]): external data offset '0x0' is not a decimal integer" },
+  { file: 'offset-exponent.onnx', code: 'malformed-model', message: "tensor 'W' (f32[4x4]): external data offset '6.4e1' is not a decimal integer" },
+  { file: 'offset-empty.onnx', code: 'malformed-model', message: "tensor 'W' (f32[4x4]): external data key 'offset' has an empty value" },
+  { file: 'duplicate-location.onnx', code: 'malformed-model', message: "tensor 'W' (f32[4x4]): external data names 'location' twice" },
+  { file: 'unknown-external-key.onnx', code: 'malformed-model', message: "tensor 'W' (f32[4x4]): external data has unknown key 'whence'" },
+  { file: 'directory-external.onnx', code: 'external-data-missing', message: "tensor 'W' (f32[4x4]): external data 'a-directory' is not a regular file" },
+  { file: 'nested-if-10000.onnx', code: 'malformed-model', message: "messages nest more than 100 deep (subgraphs in subgraphs), which ONNX Runtime's protobuf parser refuses" },
+];
+
+/** Files that load (ONNX Runtime may run them or not) but that the verifier, and so compile, must refuse. */
+const VERIFY_CORPUS: { file: string; code: string; message: string }[] = [
+  { file: 'unknown-op.onnx', code: 'unknown-op', message: "node 'frob' has op 'Frobnicate' unknown in domain 'com.example'" },
+  { file: 'matmul-mismatch.onnx', code: 'shape-inference', message: "node 'mm' (MatMul): inner dims differ: [1,4] · [0,4]" },
+  { file: 'nan-weight.onnx', code: 'non-finite', message: "tensor 'W' holds NaN at element 5; weights must be finite (input 1 of 'mm', MatMul)" },
+  { file: 'inf-weight.onnx', code: 'non-finite', message: "tensor 'W' holds Infinity at element 5; weights must be finite (input 1 of 'mm', MatMul)" },
 ];
 
 /** Runs a command with captured streams. */
@@ -144,7 +161,48 @@ async function run(command: { run(argv: string[], io: CliIO): Promise<number> },
 describe('bad-model corpus', () => {
   it('covers every .onnx file in the folder', () => {
     const files = readdirSync(BAD).filter((f) => f.endsWith('.onnx')).sort();
-    expect(files).toEqual([...CORPUS.map((c) => c.file), 'unknown-op.onnx'].sort());
+    expect(files).toEqual([...CORPUS, ...VERIFY_CORPUS].map((c) => c.file).sort());
+  });
+
+  it.each(VERIFY_CORPUS)('$file: loads, and the verifier reports exactly $code', ({ file, code, message }) => {
+    const issues = verifyModel(loadModelSync(join(BAD, file)));
+    expect(issues.map((issue) => [issue.code, issue.message])).toEqual([[code, message]]);
+  });
+
+  it.each(VERIFY_CORPUS)('$file: compile refuses it before any work and writes no output', async ({ file, message }) => {
+    const folder = mkdtempSync(join(scratch, 'compile-'));
+    const result = await run(compileCommand, [join(BAD, file), '--passes', 'cleanup', '-o', join(folder, 'out.onnx')]).catch((error: Error) => ({ code: 1, stdout: '', stderr: error.message }));
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(message);
+    expect(readdirSync(folder)).toEqual([]);
+  });
+
+  it('matmul-mismatch.onnx, nan-weight.onnx: ONNX Runtime refuses the first, and runs the second to all-NaN outputs', async () => {
+    await expect(ort.InferenceSession.create(join(BAD, 'matmul-mismatch.onnx'))).rejects.toThrow(/Incompatible dimensions for matrix multiplication/);
+    const session = await ort.InferenceSession.create(join(BAD, 'nan-weight.onnx'));
+    try {
+      const { y } = await session.run({ x: new ort.Tensor('float32', new Float32Array(4).fill(1), [1, 4]) });
+      expect(Array.from(y!.data as Float32Array).map(Number.isNaN)).toEqual([false, true, false, false]);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('ir-version-negative.onnx: ONNX Runtime 1.30 loads it, yet no ONNX IR version is below 1 (refused here)', async () => {
+    const session = await ort.InferenceSession.create(join(BAD, 'ir-version-negative.onnx'));
+    await session.release();
+  });
+
+  it('nested-if-10000.onnx: ONNX Runtime refuses it too (protobuf parsing)', async () => {
+    await expect(ort.InferenceSession.create(join(BAD, 'nested-if-10000.onnx'))).rejects.toThrow(/Protobuf parsing failed/);
+  });
+
+  it('manifest-escape: diff --inputs refuses a manifest naming a file outside its folder', async () => {
+    const model = 'test/fixtures/digits-classifier/classifier.onnx';
+    let stderr = '';
+    const code = await main(['diff', model, model, '--inputs', join(BAD, 'manifest-escape')], { stdout: () => undefined, stderr: (s) => void (stderr += s), cwd: process.cwd() });
+    expect(code).toBe(1);
+    expect(stderr).toBe(`qcompile: error: ${join(process.cwd(), BAD, 'manifest-escape', 'reference_manifest.json')}: file '../short.bin' is outside the manifest's folder; refusing to read it\n`);
   });
 
   it.each(CORPUS)('$file: load fails with $code', ({ file, code, message }) => {

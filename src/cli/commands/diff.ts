@@ -11,6 +11,7 @@ import { Op, isOp } from '../../ir/ops.js';
 import { loadModelSync } from '../../ir/serde.js';
 import type { HostTensor, TensorMap } from '../../ir/executor.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { manifestFile } from '../../runtime/host-tensor.js';
 import { maxAbsError, sqnrDb } from '../../runtime/metrics.js';
 import type { CliIO, Command } from '../command.js';
 
@@ -121,12 +122,13 @@ function table(source: string, comparisons: Comparison[]): string {
 
 /** Reads inputs named in `dir/reference_manifest.json` ({inputs: {name: {file, dtype, shape}}}). */
 function manifestInputs(dir: string): TensorMap {
-  const manifest = JSON.parse(readFileSync(join(dir, 'reference_manifest.json'), 'utf8')) as {
+  const manifestPath = join(dir, 'reference_manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
     inputs: Record<string, { file: string; dtype: string; shape: number[] }>;
   };
   const feeds: TensorMap = {};
   for (const [name, entry] of Object.entries(manifest.inputs)) {
-    const raw = readFileSync(join(dir, entry.file));
+    const raw = readFileSync(manifestFile(manifestPath, entry.file));
     const buffer = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
     const make: Record<string, () => HostTensor['data']> = {
       float32: () => new Float32Array(buffer),

@@ -2,7 +2,6 @@
  * `qcompile inspect MODEL [--json]`: what a model is (opsets, I/O, op histogram, parameters by dtype,
  * external data) and the weighted layers layer discovery finds in it. Reads no external weight bytes.
  */
-import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Dim, Model, ValueType } from '../../ir/core.js';
 import { dataTypeName } from '../../ir/dtype.js';
@@ -48,7 +47,7 @@ export function inspectModel(model: Model, file: string): InspectReport {
     histogram.set(key, (histogram.get(key) ?? 0) + 1);
   }
   const byDtype = new Map<string, { count: number; bytes: number }>();
-  const external = new Map<string, { file: string; tensors: number; bytes: number }>();
+  const external = new Map<string, { fileBytes: number; tensors: number; bytes: number }>();
   let total = 0;
   let bytes = 0;
   for (const value of model.graph.initializers.values()) {
@@ -60,7 +59,7 @@ export function inspectModel(model: Model, file: string): InspectReport {
     total += tensor.size;
     bytes += tensor.byteLength;
     if (tensor.data.kind === 'external') {
-      const ext = external.get(tensor.data.location) ?? { file: tensor.data.file, tensors: 0, bytes: 0 };
+      const ext = external.get(tensor.data.location) ?? { fileBytes: tensor.data.source.size, tensors: 0, bytes: 0 };
       ext.tensors++;
       ext.bytes += tensor.byteLength;
       external.set(tensor.data.location, ext);
@@ -82,7 +81,7 @@ export function inspectModel(model: Model, file: string): InspectReport {
     },
     externalData: [...external.entries()]
       .sort(([a], [b]) => compare(a, b))
-      .map(([location, e]) => ({ file: location, tensors: e.tensors, bytes: e.bytes, fileBytes: statSync(e.file).size })),
+      .map(([location, e]) => ({ file: location, tensors: e.tensors, bytes: e.bytes, fileBytes: e.fileBytes })),
     layers: discoverLayers(model).map((l) => ({
       index: l.index,
       name: l.name,
