@@ -19,6 +19,7 @@ import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/p
 import type { QuantPlan } from '../../quant/plan.js';
 import { passRegistry } from '../../passes/registry.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
 import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
@@ -207,6 +208,11 @@ export const compileCommand: Command = {
       }
     }
     assertValid(model);
+    const smoke = await smokeRun(model, modelPath);
+    if (smoke instanceof SmokeRunError) {
+      io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
+      return 1;
+    }
     mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
     // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
