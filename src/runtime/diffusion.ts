@@ -151,8 +151,9 @@ export function scheduleFromSidecar(sidecar: Sidecar, recipe?: { prediction: Pre
   return makeSchedule(sidecar.beta_schedule, sidecar.T, sidecar.beta_start, sidecar.beta_end, sidecar.prediction_type);
 }
 
-/** DDIM timesteps, high to low: (S−1−i)·⌊T/S⌋. */
+/** DDIM timesteps, high to low: (S−1−i)·⌊T/S⌋; S must be an integer in [1, T] (more steps than T would all be t = 0). */
 export function ddimTimesteps(T: number, steps: number): number[] {
+  if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new ScheduleError(`DDIM steps must be an integer in [1, T = ${T}], got ${steps}`);
   const stride = Math.floor(T / steps);
   return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * stride);
 }

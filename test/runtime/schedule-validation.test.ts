@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CliIO } from '../../src/cli/command.js';
 import { main } from '../../src/cli/main.js';
-import { MAX_TIMESTEPS, ScheduleError, makeSchedule, parseSidecar, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { MAX_TIMESTEPS, ScheduleError, ddimTimesteps, makeSchedule, parseSidecar, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 
 const FIXTURE = 'test/fixtures/dit-digits';
 const GOOD = JSON.parse(readFileSync(`${FIXTURE}/schedule.json`, 'utf8')) as Record<string, unknown>;
@@ -80,6 +80,11 @@ describe('parseSidecar: the bad-sidecar corpus', () => {
     expect(() => makeSchedule('linear', MAX_TIMESTEPS + 1)).toThrow(ScheduleError);
     expect(() => makeSchedule('scaled-linear', 1000, 1e-4, 1.2)).toThrow(/beta_end must be a number in \(0, 1\), got 1\.2/);
     expect(() => makeSchedule('sigmoid' as never, 1000)).toThrow(/unknown beta schedule 'sigmoid'/);
+  });
+
+  it('DDIM steps beyond T (which all ran at t = 0) are refused', () => {
+    expect(ddimTimesteps(1000, 1000)).toHaveLength(1000);
+    expect(() => ddimTimesteps(1000, 1001)).toThrow(/DDIM steps must be an integer in \[1, T = 1000\], got 1001/);
   });
 
   it("a recipe's prediction that the sidecar contradicts is an error, either way round", () => {
