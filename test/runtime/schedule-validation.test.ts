@@ -140,4 +140,12 @@ describe('the commands refuse a bad sidecar the same way, before sampling anythi
     expect(io.err.join('')).toMatch(/says 'prediction v' but the model's schedule\.json says prediction_type 'epsilon'/);
     expect(existsSync(out)).toBe(false);
   });
+
+  it("eval --recipe: the same recipe's `prediction v` against the epsilon sidecar is an error before sampling", async () => {
+    const io = capture();
+    const report = join(dir, 'report-v');
+    expect(await main(['eval', '--fp', `${FIXTURE}/model.onnx`, '--quant', `${FIXTURE}/model.onnx`, '--recipe', join(dir, 'v.qrecipe'), '--samples', '2', '-o', report], io)).toBe(1);
+    expect(io.err.join('')).toMatch(/says 'prediction v' but the model's schedule\.json says prediction_type 'epsilon'/);
+    expect(existsSync(report)).toBe(false);
+  });
 });
