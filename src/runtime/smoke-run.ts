@@ -17,7 +17,7 @@ import { OrtExecutor } from './ir-executor.js';
 /** Why a compiled model failed its smoke run: ORT refused to load or run it, or an output is wrong. */
 export class SmokeRunError extends Error {
   constructor(
-    readonly reason: 'load' | 'run' | 'reference' | 'shape' | 'non-finite',
+    readonly reason: 'load' | 'run' | 'shape' | 'non-finite',
     message: string,
     /** The output concerned, for `shape` and `non-finite`. */
     readonly output?: string,
@@ -27,70 +27,79 @@ export class SmokeRunError extends Error {
   }
 }
 
-/** What a passed smoke run measured. */
+/** What a passed smoke run did. */
 export interface SmokeRunResult {
-  /** The feeds' shapes (symbolic dims run as 1). */
-  inputs: Record<string, number[]>;
+  /** The feeds' shapes (symbolic dims run as 1); absent when only the load was checked. */
+  inputs?: Record<string, number[]>;
+  /** Why the model was only loaded, not run: no feed could be built, or the FP model itself refuses the guessed one. */
+  loadOnly?: string;
   milliseconds: number;
 }
 
 /**
- * Runs `model` (compiled) and the FP model at `referencePath` once on the same seeded input; returns the
- * failure as a SmokeRunError (never throws one). Float inputs are standard normal, integer inputs 0 (a valid
- * class index and timestep), symbolic dims 1.
+ * Loads `model` (compiled) in ONNX Runtime and runs it and the FP model at `referencePath` once on the same
+ * seeded input; returns a failure as a SmokeRunError (never throws one). Float inputs are standard normal,
+ * integer inputs 0 (a valid class index and timestep), symbolic dims 1. When that input is not one the FP
+ * model accepts (a symbolic dim that must be larger, an input of unknown rank), the guess is at fault, not the
+ * compile: the compiled model is then only loaded, and the result says why.
  */
 export async function smokeRun(model: Model, referencePath: string): Promise<SmokeRunResult | SmokeRunError> {
   const started = performance.now();
-  const feeds = smokeFeeds(model);
-  if (feeds instanceof SmokeRunError) return feeds;
   const outputs = model.graph.outputs.map((v) => v.name);
-
+  const built = smokeFeeds(model);
+  // The feeds to run, unless no feed could be built or the FP model refuses it (then `loadOnly` says why).
+  let feeds = typeof built === 'string' ? undefined : built;
+  let loadOnly = typeof built === 'string' ? built : undefined;
   const reference: TensorMap = {};
-  try {
-    const session = await ort.InferenceSession.create(referencePath);
+  if (feeds) {
     try {
-      const results = await session.run(Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data as never, t.dims)])), outputs);
-      for (const name of outputs) reference[name] = { dtype: results[name]!.type as never, dims: [...results[name]!.dims], data: results[name]!.data as never };
-    } finally {
-      await session.release();
+      const session = await ort.InferenceSession.create(referencePath);
+      try {
+        const results = await session.run(Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data as never, t.dims)])), outputs);
+        for (const name of outputs) reference[name] = { dtype: results[name]!.type as never, dims: [...results[name]!.dims], data: results[name]!.data as never };
+      } finally {
+        await session.release();
+      }
+    } catch (error) {
+      feeds = undefined;
+      loadOnly = `the FP model does not run on the smoke input (${firstLine(error)})`;
     }
-  } catch (error) {
-    return new SmokeRunError('reference', `the FP model ${referencePath} does not run on the smoke input: ${firstLine(error)}`);
   }
 
-  let compiled: TensorMap;
   let prepared;
   try {
     prepared = await new OrtExecutor().prepare(model, outputs);
   } catch (error) {
     return new SmokeRunError('load', `ONNX Runtime refuses the compiled model: ${firstLine(error)}`);
   }
+  let compiled: TensorMap | undefined;
   try {
-    compiled = await prepared.run(feeds);
+    if (feeds) compiled = await prepared.run(feeds);
   } catch (error) {
     return new SmokeRunError('run', `ONNX Runtime cannot run the compiled model: ${firstLine(error)}`);
   } finally {
     await prepared.release();
   }
+  if (!feeds || !compiled) return { loadOnly: loadOnly ?? 'no feeds', milliseconds: performance.now() - started };
 
   for (const name of outputs) {
     const want = reference[name]!;
     const got = compiled[name]!;
     if (want.dims.join(',') !== got.dims.join(',')) return new SmokeRunError('shape', `output '${name}' has shape [${got.dims.join(', ')}], the FP model's has [${want.dims.join(', ')}]`, name);
     const bad = firstNewNonFinite(want, got);
-    if (bad >= 0) return new SmokeRunError('non-finite', `output '${name}' is not finite at element ${bad} (${String(elementAt(got, bad))}) where the FP model's is ${String(elementAt(want, bad))}`, name);
+    if (bad >= 0) return new SmokeRunError('non-finite', `output '${name}' is not finite at element ${bad} (${String(got.data[bad])}) where the FP model's is ${String(want.data[bad])}`, name);
   }
   return { inputs: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])), milliseconds: performance.now() - started };
 }
 
-/** One seeded feed per graph input (initializer-backed inputs excluded); an input without a known type or rank is an error. */
-function smokeFeeds(model: Model): TensorMap | SmokeRunError {
+/** One seeded feed per graph input (initializer-backed inputs excluded), or why none can be built. */
+function smokeFeeds(model: Model): TensorMap | string {
   const normal = seededNormal(0x5eed);
   const feeds: TensorMap = {};
   for (const input of model.graph.inputs) {
     if (input.initializer) continue;
     const shape = input.type?.shape;
-    if (!input.type || !shape) return new SmokeRunError('run', `graph input '${input.name}' has no known type and rank, so the compiled model cannot be smoke-run`);
+    if (!input.type || !shape) return `graph input '${input.name}' has no known type and rank`;
     const dims = shape.map((d) => (typeof d === 'number' ? d : 1));
     const count = dims.reduce((a, b) => a * b, 1);
     const elemType = input.type.elemType;
@@ -98,7 +107,7 @@ function smokeFeeds(model: Model): TensorMap | SmokeRunError {
     else if (elemType === DataType.INT64) feeds[input.name] = { dtype: 'int64', dims, data: new BigInt64Array(count) };
     else if (elemType === DataType.INT32) feeds[input.name] = { dtype: 'int32', dims, data: new Int32Array(count) };
     else if (elemType === DataType.BOOL) feeds[input.name] = { dtype: 'bool', dims, data: new Uint8Array(count) };
-    else return new SmokeRunError('run', `graph input '${input.name}' is ${DataType[elemType]}: the smoke run feeds float32, int64, int32 and bool inputs`);
+    else return `graph input '${input.name}' is ${DataType[elemType]} (the smoke run feeds float32, int64, int32 and bool)`;
   }
   return feeds;
 }
@@ -111,14 +120,10 @@ function firstNewNonFinite(reference: TensorMap[string], compiled: TensorMap[str
 }
 
 function isFiniteAt(tensor: TensorMap[string], i: number): boolean {
-  // float16 comes back as raw bits: all-ones exponent is Inf or NaN.
+  // float16 comes back as raw bits: an all-ones exponent is Inf or NaN.
   if (tensor.dtype === 'float16') return ((tensor.data[i] as number) & 0x7c00) !== 0x7c00;
   if (tensor.dtype === 'float32') return Number.isFinite(tensor.data[i] as number);
   return true;
-}
-
-function elementAt(tensor: TensorMap[string], i: number): number | bigint {
-  return tensor.data[i]!;
 }
 
 function firstLine(error: unknown): string {

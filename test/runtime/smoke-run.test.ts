@@ -47,4 +47,14 @@ describe('smokeRun', () => {
     expect(['load', 'run']).toContain((result as SmokeRunError).reason);
     expect((result as SmokeRunError).message).toMatch(/^ONNX Runtime (refuses|cannot run) the compiled model: .+/);
   }, 60_000);
+
+  it('an input the smoke run cannot build (unknown rank) checks the load only, and says why', async () => {
+    const model = loadModelSync(MODEL);
+    const x = model.graph.inputs.find((v) => v.name === 'x')!;
+    x.type = { elemType: x.type!.elemType };
+    const result = await smokeRun(model, MODEL);
+    if (result instanceof SmokeRunError) throw result;
+    expect(result.inputs).toBeUndefined();
+    expect(result.loadOnly).toBe("graph input 'x' has no known type and rank");
+  }, 60_000);
 });

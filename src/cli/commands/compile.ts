@@ -213,6 +213,7 @@ export const compileCommand: Command = {
       io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
     }
+    if (smoke.loadOnly) io.stderr(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
     mkdirSync(dirname(outputPath), { recursive: true });
     const saveStarted = performance.now();
     // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
