@@ -107,10 +107,10 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
   }
 }
 
-/** The recipe's diffusion schedule: its own, or the `schedule.json` sidecar next to the model. */
+/** The recipe's diffusion schedule: its own, or the `schedule.json` sidecar next to the model (whose prediction type must match the recipe's). */
 function recipeSchedule(recipe: Recipe, modelPath: string): Schedule {
   const d = recipe.diffusion;
-  if (d.schedule.kind === 'sidecar') return scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json')));
+  if (d.schedule.kind === 'sidecar') return scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json')), { prediction: d.prediction });
   if (d.schedule.kind === 'cosine') return makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction);
   return makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
 }

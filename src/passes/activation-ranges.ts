@@ -2,7 +2,10 @@
  * Activation observers and range choice: streaming min/max (optionally EMA across batches), per-channel
  * min/max, a bounded reservoir sample of values for percentile and L_p searches — one observer per timestep
  * group — and the scale / zero point a range method gives at a bit width. Memory per observer is fixed.
+ * A NaN or ±Inf observed (or a scale that comes out non-finite) is a NonFiniteError naming the tensor: a NaN
+ * would otherwise slip past every min/max comparison and leave a range that looks fine.
  */
+import { assertFinite } from '../ir/numerics.js';
 import type { RangeMethod } from '../quant/plan.js';
 
 /** Statistics of one tensor (for one timestep group): min/max per tensor and per channel, and a value sample. */
@@ -28,6 +31,8 @@ export class TensorStats {
     /** EMA momentum for min/max across batches (0: running extremes). */
     readonly ema: number,
     readonly channels = 1,
+    /** The observed tensor's name, for errors. */
+    readonly tensor = '(unnamed)',
   ) {
     this.sample = new Float32Array(sampleSize);
     this.state = seed >>> 0 || 1;
@@ -39,6 +44,8 @@ export class TensorStats {
 
   /** Observes per-channel extremes of the current batch: `lo` and `hi` hold rows of `channels` values (then call `endBatch`). */
   observeExtremes(lo: Float32Array, hi: Float32Array): void {
+    assertFinite(lo, `the calibration minima of activation '${this.tensor}' (batch ${this.batches + 1})`);
+    assertFinite(hi, `the calibration maxima of activation '${this.tensor}' (batch ${this.batches + 1})`);
     const channels = this.channels;
     const batchMin = this.batchMin;
     const batchMax = this.batchMax;
@@ -53,6 +60,7 @@ export class TensorStats {
 
   /** Offers values to the reservoir sample (a uniform sample of everything offered: Algorithm R). */
   observeValues(values: Float32Array): void {
+    assertFinite(values, `the calibration sample of activation '${this.tensor}' (batch ${this.batches + 1})`);
     const k = this.sampleSize;
     const sample = this.sample;
     let seen = this.seen;
@@ -129,8 +137,14 @@ export function paramsForRange(lo: number, hi: number, bits: number, symmetric: 
   return { scale, zeroPoint };
 }
 
-/** Chooses quantization parameters from statistics with a range method. */
+/** Chooses quantization parameters from statistics with a range method; a non-finite scale throws NonFiniteError. */
 export function chooseActivationParams(stats: TensorStats, method: RangeMethod, bits: number, symmetric: boolean): QuantParams {
+  const params = rangeParams(stats, method, bits, symmetric);
+  assertFinite([params.scale, params.zeroPoint], `the quantization scale and zero point of activation '${stats.tensor}'`);
+  return params;
+}
+
+function rangeParams(stats: TensorStats, method: RangeMethod, bits: number, symmetric: boolean): QuantParams {
   if (!Number.isFinite(stats.min)) return { scale: 1, zeroPoint: symmetric ? 0 : 0 };
   if (method.kind === 'minmax') return paramsForRange(stats.min, stats.max, bits, symmetric);
   const values = stats.values();

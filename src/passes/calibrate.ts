@@ -85,7 +85,7 @@ export const calibrate: Pass = {
           let probe = probes.get(input.name);
           if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels as boolean, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
           const i = observed.size;
-          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, options.channels ? channels : 1)) };
+          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, options.channels ? channels : 1, input.name)) };
           observed.set(key, entry);
         }
         stats.set(layer.name, entry.groups);

@@ -8,6 +8,7 @@
 import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
+import { NonFiniteError, assertFinite } from '../ir/numerics.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 
@@ -92,12 +93,18 @@ export function readWeight(layer: ScalableLayer): WeightView {
 
 /**
  * Applies per-input-channel scales `s` to a group of layers that read the same input value: their weights
- * are multiplied by s, and the input is divided by s once (folded or as one inserted Mul).
+ * are multiplied by s, and the input is divided by s once (folded or as one inserted Mul). Every s and 1/s
+ * must be a finite positive float32 and every scaled weight finite, else NonFiniteError names the layer
+ * before the graph is touched (an s of 0 from `dilate(max: 0)` made every eps NaN).
  */
 export function applyInputScales(layers: ScalableLayer[], s: Float32Array): Absorption {
   const input = sharedInput(layers);
-  for (const layer of layers) scaleWeightRows(layer, s);
   const inverse = Float32Array.from(s, (v) => 1 / v);
+  const names = layers.map((l) => `'${l.name}'`).join(', ');
+  const bad = s.findIndex((v, k) => !(v > 0 && Number.isFinite(v) && Number.isFinite(inverse[k]!)));
+  if (bad >= 0) throw new NonFiniteError(`the input-channel scaling factors of ${names} (a factor must be a finite positive float32 with a finite inverse)`, bad, s[bad]!);
+  const scaled = layers.map((layer) => scaledWeightRows(layer, s));
+  layers.forEach((layer, i) => replaceConstant(layer.weight, layer.node, Tensor.fromFloat32(layer.weight.initializer!.dims, scaled[i]!)));
   if (foldIntoModulation(input, layers, inverse)) return 'adaln-modulation';
   if (foldIntoLayerNorm(input, layers, inverse)) return 'layer-norm-affine';
   insertMul(input, layers, inverse);
@@ -113,10 +120,12 @@ export function sharedInput(layers: ScalableLayer[]): Value {
   return input;
 }
 
-function scaleWeightRows(layer: ScalableLayer, s: Float32Array): void {
+/** The layer's weight with input-channel rows multiplied by s; a product that overflows float32 throws. */
+function scaledWeightRows(layer: ScalableLayer, s: Float32Array): Float32Array {
   const view = readWeight(layer);
   for (let k = 0; k < s.length; k++) for (const i of view.indicesOf(k)) view.values[i]! *= s[k]!;
-  replaceConstant(layer.weight, layer.node, Tensor.fromFloat32(layer.weight.initializer!.dims, view.values));
+  assertFinite(view.values, `the weight '${layer.weight.name}' of '${layer.name}' scaled by its input-channel factors`);
+  return view.values;
 }
 
 /**
@@ -236,11 +245,13 @@ function scaleLinearRows(source: ChunkSource, factor: Float32Array, offset: (i: 
     const row = (source.start + i) * K;
     for (let k = 0; k < K; k++) w[row + k]! *= factor[i]!;
   }
+  assertFinite(w, `the modulation weight '${source.weight.name}' with 1/s folded in`);
   replaceConstant(source.weight, source.linear, Tensor.fromFloat32(weight.dims, w));
   const extra = Float32Array.from({ length: factor.length }, (_, i) => offset(i));
   if (source.bias) {
     const bias = Float32Array.from(source.bias.initializer!.toFloat32());
     for (let i = 0; i < factor.length; i++) bias[source.start + i] = bias[source.start + i]! * factor[i]! + extra[i]!;
+    assertFinite(bias, `the modulation bias '${source.bias.name}' with 1/s folded in`);
     replaceConstant(source.bias, source.linear, Tensor.fromFloat32(source.bias.initializer!.dims, bias));
   } else if (extra.some((v) => v !== 0)) {
     const rows = weight.dims[0]!;
@@ -257,10 +268,12 @@ function foldIntoLayerNorm(input: Value, layers: ScalableLayer[], inverse: Float
   const gamma = norm.input(1);
   if (!gamma.initializer || gamma.initializer.size !== inverse.length) return false;
   const g = Float32Array.from(gamma.initializer.toFloat32(), (v, i) => v * inverse[i]!);
+  assertFinite(g, `the LayerNormalization scale '${gamma.name}' with 1/s folded in`);
   replaceConstant(gamma, norm, Tensor.fromFloat32(gamma.initializer.dims, g));
   const beta = norm.inputs[2];
   if (beta?.initializer) {
     const b = Float32Array.from(beta.initializer.toFloat32(), (v, i) => v * inverse[i]!);
+    assertFinite(b, `the LayerNormalization bias '${beta.name}' with 1/s folded in`);
     replaceConstant(beta, norm, Tensor.fromFloat32(beta.initializer.dims, b));
   }
   return true;

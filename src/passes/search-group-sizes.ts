@@ -225,7 +225,7 @@ function quantizationErrors(layer: Layer, specs: WeightQuantSpec[]): HostTensor 
   const weight = layer.weight.initializer;
   if (!weight) throw new IrError('invalid-argument', `search-group-sizes: '${layer.name}' is already quantized`);
   const kMajor = !(layer.opType === 'Gemm' && layer.node.intAttr('transB', 0) === 1);
-  const matrix: WeightMatrix = { values: weight.toFloat32(), N, K, kMajor };
+  const matrix: WeightMatrix = { values: weight.toFloat32(), N, K, kMajor, name: layer.weight.name };
   const data = new Float32Array(specs.length * K * N);
   specs.forEach((spec, c) => {
     const settings = { bits: spec.bits, symmetric: spec.symmetric, signed: spec.signed ?? true, granularity: spec.granularity, range: spec.range };

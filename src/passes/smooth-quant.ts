@@ -5,6 +5,7 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
+import { assertFinite } from '../ir/numerics.js';
 import { discoverLayers } from '../quant/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
@@ -53,6 +54,7 @@ export const smoothQuant: Pass = {
       const inputName = group[0]!.node.input(0).name;
       const xMax = stats.get(inputName);
       if (!xMax) throw new IrError('invalid-argument', `smooth-quant: no calibration statistics for '${inputName}' (input of ${group[0]!.name})`);
+      assertFinite(xMax, `smooth-quant: the per-channel calibration maxima of '${inputName}'`);
       const wMax = new Float32Array(group[0]!.inChannels);
       for (const layer of group) weightChannelAbsMax(layer).forEach((v, j) => (wMax[j] = Math.max(wMax[j]!, v)));
       const s = smoothingFactors(xMax, wMax, alpha);

@@ -5,6 +5,7 @@
  * Needs only the weights. Requires the layers from `discoverLayers`; folds 1/s via scale-folding.
  */
 import type { Model } from '../ir/core.js';
+import { IrError } from '../ir/errors.js';
 import { discoverLayers } from '../quant/layers.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
@@ -49,6 +50,9 @@ export const weightDilation: Pass = {
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
   run(model: Model, options: PassOptions, context: PassContext): PassResult {
+    const maxScale = options.maxScale as number;
+    // A bound below 1 would shrink channels (0 made every factor 0 and every eps NaN).
+    if (!(maxScale >= 1 && Number.isFinite(maxScale))) throw new IrError('invalid-argument', `weight-dilation: maxScale must be a finite number ≥ 1, got ${maxScale}`);
     const layers = selectLayers(discoverLayers(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
@@ -56,7 +60,7 @@ export const weightDilation: Pass = {
     let largest = 1;
     for (const group of groupBySharedInput(layers)) {
       const s = new Float32Array(group[0]!.inChannels).fill(Infinity);
-      for (const layer of group) dilationFactors(layer, options.maxScale as number).forEach((v, k) => (s[k] = Math.min(s[k]!, v)));
+      for (const layer of group) dilationFactors(layer, maxScale).forEach((v, k) => (s[k] = Math.min(s[k]!, v)));
       channels += s.length;
       for (const v of s) {
         if (v > 1) dilatedChannels++;

@@ -4,6 +4,7 @@
  * stored order, [N][K] or [K][N], so no transposed copy is made; a cell is one (group, channel) pair whose
  * values share a scale and zero point, indexed g·N + n like gptq.ts.
  */
+import { assertFinite } from '../ir/numerics.js';
 import type { Granularity, RangeMethod } from '../quant/plan.js';
 import { roundHalfEven } from './gptq.js';
 
@@ -25,6 +26,8 @@ export interface WeightMatrix {
   K: number;
   /** Stored [K][N] (element (n, k) at k·N + n, MatMul's W); otherwise [N][K] (at n·K + k). */
   kMajor: boolean;
+  /** The weight tensor's name, for errors. */
+  name?: string;
 }
 
 /** Scales and zero points of every cell, and the cell geometry. */
@@ -64,9 +67,13 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
  * Computes the scale and zero point of every cell. Asymmetric: s = (max − min)/(qmax − qmin) over a range
  * widened to contain 0, z = qmin + round(−min/s). Symmetric: s = max|x| / (2^(b−1) − 1), z = 0 (signed) or
  * 2^(b−1) (unsigned). With an L_p range the candidate ranges are the min-max range times 1 − 0.01·i.
+ * A NaN or ±Inf weight, or a scale that is not finite, throws NonFiniteError naming the weight (a NaN would
+ * otherwise be skipped by the min/max scan and quietly stored as the zero point).
  */
 export function computeCellParams(weight: WeightMatrix, settings: QuantizerSettings): CellParams {
   const { N, K, values } = weight;
+  const tensor = `weight '${weight.name ?? '(unnamed)'}'`;
+  assertFinite(values, tensor);
   const perTensor = settings.granularity.kind === 'per-tensor';
   const { cellLength, cellsPerRow } = cellGeometry(K, settings.granularity);
   const cells = perTensor ? 1 : cellsPerRow * N;
@@ -90,6 +97,7 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
     scale[cell] = params.scale;
     zeroPoint[cell] = params.zeroPoint;
   }
+  assertFinite(scale, `the quantization scale of ${tensor}`);
   return { cellLength, cellsPerRow, scale, zeroPoint };
 }
 

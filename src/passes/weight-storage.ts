@@ -93,7 +93,7 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   const dtype = storageType(spec.bits, signed);
   const dims = tensor.dims;
 
-  const matrixOf = (values: Float32Array) => ({ values, N: layout.N, K: layout.K, kMajor: layout.kMajor });
+  const matrixOf = (values: Float32Array) => ({ values, N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name });
   const matrix = matrixOf(tensor.toFloat32());
   assertFinite(weight.name, matrix.values);
   const params = computeCellParams(matrix, settings);

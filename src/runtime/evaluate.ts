@@ -15,7 +15,7 @@ import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser } from './calibration.js';
 import { compiledLayerRows } from './compiled-layers.js';
-import { readSidecar, scheduleFromSidecar } from './diffusion.js';
+import { readSidecar, scheduleFromSidecar, type Prediction } from './diffusion.js';
 import { OrtExecutor } from './ir-executor.js';
 import { FeatureExtractor, argmax, featureStats, frechetDistance, psnrDb, type FeatureStats } from './metrics.js';
 import { imageGridPng } from './png-grid.js';
@@ -31,6 +31,8 @@ export interface EvaluateOptions {
   recipe?: { name: string; text: string };
   /** Feature extractor ONNX (outputs `features`, `logits`) and the real data's feature mean/covariance (float64 files). */
   features?: { model: string; realMu: string; realCov: string };
+  /** The recipe's `prediction`, checked against the FP model's sidecar (a conflict is a ScheduleError). */
+  recipePrediction?: Prediction;
   /** The compile's pass timings (`<quant>.passes.json`) and where they were read. */
   passTimings?: { source: string; timings: PassTimings };
   progress?: (message: string) => void;
@@ -41,11 +43,12 @@ const BINS = 10;
 /** Runs the evaluation. */
 export async function evaluate(options: EvaluateOptions): Promise<QualityReport> {
   const say = options.progress ?? (() => {});
+  // The sidecar first: a bad schedule is refused before any model is read.
+  const schedule = scheduleFromSidecar(readSidecar(join(dirname(options.fp), 'schedule.json')), options.recipePrediction ? { prediction: options.recipePrediction } : undefined);
   const fp = loadModelSync(options.fp);
   const quant = loadModelSync(options.quant);
   const classes = discoverLayers(fp).find((l) => l.role === 'embed.label')?.outChannels ?? 0;
   const io = diffusionIO(fp, classes);
-  const schedule = scheduleFromSidecar(readSidecar(join(dirname(options.fp), 'schedule.json')));
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const labels = Array.from({ length: options.samples }, (_, i) => (classes > 0 ? i % classes : 0));
 

@@ -3,18 +3,16 @@ import { backends } from '../../src/backends/registry.js';
 import type { TensorMap } from '../../src/ir/executor.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { encodeModel, loadModelSync } from '../../src/ir/serde.js';
-import { chromiumAvailable } from '../../src/runtime/browser/chromium.js';
 import { runOnWebGpu, type BrowserTensor } from '../../src/runtime/browser/webgpu-harness.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DataType } from '../../src/ir/dtype.js';
 import type { Model } from '../../src/ir/core.js';
 import { seededRandom } from '../../src/random.js';
+import { skipBrowser } from '../browser/browser-env.js';
 import { DIT_DIGITS, maxAbsDiff, referenceInputs, sqnrDb } from '../passes/fixture.js';
 import { blockedLinear } from './blocked-linear.js';
 import { w4a16, w8a8 } from './quantized-fixtures.js';
 
-/** Chromium is a test dependency: under CI its absence fails the suite; locally the test is skipped. */
-const browserReady = chromiumAvailable() || process.env.CI !== undefined;
 
 /** Reference row 4 (a real digit noised at t = 10): one sample, since SwiftShader runs the lowered fixture in ~95 s per sample. */
 function oneRow(): TensorMap {
@@ -40,7 +38,7 @@ function browserFeedsOf(feeds: TensorMap): Record<string, BrowserTensor> {
   return Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, { dtype: t.dtype, dims: t.dims, data: t.data } as BrowserTensor]));
 }
 
-describe.runIf(browserReady)('WebGPU lowering in headless Chromium (SwiftShader)', () => {
+describe.skipIf(skipBrowser)('WebGPU lowering in headless Chromium (SwiftShader)', () => {
   // Measured: max |Δ| vs the DequantizeLinear graph on onnxruntime-node 2.4e-6 (M=1, max |y| 13.7), 1.4e-5 and
   // 2.1e-5 (M=16, max |y| 26 and 32): float rounding of a K=256..384 dot product, ~1e-6 relative.
   it.each([
@@ -94,7 +92,6 @@ describe.runIf(browserReady)('WebGPU lowering in headless Chromium (SwiftShader)
   });
 
   it('rtn-w4a16-g128 lowered to MatMulNBits runs on the WebGPU EP and matches onnxruntime-node within 1e-3', { timeout: 300_000 }, async () => {
-    expect(chromiumAvailable(), '/usr/bin/chromium is missing (apt-get install -y chromium)').toBe(true);
     const model = await w4a16();
     backends.webgpu.lower(model);
     const nbits = model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).map((n) => n.name);

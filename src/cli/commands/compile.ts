@@ -22,6 +22,7 @@ import { PipelineError, parsePipeline, withDefaults, type PipelineEntry } from '
 import type { QuantPlan } from '../../quant/plan.js';
 import { pipelinePasses } from '../pipeline-passes.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
 import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
@@ -240,6 +241,12 @@ export const compileCommand: Command = {
       return 1;
     }
     assertValid(model);
+    const smoke = await smokeRun(model, modelPath);
+    if (smoke instanceof SmokeRunError) {
+      io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
+      return 1;
+    }
+    if (smoke.loadOnly) io.stderr(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
     const saveStarted = performance.now();
     // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
     model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));

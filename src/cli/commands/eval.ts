@@ -4,6 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
 import { decodePassTimings, passTimingsPath, type PassTimings } from '../../report/compile-record.js';
 import { renderReportHtml } from '../../report/report.js';
+import { parseRecipeFile } from '../../recipe/parse.js';
 import { evaluate } from '../../runtime/evaluate.js';
 import { parseArgs } from '../args.js';
 import type { CliIO, Command } from '../command.js';
@@ -57,6 +58,8 @@ export const evalCommand: Command = {
         if (o.passes) return 2;
       } else passTimings = { source: basename(passesFile), timings };
     }
+    // The recipe's prediction is checked against the sidecar (a recipe that does not parse is only shown).
+    const recipePrediction = o.recipe ? parseRecipeFile(at(o.recipe)).recipe?.diffusion.prediction : undefined;
     const report = await evaluate({
       fp: at(o.fp),
       quant: at(o.quant),
@@ -64,6 +67,7 @@ export const evalCommand: Command = {
       steps,
       seed,
       ...(o.recipe ? { recipe: { name: basename(o.recipe as string), text: readFileSync(at(o.recipe), 'utf8') } } : {}),
+      ...(recipePrediction ? { recipePrediction } : {}),
       ...(o.features ? { features: { model: at(o.features), realMu: at(o['real-mu']), realCov: at(o['real-cov']) } } : {}),
       ...(passTimings ? { passTimings } : {}),
       progress: (message) => io.stderr(`${message}\n`),

@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
-import { readSidecar, scheduleFromSidecar } from '../../runtime/diffusion.js';
+import { ScheduleError, readSidecar, scheduleFromSidecar, type Schedule, type Sidecar } from '../../runtime/diffusion.js';
 import { openSession } from '../../runtime/ort-session.js';
 import { imageGridPng } from '../../runtime/png-grid.js';
 import { denoiserFromSession, denoiserNamesFromSidecar, sampleImages, type SamplerOptions } from '../../runtime/samplers.js';
@@ -75,11 +75,14 @@ export const sampleCommand: Command = {
     const sampler = (args.options.sampler ?? 'ddim') as string;
     if (sampler !== 'ddim' && sampler !== 'ddpm') return fail(`--sampler must be ddim or ddpm, got '${sampler}'`, 2);
 
-    let sidecar;
+    let sidecar: Sidecar;
+    let schedule: Schedule;
     try {
-      sidecar = readSidecar(schedulePath) as ReturnType<typeof readSidecar> & { num_classes?: number; image?: { channels: number; height: number; width: number } };
+      sidecar = readSidecar(schedulePath);
+      schedule = scheduleFromSidecar(sidecar);
     } catch (error) {
-      return fail((error as Error).message);
+      if (!(error instanceof ScheduleError)) throw error;
+      return fail(error.message);
     }
     const numClasses = sidecar.num_classes ?? 0;
     const image = sidecar.image;
@@ -107,7 +110,7 @@ export const sampleCommand: Command = {
     try {
       const session = await openSession(modelPath, threads ? { intraOpNumThreads: threads as number } : {});
       try {
-        samples = await sampleImages(denoiserFromSession(session, denoiserNamesFromSidecar(sidecar as never)), scheduleFromSidecar(sidecar), labels, imageShape, options);
+        samples = await sampleImages(denoiserFromSession(session, denoiserNamesFromSidecar(sidecar)), schedule, labels, imageShape, options);
       } finally {
         await session.release();
       }
