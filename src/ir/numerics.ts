@@ -1,17 +1,20 @@
 /**
  * Finiteness of numbers that become model contents (weights, scales, folded factors, calibration statistics):
  * a NaN or ±Inf is never written silently; it is a NonFiniteError naming the tensor and the first bad index.
+ * One helper for every stage: the input model's weights (verify, the quantizer's read), scales, folded factors
+ * and calibration statistics.
  */
+import { IrError } from './errors.js';
 
 /** A NaN or ±Inf where the model needs a finite number: `what` names the tensor (and the stage). */
-export class NonFiniteError extends Error {
+export class NonFiniteError extends IrError {
   constructor(
     readonly what: string,
     /** Flat index of the first non-finite element. */
     readonly index: number,
     readonly value: number,
   ) {
-    super(`${what} is not finite: element ${index} is ${value}`);
+    super('non-finite', `${what} is not finite: element ${index} is ${value}`);
     this.name = 'NonFiniteError';
   }
 }

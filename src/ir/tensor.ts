@@ -199,17 +199,6 @@ export class ExternalFile {
   }
 }
 
-/**
- * Throws `IrError('non-finite')` naming `tensorName` and the first NaN or ±Inf in `values`. Call it where weights are
- * read for quantization (a scale computed from a NaN is NaN; from an Inf, Inf), before any work is done with them.
- */
-export function assertFinite(tensorName: string, values: ArrayLike<number>): void {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (!Number.isFinite(v)) throw new IrError('non-finite', `tensor '${tensorName}' holds ${v} at element ${i}; weights must be finite`);
-  }
-}
-
 /** Element count of a static shape. */
 export function numelOf(dims: readonly number[]): number {
   let n = 1;

@@ -9,7 +9,7 @@ import { IrError } from './errors.js';
 import { shapeConflict } from './infer-shapes.js';
 import { MS_DOMAIN, Op, type OpType, isOp, opSchema } from './ops.js';
 import { MAX_ONNX_OPSET } from './serde.js';
-import { assertFinite } from './tensor.js';
+import { assertFinite } from './numerics.js';
 
 /** ONNX Runtime implements its contrib ops at com.microsoft version 1 only. */
 const MAX_MS_OPSET = 1;
@@ -148,7 +148,7 @@ function checkWeightsFinite(graph: Graph, issues: VerifyIssue[]): void {
       if (!tensor || tensor.isDeferred || !FLOAT_TYPES.has(tensor.dtype) || checked.has(node.inputs[slot]!)) continue;
       checked.add(node.inputs[slot]!);
       try {
-        assertFinite(node.inputs[slot]!.name, tensor.toFloat32());
+        assertFinite(tensor.toFloat32(), `weight '${node.inputs[slot]!.name}'`);
       } catch (error) {
         if (!(error instanceof IrError)) throw error;
         issues.push({ code: 'non-finite', message: `${error.message} (input ${slot} of '${node.name}', ${node.opType})`, node: node.name });

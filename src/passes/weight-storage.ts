@@ -7,7 +7,7 @@ import type { Attribute, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
 import { Op, isOp } from '../ir/ops.js';
-import { Tensor, assertFinite, packInt4 } from '../ir/tensor.js';
+import { Tensor, packInt4 } from '../ir/tensor.js';
 import type { Granularity, WeightQuantSpec } from '../quant/plan.js';
 import { computeCellParams, intRange, type CellParams, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 
@@ -95,7 +95,6 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
 
   const matrixOf = (values: Float32Array) => ({ values, N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name });
   const matrix = matrixOf(tensor.toFloat32());
-  assertFinite(weight.name, matrix.values);
   const params = computeCellParams(matrix, settings);
   const codesOf = (weightMatrix: WeightMatrix) => encodeCodes(rounding(weightMatrix, params, range), dtype);
   // Deferred weights are rounded again while saving (cheap with fixed params), so no int copy stays in memory.

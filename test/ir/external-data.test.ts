@@ -282,7 +282,7 @@ describe('non-finite weights in external data', () => {
     let stderr = '';
     const code = await compileCommand.run([path, '--passes', 'select-layers{bits=8},quantize-weights', '-o', join(out, 'q.onnx')], { stdout: () => undefined, stderr: (s) => void (stderr += s), cwd: process.cwd() });
     expect(code).toBe(1);
-    expect(stderr).toContain(`tensor '${name}' holds NaN at element 3; weights must be finite`);
+    expect(stderr).toContain(`weight '${name}' is not finite: element 3 is NaN`);
     expect(readdirSync(out)).toEqual([]);
   });
 });

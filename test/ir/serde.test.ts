@@ -146,8 +146,8 @@ const CORPUS: { file: string; code: IrErrorCode; message: string }[] = [
 const VERIFY_CORPUS: { file: string; code: string; message: string }[] = [
   { file: 'unknown-op.onnx', code: 'unknown-op', message: "node 'frob' has op 'Frobnicate' unknown in domain 'com.example'" },
   { file: 'matmul-mismatch.onnx', code: 'shape-inference', message: "node 'mm' (MatMul): inner dims differ: [1,4] · [0,4]" },
-  { file: 'nan-weight.onnx', code: 'non-finite', message: "tensor 'W' holds NaN at element 5; weights must be finite (input 1 of 'mm', MatMul)" },
-  { file: 'inf-weight.onnx', code: 'non-finite', message: "tensor 'W' holds Infinity at element 5; weights must be finite (input 1 of 'mm', MatMul)" },
+  { file: 'nan-weight.onnx', code: 'non-finite', message: "weight 'W' is not finite: element 5 is NaN (input 1 of 'mm', MatMul)" },
+  { file: 'inf-weight.onnx', code: 'non-finite', message: "weight 'W' is not finite: element 5 is Infinity (input 1 of 'mm', MatMul)" },
 ];
 
 /** Runs a command with captured streams. */
