@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
 /**
  * The lowering as the CLI runs it: the last step of the pipeline (dumped, in pipeline.json, nameable in
  * --passes), and a plan the target refuses reported as one located diagnostic per recipe rule.

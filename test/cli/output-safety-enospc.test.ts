@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
 // A full disk mid-run (ENOSPC from the writes into one chosen file) leaves nothing: no model without its side
 // file, no truncated dump, no temporaries. node:fs is wrapped so the failure comes from the real write call.
 import { copyFileSync, existsSync, mkdtempSync, readdirSync } from 'node:fs';

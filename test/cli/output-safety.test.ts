@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- tests of the CLI itself import it */
 // No run may change a file the user named as an input, or write outside the folders it names for outputs;
 // what it writes appears whole at the end or not at all, signals included (issue #16).
 import { spawn, execFileSync } from 'node:child_process';

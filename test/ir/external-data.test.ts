@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the deferred-NaN case runs the compile command */
 /**
  * External data and model-input hardening checked against a file system in motion and against ONNX Runtime
  * itself: the descriptor read after a symlink swap, symlinks at load, every external_data form ORT accepts or

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the CLI cases run the shipped compile command */
 /**
  * The non-finite corpus: each case is a NaN or ±Inf that used to become model contents with exit 0 (an Inf
  * weight gave an Inf scale, `dilate(max: 0)` gave all-NaN eps, a NaN activation slipped past min/max); now

@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the command cases run the shipped CLI */
 /**
  * The bad-sidecar corpus: each entry patches the fixture's schedule.json into something a sampler cannot use
  * (an unbounded T allocated 4 GB, a negative beta gave all-NaN samples, 'sigmoid' ran as cosine, 'sample' ran
