@@ -2,10 +2,10 @@
  * weight-dilation (DilateQuant): widens each input channel of a layer's weight as far as every output
  * channel's [min, max] range allows, and shrinks the matching activation channel by the same factor — an
  * exact rescaling that leaves per-output-channel weight ranges unchanged while narrowing activation ranges.
- * Needs only the weights. Requires the layers from `discoverLayers`; folds 1/s via scale-folding.
+ * Needs only the weights. Requires the stamped layers (`layersOf`); folds 1/s via scale-folding.
  */
 import type { Model } from '../ir/core.js';
-import { discoverLayers } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
@@ -49,7 +49,7 @@ export const weightDilation: Pass = {
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
   run(model: Model, options: PassOptions, context: PassContext): PassResult {
-    const layers = selectLayers(discoverLayers(model), options);
+    const layers = selectLayers(layersOf(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
     let channels = 0;

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
-import { discoverLayers } from '../../quant/layers.js';
+import { labelClasses, layersOf } from '../../quant/identity.js';
 import { BackendError } from '../../backends/backend.js';
 import { writeWebGpuBundle } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
@@ -99,6 +99,7 @@ export const compileCommand: Command = {
     // Refuse what we cannot compile (unknown ops, broken graphs) before doing any work.
     assertValid(model);
     const inputBytes = modelFileBytes(model, modelPath);
+    layersOf(model); // discovers and stamps the layers: the one discovery of this compile
 
     const plan: QuantPlan = new Map();
     let entries: PipelineEntry[];
@@ -136,7 +137,7 @@ export const compileCommand: Command = {
       }
     }
     if (backend) {
-      const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: args.allowRequantize });
+      const issues = backend.checkPlan(plan, layersOf(model), { requantize: args.allowRequantize });
       if (issues.length > 0 && !args.allowFallback) {
         for (const issue of issues) io.stderr(`qcompile: error: target ${backend.name}: layer ${issue.layer}: ${issue.message}\n`);
         return 1;
@@ -224,7 +225,7 @@ export const compileCommand: Command = {
     writeFileAtomic(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
     if (args.bundle !== undefined) {
       const bundleDir = resolve(io.cwd, args.bundle);
-      const files = writeWebGpuBundle(model, bundleDir, { schedule: pageSchedule, classes: discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels ?? 0, quantSummary: report.passes.at(-1)?.statistics ?? {} });
+      const files = writeWebGpuBundle(model, bundleDir, { schedule: pageSchedule, classes: labelClasses(model), quantSummary: report.passes.at(-1)?.statistics ?? {} });
       io.stderr(`wrote WebGPU bundle ${bundleDir} (${files.length} files; serve it over http and open index.html)\n`);
     }
     io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
