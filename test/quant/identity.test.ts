@@ -49,7 +49,7 @@ describe('layer identity stamped once, kept by every pass of every shipped recip
     const layers = layersOf(model);
     const { plan, pipeline } = planRecipe(recipe, layers, checkRecipeAgainstModel(recipe, layers).selection, file);
     const entries = parsePipeline(pipeline, passRegistry).map((e) => (e.pass.name === 'search-group-sizes' ? { ...e, options: { ...e.options, ...SMALL_SEARCH } } : e));
-    const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibrationBatches(32, 16)]]), progress: () => {}, log: () => {} };
+    const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibrationBatches(16, 16)]]), progress: () => {}, log: () => {} };
     const seen: { pass: string; identity: string[]; views: string[] }[] = [{ pass: '(start)', identity: identityOf(model), views: layersOf(model).map((l) => l.name) }];
     await runPipeline(model, entries, context, {
       onPassEnd: (_, record) => seen.push({ pass: record.pass, identity: identityOf(model), views: layersOf(model).map((l) => l.name) }),
@@ -116,12 +116,18 @@ describe('layer stamps in the file', () => {
 });
 
 describe('qcompile compile', () => {
-  it('discovers the layers once, and writes them stamped on the lowered nodes', async () => {
+  it('discovers the layers once, and writes them stamped on the lowered nodes, as inspect shows them', async () => {
     vi.mocked(discoverLayers).mockClear();
     const out = join(mkdtempSync(join(tmpdir(), 'qc-identity-')), 'model.onnx');
     let err = '';
     const io: CliIO = { stdout: () => {}, stderr: (t) => void (err += t), cwd: process.cwd() };
     expect(await main([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', out, '--target', 'webgpu', '--bundle', join(out, '..', 'bundle')], io), err).toBe(0);
+    // inspect reads the compiled file's stamps, the lowered kernels included (no second discovery either).
+    let json = '';
+    expect(await main(['inspect', out, '--json'], { ...io, stdout: (t) => void (json += t) })).toBe(0);
+    const inspected = (JSON.parse(json) as { layers: { name: string; role: string; block: number | null; op: string }[] }).layers;
+    expect(inspected.map((l) => `${l.name} ${l.role} ${l.block ?? '-'}`)).toEqual(fpIdentity);
+    expect(inspected.find((l) => l.name === 'blocks.0.attn.qkv')).toMatchObject({ op: 'MatMulNBits', inChannels: 128, outChannels: 384, quantized: true });
     expect(discoverLayers).toHaveBeenCalledTimes(1);
     const compiled = loadModelSync(out);
     expect(identityOf(compiled)).toEqual(fpIdentity);
