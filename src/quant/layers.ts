@@ -4,6 +4,8 @@
  * and label embedders, adaLN modulation (the linear on SiLU(c) whose output is split into 6 or 2 chunks),
  * attention qkv / q,k,v / out-projection, MLP fc1 / fc2, final layer. UNet: conv in/out, resblock convs,
  * time projections, skip convs, down/up samplers, and the attention/MLP of its transformer blocks.
+ * Discovery reads a float model; what a compile's later steps know of a layer comes from the stamps
+ * `identity.ts` puts on its node.
  */
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
