@@ -34,9 +34,13 @@ export function stampLayers(layers: readonly Layer[]): void {
 /** The stamped layers of `model`, in graph order (empty for a model never stamped). */
 export function layerStamps(model: Model): LayerStamp[] {
   const stamps: LayerStamp[] = [];
+  const seen = new Map<string, Node>();
   for (const node of model.graph.nodes) {
     const name = node.metadata.get(LAYER_KEY);
     if (name === undefined) continue;
+    const other = seen.get(name);
+    if (other) throw new IrError('malformed-model', `layer '${name}' is stamped on two nodes, '${other.name}' and '${node.name}' (a rewrite kept the node it replaced?)`);
+    seen.set(name, node);
     const role = node.metadata.get(ROLE_KEY) as LayerRole | undefined;
     if (role === undefined || !LAYER_ROLES.includes(role)) throw new IrError('malformed-model', `layer '${name}' (node '${node.name}') has no valid ${ROLE_KEY} stamp (found ${role === undefined ? 'none' : `'${role}'`})`);
     const block = node.metadata.get(BLOCK_KEY);
