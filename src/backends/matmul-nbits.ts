@@ -136,7 +136,7 @@ export function lowerToMatMulNBits(layer: QuantizedWeight, options: { accuracyLe
       block_size: { kind: 'int', value: blockSize },
       accuracy_level: { kind: 'int', value: options.accuracyLevel },
     },
-    before: node,
+    replaces: node,
   });
   // Trailing omitted optional inputs are dropped so the node reads as the shortest valid form.
   while (nbits.inputs.length > 3 && nbits.inputs[nbits.inputs.length - 1] === undefined) nbits.inputs.pop();

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
-import { discoverLayers } from '../quant/layers.js';
+import { labelClasses, layersOf } from '../quant/identity.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../ir/executor.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -40,7 +40,7 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   const diagnostics = [...parsed.diagnostics];
   let planned: PlannedRecipe | undefined;
   if (parsed.recipe) {
-    const layers = discoverLayers(model);
+    const layers = layersOf(model);
     const checked = checkRecipeAgainstModel(parsed.recipe, layers);
     diagnostics.push(...checkRecipe(parsed.recipe), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
@@ -116,7 +116,7 @@ function recipeSchedule(recipe: Recipe, modelPath: string): Schedule {
 }
 
 function recipeClasses(recipe: Recipe, model: Model): number {
-  return recipe.diffusion.classes || discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels || 0;
+  return recipe.diffusion.classes || labelClasses(model);
 }
 
 /** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */

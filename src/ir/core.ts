@@ -85,6 +85,11 @@ export class Node {
   /** Outer-scope values read by subgraph attributes. */
   readonly implicitInputs: Value[] = [];
   readonly attributes = new Map<string, Attribute>();
+  /**
+   * Annotations that belong to what the node does rather than to its op (a layer's identity): kept across
+   * save/load, and copied to the node that replaces this one (`NodeSpec.replaces`).
+   */
+  readonly metadata = new Map<string, string>();
   docString: string | undefined;
 
   constructor(
@@ -152,6 +157,8 @@ export interface NodeSpec {
   name?: string;
   /** Insert before this node; default: right after the last producer of an input (keeps topological order). */
   before?: Node;
+  /** The node this one takes the place of (the caller rewires and removes it): inserted before it, with its metadata. */
+  replaces?: Node;
 }
 
 /** A computation graph: ordered nodes (always kept topologically sorted), inputs, outputs, initializers. */
@@ -221,10 +228,12 @@ export class Graph {
       node.outputs.push(value);
     });
     for (const [key, attribute] of Object.entries(spec.attributes ?? {})) node.attributes.set(key, attribute);
+    for (const [key, value] of spec.replaces?.metadata ?? []) node.metadata.set(key, value);
+    const before = spec.before ?? spec.replaces;
     let position: number;
-    if (spec.before) {
-      position = this.nodes.indexOf(spec.before);
-      if (position < 0) throw new IrError('invalid-argument', `node '${spec.before.name}' is not in graph '${this.name}'`);
+    if (before) {
+      position = this.nodes.indexOf(before);
+      if (position < 0) throw new IrError('invalid-argument', `node '${before.name}' is not in graph '${this.name}'`);
     } else {
       position = 0;
       for (const input of spec.inputs) if (input?.producer) position = Math.max(position, this.nodes.indexOf(input.producer) + 1);

@@ -85,6 +85,7 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Mod
     model.opsetImports.set(domain, version);
   }
   for (const entry of proto.metadataProps ?? []) model.metadataProps.set(entry.key ?? '', entry.value ?? '');
+  restoreNodeMetadata(model, fileName);
   for (const fn of proto.functions ?? []) model.functions.push(onnx.FunctionProto.encode(fn).finish());
   return model;
 }
@@ -537,6 +538,39 @@ function writeAll(path: string, chunks: Uint8Array[]): void {
 
 type ExternalSink = (tensor: Tensor) => { location: string; offset: number; length: number } | undefined;
 
+/**
+ * Node metadata rides in one model-level entry, `{node name: {key: value}}` in graph order: NodeProto's own
+ * `metadata_props` needs IR v10, newer than the onnx-proto schema we encode with and the models we write.
+ */
+const NODE_METADATA_KEY = 'qcompile.node_metadata';
+
+function nodeMetadataEntry(graph: Graph): onnxProto.onnx.IStringStringEntryProto[] {
+  const annotated = graph.nodes.filter((n) => n.metadata.size > 0);
+  if (annotated.length === 0) return [];
+  return [{ key: NODE_METADATA_KEY, value: JSON.stringify(Object.fromEntries(annotated.map((n) => [n.name, Object.fromEntries(n.metadata)]))) }];
+}
+
+function restoreNodeMetadata(model: Model, fileName: string | undefined): void {
+  const text = model.metadataProps.get(NODE_METADATA_KEY);
+  if (text === undefined) return;
+  model.metadataProps.delete(NODE_METADATA_KEY);
+  let entries: unknown;
+  try {
+    entries = JSON.parse(text);
+  } catch {
+    entries = undefined;
+  }
+  const valid = (v: unknown): v is Record<string, Record<string, string>> =>
+    typeof v === 'object' && v !== null && Object.values(v).every((m) => typeof m === 'object' && m !== null && Object.values(m).every((x) => typeof x === 'string'));
+  if (!valid(entries)) throw new IrError('malformed-model', `metadata '${NODE_METADATA_KEY}' is not a JSON object of string maps`, fileName);
+  // Nodes another tool removed or renamed since are skipped: the entry annotates, it does not define the graph.
+  const byName = new Map(model.graph.nodes.map((n) => [n.name, n]));
+  for (const [name, metadata] of Object.entries(entries)) {
+    const node = byName.get(name);
+    if (node) for (const [key, value] of Object.entries(metadata)) node.metadata.set(key, value);
+  }
+}
+
 function modelToProto(model: Model, sink: ExternalSink): onnxProto.onnx.ModelProto {
   return onnx.ModelProto.create({
     irVersion: model.irVersion,
@@ -548,7 +582,7 @@ function modelToProto(model: Model, sink: ExternalSink): onnxProto.onnx.ModelPro
     opsetImport: [...model.opsetImports.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([domain, version]) => ({ domain, version })),
-    metadataProps: [...model.metadataProps.entries()].map(([key, value]) => ({ key, value })),
+    metadataProps: [...[...model.metadataProps.entries()].map(([key, value]) => ({ key, value })), ...nodeMetadataEntry(model.graph)],
     graph: graphToProto(model.graph, sink),
     functions: model.functions.map((bytes) => onnx.FunctionProto.decode(bytes)),
   });

@@ -7,7 +7,8 @@
 import type { Attribute, Dim, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { peekTypes } from '../ir/infer-shapes.js';
-import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
+import { findTimestepInput, type Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';
@@ -44,7 +45,7 @@ export const calibrate: Pass = {
     if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'calibrate needs calibration batches (the compile command builds them from the recipe)');
     if (!context.executor) throw new IrError('invalid-argument', 'calibrate needs an executor');
     const named = (options.layers as string[] | undefined) ?? [...context.plan.values()].filter((p) => p.input).map((p) => p.layer);
-    const all = new Map(discoverLayers(model).map((l) => [l.name, l]));
+    const all = new Map(layersOf(model).map((l) => [l.name, l]));
     const layers = named.map((name) => {
       const layer = all.get(name);
       if (!layer) throw new IrError('invalid-argument', `calibrate: no layer named '${name}'`);

@@ -5,7 +5,8 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, type Layer } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
+import type { Layer } from '../quant/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import type { TensorMap } from '../ir/executor.js';
 import { HessianAccumulator } from './gptq.js';
@@ -34,11 +35,11 @@ export const collectHessians: Pass = {
     const hessians = new Map<string, Float64Array>();
     context.artifacts.set(LAYER_HESSIANS, hessians);
     const plannedNames = new Set(planned.map((p) => p.layer));
-    const stages = stagesOf(discoverLayers(work).filter((l) => plannedNames.has(l.name)));
+    const stages = stagesOf(layersOf(work).filter((l) => plannedNames.has(l.name)));
     let rows = 0;
     for (const [index, stage] of stages.entries()) {
       context.progress('gptq blocks', index, stages.length);
-      const layers = new Map(discoverLayers(work).map((l) => [l.name, l]));
+      const layers = new Map(layersOf(work).map((l) => [l.name, l]));
       const inputs = [...new Set(stage.map((name) => layers.get(name)!.node.input(0).name))];
       const accumulators = new Map(stage.map((name) => [name, new HessianAccumulator(layers.get(name)!.inChannels)]));
       const prepared = await context.executor.prepare(work, inputs);

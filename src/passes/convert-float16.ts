@@ -14,7 +14,8 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { inferShapes } from '../ir/infer-shapes.js';
-import { discoverLayers, findTimestepInput } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
+import { findTimestepInput } from '../quant/layers.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import type { Pass, PassOptions, PassResult } from './pass.js';
@@ -181,7 +182,7 @@ function keptNodes(model: Model, keep: Set<string>): Map<Node, string> {
     // The time MLP's layers and everything they read, as far as it depends on the timestep alone: in a
     // quantized graph an adaLN behind Q/DQ can take the `embed.time` role, but it also reads the label.
     const mixed = dependsOnOtherInputs(model);
-    for (const layer of discoverLayers(model)) {
+    for (const layer of layersOf(model)) {
       if (layer.role !== 'embed.time') continue;
       const roots = [layer.node];
       // A token MatMul's bias is the Add right after it.

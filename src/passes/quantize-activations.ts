@@ -11,7 +11,9 @@
 import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
+import { fakeQuantize, type FakeQuantEmitter } from '../quant/fake-quant.js';
+import { layersOf } from '../quant/identity.js';
+import { findTimestepInput, type Layer } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { activationRange, chooseActivationParams, type TensorStats } from './activation-ranges.js';
@@ -33,7 +35,7 @@ export const quantizeActivations: Pass = {
     const planned = [...context.plan.values()].filter((p) => p.input);
     if (planned.length === 0) return { modified: false, statistics: { layers: 0 } };
     if (model.opset < QDQ_OPSET) model.requireOpset('', QDQ_OPSET);
-    const layers = new Map(discoverLayers(model).map((l) => [l.name, l]));
+    const layers = new Map(layersOf(model).map((l) => [l.name, l]));
     const stats = context.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]> | undefined;
     const statistics: Record<string, number> = { layers: 0, static: 0, per_timestep: 0, dynamic: 0, shared_inputs: 0, table_bytes: 0 };
     // Layers reading the same value with the same spec share one quantized value (q, k, v projections).
@@ -146,22 +148,16 @@ function lowerPerTimestep(l: Lowering, spec: ActivationQuantSpec, groups: Tensor
     const perSample = constant(l, 'per_sample_shape', Tensor.fromInt64([fakeQuantRank], [-1, ...Array(fakeQuantRank - 1).fill(1)]));
     const scaleB = add(l, Op.Reshape, [scale, perSample], 'scale_per_sample');
     const zeroB = add(l, Op.Reshape, [add(l, Op.Cast, [zero], 'zero_point_f', { to: { kind: 'int', value: DataType.FLOAT } }), perSample], 'zero_point_per_sample');
-    return fakeQuantize(l, l.input, scaleB, zeroB, qmin, qmax);
+    return fakeQuantize(emitter(l), { x: l.input, scale: scaleB, zeroPoint: zeroB, qmin, qmax, rounding: 'round' });
   }
   const axis: Record<string, Attribute> = { axis: { kind: 'int', value: 0 } };
   const q = add(l, Op.QuantizeLinear, [l.input, scale, zero], 'q', axis);
   return add(l, Op.DequantizeLinear, [q, scale, zero], 'dq', axis);
 }
 
-/** (clip(round(x / scale) + zero, qmin, qmax) − zero) · scale; Round is half-to-even like QuantizeLinear. */
-function fakeQuantize(l: Lowering, x: Value, scale: Value, zero: Value | undefined, qmin: number, qmax: number): Value {
-  const lowQ = constant(l, 'qmin', Tensor.fromFloat32([], new Float32Array([qmin])));
-  const highQ = constant(l, 'qmax_clip', Tensor.fromFloat32([], new Float32Array([qmax])));
-  let q = add(l, Op.Round, [add(l, Op.Div, [x, scale], 'x_over_scale')], 'rounded');
-  if (zero) q = add(l, Op.Add, [q, zero], 'shifted');
-  q = add(l, Op.Clip, [q, lowQ, highQ], 'clipped');
-  if (zero) q = add(l, Op.Sub, [q, zero], 'unshifted');
-  return add(l, Op.Mul, [q, scale], 'dequantized');
+/** The fake-quant builder's view of this layer's quantizer: its nodes and constants named under `<layer>/input_quant/`. */
+function emitter(l: Lowering): FakeQuantEmitter {
+  return { op: (opType, inputs, suffix) => add(l, opType, inputs, suffix), scalar: (suffix, value) => constant(l, suffix, Tensor.fromFloat32([], new Float32Array([value]))) };
 }
 
 /** Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then fake-quantize. */
@@ -196,7 +192,7 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
     const qminValue = constant(l, 'qmin_f', Tensor.fromFloat32([], new Float32Array([qmin])));
     zero = add(l, Op.Sub, [qminValue, add(l, Op.Round, [add(l, Op.Div, [lo, scale], 'min_over_scale')], 'round_min')], 'zero_point');
   }
-  let out = fakeQuantize(l, x, scale, zero, qmin, qmax);
+  let out = fakeQuantize(emitter(l), { x, scale, ...(zero ? { zeroPoint: zero } : {}), qmin, qmax, rounding: 'round' });
   if (restore) out = add(l, Op.Reshape, [out, restore], 'ungrouped');
   out.type = l.input.type;
   return out;

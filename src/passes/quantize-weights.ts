@@ -7,7 +7,7 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
 import { gptqRound } from './gptq.js';
 import type { Pass, PassContext, PassResult } from './pass.js';
 import type { WeightQuantSpec } from '../quant/plan.js';
@@ -30,7 +30,7 @@ export const quantizeWeights: Pass = {
   run(model: Model, _options, context: PassContext): PassResult {
     const planned = [...context.plan.values()].filter((p) => p.weight);
     if (planned.length === 0) return { modified: false, statistics: { layers_quantized: 0 } };
-    const layers = new Map(discoverLayers(model).map((l) => [l.name, l]));
+    const layers = new Map(layersOf(model).map((l) => [l.name, l]));
     for (const plan of planned) {
       if (!layers.has(plan.layer)) throw new IrError('invalid-argument', `quantize-weights: the plan names '${plan.layer}', which is not a layer of this model`);
       if (plan.weight!.granularity.kind === 'auto') throw new IrError('invalid-argument', `quantize-weights: '${plan.layer}' has granularity auto; run search-group-sizes first`);

@@ -14,7 +14,8 @@ import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers, findTimestepInput, type Layer } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
+import { findTimestepInput, type Layer } from '../quant/layers.js';
 import { decodeModel, encodeModel } from '../ir/serde.js';
 import { CALIBRATION_BATCHES } from './collect-hessians.js';
 import type { HostTensor, SampleProbe, TensorMap } from '../ir/executor.js';
@@ -54,7 +55,7 @@ export const searchGroupSizes: Pass = {
     if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'search-group-sizes needs calibration batches: calibrate first');
     if (!context.executor) throw new IrError('invalid-argument', 'search-group-sizes needs an executor');
 
-    const layersByName = new Map(discoverLayers(model).map((l) => [l.name, l]));
+    const layersByName = new Map(layersOf(model).map((l) => [l.name, l]));
     const layers = auto.map((p) => layersByName.get(p.layer)!);
     const first = auto[0]!.weight!.granularity as Extract<WeightQuantSpec['granularity'], { kind: 'auto' }>;
     const space: SearchSpace = {

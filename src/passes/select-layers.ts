@@ -5,7 +5,7 @@
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
 import { selectLayersByRole } from './layer-selection.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import type { Granularity, RangeMethod, WeightQuantSpec } from '../quant/plan.js';
@@ -27,7 +27,7 @@ export const selectLayers: Pass = {
   },
   run(model: Model, options: PassOptions, context: PassContext): PassResult {
     const spec = weightSpecFrom(options);
-    const layers = discoverLayers(model);
+    const layers = layersOf(model);
     const names = (options.layers as string[] | undefined) ?? [];
     for (const name of names) {
       if (!layers.some((l) => l.name === name)) throw new IrError('invalid-argument', `select-layers: no layer named '${name}'`);

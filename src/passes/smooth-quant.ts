@@ -6,7 +6,7 @@
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { assertFinite } from '../ir/numerics.js';
-import { discoverLayers } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
@@ -48,7 +48,7 @@ export const smoothQuant: Pass = {
     const stats = context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined;
     if (!stats) throw new IrError('invalid-argument', 'smooth-quant needs per-channel activation statistics: run `calibrate` first');
     const alpha = options.alpha as number;
-    const layers = selectLayers(discoverLayers(model), options);
+    const layers = selectLayers(layersOf(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     for (const group of groupBySharedInput(layers)) {
       const inputName = group[0]!.node.input(0).name;

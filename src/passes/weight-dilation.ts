@@ -2,11 +2,11 @@
  * weight-dilation (DilateQuant): widens each input channel of a layer's weight as far as every output
  * channel's [min, max] range allows, and shrinks the matching activation channel by the same factor — an
  * exact rescaling that leaves per-output-channel weight ranges unchanged while narrowing activation ranges.
- * Needs only the weights. Requires the layers from `discoverLayers`; folds 1/s via scale-folding.
+ * Needs only the weights. Requires the stamped layers (`layersOf`); folds 1/s via scale-folding.
  */
 import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { discoverLayers } from '../quant/layers.js';
+import { layersOf } from '../quant/identity.js';
 import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
@@ -53,7 +53,7 @@ export const weightDilation: Pass = {
     const maxScale = options.maxScale as number;
     // A bound below 1 would shrink channels (0 made every factor 0 and every eps NaN).
     if (!(maxScale >= 1 && Number.isFinite(maxScale))) throw new IrError('invalid-argument', `weight-dilation: maxScale must be a finite number ≥ 1, got ${maxScale}`);
-    const layers = selectLayers(discoverLayers(model), options);
+    const layers = selectLayers(layersOf(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
     let channels = 0;

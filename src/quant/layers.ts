@@ -4,10 +4,12 @@
  * and label embedders, adaLN modulation (the linear on SiLU(c) whose output is split into 6 or 2 chunks),
  * attention qkv / q,k,v / out-projection, MLP fc1 / fc2, final layer. UNet: conv in/out, resblock convs,
  * time projections, skip convs, down/up samplers, and the attention/MLP of its transformer blocks.
+ * Discovery reads a float model; what a compile's later steps know of a layer comes from the stamps
+ * `identity.ts` puts on its node.
  */
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
-import { Op, isOp, type OpType } from '../ir/ops.js';
+import { Op, isOp } from '../ir/ops.js';
 
 /** What a layer does in the model. */
 export type LayerRole =
@@ -65,13 +67,17 @@ export interface Layer {
   index: number;
 }
 
-/** Finds the layers of `model` in topological order. */
+/**
+ * Finds the layers of `model` in topological order, by structure, on a float model (roles are judged on what
+ * a layer reads, so activation quantization in between would hide them). Compiles call it once, through
+ * `layersOf` (identity.ts), which stamps the result on the nodes for every later pass to read.
+ */
 export function discoverLayers(model: Model): Layer[] {
   const graph = model.graph;
   const context = new DiscoveryContext(graph.inputs);
-  const found: WeightedNode[] = [];
+  const found: LayerGeometry[] = [];
   for (const node of graph.nodes) {
-    const layer = weightedLayer(node);
+    const layer = layerGeometry(node);
     if (layer) found.push(layer);
   }
   const roles = new Map<Node, LayerRole>();
@@ -107,11 +113,11 @@ function layerName(role: LayerRole, block: number | undefined, counters: Map<str
   return single ? (seen === 0 ? base : `${base}.${seen}`) : `${base}.${seen}`;
 }
 
-/** A weighted node before its role, name and block are known. */
-type WeightedNode = Omit<Layer, 'name' | 'index' | 'block' | 'role'>;
+/** What a weighted node's structure tells without its neighbourhood: the weight, bias and shapes. */
+export type LayerGeometry = Omit<Layer, 'name' | 'index' | 'block' | 'role'>;
 
-/** Recognises a node that applies a constant weight, with its geometry. */
-function weightedLayer(node: Node): WeightedNode | undefined {
+/** Recognises a node that applies a constant weight (float, or DequantizeLinear of constant codes), with its geometry. */
+export function layerGeometry(node: Node): LayerGeometry | undefined {
   const constant = (v: Value | undefined) => (v && weightDims(v) ? v : undefined);
   const dimsOf = (v: Value) => weightDims(v)!;
   const quantized = (v: Value) => (v.initializer ? {} : { quantized: v.producer! });
@@ -178,40 +184,6 @@ const GELU_DEPTH = 8;
 const ELEMENTWISE = new Set<string>([Op.Add, Op.Mul, Op.Sub, Op.Div, Op.Pow, Op.Tanh, Op.Erf, Op.Sigmoid, Op.Relu, Op.Sqrt, Op.Cast]);
 const LAYOUT = new Set<string>([Op.Reshape, Op.Transpose, Op.Unsqueeze, Op.Squeeze, Op.Flatten, Op.Identity, Op.Gather, Op.Slice, Op.Split, Op.Concat]);
 
-/**
- * The float value an activation quantizer reads, when `value` is its output: a QuantizeLinear→DequantizeLinear
- * pair, or the fake-quant chain qcompile emits (Div → Round → [Add zp] → Clip → [Sub zp] → Mul, optionally
- * between a grouping Reshape and its inverse). Roles are judged on what the layer reads before quantization.
- */
-export function beforeActivationQuantization(value: Value): Value {
-  for (;;) {
-    const p = value.producer;
-    const q = p && isOp(p, Op.DequantizeLinear) ? p.inputs[0]?.producer : undefined;
-    if (q && isOp(q, Op.QuantizeLinear)) {
-      value = q.input(0);
-      continue;
-    }
-    const source = fakeQuantSource(value);
-    if (!source) return value;
-    value = source;
-  }
-}
-
-function fakeQuantSource(value: Value): Value | undefined {
-  const step = (v: Value, op: OpType): Value | undefined => (v.producer && isOp(v.producer, op) ? v.producer.input(0) : undefined);
-  const ungrouped = step(value, Op.Reshape);
-  let v = step(ungrouped ?? value, Op.Mul);
-  if (!v) return undefined;
-  v = step(v, Op.Sub) ?? v;
-  v = step(v, Op.Clip);
-  if (!v) return undefined;
-  v = step(v, Op.Add) ?? v;
-  v = step(v, Op.Round);
-  const x = v && step(v, Op.Div);
-  if (!x) return undefined;
-  return ungrouped ? (step(x, Op.Reshape) ?? x) : x;
-}
-
 /** Structural queries over one graph, memoized per call of discoverLayers. */
 class DiscoveryContext {
   /** Float rank-4 graph inputs: the image (or latent) the model denoises. */
@@ -224,7 +196,7 @@ class DiscoveryContext {
   /** The role of a weighted node; `earlier` holds the roles of the layers before it in topological order. */
   roleOf(node: Node, earlier: ReadonlyMap<Node, LayerRole>): LayerRole {
     if (isOp(node, Op.Gather)) return 'embed.label';
-    const input = beforeActivationQuantization(node.input(0));
+    const input = node.input(0);
     if (isOp(node, Op.Conv) || isOp(node, Op.ConvTranspose)) return this.convRole(node, input);
     if (this.isSilu(input) && this.feedsSplit(node)) return 'adaln';
     if (this.isSilu(input) && this.feedsConvOutput(node)) return 'res.time';
@@ -280,7 +252,7 @@ class DiscoveryContext {
     // adaLN layers belong to the block whose layers their chunks modulate.
     for (const node of nodes) {
       if (roles.get(node) !== 'adaln') continue;
-      const consumer = nodes.find((other) => blocks.has(other) && this.modulatedBy(beforeActivationQuantization(other.input(0)), node));
+      const consumer = nodes.find((other) => blocks.has(other) && this.modulatedBy(other.input(0), node));
       if (consumer) blocks.set(node, blocks.get(consumer)!);
     }
     return blocks;

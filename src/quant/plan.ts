@@ -75,7 +75,7 @@ export function resolveInputGroup(plan: LayerQuantPlan): ActivationQuantSpec | u
   return { ...input, mode: { ...input.mode, groupSize: granularity.size } };
 }
 
-/** The plan for one layer (by its structural name from `discoverLayers`). */
+/** The plan for one layer (by its structural name, as stamped on the layer's node: `layersOf`). */
 export interface LayerQuantPlan {
   layer: string;
   weight?: WeightQuantSpec;

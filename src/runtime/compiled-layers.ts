@@ -5,7 +5,9 @@
  */
 import { activationFormOf, weightFormOf, type ActivationForm, type WeightForm } from '../quant/quantized-forms.js';
 import type { Model, Node, Value } from '../ir/core.js';
-import { discoverLayers, type Layer } from '../quant/layers.js';
+import { IrError } from '../ir/errors.js';
+import { layerStamps, layersOf } from '../quant/identity.js';
+import type { Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { LAYERS_METADATA_KEY, decodeLayerChoices } from '../report/compile-record.js';
 import type { LayerRow } from '../report/report.js';
@@ -13,11 +15,11 @@ import type { LayerRow } from '../report/report.js';
 /** One row per layer of the FP model, describing what the quantized model does with it. */
 export function compiledLayerRows(fp: Model, quant: Model): LayerRow[] {
   const choices = decodeLayerChoices(quant.metadataProps.get(LAYERS_METADATA_KEY));
-  const byName = new Map<string, Node>();
-  for (const node of quant.graph.nodes) if (node.name) byName.set(node.name, node);
-  return discoverLayers(fp).map((layer) => {
-    // Quantize passes keep the layer's node name; the MatMulNBits lowering appends `_nbits`.
-    const node = byName.get(`${layer.node.name}_nbits`) ?? byName.get(layer.node.name);
+  // Each layer's node in the compiled graph carries its stamp, whatever kernel it was lowered to.
+  const byName = new Map(layerStamps(quant).map((s) => [s.name, s.node]));
+  if (byName.size === 0) throw new IrError('invalid-argument', 'the quantized model carries no layer stamps: it was not compiled by this qcompile');
+  return layersOf(fp).map((layer) => {
+    const node = byName.get(layer.name);
     const weight = node ? weightForm(layer, node) : undefined;
     const input = node ? activationForm(node) : undefined;
     const chosen = choices?.get(layer.name);

@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Model } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
-import { discoverLayers } from '../quant/layers.js';
+import { labelClasses, layersOf } from '../quant/identity.js';
 import { loadModelSync } from '../ir/serde.js';
 import type { TensorMap } from '../ir/executor.js';
 import type { PassTimings } from '../report/compile-record.js';
@@ -47,7 +47,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   const schedule = scheduleFromSidecar(readSidecar(join(dirname(options.fp), 'schedule.json')), options.recipePrediction ? { prediction: options.recipePrediction } : undefined);
   const fp = loadModelSync(options.fp);
   const quant = loadModelSync(options.quant);
-  const classes = discoverLayers(fp).find((l) => l.role === 'embed.label')?.outChannels ?? 0;
+  const classes = labelClasses(fp);
   const io = diffusionIO(fp, classes);
   const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const labels = Array.from({ length: options.samples }, (_, i) => (classes > 0 ? i % classes : 0));
@@ -105,7 +105,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   }
   // A layer's output by name in both graphs: its node's output or that of the bias Add after it — as is, or as
   // the backends' MatMulNBits lowering renames it (`<name>_nbits`, bias folded in).
-  const compared = discoverLayers(fp).flatMap((layer) => {
+  const compared = layersOf(fp).flatMap((layer) => {
     const out = layer.node.outputs[0]!;
     const base = [out.name, ...out.uses.filter((u) => u.node.opType === 'Add').map((u) => u.node.outputs[0]!.name)];
     const pairs = base.flatMap((n) => [[n, n], [n, `${n}_nbits`]] as const);

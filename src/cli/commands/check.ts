@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { renderDiagnostic, hasErrors, type Diagnostic } from '../../diagnostics.js';
 import { IrError } from '../../ir/errors.js';
-import { discoverLayers } from '../../quant/layers.js';
+import { layersOf } from '../../quant/identity.js';
 import { loadModel } from '../../ir/serde.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../../recipe/check.js';
 import { parseRecipeFile } from '../../recipe/parse.js';
@@ -46,7 +46,7 @@ export const checkCommand: Command = {
           io.stderr(`qcompile check: cannot load model ${modelPath}: ${error.message}\n`);
           return 1;
         }
-        const layers = discoverLayers(model);
+        const layers = layersOf(model);
         const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers);
         diagnostics.push(...modelDiagnostics);
         parsed.recipe.rules.forEach((rule, i) => table.push({ rule: `quantize ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'quantize' && a.rule === i; }).map((l) => l.name) }));

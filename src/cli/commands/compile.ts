@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
-import { discoverLayers } from '../../quant/layers.js';
+import { labelClasses, layersOf } from '../../quant/identity.js';
 import { BackendError, issueDiagnostics } from '../../backends/backend.js';
 import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
@@ -109,6 +109,7 @@ export const compileCommand: Command = {
     using outputs = new OutputTransaction();
     using dumpOutputs = new OutputTransaction();
     const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json')];
+    layersOf(model); // discovers and stamps the layers: the one discovery of this compile
 
     const plan: QuantPlan = new Map();
     let entries: PipelineEntry[];
@@ -174,7 +175,7 @@ export const compileCommand: Command = {
       }
     }
     if (backend) {
-      const issues = backend.checkPlan(plan, discoverLayers(model), { requantize: lowerOptions.allowRequantize === true });
+      const issues = backend.checkPlan(plan, layersOf(model), { requantize: lowerOptions.allowRequantize === true });
       if (issues.length > 0 && lowerOptions.allowFallback !== true) {
         printDiagnostics(issueDiagnostics(backend.name, issues, 'refused'));
         return 1;
@@ -263,7 +264,7 @@ export const compileCommand: Command = {
     outputs.writeFile(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
     let bundleFiles: string[] | undefined;
     if (bundleDir !== undefined) {
-      bundleFiles = writeWebGpuBundleFiles(model, outputs.stageFolder(bundleDir), { schedule: pageSchedule, classes: discoverLayers(model).find((l) => l.role === 'embed.label')?.outChannels ?? 0, quantSummary: report.passes.at(-1)?.statistics ?? {} });
+      bundleFiles = writeWebGpuBundleFiles(model, outputs.stageFolder(bundleDir), { schedule: pageSchedule, classes: labelClasses(model), quantSummary: report.passes.at(-1)?.statistics ?? {} });
     }
     dumpOutputs.commit();
     outputs.commit();

@@ -6,7 +6,8 @@ import { resolve } from 'node:path';
 import type { Dim, Model, ValueType } from '../../ir/core.js';
 import { dataTypeName } from '../../ir/dtype.js';
 import { IrError } from '../../ir/errors.js';
-import { discoverLayers } from '../../quant/layers.js';
+import { layerStamps } from '../../quant/identity.js';
+import { discoverLayers, layerGeometry } from '../../quant/layers.js';
 import { loadModelSync } from '../../ir/serde.js';
 import type { CliIO, Command } from '../command.js';
 
@@ -82,18 +83,30 @@ export function inspectModel(model: Model, file: string): InspectReport {
     externalData: [...external.entries()]
       .sort(([a], [b]) => compare(a, b))
       .map(([location, e]) => ({ file: location, tensors: e.tensors, bytes: e.bytes, fileBytes: e.fileBytes })),
-    layers: discoverLayers(model).map((l) => ({
-      index: l.index,
-      name: l.name,
-      role: l.role,
-      op: l.opType,
-      weightShape: l.weightShape,
-      inChannels: l.inChannels,
-      outChannels: l.outChannels,
-      block: l.block ?? null,
-      quantized: l.quantized !== undefined,
-    })),
+    layers: inspectLayers(model),
   };
+}
+
+/** The layers a compiled model's stamps name, else (a float model) those discovery finds. */
+function inspectLayers(model: Model): InspectReport['layers'] {
+  const stamps = layerStamps(model);
+  return (stamps.length > 0 ? stamps : discoverLayers(model)).map((layer, index) => {
+    const geometry = layerGeometry(layer.node);
+    // A kernel a backend lowered the layer to (MatMulNBits) states K and N as attributes; its weight is packed.
+    const inChannels = geometry?.inChannels ?? layer.node.intAttr('K', 0);
+    const outChannels = geometry?.outChannels ?? layer.node.intAttr('N', 0);
+    return {
+      index,
+      name: layer.name,
+      role: layer.role,
+      op: layer.node.opType,
+      weightShape: geometry?.weightShape ?? [inChannels, outChannels],
+      inChannels,
+      outChannels,
+      block: layer.block ?? null,
+      quantized: geometry ? geometry.quantized !== undefined : true,
+    };
+  });
 }
 
 /** Renders the report as aligned text. */
