@@ -41,8 +41,10 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   let planned: PlannedRecipe | undefined;
   if (parsed.recipe) {
     const layers = discoverLayers(model);
-    const checked = checkRecipeAgainstModel(parsed.recipe, layers);
-    diagnostics.push(...checkRecipe(parsed.recipe), ...checked.diagnostics);
+    // The compile asks the backend of its own target (--target may differ from the recipe's), with its options.
+    const options = { targetCheckedByCaller: true };
+    const checked = checkRecipeAgainstModel(parsed.recipe, layers, options);
+    diagnostics.push(...checkRecipe(parsed.recipe, options), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
       const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
       planned = { recipe: parsed.recipe, path: recipePath, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };
