@@ -9,7 +9,7 @@ import { parseRecipeCst } from '../../grammar/qrecipe.js';
 import { hasErrors, type Diagnostic } from '../diagnostics.js';
 import { defaultRecipe } from './defaults.js';
 import { buildRecipeSchema } from './schema.js';
-import { validateSettings } from './settings.js';
+import { LIMITS, validateSettings } from './settings.js';
 import type { Recipe } from './types.js';
 import { visitRecipe } from './visitor.js';
 
@@ -34,6 +34,9 @@ export function parseRecipeFile(path: string, fileName = path): ParseResult {
 
 /** Parses `.qrecipe` text. */
 export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
+  const tooDeep = firstTooDeep(text);
+  // The parser descends once per open bracket: past the limit, say where instead of overflowing the stack.
+  if (tooDeep !== undefined) return { text, diagnostics: [{ severity: 'error', code: 'E003', message: `brackets nested more than ${LIMITS.nesting.max} deep`, span: { file, offset: tooDeep, length: 1 } }] };
   const diagnostics: Diagnostic[] = [];
   const { cst, lexErrors, parseErrors } = parseRecipeCst(text);
   for (const e of lexErrors) {
@@ -48,6 +51,22 @@ export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
   const { recipe, locate } = visitRecipe(cst, file, diagnostics);
   diagnostics.push(...validateSettings(recipe, locate));
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
+}
+
+/** The offset of the first `(` or `[` that opens one more than LIMITS.nesting allows (strings and comments skipped), or undefined. */
+function firstTooDeep(text: string): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== '\n'; i++) if (text[i] === '\\') i++;
+    } else if (c === '#' || (c === '/' && text[i + 1] === '/')) {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === '(' || c === '[') {
+      if (++depth > LIMITS.nesting.max) return i;
+    } else if (c === ')' || c === ']') depth = Math.max(0, depth - 1);
+  }
+  return undefined;
 }
 
 /** Chevrotain says `Expecting token of type --> RCurly <-- but found --> 'x' <--`; say `expected '}'`. */

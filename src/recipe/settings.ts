@@ -6,7 +6,7 @@
  * all have an upper bound, so that no recipe that passes `check` can exhaust memory or time in the compile.
  */
 import type { Diagnostic } from '../diagnostics.js';
-import type { Recipe } from './types.js';
+import type { Recipe, Selector, SourceRef } from './types.js';
 
 /** A numeric setting. */
 export interface NumberSetting {
@@ -238,11 +238,26 @@ export function settingSites(recipe: Recipe): SettingSite[] {
 export type Locate = (site: SettingSite) => Diagnostic['span'];
 
 /**
- * The one semantic validation every recipe form goes through: each setting value against the table, and the
- * limits on the recipe's size. Cross-setting rules (a per-timestep group count above T, …) are checkRecipe's.
+ * The one semantic validation every recipe form goes through: the limits on the recipe's size (E017), then
+ * each setting value against the table. Cross-setting rules (a per-timestep group count above T, …) are checkRecipe's.
  */
 export function validateSettings(recipe: Recipe, locate: Locate): Diagnostic[] {
   const out: Diagnostic[] = [];
+  const statements = recipe.rules.length + recipe.keep.length + recipe.transforms.length;
+  if (statements > LIMITS.statements.max) out.push({ severity: 'error', code: 'E017', message: `the recipe has ${statements} rules, keeps and transforms; at most ${LIMITS.statements.max}` });
+  const groups: [string, { select: Selector[]; except: Selector[]; source?: SourceRef }[]][] = [['rules', recipe.rules], ['keep', recipe.keep], ['transforms', recipe.transforms]];
+  for (const [key, list] of groups) {
+    list.forEach((rule, i) => {
+      const span = rule.source ?? locate({ id: 'target', holder: rule, key: 'select', path: [key, i, 'select'] });
+      const where = span ? { span } : {};
+      const count = rule.select.length + rule.except.length;
+      if (count > LIMITS.selectors.max) out.push({ severity: 'error', code: 'E017', message: `a rule with ${count} selectors; at most ${LIMITS.selectors.max}`, ...where });
+      for (const selector of [...rule.select, ...rule.except]) {
+        const pattern = selector.kind === 'name' ? selector.glob : selector.kind === 'regex' ? selector.pattern : '';
+        if (pattern.length > LIMITS.pattern.max) out.push({ severity: 'error', code: 'E017', message: `a ${selector.kind} pattern of ${pattern.length} characters; at most ${LIMITS.pattern.max}`, ...where });
+      }
+    });
+  }
   for (const site of settingSites(recipe)) {
     const value = (site.holder as Record<string | number, unknown>)[site.key];
     const problem = settingProblem(site.id, value);
