@@ -65,7 +65,6 @@ export const SETTINGS = {
   'ndtc.std': { kind: 'number', written: 'timesteps ndtc(std: σ)', min: 0, minExclusive: true, max: 10, default: 0.35, doc: 'NDTC standard deviation, a fraction of T' },
   'percentile.p': { kind: 'number', written: 'range percentile(p: P)', min: 0, minExclusive: true, max: 100, default: 99.99, doc: 'percentile of |x| taken as the range' },
   'lp.p': { kind: 'number', written: 'range lp(p: P)', min: 0, minExclusive: true, max: 100, default: 2.4, doc: 'exponent of the L_p range search' },
-  'mse.p': { kind: 'number', written: 'range mse', min: 2, max: 2, default: 2, doc: 'mse is lp with p = 2' },
   'lp.grid': { kind: 'int', written: 'range lp|mse(grid: N)', min: 1, max: SEARCH, default: 100, doc: 'candidate ranges searched (shrink 1 − 0.01·i)' },
   'search.method': { kind: 'enum', written: 'search { method NAME }', values: ['evolution', 'greedy'], default: 'evolution', doc: 'group-size search method' },
   'search.population': { kind: 'int', written: 'search { population N }', min: 2, max: SEARCH, default: 50, doc: 'candidates per generation' },
@@ -86,6 +85,9 @@ export const SETTINGS = {
   'smoothquant.alpha': { kind: 'number', written: 'transform smoothquant(alpha: α)', min: 0, max: 1, default: 0.5, doc: 'migration strength' },
   'dilate.max': { kind: 'number', written: 'transform dilate(max: S)', min: 1, max: 1e12, default: 1e6, doc: 'largest dilation factor', reason: 'a factor below 1 shrinks instead of dilating; 0 divides by zero' },
 } as const satisfies Record<string, Setting>;
+
+/** The exponent `range mse` means (it is `lp` with p = 2; not a setting). */
+export const MSE_EXPONENT = 2;
 
 /** The id of a setting. */
 export type SettingId = keyof typeof SETTINGS;
@@ -266,6 +268,16 @@ export function validateSettings(recipe: Recipe, locate: Locate): Diagnostic[] {
     const span = locate(site);
     out.push({ severity: 'error', code: s.kind === 'enum' ? 'E015' : (s.code ?? 'E014'), message: problem, ...(span ? { span } : {}) });
   }
+  if (out.length > 0) return out;
+  // Settings that bound each other.
+  recipe.rules.forEach((rule, i) => {
+    const g = rule.weight?.granularity;
+    if (g?.kind !== 'auto' || g.budget.kind !== 'mean-group-size') return;
+    const largest = Math.max(...g.candidates);
+    if (g.budget.min <= largest) return;
+    const span = locate({ id: 'auto.mean', holder: g.budget, key: 'min', path: ['rules', i, 'weight', 'granularity', 'budget', 'min'] });
+    out.push({ severity: 'error', code: 'E032', message: `budget mean >= ${g.budget.min} is unreachable: the largest candidate is ${largest}`, ...(span ? { span } : {}) });
+  });
   return out;
 }
 

@@ -9,7 +9,7 @@ import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
 import { defaultAutoGroup, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
-import { LIMITS, SETTINGS, defaultOf, type Locate, type SettingId } from './settings.js';
+import { LIMITS, MSE_EXPONENT, SETTINGS, defaultOf, type Locate, type SettingId } from './settings.js';
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
@@ -306,7 +306,7 @@ class RecipeVisitor {
         return range;
       }
       case 'mse': {
-        const range = { kind: 'lp' as const, p: defaultOf('mse.p'), gridSize: defaultOf('lp.grid') };
+        const range = { kind: 'lp' as const, p: MSE_EXPONENT, gridSize: defaultOf('lp.grid') };
         this.argInto(this.args(call, ['grid']), 'grid', range, 'gridSize');
         return range;
       }
@@ -452,8 +452,6 @@ class RecipeVisitor {
           auto.budget = groupBudget;
         } else this.error('E032', "auto budget must read 'mean >= N' (the mean group size over the layers) or 'bits <= B' (average stored bits per weight, scales and zero points included)", budget.range);
       }
-      const largest = Math.max(...auto.candidates);
-      if (auto.budget.kind === 'mean-group-size' && auto.budget.min > largest) this.error('E032', `budget mean >= ${auto.budget.min} is unreachable: the largest candidate is ${largest}`, t.range);
       return auto;
     }
     this.error('E032', "'group' needs a size (group 128) or auto(candidates: [...], budget: mean >= N | bits <= B)", t?.range ?? at);
