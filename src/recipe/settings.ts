@@ -236,6 +236,12 @@ export function settingSites(recipe: Recipe): SettingSite[] {
   return out;
 }
 
+/** The block and key of a setting written `block { key VALUE }` (what `fmt` prints from the table), else undefined. */
+export function blockSetting(id: SettingId): { block: string; key: string } | undefined {
+  const match = /^(\w+) \{ ([\w-]+) [^(]*\}$/.exec(SETTINGS[id].written);
+  return match ? { block: match[1]!, key: match[2]! } : undefined;
+}
+
 /** Where a diagnostic about the value at `site` points (text: the value as written; JSON: its key). */
 export type Locate = (site: SettingSite) => Diagnostic['span'];
 

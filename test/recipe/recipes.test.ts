@@ -11,7 +11,7 @@ import { formatRecipe } from '../../src/recipe/format.js';
 import { parseRecipe, parseRecipeFile, parseRecipeJson } from '../../src/recipe/parse.js';
 import { recipeSchema } from '../../src/recipe/schema.js';
 import { globMatches, matchSpecificity } from '../../src/recipe/select.js';
-import { LIMITS, SETTINGS, SETTINGS_DOC_BEGIN, SETTINGS_DOC_END, settingsMarkdown, type NumberSetting, type Setting, type SettingId } from '../../src/recipe/settings.js';
+import { LIMITS, SETTINGS, blockSetting, SETTINGS_DOC_BEGIN, SETTINGS_DOC_END, settingsMarkdown, type NumberSetting, type Setting, type SettingId } from '../../src/recipe/settings.js';
 import type { Recipe } from '../../src/recipe/types.js';
 
 const RECIPES = 'recipes';
@@ -293,6 +293,15 @@ describe('the settings table', () => {
       }
     });
   }
+
+  it('fmt prints every block setting of the table under its key, and the schema publishes each bound', () => {
+    const text = formatRecipe(parseRecipe('recipe "x" {\n}\n', 'x.qrecipe').recipe!);
+    const blockIds = (Object.keys(SETTINGS) as SettingId[]).filter((id) => blockSetting(id));
+    expect(blockIds.length).toBeGreaterThan(10);
+    for (const id of blockIds) expect(text, id).toMatch(new RegExp(`[ {]${blockSetting(id)!.key} ${String((SETTINGS[id] as { default: unknown }).default)}[ \n]`));
+    const schema = JSON.stringify(recipeSchema);
+    for (const [id, s] of numeric) expect(schema, id).toContain(JSON.stringify(s.doc));
+  });
 
   it('the settings section of docs/recipes.md is the generated one (regenerate with grammar/gen-settings.ts)', () => {
     const docs = readFileSync('docs/recipes.md', 'utf8');
