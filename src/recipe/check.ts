@@ -27,19 +27,19 @@ export function scheduleSteps(recipe: Recipe): number {
  * Why the target refuses `rule` on every op type it runs at all, or undefined: the rule asked of the backend's
  * `checkPlan` as if it selected one layer of each such op (without a model, nothing narrower is known).
  */
-function refusedEverywhere(recipe: Recipe, rule: QuantizeRule, options: LowerOptions): string | undefined {
+function refusedEverywhere(target: Recipe['target'], rule: QuantizeRule, options: LowerOptions): string | undefined {
   // Recipes repeat a few specs over many rules: ask once per distinct spec.
-  const key = JSON.stringify([recipe.target, options, rule.weight, rule.input]);
+  const key = JSON.stringify([target, options, rule.weight, rule.input]);
   if (!refusals.has(key)) {
     if (refusals.size > 4096) refusals.clear();
-    refusals.set(key, askBackend(recipe, rule, options));
+    refusals.set(key, askBackend(target, rule, options));
   }
   return refusals.get(key);
 }
 const refusals = new Map<string, string | undefined>();
 
-function askBackend(recipe: Recipe, rule: QuantizeRule, options: LowerOptions): string | undefined {
-  const backend = backends[recipe.target];
+function askBackend(target: Recipe['target'], rule: QuantizeRule, options: LowerOptions): string | undefined {
+  const backend = backends[target];
   const ops = [...new Set([...backend.capabilities.weights, ...backend.capabilities.activations].flatMap((c) => c.ops))];
   // checkPlan reads a layer's name and op type only; a probe layer per op stands in for the model's.
   const probes = ops.map((op) => ({ name: `<${op}>`, opType: op }) as Layer);
@@ -54,21 +54,24 @@ function askBackend(recipe: Recipe, rule: QuantizeRule, options: LowerOptions): 
 export interface CheckOptions {
   /** The lowering options the compile will use (`--allow-requantize`). */
   lowering?: LowerOptions;
-  /** True when the caller asks the backend itself (compile: it may lower for another `--target`). */
+  /** The target to check for, when not the recipe's (compile `--target`). */
+  target?: Recipe['target'];
+  /** True when the caller judges target refusals itself (compile `--allow-fallback`: they become float layers). */
   targetCheckedByCaller?: boolean;
 }
 
 /** Checks that need no model. */
 export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnostic[] {
   const out: Diagnostic[] = [];
-  const compute = backends[recipe.target].capabilities.compute;
-  if (!compute.includes(recipe.precision)) out.push(at('error', 'E040', `target ${recipe.target} does not compute in ${recipe.precision} (its compute types: ${compute.join(', ')})`, recipe.float16.source));
+  const target = options.target ?? recipe.target;
+  const compute = backends[target].capabilities.compute;
+  if (!compute.includes(recipe.precision)) out.push(at('error', 'E040', `target ${target} does not compute in ${recipe.precision} (its compute types: ${compute.join(', ')})`, recipe.float16.source));
   // JSON recipes reach here unchecked; the text front end has reported (and dropped) unknown names already.
   for (const name of recipe.float16.keep) if (!isKeepName(name)) out.push(at('error', 'E015', `unknown op type or region '${name}' in the float16 keep list`, recipe.float16.source));
   const T = scheduleSteps(recipe);
   for (const rule of recipe.rules) {
-    const refused = options.targetCheckedByCaller ? undefined : refusedEverywhere(recipe, rule, options.lowering ?? {});
-    if (refused) out.push(at('error', 'E040', `target ${recipe.target}: ${refused}`, rule.source));
+    const refused = options.targetCheckedByCaller ? undefined : refusedEverywhere(target, rule, options.lowering ?? {});
+    if (refused) out.push(at('error', 'E040', `target ${target}: ${refused}`, rule.source));
     const mode = rule.input?.mode;
     if (mode?.kind === 'per-timestep' && mode.groups > T) out.push(at('error', 'E014', `per-timestep(groups: ${mode.groups}) has more groups than the schedule's ${T} timesteps`, rule.source));
     if (mode?.kind === 'dynamic' && mode.groupSize === 'weight' && rule.weight?.granularity.kind !== 'group' && rule.weight?.granularity.kind !== 'auto') {
@@ -106,23 +109,23 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
       diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
     }
   }
-  if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, layers, selection, options.lowering ?? {}));
+  if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
 }
 
 /** What the target cannot run on these very layers, at the rule that asks for it (rules it refuses on every op are checkRecipe's). */
-function targetDiagnostics(recipe: Recipe, layers: readonly Layer[], selection: Selection, options: LowerOptions): Diagnostic[] {
+function targetDiagnostics(recipe: Recipe, target: Recipe['target'], layers: readonly Layer[], selection: Selection, options: LowerOptions): Diagnostic[] {
   const diagnostics: Diagnostic[] = [];
-  const everywhere = new Set(recipe.rules.filter((rule) => refusedEverywhere(recipe, rule, options)));
+  const everywhere = new Set(recipe.rules.filter((rule) => refusedEverywhere(target, rule, options)));
   const { plan } = planRecipe(recipe, layers, selection, '');
   const reported = new Set<string>();
-  for (const issue of backends[recipe.target].checkPlan(plan, layers, options)) {
+  for (const issue of backends[target].checkPlan(plan, layers, options)) {
     const assigned = selection.assignments.get(issue.layer);
     if (assigned?.action !== 'quantize' || everywhere.has(recipe.rules[assigned.rule]!)) continue;
     const key = `${assigned.rule} ${issue.message}`;
     if (reported.has(key)) continue;
     reported.add(key);
-    diagnostics.push(at('error', 'E040', `target ${recipe.target}: layer '${issue.layer}': ${issue.message}`, assigned.source));
+    diagnostics.push(at('error', 'E040', `target ${target}: layer '${issue.layer}': ${issue.message}`, assigned.source));
   }
   return diagnostics;
 }

@@ -9,7 +9,7 @@ import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { discoverLayers } from '../../quant/layers.js';
-import { BackendError } from '../../backends/backend.js';
+import { BackendError, type TargetName } from '../../backends/backend.js';
 import { writeWebGpuBundle } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
 import { backends, findBackend } from '../../backends/registry.js';
@@ -112,7 +112,9 @@ export const compileCommand: Command = {
         return 2;
       }
     } else {
-      const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io);
+      // The recipe is checked for the target and options this compile lowers with (fallbacks are decided by lowering).
+      const check = args.allowFallback ? { targetCheckedByCaller: true } : { lowering: { requantize: args.allowRequantize }, ...(args.target ? { target: args.target as TargetName } : {}) };
+      const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io, false, check);
       if (!planned) return 1;
       for (const [name, layerPlan] of planned.plan) plan.set(name, layerPlan);
       entries = planned.entries;
