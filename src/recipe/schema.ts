@@ -39,7 +39,7 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
     required: ['bits', 'symmetric', 'granularity', 'range', 'rounding'],
     additionalProperties: false,
     properties: {
-      bits: { type: 'integer', minimum: 2, maximum: 8 },
+      bits: num('weight.bits'),
       signed: { type: 'boolean' },
       symmetric: { type: 'boolean' },
       granularity: {
@@ -77,7 +77,7 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
     required: ['bits', 'symmetric', 'mode', 'range'],
     additionalProperties: false,
     properties: {
-      bits: { type: 'integer', minimum: 2, maximum: 8 },
+      bits: num('input.bits'),
       symmetric: { type: 'boolean' },
       mode: {
         oneOf: [

@@ -74,6 +74,8 @@ export const SETTINGS = {
   'search.mutation-rate': { kind: 'number', written: 'search { mutation-rate R }', min: 0, max: 1, default: 0.1, doc: 'per-layer mutation probability' },
   'search.epochs': { kind: 'int', written: 'search { epochs N }', min: 0, max: SEARCH, default: 10, doc: 'generations' },
   'search.fitness': { kind: 'enum', written: 'search { fitness NAME }', values: ['eps-error', 'layer-error'], default: 'eps-error', doc: 'what a candidate is judged by' },
+  'weight.bits': { kind: 'int', written: 'weight intN', min: 2, max: 8, doc: 'bits of a weight code (int4/int8 storage, narrower grids inside them)', code: 'E031' },
+  'input.bits': { kind: 'int', written: 'input intN', min: 2, max: 8, doc: 'bits of an activation code', code: 'E031' },
   'group.size': { kind: 'int', written: 'weight … group N', min: 1, max: SIZE, doc: 'weights per scale along the input channels', code: 'E032' },
   'auto.candidate': { kind: 'int', written: 'group auto(candidates: [N, …])', min: 1, max: SIZE, doc: 'a group size the search may choose', code: 'E032' },
   'auto.mean': { kind: 'number', written: 'group auto(budget: mean >= N)', min: 1, max: SIZE, default: 128, doc: 'lowest mean group size over the layers', code: 'E032' },
@@ -208,6 +210,7 @@ export function settingSites(recipe: Recipe): SettingSite[] {
     const w = rule.weight;
     if (w) {
       const path = ['rules', i, 'weight'];
+      at('weight.bits', w, 'bits', path);
       const g = w.granularity;
       if (g.kind === 'group') at('group.size', g, 'size', [...path, 'granularity']);
       if (g.kind === 'auto') {
@@ -224,6 +227,7 @@ export function settingSites(recipe: Recipe): SettingSite[] {
     const a = rule.input;
     if (a) {
       const path = ['rules', i, 'input'];
+      at('input.bits', a, 'bits', path);
       if (a.mode.kind === 'per-timestep') at('per-timestep.groups', a.mode, 'groups', [...path, 'mode']);
       if (a.mode.kind === 'dynamic' && typeof a.mode.groupSize === 'number') at('per-token-group.size', a.mode, 'groupSize', [...path, 'mode']);
       range(a.range, [...path, 'range']);

@@ -346,25 +346,22 @@ class RecipeVisitor {
   }
 
   /** `int4|int8|uint4|uint8|intN` → bits and signedness. */
-  private storage(t: Term | undefined, what: string, at: Range): { bits: number; signed: boolean } | undefined {
+  /** The storage type `int4|int8|uint4|uint8|intN`; the spec it starts is `record`ed at its bits (bounds: the table's). */
+  private storage(t: Term | undefined, what: string, at: Range): { bits: number; signed: boolean; range: Range } | undefined {
     const word = t?.kind === 'call' && t.args === undefined ? t.name : undefined;
     const match = word ? /^(u?)int(\d+)$/.exec(word) : null;
     if (!match) {
       this.error('E031', `${what} needs a type first: int8, int4, uint8, uint4 (or intN for 2 ≤ N ≤ 8)`, t?.range ?? at);
       return undefined;
     }
-    const bits = Number(match[2]);
-    if (bits < 2 || bits > 8) {
-      this.error('E031', `${bits}-bit ${what}s are not supported (2..8 bits)`, t!.range);
-      return undefined;
-    }
-    return { bits, signed: match[1] === '' };
+    return { bits: Number(match[2]), signed: match[1] === '', range: t!.range };
   }
 
   private weightSpec(cursor: Cursor, at: Range): WeightQuantSpec | undefined {
     const storage = this.storage(cursor.next(), 'weight', at);
     if (!storage) return undefined;
     const spec = defaultWeightSpec(storage.bits, storage.signed);
+    this.record(spec, 'bits', storage.range);
     const seen = new Set<string>();
     while (!cursor.done) {
       const t = cursor.next()!;
@@ -476,6 +473,7 @@ class RecipeVisitor {
     const storage = this.storage(cursor.next(), 'input', at);
     if (!storage) return undefined;
     const spec = defaultInputSpec(storage.bits, this.recipeValue.calibrate.range);
+    this.record(spec, 'bits', storage.range);
     let rangeWritten = false;
     let dynamic = false;
     const seen = new Set<string>();
