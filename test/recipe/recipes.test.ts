@@ -331,3 +331,19 @@ describe('name globs', () => {
     for (const [glob, name, expected] of cases) expect(globMatches(glob, name), `${glob} ~ ${name}`).toBe(expected);
   });
 });
+
+describe('line and column of a diagnostic', () => {
+  it('agree with a scan of the text, for every offset (including past the end), text after text', () => {
+    const naive = (text: string, offset: number) => {
+      const before = text.slice(0, Math.max(0, offset));
+      const lineStart = before.lastIndexOf('\n') + 1;
+      return { line: before.split('\n').length, column: offset - lineStart + 1 };
+    };
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('a', 'b', '\n', ' '), maxLength: 40 }), fc.nat(45), (text, offset) => {
+        expect(lineColumn(text, offset)).toEqual(naive(text, offset));
+      }),
+      { numRuns: 500, seed: 3 },
+    );
+  });
+});
