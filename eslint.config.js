@@ -8,11 +8,11 @@ import tseslint from 'typescript-eslint';
 export const LAYERS = {
   ir: [],
   quant: ['ir'],
-  passes: ['ir', 'quant'],
+  passes: ['ir', 'quant', 'backends'],
   backends: ['ir', 'quant'],
   report: [],
   runtime: ['ir', 'quant', 'report'],
-  recipe: ['ir', 'quant', 'passes'],
+  recipe: ['ir', 'quant', 'passes', 'backends'],
   synth: ['ir'],
   cli: ['ir', 'quant', 'passes', 'backends', 'report', 'runtime', 'recipe', 'synth'],
 };

@@ -51,7 +51,8 @@ export const recipeLexer = new Lexer(allTokens, { positionTracking: 'full', ensu
 /** The recipe parser; `recipe()` is the entry rule. Recovers from errors to report several per run. */
 export class RecipeParser extends CstParser {
   constructor() {
-    super(allTokens, { recoveryEnabled: true, maxLookahead: 3 });
+    // onlyOffset: every CST node carries its span, so the visitor reads ranges without walking subtrees.
+    super(allTokens, { recoveryEnabled: true, maxLookahead: 3, nodeLocationTracking: 'onlyOffset' });
     this.performSelfAnalysis();
   }
 

@@ -25,15 +25,28 @@ export interface Diagnostic {
 
 /** Line and column (both 1-based) of `offset` in `text`. */
 export function lineColumn(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text[i] === '\n') {
-      line++;
-      lineStart = i + 1;
-    }
+  const starts = lineStarts(text);
+  // The last line that starts at or before `offset` (binary search: rendering thousands of diagnostics of one
+  // text stays linear instead of rescanning the text for each).
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (starts[mid]! <= offset) lo = mid;
+    else hi = mid - 1;
   }
-  return { line, column: offset - lineStart + 1 };
+  return { line: lo + 1, column: offset - starts[lo]! + 1 };
+}
+
+/** The offsets where the lines of `text` start, for the text seen last. */
+let lastLineStarts: { text: string; starts: number[] } | undefined;
+function lineStarts(text: string): number[] {
+  if (lastLineStarts?.text !== text) {
+    const starts = [0];
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+    lastLineStarts = { text, starts };
+  }
+  return lastLineStarts.starts;
 }
 
 /** Renders `file:line:col: error[E012]: message`, the source line, and a caret with `~` under the span. */

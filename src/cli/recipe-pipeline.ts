@@ -12,7 +12,7 @@ import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../ir/executor.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { passRegistry } from '../passes/registry.js';
-import { checkRecipe, checkRecipeAgainstModel } from '../recipe/check.js';
+import { checkRecipe, checkRecipeAgainstModel, type CheckOptions } from '../recipe/check.js';
 import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
@@ -33,16 +33,16 @@ export interface PlannedRecipe {
   needsCalibration: boolean;
 }
 
-/** Reads, checks and plans `recipePath` for `model`; prints diagnostics; undefined when there were errors. */
-export function planRecipeFile(recipePath: string, model: Model, io: CliIO, strict = false): PlannedRecipe | undefined {
+/** Reads, checks (for the target and lowering options in `check`) and plans `recipePath` for `model`; prints diagnostics; undefined when there were errors. */
+export function planRecipeFile(recipePath: string, model: Model, io: CliIO, strict = false, check: CheckOptions = {}): PlannedRecipe | undefined {
   const parsed = parseRecipeFile(recipePath);
   const sources = new Map([[recipePath, parsed.text]]);
   const diagnostics = [...parsed.diagnostics];
   let planned: PlannedRecipe | undefined;
   if (parsed.recipe) {
     const layers = layersOf(model);
-    const checked = checkRecipeAgainstModel(parsed.recipe, layers);
-    diagnostics.push(...checkRecipe(parsed.recipe), ...checked.diagnostics);
+    const checked = checkRecipeAgainstModel(parsed.recipe, layers, check);
+    diagnostics.push(...checkRecipe(parsed.recipe, check), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
       const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
       planned = { recipe: parsed.recipe, path: recipePath, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };

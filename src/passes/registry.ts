@@ -4,6 +4,7 @@
  */
 import { calibrate } from './calibrate.js';
 import { cleanup } from './cleanup.js';
+import { loweringPasses } from './lower-target.js';
 import { collectHessians } from './collect-hessians.js';
 import { convertFloat16 } from './convert-float16.js';
 import type { Pass } from './pass.js';
@@ -15,8 +16,8 @@ import { smoothQuant } from './smooth-quant.js';
 import { upgradeOpset } from './upgrade-opset.js';
 import { weightDilation } from './weight-dilation.js';
 
-/** All registered passes, in listing order. */
-export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, calibrate, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, quantizeActivations, convertFloat16, cleanup];
+/** All registered passes, in listing order: the transforms, then one `lower-<target>` per backend. */
+export const passRegistry: readonly Pass[] = [selectLayers, upgradeOpset, calibrate, smoothQuant, weightDilation, searchGroupSizes, collectHessians, quantizeWeights, quantizeActivations, convertFloat16, cleanup, ...loweringPasses];
 
 /** The registered pass named `name`, or undefined. */
 export function findPass(name: string): Pass | undefined {

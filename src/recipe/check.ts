@@ -1,73 +1,129 @@
 /**
- * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run, group
- * sizes that do not divide a selected layer's input channels, rules that select nothing. Diagnostics only.
+ * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
+ * of the target's backend, `checkPlan`: the one source of what a target executes), sizes that do not divide a
+ * selected layer's input channels, settings that contradict each other, rules that select nothing. Diagnostics only.
  */
+import { backends } from '../backends/registry.js';
+import { issueDiagnostics, type LowerOptions } from '../backends/backend.js';
 import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../quant/layers.js';
+import type { QuantPlan } from '../quant/plan.js';
 import { isKeepName } from '../passes/convert-float16.js';
+import { planRecipe } from './plan.js';
 import { resolveSelection } from './select.js';
-import type { Recipe, Selection, SourceRef } from './types.js';
+import type { QuantizeRule, Recipe, Selection, SourceRef } from './types.js';
 
-/** Activation bit widths each target executes. */
-const ACTIVATION_BITS: Record<Recipe['target'], number[]> = { cpu: [8], webgpu: [8], cuda: [8], tensorrt: [8] };
-/** Float compute types each target runs (the `compute` line of each backend's capability table; a test keeps them equal). */
-export const COMPUTE_TYPES: Record<Recipe['target'], string[]> = { cpu: ['fp32'], webgpu: ['fp32'], cuda: ['fp32', 'fp16'], tensorrt: ['fp32', 'fp16'] };
-/** Weight bit widths each target stores (6-bit weights are stored as int8 codes on a 6-bit grid). */
-const WEIGHT_BITS: Record<Recipe['target'], number[]> = { cpu: [2, 3, 4, 5, 6, 7, 8], webgpu: [4, 8], cuda: [4, 8], tensorrt: [4, 8] };
+/** A diagnostic at `source` (when known). */
+function at(severity: Diagnostic['severity'], code: string, message: string, source: SourceRef | undefined, notes?: string[]): Diagnostic {
+  return { severity, code, message, ...(source ? { span: source } : {}), ...(notes ? { notes } : {}) };
+}
+
+/** The training timesteps T the recipe's schedule has (a sidecar schedule is read at compile time; 1000 is what planning assumes). */
+export function scheduleSteps(recipe: Recipe): number {
+  return recipe.diffusion.schedule.kind === 'sidecar' ? 1000 : recipe.diffusion.schedule.steps;
+}
+
+/**
+ * Why the target refuses `rule` on every op type it runs at all, or undefined: the rule asked of the backend's
+ * `checkPlan` as if it selected one layer of each such op (without a model, nothing narrower is known).
+ */
+function refusedEverywhere(target: Recipe['target'], rule: QuantizeRule, options: LowerOptions): string | undefined {
+  // Recipes repeat a few specs over many rules: ask once per distinct spec.
+  const key = JSON.stringify([target, options, rule.weight, rule.input]);
+  if (!refusals.has(key)) {
+    if (refusals.size > 4096) refusals.clear();
+    refusals.set(key, askBackend(target, rule, options));
+  }
+  return refusals.get(key);
+}
+const refusals = new Map<string, string | undefined>();
+
+function askBackend(target: Recipe['target'], rule: QuantizeRule, options: LowerOptions): string | undefined {
+  const backend = backends[target];
+  const ops = [...new Set([...backend.capabilities.weights, ...backend.capabilities.activations].flatMap((c) => c.ops))];
+  // checkPlan reads a layer's name and op type only; a probe layer per op stands in for the model's.
+  const probes = ops.map((op) => ({ name: `<${op}>`, opType: op }) as Layer);
+  const problems = probes.map((probe) => {
+    const plan: QuantPlan = new Map([[probe.name, { layer: probe.name, ...(rule.weight ? { weight: rule.weight } : {}), ...(rule.input ? { input: rule.input } : {}) }]]);
+    return backend.checkPlan(plan, [probe], options)[0]?.message;
+  });
+  return problems.every((p) => p !== undefined) ? problems[0] : undefined;
+}
+
+/** How the target is checked. */
+export interface CheckOptions {
+  /** The lowering options the compile will use (`--allow-requantize`). */
+  lowering?: LowerOptions;
+  /** The target to check for, when not the recipe's (compile `--target`). */
+  target?: Recipe['target'];
+  /** True when the caller judges target refusals itself (compile `--allow-fallback`: they become float layers). */
+  targetCheckedByCaller?: boolean;
+}
 
 /** Checks that need no model. */
-export function checkRecipe(recipe: Recipe): Diagnostic[] {
+export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnostic[] {
   const out: Diagnostic[] = [];
-  const error = (code: string, message: string, source?: SourceRef) => out.push({ severity: 'error', code, message, ...(source ? { span: source } : {}) });
-  if (!COMPUTE_TYPES[recipe.target].includes(recipe.precision)) {
-    error('E040', `target ${recipe.target} does not compute in ${recipe.precision} (its compute types: ${COMPUTE_TYPES[recipe.target].join(', ')})`, recipe.float16.source);
-  }
+  const target = options.target ?? recipe.target;
+  const compute = backends[target].capabilities.compute;
+  if (!compute.includes(recipe.precision)) out.push(at('error', 'E040', `target ${target} does not compute in ${recipe.precision} (its compute types: ${compute.join(', ')})`, recipe.float16.source));
   // JSON recipes reach here unchecked; the text front end has reported (and dropped) unknown names already.
-  for (const name of recipe.float16.keep) if (!isKeepName(name)) error('E015', `unknown op type or region '${name}' in the float16 keep list`, recipe.float16.source);
+  for (const name of recipe.float16.keep) if (!isKeepName(name)) out.push(at('error', 'E015', `unknown op type or region '${name}' in the float16 keep list`, recipe.float16.source));
+  const T = scheduleSteps(recipe);
   for (const rule of recipe.rules) {
-    if (rule.input && !ACTIVATION_BITS[recipe.target].includes(rule.input.bits)) {
-      error('E040', `target ${recipe.target} cannot run ${rule.input.bits}-bit activations (supported: ${ACTIVATION_BITS[recipe.target].join(', ')})`, rule.source);
+    const refused = options.targetCheckedByCaller ? undefined : refusedEverywhere(target, rule, options.lowering ?? {});
+    if (refused) out.push(at('error', 'E040', `target ${target}: ${refused}`, rule.source));
+    const mode = rule.input?.mode;
+    if (mode?.kind === 'per-timestep' && mode.groups > T) out.push(at('error', 'E014', `per-timestep(groups: ${mode.groups}) has more groups than the schedule's ${T} timesteps`, rule.source));
+    if (mode?.kind === 'dynamic' && mode.groupSize === 'weight' && rule.weight?.granularity.kind !== 'group' && rule.weight?.granularity.kind !== 'auto') {
+      out.push(at('error', 'E033', `per-token-group(size: weight) takes the weight's group size, but this rule's weight is ${rule.weight ? rule.weight.granularity.kind : 'not quantized'}: give the weight \`group N\` or \`group auto(…)\`, or the activation a size`, rule.source));
     }
-    if (rule.weight && !WEIGHT_BITS[recipe.target].includes(rule.weight.bits)) {
-      error('E040', `target ${recipe.target} cannot store ${rule.weight.bits}-bit weights (supported: ${WEIGHT_BITS[recipe.target].join(', ')})`, rule.source);
-    }
-    if (recipe.target === 'tensorrt' && rule.input && !rule.input.symmetric) {
-      error('E040', 'target tensorrt needs symmetric activations (zero point 0): write `input int8 sym …`', rule.source);
-    }
-    if (rule.input?.mode.kind === 'dynamic' && rule.input.mode.groupSize === 'weight' && rule.weight?.granularity.kind !== 'group' && rule.weight?.granularity.kind !== 'auto') {
-      error('E033', `per-token-group(size: weight) takes the weight's group size, but this rule's weight is ${rule.weight ? rule.weight.granularity.kind : 'not quantized'}: give the weight \`group N\` or \`group auto(…)\`, or the activation a size`, rule.source);
-    }
-    if (rule.input?.mode.kind === 'dynamic' && rule.input.mode.granularity === 'per-token-group' && rule.weight?.granularity.kind === 'per-tensor') {
-      out.push({ severity: 'warning', code: 'W003', message: 'per-token-group activations with a per-tensor weight: the groups buy little', ...(rule.source ? { span: rule.source } : {}) });
+    if (mode?.kind === 'dynamic' && mode.granularity === 'per-token-group' && rule.weight?.granularity.kind === 'per-tensor') {
+      out.push(at('warning', 'W003', 'per-token-group activations with a per-tensor weight: the groups buy little', rule.source));
     }
   }
+  if (recipe.diffusion.schedule.kind !== 'sidecar' && recipe.diffusion.sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${recipe.diffusion.sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
   return out;
 }
 
 /** Checks against a model's layers; returns the selection too (for `check --model`'s table). */
-export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]): { diagnostics: Diagnostic[]; selection: Selection } {
+export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[], options: CheckOptions = {}): { diagnostics: Diagnostic[]; selection: Selection } {
   const selection = resolveSelection(recipe, layers);
   const diagnostics = [...selection.diagnostics];
   for (const layer of layers) {
     const plan = selection.assignments.get(layer.name);
-    if (plan?.action !== 'quantize' || !plan.weight) continue;
-    const g = plan.weight.granularity;
+    if (plan?.action !== 'quantize') continue;
+    if (layer.opType === 'Gather' && plan.input) {
+      diagnostics.push(at('error', 'E044', `layer '${layer.name}' is an embedding lookup: its input is an index, which cannot be quantized`, plan.source));
+    }
+    const mode = plan.input?.mode;
+    if (mode?.kind === 'dynamic' && typeof mode.groupSize === 'number' && layer.inChannels % mode.groupSize !== 0) {
+      diagnostics.push(at('error', 'E042', `per-token-group(size: ${mode.groupSize}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
+    }
+    const g = plan.weight?.granularity;
+    if (!g) continue;
     const reductionLength = layer.opType === 'Conv' ? layer.inChannels * layer.weightShape.slice(2).reduce((a, b) => a * b, 1) : layer.inChannels;
     if (g.kind === 'group' && reductionLength % g.size !== 0) {
-      diagnostics.push({
-        severity: 'error',
-        code: 'E042',
-        message: `group ${g.size} does not divide the ${reductionLength} input channels of layer '${layer.name}' (${layer.role})`,
-        ...(plan.source ? { span: plan.source } : {}),
-        notes: ['exclude the layer from this rule (`except …`) or give it its own rule with a divisor or per-channel'],
-      });
+      diagnostics.push(at('error', 'E042', `group ${g.size} does not divide the ${reductionLength} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it its own rule with a divisor or per-channel']));
     }
     if (g.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
-      diagnostics.push({ severity: 'error', code: 'E042', message: `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, ...(plan.source ? { span: plan.source } : {}) });
-    }
-    if (layer.opType === 'Gather' && plan.input) {
-      diagnostics.push({ severity: 'error', code: 'E044', message: `layer '${layer.name}' is an embedding lookup: its input is an index, which cannot be quantized`, ...(plan.source ? { span: plan.source } : {}) });
+      diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
     }
   }
+  if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
+}
+
+/**
+ * What the target cannot run on these very layers: one diagnostic per rule, listing its layers (rules it refuses
+ * on every op are checkRecipe's). The grouping is the backends' own, as the lowering reports it.
+ */
+function targetDiagnostics(recipe: Recipe, target: Recipe['target'], layers: readonly Layer[], selection: Selection, options: LowerOptions): Diagnostic[] {
+  const everywhere = new Set(recipe.rules.filter((rule) => refusedEverywhere(target, rule, options)));
+  const { plan } = planRecipe(recipe, layers, selection, '');
+  const issues = backends[target].checkPlan(plan, layers, options).flatMap((issue) => {
+    const assigned = selection.assignments.get(issue.layer);
+    if (assigned?.action !== 'quantize' || everywhere.has(recipe.rules[assigned.rule]!)) return [];
+    return [{ ...issue, ...(assigned.source ? { span: assigned.source } : {}) }];
+  });
+  return issueDiagnostics(target, issues, 'refused');
 }

@@ -1,28 +1,41 @@
-/** Every recipe default, in one place: the visitor starts from these, JSON recipes are merged onto them. */
+/**
+ * Every recipe default, in one place: the values come from the settings table (settings.ts); this module
+ * shapes them into the normalized objects the visitor starts from and JSON recipes are merged onto.
+ */
 import { DEFAULT_FLOAT16_KEEP } from '../passes/convert-float16.js';
-import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
+import type { ActivationQuantSpec, Granularity, WeightQuantSpec } from '../quant/plan.js';
+import { defaultOf } from './settings.js';
 import type { Recipe } from './types.js';
 
 /** A recipe with every setting at its default. */
 export function defaultRecipe(name: string): Recipe {
   return {
     name,
-    target: 'cpu',
-    precision: 'fp32',
+    target: defaultOf('target'),
+    precision: defaultOf('precision'),
     float16: { keep: [...DEFAULT_FLOAT16_KEEP] },
-    seed: 0,
+    seed: defaultOf('seed'),
     diffusion: {
       schedule: { kind: 'sidecar' },
-      prediction: 'epsilon',
-      sampler: { kind: 'ddim', steps: 50, eta: 0 },
-      guidance: 1,
-      classes: 0,
+      prediction: defaultOf('diffusion.prediction'),
+      sampler: { kind: 'ddim', steps: defaultOf('ddim.steps'), eta: defaultOf('ddim.eta') },
+      guidance: defaultOf('diffusion.guidance'),
+      classes: defaultOf('diffusion.classes'),
     },
-    calibrate: { samples: 256, batch: 32, timesteps: { kind: 'uniform' }, range: { kind: 'minmax' }, ema: 0, cache: '' },
+    calibrate: { samples: defaultOf('calibrate.samples'), batch: defaultOf('calibrate.batch'), timesteps: { kind: 'uniform' }, range: { kind: 'minmax' }, ema: defaultOf('calibrate.ema'), cache: '' },
     rules: [],
     keep: [],
     transforms: [],
-    search: { method: 'evolution', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, fitness: 'eps-error' },
+    search: {
+      method: defaultOf('search.method'),
+      population: defaultOf('search.population'),
+      topK: defaultOf('search.top'),
+      mutations: defaultOf('search.mutations'),
+      crossovers: defaultOf('search.crossovers'),
+      mutationRate: defaultOf('search.mutation-rate'),
+      epochs: defaultOf('search.epochs'),
+      fitness: defaultOf('search.fitness'),
+    },
   };
 }
 
@@ -36,8 +49,7 @@ export function defaultInputSpec(bits: number, range: ActivationQuantSpec['range
   return { bits, symmetric: false, mode: { kind: 'static' }, range };
 }
 
-/** Defaults of the range methods' parameters. */
-export const RANGE_DEFAULTS = { lpP: 2.4, mseP: 2, gridSize: 100, percentile: 99.99 } as const;
-
-/** Defaults of GPTQ rounding. */
-export const GPTQ_DEFAULTS = { blockSize: 128, damp: 0.01 } as const;
+/** The candidates and budget of a bare `group auto`. */
+export function defaultAutoGroup(): Extract<Granularity, { kind: 'auto' }> {
+  return { kind: 'auto', candidates: [32, 64, 128, 192, 288], budget: { kind: 'mean-group-size', min: defaultOf('auto.mean') } };
+}

@@ -1,22 +1,18 @@
 /** `qcompile fmt`: prints a recipe in canonical form — every setting explicit, fixed order, one statement per line. */
 import type { ActivationQuantSpec, RangeMethod, WeightQuantSpec } from '../quant/plan.js';
 import { describeSelectors } from './select.js';
+import { blockSetting, settingSites } from './settings.js';
 import type { Recipe, Selector } from './types.js';
 
 /** The canonical text of a recipe; parsing it gives the same recipe (spans aside). */
 export function formatRecipe(recipe: Recipe): string {
-  const d = recipe.diffusion;
   const c = recipe.calibrate;
-  const s = recipe.search;
   const lines: string[] = [`recipe ${JSON.stringify(recipe.name)} {`];
   const precision = recipe.precision === 'fp16' ? `fp16(keep: [${recipe.float16.keep.join(', ')}])` : 'fp32';
   lines.push(`  target ${recipe.target}`, `  precision ${precision}`, `  seed ${recipe.seed}`, '');
-  lines.push('  diffusion {');
-  lines.push(`    schedule ${schedule(recipe)}`, `    prediction ${d.prediction}`, `    sampler ${sampler(recipe)}`, `    guidance ${num(d.guidance)}`, `    classes ${d.classes}`);
-  lines.push('  }', '');
-  lines.push('  calibrate {');
-  lines.push(`    samples ${c.samples}`, `    batch ${c.batch}`, `    timesteps ${timesteps(recipe)}`, `    range ${range(c.range)}`, `    ema ${num(c.ema)}`, `    cache ${JSON.stringify(c.cache)}`);
-  lines.push('  }');
+  const blocks = tableSettings(recipe);
+  lines.push('  diffusion {', `    schedule ${schedule(recipe)}`, `    sampler ${sampler(recipe)}`, ...blocks('diffusion', '    '), '  }', '');
+  lines.push('  calibrate {', `    timesteps ${timesteps(recipe)}`, `    range ${range(c.range)}`, ...blocks('calibrate', '    '), `    cache ${JSON.stringify(c.cache)}`, '  }');
   if (recipe.transforms.length > 0) lines.push('');
   for (const t of recipe.transforms) {
     const head = t.kind === 'smoothquant' ? `smoothquant(alpha: ${num(t.alpha)})` : `dilate(max: ${num(t.maxScale)})`;
@@ -30,10 +26,19 @@ export function formatRecipe(recipe: Recipe): string {
   }
   if (recipe.keep.length > 0) lines.push('');
   for (const k of recipe.keep) lines.push(`  keep ${selection(k.select, k.except)}`);
-  lines.push('');
-  lines.push(`  search { method ${s.method} population ${s.population} top ${s.topK} mutations ${s.mutations} crossovers ${s.crossovers} mutation-rate ${num(s.mutationRate)} epochs ${s.epochs} fitness ${s.fitness} }`);
-  lines.push('}');
+  lines.push('', `  search { ${blocks('search', '').join(' ')} }`, '}');
   return `${lines.join('\n')}\n`;
+}
+
+/** The `key value` lines of each block's plain settings, in the settings table's order, from the table. */
+function tableSettings(recipe: Recipe): (block: string, indent: string) => string[] {
+  const sites = settingSites(recipe);
+  return (block, indent) =>
+    sites.flatMap((site) => {
+      const written = blockSetting(site.id);
+      const value = (site.holder as Record<string | number, number | string>)[site.key]!;
+      return written?.block === block ? [`${indent}${written.key} ${typeof value === 'number' ? num(value) : value}`] : [];
+    });
 }
 
 function num(n: number): string {

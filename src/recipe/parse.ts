@@ -8,7 +8,8 @@ import { Ajv } from 'ajv';
 import { parseRecipeCst } from '../../grammar/qrecipe.js';
 import { hasErrors, type Diagnostic } from '../diagnostics.js';
 import { defaultRecipe } from './defaults.js';
-import { recipeSchema } from './schema.js';
+import { buildRecipeSchema } from './schema.js';
+import { LIMITS, validateSettings } from './settings.js';
 import type { Recipe } from './types.js';
 import { visitRecipe } from './visitor.js';
 
@@ -33,6 +34,9 @@ export function parseRecipeFile(path: string, fileName = path): ParseResult {
 
 /** Parses `.qrecipe` text. */
 export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
+  const tooDeep = firstTooDeep(text);
+  // The parser descends once per open bracket: past the limit, say where instead of overflowing the stack.
+  if (tooDeep !== undefined) return { text, diagnostics: [{ severity: 'error', code: 'E003', message: `brackets nested more than ${LIMITS.nesting.max} deep`, span: { file, offset: tooDeep, length: 1 } }] };
   const diagnostics: Diagnostic[] = [];
   const { cst, lexErrors, parseErrors } = parseRecipeCst(text);
   for (const e of lexErrors) {
@@ -44,8 +48,25 @@ export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
     diagnostics.push({ severity: 'error', code: 'E002', message: `syntax error: ${friendlyParseMessage(e.message)}, found ${found}`, span: { file, offset: at, length: Math.max(1, e.token.image?.length ?? 1) } });
   }
   if (!cst || diagnostics.length > 0) return { diagnostics, text };
-  const recipe = visitRecipe(cst, file, diagnostics);
+  const { recipe, locate } = visitRecipe(cst, file, diagnostics);
+  diagnostics.push(...validateSettings(recipe, locate));
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
+}
+
+/** The offset of the first `(` or `[` that opens one more than LIMITS.nesting allows (strings and comments skipped), or undefined. */
+function firstTooDeep(text: string): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"' && text[i] !== '\n'; i++) if (text[i] === '\\') i++;
+    } else if (c === '#' || (c === '/' && text[i + 1] === '/')) {
+      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === '(' || c === '[') {
+      if (++depth > LIMITS.nesting.max) return i;
+    } else if (c === ')' || c === ']') depth = Math.max(0, depth - 1);
+  }
+  return undefined;
 }
 
 /** Chevrotain says `Expecting token of type --> RCurly <-- but found --> 'x' <--`; say `expected '}'`. */
@@ -72,15 +93,16 @@ export function parseRecipeJson(text: string, file = '<recipe.json>'): ParseResu
     return { text, diagnostics: [{ severity: 'error', code: 'E051', message: 'a JSON recipe must be an object', span: { file, offset: 0, length: 1 } }] };
   }
   const recipe = mergeDefaults(defaultRecipe(''), json as Record<string, unknown>) as Recipe;
-  const diagnostics = validateRecipe(recipe, file, text);
+  const shape = validateShape(recipe, file, text);
+  const diagnostics = hasErrors(shape) ? shape : validateSettings(recipe, (site) => ({ file, ...(keySpan(text, site.path.map(String)) ?? { offset: 0, length: 1 }) }));
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(recipeSchema);
+const validate = ajv.compile(buildRecipeSchema(false));
 
-/** Schema errors of a normalized recipe, as diagnostics (E051); given the JSON text, spans point at the offending key. */
-export function validateRecipe(recipe: Recipe, file: string, text?: string): Diagnostic[] {
+/** Shape errors of a normalized recipe (the schema without the table's bounds), as diagnostics (E051); given the JSON text, spans point at the offending key. */
+function validateShape(recipe: Recipe, file: string, text?: string): Diagnostic[] {
   if (validate(recipe)) return [];
   return (validate.errors ?? []).map((e) => {
     const extra = typeof e.params.additionalProperty === 'string' ? e.params.additionalProperty : undefined;

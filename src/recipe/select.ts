@@ -22,22 +22,56 @@ export function matchSpecificity(selector: Selector, layer: SelectableLayer, lay
     case 'last':
       return layer.index === layerCount - 1 ? 3 : -1;
     case 'name':
-      return globToRegExp(selector.glob).test(layer.name) ? 4 : -1;
+      return globMatches(selector.glob, layer.name) ? 4 : -1;
     case 'regex':
-      return new RegExp(`^(?:${selector.pattern})$`).test(layer.name) ? 4 : -1;
+      return compiledRegex(selector.pattern).test(layer.name) ? 4 : -1;
   }
 }
 
-/** `*` matches within a name segment run, `**`/`*` both cross dots here: layer names are short. */
-function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${escaped}$`);
+/**
+ * Whether `name` matches `glob` in full (`*` any run of characters, dots included; `?` one character). Greedy
+ * with a single resume point: a later `*` supersedes an earlier one, so the work is O(glob × name) at worst —
+ * never the exponential backtracking a `.*.*.*…` regular expression does on a near miss.
+ */
+export function globMatches(glob: string, name: string): boolean {
+  let g = 0;
+  let n = 0;
+  let star = -1;
+  let resume = 0;
+  while (n < name.length) {
+    if (g < glob.length && (glob[g] === '?' || glob[g] === name[n]) && glob[g] !== '*') {
+      g++;
+      n++;
+    } else if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = n;
+    } else if (star >= 0) {
+      g = star + 1;
+      n = ++resume;
+    } else return false;
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
+}
+
+/** Regex selectors compiled once per pattern (a recipe's thousands of rules × layers would otherwise recompile each). */
+const regexCache = new Map<string, RegExp>();
+function compiledRegex(pattern: string): RegExp {
+  let re = regexCache.get(pattern);
+  if (!re) {
+    re = new RegExp(`^(?:${pattern})$`);
+    if (regexCache.size > 1024) regexCache.clear();
+    regexCache.set(pattern, re);
+  }
+  return re;
 }
 
 /** Best specificity of a rule (select minus except) for a layer, or -1. */
 function ruleSpecificity(rule: { select: Selector[]; except: Selector[] }, layer: SelectableLayer, count: number): number {
-  if (rule.except.some((s) => matchSpecificity(s, layer, count) >= 0)) return -1;
-  return Math.max(-1, ...rule.select.map((s) => matchSpecificity(s, layer, count)));
+  for (const s of rule.except) if (matchSpecificity(s, layer, count) >= 0) return -1;
+  let best = -1;
+  for (const s of rule.select) best = Math.max(best, matchSpecificity(s, layer, count));
+  return best;
 }
 
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
@@ -46,20 +80,27 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
   const used = new Set<string>();
   const count = layers.length;
   for (const layer of layers) {
-    let best: { specificity: number; plan: ResolvedLayerPlan; key: string } | undefined;
-    recipe.rules.forEach((rule, i) => {
-      const specificity = ruleSpecificity(rule, layer, count);
-      if (specificity >= 0 && (!best || specificity >= best.specificity)) {
-        best = { specificity, key: `rule${i}`, plan: { action: 'quantize', ...(rule.weight ? { weight: rule.weight } : {}), ...(rule.input ? { input: rule.input } : {}), rule: i, ...(rule.source ? { source: rule.source } : {}) } };
-      }
-    });
-    recipe.keep.forEach((rule, i) => {
-      const specificity = ruleSpecificity(rule, layer, count);
-      if (specificity >= 0 && (!best || specificity >= best.specificity)) best = { specificity, key: `keep${i}`, plan: { action: 'keep', rule: i, ...(rule.source ? { source: rule.source } : {}) } };
-    });
-    if (best) {
-      assignments.set(layer.name, best.plan);
-      used.add(best.key);
+    // The best rule so far (`>=`: later rules win ties, keep rules — scanned last — win over quantize ones).
+    let bestSpecificity = -1;
+    let bestIndex = -1;
+    let bestIsKeep = false;
+    for (let i = 0; i < recipe.rules.length; i++) {
+      const specificity = ruleSpecificity(recipe.rules[i]!, layer, count);
+      if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, false];
+    }
+    for (let i = 0; i < recipe.keep.length; i++) {
+      const specificity = ruleSpecificity(recipe.keep[i]!, layer, count);
+      if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, true];
+    }
+    if (bestIndex < 0) continue;
+    if (bestIsKeep) {
+      const rule = recipe.keep[bestIndex]!;
+      assignments.set(layer.name, { action: 'keep', rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
+      used.add(`keep${bestIndex}`);
+    } else {
+      const rule = recipe.rules[bestIndex]!;
+      assignments.set(layer.name, { action: 'quantize', ...(rule.weight ? { weight: rule.weight } : {}), ...(rule.input ? { input: rule.input } : {}), rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
+      used.add(`rule${bestIndex}`);
     }
   }
   const diagnostics: Diagnostic[] = [];

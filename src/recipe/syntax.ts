@@ -38,24 +38,32 @@ function between(first: IToken, last: IToken): Range {
   return { offset: first.startOffset, length: Math.max(1, end - first.startOffset) };
 }
 
-function tokens(node: CstNode): IToken[] {
-  const out: IToken[] = [];
-  const walk = (n: CstNode) => {
-    for (const children of Object.values(n.children)) {
-      for (const child of children) {
-        if ('image' in child) out.push(child);
-        else walk(child);
+/**
+ * The text range a CST node covers (recovered nodes may have none): its tracked location, else the first and
+ * last real token under it, found by an explicit-stack walk (no recursion: list nesting is the user's) that allocates no token list.
+ */
+export function rangeOf(node: CstNode): Range | undefined {
+  const location = node.location;
+  // The parser tracks node offsets; nodes built by error recovery may lack them, and are walked instead.
+  if (location && !Number.isNaN(location.startOffset) && location.endOffset !== undefined && !Number.isNaN(location.endOffset)) {
+    return { offset: location.startOffset, length: Math.max(1, location.endOffset + 1 - location.startOffset) };
+  }
+  let first: IToken | undefined;
+  let last: IToken | undefined;
+  const stack: CstNode[] = [node];
+  while (stack.length > 0) {
+    const n = stack.pop()!;
+    for (const key in n.children) {
+      for (const child of n.children[key]!) {
+        if (!('image' in child)) stack.push(child);
+        else if (!Number.isNaN(child.startOffset)) {
+          if (!first || child.startOffset < first.startOffset) first = child;
+          if (!last || child.startOffset > last.startOffset) last = child;
+        }
       }
     }
-  };
-  walk(node);
-  return out.filter((t) => !Number.isNaN(t.startOffset)).sort((a, b) => a.startOffset - b.startOffset);
-}
-
-/** The text range a CST node covers (recovered nodes may have none). */
-export function rangeOf(node: CstNode): Range | undefined {
-  const all = tokens(node);
-  return all.length > 0 ? between(all[0]!, all[all.length - 1]!) : undefined;
+  }
+  return first && last ? between(first, last) : undefined;
 }
 
 /** A token's range. */

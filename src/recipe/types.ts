@@ -2,7 +2,7 @@
  * The recipe object: what a `.qrecipe` (or its JSON form) means, fully normalized — every field present, every
  * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
  */
-import type { Diagnostic } from '../diagnostics.js';
+import type { Diagnostic, Span } from '../diagnostics.js';
 import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
 
 /** Runtimes a recipe can target. */
@@ -35,12 +35,8 @@ export type Selector =
   | { kind: 'first' }
   | { kind: 'last' };
 
-/** Where in the recipe text something was written (absent for JSON recipes). */
-export interface SourceRef {
-  file: string;
-  offset: number;
-  length: number;
-}
+/** Where in the recipe text something was written (absent for JSON recipes): the one span type of diagnostics. */
+export type SourceRef = Span;
 
 /** `quantize SELECTORS [except SELECTORS] { weight … input … }` */
 export interface QuantizeRule {

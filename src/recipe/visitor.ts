@@ -8,7 +8,8 @@ import { LAYER_ROLES } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
-import { GPTQ_DEFAULTS, RANGE_DEFAULTS, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
+import { defaultAutoGroup, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
+import { LIMITS, MSE_EXPONENT, SETTINGS, defaultOf, type Locate, type SettingId } from './settings.js';
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
@@ -16,12 +17,15 @@ import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 export const ROLE_GROUPS = ['attn', 'mlp', 'embed', 'res', 'conv'] as const;
 /** Selector words that are not roles. */
 const SELECTOR_WORDS = ['all', 'first', 'last', 'op', 'name', 'regex'];
-const TARGETS = ['cpu', 'webgpu', 'cuda', 'tensorrt'] as const;
 
-/** Builds a Recipe from the CST of a `.qrecipe`, collecting diagnostics into `diagnostics`. */
-export function visitRecipe(cst: CstNode, file: string, diagnostics: Diagnostic[]): Recipe {
+/**
+ * Builds a Recipe from the CST of a `.qrecipe`, collecting diagnostics into `diagnostics`. Setting values are
+ * stored as written (typed, not yet bounded); `locate` gives where each was written, for `validateSettings`.
+ */
+export function visitRecipe(cst: CstNode, file: string, diagnostics: Diagnostic[]): { recipe: Recipe; locate: Locate } {
   const v = new RecipeVisitor(file, diagnostics);
-  return v.recipe(cst);
+  const recipe = v.recipe(cst);
+  return { recipe, locate: (site) => v.spanOf(site.holder, site.key) };
 }
 
 /** A sequence of terms read front to back (settings blocks, weight/input specs). */
@@ -43,6 +47,8 @@ class RecipeVisitor {
   private recipeValue = defaultRecipe('');
   /** Rules whose input range was not written, to receive the calibrate section's range at the end. */
   private readonly inheritsRange: ActivationQuantSpec[] = [];
+  /** Where each setting value was written: holder object → key → range. */
+  private readonly written = new Map<object, Map<string | number, Range>>();
 
   constructor(
     private readonly file: string,
@@ -56,6 +62,12 @@ class RecipeVisitor {
   private unknown(code: string, what: string, word: string, choices: readonly string[], range: Range): void {
     const suggestion = didYouMean(word, choices);
     this.error(code, `unknown ${what} '${word}'${suggestion ? ` (did you mean '${suggestion}'?)` : ''}`, range);
+  }
+
+  /** The span of the value stored at `holder[key]`, when it was written in the text. */
+  spanOf(holder: object, key: string | number): SourceRef | undefined {
+    const range = this.written.get(holder)?.get(key);
+    return range ? { file: this.file, ...range } : undefined;
   }
 
   recipe(cst: CstNode): Recipe {
@@ -87,20 +99,12 @@ class RecipeVisitor {
     if (!term) return;
     const r = this.recipeValue;
     switch (nameToken.image) {
-      case 'target': {
-        const word = this.word(term, 'target');
-        if (word === undefined) return;
-        if ((TARGETS as readonly string[]).includes(word)) r.target = word as Recipe['target'];
-        else this.unknown('E015', 'target', word, TARGETS, term.range);
-        return;
-      }
+      case 'target':
+        return this.wordInto('target', term, r, 'target');
       case 'precision':
         return this.precision(term, this.source(node));
-      case 'seed': {
-        const n = this.integer(term, 'seed', 0);
-        if (n !== undefined) r.seed = n;
-        return;
-      }
+      case 'seed':
+        return this.numberInto('seed', term, r, 'seed');
       default:
         this.unknown('E010', 'statement', nameToken.image, ['target', 'precision', 'seed', 'diffusion', 'calibrate', 'search', 'quantize', 'keep', 'transform'], tokenRange(nameToken));
     }
@@ -110,7 +114,7 @@ class RecipeVisitor {
   private precision(term: Term, source: SourceRef | undefined): void {
     const call = this.callTerm(term, 'precision');
     if (!call) return;
-    if (call.name !== 'fp32' && call.name !== 'fp16') return this.unknown('E015', 'precision', call.name, ['fp32', 'fp16'], call.range);
+    if (call.name !== 'fp32' && call.name !== 'fp16') return this.unknown('E015', 'precision', call.name, SETTINGS.precision.values, call.range);
     const r = this.recipeValue;
     r.precision = call.name;
     if (call.name === 'fp32') {
@@ -121,6 +125,7 @@ class RecipeVisitor {
     const keep = this.args(call, ['keep']).get('keep');
     if (!keep) return;
     if (keep.left.kind !== 'list' || keep.comparison) return this.error('E014', `argument 'keep' expects a list like [LayerNormalization, Softmax, embed.time], found ${describeValue(keep.left)}`, keep.range);
+    if (keep.left.items.length > LIMITS.list.max) return this.error('E014', `the keep list has ${keep.left.items.length} entries; at most ${LIMITS.list.max}`, keep.range);
     const names: string[] = [];
     for (const item of keep.left.items) {
       if (item.kind !== 'name') this.error('E014', `keep expects op types and regions, found ${describeValue(item)}`, item.range);
@@ -144,40 +149,22 @@ class RecipeVisitor {
       case 'diffusion':
         return this.settings(cursor, 'diffusion', {
           schedule: (t) => this.schedule(t),
-          prediction: (t) => {
-            const w = this.word(t, 'prediction');
-            if (w === 'epsilon' || w === 'v') this.recipeValue.diffusion.prediction = w;
-            else if (w !== undefined) this.unknown('E015', 'prediction', w, ['epsilon', 'v'], t.range);
-          },
+          prediction: (t) => this.wordInto('diffusion.prediction', t, this.recipeValue.diffusion, 'prediction'),
           sampler: (t) => this.sampler(t),
-          guidance: (t) => this.positive(t, 'guidance', (n) => (this.recipeValue.diffusion.guidance = n)),
-          classes: (t) => {
-            const n = this.integer(t, 'classes', 0);
-            if (n !== undefined) this.recipeValue.diffusion.classes = n;
-          },
+          guidance: (t) => this.numberInto('diffusion.guidance', t, this.recipeValue.diffusion, 'guidance'),
+          classes: (t) => this.numberInto('diffusion.classes', t, this.recipeValue.diffusion, 'classes'),
         });
       case 'calibrate':
         return this.settings(cursor, 'calibrate', {
-          samples: (t) => {
-            const n = this.integer(t, 'samples', 1);
-            if (n !== undefined) this.recipeValue.calibrate.samples = n;
-          },
-          batch: (t) => {
-            const n = this.integer(t, 'batch', 1);
-            if (n !== undefined) this.recipeValue.calibrate.batch = n;
-          },
+          samples: (t) => this.numberInto('calibrate.samples', t, this.recipeValue.calibrate, 'samples'),
+          batch: (t) => this.numberInto('calibrate.batch', t, this.recipeValue.calibrate, 'batch'),
           sampler: (t) => this.sampler(t),
           timesteps: (t) => this.timesteps(t),
           range: (t) => {
             const range = this.range(t);
             if (range) this.recipeValue.calibrate.range = range;
           },
-          ema: (t) => {
-            const n = this.number(t, 'ema');
-            if (n === undefined) return;
-            if (n < 0 || n >= 1) this.error('E014', `ema momentum must be in [0, 1), got ${n}`, t.range);
-            else this.recipeValue.calibrate.ema = n;
-          },
+          ema: (t) => this.numberInto('calibrate.ema', t, this.recipeValue.calibrate, 'ema'),
           cache: (t) => {
             if (t.kind === 'string') this.recipeValue.calibrate.cache = t.value;
             else this.error('E014', 'cache expects a file name in quotes', t.range);
@@ -185,31 +172,15 @@ class RecipeVisitor {
         });
       case 'search': {
         const s = this.recipeValue.search;
-        const int = (key: 'population' | 'topK' | 'mutations' | 'crossovers' | 'epochs', min: number) => (t: Term) => {
-          const n = this.integer(t, key, min);
-          if (n !== undefined) s[key] = n;
-        };
         return this.settings(cursor, 'search', {
-          method: (t) => {
-            const w = this.word(t, 'method');
-            if (w === 'evolution' || w === 'greedy') s.method = w;
-            else if (w !== undefined) this.unknown('E015', 'search method', w, ['evolution', 'greedy'], t.range);
-          },
-          population: int('population', 2),
-          top: int('topK', 1),
-          mutations: int('mutations', 0),
-          crossovers: int('crossovers', 0),
-          epochs: int('epochs', 0),
-          'mutation-rate': (t) => {
-            const n = this.number(t, 'mutation-rate');
-            if (n !== undefined && (n < 0 || n > 1)) this.error('E014', `mutation-rate must be in [0, 1], got ${n}`, t.range);
-            else if (n !== undefined) s.mutationRate = n;
-          },
-          fitness: (t) => {
-            const w = this.word(t, 'fitness');
-            if (w === 'eps-error' || w === 'layer-error') s.fitness = w;
-            else if (w !== undefined) this.unknown('E015', 'fitness', w, ['eps-error', 'layer-error'], t.range);
-          },
+          method: (t) => this.wordInto('search.method', t, s, 'method'),
+          population: (t) => this.numberInto('search.population', t, s, 'population'),
+          top: (t) => this.numberInto('search.top', t, s, 'topK'),
+          mutations: (t) => this.numberInto('search.mutations', t, s, 'mutations'),
+          crossovers: (t) => this.numberInto('search.crossovers', t, s, 'crossovers'),
+          epochs: (t) => this.numberInto('search.epochs', t, s, 'epochs'),
+          'mutation-rate': (t) => this.numberInto('search.mutation-rate', t, s, 'mutationRate'),
+          fitness: (t) => this.wordInto('search.fitness', t, s, 'fitness'),
         });
       }
       default:
@@ -248,19 +219,27 @@ class RecipeVisitor {
   private schedule(t: Term): void {
     const call = this.callTerm(t, 'schedule');
     if (!call) return;
-    const args = this.args(call, ['start', 'end', 'steps']);
-    const steps = this.argInteger(args, 'steps', 1000, 1);
     switch (call.name) {
       case 'sidecar':
+        this.args(call, []);
         this.recipeValue.diffusion.schedule = { kind: 'sidecar' };
         return;
       case 'linear':
-      case 'scaled-linear':
-        this.recipeValue.diffusion.schedule = { kind: call.name, betaStart: this.argNumber(args, 'start', 1e-4), betaEnd: this.argNumber(args, 'end', 0.02), steps };
+      case 'scaled-linear': {
+        const args = this.args(call, ['start', 'end', 'steps']);
+        const schedule = { kind: call.name, betaStart: defaultOf('schedule.start'), betaEnd: defaultOf('schedule.end'), steps: defaultOf('schedule.steps') };
+        this.argInto(args, 'start', schedule, 'betaStart');
+        this.argInto(args, 'end', schedule, 'betaEnd');
+        this.argInto(args, 'steps', schedule, 'steps');
+        this.recipeValue.diffusion.schedule = schedule;
         return;
-      case 'cosine':
-        this.recipeValue.diffusion.schedule = { kind: 'cosine', steps };
+      }
+      case 'cosine': {
+        const schedule = { kind: 'cosine' as const, steps: defaultOf('schedule.steps') };
+        this.argInto(this.args(call, ['steps']), 'steps', schedule, 'steps');
+        this.recipeValue.diffusion.schedule = schedule;
         return;
+      }
       default:
         this.unknown('E015', 'schedule', call.name, ['sidecar', 'linear', 'scaled-linear', 'cosine'], call.range);
     }
@@ -271,10 +250,14 @@ class RecipeVisitor {
     if (!call) return;
     if (call.name === 'ddim') {
       const args = this.args(call, ['steps', 'eta']);
-      this.recipeValue.diffusion.sampler = { kind: 'ddim', steps: this.argInteger(args, 'steps', 50, 1), eta: this.argNumber(args, 'eta', 0) };
+      const sampler = { kind: 'ddim' as const, steps: defaultOf('ddim.steps'), eta: defaultOf('ddim.eta') };
+      this.argInto(args, 'steps', sampler, 'steps');
+      this.argInto(args, 'eta', sampler, 'eta');
+      this.recipeValue.diffusion.sampler = sampler;
     } else if (call.name === 'ddpm') {
-      const args = this.args(call, ['steps']);
-      this.recipeValue.diffusion.sampler = { kind: 'ddpm', steps: this.argInteger(args, 'steps', 1000, 1) };
+      const sampler = { kind: 'ddpm' as const, steps: defaultOf('ddpm.steps') };
+      this.argInto(this.args(call, ['steps']), 'steps', sampler, 'steps');
+      this.recipeValue.diffusion.sampler = sampler;
     } else {
       this.unknown('E015', 'sampler', call.name, ['ddim', 'ddpm'], call.range);
     }
@@ -291,16 +274,17 @@ class RecipeVisitor {
         strategy = { kind: call.name };
         break;
       case 'evenly-spaced': {
-        const args = this.args(call, ['count']);
-        strategy = { kind: 'evenly-spaced', count: this.argInteger(args, 'count', 20, 1) };
+        const evenly = { kind: 'evenly-spaced' as const, count: defaultOf('evenly-spaced.count') };
+        this.argInto(this.args(call, ['count']), 'count', evenly, 'count');
+        strategy = evenly;
         break;
       }
       case 'ndtc': {
         const args = this.args(call, ['mean', 'std']);
-        const mean = this.argNumber(args, 'mean', 0.5);
-        const std = this.argNumber(args, 'std', 0.35);
-        if (mean < 0 || mean > 1 || std <= 0) this.error('E014', `ndtc mean must be in [0, 1] and std > 0 (fractions of T), got mean ${mean}, std ${std}`, call.range);
-        strategy = { kind: 'ndtc', mean, std };
+        const ndtc = { kind: 'ndtc' as const, mean: defaultOf('ndtc.mean'), std: defaultOf('ndtc.std') };
+        this.argInto(args, 'mean', ndtc, 'mean');
+        this.argInto(args, 'std', ndtc, 'std');
+        strategy = ndtc;
         break;
       }
       default:
@@ -317,20 +301,21 @@ class RecipeVisitor {
         this.args(call, []);
         return { kind: 'minmax' };
       case 'percentile': {
-        const args = this.args(call, ['p']);
-        const p = this.argNumber(args, 'p', RANGE_DEFAULTS.percentile);
-        if (p <= 0 || p > 100) this.error('E014', `percentile must be in (0, 100], got ${p}`, call.range);
-        return { kind: 'percentile', percentile: p };
+        const range = { kind: 'percentile' as const, percentile: defaultOf('percentile.p') };
+        this.argInto(this.args(call, ['p']), 'p', range, 'percentile');
+        return range;
       }
       case 'mse': {
-        const args = this.args(call, ['grid']);
-        return { kind: 'lp', p: RANGE_DEFAULTS.mseP, gridSize: this.argInteger(args, 'grid', RANGE_DEFAULTS.gridSize, 1) };
+        const range = { kind: 'lp' as const, p: MSE_EXPONENT, gridSize: defaultOf('lp.grid') };
+        this.argInto(this.args(call, ['grid']), 'grid', range, 'gridSize');
+        return range;
       }
       case 'lp': {
         const args = this.args(call, ['p', 'grid']);
-        const p = this.argNumber(args, 'p', RANGE_DEFAULTS.lpP);
-        if (p <= 0) this.error('E014', `lp exponent must be > 0, got ${p}`, call.range);
-        return { kind: 'lp', p, gridSize: this.argInteger(args, 'grid', RANGE_DEFAULTS.gridSize, 1) };
+        const range = { kind: 'lp' as const, p: defaultOf('lp.p'), gridSize: defaultOf('lp.grid') };
+        this.argInto(args, 'p', range, 'p');
+        this.argInto(args, 'grid', range, 'gridSize');
+        return range;
       }
       default:
         this.unknown('E015', 'range method', call.name, ['minmax', 'percentile', 'mse', 'lp'], call.range);
@@ -361,25 +346,22 @@ class RecipeVisitor {
   }
 
   /** `int4|int8|uint4|uint8|intN` → bits and signedness. */
-  private storage(t: Term | undefined, what: string, at: Range): { bits: number; signed: boolean } | undefined {
+  /** The storage type `int4|int8|uint4|uint8|intN`; the spec it starts is `record`ed at its bits (bounds: the table's). */
+  private storage(t: Term | undefined, what: string, at: Range): { bits: number; signed: boolean; range: Range } | undefined {
     const word = t?.kind === 'call' && t.args === undefined ? t.name : undefined;
     const match = word ? /^(u?)int(\d+)$/.exec(word) : null;
     if (!match) {
       this.error('E031', `${what} needs a type first: int8, int4, uint8, uint4 (or intN for 2 ≤ N ≤ 8)`, t?.range ?? at);
       return undefined;
     }
-    const bits = Number(match[2]);
-    if (bits < 2 || bits > 8) {
-      this.error('E031', `${bits}-bit ${what}s are not supported (2..8 bits)`, t!.range);
-      return undefined;
-    }
-    return { bits, signed: match[1] === '' };
+    return { bits: Number(match[2]), signed: match[1] === '', range: t!.range };
   }
 
   private weightSpec(cursor: Cursor, at: Range): WeightQuantSpec | undefined {
     const storage = this.storage(cursor.next(), 'weight', at);
     if (!storage) return undefined;
     const spec = defaultWeightSpec(storage.bits, storage.signed);
+    this.record(spec, 'bits', storage.range);
     const seen = new Set<string>();
     while (!cursor.done) {
       const t = cursor.next()!;
@@ -436,34 +418,38 @@ class RecipeVisitor {
   private group(cursor: Cursor, at: Range): Granularity | undefined {
     const t = cursor.next();
     if (t?.kind === 'number') {
-      if (!Number.isInteger(t.value) || t.value < 1) {
-        this.error('E032', `group size must be a positive integer, got ${t.value}`, t.range);
-        return undefined;
-      }
-      return { kind: 'group', size: t.value };
+      const group = { kind: 'group' as const, size: t.value };
+      this.record(group, 'size', t.range);
+      return group;
     }
     if (t?.kind === 'call' && t.name === 'auto') {
       const args = this.args(t, ['candidates', 'budget']);
+      const auto = defaultAutoGroup();
       const candidatesArg = args.get('candidates');
-      let candidates = [32, 64, 128, 192, 288];
       if (candidatesArg) {
-        if (candidatesArg.left.kind !== 'list' || candidatesArg.left.items.some((i) => i.kind !== 'number' || !Number.isInteger(i.value) || i.value < 1)) {
+        const list = candidatesArg.left;
+        if (list.kind !== 'list' || candidatesArg.comparison || list.items.length === 0 || list.items.some((i) => i.kind !== 'number')) {
           this.error('E032', 'auto candidates must be a list of positive integers, e.g. [32, 64, 128]', candidatesArg.range);
+        } else if (list.items.length > LIMITS.list.max) {
+          this.error('E032', `auto candidates list ${list.items.length} sizes; at most ${LIMITS.list.max}`, candidatesArg.range);
         } else {
-          candidates = candidatesArg.left.items.map((i) => (i as { value: number }).value);
+          auto.candidates = list.items.map((i) => (i as { value: number }).value);
+          list.items.forEach((item, j) => this.record(auto.candidates, j, item.range));
         }
       }
-      let groupBudget: GroupBudget = { kind: 'mean-group-size', min: 128 };
       const budget = args.get('budget');
       if (budget) {
         const name = budget.left.kind === 'name' ? budget.left.value : undefined;
-        const value = budget.comparison?.right.kind === 'number' ? budget.comparison.right.value : undefined;
-        if (name === 'mean' && budget.comparison?.op === '>=' && value !== undefined) groupBudget = { kind: 'mean-group-size', min: value };
-        else if (name === 'bits' && budget.comparison?.op === '<=' && value !== undefined && value > 0) groupBudget = { kind: 'average-bits', max: value };
-        else this.error('E032', "auto budget must read 'mean >= N' (the mean group size over the layers) or 'bits <= B' (average stored bits per weight, scales and zero points included)", budget.range);
+        const right = budget.comparison?.right;
+        let groupBudget: GroupBudget | undefined;
+        if (right?.kind === 'number' && name === 'mean' && budget.comparison?.op === '>=') groupBudget = { kind: 'mean-group-size', min: right.value };
+        else if (right?.kind === 'number' && name === 'bits' && budget.comparison?.op === '<=') groupBudget = { kind: 'average-bits', max: right.value };
+        if (groupBudget) {
+          this.record(groupBudget, groupBudget.kind === 'mean-group-size' ? 'min' : 'max', right!.range);
+          auto.budget = groupBudget;
+        } else this.error('E032', "auto budget must read 'mean >= N' (the mean group size over the layers) or 'bits <= B' (average stored bits per weight, scales and zero points included)", budget.range);
       }
-      if (groupBudget.kind === 'mean-group-size' && groupBudget.min > Math.max(...candidates)) this.error('E032', `budget mean >= ${groupBudget.min} is unreachable: the largest candidate is ${Math.max(...candidates)}`, t.range);
-      return { kind: 'auto', candidates, budget: groupBudget };
+      return auto;
     }
     this.error('E032', "'group' needs a size (group 128) or auto(candidates: [...], budget: mean >= N | bits <= B)", t?.range ?? at);
     return undefined;
@@ -473,9 +459,10 @@ class RecipeVisitor {
     if (t?.kind === 'call' && t.name === 'nearest') return { kind: 'nearest' };
     if (t?.kind === 'call' && t.name === 'gptq') {
       const args = this.args(t, ['block', 'damp']);
-      const damp = this.argNumber(args, 'damp', GPTQ_DEFAULTS.damp);
-      if (damp < 0) this.error('E014', `gptq damp must be ≥ 0, got ${damp}`, t.range);
-      return { kind: 'gptq', blockSize: this.argInteger(args, 'block', GPTQ_DEFAULTS.blockSize, 1), damp };
+      const gptq = { kind: 'gptq' as const, blockSize: defaultOf('gptq.block'), damp: defaultOf('gptq.damp') };
+      this.argInto(args, 'block', gptq, 'blockSize');
+      this.argInto(args, 'damp', gptq, 'damp');
+      return gptq;
     }
     if (t?.kind === 'call') this.unknown('E015', 'rounding', t.name, ['nearest', 'gptq'], t.range);
     else this.error('E013', "'rounding' needs nearest or gptq(block: 128, damp: 0.01)", t?.range ?? at);
@@ -486,6 +473,7 @@ class RecipeVisitor {
     const storage = this.storage(cursor.next(), 'input', at);
     if (!storage) return undefined;
     const spec = defaultInputSpec(storage.bits, this.recipeValue.calibrate.range);
+    this.record(spec, 'bits', storage.range);
     let rangeWritten = false;
     let dynamic = false;
     const seen = new Set<string>();
@@ -513,8 +501,9 @@ class RecipeVisitor {
           break;
         case 'per-timestep': {
           once('mode');
-          const args = this.args(t as Extract<Term, { kind: 'call' }>, ['groups']);
-          spec.mode = { kind: 'per-timestep', groups: this.argInteger(args, 'groups', 10, 1) };
+          const mode = { kind: 'per-timestep' as const, groups: defaultOf('per-timestep.groups') };
+          this.argInto(this.args(t as Extract<Term, { kind: 'call' }>, ['groups']), 'groups', mode, 'groups');
+          spec.mode = mode;
           break;
         }
         case 'dynamic': {
@@ -532,7 +521,9 @@ class RecipeVisitor {
               const args = this.args(next, ['size']);
               const size = args.get('size');
               const followsWeight = size?.left.kind === 'name' && size.left.value === 'weight' && !size.comparison;
-              spec.mode = { kind: 'dynamic', granularity: 'per-token-group', groupSize: followsWeight ? 'weight' : this.argInteger(args, 'size', 64, 1) };
+              const mode = { kind: 'dynamic' as const, granularity: 'per-token-group' as const, groupSize: followsWeight ? ('weight' as const) : defaultOf('per-token-group.size') };
+              if (!followsWeight) this.argInto(args, 'size', mode, 'groupSize');
+              spec.mode = mode;
             } else {
               this.args(next, []);
               spec.mode = { kind: 'dynamic', granularity: next.name as 'per-sample' | 'per-token' };
@@ -570,13 +561,13 @@ class RecipeVisitor {
     const except = this.selectors(firstNode(node, 'exclude'));
     const source = this.source(node);
     if (call.name === 'smoothquant') {
-      const args = this.args(call, ['alpha']);
-      const alpha = this.argNumber(args, 'alpha', 0.5);
-      if (alpha < 0 || alpha > 1) this.error('E014', `smoothquant alpha must be in [0, 1], got ${alpha}`, call.range);
-      this.recipeValue.transforms.push({ kind: 'smoothquant', alpha, select, except, source });
+      const transform = { kind: 'smoothquant' as const, alpha: defaultOf('smoothquant.alpha'), select, except, source };
+      this.argInto(this.args(call, ['alpha']), 'alpha', transform, 'alpha');
+      this.recipeValue.transforms.push(transform);
     } else if (call.name === 'dilate') {
-      const args = this.args(call, ['max']);
-      this.recipeValue.transforms.push({ kind: 'dilate', maxScale: this.argNumber(args, 'max', 1e6), select, except, source });
+      const transform = { kind: 'dilate' as const, maxScale: defaultOf('dilate.max'), select, except, source };
+      this.argInto(this.args(call, ['max']), 'max', transform, 'maxScale');
+      this.recipeValue.transforms.push(transform);
     } else {
       this.unknown('E043', 'transform', call.name, ['smoothquant', 'dilate'], call.range);
     }
@@ -647,33 +638,37 @@ class RecipeVisitor {
     return range ? { file: this.file, ...range } : undefined;
   }
 
-  private word(t: Term, what: string): string | undefined {
-    if (t.kind === 'call' && t.args === undefined) return t.name;
-    this.error('E014', `${what} expects a name, found ${describe(t)}`, t.range);
-    return undefined;
+  /** Notes where the value at `holder[key]` was written (for validateSettings' diagnostics). */
+  private record(holder: object, key: string | number, range: Range): void {
+    let keys = this.written.get(holder);
+    if (!keys) this.written.set(holder, (keys = new Map()));
+    keys.set(key, range);
   }
 
-  private number(t: Term, what: string): number | undefined {
-    if (t.kind === 'number') return t.value;
-    this.error('E014', `${what} expects a number, found ${describe(t)}`, t.range);
-    return undefined;
+  /** Reads a number term into `holder[key]`; its bounds are validateSettings' (the table's) to judge. */
+  private numberInto<H extends object>(id: SettingId, t: Term, holder: H, key: keyof H & string): void {
+    if (t.kind !== 'number') return this.error('E014', `${SETTINGS[id].written} expects a number, found ${describe(t)}`, t.range);
+    (holder as Record<string, unknown>)[key] = t.value;
+    this.record(holder, key, t.range);
   }
 
-  private integer(t: Term, what: string, min: number): number | undefined {
-    const n = this.number(t, what);
-    if (n === undefined) return undefined;
-    if (!Number.isInteger(n) || n < min) {
-      this.error('E014', `${what} must be an integer ≥ ${min}, got ${n}`, t.range);
-      return undefined;
-    }
-    return n;
+  /** Reads one of the table's words into `holder[key]`, suggesting the nearest for a misspelling. */
+  private wordInto<H extends object>(id: SettingId, t: Term, holder: H, key: keyof H & string): void {
+    const setting = SETTINGS[id];
+    if (setting.kind !== 'enum') throw new Error(`setting ${id} is not an enum`);
+    if (t.kind !== 'call' || t.args !== undefined) return this.error('E014', `${setting.written} expects a name, found ${describe(t)}`, t.range);
+    if (!(setting.values as readonly string[]).includes(t.name)) return this.unknown('E015', id.split('.').at(-1)!, t.name, setting.values, t.range);
+    (holder as Record<string, unknown>)[key] = t.name;
+    this.record(holder, key, t.range);
   }
 
-  private positive(t: Term, what: string, set: (n: number) => void): void {
-    const n = this.number(t, what);
-    if (n === undefined) return;
-    if (n <= 0) this.error('E014', `${what} must be > 0, got ${n}`, t.range);
-    else set(n);
+  /** Reads argument `name` (when given) into `holder[key]`; the holder already has the table's default. */
+  private argInto<H extends object>(args: Map<string, Argument>, name: string, holder: H, key: keyof H & string): void {
+    const arg = args.get(name);
+    if (!arg) return;
+    if (arg.left.kind !== 'number' || arg.comparison) return this.error('E014', `argument '${name}' expects a number, found ${describeValue(arg.left)}`, arg.range);
+    (holder as Record<string, unknown>)[key] = arg.left.value;
+    this.record(holder, key, arg.left.range);
   }
 
   private callTerm(t: Term, what: string): Extract<Term, { kind: 'call' }> | undefined {
@@ -696,25 +691,6 @@ class RecipeVisitor {
       out.set(key, arg);
     });
     return out;
-  }
-
-  private argNumber(args: Map<string, Argument>, key: string, fallback: number): number {
-    const arg = args.get(key);
-    if (!arg) return fallback;
-    if (arg.left.kind !== 'number' || arg.comparison) {
-      this.error('E014', `argument '${key}' expects a number, found ${describeValue(arg.left)}`, arg.range);
-      return fallback;
-    }
-    return arg.left.value;
-  }
-
-  private argInteger(args: Map<string, Argument>, key: string, fallback: number, min: number): number {
-    const n = this.argNumber(args, key, fallback);
-    if (!Number.isInteger(n) || n < min) {
-      this.error('E014', `argument '${key}' must be an integer ≥ ${min}, got ${n}`, args.get(key)!.range);
-      return fallback;
-    }
-    return n;
   }
 }
 

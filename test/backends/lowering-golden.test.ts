@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loweringPasses } from '../../src/backends/registry.js';
+import { loweringPasses } from '../../src/passes/lower-target.js';
 import { renderDiagnostic } from '../../src/diagnostics.js';
 import { printModel } from '../../src/ir/printer.js';
 import { assertValid } from '../../src/ir/verify.js';

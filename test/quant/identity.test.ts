@@ -1,4 +1,3 @@
-/* eslint-disable no-restricted-imports -- the compile test runs the CLI itself */
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

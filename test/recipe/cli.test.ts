@@ -46,6 +46,15 @@ describe('qcompile check', () => {
     expect(stdout).toContain('minmax-w8a8.qrecipe: ok');
   });
 
+  it("asks the target's backend, under the lowering options compile would use (--allow-requantize)", async () => {
+    const path = join(scratch, 'tensorrt-asym.qrecipe');
+    writeFileSync(path, 'recipe "x" {\n  target tensorrt\n  quantize attn.qkv { weight int8 input int8 asym }\n}\n');
+    const refused = await run(checkCommand, [path, '--model', FIXTURE]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('error[E040]: target tensorrt: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static');
+    expect((await run(checkCommand, [path, '--model', FIXTURE, '--allow-requantize'])).code).toBe(0);
+  });
+
   it('lets warnings pass, unless --strict', async () => {
     const lenient = await run(checkCommand, [UNMATCHED, '--model', FIXTURE]);
     expect(lenient.code).toBe(0);

@@ -10,6 +10,8 @@ import { checkRecipe, checkRecipeAgainstModel } from '../../src/recipe/check.js'
 import { formatRecipe } from '../../src/recipe/format.js';
 import { parseRecipe, parseRecipeFile, parseRecipeJson } from '../../src/recipe/parse.js';
 import { recipeSchema } from '../../src/recipe/schema.js';
+import { globMatches, matchSpecificity } from '../../src/recipe/select.js';
+import { LIMITS, SETTINGS, blockSetting, SETTINGS_DOC_BEGIN, SETTINGS_DOC_END, settingsMarkdown, type NumberSetting, type Setting, type SettingId } from '../../src/recipe/settings.js';
 import type { Recipe } from '../../src/recipe/types.js';
 
 const RECIPES = 'recipes';
@@ -220,5 +222,128 @@ describe('activation token groups that follow the weight', () => {
     expect(parsed.recipe!.rules[0]!.input!.mode).toEqual({ kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' });
     expect(checkRecipe(parsed.recipe!)).toEqual([]);
     expect(formatRecipe(parsed.recipe!)).toContain('dynamic per-token-group(size: weight)');
+  });
+});
+
+describe('the settings table', () => {
+  const weight = (granularity: unknown, rounding: unknown = { kind: 'nearest' }, range: unknown = { kind: 'minmax' }) => ({ bits: 4, signed: true, symmetric: true, granularity, range, rounding });
+  const input = (mode: unknown, range: unknown = { kind: 'minmax' }) => ({ bits: 8, symmetric: false, mode, range });
+  const rule = (spec: Record<string, unknown>) => ({ rules: [{ select: [{ kind: 'all' }], except: [], ...spec }] });
+  const auto = (candidates: unknown[], budget: unknown) => rule({ weight: weight({ kind: 'auto', candidates, budget }) });
+  /** Each numeric setting written with value `v`, as `.qrecipe` statements and as a JSON recipe. */
+  const forms: Record<string, { text: (v: number) => string; json: (v: number) => Record<string, unknown> }> = {
+    seed: { text: (v) => `seed ${v}`, json: (v) => ({ seed: v }) },
+    'diffusion.guidance': { text: (v) => `diffusion { guidance ${v} }`, json: (v) => ({ diffusion: { guidance: v } }) },
+    'diffusion.classes': { text: (v) => `diffusion { classes ${v} }`, json: (v) => ({ diffusion: { classes: v } }) },
+    'schedule.steps': { text: (v) => `diffusion { schedule cosine(steps: ${v}) sampler ddim(steps: 1) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: v }, sampler: { kind: 'ddim', steps: 1, eta: 0 } } }) },
+    'schedule.start': { text: (v) => `diffusion { schedule linear(start: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'linear', betaStart: v, betaEnd: 0.02, steps: 1000 } } }) },
+    'schedule.end': { text: (v) => `diffusion { schedule scaled-linear(end: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'scaled-linear', betaStart: 1e-4, betaEnd: v, steps: 1000 } } }) },
+    'ddim.steps': { text: (v) => `diffusion { schedule cosine(steps: 10000) sampler ddim(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: 10000 }, sampler: { kind: 'ddim', steps: v, eta: 0 } } }) },
+    'ddim.eta': { text: (v) => `diffusion { sampler ddim(eta: ${v}) }`, json: (v) => ({ diffusion: { sampler: { kind: 'ddim', steps: 50, eta: v } } }) },
+    'ddpm.steps': { text: (v) => `diffusion { schedule cosine(steps: 10000) sampler ddpm(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: 10000 }, sampler: { kind: 'ddpm', steps: v } } }) },
+    'calibrate.samples': { text: (v) => `calibrate { samples ${v} }`, json: (v) => ({ calibrate: { samples: v } }) },
+    'calibrate.batch': { text: (v) => `calibrate { batch ${v} }`, json: (v) => ({ calibrate: { batch: v } }) },
+    'calibrate.ema': { text: (v) => `calibrate { ema ${v} }`, json: (v) => ({ calibrate: { ema: v } }) },
+    'evenly-spaced.count': { text: (v) => `calibrate { timesteps evenly-spaced(count: ${v}) }`, json: (v) => ({ calibrate: { timesteps: { kind: 'evenly-spaced', count: v } } }) },
+    'ndtc.mean': { text: (v) => `calibrate { timesteps ndtc(mean: ${v}) }`, json: (v) => ({ calibrate: { timesteps: { kind: 'ndtc', mean: v, std: 0.35 } } }) },
+    'ndtc.std': { text: (v) => `calibrate { timesteps ndtc(std: ${v}) }`, json: (v) => ({ calibrate: { timesteps: { kind: 'ndtc', mean: 0.5, std: v } } }) },
+    'percentile.p': { text: (v) => `calibrate { range percentile(p: ${v}) }`, json: (v) => ({ calibrate: { range: { kind: 'percentile', percentile: v } } }) },
+    'lp.p': { text: (v) => `calibrate { range lp(p: ${v}) }`, json: (v) => ({ calibrate: { range: { kind: 'lp', p: v, gridSize: 100 } } }) },
+    'lp.grid': { text: (v) => `quantize all { weight int4 group 32 range lp(grid: ${v}) }`, json: (v) => rule({ weight: weight({ kind: 'group', size: 32 }, undefined, { kind: 'lp', p: 2.4, gridSize: v }) }) },
+    'search.population': { text: (v) => `search { population ${v} }`, json: (v) => ({ search: { population: v } }) },
+    'search.top': { text: (v) => `search { top ${v} }`, json: (v) => ({ search: { topK: v } }) },
+    'search.mutations': { text: (v) => `search { mutations ${v} }`, json: (v) => ({ search: { mutations: v } }) },
+    'search.crossovers': { text: (v) => `search { crossovers ${v} }`, json: (v) => ({ search: { crossovers: v } }) },
+    'search.mutation-rate': { text: (v) => `search { mutation-rate ${v} }`, json: (v) => ({ search: { mutationRate: v } }) },
+    'search.epochs': { text: (v) => `search { epochs ${v} }`, json: (v) => ({ search: { epochs: v } }) },
+    'weight.bits': { text: (v) => `quantize all { weight int${v} }`, json: (v) => rule({ weight: { ...weight({ kind: 'per-channel' }), bits: v } }) },
+    'input.bits': { text: (v) => `quantize all { input int${v} }`, json: (v) => rule({ input: { ...input({ kind: 'static' }), bits: v } }) },
+    'group.size': { text: (v) => `quantize all { weight int4 group ${v} }`, json: (v) => rule({ weight: weight({ kind: 'group', size: v }) }) },
+    'auto.candidate': { text: (v) => `quantize all { weight int4 group auto(candidates: [${v}], budget: mean >= 1) }`, json: (v) => auto([v], { kind: 'mean-group-size', min: 1 }) },
+    'auto.mean': { text: (v) => `quantize all { weight int4 group auto(candidates: [65536], budget: mean >= ${v}) }`, json: (v) => auto([65536], { kind: 'mean-group-size', min: v }) },
+    'auto.bits': { text: (v) => `quantize all { weight int4 group auto(candidates: [32], budget: bits <= ${v}) }`, json: (v) => auto([32], { kind: 'average-bits', max: v }) },
+    'gptq.block': { text: (v) => `quantize all { weight int4 group 32 rounding gptq(block: ${v}) }`, json: (v) => rule({ weight: weight({ kind: 'group', size: 32 }, { kind: 'gptq', blockSize: v, damp: 0.01 }) }) },
+    'gptq.damp': { text: (v) => `quantize all { weight int4 group 32 rounding gptq(damp: ${v}) }`, json: (v) => rule({ weight: weight({ kind: 'group', size: 32 }, { kind: 'gptq', blockSize: 128, damp: v }) }) },
+    'per-timestep.groups': { text: (v) => `quantize all { input int8 per-timestep(groups: ${v}) }`, json: (v) => rule({ input: input({ kind: 'per-timestep', groups: v }) }) },
+    'per-token-group.size': { text: (v) => `quantize all { input int8 dynamic per-token-group(size: ${v}) }`, json: (v) => rule({ input: input({ kind: 'dynamic', granularity: 'per-token-group', groupSize: v }) }) },
+    'smoothquant.alpha': { text: (v) => `transform smoothquant(alpha: ${v}) on all`, json: (v) => ({ transforms: [{ kind: 'smoothquant', alpha: v, select: [{ kind: 'all' }], except: [] }] }) },
+    'dilate.max': { text: (v) => `transform dilate(max: ${v}) on all`, json: (v) => ({ transforms: [{ kind: 'dilate', maxScale: v, select: [{ kind: 'all' }], except: [] }] }) },
+  };
+  const numeric = (Object.entries(SETTINGS) as [SettingId, Setting][]).filter((e): e is [SettingId, NumberSetting] => e[1].kind !== 'enum');
+  const first = (diagnostics: Diagnostic[]) => diagnostics.filter((d) => d.severity === 'error').map((d) => `${d.code} ${d.message}`)[0];
+
+  it('has a text and a JSON form for every numeric setting in this test', () => {
+    expect(numeric.map(([id]) => id).sort()).toEqual(Object.keys(forms).sort());
+  });
+
+  for (const [id, s] of numeric) {
+    it(`${id}: each bound is accepted at its edge and rejected past it, identically as text and as JSON`, () => {
+      const form = forms[id]!;
+      const text = (v: number) => parseRecipe(`recipe "x" {\n  ${form.text(v)}\n}\n`, 'b.qrecipe');
+      const json = (v: number) => parseRecipeJson(JSON.stringify({ name: 'x', ...form.json(v) }), 'b.json');
+      const step = s.kind === 'int' ? 1 : Math.max(1e-6, (s.max - s.min) * 1e-3);
+      // Storage types are words (int8): their bits cannot be fractional as text.
+      const fractional = s.kind === 'int' && !id.endsWith('.bits');
+      const outside = [s.minExclusive ? s.min : s.min - step, s.maxExclusive ? s.max : s.max + step, ...(fractional ? [s.min + 0.5] : [])];
+      for (const v of outside) {
+        const fromText = first(text(v).diagnostics);
+        expect(fromText, `${id} = ${v}`).toMatch(/^E0(14|31|32) /);
+        expect(first(json(v).diagnostics), `${id} = ${v} as JSON`).toBe(fromText);
+      }
+      const inside = [s.minExclusive ? s.min + step : s.min, s.maxExclusive ? s.max - step : s.max];
+      for (const v of inside) {
+        expect(first(text(v).diagnostics), `${id} = ${v}`).toBeUndefined();
+        expect(first(json(v).diagnostics), `${id} = ${v} as JSON`).toBeUndefined();
+      }
+    });
+  }
+
+  it('fmt prints every block setting of the table under its key, and the schema publishes each bound', () => {
+    const text = formatRecipe(parseRecipe('recipe "x" {\n}\n', 'x.qrecipe').recipe!);
+    const blockIds = (Object.keys(SETTINGS) as SettingId[]).filter((id) => blockSetting(id));
+    expect(blockIds.length).toBeGreaterThan(10);
+    for (const id of blockIds) expect(text, id).toMatch(new RegExp(`[ {]${blockSetting(id)!.key} ${String((SETTINGS[id] as { default: unknown }).default)}[ \n]`));
+    const schema = JSON.stringify(recipeSchema);
+    for (const [id, s] of numeric) expect(schema, id).toContain(JSON.stringify(s.doc));
+  });
+
+  it('the settings section of docs/recipes.md is the generated one (regenerate with grammar/gen-settings.ts)', () => {
+    const docs = readFileSync('docs/recipes.md', 'utf8');
+    const section = docs.slice(docs.indexOf(SETTINGS_DOC_BEGIN) + SETTINGS_DOC_BEGIN.length, docs.indexOf(SETTINGS_DOC_END));
+    expect(section.trim()).toBe(settingsMarkdown());
+  });
+
+  it('limits the statements of a recipe, text and JSON alike (checked by the JSON path here: 50 001 text rules parse slowly)', () => {
+    const rules = Array.from({ length: LIMITS.statements.max + 1 }, () => ({ select: [{ kind: 'all' }], except: [] }));
+    expect(first(parseRecipeJson(JSON.stringify({ name: 'x', rules }), 'big.json').diagnostics)).toBe(`E017 the recipe has ${rules.length} rules, keeps and transforms; at most ${LIMITS.statements.max}`);
+  });
+});
+
+describe('name globs', () => {
+  it('match in linear time: a 16-star glob against a 60-character near miss answers at once (a .* regex backtracks for minutes)', () => {
+    const layer = { name: 'blocks.1.attn.qkv.weight.with.a.very.long.name.that.misses.y', role: 'attn.qkv', opType: 'MatMul', index: 0 };
+    expect(matchSpecificity({ kind: 'name', glob: '****************z' }, layer, 1)).toBe(-1);
+    expect(matchSpecificity({ kind: 'name', glob: '****************y' }, layer, 1)).toBe(4);
+  });
+
+  it('keep their meaning: * any run (dots too), ? one character, full match', () => {
+    const cases: [string, string, boolean][] = [['blocks.*.attn.*', 'blocks.3.attn.qkv', true], ['blocks.?.mlp.fc?', 'blocks.1.mlp.fc2', true], ['blocks.?.mlp', 'blocks.12.mlp', false], ['*', '', true], ['a*b*c', 'abc', true], ['a*b*c', 'acb', false], ['attn', 'attn.qkv', false]];
+    for (const [glob, name, expected] of cases) expect(globMatches(glob, name), `${glob} ~ ${name}`).toBe(expected);
+  });
+});
+
+describe('line and column of a diagnostic', () => {
+  it('agree with a scan of the text, for every offset (including past the end), text after text', () => {
+    const naive = (text: string, offset: number) => {
+      const before = text.slice(0, Math.max(0, offset));
+      const lineStart = before.lastIndexOf('\n') + 1;
+      return { line: before.split('\n').length, column: offset - lineStart + 1 };
+    };
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('a', 'b', '\n', ' '), maxLength: 40 }), fc.nat(45), (text, offset) => {
+        expect(lineColumn(text, offset)).toEqual(naive(text, offset));
+      }),
+      { numRuns: 500, seed: 3 },
+    );
   });
 });

@@ -10,11 +10,12 @@ import { describeSelectors } from '../../recipe/select.js';
 import type { CliIO, Command } from '../command.js';
 import { parseArgs } from '../args.js';
 
-const USAGE = `Usage: qcompile check RECIPE [--model MODEL.onnx] [--json] [--strict]
+const USAGE = `Usage: qcompile check RECIPE [--model MODEL.onnx] [--allow-requantize] [--json] [--strict]
 
 Validates a recipe (.qrecipe or .json): syntax, schema and semantic checks. With --model, also resolves
 which layers each rule selects and checks group sizes against their channels.
   --model MODEL   check against this model's layers
+  --allow-requantize  check the target as compile --allow-requantize lowers for it
   --json          print the diagnostics (and the selection) as JSON
   --strict        fail on warnings too
 Exit: 0 valid, 1 errors (or warnings with --strict), 2 usage error.`;
@@ -24,7 +25,7 @@ export const checkCommand: Command = {
   summary: 'validate a recipe (and show what it selects in --model)',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const args = parseArgs(argv, { model: 'string', json: 'boolean', strict: 'boolean' }, io);
+    const args = parseArgs(argv, { model: 'string', 'allow-requantize': 'boolean', json: 'boolean', strict: 'boolean' }, io);
     if (!args || args.positional.length !== 1) {
       if (args) io.stderr(`qcompile check: expected one RECIPE\n${USAGE}\n`);
       return 2;
@@ -33,8 +34,9 @@ export const checkCommand: Command = {
     const parsed = parseRecipeFile(resolve(io.cwd, file), file);
     const diagnostics: Diagnostic[] = [...parsed.diagnostics];
     const table: { rule: string; layers: string[] }[] = [];
+    const options = { lowering: { requantize: args.options['allow-requantize'] === true } };
     if (parsed.recipe) {
-      diagnostics.push(...checkRecipe(parsed.recipe));
+      diagnostics.push(...checkRecipe(parsed.recipe, options));
       if (args.options.model) {
         const modelPath = args.options.model as string;
         let model;
@@ -47,7 +49,7 @@ export const checkCommand: Command = {
           return 1;
         }
         const layers = layersOf(model);
-        const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers);
+        const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers, options);
         diagnostics.push(...modelDiagnostics);
         parsed.recipe.rules.forEach((rule, i) => table.push({ rule: `quantize ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'quantize' && a.rule === i; }).map((l) => l.name) }));
         parsed.recipe.keep.forEach((rule, i) => table.push({ rule: `keep ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'keep' && a.rule === i; }).map((l) => l.name) }));

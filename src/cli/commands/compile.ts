@@ -11,16 +11,17 @@ import type { Model } from '../../ir/core.js';
 import { loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { labelClasses, layersOf } from '../../quant/identity.js';
-import { BackendError, issueDiagnostics } from '../../backends/backend.js';
+import { BackendError, issueDiagnostics, type TargetName } from '../../backends/backend.js';
 import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
 import type { Recipe } from '../../recipe/types.js';
-import { backends, findBackend, loweringPassOf, loweringTargetOf } from '../../backends/registry.js';
+import { backends, findBackend } from '../../backends/registry.js';
+import { loweringPassOf, loweringTargetOf } from '../../passes/lower-target.js';
 import { didYouMeanHint, renderDiagnostic, type Diagnostic } from '../../diagnostics.js';
 import type { PassContext } from '../../passes/pass.js';
 import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
-import { PipelineError, parsePipeline, withDefaults, type PipelineEntry } from '../../passes/pipeline.js';
+import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
+import { passRegistry } from '../../passes/registry.js';
 import type { QuantPlan } from '../../quant/plan.js';
-import { pipelinePasses } from '../pipeline-passes.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
@@ -116,14 +117,16 @@ export const compileCommand: Command = {
     let recipe: PlannedRecipe | undefined;
     if (args.passes !== undefined) {
       try {
-        entries = parsePipeline(args.passes, pipelinePasses);
+        entries = parsePipeline(args.passes, passRegistry);
       } catch (error) {
         if (!(error instanceof PipelineError)) throw error;
         io.stderr(`qcompile: error: --passes: ${error.message}\n  ${args.passes}\n  ${' '.repeat(error.offset)}^\n`);
         return 2;
       }
     } else {
-      const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io);
+      // The recipe is checked for the target and options this compile lowers with (fallbacks are decided by lowering).
+      const check = args.allowFallback ? { targetCheckedByCaller: true } : { lowering: { requantize: args.allowRequantize }, ...(args.target ? { target: args.target as TargetName } : {}) };
+      const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io, false, check);
       if (!planned) return 1;
       for (const [name, layerPlan] of planned.plan) plan.set(name, layerPlan);
       entries = planned.entries;
@@ -155,7 +158,6 @@ export const compileCommand: Command = {
     if (backend && !lowering) entries.push((lowering = { pass: loweringPassOf(backend.name), options: {} }));
     if (lowering && args.allowFallback) lowering.options.allowFallback = true;
     if (lowering && args.allowRequantize) lowering.options.allowRequantize = true;
-    const lowerOptions = lowering ? withDefaults(lowering.pass, lowering.options) : {};
     const sources = new Map(recipe ? [[recipe.path, readFileSync(recipe.path, 'utf8')]] : []);
     const printDiagnostics = (diagnostics: readonly Diagnostic[]) => {
       for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
@@ -171,13 +173,6 @@ export const compileCommand: Command = {
       } catch (error) {
         if (!(error instanceof BundleError)) throw error;
         io.stderr(`qcompile: error: --bundle: ${error.message}\n`);
-        return 1;
-      }
-    }
-    if (backend) {
-      const issues = backend.checkPlan(plan, layersOf(model), { requantize: lowerOptions.allowRequantize === true });
-      if (issues.length > 0 && lowerOptions.allowFallback !== true) {
-        printDiagnostics(issueDiagnostics(backend.name, issues, 'refused'));
         return 1;
       }
     }

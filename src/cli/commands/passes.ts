@@ -1,5 +1,5 @@
 /** `qcompile passes`: lists the registered passes with their options, as pipeline text would spell them. */
-import { pipelinePasses } from '../pipeline-passes.js';
+import { passRegistry } from '../../passes/registry.js';
 import type { OptionSpec } from '../../passes/pass.js';
 import type { CliIO, Command } from '../command.js';
 
@@ -18,7 +18,7 @@ export const passesCommand: Command = {
       return 2;
     }
     const lines: string[] = [];
-    for (const pass of pipelinePasses) {
+    for (const pass of passRegistry) {
       lines.push(`${pass.name}  ${pass.summary}`);
       for (const [name, spec] of Object.entries(pass.options)) lines.push(`    ${name}=${typeLabel(spec)}  ${spec.description}${defaultLabel(spec)}`);
     }

@@ -4,13 +4,15 @@
  * dumps, `--verify-each`, `--print-ir-after` and reproducers see the target rewrite like any other pass.
  * Layers kept float (`allowFallback`) or requantized (`allowRequantize`) are reported as diagnostics located
  * at the recipe rule that planned them; a refusal fails the pass with a BackendError carrying those spans.
+ * One file makes the four passes (one per backend of the registry), since they differ only in the backend.
  */
-import type { Pass, PassContext } from '../passes/pass.js';
+import { BackendError, issueDiagnostics, type Backend, type BackendIssue, type TargetName } from '../backends/backend.js';
+import { backends } from '../backends/registry.js';
 import { renderDiagnostic, type Diagnostic } from '../diagnostics.js';
-import { BackendError, issueDiagnostics, type Backend, type BackendIssue } from './backend.js';
+import type { Pass, PassContext } from './pass.js';
 
 /** The lowering pass of `backend`, named `lower-<target>`. */
-export function loweringPass(backend: Backend): Pass {
+function loweringPass(backend: Backend): Pass {
   return {
     name: `lower-${backend.name}`,
     summary: `lower for ${backend.runtime}: ${backend.summary.replace(/^[^:]*: /, '')}`,
@@ -44,4 +46,20 @@ function withRuleSpan(issue: BackendIssue, context: PassContext): BackendIssue {
 function report(context: PassContext, diagnostic: Diagnostic): void {
   if (context.report) context.report(diagnostic);
   else context.log(renderDiagnostic(diagnostic));
+}
+
+const loweringPassByTarget = new Map(Object.values(backends).map((backend) => [backend.name, loweringPass(backend)]));
+
+/** One `lower-<target>` pass per backend, in the order of `backends`. */
+export const loweringPasses: readonly Pass[] = [...loweringPassByTarget.values()];
+
+/** The `lower-<target>` pass of `target`. */
+export function loweringPassOf(target: TargetName): Pass {
+  return loweringPassByTarget.get(target)!;
+}
+
+/** The target a pipeline step lowers for, or undefined when `pass` is not a lowering pass. */
+export function loweringTargetOf(pass: Pass): TargetName | undefined {
+  for (const [target, lowering] of loweringPassByTarget) if (lowering === pass) return target;
+  return undefined;
 }
