@@ -4,9 +4,9 @@
  * exact rescaling that leaves per-output-channel weight ranges unchanged while narrowing activation ranges.
  * Needs only the weights. Requires the layers from `discoverLayers`; folds 1/s via scale-folding.
  */
-import type { Model } from '../ir/core.js';
 import { discoverLayers } from '../quant/layers.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { INPUT_SCALING } from './artifacts.js';
+import { definePass } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
@@ -40,7 +40,8 @@ export function dilationFactors(layer: ScalableLayer, maxScale: number): Float32
   return s;
 }
 
-export const weightDilation: Pass = {
+/** The weight-dilation pass. */
+export const weightDilation = definePass({
   name: 'weight-dilation',
   summary: 'DilateQuant Weight Dilation: exact per-input-channel rescaling from the weights alone, folded into the producer',
   options: {
@@ -48,7 +49,8 @@ export const weightDilation: Pass = {
     roles: { type: 'string-list', description: 'layer roles to dilate (a role group like `attn` matches attn.*)', default: ['attn.qkv', 'mlp.fc1'] },
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
-  run(model: Model, options: PassOptions, context: PassContext): PassResult {
+  produces: [INPUT_SCALING],
+  run(model, options, context) {
     const layers = selectLayers(discoverLayers(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     let dilatedChannels = 0;
@@ -56,7 +58,7 @@ export const weightDilation: Pass = {
     let largest = 1;
     for (const group of groupBySharedInput(layers)) {
       const s = new Float32Array(group[0]!.inChannels).fill(Infinity);
-      for (const layer of group) dilationFactors(layer, options.maxScale as number).forEach((v, k) => (s[k] = Math.min(s[k]!, v)));
+      for (const layer of group) dilationFactors(layer, options.maxScale).forEach((v, k) => (s[k] = Math.min(s[k]!, v)));
       channels += s.length;
       for (const v of s) {
         if (v > 1) dilatedChannels++;
@@ -78,4 +80,4 @@ export const weightDilation: Pass = {
       },
     };
   },
-};
+});

@@ -4,7 +4,6 @@ import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { assertValid } from '../../src/ir/verify.js';
 import { calibrate } from '../../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { TensorMap } from '../../src/passes/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
@@ -14,6 +13,8 @@ import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtim
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS } from './fixture.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 const BINS = 10;
@@ -50,10 +51,10 @@ async function quantized(mode: ActivationQuantSpec['mode'], symmetric: boolean, 
   const weight: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode, range: { kind: 'minmax' } };
   const plan: QuantPlan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
-  const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibrationSet]]), progress: () => {}, log: () => {} };
-  await quantizeWeights.run(model, {}, context);
-  if (mode.kind !== 'dynamic') await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
-  await quantizeActivations.run(model, { timesteps: 1000 }, context);
+  const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibrationSet), progress: () => {}, log: () => {} };
+  await runPass(quantizeWeights, model, {}, context);
+  if (mode.kind !== 'dynamic') await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
+  await runPass(quantizeActivations, model, { timesteps: 1000 }, context);
   assertValid(model);
   return model;
 }
@@ -100,8 +101,8 @@ describe('per-token-group(size: weight)', () => {
     // blocks.0.attn.qkv and blocks.0.mlp.fc1 read different values; give fc1 and fc2 different sizes too.
     const sizes = new Map([['blocks.0.attn.qkv', 16], ['blocks.0.mlp.fc1', 64], ['blocks.0.mlp.fc2', 128]]);
     const plan: QuantPlan = new Map([...sizes].map(([layer, size]) => [layer, { layer, weight: weightAt({ kind: 'group', size }), input }]));
-    const context: PassContext = { seed: 0, plan, executor, artifacts: new Map(), progress: () => {}, log: () => {} };
-    quantizeActivations.run(model, {}, context);
+    const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts(), progress: () => {}, log: () => {} };
+    runPass(quantizeActivations, model, {}, context);
     for (const [layer, size] of sizes) {
       const shape = model.graph.initializers.get(`${layer}.input_quant.group_shape`)!.initializer!.toBigInt64();
       expect(Number(shape[shape.length - 1])).toBe(size);
@@ -113,8 +114,8 @@ describe('per-token-group(size: weight)', () => {
     for (const granularity of granularities) {
       const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
       const plan: QuantPlan = new Map([['blocks.0.mlp.fc1', { layer: 'blocks.0.mlp.fc1', weight: weightAt(granularity), input }]]);
-      const context: PassContext = { seed: 0, plan, executor, artifacts: new Map(), progress: () => {}, log: () => {} };
-      expect(() => quantizeActivations.run(model, {}, context)).toThrow(/blocks\.0\.mlp\.fc1.*per-token-group\(size: weight\) needs a weight group size/);
+      const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts(), progress: () => {}, log: () => {} };
+      expect(() => runPass(quantizeActivations, model, {}, context)).toThrow(/blocks\.0\.mlp\.fc1.*per-token-group\(size: weight\) needs a weight group size/);
     }
   });
 });

@@ -15,6 +15,7 @@ import { parsePipeline } from '../../src/passes/pipeline.js';
 
 import { passRegistry } from '../../src/passes/registry.js';
 import { goldenCases } from './golden-cases.js';
+import { Artifacts } from '../../src/passes/artifacts.js';
 
 const GOLDEN_DIR = join(import.meta.dirname, 'golden');
 const update = process.env.UPDATE === '1';
@@ -24,7 +25,7 @@ describe('golden text IR', () => {
     it(testCase.name, async () => {
       const model = testCase.build();
       const input = printModel(model);
-      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined };
+      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Artifacts(), progress: () => undefined, log: () => undefined };
       const report = await runPipeline(model, parsePipeline(testCase.pipeline, passRegistry), context, { verify: assertValid });
       const statistics = report.passes.map((p) => `// ${p.step}: ${JSON.stringify(p.statistics)}`);
       const text = [`// pipeline: ${report.pipeline}`, ...statistics, '// ----- input', input, '// ----- output', printModel(model)].join('\n');

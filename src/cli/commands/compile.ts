@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
-import { loadModelSync, saveModel } from '../../ir/serde.js';
+import { encodeModel, loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { discoverLayers } from '../../quant/layers.js';
 import { BackendError } from '../../backends/backend.js';
@@ -21,9 +21,8 @@ import { passRegistry } from '../../passes/registry.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
-import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
-import { INPUT_SCALING, type AppliedScaling } from '../../passes/scale-folding.js';
-import { GROUP_ALLOCATION, SAMPLE_PROBE } from '../../passes/search-group-sizes.js';
+import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE_PROBE } from '../../passes/artifacts.js';
+import type { AppliedScaling } from '../../passes/scale-folding.js';
 import { writeFileAtomic } from '../../ir/atomic-file.js';
 import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
 
@@ -148,7 +147,7 @@ export const compileCommand: Command = {
     const context: PassContext = {
       seed: args.seed,
       plan,
-      artifacts: new Map(),
+      artifacts: new Artifacts(),
       executor: new OrtExecutor(),
       progress: (label, done, total) => {
         if (terminal) io.stderr(`\r\x1b[K${current} ${label} ${done}/${total}`);
@@ -173,6 +172,7 @@ export const compileCommand: Command = {
       print: (text) => io.stderr(text),
       dumpDir: args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined,
       sourceModel: modelPath,
+      encodeModel,
       ...(args.verifyEach ? { verify: assertValid } : {}),
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
       onPassStart: (index, entry) => {
@@ -327,9 +327,9 @@ function parseArgs(argv: string[]): CompileArgs {
 }
 
 /** Per layer: the planned weight bits and group size (searched or not) and the scaling passes' factor summaries. */
-function layerChoices(plan: QuantPlan, artifacts: ReadonlyMap<string, unknown>): Map<string, LayerChoices> {
-  const searched = artifacts.get(GROUP_ALLOCATION) as ReadonlyMap<string, number> | undefined;
-  const scaling = (artifacts.get(INPUT_SCALING) as ReadonlyMap<string, AppliedScaling[]> | undefined) ?? new Map<string, AppliedScaling[]>();
+function layerChoices(plan: QuantPlan, artifacts: Artifacts): Map<string, LayerChoices> {
+  const searched = artifacts.get(GROUP_ALLOCATION);
+  const scaling = artifacts.get(INPUT_SCALING) ?? new Map<string, AppliedScaling[]>();
   const choices = new Map<string, LayerChoices>();
   for (const [name, entry] of plan) {
     if (!entry.weight && !scaling.has(name)) continue;
