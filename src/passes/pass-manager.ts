@@ -35,7 +35,7 @@ export interface Instrumentation {
    * Serializes a reproducer's input model (the caller injects the IR's serde, which passes never import).
    * Without it, or for a model with deferred weights, the reproducer names the source model and the pipeline.
    */
-  encodeModel?: (model: Model) => Uint8Array;
+  serialize?: (model: Model) => Uint8Array;
   /** Path of the model the pipeline started from, named in reproducers that cannot copy it. */
   sourceModel?: string;
   /** How tensors appear in printed IR; 'shape' never reads weights (big models). */
@@ -95,7 +95,7 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
     const step = printEntry({ pass: entry.pass, options });
     // A clone shares the tensors, so it costs no weight bytes; it is encoded only if the pass fails. Models with
     // deferred weights are not copied into reproducers (encoding would read every weight).
-    const encode = instrumentation.encodeModel;
+    const encode = instrumentation.serialize;
     const snapshot = reproducerDir && encode && !hasDeferredTensors(model) ? { model: model.clone(), plan: planToJson(context.plan) } : undefined;
     instrumentation.onPassStart?.(index, entry);
     const started = performance.now();

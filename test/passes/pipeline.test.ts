@@ -216,7 +216,7 @@ describe('pass manager', () => {
       encoded++;
       return encodeModel(model);
     };
-    const failure = await runPipeline(tiny(), parsePipeline('add-relu,noop,explode', registry), ctx, { reproducerDir: dir, encodeModel: encode }).catch((e: unknown) => e);
+    const failure = await runPipeline(tiny(), parsePipeline('add-relu,noop,explode', registry), ctx, { reproducerDir: dir, serialize: encode }).catch((e: unknown) => e);
     expect(encoded).toBe(1);
     expect(failure).toBeInstanceOf(PassFailure);
     expect((failure as PassFailure).message).toBe(`pass 'explode' (step 3) failed: boom\nreproducer: ${dir}`);

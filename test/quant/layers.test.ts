@@ -90,11 +90,11 @@ describe('layer discovery on the dit-digits fixture', () => {
     expect(table(model)).toEqual(layers);
   });
 
-  it('still finds quantized layers (weights behind DequantizeLinear) under the same names', () => {
+  it('still finds quantized layers (weights behind DequantizeLinear) under the same names', async () => {
     const model = loadModelSync(FIXTURE);
     const spec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 32 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
     const plan = new Map(discoverLayers(model).filter((l) => l.role !== 'embed.label').map((l) => [l.name, { layer: l.name, weight: spec }]));
-    runPass(quantizeWeights, model, {}, { seed: 0, plan, artifacts: new Artifacts(), progress: () => {}, log: () => {} });
+    await runPass(quantizeWeights, model, {}, { seed: 0, plan, artifacts: new Artifacts(), progress: () => {}, log: () => {} });
     const after = discoverLayers(model);
     expect(after.map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
     expect(after.filter((l) => l.quantized).length).toBe(plan.size);

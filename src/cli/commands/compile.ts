@@ -172,7 +172,7 @@ export const compileCommand: Command = {
       print: (text) => io.stderr(text),
       dumpDir: args.dumpDir ? resolve(io.cwd, args.dumpDir) : undefined,
       sourceModel: modelPath,
-      encodeModel,
+      serialize: encodeModel,
       ...(args.verifyEach ? { verify: assertValid } : {}),
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
       onPassStart: (index, entry) => {
