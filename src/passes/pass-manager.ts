@@ -147,7 +147,7 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
 
 /** Runs one pass through the manager (defaults filled, required artifacts checked, no instrumentation); a failure is a PassFailure. */
 export async function runPass<O extends OptionSpecs>(pass: Pass<O>, model: Model, options: WrittenOptions<O>, context: PassContext): Promise<PassResult> {
-  const report = await runPipeline(model, [{ pass: pass as unknown as Pass, options: options as PassOptions }], context);
+  const report = await runPipeline(model, [{ pass, options: options as PassOptions }], context);
   const { modified, statistics } = report.passes[0]!;
   return { modified, statistics };
 }
