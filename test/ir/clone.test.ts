@@ -29,11 +29,9 @@ describe('Model.clone', () => {
     renameSync(join(dir, 'model.onnx.data'), join(dir, 'hidden.data'));
     const clone = model.clone();
     renameSync(join(dir, 'hidden.data'), join(dir, 'model.onnx.data'));
-    for (const value of external) {
-      const twin = clone.graph.initializers.get(value.name)!;
-      expect(twin).not.toBe(value);
-      expect(twin.initializer).toBe(value.initializer);
-    }
+    // New values over the same tensor objects (compared as booleans: a Value's graph is too large to print).
+    expect(external.every((v) => clone.graph.initializers.get(v.name) !== v)).toBe(true);
+    expect(external.every((v) => clone.graph.initializers.get(v.name)!.initializer === v.initializer)).toBe(true);
     expect(clone.baseDir).toBe(model.baseDir);
     expect(await referenceEps(clone, executor)).toEqual(await referenceEps(model, executor));
 
@@ -47,6 +45,7 @@ describe('Model.clone', () => {
     if (attribute.kind === 'ints') attribute.value.push(7);
     clone.metadataProps.set('cloned', 'yes');
     clone.opsetImports.set('', 21);
+    expect(printModel(clone, { tensors: 'shape' })).not.toBe(printed);
     expect(printModel(model, { tensors: 'shape' })).toBe(printed);
     expect(model.graph.nodes.find((n) => n.name === withInts.name)!.attributes.get(key)).toEqual(original);
     expect(model.graph.outputs[0]!.uses).toHaveLength(outputUses);
