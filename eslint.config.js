@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import tseslint from 'typescript-eslint';
 
 /**
@@ -36,6 +37,10 @@ const layerBlocks = Object.entries(LAYERS).map(([layer, allowed]) => {
   };
 });
 
+/** The pass modules: the files of src/passes that define a pass (registry.ts alone imports them). */
+const passesDir = new URL('./src/passes/', import.meta.url);
+const passFiles = readdirSync(passesDir).filter((f) => f.endsWith('.ts') && /=\s*definePass\(/.test(readFileSync(new URL(f, passesDir), 'utf8')));
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'grammar/*.json', 'docs/**'] },
   ...tseslint.configs.recommended,
@@ -55,6 +60,23 @@ export default tseslint.config(
     files: ['bench/**'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ group: ['**/test/**'], message: 'bench/ may import src/ but not test/: shared helpers live in bench/ or src/.' }] }],
+    },
+  },
+  {
+    // Passes: no serde (clone with Model.clone(); callers inject encoders) and no other pass (share a library module).
+    files: ['src/passes/**'],
+    ignores: ['src/passes/registry.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/cli/*'], message: 'nothing depends on cli' },
+            { group: ['**/ir/serde*'], message: 'passes do not serialize models: copy with Model.clone(); the caller injects encoders' },
+            { group: passFiles.map((f) => `./${f.replace(/\.ts$/, '.js')}`), message: "a pass imports no other pass: share the code through a library module, and run passes only through the pass manager" },
+          ],
+        },
+      ],
     },
   },
 );

@@ -9,11 +9,12 @@ import { join } from 'node:path';
 import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import { calibrate } from '../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { TensorMap } from '../src/ir/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../src/quant/plan.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { runPass } from '../src/passes/pass-manager.js';
 
 const fixture = join(import.meta.dirname, '..', 'test', 'fixtures', 'dit-digits');
 const samples = Number(process.argv[2] ?? 1024);
@@ -59,9 +60,9 @@ async function plain(): Promise<number> {
 
 async function observed(input: ActivationQuantSpec): Promise<number> {
   const plan: QuantPlan = new Map(discoverLayers(model).filter((l) => l.opType !== 'Gather').map((l) => [l.name, { layer: l.name, input }]));
-  const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, data]]), progress: () => {}, log: () => {} };
+  const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, data), progress: () => {}, log: () => {} };
   const started = performance.now();
-  await calibrate.run(model, { ema: 0.9, timesteps: 1000 }, context);
+  await runPass(calibrate, model, { ema: 0.9, timesteps: 1000 }, context);
   return (performance.now() - started) / 1000;
 }
 

@@ -11,13 +11,14 @@ import { join } from 'node:path';
 import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync, saveModel } from '../src/ir/serde.js';
 import { DIT_PRESETS, buildDit } from '../src/synth/dit.js';
-import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import { evolutionarySearch, meanGroupSizeBudget, type SearchSpace } from '../src/passes/group-search.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { layerErrorTable, searchGroupSizes } from '../src/passes/search-group-sizes.js';
 import { seededNormal } from '../src/random.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { runPass } from '../src/passes/pass-manager.js';
 
 const dir = process.env.XL_DIR ?? join(tmpdir(), 'qcompile-xl');
 if (!existsSync(join(dir, 'model.onnx'))) {
@@ -43,7 +44,7 @@ function context(plan: QuantPlan, phases: Record<string, number>): PassContext {
     seed: 0,
     plan,
     executor,
-    artifacts: new Map([[CALIBRATION_BATCHES, [feeds]]]),
+    artifacts: new Artifacts().set(CALIBRATION_BATCHES, [feeds]),
     progress: (label, done, total) => {
       if (done === total) {
         phases[label] = seconds(last);
@@ -58,7 +59,7 @@ function context(plan: QuantPlan, phases: Record<string, number>): PassContext {
 const phases: Record<string, number> = {};
 const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, weight: spec }]));
 let started = performance.now();
-const pass = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'layer-error', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, rows: 32, samples: 64 }, context(plan, phases));
+const pass = await runPass(searchGroupSizes, model, { method: 'evolution', fitness: 'layer-error', population: 50, topK: 10, mutations: 25, crossovers: 25, mutationRate: 0.1, epochs: 10, rows: 32, samples: 64 }, context(plan, phases));
 const full = { rows: 32, population: 50, epochs: 10, layers: layers.length, totalSeconds: seconds(started), phaseSeconds: phases, statistics: pass.statistics };
 process.stderr.write(`${JSON.stringify(full)}\n`);
 

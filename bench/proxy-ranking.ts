@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import type { Model } from '../src/ir/core.js';
 import { discoverLayers } from '../src/quant/layers.js';
 import { loadModelSync } from '../src/ir/serde.js';
-import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { TensorMap } from '../src/ir/executor.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
@@ -22,6 +21,8 @@ import { buildCalibrationSet, diffusionIO, openDenoiser } from '../src/runtime/c
 import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { DIT_DIGITS, pairedPsnr, sampleDigits } from './digits-quality.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { runPass } from '../src/passes/pass-manager.js';
 
 const count = Number(process.argv[2] ?? 12);
 const samples = Number(process.argv[3] ?? 64);
@@ -40,13 +41,13 @@ const calibration = await buildCalibrationSet(fpDenoiser.denoise, schedule, io, 
 await fpDenoiser.release();
 
 const weightAt = (size: number): WeightQuantSpec => ({ bits: 4, symmetric: false, granularity: { kind: 'group', size }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } });
-const context = (plan: QuantPlan): PassContext => ({ seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibration.batches]]), progress: () => {}, log: () => {} });
+const context = (plan: QuantPlan): PassContext => ({ seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibration.batches), progress: () => {}, log: () => {} });
 
 async function quantized(allocation: number[]): Promise<Model> {
   const model = loadModelSync(fpPath);
   const plan: QuantPlan = new Map(layers.map((l, i) => [l.name, { layer: l.name, weight: weightAt(allocation[i]!), input: { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } } }]));
-  await quantizeWeights.run(model, {}, context(plan));
-  await quantizeActivations.run(model, { timesteps: 1000 }, context(plan));
+  await runPass(quantizeWeights, model, {}, context(plan));
+  await runPass(quantizeActivations, model, { timesteps: 1000 }, context(plan));
   return model;
 }
 

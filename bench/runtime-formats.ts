@@ -17,12 +17,13 @@ import { Op } from '../src/ir/ops.js';
 import { encodeModel, loadModelSync } from '../src/ir/serde.js';
 import { Tensor, packInt4 } from '../src/ir/tensor.js';
 import { calibrate } from '../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import type { WeightQuantSpec } from '../src/quant/plan.js';
 import { seededRandom } from '../src/random.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { runPass } from '../src/passes/pass-manager.js';
 
 const runs = Number(process.argv[2] ?? 9);
 const threads = Number(process.argv[3] ?? 2);
@@ -122,11 +123,11 @@ async function quantizedFixture(weight: WeightQuantSpec, activations: boolean): 
   const input = activations ? ({ bits: 8, symmetric: true, mode: { kind: 'static' }, range: { kind: 'minmax' } } as const) : undefined;
   const plan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
   const calibration = [{ x: { dtype: 'float32' as const, dims: [batch, 1, 16, 16], data: x }, t: { dtype: 'int64' as const, dims: [batch], data: t }, y: { dtype: 'int64' as const, dims: [batch], data: y } }];
-  const context = { seed: 0, plan, executor: new OrtExecutor({ threads }), artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, calibration]]), progress: () => {}, log: () => {} };
-  await quantizeWeights.run(model, {}, context);
+  const context = { seed: 0, plan, executor: new OrtExecutor({ threads }), artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibration), progress: () => {}, log: () => {} };
+  await runPass(quantizeWeights, model, {}, context);
   if (activations) {
-    await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
-    await quantizeActivations.run(model, { timesteps: 1000 }, context);
+    await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
+    await runPass(quantizeActivations, model, { timesteps: 1000 }, context);
   }
   return model;
 }

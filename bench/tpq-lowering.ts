@@ -9,34 +9,38 @@ import type { Model } from '../src/ir/core.js';
 import { encodeModel, loadModelSync } from '../src/ir/serde.js';
 import { discoverLayers } from '../src/quant/layers.js';
 import { calibrate } from '../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../src/passes/collect-hessians.js';
 import type { PassContext } from '../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../src/quant/plan.js';
 import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { calibrationBatches } from './calibration-batches.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { runPass } from '../src/passes/pass-manager.js';
+import type { ActivationLoweringOptions } from '../src/passes/activation-quantization.js';
+
+type Lowering = ActivationLoweringOptions['perTimestepLowering'];
 
 const path = join(import.meta.dirname, '..', 'test', 'fixtures', 'dit-digits', 'model.onnx');
 const executor = new OrtExecutor();
 const calibration = calibrationBatches(256, 64);
 const probe = calibrationBatches(64, 64)[0]!;
 
-async function build(mode: ActivationQuantSpec['mode'] | undefined, lowering = 'qdq-batch-axis', symmetric = mode?.kind === 'dynamic'): Promise<{ model: Model; tableBytes: number }> {
+async function build(mode: ActivationQuantSpec['mode'] | undefined, lowering: Lowering = 'qdq-batch-axis', symmetric = mode?.kind === 'dynamic'): Promise<{ model: Model; tableBytes: number }> {
   const model = loadModelSync(path);
   if (!mode) return { model, tableBytes: 0 };
   const weight: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode, range: { kind: 'minmax' } };
   const plan: QuantPlan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
-  const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibration]]), progress: () => {}, log: () => {} };
-  await quantizeWeights.run(model, {}, context);
-  if (mode.kind !== 'dynamic') await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
-  const result = await quantizeActivations.run(model, { timesteps: 1000, perTimestepLowering: lowering }, context);
+  const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibration), progress: () => {}, log: () => {} };
+  await runPass(quantizeWeights, model, {}, context);
+  if (mode.kind !== 'dynamic') await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
+  const result = await runPass(quantizeActivations, model, { timesteps: 1000, perTimestepLowering: lowering }, context);
   return { model, tableBytes: Number(result.statistics.table_bytes ?? 0) };
 }
 
 const tpq = { kind: 'per-timestep', groups: 10 } as const;
-const variants: [string, ActivationQuantSpec['mode'] | undefined, string?, boolean?][] = [
+const variants: [string, ActivationQuantSpec['mode'] | undefined, Lowering?, boolean?][] = [
   ['fp32', undefined],
   ['static asym', { kind: 'static' }],
   ['per-timestep asym qdq-batch-axis', tpq, 'qdq-batch-axis', false],

@@ -8,6 +8,7 @@ import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
 import { labelClasses, layersOf } from '../quant/identity.js';
+import { CALIBRATION_BATCHES } from '../passes/artifacts.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../ir/executor.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -45,7 +46,9 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
     diagnostics.push(...checkRecipe(parsed.recipe, check), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
       const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
-      planned = { recipe: parsed.recipe, path: recipePath, plan, pipeline, needsCalibration, entries: parsePipeline(pipeline, passRegistry) };
+      // The compile command provides the calibration batches whenever the recipe needs calibration.
+      const entries = parsePipeline(pipeline, passRegistry, { provided: needsCalibration ? [CALIBRATION_BATCHES] : [] });
+      planned = { recipe: parsed.recipe, path: recipePath, plan, pipeline, needsCalibration, entries };
     }
   }
   for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);

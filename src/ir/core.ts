@@ -320,6 +320,55 @@ export class Graph {
     this.nodes.splice(0, this.nodes.length, ...order);
   }
 
+  /**
+   * A copy of this graph with new values and nodes (same names, order, types, attributes and doc strings) over
+   * the same tensors: tensors are immutable, so none is copied or read (deferred ones stay deferred). Uses are
+   * rebuilt in node order, as decoding the serialized graph would.
+   */
+  clone(): Graph {
+    const copy = new Graph(this.name);
+    copy.docString = this.docString;
+    const values = new Map<Value, Value>();
+    const cloneValue = (value: Value): Value => {
+      const twin = new Value(copy, value.name, value.type && cloneType(value.type));
+      twin.docString = value.docString;
+      if (value.name !== '') copy.claimName(value.name);
+      values.set(value, twin);
+      return twin;
+    };
+    for (const value of this.initializers.values()) {
+      const twin = cloneValue(value);
+      twin.initializer = value.initializer;
+      copy.initializers.set(twin.name, twin);
+    }
+    for (const input of this.inputs) copy.inputs.push(values.get(input) ?? cloneValue(input));
+    const twinOf = (value: Value): Value => {
+      const twin = values.get(value);
+      if (!twin) throw new IrError('malformed-model', `value '${value.name}' is read before it is defined`);
+      return twin;
+    };
+    for (const node of this.nodes) {
+      const twin = new Node(copy, node.name, node.opType, node.domain);
+      twin.docString = node.docString;
+      node.inputs.forEach((input, i) => twin.setInput(i, input && twinOf(input)));
+      for (const value of node.implicitInputs) {
+        const captured = twinOf(value);
+        twin.implicitInputs.push(captured);
+        captured.uses.push({ node: twin, index: -1 });
+      }
+      for (const output of node.outputs) {
+        const value = cloneValue(output);
+        value.producer = twin;
+        value.producerIndex = output.producerIndex;
+        twin.outputs.push(value);
+      }
+      for (const [key, attribute] of node.attributes) twin.attributes.set(key, cloneAttribute(attribute));
+      copy.appendNode(twin);
+    }
+    for (const output of this.outputs) copy.outputs.push(twinOf(output));
+    return copy;
+  }
+
   /** Finds a value by name among inputs, initializers and node outputs. */
   findValue(name: string): Value | undefined {
     for (const v of this.inputs) if (v.name === name) return v;
@@ -327,6 +376,26 @@ export class Graph {
     if (init) return init;
     for (const node of this.nodes) for (const o of node.outputs) if (o.name === name) return o;
     return undefined;
+  }
+}
+
+function cloneType(type: ValueType): ValueType {
+  return { elemType: type.elemType, ...(type.shape ? { shape: [...type.shape] } : {}) };
+}
+
+/** An attribute with its lists copied; tensors and serialized subgraphs are immutable and shared. */
+function cloneAttribute(attribute: Attribute): Attribute {
+  switch (attribute.kind) {
+    case 'ints':
+      return { kind: 'ints', value: [...attribute.value] };
+    case 'floats':
+      return { kind: 'floats', value: [...attribute.value] };
+    case 'strings':
+      return { kind: 'strings', value: [...attribute.value] };
+    case 'graph':
+      return { kind: 'graph', value: { encoded: attribute.value.encoded, freeNames: [...attribute.value.freeNames] } };
+    default:
+      return { ...attribute };
   }
 }
 
@@ -351,6 +420,25 @@ export class Model {
   /** The ai.onnx opset version. */
   get opset(): number {
     return this.opsetImports.get('') ?? this.opsetImports.get('ai.onnx') ?? 0;
+  }
+
+  /**
+   * A copy to rewrite independently: the graph is cloned (Graph.clone: no tensor is copied or read), metadata,
+   * opset imports and functions are copied.
+   */
+  clone(): Model {
+    const copy = new Model(this.graph.clone());
+    copy.irVersion = this.irVersion;
+    copy.producerName = this.producerName;
+    copy.producerVersion = this.producerVersion;
+    copy.domain = this.domain;
+    copy.modelVersion = this.modelVersion;
+    copy.docString = this.docString;
+    for (const [domain, version] of this.opsetImports) copy.opsetImports.set(domain, version);
+    for (const [key, value] of this.metadataProps) copy.metadataProps.set(key, value);
+    copy.functions.push(...this.functions);
+    copy.baseDir = this.baseDir;
+    return copy;
   }
 
   /** Raises the opset of `domain` to at least `version` (never lowers it). */

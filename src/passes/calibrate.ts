@@ -12,16 +12,9 @@ import { findTimestepInput, type Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';
-import { CALIBRATION_BATCHES } from './collect-hessians.js';
-import type { PreparedModel, TensorMap } from '../ir/executor.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import { INPUT_CHANNEL_ABSMAX } from './smooth-quant.js';
-
-/** Artifact key: statistics of each planned layer's input, one TensorStats per timestep group (Map<layerName, TensorStats[]>). */
-export const ACTIVATION_STATS = 'activation-stats';
-
-/** Artifact key: how many calibration samples had each timestep (Map<t, count>), as the observers saw them. */
-export const CALIBRATION_TIMESTEPS = 'calibration-timesteps';
+import type { PreparedModel } from '../ir/executor.js';
+import { ACTIVATION_STATS, CALIBRATION_BATCHES, CALIBRATION_TIMESTEPS, INPUT_CHANNEL_ABSMAX } from './artifacts.js';
+import { definePass, type PassResult } from './pass.js';
 
 /** Values kept per tensor and group for percentile and L_p searches. */
 const SAMPLE_SIZE = 1 << 15;
@@ -31,7 +24,8 @@ export function timestepGroup(t: number, groups: number, T: number): number {
   return Math.min(groups - 1, Math.max(0, Math.floor((t * groups) / T)));
 }
 
-export const calibrate: Pass = {
+/** The calibrate pass. */
+export const calibrate = definePass({
   name: 'calibrate',
   summary: "collect statistics of planned layers' inputs on calibration data (min/max, samples, per channel, per timestep group)",
   options: {
@@ -40,11 +34,13 @@ export const calibrate: Pass = {
     timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: 1000 },
     channels: { type: 'boolean', description: 'also collect per-channel |x| maxima (INPUT_CHANNEL_ABSMAX, for SmoothQuant)', default: false },
   },
-  async run(model: Model, options: PassOptions, context: PassContext): Promise<PassResult> {
-    const batches = context.artifacts.get(CALIBRATION_BATCHES) as TensorMap[] | undefined;
-    if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'calibrate needs calibration batches (the compile command builds them from the recipe)');
+  requires: [CALIBRATION_BATCHES],
+  produces: [ACTIVATION_STATS, INPUT_CHANNEL_ABSMAX, CALIBRATION_TIMESTEPS],
+  async run(model, options, context): Promise<PassResult> {
+    const batches = context.artifacts.require(CALIBRATION_BATCHES, 'calibrate');
+    if (batches.length === 0) throw new IrError('invalid-argument', 'calibrate needs calibration batches (the compile command builds them from the recipe)');
     if (!context.executor) throw new IrError('invalid-argument', 'calibrate needs an executor');
-    const named = (options.layers as string[] | undefined) ?? [...context.plan.values()].filter((p) => p.input).map((p) => p.layer);
+    const named = options.layers ?? [...context.plan.values()].filter((p) => p.input).map((p) => p.layer);
     const all = new Map(layersOf(model).map((l) => [l.name, l]));
     const layers = named.map((name) => {
       const layer = all.get(name);
@@ -53,7 +49,7 @@ export const calibrate: Pass = {
     });
     if (layers.length === 0) return { modified: false, statistics: { layers: 0 } };
 
-    const T = options.timesteps as number;
+    const T = options.timesteps;
     const timestep = findTimestepInput(model);
     const groupsOf = (layer: Layer) => {
       const mode = context.plan.get(layer.name)?.input?.mode;
@@ -61,8 +57,8 @@ export const calibrate: Pass = {
     };
     if (layers.some((l) => groupsOf(l) > 1) && !timestep) throw new IrError('invalid-argument', 'per-timestep activations need a timestep input (an integer input feeding a sinusoidal embedding)');
 
-    const stats = (context.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]> | undefined) ?? new Map<string, TensorStats[]>();
-    const channelMax = (context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined) ?? new Map<string, Float32Array>();
+    const stats = context.artifacts.get(ACTIVATION_STATS) ?? new Map<string, TensorStats[]>();
+    const channelMax = context.artifacts.get(INPUT_CHANNEL_ABSMAX) ?? new Map<string, Float32Array>();
     // One observer set per observed tensor and grouping: layers reading the same value (q, k, v) share it.
     const observed = new Map<string, Observed>();
     const probes = new Map<string, Probe>();
@@ -84,9 +80,9 @@ export const calibrate: Pass = {
           const shape = types.get(input)?.shape;
           const channels = channelCount(layer, shape, conv);
           let probe = probes.get(input.name);
-          if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels as boolean, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
+          if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
           const i = observed.size;
-          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema as number, options.channels ? channels : 1, input.name)) };
+          entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema, options.channels ? channels : 1, input.name)) };
           observed.set(key, entry);
         }
         stats.set(layer.name, entry.groups);
@@ -144,7 +140,7 @@ export const calibrate: Pass = {
     context.artifacts.set(CALIBRATION_TIMESTEPS, timestepCounts);
     return { modified: false, statistics: { layers: layers.length, tensors: probes.size, batches: batches.length, samples } };
   },
-};
+});
 
 /** How many values each reservoir is offered, in multiples of its size: enough for a uniform sample, no more. */
 const OFFERED_PER_KEPT = 2;

@@ -3,18 +3,19 @@
  * deletes whatever no longer reaches a graph output. Graph input and output names are never changed.
  */
 import { createHash } from 'node:crypto';
-import type { Model, Value } from '../ir/core.js';
+import type { Value } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
-import type { Pass, PassOptions, PassResult } from './pass.js';
+import { definePass } from './pass.js';
 
-export const cleanup: Pass = {
+/** The cleanup pass. */
+export const cleanup = definePass({
   name: 'cleanup',
   summary: 'remove Identity nodes, merge identical small constants, delete dead nodes and initializers',
   options: {
     'dedupe-max-bytes': { type: 'int', description: 'largest initializer (bytes) compared for deduplication', default: 65536 },
   },
-  run(model: Model, options: PassOptions): PassResult {
+  run(model, options) {
     const graph = model.graph;
     let identities = 0;
     for (const node of [...graph.nodes]) {
@@ -29,7 +30,7 @@ export const cleanup: Pass = {
     }
 
     let duplicates = 0;
-    const maxBytes = options['dedupe-max-bytes'] as number;
+    const maxBytes = options['dedupe-max-bytes'];
     const byContent = new Map<string, Value>();
     const names = [...graph.initializers.keys()].sort();
     for (const name of names) {
@@ -54,4 +55,4 @@ export const cleanup: Pass = {
       statistics: { identities_removed: identities, constants_merged: duplicates, dead_nodes: dead.nodes, dead_initializers: dead.initializers },
     };
   },
-};
+});

@@ -3,35 +3,33 @@
  * with the earlier blocks already quantized (as GPTQ prescribes), and leaves them in the LAYER_HESSIANS
  * artifact for quantize-weights. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
  */
-import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
 import type { Layer } from '../quant/layers.js';
-import { decodeModel, encodeModel } from '../ir/serde.js';
-import type { TensorMap } from '../ir/executor.js';
+import { CALIBRATION_BATCHES, LAYER_HESSIANS } from './artifacts.js';
 import { HessianAccumulator } from './gptq.js';
-import type { Pass, PassContext, PassResult } from './pass.js';
-import { LAYER_HESSIANS, quantizeWeights } from './quantize-weights.js';
+import { definePass, type PassResult } from './pass.js';
+import { quantizePlannedWeights } from './weight-quantization.js';
 
 /** Input rows (tokens) accumulated per layer; more are subsampled evenly (4096 cost the fixture 3 dB of eps SQNR at W4). */
 const MAX_ROWS = 16384;
 
-/** Artifact key: the calibration inputs as model feeds, one TensorMap per batch (TensorMap[]). */
-export const CALIBRATION_BATCHES = 'calibration-batches';
-
-export const collectHessians: Pass = {
+/** The collect-hessians pass. */
+export const collectHessians = definePass({
   name: 'collect-hessians',
   summary: 'measure XᵀX of GPTQ layers\' inputs on calibration data, earlier blocks quantized first',
   options: {},
-  async run(model: Model, _options, context: PassContext): Promise<PassResult> {
+  requires: [CALIBRATION_BATCHES],
+  produces: [LAYER_HESSIANS],
+  async run(model, _options, context): Promise<PassResult> {
     const planned = [...context.plan.values()].filter((p) => p.weight?.rounding.kind === 'gptq');
     if (planned.length === 0) return { modified: false, statistics: { layers: 0 } };
-    const batches = context.artifacts.get(CALIBRATION_BATCHES) as TensorMap[] | undefined;
-    if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'collect-hessians needs calibration batches: calibrate first');
+    const batches = context.artifacts.require(CALIBRATION_BATCHES, 'collect-hessians');
+    if (batches.length === 0) throw new IrError('invalid-argument', 'collect-hessians needs calibration batches: calibrate first');
     if (!context.executor) throw new IrError('invalid-argument', 'collect-hessians needs an executor to run the model');
 
     // Work on a copy: quantizing its earlier blocks changes what later blocks see, but not the model itself.
-    const work = decodeModel(encodeModel(model), { baseDir: model.baseDir });
+    const work = model.clone();
     const hessians = new Map<string, Float64Array>();
     context.artifacts.set(LAYER_HESSIANS, hessians);
     const plannedNames = new Set(planned.map((p) => p.layer));
@@ -73,12 +71,12 @@ export const collectHessians: Pass = {
       }
       // Quantize this stage in the copy so the next stage's inputs carry its error.
       const stagePlan = new Map([...context.plan].filter(([name]) => stage.includes(name)));
-      await quantizeWeights.run(work, {}, { ...context, plan: stagePlan, progress: () => {} });
+      quantizePlannedWeights(work, stagePlan, hessians, () => {});
     }
     context.progress('gptq blocks', stages.length, stages.length);
     return { modified: false, statistics: { layers: hessians.size, stages: stages.length, rows_per_layer: rows } };
   },
-};
+});
 
 /** Layers grouped into sequential stages: one per block, and one per layer outside blocks, in model order. */
 function stagesOf(layers: Layer[]): string[][] {

@@ -18,7 +18,7 @@ import { layersOf } from '../quant/identity.js';
 import { findTimestepInput } from '../quant/layers.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import type { Pass, PassOptions, PassResult } from './pass.js';
+import { definePass } from './pass.js';
 
 /** Structural regions a keep list may name besides op types. */
 export const FLOAT16_REGIONS = {
@@ -63,7 +63,8 @@ const TYPE_CONVERTING = new Set<string>([Op.Cast, Op.Shape, Op.Size]);
 const isFloat32 = (v: Value | undefined): v is Value => v?.type?.elemType === DataType.FLOAT;
 const isFloat16 = (v: Value | undefined): v is Value => v?.type?.elemType === DataType.FLOAT16;
 
-export const convertFloat16: Pass = {
+/** The convert-float16 pass. */
+export const convertFloat16 = definePass({
   name: 'convert-float16',
   summary: 'float32 compute to float16 with Casts at the boundaries, keeping listed ops and regions (norms, Softmax, timestep embedding) in float32',
   options: {
@@ -73,8 +74,8 @@ export const convertFloat16: Pass = {
       default: [...DEFAULT_FLOAT16_KEEP],
     },
   },
-  run(model: Model, options: PassOptions): PassResult {
-    const keep = (options.keep as string[]).filter((k) => k !== KEEP_NONE);
+  run(model, options) {
+    const keep = options.keep.filter((k) => k !== KEEP_NONE);
     const unknown = keep.filter((k) => !isKeepName(k));
     if (unknown.length > 0) throw new Error(`convert-float16: unknown keep entries ${unknown.map((k) => `'${k}'`).join(', ')} (op types or ${Object.keys(FLOAT16_REGIONS).join(', ')})`);
     const graph = model.graph;
@@ -159,7 +160,7 @@ export const convertFloat16: Pass = {
     inferShapes(model);
     return { modified: statistics.converted_nodes! > 0 || statistics.casts! > 0, statistics };
   },
-};
+});
 
 /** True for a keep-list word the pass understands: a known op type or a region. */
 export function isKeepName(word: string): boolean {

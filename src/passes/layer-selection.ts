@@ -13,14 +13,14 @@ export function selectLayersByRole(layers: Layer[], selectors: string[]): Layer[
 }
 
 /** The layers a transform pass's options name: `layers` (names) when given, else `roles`. */
-export function selectLayers(layers: Layer[], options: { layers?: unknown; roles?: unknown }): Layer[] {
-  const names = options.layers as string[] | undefined;
+export function selectLayers(layers: Layer[], options: { readonly layers?: string[] | undefined; readonly roles?: string[] | undefined }): Layer[] {
+  const names = options.layers;
   if (names && names.length > 0) {
     const missing = names.filter((n) => !layers.some((l) => l.name === n));
     if (missing.length > 0) throw new IrError('invalid-argument', `no layer named ${missing.map((n) => `'${n}'`).join(', ')}`);
     return layers.filter((l) => names.includes(l.name));
   }
-  return selectLayersByRole(layers, (options.roles as string[] | undefined) ?? []);
+  return selectLayersByRole(layers, options.roles ?? []);
 }
 
 /** Groups layers that read the same input value (separate q/k/v projections share one scaling). */

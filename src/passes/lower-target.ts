@@ -9,11 +9,11 @@
 import { BackendError, issueDiagnostics, type Backend, type BackendIssue, type TargetName } from '../backends/backend.js';
 import { backends } from '../backends/registry.js';
 import { renderDiagnostic, type Diagnostic } from '../diagnostics.js';
-import type { Pass, PassContext } from './pass.js';
+import { definePass, type Pass, type PassContext } from './pass.js';
 
 /** The lowering pass of `backend`, named `lower-<target>`. */
 function loweringPass(backend: Backend): Pass {
-  return {
+  return definePass({
     name: `lower-${backend.name}`,
     summary: `lower for ${backend.runtime}: ${backend.summary.replace(/^[^:]*: /, '')}`,
     options: {
@@ -24,7 +24,7 @@ function loweringPass(backend: Backend): Pass {
       const located = (issues: readonly BackendIssue[]) => issues.map((issue) => withRuleSpan(issue, context));
       let result;
       try {
-        result = backend.lower(model, { allowFallback: options.allowFallback === true, requantize: options.allowRequantize === true });
+        result = backend.lower(model, { allowFallback: options.allowFallback, requantize: options.allowRequantize });
       } catch (error) {
         throw error instanceof BackendError ? new BackendError(error.target, located(error.issues)) : error;
       }
@@ -33,7 +33,7 @@ function loweringPass(backend: Backend): Pass {
       for (const issue of [...result.fallbacks, ...result.requantized]) context.log(`lower-${backend.name}: ${issue.layer}: ${issue.message}${issue.detail ? ` (${issue.detail})` : ''}`);
       return { modified: result.modified, statistics: result.statistics };
     },
-  };
+  });
 }
 
 /** The issue with the span of the plan entry of its layer (graph-level issues name the layer the plan does). */

@@ -1,15 +1,17 @@
 /**
  * Runs a pipeline of passes over one model with MLIR-style instrumentation: IR printing after all / changed /
  * named passes, numbered dumps with diffs under a dump folder, verification after each pass, and a reproducer
- * (input IR as .onnx, the plan, the failing step's pipeline text and its error) when a pass fails.
+ * (input IR as .onnx, the plan, the failing step's pipeline text and its error) when a pass fails. It is the
+ * one caller of `Pass.run`: options reach a pass with their defaults filled, after its required artifacts
+ * were checked.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../ir/core.js';
 import { printModel, type PrintOptions } from '../ir/printer.js';
-import { encodeModel } from '../ir/serde.js';
+import { MissingArtifactError } from './artifacts.js';
 import { unifiedDiff } from './line-diff.js';
-import type { PassContext } from './pass.js';
+import type { OptionSpecs, Pass, PassContext, PassOptions, PassResult, WrittenOptions } from './pass.js';
 import { printEntry, printPipeline, withDefaults, type PipelineEntry } from './pipeline.js';
 import type { QuantPlan } from '../quant/plan.js';
 
@@ -29,6 +31,11 @@ export interface Instrumentation {
   verify?: (model: Model) => void;
   /** Folder for the reproducer of a failed pass (default: `<dumpDir>/reproducer` when dumping). */
   reproducerDir?: string;
+  /**
+   * Serializes a reproducer's input model (the caller injects the IR's serde, which passes never import).
+   * Without it, or for a model with deferred weights, the reproducer names the source model and the pipeline.
+   */
+  serialize?: (model: Model) => Uint8Array;
   /** Path of the model the pipeline started from, named in reproducers that cannot copy it. */
   sourceModel?: string;
   /** How tensors appear in printed IR; 'shape' never reads weights (big models). */
@@ -86,12 +93,16 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
   for (const [index, entry] of entries.entries()) {
     const options = withDefaults(entry.pass, entry.options);
     const step = printEntry({ pass: entry.pass, options });
-    // Only small models are snapshotted: encoding a model with deferred weights would read them all.
-    const snapshot = reproducerDir && !hasDeferredTensors(model) ? { bytes: encodeModel(model), plan: planToJson(context.plan) } : undefined;
+    // A clone shares the tensors, so it costs no weight bytes; it is encoded only if the pass fails. Models with
+    // deferred weights are not copied into reproducers (encoding would read every weight).
+    const encode = instrumentation.serialize;
+    const snapshot = reproducerDir && encode && !hasDeferredTensors(model) ? { model: model.clone(), plan: planToJson(context.plan) } : undefined;
     instrumentation.onPassStart?.(index, entry);
     const started = performance.now();
     let result;
     try {
+      const missing = entry.pass.requires.find((key) => !context.artifacts.has(key));
+      if (missing) throw new MissingArtifactError(missing, entry.pass.name);
       result = await entry.pass.run(model, options, context);
       instrumentation.verify?.(model);
     } catch (error) {
@@ -100,7 +111,8 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
         if (instrumentation.printIrAfterFailure) print(banner(`IR Dump After Failure ${entry.pass.name} (${index + 1})`) + text);
         if (dumpDir) writeFileSync(join(dumpDir, `${dumpName(index, entry)}.failed.ir`), text);
       }
-      const where = reproducerDir ? writeReproducer(reproducerDir, snapshot, step, report.pipeline, error, instrumentation.sourceModel) : undefined;
+      const input = snapshot && encode ? { bytes: encode(snapshot.model), plan: snapshot.plan } : undefined;
+      const where = reproducerDir ? writeReproducer(reproducerDir, input, step, report.pipeline, error, instrumentation.sourceModel) : undefined;
       throw new PassFailure(entry.pass.name, index, error, where);
     }
     const record: PassRecord = {
@@ -131,6 +143,13 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
     writeFileSync(join(dumpDir, 'timings.json'), JSON.stringify(report.passes.map(({ pass, milliseconds }) => ({ pass, milliseconds })), null, 2) + '\n');
   }
   return report;
+}
+
+/** Runs one pass through the manager (defaults filled, required artifacts checked, no instrumentation); a failure is a PassFailure. */
+export async function runPass<O extends OptionSpecs>(pass: Pass<O>, model: Model, options: WrittenOptions<O>, context: PassContext): Promise<PassResult> {
+  const report = await runPipeline(model, [{ pass, options: options as PassOptions }], context);
+  const { modified, statistics } = report.passes[0]!;
+  return { modified, statistics };
 }
 
 /** The plan as plain JSON, layers in name order. */

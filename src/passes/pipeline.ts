@@ -4,7 +4,8 @@
  * canonical form, so that parse → print → parse gives the same pipeline.
  */
 import { didYouMeanHint } from '../diagnostics.js';
-import type { OptionSpec, Pass, PassOptions } from './pass.js';
+import type { ArtifactKey } from './artifacts.js';
+import type { OptionSpec, OptionValue, Pass, PassOptions } from './pass.js';
 
 /** One pipeline step: a registered pass and the options written for it (defaults not filled in). */
 export interface PipelineEntry {
@@ -26,9 +27,19 @@ export class PipelineError extends Error {
 const NAME = /^[a-z][a-z0-9-]*$/;
 const VALUE_CHARS = /^[^,{}=|\s]+$/;
 
-/** Parses pipeline text against `registry`. Whitespace around names, keys and values is ignored. */
-export function parsePipeline(text: string, registry: readonly Pass[]): PipelineEntry[] {
+/** What the caller of a pipeline supplies besides the passes. */
+export interface PipelineEnvironment {
+  /** Artifacts the caller puts in the context before the first pass (calibration batches, a sample probe). */
+  provided?: readonly ArtifactKey<unknown>[];
+}
+
+/**
+ * Parses pipeline text against `registry`. Whitespace around names, keys and values is ignored. A step that
+ * requires an artifact which neither an earlier step produces nor the caller provides is rejected at its offset.
+ */
+export function parsePipeline(text: string, registry: readonly Pass[], environment: PipelineEnvironment = {}): PipelineEntry[] {
   const entries: PipelineEntry[] = [];
+  const available = new Set<ArtifactKey<unknown>>(environment.provided);
   let position = 0;
   const skipSpace = () => {
     while (position < text.length && /\s/.test(text[position]!)) position++;
@@ -46,6 +57,9 @@ export function parsePipeline(text: string, registry: readonly Pass[]): Pipeline
     if (!NAME.test(name)) throw new PipelineError(name === '' ? 'expected a pass name' : `'${name}' is not a pass name (kebab-case)`, start);
     const pass = registry.find((p) => p.name === name);
     if (!pass) throw new PipelineError(`unknown pass '${name}'${didYouMeanHint(name, registry.map((p) => p.name))}`, start);
+    const missing = pass.requires.filter((key) => !available.has(key));
+    if (missing.length > 0) throw new PipelineError(`pass '${name}' requires ${missing.map((k) => `'${k.name}' (from ${k.producer})`).join(', ')}, which no earlier step produces`, start);
+    for (const key of pass.produces) available.add(key);
     const options: PassOptions = {};
     if (text[position] === '{') {
       position++;
@@ -75,7 +89,7 @@ export function parsePipeline(text: string, registry: readonly Pass[]): Pipeline
   }
 }
 
-function parseValue(raw: string, spec: OptionSpec, what: string, offset: number): number | string | boolean | string[] {
+function parseValue(raw: string, spec: OptionSpec, what: string, offset: number): OptionValue {
   const fail = (expected: string) => new PipelineError(`option ${what} expects ${expected}, got '${raw}'`, offset);
   if (spec.type === 'string-list') {
     const items = raw.split('|').map((s) => s.trim());
@@ -111,7 +125,7 @@ export function printEntry(entry: PipelineEntry): string {
   return `${entry.pass.name}{${keys.map((k) => `${k}=${formatValue(entry.options[k]!)}`).join(',')}}`;
 }
 
-function formatValue(value: number | string | boolean | string[]): string {
+function formatValue(value: OptionValue): string {
   return Array.isArray(value) ? value.join('|') : String(value);
 }
 

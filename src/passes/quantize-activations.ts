@@ -8,192 +8,20 @@
  * per-token-group) → scales computed in-graph from the live tensor (ReduceMax of |x|, or ReduceMin/Max) and
  * applied as Div/Round/Clip/Mul. Requires the plan and, for static and per-timestep, `calibrate`'s statistics.
  */
-import type { Attribute, Model, Node, Value } from '../ir/core.js';
-import { DataType } from '../ir/dtype.js';
-import { IrError } from '../ir/errors.js';
-import { fakeQuantize, type FakeQuantEmitter } from '../quant/fake-quant.js';
-import { layersOf } from '../quant/identity.js';
-import { findTimestepInput, type Layer } from '../quant/layers.js';
-import { Op } from '../ir/ops.js';
-import { Tensor } from '../ir/tensor.js';
-import { activationRange, chooseActivationParams, type TensorStats } from './activation-ranges.js';
-import { ACTIVATION_STATS } from './calibrate.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
-import { resolveInputGroup, type ActivationQuantSpec } from '../quant/plan.js';
+import { ACTIVATION_STATS } from './artifacts.js';
+import { DEFAULT_ACTIVATION_LOWERING, quantizePlannedActivations } from './activation-quantization.js';
+import { definePass } from './pass.js';
 
-/** The ai.onnx opset of Q/DQ with per-axis scales. */
-const QDQ_OPSET = 13;
-
-export const quantizeActivations: Pass = {
+/** The quantize-activations pass. */
+export const quantizeActivations = definePass({
   name: 'quantize-activations',
   summary: "quantize planned layers' input activations: static Q/DQ, per-timestep tables, or dynamic in-graph scales",
   options: {
-    timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: 1000 },
-    perTimestepLowering: { type: 'string', description: 'per-timestep tables as per-axis Q/DQ on the batch axis, or as Div/Round/Clip/Mul on a [B,1,…] scale', default: 'fake-quant', choices: ['fake-quant', 'qdq-batch-axis'] },
+    timesteps: { type: 'int', description: 'T of the diffusion schedule, for timestep groups', default: DEFAULT_ACTIVATION_LOWERING.timesteps },
+    perTimestepLowering: { type: 'string', description: 'per-timestep tables as per-axis Q/DQ on the batch axis, or as Div/Round/Clip/Mul on a [B,1,…] scale', default: DEFAULT_ACTIVATION_LOWERING.perTimestepLowering, choices: ['fake-quant', 'qdq-batch-axis'] },
   },
-  run(model: Model, options: PassOptions, context: PassContext): PassResult {
-    const planned = [...context.plan.values()].filter((p) => p.input);
-    if (planned.length === 0) return { modified: false, statistics: { layers: 0 } };
-    if (model.opset < QDQ_OPSET) model.requireOpset('', QDQ_OPSET);
-    const layers = new Map(layersOf(model).map((l) => [l.name, l]));
-    const stats = context.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]> | undefined;
-    const statistics: Record<string, number> = { layers: 0, static: 0, per_timestep: 0, dynamic: 0, shared_inputs: 0, table_bytes: 0 };
-    // Layers reading the same value with the same spec share one quantized value (q, k, v projections).
-    const done = new Map<string, Value>();
-    for (const plan of planned) {
-      const layer = layers.get(plan.layer);
-      if (!layer) throw new IrError('invalid-argument', `quantize-activations: the plan names '${plan.layer}', which is not a layer of this model`);
-      const spec = resolveInputGroup(plan)!;
-      const input = layer.node.input(layer.opType === 'Gather' ? 1 : 0);
-      const key = `${input.name}|${JSON.stringify(spec)}`;
-      let quantized = done.get(key);
-      if (quantized) statistics.shared_inputs!++;
-      else {
-        const lowering = { graph: model.graph, input, name: layer.name, before: layer.node, opset: model.opset };
-        if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer));
-        else {
-          const groups = stats?.get(layer.name);
-          if (!groups) throw new IrError('invalid-argument', `quantize-activations: no calibration statistics for '${layer.name}'; run calibrate first`);
-          if (spec.mode.kind === 'static') quantized = lowerStatic(lowering, spec, groups[0]!);
-          else {
-            const timestep = findTimestepInput(model);
-            if (!timestep) throw new IrError('invalid-argument', 'per-timestep activations need the model\'s timestep input');
-            quantized = lowerPerTimestep(lowering, spec, groups, timestep, options.timesteps as number, options.perTimestepLowering === 'fake-quant' ? rankOf(input, layer) : undefined);
-            statistics.table_bytes! += groups.length * 5;
-          }
-        }
-        done.set(key, quantized);
-      }
-      layer.node.setInput(layer.opType === 'Gather' ? 1 : 0, quantized);
-      statistics.layers!++;
-      statistics[spec.mode.kind === 'per-timestep' ? 'per_timestep' : spec.mode.kind]!++;
-    }
-    return { modified: true, statistics };
+  reads: [ACTIVATION_STATS],
+  run(model, options, context) {
+    return quantizePlannedActivations(model, context.plan, context.artifacts.get(ACTIVATION_STATS), options);
   },
-};
-
-interface Lowering {
-  graph: Model['graph'];
-  input: Value;
-  name: string;
-  before: Node;
-  /** ai.onnx opset: reductions take axes as an input from 18 on, as an attribute before. */
-  opset: number;
-}
-
-/** ReduceMax/ReduceMin over `axes`, keeping dims, in the form the model's opset wants. */
-function reduce(l: Lowering, opType: string, x: Value, axes: number[], suffix: string): Value {
-  const keepdims: Attribute = { kind: 'int', value: 1 };
-  if (l.opset >= 18) return add(l, opType, [x, constant(l, `${suffix}_axes`, Tensor.fromInt64([axes.length], axes))], suffix, { keepdims });
-  return add(l, opType, [x], suffix, { keepdims, axes: { kind: 'ints', value: axes } });
-}
-
-function rankOf(value: Value, layer: Layer): number {
-  const rank = value.type?.shape?.length;
-  if (rank !== undefined) return rank;
-  return layer.opType === 'Conv' ? 4 : layer.opType === 'Gemm' ? 2 : 3;
-}
-
-function add(l: Lowering, opType: string, inputs: (Value | undefined)[], suffix: string, attributes?: Record<string, Attribute>): Value {
-  const node = l.graph.addNode({ opType, inputs, outputs: [`${l.input.name}/${suffix}`], name: `${l.name}/input_quant/${suffix}`, ...(attributes ? { attributes } : {}), before: l.before });
-  return node.outputs[0]!;
-}
-
-function constant(l: Lowering, suffix: string, tensor: Tensor): Value {
-  return l.graph.addInitializer(`${l.name}.input_quant.${suffix}`, tensor);
-}
-
-function zeroPointTensor(values: number[], dims: number[], symmetric: boolean): Tensor {
-  return symmetric ? Tensor.fromBytes(DataType.INT8, dims, new Uint8Array(Int8Array.from(values).buffer)) : Tensor.fromBytes(DataType.UINT8, dims, Uint8Array.from(values));
-}
-
-/** QuantizeLinear → DequantizeLinear with one constant scale and zero point. */
-function lowerStatic(l: Lowering, spec: ActivationQuantSpec, stats: TensorStats): Value {
-  if (spec.bits !== 8) throw new IrError('unsupported', `quantize-activations: '${l.name}' asks for ${spec.bits}-bit static activations; Q/DQ needs 8`);
-  const params = chooseActivationParams(stats, spec.range, spec.bits, spec.symmetric);
-  const scale = constant(l, 'scale', Tensor.fromFloat32([], new Float32Array([params.scale])));
-  const zero = constant(l, 'zero_point', zeroPointTensor([params.zeroPoint], [], spec.symmetric));
-  const q = add(l, Op.QuantizeLinear, [l.input, scale, zero], 'q');
-  return add(l, Op.DequantizeLinear, [q, scale, zero], 'dq');
-}
-
-/**
- * A [G] table indexed by the timestep's group, applied per sample: by per-axis Q/DQ along the batch axis, or
- * (`fakeQuantRank` given) by Div/Round/Clip/Mul on the scale reshaped to [B, 1, …] — both exact for mixed t.
- */
-function lowerPerTimestep(l: Lowering, spec: ActivationQuantSpec, groups: TensorStats[], timestep: Value, T: number, fakeQuantRank?: number): Value {
-  if (spec.bits !== 8) throw new IrError('unsupported', `quantize-activations: '${l.name}' asks for ${spec.bits}-bit per-timestep activations; Q/DQ needs 8`);
-  const params = groups.map((g) => chooseActivationParams(g, spec.range, spec.bits, spec.symmetric));
-  // A group no calibration sample fell into borrows its nearest neighbour's parameters.
-  for (let g = 0; g < params.length; g++) {
-    if (Number.isFinite(groups[g]!.min)) continue;
-    let near = -1;
-    for (let d = 1; d < params.length && near < 0; d++) for (const c of [g - d, g + d]) if (near < 0 && c >= 0 && c < params.length && Number.isFinite(groups[c]!.min)) near = c;
-    if (near >= 0) params[g] = params[near]!;
-  }
-  const G = groups.length;
-  const scaleTable = constant(l, 'scale_table', Tensor.fromFloat32([G], Float32Array.from(params, (p) => p.scale)));
-  const zeroTable = constant(l, 'zero_point_table', zeroPointTensor(params.map((p) => p.zeroPoint), [G], spec.symmetric));
-  // group = min(G − 1, floor(t · G / T)) in int64 arithmetic.
-  const factor = constant(l, 'groups', Tensor.fromInt64([], [G]));
-  const period = constant(l, 'period', Tensor.fromInt64([], [T]));
-  const last = constant(l, 'last_group', Tensor.fromInt64([], [G - 1]));
-  const scaled = add(l, Op.Mul, [timestep, factor], 't_times_groups');
-  const bucket = add(l, Op.Div, [scaled, period], 'group_unclamped');
-  const group = add(l, Op.Min, [bucket, last], 'group');
-  const scale = add(l, Op.Gather, [scaleTable, group], 'scale', { axis: { kind: 'int', value: 0 } });
-  const zero = add(l, Op.Gather, [zeroTable, group], 'zero_point', { axis: { kind: 'int', value: 0 } });
-  if (fakeQuantRank !== undefined) {
-    const { qmin, qmax } = activationRange(spec.bits, spec.symmetric);
-    const perSample = constant(l, 'per_sample_shape', Tensor.fromInt64([fakeQuantRank], [-1, ...Array(fakeQuantRank - 1).fill(1)]));
-    const scaleB = add(l, Op.Reshape, [scale, perSample], 'scale_per_sample');
-    const zeroB = add(l, Op.Reshape, [add(l, Op.Cast, [zero], 'zero_point_f', { to: { kind: 'int', value: DataType.FLOAT } }), perSample], 'zero_point_per_sample');
-    return fakeQuantize(emitter(l), { x: l.input, scale: scaleB, zeroPoint: zeroB, qmin, qmax, rounding: 'round' });
-  }
-  const axis: Record<string, Attribute> = { axis: { kind: 'int', value: 0 } };
-  const q = add(l, Op.QuantizeLinear, [l.input, scale, zero], 'q', axis);
-  return add(l, Op.DequantizeLinear, [q, scale, zero], 'dq', axis);
-}
-
-/** The fake-quant builder's view of this layer's quantizer: its nodes and constants named under `<layer>/input_quant/`. */
-function emitter(l: Lowering): FakeQuantEmitter {
-  return { op: (opType, inputs, suffix) => add(l, opType, inputs, suffix), scalar: (suffix, value) => constant(l, suffix, Tensor.fromFloat32([], new Float32Array([value]))) };
-}
-
-/** Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then fake-quantize. */
-function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Value {
-  const mode = spec.mode as Extract<ActivationQuantSpec['mode'], { kind: 'dynamic' }>;
-  const { qmin, qmax } = activationRange(spec.bits, spec.symmetric);
-  let x = l.input;
-  let axes: number[];
-  let restore: Value | undefined;
-  if (mode.granularity === 'per-sample' || rank < 3) axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
-  else if (mode.granularity === 'per-token') axes = [rank - 1];
-  else {
-    // [..., C] → [..., C/g, g]: reduce over the last axis, then reshape back.
-    const size = (mode.groupSize as number | undefined) ?? 64; // resolveInputGroup has replaced `weight`
-    restore = add(l, Op.Shape, [x], 'shape');
-    const grouped = constant(l, 'group_shape', Tensor.fromInt64([rank + 1], [...Array(rank - 1).fill(0), -1, size]));
-    x = add(l, Op.Reshape, [x, grouped], 'grouped');
-    axes = [rank];
-  }
-  const eps = constant(l, 'eps', Tensor.fromFloat32([], new Float32Array([1e-8])));
-  let scale: Value;
-  let zero: Value | undefined;
-  if (spec.symmetric) {
-    const absmax = reduce(l, Op.ReduceMax, add(l, Op.Abs, [x], 'abs'), axes, 'absmax');
-    scale = add(l, Op.Max, [add(l, Op.Div, [absmax, constant(l, 'qmax', Tensor.fromFloat32([], new Float32Array([qmax])))], 'scale_raw'), eps], 'scale');
-  } else {
-    const zeroF = constant(l, 'zero', Tensor.fromFloat32([], new Float32Array([0])));
-    const hi = add(l, Op.Max, [reduce(l, Op.ReduceMax, x, axes, 'max_raw'), zeroF], 'max');
-    const lo = add(l, Op.Min, [reduce(l, Op.ReduceMin, x, axes, 'min_raw'), zeroF], 'min');
-    const span = constant(l, 'levels', Tensor.fromFloat32([], new Float32Array([qmax - qmin])));
-    scale = add(l, Op.Max, [add(l, Op.Div, [add(l, Op.Sub, [hi, lo], 'range'), span], 'scale_raw'), eps], 'scale');
-    const qminValue = constant(l, 'qmin_f', Tensor.fromFloat32([], new Float32Array([qmin])));
-    zero = add(l, Op.Sub, [qminValue, add(l, Op.Round, [add(l, Op.Div, [lo, scale], 'min_over_scale')], 'round_min')], 'zero_point');
-  }
-  let out = fakeQuantize(emitter(l), { x, scale, ...(zero ? { zeroPoint: zero } : {}), qmin, qmax, rounding: 'round' });
-  if (restore) out = add(l, Op.Reshape, [out, restore], 'ungrouped');
-  out.type = l.input.type;
-  return out;
-}
+});

@@ -11,9 +11,7 @@ import { IrError } from '../ir/errors.js';
 import { NonFiniteError, assertFinite } from '../ir/numerics.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-
-/** Artifact key: the per-input-channel factors scaling passes applied, by layer name (Map<string, AppliedScaling[]>), for the report. */
-export const INPUT_SCALING = 'input-scaling';
+import { INPUT_SCALING, type Artifacts } from './artifacts.js';
 
 /** The factors s one scaling pass multiplied into a layer's weight rows (and divided out of its input). */
 export interface AppliedScaling {
@@ -22,8 +20,8 @@ export interface AppliedScaling {
 }
 
 /** Records `s` as applied by `pass` to every layer of `layers`, in the INPUT_SCALING artifact. */
-export function recordInputScaling(artifacts: Map<string, unknown>, pass: string, layers: readonly ScalableLayer[], s: Float32Array): void {
-  let byLayer = artifacts.get(INPUT_SCALING) as Map<string, AppliedScaling[]> | undefined;
+export function recordInputScaling(artifacts: Artifacts, pass: string, layers: readonly ScalableLayer[], s: Float32Array): void {
+  let byLayer = artifacts.get(INPUT_SCALING);
   if (!byLayer) artifacts.set(INPUT_SCALING, (byLayer = new Map()));
   for (const layer of layers) byLayer.set(layer.name, [...(byLayer.get(layer.name) ?? []), { pass, factors: s }]);
 }

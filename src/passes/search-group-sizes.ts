@@ -16,23 +16,17 @@ import { Tensor } from '../ir/tensor.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
 import { findTimestepInput, type Layer } from '../quant/layers.js';
-import { decodeModel, encodeModel } from '../ir/serde.js';
-import { CALIBRATION_BATCHES } from './collect-hessians.js';
+import { DEFAULT_ACTIVATION_LOWERING, quantizePlannedActivations } from './activation-quantization.js';
+import { CALIBRATION_BATCHES, GROUP_ALLOCATION, SAMPLE_PROBE } from './artifacts.js';
 import type { HostTensor, SampleProbe, TensorMap } from '../ir/executor.js';
 import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, uniformAllocations, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { definePass, type PassContext, type PassResult } from './pass.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from '../quant/plan.js';
-import { quantizeActivations } from './quantize-activations.js';
-import { quantizeWeights } from './quantize-weights.js';
+import { quantizePlannedWeights } from './weight-quantization.js';
 import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from './weight-quantizer.js';
 
-/** Artifact key: a SampleProbe the caller may provide, to judge the finalists by the images they sample. */
-export const SAMPLE_PROBE = 'sample-probe';
-
-/** Artifact key: the chosen group size per layer (Map<layerName, number>), for dumps and the report. */
-export const GROUP_ALLOCATION = 'group-allocation';
-
-export const searchGroupSizes: Pass = {
+/** The search-group-sizes pass. */
+export const searchGroupSizes = definePass({
   name: 'search-group-sizes',
   summary: 'Q-DiT: choose a weight group size per layer under a mean-group-size budget (evolutionary or greedy search)',
   options: {
@@ -48,11 +42,14 @@ export const searchGroupSizes: Pass = {
     samples: { type: 'int', description: 'calibration samples the fitness measures on, spread evenly over their timesteps', default: 64 },
     finalists: { type: 'int', description: 'best searched allocations judged again (with the uniform ones) on unseen data', default: 4 },
   },
-  async run(model: Model, options: PassOptions, context: PassContext): Promise<PassResult> {
+  requires: [CALIBRATION_BATCHES],
+  reads: [SAMPLE_PROBE],
+  produces: [GROUP_ALLOCATION],
+  async run(model, options, context): Promise<PassResult> {
     const auto = [...context.plan.values()].filter((p) => p.weight?.granularity.kind === 'auto');
     if (auto.length === 0) return { modified: false, statistics: { layers: 0 } };
-    const batches = context.artifacts.get(CALIBRATION_BATCHES) as TensorMap[] | undefined;
-    if (!batches || batches.length === 0) throw new IrError('invalid-argument', 'search-group-sizes needs calibration batches: calibrate first');
+    const batches = context.artifacts.require(CALIBRATION_BATCHES, 'search-group-sizes');
+    if (batches.length === 0) throw new IrError('invalid-argument', 'search-group-sizes needs calibration batches: calibrate first');
     if (!context.executor) throw new IrError('invalid-argument', 'search-group-sizes needs an executor');
 
     const layersByName = new Map(layersOf(model).map((l) => [l.name, l]));
@@ -72,8 +69,8 @@ export const searchGroupSizes: Pass = {
     if (!timestep) throw new IrError('invalid-argument', 'search-group-sizes: cannot find the timestep input (an integer input feeding Sin/Cos)');
     // Two disjoint sets spread over the timesteps: the search scores candidates on one; the other (eps-error
     // only) checks afterwards that the winner beats the uniform allocations on samples it was not chosen on.
-    const [fitnessBatches, heldOutBatches] = spreadOverTimesteps(batches, options.samples as number, timestep.name, 2);
-    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, fitnessBatches!, context) : await layerErrorFitness(model, layers, auto, space, fitnessBatches![0]!, context, options.rows as number);
+    const [fitnessBatches, heldOutBatches] = spreadOverTimesteps(batches, options.samples, timestep.name, 2);
+    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, fitnessBatches!, context) : await layerErrorFitness(model, layers, auto, space, fitnessBatches![0]!, context, options.rows);
 
     const progress = (epoch: number, epochs: number, best: number) => {
       context.progress('search epochs', epoch, epochs);
@@ -83,12 +80,12 @@ export const searchGroupSizes: Pass = {
       options.method === 'greedy'
         ? await greedySearch(space, budget, fitness)
         : await evolutionarySearch(space, budget, {
-            population: options.population as number,
-            topK: options.topK as number,
-            mutations: options.mutations as number,
-            crossovers: options.crossovers as number,
-            mutationRate: options.mutationRate as number,
-            epochs: options.epochs as number,
+            population: options.population,
+            topK: options.topK,
+            mutations: options.mutations,
+            crossovers: options.crossovers,
+            mutationRate: options.mutationRate,
+            epochs: options.epochs,
             seed: context.seed,
           }, fitness, progress);
 
@@ -102,12 +99,12 @@ export const searchGroupSizes: Pass = {
     // are judged once more on data the search never scored — by the images they sample when the caller gave a
     // sample probe, else by the eps error on held-out calibration samples. The best searched one replaces the
     // best uniform one only when it wins by more than twice the standard error of the paired difference.
-    const probe = context.artifacts.get(SAMPLE_PROBE) as SampleProbe | undefined;
+    const probe = context.artifacts.get(SAMPLE_PROBE);
     const judge = probe ? await imageErrorJudge(model, auto, probe, context) : heldOutBatches?.length ? await heldOutEpsJudge(model, auto, heldOutBatches, context) : undefined;
     let best = result.best;
     if (judge) {
       const uniform = uniformAllocations(space).filter((a) => budget.allows(a));
-      const searched = result.finalists.slice(0, options.finalists as number).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
+      const searched = result.finalists.slice(0, options.finalists).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
       const verdict = pairedVerdict(await scoreAll(searched, judge), await scoreAll(uniform, judge));
       best = verdict.kept === 'searched' ? searched[verdict.searched]! : uniform[verdict.uniform]!;
       statistics.judged_by = probe ? `images (${probe.describe})` : 'held-out eps error';
@@ -130,7 +127,7 @@ export const searchGroupSizes: Pass = {
     for (const size of new Set(best)) statistics[`group_${size}`] = best.filter((g) => g === size).length;
     return { modified: false, statistics };
   },
-};
+});
 
 /** The recipe's budget over the searched layers (bits: codes + float32 scale + zero point when asymmetric, per group). */
 function searchBudget(budget: GroupBudget, layers: Layer[], auto: LayerQuantPlan[]): SearchBudget {
@@ -377,15 +374,14 @@ function gatherRows(batches: TensorMap[], rows: { batch: number; row: number }[]
  * calibration statistics that come later, so they are left float here.)
  */
 function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassContext): (allocation: Allocation) => Promise<Model> {
-  const bytes = encodeModel(model);
   const dynamicInputs = [...context.plan.values()].filter((p) => p.input?.mode.kind === 'dynamic');
   return async (allocation) => {
-    const candidate = decodeModel(bytes, { baseDir: model.baseDir });
+    const candidate = model.clone();
     const plan = new Map(auto.map((p, i) => [p.layer, { layer: p.layer, weight: specAt(p.weight!, allocation[i]!) }]));
-    await quantizeWeights.run(candidate, {}, { ...context, plan, progress: () => {} });
+    quantizePlannedWeights(candidate, plan, undefined, () => {});
     // The weight spec rides along so that `per-token-group(size: weight)` takes the candidate's group size.
     const inputs = new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input, weight: plan.get(p.layer)?.weight ?? p.weight }]));
-    if (dynamicInputs.length > 0) await quantizeActivations.run(candidate, {}, { ...context, plan: inputs, progress: () => {} });
+    if (dynamicInputs.length > 0) quantizePlannedActivations(candidate, inputs, undefined, DEFAULT_ACTIVATION_LOWERING);
     return candidate;
   };
 }

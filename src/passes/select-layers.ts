@@ -3,14 +3,14 @@
  * the plan directly). Layers are matched by role (`attn` selects `attn.qkv`, `attn.proj`) or by name; their
  * weight spec is set, any activation spec already planned is kept. Requires the discovered layers (layers.ts).
  */
-import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
 import { selectLayersByRole } from './layer-selection.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { definePass, type OptionValues, type PassResult } from './pass.js';
 import type { Granularity, RangeMethod, WeightQuantSpec } from '../quant/plan.js';
 
-export const selectLayers: Pass = {
+/** The select-layers pass. */
+export const selectLayers = definePass({
   name: 'select-layers',
   summary: 'plan weight quantization for the layers matching roles or names (textual pipelines)',
   options: {
@@ -25,27 +25,27 @@ export const selectLayers: Pass = {
     p: { type: 'number', description: 'exponent of the L_p error for range=lp', default: 2.4 },
     grid: { type: 'int', description: 'shrink candidates 1 - 0.01 i for range=lp', default: 100 },
   },
-  run(model: Model, options: PassOptions, context: PassContext): PassResult {
+  run(model, options, context): PassResult {
     const spec = weightSpecFrom(options);
     const layers = layersOf(model);
-    const names = (options.layers as string[] | undefined) ?? [];
+    const names = options.layers ?? [];
     for (const name of names) {
       if (!layers.some((l) => l.name === name)) throw new IrError('invalid-argument', `select-layers: no layer named '${name}'`);
     }
-    const chosen = [...new Set([...selectLayersByRole(layers, options.roles as string[]), ...layers.filter((l) => names.includes(l.name))])];
+    const chosen = [...new Set([...selectLayersByRole(layers, options.roles), ...layers.filter((l) => names.includes(l.name))])];
     for (const layer of chosen) {
       const previous = context.plan.get(layer.name);
       context.plan.set(layer.name, { ...previous, layer: layer.name, weight: spec });
     }
     return { modified: false, statistics: { layers_selected: chosen.length } };
   },
-};
+});
 
 /** The weight spec that select-layers' options describe. */
-export function weightSpecFrom(options: PassOptions): WeightQuantSpec {
-  const bits = options.bits as number;
+export function weightSpecFrom(options: OptionValues<typeof selectLayers.options>): WeightQuantSpec {
+  const bits = options.bits;
   if (bits !== 4 && bits !== 8) throw new IrError('invalid-argument', `select-layers: bits must be 4 or 8, got ${bits}`);
-  const group = options.group as number | undefined;
+  const group = options.group;
   let granularity: Granularity;
   if (group !== undefined) {
     if (options.granularity !== undefined && options.granularity !== 'group') throw new IrError('invalid-argument', `select-layers: group=${group} contradicts granularity=${options.granularity}`);
@@ -54,8 +54,8 @@ export function weightSpecFrom(options: PassOptions): WeightQuantSpec {
   } else if (options.granularity === 'group') {
     throw new IrError('invalid-argument', 'select-layers: granularity=group needs group=SIZE');
   } else {
-    granularity = { kind: (options.granularity as 'per-tensor' | 'per-channel' | undefined) ?? 'per-channel' };
+    granularity = { kind: options.granularity ?? 'per-channel' };
   }
-  const range: RangeMethod = options.range === 'lp' ? { kind: 'lp', p: options.p as number, gridSize: options.grid as number } : { kind: 'minmax' };
-  return { bits, symmetric: options.symmetric as boolean, signed: options.signed as boolean, granularity, range, rounding: { kind: 'nearest' } };
+  const range: RangeMethod = options.range === 'lp' ? { kind: 'lp', p: options.p, gridSize: options.grid } : { kind: 'minmax' };
+  return { bits, symmetric: options.symmetric, signed: options.signed, granularity, range, rounding: { kind: 'nearest' } };
 }

@@ -3,16 +3,13 @@
  * s_j = max|X_j|^α / max|W_j|^(1−α), an exact rescaling folded into the producer (scale-folding). Requires
  * per-channel input statistics from `calibrate` (the INPUT_CHANNEL_ABSMAX artifact) and the discovered layers.
  */
-import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { assertFinite } from '../ir/numerics.js';
 import { layersOf } from '../quant/identity.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { INPUT_CHANNEL_ABSMAX, INPUT_SCALING } from './artifacts.js';
+import { definePass } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
-
-/** Artifact key: per-input-channel max |x| of each observed value, by value name (Map<string, Float32Array>). */
-export const INPUT_CHANNEL_ABSMAX = 'input-channel-absmax';
 
 /** Per-input-channel max |w| over all output channels (and kernel taps). */
 export function weightChannelAbsMax(layer: ScalableLayer): Float32Array {
@@ -36,7 +33,8 @@ export function smoothingFactors(activationAbsMax: Float32Array, weightAbsMax: F
   });
 }
 
-export const smoothQuant: Pass = {
+/** The smooth-quant pass. */
+export const smoothQuant = definePass({
   name: 'smooth-quant',
   summary: 'SmoothQuant: move activation outliers into weights with s = max|X|^α / max|W|^(1−α), folded into the producer',
   options: {
@@ -44,10 +42,11 @@ export const smoothQuant: Pass = {
     roles: { type: 'string-list', description: 'layer roles to smooth', default: ['attn.qkv', 'mlp.fc1'] },
     alpha: { type: 'number', description: 'migration strength α in [0, 1]', default: 0.5 },
   },
-  run(model: Model, options: PassOptions, context: PassContext): PassResult {
-    const stats = context.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array> | undefined;
-    if (!stats) throw new IrError('invalid-argument', 'smooth-quant needs per-channel activation statistics: run `calibrate` first');
-    const alpha = options.alpha as number;
+  requires: [INPUT_CHANNEL_ABSMAX],
+  produces: [INPUT_SCALING],
+  run(model, options, context) {
+    const stats = context.artifacts.require(INPUT_CHANNEL_ABSMAX, 'smooth-quant');
+    const alpha = options.alpha;
     const layers = selectLayers(layersOf(model), options);
     const counts: Record<Absorption, number> = { 'adaln-modulation': 0, 'layer-norm-affine': 0, 'inserted-mul': 0 };
     for (const group of groupBySharedInput(layers)) {
@@ -73,4 +72,4 @@ export const smoothQuant: Pass = {
       },
     };
   },
-};
+});

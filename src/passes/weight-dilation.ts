@@ -4,10 +4,10 @@
  * exact rescaling that leaves per-output-channel weight ranges unchanged while narrowing activation ranges.
  * Needs only the weights. Requires the stamped layers (`layersOf`); folds 1/s via scale-folding.
  */
-import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
-import type { Pass, PassContext, PassOptions, PassResult } from './pass.js';
+import { INPUT_SCALING } from './artifacts.js';
+import { definePass } from './pass.js';
 import { applyInputScales, readWeight, recordInputScaling, type Absorption, type ScalableLayer } from './scale-folding.js';
 import { groupBySharedInput, selectLayers } from './layer-selection.js';
 
@@ -41,7 +41,8 @@ export function dilationFactors(layer: ScalableLayer, maxScale: number): Float32
   return s;
 }
 
-export const weightDilation: Pass = {
+/** The weight-dilation pass. */
+export const weightDilation = definePass({
   name: 'weight-dilation',
   summary: 'DilateQuant Weight Dilation: exact per-input-channel rescaling from the weights alone, folded into the producer',
   options: {
@@ -49,8 +50,9 @@ export const weightDilation: Pass = {
     roles: { type: 'string-list', description: 'layer roles to dilate (a role group like `attn` matches attn.*)', default: ['attn.qkv', 'mlp.fc1'] },
     maxScale: { type: 'number', description: 'upper bound on a channel factor', default: 1e6 },
   },
-  run(model: Model, options: PassOptions, context: PassContext): PassResult {
-    const maxScale = options.maxScale as number;
+  produces: [INPUT_SCALING],
+  run(model, options, context) {
+    const maxScale = options.maxScale;
     // A bound below 1 would shrink channels (0 made every factor 0 and every eps NaN).
     if (!(maxScale >= 1 && Number.isFinite(maxScale))) throw new IrError('invalid-argument', `weight-dilation: maxScale must be a finite number ≥ 1, got ${maxScale}`);
     const layers = selectLayers(layersOf(model), options);
@@ -82,4 +84,4 @@ export const weightDilation: Pass = {
       },
     };
   },
-};
+});

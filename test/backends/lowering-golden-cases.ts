@@ -9,6 +9,8 @@ import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
+import { Artifacts } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import type { Granularity } from '../../src/quant/plan.js';
 
@@ -58,7 +60,7 @@ async function quantized(bits: number, symmetric: boolean, granularity: Granular
   const layers = discoverLayers(model);
   const weight = { bits, symmetric, granularity, range: { kind: 'minmax' as const }, rounding: { kind: 'nearest' as const } };
   const plan = new Map(layers.map((layer) => [layer.name, { layer: layer.name, weight }]));
-  await quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => undefined, log: () => undefined });
+  await runPass(quantizeWeights, model, {}, { seed: 0, plan, artifacts: new Artifacts(), progress: () => undefined, log: () => undefined });
   if (!input) return model;
   const graph = model.graph;
   const codes = input.symmetric ? (input.bits === 8 ? DataType.INT8 : DataType.INT4) : input.bits === 8 ? DataType.UINT8 : DataType.UINT4;

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loweringPasses } from '../../src/passes/lower-target.js';
+import { Artifacts } from '../../src/passes/artifacts.js';
 import { renderDiagnostic } from '../../src/diagnostics.js';
 import { printModel } from '../../src/ir/printer.js';
 import { assertValid } from '../../src/ir/verify.js';
@@ -30,7 +31,7 @@ describe('lower-<target> golden text IR', () => {
       assertValid(model);
       const input = printModel(model);
       const reported: string[] = [];
-      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined, report: (d) => void reported.push(renderDiagnostic(d)) };
+      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Artifacts(), progress: () => undefined, log: () => undefined, report: (d) => void reported.push(renderDiagnostic(d)) };
       const report = await runPipeline(model, parsePipeline(testCase.pipeline, loweringPasses), context, { verify: assertValid });
       const statistics = report.passes.map((p) => `// ${p.step}: modified=${p.modified} ${JSON.stringify(p.statistics)}`);
       const diagnostics = reported.flatMap((text) => text.split('\n').map((line) => `// ${line}`));

@@ -3,7 +3,6 @@ import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { calibrate } from '../../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
@@ -13,6 +12,8 @@ import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtim
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps } from '../passes/fixture.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 /** Exact reference runs: no ORT graph rewrites of the Q/DQ form. */
 export const basicExecutor = new OrtExecutor({ optimization: 'basic' });
@@ -27,14 +28,14 @@ function planFor(model: Model, roles: RegExp, weight: WeightQuantSpec, input?: A
 }
 
 function context(plan: QuantPlan, batches: TensorMap[] = []): PassContext {
-  return { seed: 0, plan, executor: basicExecutor, artifacts: new Map([[CALIBRATION_BATCHES, batches]]), progress: () => {}, log: () => {} };
+  return { seed: 0, plan, executor: basicExecutor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, batches), progress: () => {}, log: () => {} };
 }
 
 /** rtn-w4a16-g128: int4 symmetric groups of 128 on every attn, mlp and adaLN linear. */
 export async function w4a16(): Promise<Model> {
   const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
-  await quantizeWeights.run(model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
+  await runPass(quantizeWeights, model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
   return model;
 }
 
@@ -42,7 +43,7 @@ export async function w4a16(): Promise<Model> {
 export async function w8g128(): Promise<Model> {
   const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const weight: WeightQuantSpec = { bits: 8, symmetric: false, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
-  await quantizeWeights.run(model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
+  await runPass(quantizeWeights, model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
   return model;
 }
 
@@ -70,8 +71,8 @@ export async function w8a8(symmetric: boolean): Promise<Model> {
   const weight: WeightQuantSpec = { bits: 8, symmetric, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'static' }, range: { kind: 'minmax' } };
   const ctx = context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight, input), await calibration());
-  await quantizeWeights.run(model, {}, ctx);
-  await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
-  await quantizeActivations.run(model, { timesteps: 1000 }, ctx);
+  await runPass(quantizeWeights, model, {}, ctx);
+  await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, ctx);
+  await runPass(quantizeActivations, model, { timesteps: 1000 }, ctx);
   return model;
 }

@@ -3,17 +3,17 @@ import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { printModel } from '../../src/ir/printer.js';
 import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
-import { ACTIVATION_STATS, CALIBRATION_TIMESTEPS, calibrate, sampledRowStart, timestepGroup } from '../../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import { calibrate, sampledRowStart, timestepGroup } from '../../src/passes/calibrate.js';
 import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
-import { INPUT_CHANNEL_ABSMAX } from '../../src/passes/smooth-quant.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser, type StepStrategy } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS } from './fixture.js';
+import { Artifacts, ACTIVATION_STATS, CALIBRATION_BATCHES, CALIBRATION_TIMESTEPS, INPUT_CHANNEL_ABSMAX } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const executor = new OrtExecutor();
 const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
@@ -21,7 +21,7 @@ const layers = discoverLayers(model).filter((l) => l.opType !== 'Gather');
 
 function context(input: ActivationQuantSpec, batches: TensorMap[]): PassContext {
   const plan: QuantPlan = new Map(layers.map((l) => [l.name, { layer: l.name, input }]));
-  return { seed: 0, plan, executor, artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, batches]]), progress: () => {}, log: () => {} };
+  return { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, batches), progress: () => {}, log: () => {} };
 }
 const staticSpec: ActivationQuantSpec = { bits: 8, symmetric: false, mode: { kind: 'static' }, range: { kind: 'minmax' } };
 
@@ -30,13 +30,13 @@ describe('calibrate: observers against the tensors ORT computes', () => {
     const batches = calibrationBatches(64, 32);
     const before = printModel(model);
     const ctx = context(staticSpec, batches);
-    await calibrate.run(model, { ema: 0.9, timesteps: 1000, channels: true }, ctx);
+    await runPass(calibrate, model, { ema: 0.9, timesteps: 1000, channels: true }, ctx);
     expect(printModel(model)).toBe(before);
     const stats = ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>;
     const absmax = ctx.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array>;
     // Without `channels` the probes reduce whole rows: the same per-tensor extremes, no per-channel maxima.
     const rowsOnly = context(staticSpec, batches);
-    await calibrate.run(model, { ema: 0.9, timesteps: 1000 }, rowsOnly);
+    await runPass(calibrate, model, { ema: 0.9, timesteps: 1000 }, rowsOnly);
     const rowStats = rowsOnly.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>;
     for (const [name, groups] of stats) expect([rowStats.get(name)![0]!.min, rowStats.get(name)![0]!.max]).toEqual([groups[0]!.min, groups[0]!.max]);
     expect((rowsOnly.artifacts.get(INPUT_CHANNEL_ABSMAX) as Map<string, Float32Array>).size).toBe(0);
@@ -85,7 +85,7 @@ describe('calibrate: observers against the tensors ORT computes', () => {
     const batches = calibrationBatches(64, 64);
     // One batch with t spread over [0, 1000): every group gets samples from it.
     const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 4 } }, batches);
-    await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
+    await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, ctx);
     // fc1 reads rows of 64 × 128 values (sampled whole here), fc2 rows of 64 × 512 (sampled with a stride).
     const probed = [layers.find((l) => l.role === 'mlp.fc1')!, layers.find((l) => l.role === 'mlp.fc2')!];
     const prepared = await executor.prepare(model, probed.map((l) => l.node.input(0).name));
@@ -146,7 +146,7 @@ describe('calibrate sees the timestep distribution the strategy intends', () => 
       for (const [name, strategy, samples] of strategies) {
         const set = await buildCalibrationSet(denoise, schedule, io, { samples, batch: 50, steps: 50, strategy, seed: 3 });
         const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 10 } }, set.batches);
-        await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
+        await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, ctx);
         const counts = ctx.artifacts.get(CALIBRATION_TIMESTEPS) as Map<number, number>;
         const expected = new Map<number, number>();
         for (const t of set.timesteps) expected.set(t, (expected.get(t) ?? 0) + 1);

@@ -19,7 +19,6 @@ import { Op, isOp } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { Tensor, halfToFloat } from '../../src/ir/tensor.js';
 import { verifyModel } from '../../src/ir/verify.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import { calibrate } from '../../src/passes/calibrate.js';
 import { DEFAULT_FLOAT16_KEEP, KEEP_NONE, convertFloat16, floatToHalfBytes } from '../../src/passes/convert-float16.js';
 import type { TensorMap } from '../../src/ir/executor.js';
@@ -33,6 +32,8 @@ import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtim
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const MODEL = `${DIT_DIGITS}/model.onnx`;
 const executor = new OrtExecutor();
@@ -41,10 +42,10 @@ async function eps(model: Model): Promise<Float32Array> {
   return referenceEps(model, executor);
 }
 
-const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => {}, log: () => {} };
+const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Artifacts(), progress: () => {}, log: () => {} };
 
 async function convert(model: Model, keep: readonly string[] = DEFAULT_FLOAT16_KEEP): Promise<PassResult> {
-  const result = await convertFloat16.run(model, { keep: [...keep] }, context);
+  const result = await runPass(convertFloat16, model, { keep: [...keep] }, context);
   expect(verifyModel(model)).toEqual([]);
   return result;
 }
@@ -102,8 +103,8 @@ describe('convert-float16 on dit-digits', () => {
     expect(parsePipeline('convert-float16{keep=none}', passRegistry)[0]!.options).toEqual({ keep: ['none'] });
   });
 
-  it('refuses an unknown keep entry', () => {
-    expect(() => convertFloat16.run(loadModelSync(MODEL), { keep: ['LayerNorm'] }, context)).toThrow(/unknown keep entries 'LayerNorm'/);
+  it('refuses an unknown keep entry', async () => {
+    await expect(runPass(convertFloat16, loadModelSync(MODEL), { keep: ['LayerNorm'] }, context)).rejects.toThrow(/unknown keep entries 'LayerNorm'/);
   });
 });
 
@@ -126,10 +127,10 @@ describe('convert-float16 after int8 quantization', () => {
     const model = loadModelSync(MODEL);
     const weight: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
     const plan: QuantPlan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
-    const ctx: PassContext = { ...context, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, await calibration()]]) };
-    await quantizeWeights.run(model, {}, ctx);
-    await calibrate.run(model, { ema: 0, timesteps: 1000 }, ctx);
-    await quantizeActivations.run(model, { timesteps: 1000, perTimestepLowering: 'fake-quant' }, ctx);
+    const ctx: PassContext = { ...context, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, await calibration()) };
+    await runPass(quantizeWeights, model, {}, ctx);
+    await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, ctx);
+    await runPass(quantizeActivations, model, { timesteps: 1000, perTimestepLowering: 'fake-quant' }, ctx);
     return model;
   }
 

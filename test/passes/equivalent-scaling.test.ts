@@ -3,15 +3,17 @@ import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import { INPUT_CHANNEL_ABSMAX, smoothQuant } from '../../src/passes/smooth-quant.js';
+import { smoothQuant } from '../../src/passes/smooth-quant.js';
 import { dilationFactors, weightDilation } from '../../src/passes/weight-dilation.js';
 import { readWeight } from '../../src/passes/scale-folding.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceInputs } from './fixture.js';
+import { Artifacts, INPUT_CHANNEL_ABSMAX } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 
-function context(artifacts = new Map<string, unknown>()): PassContext {
+function context(artifacts = new Artifacts()): PassContext {
   return { seed: 0, plan: new Map(), artifacts, progress: () => {}, log: () => {} };
 }
 
@@ -55,7 +57,7 @@ describe('equivalent scaling on dit-digits', () => {
     const fp = (await run(fpModel)).eps!.data as Float32Array;
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const before = rowRanges(model, 'blocks.2.attn.qkv');
-    const result = weightDilation.run(model, { roles: ['attn.qkv', 'mlp.fc1'], maxScale: 1e6 }, context()) as Awaited<ReturnType<typeof weightDilation.run>>;
+    const result = await runPass(weightDilation, model, { roles: ['attn.qkv', 'mlp.fc1'], maxScale: 1e6 }, context());
     expect(result.statistics).toMatchObject({ layers: 12, foldedIntoModulation: 12, insertedMuls: 0 });
     expect(result.statistics.dilatedChannels as number).toBeGreaterThan(0);
     const after = rowRanges(model, 'blocks.2.attn.qkv');
@@ -70,7 +72,7 @@ describe('equivalent scaling on dit-digits', () => {
   it('weight dilation of proj and fc2 inserts a Mul per layer and stays exact', async () => {
     const fp = (await run(fpModel)).eps!.data as Float32Array;
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    const result = weightDilation.run(model, { roles: ['attn.proj', 'mlp.fc2'], maxScale: 1e6 }, context()) as Awaited<ReturnType<typeof weightDilation.run>>;
+    const result = await runPass(weightDilation, model, { roles: ['attn.proj', 'mlp.fc2'], maxScale: 1e6 }, context());
     expect(result.statistics).toMatchObject({ layers: 12, insertedMuls: 12 });
     const eps = (await run(model)).eps!.data as Float32Array;
     expect(relativeError(fp, eps)).toBeLessThan(1e-5);
@@ -99,7 +101,7 @@ describe('equivalent scaling on dit-digits', () => {
     }
     const spread = (m: Float32Array) => Math.max(...m) / (m.reduce((a, b) => a + b, 0) / m.length);
     const spreadBefore = spread(stats.get(inputs[0]!)!);
-    const result = smoothQuant.run(model, { roles: ['attn.qkv', 'mlp.fc1'], alpha: 0.5 }, context(new Map([[INPUT_CHANNEL_ABSMAX, stats]]))) as Awaited<ReturnType<typeof smoothQuant.run>>;
+    const result = await runPass(smoothQuant, model, { roles: ['attn.qkv', 'mlp.fc1'], alpha: 0.5 }, context(new Artifacts().set(INPUT_CHANNEL_ABSMAX, stats)));
     expect(result.statistics).toMatchObject({ layers: 12, foldedIntoModulation: 12, insertedMuls: 0 });
     expect(spread(stats.get(inputs[0]!)!)).toBeLessThan(spreadBefore);
     const eps = (await run(model)).eps!.data as Float32Array;

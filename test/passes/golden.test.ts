@@ -14,6 +14,7 @@ import { runPipeline } from '../../src/passes/pass-manager.js';
 import { parsePipeline } from '../../src/passes/pipeline.js';
 import { passRegistry } from '../../src/passes/registry.js';
 import { GOLDEN_DIR, goldenCases, readGoldenModel } from './golden-cases.js';
+import { Artifacts } from '../../src/passes/artifacts.js';
 
 const update = process.env.UPDATE === '1';
 
@@ -27,7 +28,7 @@ describe('golden text IR', () => {
     it(testCase.name, async () => {
       const { model } = readGoldenModel(`${testCase.input}.in.ir`);
       assertValid(model);
-      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined };
+      const context: PassContext = { seed: 0, plan: new Map(), artifacts: new Artifacts(), progress: () => undefined, log: () => undefined };
       const report = await runPipeline(model, parsePipeline(testCase.pipeline, passRegistry), context, { verify: assertValid });
       const statistics = report.passes.map((p) => `// ${p.step}: ${JSON.stringify(p.statistics)}`);
       const text = [`// input: ${testCase.input}.in.ir`, `// pipeline: ${report.pipeline}`, ...statistics, printModel(model)].join('\n');

@@ -2,13 +2,15 @@ import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { CALIBRATION_BATCHES, collectHessians } from '../../src/passes/collect-hessians.js';
+import { collectHessians } from '../../src/passes/collect-hessians.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 
@@ -24,9 +26,9 @@ async function quantize(rounding: WeightQuantSpec['rounding']): Promise<number> 
       .filter((l) => l.role.startsWith('attn.') || l.role.startsWith('mlp.'))
       .map((l) => [l.name, { layer: l.name, weight: spec }]),
   );
-  const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibrationBatches(64, 32)]]), progress: () => {}, log: () => {} };
-  await collectHessians.run(model, {}, context);
-  await quantizeWeights.run(model, {}, context);
+  const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibrationBatches(64, 32)), progress: () => {}, log: () => {} };
+  await runPass(collectHessians, model, {}, context);
+  await runPass(quantizeWeights, model, {}, context);
   return sqnrDb(await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`)), await eps(model));
 }
 

@@ -16,10 +16,11 @@ import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { TensorStats } from '../../src/passes/activation-ranges.js';
 import { calibrate } from '../../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import { Artifacts, CALIBRATION_BATCHES, INPUT_CHANNEL_ABSMAX } from '../../src/passes/artifacts.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import { applyInputScales } from '../../src/passes/scale-folding.js';
-import { INPUT_CHANNEL_ABSMAX, smoothQuant } from '../../src/passes/smooth-quant.js';
+import { runPass } from '../../src/passes/pass-manager.js';
+import { smoothQuant } from '../../src/passes/smooth-quant.js';
 import { computeCellParams } from '../../src/passes/weight-quantizer.js';
 import { weightDilation } from '../../src/passes/weight-dilation.js';
 import { discoverLayers } from '../../src/quant/layers.js';
@@ -34,7 +35,7 @@ function capture(): CliIO & { err: string[] } {
   return { err, cwd: process.cwd(), stdout: () => {}, stderr: (t) => void err.push(t) };
 }
 
-function context(artifacts = new Map<string, unknown>()): PassContext {
+function context(artifacts = new Artifacts()): PassContext {
   return { seed: 0, plan: new Map(), artifacts, executor: new OrtExecutor(), progress: () => {}, log: () => {} };
 }
 
@@ -74,10 +75,10 @@ describe('non-finite weights and scales: compile fails, names the tensor, writes
 });
 
 describe('non-finite scaling factors: refused before the graph changes', () => {
-  it('weight-dilation with maxScale 0 (the pass behind `dilate(max: 0)`) is an error, the model unchanged', () => {
+  it('weight-dilation with maxScale 0 (the pass behind `dilate(max: 0)`) is an error, the model unchanged', async () => {
     const model = loadModelSync(MODEL);
     const before = printModel(model);
-    expect(() => weightDilation.run(model, { roles: ['attn.qkv', 'mlp.fc1'], maxScale: 0 }, context())).toThrow(/maxScale must be a finite number ≥ 1, got 0/);
+    await expect(runPass(weightDilation, model, { roles: ['attn.qkv', 'mlp.fc1'], maxScale: 0 }, context())).rejects.toThrow(/maxScale must be a finite number ≥ 1, got 0/);
     expect(printModel(model)).toBe(before);
   });
 
@@ -101,14 +102,14 @@ describe('non-finite scaling factors: refused before the graph changes', () => {
     }
   });
 
-  it('smooth-quant refuses NaN per-channel calibration maxima, naming the activation', () => {
+  it('smooth-quant refuses NaN per-channel calibration maxima, naming the activation', async () => {
     const model = loadModelSync(MODEL);
     const layer = discoverLayers(model).find((l) => l.role === 'attn.qkv')!;
     const input = layer.node.input(0).name;
     const xMax = new Float32Array(layer.inChannels).fill(1);
     xMax[5] = NaN;
-    const artifacts = new Map<string, unknown>([[INPUT_CHANNEL_ABSMAX, new Map([[input, xMax]])]]);
-    expect(() => smoothQuant.run(model, { layers: [layer.name], alpha: 0.5 }, context(artifacts))).toThrow(new RegExp(`calibration maxima of '${input.replace(/[/.]/g, '\\$&')}' is not finite: element 5 is NaN`));
+    const artifacts = new Artifacts().set(INPUT_CHANNEL_ABSMAX, new Map([[input, xMax]]));
+    await expect(runPass(smoothQuant, model, { layers: [layer.name], alpha: 0.5 }, context(artifacts))).rejects.toThrow(new RegExp(`calibration maxima of '${input.replace(/[/.]/g, '\\$&')}' is not finite: element 5 is NaN`));
   });
 });
 
@@ -124,7 +125,7 @@ describe('non-finite calibration statistics', () => {
     const layers = discoverLayers(model).filter((l) => l.role === 'attn.qkv');
     const batches = calibrationBatches(8, 4);
     (batches[1]!.x!.data as Float32Array)[10] = NaN;
-    const ctx = context(new Map<string, unknown>([[CALIBRATION_BATCHES, batches]]));
-    await expect(calibrate.run(model, { layers: layers.map((l) => l.name), ema: 0, timesteps: 1000, channels: false }, ctx)).rejects.toThrow(/calibration (minima|maxima|sample) of activation '.+' \(batch 2\) is not finite/);
+    const ctx = context(new Artifacts().set(CALIBRATION_BATCHES, batches));
+    await expect(runPass(calibrate, model, { layers: layers.map((l) => l.name), ema: 0, timesteps: 1000, channels: false }, ctx)).rejects.toThrow(/calibration (minima|maxima|sample) of activation '.+' \(batch 2\) is not finite/);
   });
 });

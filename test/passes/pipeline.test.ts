@@ -6,40 +6,67 @@ import { Graph, Model } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
-import { decodeModel } from '../../src/ir/serde.js';
-import type { Pass, PassContext } from '../../src/passes/pass.js';
+import { decodeModel, encodeModel } from '../../src/ir/serde.js';
+import { Artifacts, CALIBRATION_BATCHES, MissingArtifactError, type ArtifactKey } from '../../src/passes/artifacts.js';
+import { definePass, type PassContext } from '../../src/passes/pass.js';
 import { PassFailure, runPipeline } from '../../src/passes/pass-manager.js';
 import { PipelineError, parsePipeline, printPipeline } from '../../src/passes/pipeline.js';
 import { diffLines, unifiedDiff } from '../../src/passes/line-diff.js';
 
-const addRelu: Pass = {
+function appendRelu(model: Model): void {
+  const graph = model.graph;
+  const relu = graph.addNode({ opType: Op.Relu, inputs: [graph.outputs[0]], outputs: ['r'] });
+  graph.outputs[0] = relu.outputs[0]!;
+}
+
+const addRelu = definePass({
   name: 'add-relu',
   summary: 'appends a Relu to the first output',
   options: { count: { type: 'int', description: 'how many', default: 1 }, tag: { type: 'string', description: 't', choices: ['a', 'b'] } },
   run(model, options) {
-    for (let i = 0; i < (options.count as number); i++) {
-      const graph = model.graph;
-      const relu = graph.addNode({ opType: Op.Relu, inputs: [graph.outputs[0]], outputs: ['r'] });
-      graph.outputs[0] = relu.outputs[0]!;
-    }
-    return { modified: true, statistics: { added: options.count as number } };
+    // Typed from the specs: count is a number (defaulted), tag 'a' | 'b' | undefined.
+    const count: number = options.count;
+    const tag: 'a' | 'b' | undefined = options.tag;
+    for (let i = 0; i < count; i++) appendRelu(model);
+    return { modified: true, statistics: { added: count, ...(tag ? { tag } : {}) } };
   },
-};
-const noop: Pass = {
+});
+const noop = definePass({
   name: 'noop',
   summary: 'does nothing',
   options: { roles: { type: 'string-list', description: 'r' }, scale: { type: 'number', description: 's', default: 2.4 }, on: { type: 'boolean', description: 'b' } },
   run: () => ({ modified: false, statistics: {} }),
-};
-const explode: Pass = {
+});
+const explode = definePass({
   name: 'explode',
-  summary: 'fails',
+  summary: 'changes the model, then fails',
   options: {},
-  run() {
+  run(model) {
+    appendRelu(model);
     throw new Error('boom');
   },
-};
-const registry = [addRelu, noop, explode];
+});
+const MEASURED: ArtifactKey<number> = { name: 'measured', producer: 'measure' };
+const measure = definePass({
+  name: 'measure',
+  summary: 'produces an artifact',
+  options: {},
+  produces: [MEASURED],
+  run(_model, _options, context) {
+    context.artifacts.set(MEASURED, 42);
+    return { modified: false, statistics: {} };
+  },
+});
+const consume = definePass({
+  name: 'consume',
+  summary: 'requires the measured artifact and the calibration batches',
+  options: {},
+  requires: [CALIBRATION_BATCHES, MEASURED],
+  run(_model, _options, context) {
+    return { modified: false, statistics: { measured: context.artifacts.require(MEASURED, 'consume') } };
+  },
+});
+const registry = [addRelu, noop, explode, measure, consume];
 
 function tiny(): Model {
   const graph = new Graph('g');
@@ -53,7 +80,7 @@ function tiny(): Model {
 }
 
 function context(): PassContext {
-  return { seed: 0, plan: new Map(), artifacts: new Map(), progress: () => undefined, log: () => undefined };
+  return { seed: 0, plan: new Map(), artifacts: new Artifacts(), progress: () => undefined, log: () => undefined };
 }
 
 describe('pipeline text', () => {
@@ -84,6 +111,25 @@ describe('pipeline text', () => {
     expect(fail('add-relu{count=1')).toBe("16: unclosed '{' in the options of 'add-relu'");
     expect(fail('noop,,noop')).toBe('5: expected a pass name');
     expect(fail('add-relu{count=1,count=2}')).toBe("17: option 'count' of 'add-relu' is given twice");
+  });
+
+  it("rejects a step whose required artifacts neither an earlier step produces nor the caller provides, at the step's offset", () => {
+    const provided = [CALIBRATION_BATCHES];
+    const fail = (text: string, environment = {}) => {
+      try {
+        parsePipeline(text, registry, environment);
+      } catch (error) {
+        expect(error).toBeInstanceOf(PipelineError);
+        return `${(error as PipelineError).offset}: ${(error as Error).message}`;
+      }
+      throw new Error('expected a PipelineError');
+    };
+    expect(fail('noop, consume')).toBe(
+      "6: pass 'consume' requires 'calibration-batches' (from the caller (compile builds them from the recipe)), 'measured' (from measure), which no earlier step produces",
+    );
+    expect(fail('noop,consume,measure', { provided })).toBe("5: pass 'consume' requires 'measured' (from measure), which no earlier step produces");
+    expect(fail('measure,consume')).toContain("requires 'calibration-batches'");
+    expect(parsePipeline('measure,noop,consume', registry, { provided }).map((e) => e.pass.name)).toEqual(['measure', 'noop', 'consume']);
   });
 });
 
@@ -150,17 +196,34 @@ describe('pass manager', () => {
     expect(JSON.parse(readFileSync(join(dir, 'timings.json'), 'utf8'))[0].pass).toBe('add-relu');
   });
 
-  it('fails with a reproducer: the failing step, its input model, the plan and the error', async () => {
+  it('fills defaults and hands artifacts from step to step; a programmatic step missing a required artifact fails naming its producer', async () => {
+    const ctx = context();
+    ctx.artifacts.set(CALIBRATION_BATCHES, []);
+    const report = await runPipeline(tiny(), parsePipeline('measure,consume', registry, { provided: [CALIBRATION_BATCHES] }), ctx);
+    expect(report.passes[1]!.statistics).toEqual({ measured: 42 });
+    const failure = await runPipeline(tiny(), [{ pass: consume, options: {} }], context()).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(PassFailure);
+    expect((failure as PassFailure).cause).toBeInstanceOf(MissingArtifactError);
+    expect((failure as PassFailure).message).toBe("pass 'consume' (step 1) failed: consume needs the 'calibration-batches' artifact, which the caller (compile builds them from the recipe) produces");
+  });
+
+  it('fails with a reproducer: the failing step, its input model (encoded only on failure), the plan and the error', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-repro-'));
     const ctx = context();
     ctx.plan.set('layer0', { layer: 'layer0', span: { file: 'test.qrecipe', offset: 3, length: 4 } });
-    const failure = await runPipeline(tiny(), parsePipeline('add-relu,explode', registry), ctx, { reproducerDir: dir }).catch((e: unknown) => e);
+    let encoded = 0;
+    const encode = (model: Model) => {
+      encoded++;
+      return encodeModel(model);
+    };
+    const failure = await runPipeline(tiny(), parsePipeline('add-relu,noop,explode', registry), ctx, { reproducerDir: dir, serialize: encode }).catch((e: unknown) => e);
+    expect(encoded).toBe(1);
     expect(failure).toBeInstanceOf(PassFailure);
-    expect((failure as PassFailure).message).toBe(`pass 'explode' (step 2) failed: boom\nreproducer: ${dir}`);
+    expect((failure as PassFailure).message).toBe(`pass 'explode' (step 3) failed: boom\nreproducer: ${dir}`);
     expect(readFileSync(join(dir, 'pipeline.txt'), 'utf8')).toBe('explode\n');
     expect(readFileSync(join(dir, 'error.txt'), 'utf8')).toMatch(/^Error: boom/);
     expect(JSON.parse(readFileSync(join(dir, 'plan.json'), 'utf8'))).toEqual([{ layer: 'layer0', span: { file: 'test.qrecipe', offset: 3, length: 4 } }]);
-    // The reproducer's model is the input of the failing pass (after add-relu).
+    // The reproducer's model is the input of the failing pass (after add-relu), not what it left (one more Relu).
     const input = decodeModel(readFileSync(join(dir, 'input.onnx')));
     expect(input.graph.nodes.map((n) => n.opType)).toEqual(['MatMul', 'Relu']);
   });

@@ -9,7 +9,7 @@ import { DataType } from '../../src/ir/dtype.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import type { WeightQuantSpec } from '../../src/quant/plan.js';
-import { upgradeModelOpset } from '../../src/passes/upgrade-opset.js';
+import { upgradeModelOpset } from '../../src/passes/opset-upgrade.js';
 import { roundToNearest } from '../../src/passes/weight-quantizer.js';
 import { storeQuantizedWeight } from '../../src/passes/weight-storage.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';

@@ -2,11 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import { SAMPLE_PROBE, pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
+import { pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/ir/executor.js';
 import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
@@ -14,6 +13,8 @@ import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { sampleImages } from '../../src/runtime/samplers.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
+import { Artifacts, CALIBRATION_BATCHES, SAMPLE_PROBE } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 const batches = calibrationBatches(64, 64);
@@ -25,7 +26,7 @@ function autoPlan(model: Model, granularity: WeightQuantSpec['granularity']): Qu
 }
 
 function context(plan: QuantPlan): PassContext {
-  return { seed: 3, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, batches]]), progress: () => {}, log: () => {} };
+  return { seed: 3, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, batches), progress: () => {}, log: () => {} };
 }
 
 async function eps(model: Model) {
@@ -39,15 +40,15 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     const fp = await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`));
     const searched = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const ctx = context(autoPlan(searched, auto));
-    const result = await searchGroupSizes.run(searched, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 64, ...small }, ctx);
+    const result = await runPass(searchGroupSizes, searched, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 64, ...small }, ctx);
     const sizes = [...ctx.plan.values()].map((p) => (p.weight!.granularity as { size: number }).size);
     expect(sizes.every((s) => [16, 32, 64, 128].includes(s))).toBe(true);
     expect(sizes.reduce((a, b) => a + b, 0) / sizes.length).toBeGreaterThanOrEqual(64);
     expect(result.statistics.layers).toBe(24);
-    await quantizeWeights.run(searched, {}, ctx);
+    await runPass(quantizeWeights, searched, {}, ctx);
 
     const uniform = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    await quantizeWeights.run(uniform, {}, context(autoPlan(uniform, { kind: 'group', size: 64 })));
+    await runPass(quantizeWeights, uniform, {}, context(autoPlan(uniform, { kind: 'group', size: 64 })));
     const searchedSqnr = sqnrDb(fp, await eps(searched));
     const uniformSqnr = sqnrDb(fp, await eps(uniform));
     console.log(`W4 eps SQNR: uniform g64 ${uniformSqnr.toFixed(2)} dB, searched ${searchedSqnr.toFixed(2)} dB (${JSON.stringify(result.statistics)})`);
@@ -80,7 +81,7 @@ describe('search-group-sizes with a sample probe', () => {
     };
     const ctx = context(autoPlan(model, { kind: 'auto', candidates: [16, 32, 64, 128], budget: { kind: 'mean-group-size', min: 64 } }));
     ctx.artifacts.set(SAMPLE_PROBE, probe);
-    const result = await searchGroupSizes.run(model, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 32, finalists: 2, ...small, epochs: 2 }, ctx);
+    const result = await runPass(searchGroupSizes, model, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 32, finalists: 2, ...small, epochs: 2 }, ctx);
     expect(result.statistics.judged_by).toBe('images (8 samples, DDIM 5 steps)');
     // FP once, then 2 finalists and the 2 uniform allocations the budget allows (64, 128).
     expect(sampled).toHaveLength(5);

@@ -4,7 +4,7 @@ import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import type { TensorMap } from '../../src/ir/executor.js';
-import { upgradeModelOpset } from '../../src/passes/upgrade-opset.js';
+import { upgradeModelOpset } from '../../src/passes/opset-upgrade.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { readGoldenModel } from './golden-cases.js';
 import { DIT_DIGITS, maxAbsDiff, referenceInputs } from './fixture.js';

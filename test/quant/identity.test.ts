@@ -8,7 +8,7 @@ import { main } from '../../src/cli/main.js';
 import type { Model } from '../../src/ir/core.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { decodeModel, encodeModel, loadModelSync, saveModel } from '../../src/ir/serde.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import { runPipeline } from '../../src/passes/pass-manager.js';
 import { parsePipeline } from '../../src/passes/pipeline.js';
@@ -48,7 +48,7 @@ describe('layer identity stamped once, kept by every pass of every shipped recip
     const layers = layersOf(model);
     const { plan, pipeline } = planRecipe(recipe, layers, checkRecipeAgainstModel(recipe, layers).selection, file);
     const entries = parsePipeline(pipeline, passRegistry).map((e) => (e.pass.name === 'search-group-sizes' ? { ...e, options: { ...e.options, ...SMALL_SEARCH } } : e));
-    const context: PassContext = { seed: 0, plan, executor, artifacts: new Map([[CALIBRATION_BATCHES, calibrationBatches(16, 16)]]), progress: () => {}, log: () => {} };
+    const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibrationBatches(16, 16)), progress: () => {}, log: () => {} };
     const seen: { pass: string; identity: string[]; views: string[] }[] = [{ pass: '(start)', identity: identityOf(model), views: layersOf(model).map((l) => l.name) }];
     await runPipeline(model, entries, context, {
       onPassEnd: (_, record) => seen.push({ pass: record.pass, identity: identityOf(model), views: layersOf(model).map((l) => l.name) }),

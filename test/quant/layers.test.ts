@@ -3,7 +3,6 @@ import { layersOf } from '../../src/quant/identity.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { calibrate } from '../../src/passes/calibrate.js';
-import { CALIBRATION_BATCHES } from '../../src/passes/collect-hessians.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
@@ -12,6 +11,8 @@ import type { Model, Value } from '../../src/ir/core.js';
 import { Op, isOp, type OpType } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
 import { buildUnet } from '../../src/synth/unet.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
+import { runPass } from '../../src/passes/pass-manager.js';
 
 const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
 
@@ -90,11 +91,11 @@ describe('layer discovery on the dit-digits fixture', () => {
     expect(table(model)).toEqual(layers);
   });
 
-  it('still finds quantized layers (weights behind DequantizeLinear) under the same names', () => {
+  it('still finds quantized layers (weights behind DequantizeLinear) under the same names', async () => {
     const model = loadModelSync(FIXTURE);
     const spec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 32 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
     const plan = new Map(discoverLayers(model).filter((l) => l.role !== 'embed.label').map((l) => [l.name, { layer: l.name, weight: spec }]));
-    quantizeWeights.run(model, {}, { seed: 0, plan, artifacts: new Map(), progress: () => {}, log: () => {} });
+    await runPass(quantizeWeights, model, {}, { seed: 0, plan, artifacts: new Artifacts(), progress: () => {}, log: () => {} });
     const after = discoverLayers(model);
     expect(after.map((l) => [l.name, l.role])).toEqual(layers.map((l) => [l.name, l.role]));
     expect(after.filter((l) => l.quantized).length).toBe(plan.size);
@@ -111,10 +112,10 @@ describe('layer discovery on the dit-digits fixture', () => {
     const weight = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
     const input = { bits: 8, symmetric, mode, range: { kind: 'minmax' } } as const;
     const plan = new Map(layers.filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
-    const context = { seed: 0, plan, executor: new OrtExecutor(), artifacts: new Map<string, unknown>([[CALIBRATION_BATCHES, calibrationBatches(8, 8)]]), progress: () => {}, log: () => {} };
-    await quantizeWeights.run(model, {}, context);
-    if (mode.kind !== 'dynamic') await calibrate.run(model, { ema: 0, timesteps: 1000 }, context);
-    await quantizeActivations.run(model, { timesteps: 1000 }, context);
+    const context = { seed: 0, plan, executor: new OrtExecutor(), artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibrationBatches(8, 8)), progress: () => {}, log: () => {} };
+    await runPass(quantizeWeights, model, {}, context);
+    if (mode.kind !== 'dynamic') await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
+    await runPass(quantizeActivations, model, { timesteps: 1000 }, context);
     const after = layersOf(model);
     expect(after.map((l) => [l.name, l.role, l.block])).toEqual(layers.map((l) => [l.name, l.role, l.block]));
     expect(after.filter((l) => l.quantized).length).toBe(plan.size);

@@ -15,6 +15,7 @@ import { formatRecipe } from '../../src/recipe/format.js';
 import { parseRecipe, parseRecipeJson } from '../../src/recipe/parse.js';
 import { planRecipe } from '../../src/recipe/plan.js';
 import type { Recipe } from '../../src/recipe/types.js';
+import { CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
 
 const layers = discoverLayers(loadModelSync('test/fixtures/dit-digits/model.onnx'));
 const recipe = (body: string) => `recipe "x" {\n${body}\n}\n`;
@@ -93,7 +94,7 @@ describe('precision fp16', () => {
     const checked = checkRecipeAgainstModel(parsed.recipe!, layers);
     expect(checked.diagnostics).toEqual([]);
     const { pipeline } = planRecipe(parsed.recipe!, layers, checked.selection, 'minmax-fp16.qrecipe');
-    const names = parsePipeline(pipeline, passRegistry).map((e) => e.pass.name);
+    const names = parsePipeline(pipeline, passRegistry, { provided: [CALIBRATION_BATCHES] }).map((e) => e.pass.name);
     expect(names.slice(-3)).toEqual(['quantize-activations', 'convert-float16', 'cleanup']);
     expect(pipeline).toContain(`convert-float16{keep=${DEFAULT_FLOAT16_KEEP.join('|')}}`);
     const empty = parseRecipe(recipe('  target cuda\n  precision fp16(keep: [])\n  quantize attn { weight int8 }'), 'r.qrecipe').recipe!;

@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Model } from '../../ir/core.js';
-import { loadModelSync, saveModel } from '../../ir/serde.js';
+import { encodeModel, loadModelSync, saveModel } from '../../ir/serde.js';
 import { assertValid } from '../../ir/verify.js';
 import { labelClasses, layersOf } from '../../quant/identity.js';
 import { BackendError, issueDiagnostics, type TargetName } from '../../backends/backend.js';
@@ -26,9 +26,8 @@ import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
-import { CALIBRATION_BATCHES } from '../../passes/collect-hessians.js';
-import { INPUT_SCALING, type AppliedScaling } from '../../passes/scale-folding.js';
-import { GROUP_ALLOCATION, SAMPLE_PROBE } from '../../passes/search-group-sizes.js';
+import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE_PROBE } from '../../passes/artifacts.js';
+import type { AppliedScaling } from '../../passes/scale-folding.js';
 import { OutputPathError, OutputTransaction } from '../../ir/atomic-file.js';
 import { calibrationCacheFileState } from '../../runtime/calibration-cache.js';
 import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
@@ -182,7 +181,7 @@ export const compileCommand: Command = {
     const context: PassContext = {
       seed: args.seed,
       plan,
-      artifacts: new Map(),
+      artifacts: new Artifacts(),
       executor: new OrtExecutor(),
       progress: (label, done, total) => {
         if (terminal) io.stderr(`\r\x1b[K${current} ${label} ${done}/${total}`);
@@ -209,6 +208,7 @@ export const compileCommand: Command = {
       print: (text) => io.stderr(text),
       dumpDir: dumpStaging,
       sourceModel: modelPath,
+      serialize: encodeModel,
       ...(args.verifyEach ? { verify: assertValid } : {}),
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
       onPassStart: (index, entry) => {
@@ -364,9 +364,9 @@ function parseArgs(argv: string[]): CompileArgs {
 }
 
 /** Per layer: the planned weight bits and group size (searched or not) and the scaling passes' factor summaries. */
-function layerChoices(plan: QuantPlan, artifacts: ReadonlyMap<string, unknown>): Map<string, LayerChoices> {
-  const searched = artifacts.get(GROUP_ALLOCATION) as ReadonlyMap<string, number> | undefined;
-  const scaling = (artifacts.get(INPUT_SCALING) as ReadonlyMap<string, AppliedScaling[]> | undefined) ?? new Map<string, AppliedScaling[]>();
+function layerChoices(plan: QuantPlan, artifacts: Artifacts): Map<string, LayerChoices> {
+  const searched = artifacts.get(GROUP_ALLOCATION);
+  const scaling = artifacts.get(INPUT_SCALING) ?? new Map<string, AppliedScaling[]>();
   const choices = new Map<string, LayerChoices>();
   for (const [name, entry] of plan) {
     if (!entry.weight && !scaling.has(name)) continue;
