@@ -43,7 +43,7 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   if (parsed.recipe) {
     const layers = layersOf(model);
     const checked = checkRecipeAgainstModel(parsed.recipe, layers, check);
-    diagnostics.push(...checkRecipe(parsed.recipe, check), ...checked.diagnostics);
+    diagnostics.push(...checkRecipe(parsed.recipe, { ...check, modelFollows: true }), ...checked.diagnostics);
     if (!hasErrors(diagnostics)) {
       const { plan, pipeline, needsCalibration } = planRecipe(parsed.recipe, layers, checked.selection, recipePath);
       // The compile command provides the calibration batches whenever the recipe needs calibration.

@@ -58,6 +58,8 @@ export interface CheckOptions {
   target?: Recipe['target'];
   /** True when the caller judges target refusals itself (compile `--allow-fallback`: they become float layers). */
   targetCheckedByCaller?: boolean;
+  /** True when `checkRecipeAgainstModel` follows: it judges the target on the selected layers, so `checkRecipe` leaves that to it. */
+  modelFollows?: boolean;
 }
 
 /** Checks that need no model. */
@@ -70,7 +72,7 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
   for (const name of recipe.float16.keep) if (!isKeepName(name)) out.push(at('error', 'E015', `unknown op type or region '${name}' in the float16 keep list`, recipe.float16.source));
   const T = scheduleSteps(recipe);
   for (const rule of recipe.rules) {
-    const refused = options.targetCheckedByCaller ? undefined : refusedEverywhere(target, rule, options.lowering ?? {});
+    const refused = options.targetCheckedByCaller || options.modelFollows ? undefined : refusedEverywhere(target, rule, options.lowering ?? {});
     if (refused) out.push(at('error', 'E040', `target ${target}: ${refused}`, rule.source));
     const mode = rule.input?.mode;
     if (mode?.kind === 'per-timestep' && mode.groups > T) out.push(at('error', 'E014', `per-timestep(groups: ${mode.groups}) has more groups than the schedule's ${T} timesteps`, rule.source));
@@ -114,15 +116,14 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
 }
 
 /**
- * What the target cannot run on these very layers: one diagnostic per rule, listing its layers (rules it refuses
- * on every op are checkRecipe's). The grouping is the backends' own, as the lowering reports it.
+ * What the target cannot run on these very layers: one diagnostic per rule, with a note per problem listing its
+ * layers — the backends' own grouping, as the lowering reports it.
  */
 function targetDiagnostics(recipe: Recipe, target: Recipe['target'], layers: readonly Layer[], selection: Selection, options: LowerOptions): Diagnostic[] {
-  const everywhere = new Set(recipe.rules.filter((rule) => refusedEverywhere(target, rule, options)));
   const { plan } = planRecipe(recipe, layers, selection, '');
   const issues = backends[target].checkPlan(plan, layers, options).flatMap((issue) => {
     const assigned = selection.assignments.get(issue.layer);
-    if (assigned?.action !== 'quantize' || everywhere.has(recipe.rules[assigned.rule]!)) return [];
+    if (assigned?.action !== 'quantize') return [];
     return [{ ...issue, ...(assigned.source ? { span: assigned.source } : {}) }];
   });
   return issueDiagnostics(target, issues, 'refused');

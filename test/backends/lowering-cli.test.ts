@@ -6,21 +6,13 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { DIT_DIGITS } from '../passes/fixture.js';
+import { runCli } from '../cli/run-cli.js';
 
 const MODEL = join(DIT_DIGITS, 'model.onnx');
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd: process.cwd() };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
 
 /** The `file:line:col: severity[code]` heads of rendered diagnostics in `stderr`. */
 function heads(stderr: string): string[] {
@@ -30,7 +22,7 @@ function heads(stderr: string): string[] {
 describe('lower-<target> in the pipeline', () => {
   it('--dump-dir shows the lowering step: NN-lower-cpu.ir/.diff, pipeline.json ends with it, the output is what it dumped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-lower-dump-'));
-    const result = await cli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'out.onnx'), '--target', 'cpu', '--dump-dir', join(dir, 'dumps'), '--verify-each']);
+    const result = await runCli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'out.onnx'), '--target', 'cpu', '--dump-dir', join(dir, 'dumps'), '--verify-each']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/^\[3\/3\] lower-cpu /m);
     const files = readdirSync(join(dir, 'dumps')).sort();
@@ -47,12 +39,12 @@ describe('lower-<target> in the pipeline', () => {
   it("--passes can name the lowering; a --target that contradicts it is a usage error; a misspelt target gets a suggestion", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-lower-passes-'));
     const pipeline = 'select-layers{roles=attn|mlp|adaln,bits=4,group=128},quantize-weights,lower-webgpu';
-    const result = await cli([MODEL, '--passes', pipeline, '-o', join(dir, 'out.onnx')]);
+    const result = await runCli([MODEL, '--passes', pipeline, '-o', join(dir, 'out.onnx')]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^lower-webgpu .* matmul_nbits=31$/m);
-    const conflict = await cli([MODEL, '--passes', pipeline, '--target', 'cpu', '-o', join(dir, 'never.onnx')]);
+    const conflict = await runCli([MODEL, '--passes', pipeline, '--target', 'cpu', '-o', join(dir, 'never.onnx')]);
     expect(conflict).toMatchObject({ code: 2, stderr: "qcompile: error: --target cpu conflicts with the pipeline's lower-webgpu step\n" });
-    const typo = await cli([MODEL, '--passes', pipeline, '--target', 'tensort', '-o', join(dir, 'never.onnx')]);
+    const typo = await runCli([MODEL, '--passes', pipeline, '--target', 'tensort', '-o', join(dir, 'never.onnx')]);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toMatch(/^qcompile: error: unknown target 'tensort' \(did you mean 'tensorrt'\?\) \(supported: cpu, webgpu, cuda, tensorrt\)\n/);
     expect(existsSync(join(dir, 'never.onnx'))).toBe(false);
@@ -62,7 +54,7 @@ describe('lower-<target> in the pipeline', () => {
 describe('a plan the target refuses', () => {
   it('ptq4dm-w8a8 on tensorrt: exactly one located E040 per rule, with the caret and the layers by problem', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'qc-lower-refuse-')), 'out.onnx');
-    const result = await cli([MODEL, 'recipes/ptq4dm-w8a8.qrecipe', '-o', out, '--target', 'tensorrt']);
+    const result = await runCli([MODEL, 'recipes/ptq4dm-w8a8.qrecipe', '-o', out, '--target', 'tensorrt']);
     expect(result.code).toBe(1);
     const recipe = join(process.cwd(), 'recipes/ptq4dm-w8a8.qrecipe');
     expect(heads(result.stderr)).toEqual([`${recipe}:16:3: error[E040]: target tensorrt cannot execute what this rule plans for 35 layers`]);
@@ -81,7 +73,7 @@ describe('a plan the target refuses', () => {
     const recipe = join(dir, 'two-rules.qrecipe');
     const text = ['recipe "two rules" {', '  target tensorrt', '  quantize attn {', '    weight int8 asym per-channel', '  }', '  quantize mlp {', '    weight int8 sym per-channel', '    input  int8 sym per-timestep(groups: 10)', '  }', '}', ''].join('\n');
     writeFileSync(recipe, text);
-    const result = await cli([MODEL, recipe, '-o', join(dir, 'out.onnx')]);
+    const result = await runCli([MODEL, recipe, '-o', join(dir, 'out.onnx')]);
     expect(result.code).toBe(1);
     expect(heads(result.stderr)).toEqual([
       `${recipe}:3:3: error[E040]: target tensorrt cannot execute what this rule plans for 12 layers`,
@@ -92,7 +84,7 @@ describe('a plan the target refuses', () => {
 
   it('a refusal found on the graph (--passes, no plan to check first) fails the lowering pass with the same grouped diagnostic and a reproducer', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-lower-graph-'));
-    const result = await cli([MODEL, '--passes', 'select-layers{roles=mlp,bits=4,group=64,symmetric=false},quantize-weights,lower-tensorrt', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
+    const result = await runCli([MODEL, '--passes', 'select-layers{roles=mlp,bits=4,group=64,symmetric=false},quantize-weights,lower-tensorrt', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
     expect(result.code).toBe(1);
     const report = result.stderr.slice(result.stderr.indexOf('error['));
     expect(report).toBe(

@@ -2,8 +2,6 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op, isOp } from '../../src/ir/ops.js';
 import { discoverLayers } from '../../src/quant/layers.js';
@@ -11,16 +9,10 @@ import { loadModelSync } from '../../src/ir/serde.js';
 import { selectLayersByRole } from '../../src/passes/layer-selection.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from '../passes/fixture.js';
+import { runCli } from './run-cli.js';
 
 const MODEL = join(DIT_DIGITS, 'model.onnx');
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd: process.cwd() };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
 
 async function eps(path: string): Promise<Float32Array> {
   return referenceEps(loadModelSync(path), new OrtExecutor());
@@ -36,7 +28,7 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
     { label: 'W4 group 128', pipeline: 'select-layers{roles=attn|mlp|adaln,bits=4,group=128},quantize-weights,cleanup', dtype: DataType.INT4, floor: 25 },
   ])('$label: integer weights, loads in ORT, eps SQNR above $floor dB', async ({ pipeline, dtype, floor }) => {
     const out = join(mkdtempSync(join(tmpdir(), 'qc-compile-')), 'out.onnx');
-    const result = await cli([MODEL, '--passes', pipeline, '-o', out]);
+    const result = await runCli([MODEL, '--passes', pipeline, '-o', out]);
     expect(result.stderr).toMatch(/\[3\/3\] cleanup/);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`layers quantized: ${selected.length}\n`);
@@ -60,7 +52,7 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
     const runs = [];
     for (let i = 0; i < 2; i++) {
       const dir = mkdtempSync(join(tmpdir(), 'qc-dumps-'));
-      const result = await cli([MODEL, '--passes', 'select-layers{bits=4,group=64},quantize-weights,cleanup', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
+      const result = await runCli([MODEL, '--passes', 'select-layers{bits=4,group=64},quantize-weights,cleanup', '-o', join(dir, 'out.onnx'), '--dump-dir', join(dir, 'dumps')]);
       expect(result.code).toBe(0);
       runs.push(dir);
     }
@@ -87,7 +79,7 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
   });
 
   it('reports a bad pipeline with a caret and exit code 2', async () => {
-    const result = await cli([MODEL, '--passes', 'select-layers,quantise-weights', '-o', join(tmpdir(), 'never.onnx')]);
+    const result = await runCli([MODEL, '--passes', 'select-layers,quantise-weights', '-o', join(tmpdir(), 'never.onnx')]);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
       "qcompile: error: --passes: unknown pass 'quantise-weights' (did you mean 'quantize-weights'?)\n  select-layers,quantise-weights\n                ^\n",
@@ -97,7 +89,7 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
 
   it('names the layer when a group does not divide its input channels, and leaves a reproducer', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-fail-'));
-    const result = await cli([MODEL, '--passes', 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights', '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
+    const result = await runCli([MODEL, '--passes', 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights', '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/pass 'quantize-weights' \(step 2\) failed: quantize-weights: group size 96 does not divide the 512 input channels of layer '[^']*fc2[^']*'/);
     expect(readdirSync(join(dir, 'reproducer')).sort()).toEqual(['error.txt', 'input.onnx', 'pipeline.txt', 'plan.json']);
@@ -109,7 +101,7 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
 
 describe('qcompile passes / diff', () => {
   it('lists the registered passes with their options', async () => {
-    const result = await cli(['passes']);
+    const result = await runCli(['passes']);
     expect(result.code).toBe(0);
     for (const name of ['select-layers', 'upgrade-opset', 'quantize-weights', 'cleanup']) expect(result.stdout).toMatch(new RegExp(`^${name}  `, 'm'));
     expect(result.stdout).toContain('    group=<int>  group size along the input channels (implies granularity=group)');
@@ -118,8 +110,8 @@ describe('qcompile passes / diff', () => {
 
   it('diff reports the output and per-layer SQNR on the fixture inputs', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'qc-diff-')), 'out.onnx');
-    expect((await cli([MODEL, '--passes', 'select-layers{bits=8},quantize-weights', '-o', out])).code).toBe(0);
-    const result = await cli(['diff', MODEL, out, '--inputs', DIT_DIGITS, '--json']);
+    expect((await runCli([MODEL, '--passes', 'select-layers{bits=8},quantize-weights', '-o', out])).code).toBe(0);
+    const result = await runCli(['diff', MODEL, out, '--inputs', DIT_DIGITS, '--json']);
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { comparisons: { name: string; kind: string; sqnrDb: number }[] };
     const output = report.comparisons.find((c) => c.name === 'eps')!;
@@ -134,7 +126,7 @@ describe('qcompile passes / diff', () => {
 describe('qcompile … --target webgpu --bundle DIR', () => {
   it('writes the deployable bundle next to the model: the lowered model, manifest with the sidecar schedule, page and ORT files', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qcompile-bundle-'));
-    const run = await cli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'webgpu', '--bundle', join(dir, 'bundle')]);
+    const run = await runCli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'webgpu', '--bundle', join(dir, 'bundle')]);
     expect(run.code, run.stderr).toBe(0);
     expect(readdirSync(join(dir, 'bundle')).sort()).toEqual(['index.html', 'main.js', 'manifest.json', 'model.onnx', 'model.onnx.data', 'ort']);
     const manifest = JSON.parse(readFileSync(join(dir, 'bundle', 'manifest.json'), 'utf8')) as { schedule: { T: number; beta_schedule: string }; classes: number; quantization: Record<string, number> };
@@ -146,7 +138,7 @@ describe('qcompile … --target webgpu --bundle DIR', () => {
 
   it('refuses --bundle for another target before writing anything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qcompile-bundle-'));
-    const run = await cli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'cpu', '--bundle', join(dir, 'bundle')]);
+    const run = await runCli([MODEL, 'recipes/rtn-w4a16-g128.qrecipe', '-o', join(dir, 'model.onnx'), '--target', 'cpu', '--bundle', join(dir, 'bundle')]);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--bundle writes a WebGPU bundle: it needs --target webgpu');
     expect(readdirSync(dir)).toEqual([]);

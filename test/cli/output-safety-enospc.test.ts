@@ -5,10 +5,9 @@ import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { DIT_DIGITS } from '../passes/fixture.js';
+import { runCli } from './run-cli.js';
 
 /** Writes into files whose path matches `pattern` fail with ENOSPC. */
 const disk = vi.hoisted(() => ({ full: undefined as RegExp | undefined, fds: new Set<number>() }));
@@ -44,11 +43,6 @@ afterEach(() => {
 
 const PASSES = 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup';
 
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const io: CliIO = { stdout: () => {}, stderr: (t) => void (stderr += t), cwd: process.cwd() };
-  return { code: await main(args, io), stderr };
-}
 
 function workspace(): string {
   const dir = mkdtempSync(join(tmpdir(), 'qc-enospc-'));
@@ -60,7 +54,7 @@ describe('ENOSPC while writing outputs', () => {
   it('on the .passes.json side file: exit 1, and no model either', async () => {
     const dir = workspace();
     disk.full = /\.passes\.json(\.tmp-\d+-\d+)?$/;
-    const result = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx')]);
+    const result = await runCli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('ENOSPC');
     expect(readdirSync(dir)).toEqual(['model.onnx']);
@@ -70,7 +64,7 @@ describe('ENOSPC while writing outputs', () => {
     const dir = workspace();
     saveModel(loadModelSync(join(dir, 'model.onnx')), join(dir, 'ext.onnx'), { externalData: 'always' });
     disk.full = /out[/\\].*q\.onnx\.data/;
-    const result = await cli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, 'out', 'q.onnx')]);
+    const result = await runCli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, 'out', 'q.onnx')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('ENOSPC');
     expect(readdirSync(dir).sort()).toEqual(['ext.onnx', 'ext.onnx.data', 'model.onnx']);
@@ -79,7 +73,7 @@ describe('ENOSPC while writing outputs', () => {
   it('on the third dump of --dump-dir: exit 1, no truncated dump folder, no model', async () => {
     const dir = workspace();
     disk.full = /[/\\]02-[^/\\]*\.ir$/;
-    const result = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx'), '--dump-dir', join(dir, 'dump')]);
+    const result = await runCli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx'), '--dump-dir', join(dir, 'dump')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('ENOSPC');
     expect(existsSync(join(dir, 'dump'))).toBe(false);

@@ -6,21 +6,13 @@ import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { calibrationCacheFileState } from '../../src/runtime/calibration-cache.js';
 import { DIT_DIGITS } from '../passes/fixture.js';
+import { runCli } from './run-cli.js';
 
 const PASSES = 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup';
 
-async function cli(args: string[], cwd = process.cwd()): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
 
 function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -62,7 +54,7 @@ describe('outputs never replace an input of the run', () => {
     const dir = workspace();
     const before = sha256(join(dir, 'model.onnx'));
     const target = output(dir);
-    const result = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', target]);
+    const result = await runCli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', target]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/qcompile: error: .*: is an input of this run.*: refusing to overwrite it\n/);
     expect(sha256(join(dir, 'model.onnx'))).toBe(before);
@@ -73,7 +65,7 @@ describe('outputs never replace an input of the run', () => {
     const dir = workspace();
     const path = recipe(dir);
     const before = sha256(path);
-    const result = await cli([join(dir, 'model.onnx'), path, '-o', path]);
+    const result = await runCli([join(dir, 'model.onnx'), path, '-o', path]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${path}: is an input of this run: refusing to overwrite it`);
     expect(result.stderr).not.toContain('calibration:');
@@ -85,7 +77,7 @@ describe('outputs never replace an input of the run', () => {
     saveModel(loadModelSync(join(dir, 'model.onnx')), join(dir, 'ext.onnx'), { externalData: 'always' });
     const before = sha256(join(dir, 'ext.onnx.data'));
     for (const output of ['ext.onnx.data', 'other/../ext.onnx']) {
-      const result = await cli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, output)]);
+      const result = await runCli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, output)]);
       expect(result.code, output).toBe(1);
       expect(result.stderr).toMatch(/ext\.onnx(\.data)?: is an input of this run/);
     }
@@ -96,7 +88,7 @@ describe('outputs never replace an input of the run', () => {
   it('-o is a FIFO or a folder: refused up front, nothing written next to it', async () => {
     const dir = workspace();
     execFileSync('mkfifo', [join(dir, 'fifo')]);
-    const fifo = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'fifo')]);
+    const fifo = await runCli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'fifo')]);
     expect(fifo.code).toBe(1);
     expect(fifo.stderr).toContain(`${join(dir, 'fifo')}: is a FIFO: refusing to replace it with a file`);
     expect(statSync(join(dir, 'fifo')).isFIFO()).toBe(true);
@@ -104,7 +96,7 @@ describe('outputs never replace an input of the run', () => {
     // External weights: the old save committed q.onnx.data before the model's rename onto the folder failed.
     saveModel(loadModelSync(join(dir, 'model.onnx')), join(dir, 'ext.onnx'), { externalData: 'always' });
     mkdirSync(join(dir, 'q.onnx'));
-    const folder = await cli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx')]);
+    const folder = await runCli([join(dir, 'ext.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx')]);
     expect(folder.code).toBe(1);
     expect(folder.stderr).toContain(`${join(dir, 'q.onnx')}: is a folder: refusing to replace it with a file`);
     expect(tree(dir)).toEqual(['ext.onnx', 'ext.onnx.data', 'model.onnx', 'schedule.json']);
@@ -113,7 +105,7 @@ describe('outputs never replace an input of the run', () => {
   it('--dump-dir naming a file: refused up front, the file unchanged', async () => {
     const dir = workspace();
     const before = sha256(join(dir, 'model.onnx'));
-    const dump = await cli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx'), '--dump-dir', join(dir, 'model.onnx')]);
+    const dump = await runCli([join(dir, 'model.onnx'), '--passes', PASSES, '-o', join(dir, 'q.onnx'), '--dump-dir', join(dir, 'model.onnx')]);
     expect(dump.code).toBe(1);
     expect(dump.stderr).toContain(`${join(dir, 'model.onnx')}: is a file, not a folder`);
     expect(sha256(join(dir, 'model.onnx'))).toBe(before);
@@ -125,7 +117,7 @@ describe('folders named for outputs', () => {
   it('--bundle naming the input model\'s folder: the bundle\'s model.onnx would replace the input; nothing is written', async () => {
     const dir = workspace();
     const before = sha256(join(dir, 'model.onnx'));
-    const result = await cli([join(dir, 'model.onnx'), resolve('recipes/rtn-w4a16-g128.qrecipe'), '-o', join(dir, 'out', 'q.onnx'), '--target', 'webgpu', '--bundle', dir]);
+    const result = await runCli([join(dir, 'model.onnx'), resolve('recipes/rtn-w4a16-g128.qrecipe'), '-o', join(dir, 'out', 'q.onnx'), '--target', 'webgpu', '--bundle', dir]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${join(dir, 'model.onnx')}: is an input of this run: refusing to overwrite it`);
     expect(sha256(join(dir, 'model.onnx'))).toBe(before);
@@ -143,7 +135,7 @@ describe('the calibration cache path', () => {
     const dir = workspace();
     const path = recipe(dir, cache(dir));
     const before = new Map(tree(dir).filter((f) => f !== 'fifo').map((f) => [f, sha256(join(dir, f))]));
-    const result = await cli([join(dir, 'model.onnx'), path, '-o', join(dir, 'q.onnx')]);
+    const result = await runCli([join(dir, 'model.onnx'), path, '-o', join(dir, 'q.onnx')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(message);
     expect(result.stderr).not.toContain('calibration:');
@@ -159,19 +151,19 @@ describe('the calibration cache path', () => {
   it('an edited cache is detected by its checksum, ignored with a warning and recomputed: output as from a clean run', async () => {
     const dir = workspace();
     const path = recipe(dir, 'calibration.bin');
-    const first = await cli([join(dir, 'model.onnx'), path, '-o', join(dir, 'a.onnx')]);
+    const first = await runCli([join(dir, 'model.onnx'), path, '-o', join(dir, 'a.onnx')]);
     expect(first.code, first.stderr).toBe(0);
     const cache = readFileSync(join(dir, 'calibration.bin'));
     // Scale one recorded activation sample (inside x, the last array before the checksum) by 4.
     const at = cache.length - 32 - 4 * 100;
     cache.writeFloatLE(cache.readFloatLE(at) * 4 + 1, at);
     writeFileSync(join(dir, 'calibration.bin'), cache);
-    const second = await cli([join(dir, 'model.onnx'), path, '-o', join(dir, 'b.onnx')]);
+    const second = await runCli([join(dir, 'model.onnx'), path, '-o', join(dir, 'b.onnx')]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).toContain(`qcompile: warning: calibration: not using ${join(dir, 'calibration.bin')}: calibration cache checksum mismatch`);
     expect(readFileSync(join(dir, 'b.onnx')).equals(readFileSync(join(dir, 'a.onnx')))).toBe(true);
     // The recomputed cache replaced the edited one and is used as is next time.
-    const third = await cli([join(dir, 'model.onnx'), path, '-o', join(dir, 'c.onnx')]);
+    const third = await runCli([join(dir, 'model.onnx'), path, '-o', join(dir, 'c.onnx')]);
     expect(third.stderr).toContain(`from ${join(dir, 'calibration.bin')}`);
     expect(third.stderr).not.toContain('warning');
   });
@@ -234,7 +226,7 @@ describe('the other commands that write', () => {
   it('sample -o naming its own model is refused after sampling; the model unchanged, nothing else written', async () => {
     const dir = workspace();
     const before = sha256(join(dir, 'model.onnx'));
-    const result = await cli(['sample', join(dir, 'model.onnx'), '--steps', '2', '--per-class', '1', '-o', join(dir, 'model.onnx')]);
+    const result = await runCli(['sample', join(dir, 'model.onnx'), '--steps', '2', '--per-class', '1', '-o', join(dir, 'model.onnx')]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`${join(dir, 'model.onnx')}: is an input of this run: refusing to overwrite it`);
     expect(sha256(join(dir, 'model.onnx'))).toBe(before);
@@ -244,7 +236,7 @@ describe('the other commands that write', () => {
   it('synth -o DIR writes the three files together and leaves no staging behind; files of the user in DIR stay', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-synth-'));
     writeFileSync(join(dir, 'mine.txt'), 'mine\n');
-    const result = await cli(['synth', 'dit', '--preset', 'tiny', '-o', dir]);
+    const result = await runCli(['synth', 'dit', '--preset', 'tiny', '-o', dir]);
     expect(result.code, result.stderr).toBe(0);
     expect(tree(dir)).toEqual(['mine.txt', 'model.onnx', 'model.onnx.data', 'schedule.json']);
     expect(loadModelSync(join(dir, 'model.onnx')).graph.initializers.size).toBeGreaterThan(0);

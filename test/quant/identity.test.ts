@@ -47,7 +47,7 @@ describe('layer identity stamped once, kept by every pass of every shipped recip
     // What a compile does: the plan is made from the stamped layers.
     const layers = layersOf(model);
     const { plan, pipeline } = planRecipe(recipe, layers, checkRecipeAgainstModel(recipe, layers).selection, file);
-    const entries = parsePipeline(pipeline, passRegistry).map((e) => (e.pass.name === 'search-group-sizes' ? { ...e, options: { ...e.options, ...SMALL_SEARCH } } : e));
+    const entries = parsePipeline(pipeline, passRegistry, { provided: [CALIBRATION_BATCHES] }).map((e) => (e.pass.name === 'search-group-sizes' ? { ...e, options: { ...e.options, ...SMALL_SEARCH } } : e));
     const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibrationBatches(16, 16)), progress: () => {}, log: () => {} };
     const seen: { pass: string; identity: string[]; views: string[] }[] = [{ pass: '(start)', identity: identityOf(model), views: layersOf(model).map((l) => l.name) }];
     await runPipeline(model, entries, context, {

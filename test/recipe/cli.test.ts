@@ -51,7 +51,13 @@ describe('qcompile check', () => {
     writeFileSync(path, 'recipe "x" {\n  target tensorrt\n  quantize attn.qkv { weight int8 input int8 asym }\n}\n');
     const refused = await run(checkCommand, [path, '--model', FIXTURE]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('error[E040]: target tensorrt: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static');
+    // With a model: one diagnostic at the rule, a note per problem naming its layers (the lowering's grouping).
+    expect(refused.stderr).toContain(`${path}:3:3: error[E040]: target tensorrt cannot execute what this rule plans for 6 layers`);
+    expect(refused.stderr).toContain('  note: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static');
+    // Without one: the rule is refused on every op the target runs, said once at the rule.
+    const bare = await run(checkCommand, [path]);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toContain(`${path}:3:3: error[E040]: target tensorrt: activation uint8 asym static on MatMul is not supported`);
     expect((await run(checkCommand, [path, '--model', FIXTURE, '--allow-requantize'])).code).toBe(0);
   });
 

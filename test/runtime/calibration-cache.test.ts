@@ -2,21 +2,15 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../../src/runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { runCli } from '../cli/run-cli.js';
 
 const DIR = resolve('test/fixtures/dit-digits');
 const MODEL = join(DIR, 'model.onnx');
 
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const io: CliIO = { stdout: () => {}, stderr: (t) => void (stderr += t), cwd: process.cwd() };
-  return { code: await main(args, io), stderr };
-}
 
 describe('calibration cache', () => {
   it('round-trips a calibration set batch for batch; another model, seed or batch size is refused with a reason', async () => {
@@ -52,16 +46,16 @@ describe('calibration cache', () => {
     const dir = mkdtempSync(join(tmpdir(), 'qcompile-cache-'));
     const recipe = (seed: number) => `recipe "cached" {\n  seed ${seed}\n  calibrate {\n    samples 16\n    batch 8\n    sampler ddim(steps: 10)\n    cache "calibration.bin"\n  }\n  quantize attn, mlp {\n    weight int8 sym per-channel\n    input int8 sym static\n  }\n}\n`;
     writeFileSync(join(dir, 'r.qrecipe'), recipe(0));
-    const first = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'a.onnx')]);
+    const first = await runCli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'a.onnx')]);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stderr).toContain(`calibration: cached in ${join(dir, 'calibration.bin')}`);
-    const second = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'b.onnx')]);
+    const second = await runCli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'b.onnx')]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).toContain(`calibration: 16 samples (uniform) from ${join(dir, 'calibration.bin')}`);
     expect(readFileSync(join(dir, 'b.onnx')).equals(readFileSync(join(dir, 'a.onnx')))).toBe(true);
 
     writeFileSync(join(dir, 'r.qrecipe'), recipe(1));
-    const reseeded = await cli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'c.onnx')]);
+    const reseeded = await runCli([MODEL, join(dir, 'r.qrecipe'), '-o', join(dir, 'c.onnx')]);
     expect(reseeded.code, reseeded.stderr).toBe(0);
     expect(reseeded.stderr).toContain('calibration: not using');
     expect(reseeded.stderr).toContain('seed was 0, now 1');

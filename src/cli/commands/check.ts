@@ -36,7 +36,7 @@ export const checkCommand: Command = {
     const table: { rule: string; layers: string[] }[] = [];
     const options = { lowering: { requantize: args.options['allow-requantize'] === true } };
     if (parsed.recipe) {
-      diagnostics.push(...checkRecipe(parsed.recipe, options));
+      diagnostics.push(...checkRecipe(parsed.recipe, { ...options, modelFollows: args.options.model !== undefined }));
       if (args.options.model) {
         const modelPath = args.options.model as string;
         let model;
