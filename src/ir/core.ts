@@ -363,6 +363,7 @@ export class Graph {
         twin.outputs.push(value);
       }
       for (const [key, attribute] of node.attributes) twin.attributes.set(key, cloneAttribute(attribute));
+      for (const [key, value] of node.metadata) twin.metadata.set(key, value);
       copy.appendNode(twin);
     }
     for (const output of this.outputs) copy.outputs.push(twinOf(output));

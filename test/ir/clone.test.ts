@@ -5,15 +5,19 @@ import { describe, expect, it } from 'vitest';
 import { Op } from '../../src/ir/ops.js';
 import { printModel } from '../../src/ir/printer.js';
 import { encodeModel, loadModelSync, saveModel } from '../../src/ir/serde.js';
+import { layerStamps, layersOf } from '../../src/quant/identity.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps } from '../passes/fixture.js';
 
 const executor = new OrtExecutor({ optimization: 'basic' });
 
 describe('Model.clone', () => {
-  it('copies the structure exactly: the clone encodes to the same bytes', () => {
+  it('copies the structure exactly, node metadata (the layer stamps) included: the clone encodes to the same bytes', () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    expect(Buffer.from(encodeModel(model.clone())).equals(Buffer.from(encodeModel(model)))).toBe(true);
+    const stamped = layersOf(model);
+    const clone = model.clone();
+    expect(Buffer.from(encodeModel(clone)).equals(Buffer.from(encodeModel(model)))).toBe(true);
+    expect(layerStamps(clone).map((l) => [l.name, l.role])).toEqual(stamped.map((l) => [l.name, l.role]));
   });
 
   it('reads no external bytes, shares the tensors, and leaves the original as it was when the clone is rewritten', async () => {
