@@ -66,30 +66,52 @@ function compiledRegex(pattern: string): RegExp {
   return re;
 }
 
-/** Best specificity of a rule (select minus except) for a layer, or -1. */
-function ruleSpecificity(rule: { select: Selector[]; except: Selector[] }, layer: SelectableLayer, count: number): number {
-  for (const s of rule.except) if (matchSpecificity(s, layer, count) >= 0) return -1;
-  let best = -1;
-  for (const s of rule.select) best = Math.max(best, matchSpecificity(s, layer, count));
-  return best;
+/**
+ * Each distinct selector's specificity for every layer, computed once: recipes repeat a few selectors over many
+ * rules, and resolution asks every rule about every layer.
+ */
+class SpecificityTable {
+  private readonly byText = new Map<string, Int32Array>();
+  private readonly bySelector = new Map<Selector, Int32Array>();
+  constructor(private readonly layers: readonly SelectableLayer[]) {}
+
+  /** Specificity of selector `s` for the layer at `index`, or -1. */
+  of(s: Selector, index: number): number {
+    let row = this.bySelector.get(s);
+    if (!row) {
+      const text = JSON.stringify(s);
+      row = this.byText.get(text);
+      if (!row) this.byText.set(text, (row = Int32Array.from(this.layers, (layer) => matchSpecificity(s, layer, this.layers.length))));
+      this.bySelector.set(s, row);
+    }
+    return row[index]!;
+  }
+
+  /** Best specificity of a rule (select minus except) for the layer at `index`, or -1. */
+  rule(rule: { select: Selector[]; except: Selector[] }, index: number): number {
+    for (const s of rule.except) if (this.of(s, index) >= 0) return -1;
+    let best = -1;
+    for (const s of rule.select) best = Math.max(best, this.of(s, index));
+    return best;
+  }
 }
 
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
 export function resolveSelection(recipe: Recipe, layers: readonly SelectableLayer[]): Selection {
   const assignments = new Map<string, ResolvedLayerPlan>();
   const used = new Set<string>();
-  const count = layers.length;
-  for (const layer of layers) {
+  const table = new SpecificityTable(layers);
+  for (const [index, layer] of layers.entries()) {
     // The best rule so far (`>=`: later rules win ties, keep rules — scanned last — win over quantize ones).
     let bestSpecificity = -1;
     let bestIndex = -1;
     let bestIsKeep = false;
     for (let i = 0; i < recipe.rules.length; i++) {
-      const specificity = ruleSpecificity(recipe.rules[i]!, layer, count);
+      const specificity = table.rule(recipe.rules[i]!, index);
       if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, false];
     }
     for (let i = 0; i < recipe.keep.length; i++) {
-      const specificity = ruleSpecificity(recipe.keep[i]!, layer, count);
+      const specificity = table.rule(recipe.keep[i]!, index);
       if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, true];
     }
     if (bestIndex < 0) continue;
@@ -106,7 +128,7 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
   const diagnostics: Diagnostic[] = [];
   const warnUnused = (what: string, key: string, rule: { source?: SourceRef; select: Selector[] }) => {
     if (used.has(key)) return;
-    const matchesAny = layers.some((l) => ruleSpecificity({ select: rule.select, except: [] }, l, count) >= 0);
+    const matchesAny = layers.some((_, index) => table.rule({ select: rule.select, except: [] }, index) >= 0);
     diagnostics.push({
       severity: 'warning',
       code: 'W001',
@@ -144,5 +166,6 @@ export function describeSelector(s: Selector): string {
 
 /** The layers a transform applies to (its selectors minus its exceptions). */
 export function selectForTransform<T extends SelectableLayer>(transform: { select: Selector[]; except: Selector[] }, layers: readonly T[]): T[] {
-  return layers.filter((l) => ruleSpecificity(transform, l, layers.length) >= 0);
+  const table = new SpecificityTable(layers);
+  return layers.filter((_, index) => table.rule(transform, index) >= 0);
 }
