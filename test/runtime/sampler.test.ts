@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildDit, DIT_PRESETS } from '../../src/synth/dit.js';
-import { readSidecar } from '../../src/runtime/diffusion.js';
+import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning, tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { provisionalInterface, provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-interface.js';
@@ -126,5 +126,54 @@ describe('sampler driver on sd-digits (text states, CFG)', () => {
     } finally {
       await denoiser.release();
     }
+  });
+});
+
+describe('sampler updates against an exact denoiser', () => {
+  // Data concentrated on one image c: the ideal eps is (x − √ᾱ·c)/√(1−ᾱ), so every sampler must land on c.
+  const c = Float32Array.from({ length: 16 }, (_, i) => -0.9 + 0.1 * i);
+  const iface = (prediction: 'epsilon' | 'v'): DiffusionInterface => ({
+    latent: { name: 'x', shape: [1, 4, 4] },
+    timestep: { name: 't', elemType: 7, rank: 1, scale: 1 },
+    conditioning: [],
+    output: { name: 'out', channels: 1, varianceChannels: 0 },
+    prediction,
+    provenance: [],
+  });
+  const config = (prediction: 'epsilon' | 'v') => ({ ...ditSchedule, prediction });
+  const exact = (prediction: 'epsilon' | 'v'): Denoiser => {
+    const s = makeSchedule('linear', 1000, 1e-4, 0.02, prediction);
+    return {
+      iface: iface(prediction),
+      run: async (feeds) => {
+        const ab = s.alphasCumprod[Number(feeds.t!.data[0])]!;
+        return Float32Array.from(feeds.x!.data as Float32Array, (xi, i) => {
+          const eps = (xi - Math.sqrt(ab) * c[i % 16]!) / Math.sqrt(1 - ab);
+          return prediction === 'epsilon' ? eps : Math.sqrt(ab) * eps - Math.sqrt(1 - ab) * c[i % 16]!;
+        });
+      },
+      release: async () => {},
+    };
+  };
+  for (const [name, spec, prediction] of [
+    ['DDPM ancestral (1000 steps)', { kind: 'ddpm', steps: 1000 }, 'epsilon'],
+    ['DDIM η=1 (25 steps)', { kind: 'ddim', steps: 25, eta: 1 }, 'epsilon'],
+    ['DDIM η=0, v-prediction', { kind: 'ddim', steps: 10 }, 'v'],
+  ] as const) {
+    it(`${name} lands on the data point`, async () => {
+      const x = await sample(exact(prediction), { scheduler: makeScheduler(config(prediction), spec), conditions: [0, 0, 0], seed: 2 });
+      expect(maxAbsError(x, new Float32Array(48).map((_, i) => c[i % 16]!))).toBeLessThan(1e-4);
+    });
+  }
+
+  it('DDPM with a wrong denoiser does not land on the data point (the test can fail)', async () => {
+    const zero: Denoiser = { iface: iface('epsilon'), run: async (feeds) => new Float32Array(feeds.x!.data.length), release: async () => {} };
+    const x = await sample(zero, { scheduler: makeScheduler(ditSchedule, { kind: 'ddpm', steps: 1000 }), conditions: [0], seed: 2 });
+    expect(maxAbsError(x, c)).toBeGreaterThan(0.1);
+  });
+
+  it('an output with neither the latent\'s channels nor [prediction | variance] is an error naming both', async () => {
+    const wrong: Denoiser = { iface: { ...iface('epsilon'), output: { name: 'out', channels: 2, varianceChannels: 1 } }, run: async () => new Float32Array(3 * 16), release: async () => {} };
+    await expect(sample(wrong, { scheduler: makeScheduler(ditSchedule, { kind: 'ddim', steps: 2 }), conditions: [0] })).rejects.toThrow("model output 'out' has 48 values for 1 samples: expected 1 × 16 (the latent's 1 channels) or 1 × 32 (with 1 variance channels)");
   });
 });

@@ -25,7 +25,7 @@ import type { QuantPlan } from '../../quant/plan.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
-import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
+import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type DiffusionOverrides, type PlannedRecipe } from '../recipe-pipeline.js';
 import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE_PROBE } from '../../passes/artifacts.js';
 import type { AppliedScaling } from '../../passes/scale-folding.js';
 import { OutputPathError, OutputTransaction } from '../../ir/atomic-file.js';
@@ -50,6 +50,11 @@ Options:
   --passes TEXT              run this pipeline instead of the recipe's, e.g.
                              'select-layers{roles=attn|mlp,bits=4,group=128},quantize-weights,cleanup'
   --seed N                   seed for every random choice (default 0)
+  --prompts FILE             prompts a text-conditioned model is calibrated with (one per line, or a
+                             'prompt<TAB>class' TSV), encoded by its pipeline's text encoder
+  --conditioning DIR         precomputed conditioning instead (.npy per prompt + uncond.npy)
+  --resolution N|HxW         latent size of a model with dynamic height/width
+                             (these three override the recipe's calibrate/diffusion settings)
   --dump-dir DIR             write 00-input.ir, NN-PASS.ir, NN-PASS.diff, pipeline.json, timings.json
   --print-ir-after-all       print the IR after every pass (stderr)
   --print-ir-after-change    print the IR after passes that changed it
@@ -70,6 +75,9 @@ interface CompileArgs {
   bundle?: string;
   passes?: string;
   seed: number;
+  prompts?: string;
+  conditioning?: string;
+  resolution?: [number, number];
   dumpDir?: string;
   printIrAfterAll: boolean;
   printIrAfterChange: boolean;
@@ -195,9 +203,14 @@ export const compileCommand: Command = {
     let calibrationMs: number | undefined;
     if (recipe?.needsCalibration) {
       const calibrationStarted = performance.now();
-      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs);
+      const overrides: DiffusionOverrides = {
+        ...(args.prompts !== undefined ? { prompts: resolve(io.cwd, args.prompts) } : {}),
+        ...(args.conditioning !== undefined ? { conditioningDir: resolve(io.cwd, args.conditioning) } : {}),
+        ...(args.resolution ? { resolution: args.resolution } : {}),
+      };
+      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs, overrides);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
-      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed));
+      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
     const instrumentation: Instrumentation = {
@@ -328,6 +341,20 @@ function parseArgs(argv: string[]): CompileArgs {
         const text = value();
         if (!/^\d+$/.test(text)) throw new UsageError(`--seed expects a non-negative integer, got '${text}'`);
         args.seed = Number(text);
+        break;
+      }
+      case '--prompts':
+        args.prompts = value();
+        break;
+      case '--conditioning':
+        args.conditioning = value();
+        break;
+      case '--resolution': {
+        const text = value();
+        const match = /^(\d+)(?:x(\d+))?$/.exec(text);
+        const [h, w] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [0, 0];
+        if (!(h >= 1 && w >= 1 && h <= 65536 && w <= 65536)) throw new UsageError(`--resolution expects N or HxW (positive integers), got '${text}'`);
+        args.resolution = [h, w];
         break;
       }
       case '--dump-dir':

@@ -1,21 +1,28 @@
 /**
- * `qcompile sample MODEL -o grid.png`: runs a diffusion model's FP (or quantized) sampler in ONNX Runtime and
- * writes a PNG grid (one row per class), the raw float32 samples (`<out>.f32.bin`) and a JSON manifest.
+ * `qcompile sample MODEL -o grid.png`: runs a diffusion model's FP (or quantized) sampler in ONNX Runtime
+ * through the sampler driver — class labels or prompts, with classifier-free guidance when asked — and writes
+ * a PNG grid (one row per condition), the raw float32 samples (`<out>.f32.bin`, always) and a JSON manifest.
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
-import { ScheduleError, readSidecar, scheduleFromSidecar, type Schedule, type Sidecar } from '../../runtime/diffusion.js';
-import { openSession } from '../../runtime/ort-session.js';
-import { imageGridPng } from '../../runtime/png-grid.js';
-import { denoiserFromSession, denoiserNamesFromSidecar, sampleImages, type SamplerOptions } from '../../runtime/samplers.js';
+import { loadModelSync } from '../../ir/serde.js';
+import { ScheduleError, readSidecar, scheduleFromSidecar, type Sidecar } from '../../runtime/diffusion.js';
+import { loadConditioning } from '../../runtime/diffusion/conditioning.js';
+import { diffusionInterfaceFor, provisionalNoiseSchedule } from '../../runtime/diffusion/provisional-interface.js';
+import { openDenoiser, sample } from '../../runtime/diffusion/sampler.js';
+import { makeScheduler, type Scheduler } from '../../runtime/diffusion/scheduler.js';
+import { recommendedGuidance } from '../../runtime/evaluate.js';
+import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { imageGridPng, previewChannels } from '../../runtime/png-grid.js';
 import { parseArgs } from '../args.js';
 import type { CliIO, Command } from '../command.js';
 
 const USAGE = `Usage: qcompile sample MODEL [options] -o grid.png
 
-Samples images from a class-conditional diffusion model (ONNX) and writes grid.png, grid.f32.bin (float32
-[N,C,H,W], little-endian) and grid.json (shape, labels, sampler settings). Rows are classes.
+Samples a diffusion model (ONNX) and writes grid.png, grid.f32.bin (float32 [N,C,H,W], little-endian;
+always written) and grid.json (shape, conditions, sampler settings). Rows are classes (or prompts); a latent
+with more than 3 channels is shown by its first 3 in the PNG (the .f32.bin has them all).
 
 Options:
   --schedule FILE   diffusion sidecar (default: schedule.json next to MODEL)
@@ -24,14 +31,17 @@ Options:
   --eta E           DDIM eta (default 0)
   --seed S          noise seed, non-negative integer (default 0)
   --classes LIST    comma-separated class ids, or 'all' (default all)
-  --per-class K     samples per class (default 8)
+  --per-class K     samples per class, or per prompt (default 8)
+  --prompts FILE    prompts for a text-conditioned model (one per line, or a 'prompt<TAB>class' TSV)
+  --conditioning DIR  precomputed conditioning instead (.npy per prompt + uncond.npy)
+  --guidance G      classifier-free guidance scale (default: the sidecar's recommended, else 1)
   --batch B         samples per model call (default 64)
   --scale F         PNG upscale factor (default 3)
   --threads N       ORT intra-op threads (default: ORT's choice)
   -o FILE           output PNG (required)
 `;
 
-const KINDS = { schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
+const KINDS = { prompts: 'string', conditioning: 'string', guidance: 'string', schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
 
 /** The `sample` subcommand. */
 export const sampleCommand: Command = {
@@ -75,44 +85,53 @@ export const sampleCommand: Command = {
     const sampler = (args.options.sampler ?? 'ddim') as string;
     if (sampler !== 'ddim' && sampler !== 'ddpm') return fail(`--sampler must be ddim or ddpm, got '${sampler}'`, 2);
 
+    const guidanceFlag = args.options.guidance === undefined ? undefined : Number(args.options.guidance);
+    if (guidanceFlag !== undefined && !(guidanceFlag > 0 && guidanceFlag <= 100)) return fail(`--guidance must be a number in (0, 100], got '${String(args.options.guidance)}'`, 2);
+
     let sidecar: Sidecar;
-    let schedule: Schedule;
+    let scheduler: Scheduler;
     try {
       sidecar = readSidecar(schedulePath);
-      schedule = scheduleFromSidecar(sidecar);
+      scheduleFromSidecar(sidecar);
+      scheduler = makeScheduler(provisionalNoiseSchedule(sidecar), sampler === 'ddim' ? { kind: 'ddim', steps: steps as number, eta } : { kind: 'ddpm', steps: sidecar.T });
     } catch (error) {
       if (!(error instanceof ScheduleError)) throw error;
       return fail(error.message);
     }
-    const numClasses = sidecar.num_classes ?? 0;
-    const image = sidecar.image;
-    if (!image) return fail(`${schedulePath}: the sidecar has no 'image' {channels, height, width}`);
+    const model = loadModelSync(modelPath);
+    const iface = diffusionInterfaceFor(model, modelPath);
+    const conditioning = loadConditioning(iface, {
+      ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
+      ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
+    });
+    const byClass = iface.conditioning.some((c) => c.kind === 'class-label');
     const classesArg = (args.options.classes ?? 'all') as string;
-    const classes = classesArg === 'all' ? Array.from({ length: Math.max(numClasses, 1) }, (_, i) => i) : classesArg.split(',').map((s) => Number(s.trim()));
-    const badClass = classes.find((c) => !Number.isInteger(c) || c < 0 || (numClasses > 0 && c >= numClasses));
-    if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${numClasses - 1}`, 2);
-    const labels = classes.flatMap((c) => Array<number>(perClass as number).fill(c));
-    const imageShape = [image.channels, image.height, image.width];
+    if (!byClass && args.options.classes !== undefined) return fail(`--classes picks class labels, and this model takes ${conditioning.describe}`, 2);
+    const chosen = classesArg === 'all' ? Array.from({ length: conditioning.count }, (_, i) => i) : classesArg.split(',').map((s) => Number(s.trim()));
+    const badClass = chosen.find((c) => !Number.isInteger(c) || c < 0 || c >= conditioning.count);
+    if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${conditioning.count - 1}`, 2);
+    const conditions = chosen.flatMap((c) => Array<number>(perClass as number).fill(c));
+    const guidance = guidanceFlag ?? recommendedGuidance(sidecar) ?? 1;
 
     const started = Date.now();
-    const options: SamplerOptions = {
-      sampler,
-      steps: steps as number,
-      eta,
-      seed: seed as number,
-      batch: batch as number,
-      progress: (step, total) => {
-        if (step === total || step % 5 === 0) io.stderr(`\rsampling: step ${step}/${total}  ${((Date.now() - started) / 1000).toFixed(1)} s`);
-        if (step === total) io.stderr('\n');
-      },
-    };
     let samples: Float32Array;
     try {
-      const session = await openSession(modelPath, threads ? { intraOpNumThreads: threads as number } : {});
+      const denoiser = await openDenoiser(model, iface, new OrtExecutor(threads ? { threads: threads as number } : {}));
       try {
-        samples = await sampleImages(denoiserFromSession(session, denoiserNamesFromSidecar(sidecar)), schedule, labels, imageShape, options);
+        samples = await sample(denoiser, {
+          scheduler,
+          conditions,
+          conditioning,
+          guidance,
+          seed: seed as number,
+          batch: batch as number,
+          progress: (step, total) => {
+            if (step === total || step % 5 === 0) io.stderr(`\rsampling: step ${step}/${total}  ${((Date.now() - started) / 1000).toFixed(1)} s`);
+            if (step === total) io.stderr('\n');
+          },
+        });
       } finally {
-        await session.release();
+        await denoiser.release();
       }
     } catch (error) {
       return fail((error as Error).message.split('\n')[0]!);
@@ -122,12 +141,14 @@ export const sampleCommand: Command = {
     const base = pngPath.replace(/\.png$/i, '');
     const binPath = `${base}.f32.bin`;
     const jsonPath = `${base}.json`;
-    const dims = [labels.length, ...imageShape];
+    const dims = [conditions.length, ...iface.latent.shape];
+    const preview = previewChannels(samples, dims);
     const manifest = {
       model: modelPath,
       samples: { file: binPath.slice(dirname(binPath).length + 1), dtype: 'float32', shape: dims, byte_order: 'little', layout: 'C (row-major)' },
-      labels,
-      sampler: { name: sampler, ...(sampler === 'ddim' ? { steps, eta } : { steps: sidecar.T }), seed, batch },
+      ...(byClass ? { labels: conditions } : { conditions, conditioning: conditioning.describe }),
+      sampler: { name: sampler, ...(sampler === 'ddim' ? { steps, eta } : { steps: sidecar.T }), seed, batch, guidance },
+      ...(preview.note ? { png: preview.note } : {}),
       wall_s: Number(((Date.now() - started) / 1000).toFixed(2)),
     };
     try {
@@ -136,12 +157,12 @@ export const sampleCommand: Command = {
       outputs.addInputs([modelPath, schedulePath]);
       outputs.writeFile(binPath, new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
       outputs.writeFile(jsonPath, `${JSON.stringify(manifest, null, 2)}\n`);
-      outputs.writeFile(pngPath, imageGridPng(samples, dims, { cols: perClass as number, scale: scale as number }));
+      outputs.writeFile(pngPath, imageGridPng(preview.images, preview.dims, { cols: perClass as number, scale: scale as number }));
       outputs.commit();
     } catch (error) {
       return fail(`cannot write outputs: ${(error as Error).message}`);
     }
-    io.stdout(`wrote ${pngPath} (${labels.length} samples, ${classes.length} classes × ${perClass as number}), ${binPath}, ${jsonPath}\n`);
+    io.stdout(`wrote ${pngPath} (${conditions.length} samples, ${chosen.length} ${byClass ? 'classes' : 'conditions'} × ${perClass as number}${preview.note ? `; ${preview.note}` : ''}), ${binPath}, ${jsonPath}\n`);
     return 0;
   },
 };

@@ -111,6 +111,8 @@ export interface SampleOptions {
   guidance?: number;
   /** Seeds x_T (for the whole run) and each sample's step noise. */
   seed?: number;
+  /** Each sample's index in the whole run, naming its step-noise stream (default: its position here). */
+  sampleIndex?: readonly number[];
   /** Samples per model call (default 64; CFG calls run twice the rows). */
   batch?: number;
   /** The starting noise [n, ...latent] instead of the seed's (scaled by `initNoiseSigma`, as diffusers scales given latents). */
@@ -149,7 +151,7 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
     const first = k * batchSize;
     const count = Math.min(batchSize, n - first);
     const xb = x.subarray(first * perSample, (first + count) * perSample);
-    const noise = Array.from({ length: count }, (_, s) => seededNormal(sampleNoiseSeed(seed, first + s)));
+    const noise = Array.from({ length: count }, (_, s) => seededNormal(sampleNoiseSeed(seed, options.sampleIndex?.[first + s] ?? first + s)));
     const conditional = conditioning?.feeds(conditions.slice(first, first + count)) ?? {};
     const condFeeds = cfg ? stackFeeds([conditioning!.unconditional!(count), conditional]) : conditional;
     const rows = cfg ? 2 * count : count;
