@@ -10,7 +10,7 @@ import { loadModelSync } from '../src/ir/serde.js';
 import type { ModelExecutor } from '../src/ir/executor.js';
 import { buildCalibrationSet, type CalibrationOptions, type CalibrationSet } from '../src/runtime/calibration.js';
 import { readSidecar } from '../src/runtime/diffusion.js';
-import { loadConditioning, type ConditioningSet } from '../src/runtime/diffusion/conditioning.js';
+import { classLabelConditioning, type ConditioningSet } from '../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../src/runtime/diffusion/interface.js';
 import { diffusionInterfaceFor, provisionalNoiseSchedule } from '../src/runtime/diffusion/provisional-interface.js';
 import { openDenoiser, sample } from '../src/runtime/diffusion/sampler.js';
@@ -33,7 +33,7 @@ function floats64(file: string): Float64Array {
 export function ditDigits(model: Model, steps: number): { iface: DiffusionInterface; conditioning: ConditioningSet; scheduler: Scheduler } {
   const iface = diffusionInterfaceFor(model, join(DIT_DIGITS, 'model.onnx'));
   const scheduler = makeScheduler(provisionalNoiseSchedule(readSidecar(join(DIT_DIGITS, 'schedule.json'))), { kind: 'ddim', steps });
-  return { iface, conditioning: loadConditioning(iface, {}), scheduler };
+  return { iface, conditioning: classLabelConditioning(iface), scheduler };
 }
 
 /** A calibration set of a dit-digits model from its own DDIM-`steps` trajectories. */

@@ -81,10 +81,10 @@ export function recipeCachePath(recipe: Recipe, recipePath: string): string | un
 }
 
 /** The interface, scheduler, conditioning and guidance the recipe's calibration and probe drive `model` with. */
-export function recipeDiffusion(recipe: Recipe, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): RecipeDiffusion {
+export async function recipeDiffusion(recipe: Recipe, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): Promise<RecipeDiffusion> {
   const d = recipe.diffusion;
   const iface = diffusionInterfaceFor(model, modelPath, { classes: d.classes, prediction: d.prediction, ...(overrides.resolution ? { resolution: overrides.resolution } : {}) });
-  const conditioning = loadConditioning(iface, overrides);
+  const conditioning = await loadConditioning(iface, overrides);
   const spec = d.sampler.kind === 'ddim' ? { kind: 'ddim' as const, steps: d.sampler.steps, eta: d.sampler.eta } : { kind: 'ddpm' as const, steps: d.sampler.steps };
   return { iface, scheduler: makeScheduler(recipeNoiseSchedule(recipe, modelPath), spec), conditioning, guidance: d.guidance };
 }
@@ -96,7 +96,7 @@ export function recipeDiffusion(recipe: Recipe, model: Model, modelPath: string,
  * else atomically now. Throws OutputPathError when the cache path holds anything but a calibration cache.
  */
 export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction, overrides: DiffusionOverrides = {}): Promise<CalibrationSet> {
-  const diffusion = recipeDiffusion(recipe, model, modelPath, overrides);
+  const diffusion = await recipeDiffusion(recipe, model, modelPath, overrides);
   const { scheduler, conditioning, guidance } = diffusion;
   const cachePath = recipeCachePath(recipe, recipePath);
   const key: CalibrationKey = {
@@ -166,8 +166,8 @@ const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
  * (DDIM η = 0 for a DDIM recipe), its guidance and the model's conditioning dealt round-robin, from seeded
  * noise the calibration never used; the same noise and conditions for every candidate.
  */
-export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): SampleProbe {
-  const { iface, scheduler, conditioning, guidance } = recipeDiffusion(recipe, model, modelPath, overrides);
+export async function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
+  const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, model, modelPath, overrides);
   const probeScheduler = scheduler.spec.kind === 'ddim' ? makeScheduler(scheduler.config, { kind: 'ddim', steps: PROBE.steps, eta: 0 }) : scheduler;
   const conditions = Array.from({ length: PROBE.samples }, (_, i) => i % conditioning.count);
   return {

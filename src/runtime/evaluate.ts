@@ -70,7 +70,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   const fp = loadModelSync(options.fp);
   const quant = loadModelSync(options.quant);
   const iface = diffusionInterfaceFor(fp, options.fp);
-  const conditioning = loadConditioning(iface, options.conditioning ?? {});
+  const conditioning = await loadConditioning(iface, options.conditioning ?? {});
   const guidance = options.guidance ?? recommendedGuidance(sidecar) ?? 1;
   const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
   const conditions = Array.from({ length: options.samples }, (_, i) => i % conditioning.count);

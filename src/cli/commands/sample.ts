@@ -100,7 +100,7 @@ export const sampleCommand: Command = {
     }
     const model = loadModelSync(modelPath);
     const iface = diffusionInterfaceFor(model, modelPath);
-    const conditioning = loadConditioning(iface, {
+    const conditioning = await loadConditioning(iface, {
       ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
       ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
     });

@@ -103,13 +103,12 @@ export interface ConditioningSources {
  * one, and for a text-conditioned model the prompts encoded by its pipeline or the precomputed tensors —
  * without either, an error naming the flags and the recipe setting.
  */
-export function loadConditioning(iface: DiffusionInterface, sources: ConditioningSources, text?: (iface: DiffusionInterface, sources: ConditioningSources) => ConditioningSet): ConditioningSet {
+export async function loadConditioning(iface: DiffusionInterface, sources: ConditioningSources): Promise<ConditioningSet> {
   if (iface.conditioning.length === 0) return UNCONDITIONAL;
   if (iface.conditioning.every((c) => c.kind === 'class-label')) return classLabelConditioning(iface);
   const names = iface.conditioning.filter((c) => c.kind !== 'class-label').map((c) => `'${c.name}' (${c.kind})`).join(', ');
   if (!sources.prompts && !sources.conditioningDir) {
     throw new Error(`the model is text-conditioned (${names}): give it prompts with --prompts FILE or \`calibrate { prompts "FILE" }\` in the recipe, or precomputed conditioning with --conditioning DIR`);
   }
-  if (!text) throw new Error(`text conditioning for ${names} is not available in this build`);
-  return text(iface, sources);
+  throw new Error(`text conditioning for ${names} is not available in this build`);
 }
