@@ -55,8 +55,8 @@ export function decodeNpy(bytes: Uint8Array, file: string): NpyArray {
   const count = shape.reduce((a, b) => a * b, 1);
   const width = dtype === 'float32' ? 4 : 8;
   if (bytes.length - dataStart !== count * width) throw new NpyError(file, `holds ${bytes.length - dataStart} data bytes, but shape (${shape.join(', ')}) of ${descr} needs ${count * width}`);
-  // Copy the payload: typed arrays need aligned offsets, and the caller owns the result.
-  const payload = bytes.slice(dataStart).buffer;
+  // Copy the payload (a Buffer's slice would share its pool): typed arrays need aligned offsets, and the caller owns the result.
+  const payload = new Uint8Array(bytes.subarray(dataStart)).buffer;
   return dtype === 'float32' ? { dtype, shape, data: new Float32Array(payload) } : { dtype, shape, data: new BigInt64Array(payload) };
 }
 
