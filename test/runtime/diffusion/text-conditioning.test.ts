@@ -112,6 +112,6 @@ describe('readConditioningDir', () => {
     expect(first.dtype).toBe('float32');
     expect(first.shape).toEqual([8, 64]);
     const embeds = bin(`${SD}/prompts/prompt_embeds_test_f32.bin`, Float32Array);
-    expect(Array.from(first.data)).toEqual(Array.from(embeds.subarray(0, 512)));
+    expect(Array.from(first.data as Float32Array)).toEqual(Array.from(embeds.subarray(0, 512)));
   });
 });
