@@ -45,6 +45,8 @@ export interface DiffusionInputs {
   conditioning: ConditioningFact[];
   /** The output the sampler reads: the first graph output. */
   output?: Value;
+  /** Inputs read by Sin/Cos that feed no linear: rotary position tables (Flux `img_ids`/`txt_ids`). */
+  rotaryPositions: Value[];
   unexplained: Value[];
 }
 
@@ -85,7 +87,7 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
   const byName = (name: string | undefined) => (name === undefined ? undefined : inputs.find((v) => v.name === name));
   const output = (known.output !== undefined ? graph.outputs.find((v) => v.name === known.output) : undefined) ?? graph.outputs[0];
   const taken = new Set<Value>();
-  const result: DiffusionInputs = { conditioning: [], unexplained: [] };
+  const result: DiffusionInputs = { conditioning: [], rotaryPositions: [], unexplained: [] };
   if (output) result.output = output;
 
   // Timestep-like inputs: rank 0/1 values read by a sinusoidal embedding; the first is the timestep, a
@@ -125,6 +127,11 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
     taken.add(latent);
   }
 
+  for (const v of inputs) {
+    if (taken.has(v) || !reachesSinusoid(v)) continue;
+    result.rotaryPositions.push(v);
+    taken.add(v);
+  }
   for (const v of inputs) {
     if (taken.has(v)) continue;
     const fact = conditioningByStructure(v, result.latent?.value);
@@ -212,6 +219,11 @@ function feedsSinusoidalEmbedding(value: Value): boolean {
     if (!isOp(node, Op.Sin) && !isOp(node, Op.Cos)) return false;
     return someNodeWithin(node.outputs[0]!, 6, (n) => PLUMBING.has(n.opType), (n) => layerGeometry(n) !== undefined);
   });
+}
+
+/** True when `value` reaches a Sin or Cos within 8 ops, through anything but a weighted layer. */
+function reachesSinusoid(value: Value): boolean {
+  return someNodeWithin(value, 8, (node) => layerGeometry(node) === undefined, (node) => isOp(node, Op.Sin) || isOp(node, Op.Cos));
 }
 
 /** The constant a timestep is multiplied by right away (through casts and unsqueezes), when it is a scalar. */

@@ -130,6 +130,9 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
     if (!role) return graphWhy;
     return `${sidecarName} roles.${role}${structuralName === name ? ' (the graph agrees)' : structuralName ? ` (the graph's structure says '${structuralName}')` : ''}`;
   };
+  if (graph.rotaryPositions.length > 0) {
+    throw new InterfaceError(`model input${graph.rotaryPositions.length > 1 ? 's' : ''} ${graph.rotaryPositions.map((v) => `'${v.name}'`).join(', ')} feed${graph.rotaryPositions.length > 1 ? '' : 's'} a rotary position embedding (Flux img_ids/txt_ids): qcompile does not feed position ids yet`);
+  }
   if (graph.unexplained.length > 0) {
     throw new InterfaceError(`cannot tell what model input${graph.unexplained.length > 1 ? 's' : ''} ${graph.unexplained.map((v) => `'${v.name}'`).join(', ')} carr${graph.unexplained.length > 1 ? 'y' : 'ies'}: name ${graph.unexplained.length > 1 ? 'them' : 'it'} in ${sidecarName}'s "roles" next to the model`);
   }
