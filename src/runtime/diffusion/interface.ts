@@ -158,7 +158,9 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
       : folder?.config?.sampleSize !== undefined ? { size: square(folder.config.sampleSize), source: 'pipeline-folder', detail: `${folder.config.file} sample_size` }
       : undefined;
     if (declared.every((d) => typeof d === 'number')) {
-      if (stated && (stated.size[0] !== declared[0] || stated.size[1] !== declared[1])) {
+      // A resolution the user gave must match a static latent; a sidecar's or config's is only a default for dynamic ones.
+      const userStated = stated && (stated.source === 'recipe' || stated.source === 'command-line');
+      if (userStated && (stated.size[0] !== declared[0] || stated.size[1] !== declared[1])) {
         throw new InterfaceError(`the model's latent '${latentValue.name}' is ${declared[0]}x${declared[1]}, but ${stated.detail} says ${stated.size[0]}x${stated.size[1]}`);
       }
       shape = [channels, declared[0] as number, declared[1] as number];
