@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { synthCommand } from '../../src/cli/commands/synth.js';
 import type { Model } from '../../src/ir/core.js';
 import { loadModelSync } from '../../src/ir/serde.js';
+import { verifyModel } from '../../src/ir/verify.js';
 import { SD_UNET_PRESETS, buildSdUnet, sdUnetParameterCount } from '../../src/synth/sd-unet.js';
 
 const root = mkdtempSync(join(tmpdir(), 'qcompile-synth-unet-'));
@@ -166,6 +167,8 @@ describe('synthetic SD-1.5 UNet graph (built in memory; weights are lazy and nev
   it('has the 859,520,964 parameters of diffusers\' SD-1.5 UNet2DConditionModel', () => {
     expect(sdUnetParameterCount(config)).toBe(859_520_964);
     expect(weightCount(model)).toBe(859_520_964);
+    // Well-formed, and shape inference types every node output (never reading a weight).
+    expect(verifyModel(model)).toEqual([]);
   });
 
   it('has the op counts of 22 resnets, 16 transformers, 3 down- and 3 upsamplers', () => {
