@@ -27,8 +27,8 @@ export interface SdUnetConfig {
   /** Per level: true for CrossAttnDownBlock2D, false for DownBlock2D; the up path mirrors it. */
   crossAttention: boolean[];
   layersPerBlock: number;
-  /** diffusers' `attention_head_dim`, which SD 1.x configs use as the number of heads. */
-  attentionHeads: number;
+  /** Heads per level (diffusers' `attention_head_dim`, which SD 1.x/2.x configs use as the head count); the mid block uses the last. */
+  attentionHeads: number[];
   crossAttentionDim: number;
   normGroups: number;
   normEps: number;
@@ -38,11 +38,11 @@ export interface SdUnetConfig {
 export const SD_UNET_PRESETS: Record<string, SdUnetConfig> = {
   sd15: {
     name: 'sd15', sampleSize: 64, inChannels: 4, outChannels: 4, blockOutChannels: [320, 640, 1280, 1280], crossAttention: [true, true, true, false],
-    layersPerBlock: 2, attentionHeads: 8, crossAttentionDim: 768, normGroups: 32, normEps: 1e-5,
+    layersPerBlock: 2, attentionHeads: [8, 8, 8, 8], crossAttentionDim: 768, normGroups: 32, normEps: 1e-5,
   },
   'tiny-sd': {
     name: 'tiny-sd', sampleSize: 16, inChannels: 4, outChannels: 4, blockOutChannels: [32, 64], crossAttention: [true, false],
-    layersPerBlock: 1, attentionHeads: 8, crossAttentionDim: 32, normGroups: 32, normEps: 1e-5,
+    layersPerBlock: 1, attentionHeads: [8, 8], crossAttentionDim: 32, normGroups: 32, normEps: 1e-5,
   },
 };
 
@@ -141,8 +141,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
   };
 
   /** Attention (self when `keys` is the block's own tokens): per-head softmax(q·kᵀ/√d)·v, then to_out.0. */
-  const attention = (scope: string, name: string, tokens: Value, keys: Value, channels: number, keyDim: number) => {
-    const heads = config.attentionHeads;
+  const attention = (scope: string, name: string, tokens: Value, keys: Value, channels: number, heads: number, keyDim: number) => {
     const headDim = channels / heads;
     /** view(batch, seq, heads, head_dim) with batch and seq read from the tensor's shape. */
     const splitHeads = (x: Value) => {
@@ -179,7 +178,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
     return e.op(scope, Op.Mul, [hidden, gelu]);
   };
 
-  const transformer = (scope: string, name: string, input: Value, channels: number) => {
+  const transformer = (scope: string, name: string, input: Value, channels: number, heads: number) => {
     const [batch, height, width] = [0, 2, 3].map((axis) => dim(scope, input, axis));
     const projIn = conv(scope, `${name}.proj_in`, groupNorm(`${scope}/norm`, input, channels, TRANSFORMER_NORM_EPS), channels, channels, 1);
     const inner = dim(scope, projIn, 1);
@@ -190,9 +189,9 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
     const bs = `${scope}/transformer_blocks.0`;
     const bn = `${name}.transformer_blocks.0`;
     const selfIn = layerNorm(`${bs}/norm1`, `${bn}.norm1`, tokens, channels);
-    tokens = e.op(bs, Op.Add, [attention(`${bs}/attn1`, `${bn}.attn1`, selfIn, selfIn, channels, channels), tokens]);
+    tokens = e.op(bs, Op.Add, [attention(`${bs}/attn1`, `${bn}.attn1`, selfIn, selfIn, channels, heads, channels), tokens]);
     const crossIn = layerNorm(`${bs}/norm2`, `${bn}.norm2`, tokens, channels);
-    tokens = e.op(bs, Op.Add, [attention(`${bs}/attn2`, `${bn}.attn2`, crossIn, context, channels, config.crossAttentionDim), tokens]);
+    tokens = e.op(bs, Op.Add, [attention(`${bs}/attn2`, `${bn}.attn2`, crossIn, context, channels, heads, config.crossAttentionDim), tokens]);
     const ffIn = layerNorm(`${bs}/norm3`, `${bn}.norm3`, tokens, channels);
     const ff = linear(`${bs}/ff/net.2`, `${bn}.ff.net.2`, geglu(`${bs}/ff/net.0`, `${bn}.ff.net.0`, ffIn, channels), 4 * channels, channels, true);
     tokens = e.op(bs, Op.Add, [ff, tokens]);
@@ -212,7 +211,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
     for (let j = 0; j < config.layersPerBlock; j++) {
       h = resnet(`/${block}/resnets.${j}`, `${block}.resnets.${j}`, h, channels, out);
       channels = out;
-      if (config.crossAttention[level]) h = transformer(`/${block}/attentions.${j}`, `${block}.attentions.${j}`, h, out);
+      if (config.crossAttention[level]) h = transformer(`/${block}/attentions.${j}`, `${block}.attentions.${j}`, h, out, config.attentionHeads[level]!);
       skips.push({ value: h, channels });
     }
     if (level < levels - 1) {
@@ -223,7 +222,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
 
   // 4. Mid block: resnet, transformer, resnet.
   h = resnet('/mid_block/resnets.0', 'mid_block.resnets.0', h, channels, channels);
-  h = transformer('/mid_block/attentions.0', 'mid_block.attentions.0', h, channels);
+  h = transformer('/mid_block/attentions.0', 'mid_block.attentions.0', h, channels, config.attentionHeads[levels - 1]!);
   h = resnet('/mid_block/resnets.1', 'mid_block.resnets.1', h, channels, channels);
 
   // 5. Up blocks: levels reversed, layers_per_block + 1 resnets each on cat([h, skip]), nearest ×2 + conv between.
@@ -236,7 +235,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
       const joined = e.op(`/${block}`, Op.Concat, [h, skip.value], { axis: int(1) });
       h = resnet(`/${block}/resnets.${j}`, `${block}.resnets.${j}`, joined, channels + skip.channels, out);
       channels = out;
-      if (config.crossAttention[level]) h = transformer(`/${block}/attentions.${j}`, `${block}.attentions.${j}`, h, out);
+      if (config.crossAttention[level]) h = transformer(`/${block}/attentions.${j}`, `${block}.attentions.${j}`, h, out, config.attentionHeads[level]!);
     }
     if (i < levels - 1) {
       const up = `/${block}/upsamplers.0`;
@@ -306,7 +305,8 @@ export function sdUnetConfigJson(config: SdUnetConfig): Record<string, unknown> 
     _class_name: 'UNet2DConditionModel',
     _diffusers_version: '0.27.2',
     act_fn: 'silu',
-    attention_head_dim: config.attentionHeads,
+    // A single number when every level has the same, as SD 1.5's config.json writes it.
+    attention_head_dim: new Set(config.attentionHeads).size === 1 ? config.attentionHeads[0] : config.attentionHeads,
     block_out_channels: config.blockOutChannels,
     center_input_sample: false,
     cross_attention_dim: config.crossAttentionDim,
@@ -361,11 +361,13 @@ export function sdModelIndex(config: SdUnetConfig, seed: number): Record<string,
 
 function checkConfig(config: SdUnetConfig): void {
   const problems: string[] = [];
-  if (config.crossAttention.length !== config.blockOutChannels.length) problems.push('one crossAttention flag per level');
-  for (const c of config.blockOutChannels) {
+  const levels = config.blockOutChannels.length;
+  if (config.crossAttention.length !== levels || config.attentionHeads.length !== levels) problems.push('one crossAttention flag and one head count per level');
+  config.blockOutChannels.forEach((c, level) => {
     if (c % config.normGroups !== 0) problems.push(`channels ${c} divisible by ${config.normGroups} groups`);
-    if (c % config.attentionHeads !== 0) problems.push(`channels ${c} divisible by ${config.attentionHeads} heads`);
-  }
+    const heads = config.attentionHeads[level] ?? 1;
+    if (c % heads !== 0) problems.push(`channels ${c} divisible by ${heads} heads`);
+  });
   if (config.blockOutChannels[0]! % 2 !== 0) problems.push('an even time-embedding width');
   if (problems.length > 0) throw new Error(`${config.name}: the UNet needs ${problems.join(', ')}`);
 }

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { synthCommand } from '../../src/cli/commands/synth.js';
 import type { Model } from '../../src/ir/core.js';
-import { loadModelSync } from '../../src/ir/serde.js';
+import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { verifyModel } from '../../src/ir/verify.js';
 import { SD_UNET_PRESETS, buildSdUnet, sdUnetParameterCount } from '../../src/synth/sd-unet.js';
 
@@ -150,13 +150,38 @@ describe('qcompile synth unet --preset tiny-sd', async () => {
   });
 });
 
-describe('synthetic UNet against a real torch export', () => {
-  it('reads the same weights in the same order as the sd-digits fixture (same config)', () => {
-    // sd-digits: block_out_channels (64, 128), 1 layer per block, cross_attention_dim 64, 1-channel 16×16 "latents".
-    const fixture = loadModelSync(join(import.meta.dirname, '../fixtures/sd-digits/unet/model.onnx'));
-    const same = buildSdUnet({ ...SD_UNET_PRESETS['tiny-sd']!, name: 'sd-digits', inChannels: 1, outChannels: 1, blockOutChannels: [64, 128], attentionHeads: 2, crossAttentionDim: 64 });
+describe('synthetic UNet against a real torch export (test/fixtures/sd-digits)', () => {
+  // sd-digits: block_out_channels (64, 128), 1 layer per block, head dim 32 (2 and 4 heads), cross_attention_dim 64, 1-channel 16×16 "latents".
+  const fixtureDir = join(import.meta.dirname, '../fixtures/sd-digits/unet');
+  const fixture = loadModelSync(join(fixtureDir, 'model.onnx'));
+  const same = buildSdUnet({ ...SD_UNET_PRESETS['tiny-sd']!, name: 'sd-digits', inChannels: 1, outChannels: 1, blockOutChannels: [64, 128], attentionHeads: [2, 4], crossAttentionDim: 64 });
+
+  it('reads the same weights in the same order at the fixture\'s sizes', () => {
     expect(weightedNodes(same)).toEqual(weightedNodes(fixture));
     expect(weightCount(same)).toBe(3_149_185);
+  });
+
+  it('with the fixture\'s trained weights, reproduces its PyTorch outputs in onnxruntime', async () => {
+    const carriers = (model: Model) => model.graph.nodes.flatMap((n) => n.inputs.filter((v) => v?.initializer));
+    const from = carriers(fixture);
+    carriers(same).forEach((value, i) => void (value!.initializer = from[i]!.initializer));
+    const path = join(root, 'sd-digits-weights.onnx');
+    saveModel(same, path);
+    const session = await ort.InferenceSession.create(path);
+    const bin = (name: string) => readFileSync(join(fixtureDir, name));
+    const f32 = (name: string) => { const b = bin(name); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); };
+    const i64 = (name: string) => { const b = bin(name); return new BigInt64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); };
+    const out = (await session.run({
+      sample: new ort.Tensor('float32', f32('reference_in_sample.bin'), [8, 1, 16, 16]),
+      timestep: new ort.Tensor('int64', i64('reference_in_timestep.bin'), [8]),
+      encoder_hidden_states: new ort.Tensor('float32', f32('reference_in_encoder_hidden_states.bin'), [8, 8, 64]),
+    })).out_sample!;
+    await session.release();
+    const expected = f32('reference_out_out_sample.bin');
+    const actual = out.data as Float32Array;
+    const maxAbs = Math.max(...actual.map((v, i) => Math.abs(v - expected[i]!)));
+    // The fixture's suggested tolerance; its own export matched to 3.6e-6.
+    expect(maxAbs).toBeLessThan(1e-4);
   });
 });
 
