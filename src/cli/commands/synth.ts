@@ -26,10 +26,10 @@ Writes a model with the graph of a torch ONNX export (opset 17) of the published
 random weights (not a trained model):
   dit   DIR/model.onnx, DIR/model.onnx.data, DIR/schedule.json (DiT, Peebles & Xie; inputs x, t, y)
         presets: ${Object.keys(DIT_PRESETS).join(', ')}
-  unet  an optimum pipeline folder: DIR/unet/model.onnx (+ model.onnx.data), DIR/unet/config.json,
-        DIR/scheduler/scheduler_config.json, DIR/model_index.json and DIR/conditioning/prompt_000..${String(PROMPTS - 1).padStart(3, '0')}.npy
-        + uncond.npy (random [${SEQUENCE}, cross_attention_dim] encoder_hidden_states, for calibration without a
-        text encoder) (diffusers UNet2DConditionModel; inputs sample, timestep, encoder_hidden_states)
+  unet  a diffusers UNet2DConditionModel (inputs sample, timestep, encoder_hidden_states) as an optimum
+        pipeline folder: DIR/unet/model.onnx (+ model.onnx.data), DIR/unet/config.json,
+        DIR/scheduler/scheduler_config.json, DIR/model_index.json, and DIR/conditioning/prompt_000..${String(PROMPTS - 1).padStart(3, '0')}.npy
+        + uncond.npy: random [${SEQUENCE}, cross_attention_dim] encoder_hidden_states, to calibrate without a text encoder
         presets: ${Object.keys(SD_UNET_PRESETS).join(', ')} (sd15: Stable Diffusion 1.5, 859.5 M parameters)
 
 Options:
