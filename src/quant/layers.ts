@@ -545,28 +545,3 @@ function isWeighted(node: Node): boolean {
   const weight = node.inputs[1];
   return (isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv)) && weight !== undefined && weightDims(weight) !== undefined;
 }
-
-/** The graph input carrying the diffusion timestep: the integer input that feeds the sinusoidal embedding. */
-export function findTimestepInput(model: Model): Value | undefined {
-  const candidates = model.graph.inputs.filter((v) => !v.initializer && v.type && v.type.elemType !== DataType.FLOAT);
-  const reaches = (start: Value) => {
-    const seen = new Set<Value>();
-    let frontier = [start];
-    for (let depth = 0; depth < 6 && frontier.length > 0; depth++) {
-      const next: Value[] = [];
-      for (const value of frontier) {
-        for (const use of value.uses) {
-          if (isOp(use.node, Op.Sin) || isOp(use.node, Op.Cos)) return true;
-          for (const o of use.node.outputs) {
-            if (seen.has(o)) continue;
-            seen.add(o);
-            next.push(o);
-          }
-        }
-      }
-      frontier = next;
-    }
-    return false;
-  };
-  return candidates.find(reaches);
-}

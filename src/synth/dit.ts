@@ -170,7 +170,7 @@ export function buildDit(config: DitConfig, options: DitOptions = {}): Model {
   model.producerName = 'pytorch';
   model.producerVersion = '1.13.0';
   model.opsetImports.set('', 17);
-  model.docString = `qcompile synth dit --preset ${config.name} --seed ${seed}: random weights, not a trained model`;
+  model.docString = `qcompile synth dit --preset ${config.name} --seed ${seed}${config.learnSigma ? '' : ' --no-learn-sigma'}: random weights, not a trained model`;
   return model;
 }
 
@@ -198,6 +198,8 @@ export function ditSchedule(config: DitConfig, seed: number): Record<string, unk
     betas: 'linspace(beta_start, beta_end, T) (float64), alphas_cumprod = cumprod(1 - betas)',
     prediction_type: 'epsilon',
     learn_sigma: config.learnSigma,
+    // DiT's (and diffusers' DDPMScheduler's) name for how the extra channels set the variance.
+    variance_type: config.learnSigma ? 'learned_range' : 'fixed_small',
     timestep_input: 't is the integer DDPM step index 0..T-1 (int64)',
     inputs: [
       { name: 'x', dtype: 'float32', shape: ['batch', config.inChannels, side, side] },
