@@ -24,7 +24,8 @@ import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration
 import { readSidecar, scheduleFromSidecar } from '../runtime/diffusion.js';
 import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
-import { diffusionInterfaceFor, provisionalNoiseSchedule } from '../runtime/diffusion/provisional-interface.js';
+import { provisionalNoiseSchedule } from '../runtime/diffusion/provisional-schedule.js';
+import { findDiffusionInterface } from '../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
 import { makeScheduler, type NoiseScheduleConfig, type Scheduler } from '../runtime/diffusion/scheduler.js';
 import type { CliIO } from './command.js';
@@ -83,8 +84,8 @@ export function recipeCachePath(recipe: Recipe, recipePath: string): string | un
 /** The interface, scheduler, conditioning and guidance the recipe's calibration and probe drive `model` with. */
 export async function recipeDiffusion(recipe: Recipe, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): Promise<RecipeDiffusion> {
   const d = recipe.diffusion;
-  const iface = diffusionInterfaceFor(model, modelPath, { classes: d.classes, prediction: d.prediction, ...(overrides.resolution ? { resolution: overrides.resolution } : {}) });
-  const conditioning = await loadConditioning(iface, overrides);
+  const iface = findDiffusionInterface(model, modelPath, { recipe: { prediction: d.prediction, ...(d.classes ? { classes: d.classes } : {}) }, ...(overrides.resolution ? { resolution: overrides.resolution } : {}) });
+  const conditioning = await loadConditioning(iface, overrides, modelPath);
   const spec = d.sampler.kind === 'ddim' ? { kind: 'ddim' as const, steps: d.sampler.steps, eta: d.sampler.eta } : { kind: 'ddpm' as const, steps: d.sampler.steps };
   return { iface, scheduler: makeScheduler(recipeNoiseSchedule(recipe, modelPath), spec), conditioning, guidance: d.guidance };
 }

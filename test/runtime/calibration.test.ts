@@ -8,7 +8,8 @@ import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
 import { readSidecar } from '../../src/runtime/diffusion.js';
 import { tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
-import { provisionalInterface, provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-interface.js';
+import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
+import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
 import { openDenoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 import { readRawTensor } from '../../src/runtime/host-tensor.js';
@@ -19,7 +20,7 @@ const SD = 'test/fixtures/sd-digits';
 describe('calibration of sd-digits under CFG', () => {
   it('records [uncond, cond] row pairs with the timestep, latent and text states the model got', async () => {
     const model = loadModelSync(`${SD}/unet/model.onnx`);
-    const iface = provisionalInterface(model);
+    const iface = findDiffusionInterface(model, `${SD}/unet/model.onnx`);
     const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_train_f32.bin`, 'float32', [120, 8, 64]).data as Float32Array;
     const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
     const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');

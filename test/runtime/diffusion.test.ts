@@ -3,7 +3,8 @@ import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet, plannedSteps } from '../../src/runtime/calibration.js';
 import { ddimTimesteps, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning } from '../../src/runtime/diffusion/conditioning.js';
-import { diffusionInterfaceFor, provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-interface.js';
+import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
+import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
 import { openDenoiser, type Denoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 
@@ -13,7 +14,7 @@ const positions = (steps: number) => ddimTimesteps(1000, steps).map((t) => t / 1
 
 describe('calibration trajectories on the dit-digits fixture', () => {
   const model = loadModelSync(`${DIR}/model.onnx`);
-  const iface = diffusionInterfaceFor(model, `${DIR}/model.onnx`);
+  const iface = findDiffusionInterface(model, `${DIR}/model.onnx`);
 
   it('finds the latent, timestep and label inputs by structure, and the sidecar\'s classes (no null class)', () => {
     expect(iface).toMatchObject({ latent: { name: 'x', shape: [1, 16, 16] }, timestep: { name: 't', rank: 1, scale: 1 }, conditioning: [{ name: 'y', kind: 'class-label' }], output: { name: 'eps', channels: 1, varianceChannels: 0 }, classes: { count: 10 } });

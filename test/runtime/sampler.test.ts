@@ -9,7 +9,8 @@ import { buildDit, DIT_PRESETS } from '../../src/synth/dit.js';
 import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning, tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { provisionalInterface, provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-interface.js';
+import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
+import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
 import { openDenoiser, predictionOf, sample, type Denoiser, type StepRecord } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 import { loadManifestTensors, readRawTensor } from '../../src/runtime/host-tensor.js';
@@ -23,7 +24,7 @@ describe('sampler driver on the DiT fixture', () => {
   let denoiser: Denoiser;
   beforeAll(async () => {
     const model = loadModelSync(`${DIT}/model.onnx`);
-    denoiser = await openDenoiser(model, provisionalInterface(model, { classes: { count: 10 } }));
+    denoiser = await openDenoiser(model, findDiffusionInterface(model, `${DIT}/model.onnx`));
   });
   afterAll(() => denoiser.release());
 
@@ -58,7 +59,8 @@ describe('sampler driver on a learned-variance DiT (synth tiny: 2C outputs, null
   let iface: DiffusionInterface;
   beforeAll(async () => {
     const model = buildDit(DIT_PRESETS.tiny!);
-    iface = provisionalInterface(model, { classes: { count: 10, nullClass: 10 } });
+    // In memory, no sidecar: the recipe's facts (prediction, 10 classes + the null class).
+    iface = findDiffusionInterface(model, 'synth-tiny/model.onnx', { recipe: { prediction: 'epsilon', classes: 10, nullClass: 10 } });
     denoiser = await openDenoiser(model, iface);
   });
   afterAll(() => denoiser.release());
@@ -104,7 +106,7 @@ describe('sampler driver on a learned-variance DiT (synth tiny: 2C outputs, null
 describe('sampler driver on sd-digits (text states, CFG)', () => {
   it('guidance 1.5 from the precomputed prompt states reproduces samples_g1.5 (first 10, batch 4)', async () => {
     const model = loadModelSync(`${SD}/unet/model.onnx`);
-    const iface = provisionalInterface(model);
+    const iface = findDiffusionInterface(model, `${SD}/unet/model.onnx`);
     expect(iface.conditioning).toEqual([{ name: 'encoder_hidden_states', kind: 'text-states', elemType: 1, shape: [8, 64] }]);
     const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_test_f32.bin`, 'float32', [100, 8, 64]).data as Float32Array;
     const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;

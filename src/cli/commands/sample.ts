@@ -9,7 +9,8 @@ import { OutputTransaction } from '../../ir/atomic-file.js';
 import { loadModelSync } from '../../ir/serde.js';
 import { ScheduleError, readSidecar, scheduleFromSidecar, type Sidecar } from '../../runtime/diffusion.js';
 import { loadConditioning } from '../../runtime/diffusion/conditioning.js';
-import { diffusionInterfaceFor, provisionalNoiseSchedule } from '../../runtime/diffusion/provisional-interface.js';
+import { provisionalNoiseSchedule } from '../../runtime/diffusion/provisional-schedule.js';
+import { findDiffusionInterface } from '../../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../../runtime/diffusion/sampler.js';
 import { makeScheduler, type Scheduler } from '../../runtime/diffusion/scheduler.js';
 import { recommendedGuidance } from '../../runtime/evaluate.js';
@@ -99,11 +100,11 @@ export const sampleCommand: Command = {
       return fail(error.message);
     }
     const model = loadModelSync(modelPath);
-    const iface = diffusionInterfaceFor(model, modelPath);
+    const iface = findDiffusionInterface(model, modelPath);
     const conditioning = await loadConditioning(iface, {
       ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
       ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
-    });
+    }, modelPath);
     const byClass = iface.conditioning.some((c) => c.kind === 'class-label');
     const classesArg = (args.options.classes ?? 'all') as string;
     if (!byClass && args.options.classes !== undefined) return fail(`--classes picks class labels, and this model takes ${conditioning.describe}`, 2);
