@@ -4,11 +4,10 @@
  * timesteps of every spacing and offset, the Euler and flow σ grids, one step of each sampler; the fixtures'
  * configs parsed; and the new DDIM/DDPM bit-identical to the pre-#13 fixture definitions (kept below verbatim).
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseRecipe } from '../../../src/recipe/parse.js';
 import { readSidecar } from '../../../src/runtime/diffusion.js';
-import { betasOf, cumulativeAlphas, flowSigmas, roundHalfEven, ScheduleError, spacedTimesteps } from '../../../src/runtime/diffusion/schedule-math.js';
+import { betasOf, cumulativeAlphas, flowSigmas, predictedEps, predictedX0, roundHalfEven, ScheduleError, spacedTimesteps } from '../../../src/runtime/diffusion/schedule-math.js';
 import { noiseScheduleFromRecipe, noiseScheduleFromSidecar, parseSchedulerConfig, readSchedulerConfig } from '../../../src/runtime/diffusion/scheduler-config.js';
 import { makeScheduler, type NoiseScheduleConfig } from '../../../src/runtime/diffusion/scheduler.js';
 
@@ -349,6 +348,22 @@ describe('bit-compatible with the fixture definitions', () => {
   });
 });
 
-it('reads the fixture JSON it claims to (guard against a renamed file)', () => {
-  expect(JSON.parse(readFileSync('test/fixtures/sd-digits/scheduler/scheduler_config.json', 'utf8'))._class_name).toBe('DDIMScheduler');
+describe('prediction conversions', () => {
+  it('recover x0 and eps from each kind of output, for a VP, a VE (Euler) and a flow state', () => {
+    const x0 = 0.37;
+    const eps = -1.21;
+    const states: [string, number, number][] = [['VP', Math.sqrt(0.3), Math.sqrt(0.7)], ['VE', 1, 4.5], ['flow', 0.25, 0.75]];
+    for (const [name, a, b] of states) {
+      const x = a * x0 + b * eps;
+      const c = Math.sqrt(a * a + b * b);
+      // The definitions: v on the variance-preserving state x/c, flow velocity noise − x0.
+      const outputs = { epsilon: eps, sample: x0, v: (a * eps - b * x0) / c, flow: eps - x0 } as const;
+      for (const [prediction, out] of Object.entries(outputs) as [keyof typeof outputs, number][]) {
+        if (prediction === 'flow' && name !== 'flow') continue;
+        const gotX0 = predictedX0(prediction, x, out, a, b);
+        expect(gotX0, `${name} ${prediction} x0`).toBeCloseTo(x0, 12);
+        expect(predictedEps(prediction, x, out, a, b, gotX0), `${name} ${prediction} eps`).toBeCloseTo(eps, 12);
+      }
+    }
+  });
 });
