@@ -58,7 +58,7 @@ export class TransformerGraph {
     });
   }
 
-  /** The first element of `value`'s shape at `axis`, an int64 scalar. */
+  /** `value`'s size along `axis` at run time (Shape, Gather): an int64 scalar. */
   dim(scope: string, value: Value, axis: number): Value {
     return this.e.op(scope, Op.Gather, [this.e.op(scope, Op.Shape, [value]), this.e.constant(scope, Tensor.fromInt64([], [axis]))], { axis: int(0) });
   }

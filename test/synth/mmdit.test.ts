@@ -1,3 +1,8 @@
+/**
+ * The synthetic SD3 MMDiT: the tiny preset's pipeline folder (files, configs, per-input conditioning, seeds) and its
+ * graph run in ONNX Runtime at three resolutions against the float64 diffusers transcription; SD3-medium's parameter
+ * count and layer shapes without generating a weight.
+ */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

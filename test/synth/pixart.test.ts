@@ -1,3 +1,8 @@
+/**
+ * The synthetic PixArt-α: the tiny preset's pipeline folder (files, configs, conditioning, seeds) and its graph run in
+ * ONNX Runtime against the float64 diffusers transcription; the 512 preset's parameter count and layer shapes
+ * without generating a weight.
+ */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
