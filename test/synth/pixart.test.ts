@@ -3,7 +3,7 @@
  * ONNX Runtime against the float64 diffusers transcription; the 512 preset's parameter count and layer shapes
  * without generating a weight.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -87,6 +87,17 @@ describe('synthetic PixArt-α, tiny preset: pipeline folder in ONNX Runtime', as
     for (const file of written) expect(readFileSync(join(root, 'b', file)).equals(read(file)), file).toBe(true);
     expect(readFileSync(join(root, 'c', 'transformer/model.onnx.data')).equals(read('transformer/model.onnx.data'))).toBe(false);
     expect(readFileSync(join(root, 'c', 'conditioning/prompt_000.npy')).equals(read('conditioning/prompt_000.npy'))).toBe(false);
+  });
+
+  it('refuses a destination that is a file, or a folder where an output goes, and leaves nothing behind', () => {
+    writeFileSync(join(root, 'file'), 'x');
+    expect(() => writePixartPipeline(config, 7, join(root, 'file'))).toThrow(/is a file, not a folder/);
+    mkdirSync(join(root, 'd', 'transformer'), { recursive: true });
+    writeFileSync(join(root, 'd', 'model_index.json'), 'keep');
+    mkdirSync(join(root, 'd', 'scheduler', 'scheduler_config.json'), { recursive: true });
+    expect(() => writePixartPipeline(config, 7, join(root, 'd'))).toThrow(/scheduler_config\.json/);
+    expect(readdirSync(join(root, 'd', 'transformer'))).toEqual([]);
+    expect(readFileSync(join(root, 'd', 'model_index.json'), 'utf8')).toBe('keep');
   });
 });
 
