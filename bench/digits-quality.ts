@@ -13,7 +13,7 @@ import { readSidecar } from '../src/runtime/diffusion.js';
 import { classLabelConditioning, type ConditioningSet } from '../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
-import { provisionalNoiseSchedule } from '../src/runtime/diffusion/provisional-schedule.js';
+import { noiseScheduleFromSidecar } from '../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, sample } from '../src/runtime/diffusion/sampler.js';
 import { makeScheduler, type Scheduler } from '../src/runtime/diffusion/scheduler.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
@@ -33,7 +33,7 @@ function floats64(file: string): Float64Array {
 /** A dit-digits model (the fixture or a quantized twin) as the runtime drives it: its interface, its 10 class labels, DDIM-`steps` over its sidecar schedule. */
 export function ditDigits(model: Model, steps: number): { iface: DiffusionInterface; conditioning: ConditioningSet; scheduler: Scheduler } {
   const iface = findDiffusionInterface(model, join(DIT_DIGITS, 'model.onnx'));
-  const scheduler = makeScheduler(provisionalNoiseSchedule(readSidecar(join(DIT_DIGITS, 'schedule.json'))), { kind: 'ddim', steps });
+  const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json'))), { kind: 'ddim', steps });
   return { iface, conditioning: classLabelConditioning(iface), scheduler };
 }
 

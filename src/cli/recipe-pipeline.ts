@@ -5,7 +5,7 @@
  * and the group-size search's sample probe.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
@@ -21,13 +21,12 @@ import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { calibrationCacheFileState, conditioningSha256, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../runtime/diffusion.js';
 import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
-import { provisionalNoiseSchedule } from '../runtime/diffusion/provisional-schedule.js';
+import { noiseScheduleFor } from '../runtime/diffusion/schedule-source.js';
 import { findDiffusionInterface } from '../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
-import { makeScheduler, type NoiseScheduleConfig, type Scheduler } from '../runtime/diffusion/scheduler.js';
+import { makeScheduler, type SamplerSpec, type Scheduler } from '../runtime/diffusion/scheduler.js';
 import type { CliIO } from './command.js';
 
 /** A recipe ready to run. */
@@ -63,7 +62,7 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   return planned;
 }
 
-/** What the command line says over the recipe: conditioning sources and the resolution of a dynamic-H/W model. */
+/** What the command line says over the recipe: conditioning sources and the latent resolution of a dynamic-H/W model. */
 export interface DiffusionOverrides extends ConditioningSources {
   resolution?: [number, number];
 }
@@ -81,13 +80,24 @@ export function recipeCachePath(recipe: Recipe, recipePath: string): string | un
   return recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
 }
 
-/** The interface, scheduler, conditioning and guidance the recipe's calibration and probe drive `model` with. */
-export async function recipeDiffusion(recipe: Recipe, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): Promise<RecipeDiffusion> {
+/**
+ * The interface, scheduler, conditioning and guidance the recipe's calibration and probe drive `model` with.
+ * The command line's prompts, conditioning and resolution override the recipe's (`calibrate { prompts,
+ * conditioning }`, relative to the recipe; `diffusion { resolution }`).
+ */
+export async function recipeDiffusion(recipe: Recipe, recipePath: string, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): Promise<RecipeDiffusion> {
   const d = recipe.diffusion;
-  const iface = findDiffusionInterface(model, modelPath, { recipe: { prediction: d.prediction, ...(d.classes ? { classes: d.classes } : {}) }, ...(overrides.resolution ? { resolution: overrides.resolution } : {}) });
-  const conditioning = await loadConditioning(iface, overrides, modelPath);
-  const spec = d.sampler.kind === 'ddim' ? { kind: 'ddim' as const, steps: d.sampler.steps, eta: d.sampler.eta } : { kind: 'ddpm' as const, steps: d.sampler.steps };
-  return { iface, scheduler: makeScheduler(recipeNoiseSchedule(recipe, modelPath), spec), conditioning, guidance: d.guidance };
+  const fromRecipe = (file: string) => (file ? resolve(dirname(recipePath), file) : undefined);
+  const resolution = overrides.resolution ?? (d.resolution.height > 0 ? ([d.resolution.height, d.resolution.width] as [number, number]) : undefined);
+  const iface = findDiffusionInterface(model, modelPath, {
+    recipe: { prediction: d.prediction, ...(d.classes ? { classes: d.classes } : {}), ...(d.timestepScale !== 1 ? { timestepScale: d.timestepScale } : {}) },
+    ...(resolution ? { resolution } : {}),
+  });
+  const prompts = overrides.prompts ?? fromRecipe(recipe.calibrate.prompts);
+  const conditioningDir = overrides.conditioningDir ?? fromRecipe(recipe.calibrate.conditioning);
+  const conditioning = await loadConditioning(iface, { ...(prompts ? { prompts } : {}), ...(conditioningDir ? { conditioningDir } : {}) }, modelPath);
+  const spec: SamplerSpec = d.sampler.kind === 'ddim' ? { kind: 'ddim', steps: d.sampler.steps, eta: d.sampler.eta } : { kind: d.sampler.kind, steps: d.sampler.steps };
+  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: d.guidance };
 }
 
 /**
@@ -97,7 +107,7 @@ export async function recipeDiffusion(recipe: Recipe, model: Model, modelPath: s
  * else atomically now. Throws OutputPathError when the cache path holds anything but a calibration cache.
  */
 export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction, overrides: DiffusionOverrides = {}): Promise<CalibrationSet> {
-  const diffusion = await recipeDiffusion(recipe, model, modelPath, overrides);
+  const diffusion = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
   const { scheduler, conditioning, guidance } = diffusion;
   const cachePath = recipeCachePath(recipe, recipePath);
   const key: CalibrationKey = {
@@ -147,18 +157,6 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
   }
 }
 
-/** PROVISIONAL (until the scheduler-config readers land): the recipe's noise schedule, its own or the `schedule.json` sidecar's (whose prediction type must match the recipe's). */
-function recipeNoiseSchedule(recipe: Recipe, modelPath: string): NoiseScheduleConfig {
-  const d = recipe.diffusion;
-  if (d.schedule.kind === 'sidecar') {
-    const sidecar = readSidecar(join(dirname(modelPath), 'schedule.json'));
-    scheduleFromSidecar(sidecar, { prediction: d.prediction });
-    return provisionalNoiseSchedule(sidecar);
-  }
-  const betas = d.schedule.kind === 'cosine' ? { beta_schedule: 'cosine' as const } : { beta_schedule: d.schedule.kind, beta_start: d.schedule.betaStart, beta_end: d.schedule.betaEnd };
-  return { ...provisionalNoiseSchedule({ T: d.schedule.steps, prediction_type: d.prediction, ...betas }), origin: 'recipe' };
-}
-
 /** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */
 const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 
@@ -167,8 +165,8 @@ const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
  * (DDIM η = 0 for a DDIM recipe), its guidance and the model's conditioning dealt round-robin, from seeded
  * noise the calibration never used; the same noise and conditions for every candidate.
  */
-export async function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
-  const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, model, modelPath, overrides);
+export async function recipeSampleProbe(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
+  const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
   const probeScheduler = scheduler.spec.kind === 'ddim' ? makeScheduler(scheduler.config, { kind: 'ddim', steps: PROBE.steps, eta: 0 }) : scheduler;
   const conditions = Array.from({ length: PROBE.samples }, (_, i) => i % conditioning.count);
   return {

@@ -9,7 +9,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../quant/layers.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { isKeepName } from '../passes/convert-float16.js';
-import { planRecipe } from './plan.js';
+import { planRecipe, scheduleSteps } from './plan.js';
 import { resolveSelection } from './select.js';
 import type { QuantizeRule, Recipe, Selection, SourceRef } from './types.js';
 
@@ -18,10 +18,6 @@ function at(severity: Diagnostic['severity'], code: string, message: string, sou
   return { severity, code, message, ...(source ? { span: source } : {}), ...(notes ? { notes } : {}) };
 }
 
-/** The training timesteps T the recipe's schedule has (a sidecar schedule is read at compile time; 1000 is what planning assumes). */
-export function scheduleSteps(recipe: Recipe): number {
-  return recipe.diffusion.schedule.kind === 'sidecar' ? 1000 : recipe.diffusion.schedule.steps;
-}
 
 /**
  * Why the target refuses `rule` on every op type it runs at all, or undefined: the rule asked of the backend's
@@ -83,7 +79,12 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
       out.push(at('warning', 'W003', 'per-token-group activations with a per-tensor weight: the groups buy little', rule.source));
     }
   }
-  if (recipe.diffusion.schedule.kind !== 'sidecar' && recipe.diffusion.sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${recipe.diffusion.sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
+  const { schedule, sampler, prediction } = recipe.diffusion;
+  const written = schedule.kind !== 'sidecar' && schedule.kind !== 'config';
+  if (written && sampler.kind !== 'flow-euler' && sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
+  // A flow schedule takes the flow sampler and a velocity prediction; a beta schedule the others.
+  if (written && (schedule.kind === 'flow') !== (sampler.kind === 'flow-euler')) out.push(at('error', 'E014', `sampler ${sampler.kind} does not run on a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? 'use flow-euler' : 'flow-euler needs schedule flow(…)'}`, undefined));
+  if (written && (schedule.kind === 'flow') !== (prediction === 'flow')) out.push(at('error', 'E014', `prediction ${prediction} does not go with a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? "a flow model predicts 'flow' (the velocity)" : "'flow' needs schedule flow(…)"}`, undefined));
   return out;
 }
 

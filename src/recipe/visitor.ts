@@ -153,6 +153,8 @@ class RecipeVisitor {
           sampler: (t) => this.sampler(t),
           guidance: (t) => this.numberInto('diffusion.guidance', t, this.recipeValue.diffusion, 'guidance'),
           classes: (t) => this.numberInto('diffusion.classes', t, this.recipeValue.diffusion, 'classes'),
+          resolution: (t) => this.resolution(t, cursor),
+          'timestep-scale': (t) => this.numberInto('diffusion.timestep-scale', t, this.recipeValue.diffusion, 'timestepScale'),
         });
       case 'calibrate':
         return this.settings(cursor, 'calibrate', {
@@ -165,10 +167,9 @@ class RecipeVisitor {
             if (range) this.recipeValue.calibrate.range = range;
           },
           ema: (t) => this.numberInto('calibrate.ema', t, this.recipeValue.calibrate, 'ema'),
-          cache: (t) => {
-            if (t.kind === 'string') this.recipeValue.calibrate.cache = t.value;
-            else this.error('E014', 'cache expects a file name in quotes', t.range);
-          },
+          cache: (t) => this.stringInto(t, 'cache', 'a file name'),
+          prompts: (t) => this.stringInto(t, 'prompts', 'a file name'),
+          conditioning: (t) => this.stringInto(t, 'conditioning', 'a folder name'),
         });
       case 'search': {
         const s = this.recipeValue.search;
@@ -216,6 +217,33 @@ class RecipeVisitor {
     }
   }
 
+  /** A path setting of the calibrate block: a quoted string, kept as written (relative to the recipe). */
+  private stringInto(t: Term, key: 'cache' | 'prompts' | 'conditioning', what: string): void {
+    if (t.kind === 'string') this.recipeValue.calibrate[key] = t.value;
+    else this.error('E014', `${key} expects ${what} in quotes`, t.range);
+  }
+
+  /**
+   * `resolution 64` (square) or `resolution 64x96` (height × width): the lexer reads `64x96` as the number 64
+   * and the name `x96` written against it, which this joins.
+   */
+  private resolution(t: Term, cursor: Cursor): void {
+    const r = this.recipeValue.diffusion.resolution;
+    const next = cursor.peek();
+    const width = next?.kind === 'call' && next.args === undefined && /^x\d+$/.test(next.name) && t.kind === 'number' && next.range.offset === t.range.offset + t.range.length ? next : undefined;
+    const stray = next?.kind === 'call' && /^x/.test(next.name) && !width ? next : undefined;
+    if (t.kind !== 'number' || stray) {
+      // A stray `x…` belongs to the size, not a setting of its own.
+      if (stray) cursor.next();
+      return this.error('E014', `resolution expects a size like 64 or a height x width like 64x96, found ${describe(t)}${stray ? ` ${describe(stray)}` : ''}`, t.range);
+    }
+    this.numberInto('diffusion.resolution', t, r, 'height');
+    if (!width) return this.numberInto('diffusion.resolution', t, r, 'width');
+    cursor.next();
+    r.width = Number(width.name.slice(1));
+    this.record(r, 'width', width.range);
+  }
+
   private schedule(t: Term): void {
     const call = this.callTerm(t, 'schedule');
     if (!call) return;
@@ -240,8 +268,20 @@ class RecipeVisitor {
         this.recipeValue.diffusion.schedule = schedule;
         return;
       }
+      case 'config':
+        this.args(call, []);
+        this.recipeValue.diffusion.schedule = { kind: 'config' };
+        return;
+      case 'flow': {
+        const args = this.args(call, ['shift', 'steps']);
+        const schedule = { kind: 'flow' as const, shift: defaultOf('schedule.shift'), steps: defaultOf('schedule.steps') };
+        this.argInto(args, 'shift', schedule, 'shift');
+        this.argInto(args, 'steps', schedule, 'steps');
+        this.recipeValue.diffusion.schedule = schedule;
+        return;
+      }
       default:
-        this.unknown('E015', 'schedule', call.name, ['sidecar', 'linear', 'scaled-linear', 'cosine'], call.range);
+        this.unknown('E015', 'schedule', call.name, ['sidecar', 'config', 'linear', 'scaled-linear', 'cosine', 'flow'], call.range);
     }
   }
 
@@ -254,12 +294,12 @@ class RecipeVisitor {
       this.argInto(args, 'steps', sampler, 'steps');
       this.argInto(args, 'eta', sampler, 'eta');
       this.recipeValue.diffusion.sampler = sampler;
-    } else if (call.name === 'ddpm') {
-      const sampler = { kind: 'ddpm' as const, steps: defaultOf('ddpm.steps') };
+    } else if (call.name === 'ddpm' || call.name === 'euler' || call.name === 'flow-euler') {
+      const sampler: { kind: typeof call.name; steps: number } = { kind: call.name, steps: defaultOf(`${call.name}.steps`) };
       this.argInto(this.args(call, ['steps']), 'steps', sampler, 'steps');
       this.recipeValue.diffusion.sampler = sampler;
     } else {
-      this.unknown('E015', 'sampler', call.name, ['ddim', 'ddpm'], call.range);
+      this.unknown('E015', 'sampler', call.name, ['ddim', 'ddpm', 'euler', 'flow-euler'], call.range);
     }
   }
 

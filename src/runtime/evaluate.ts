@@ -6,7 +6,7 @@
  * guidance signal eps(cond) − eps(uncond), sample grids and sizes, the compiled layers' group sizes and
  * scaling factors, and (given the compile's sidecar) pass timings — as a QualityReport.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Model } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
@@ -18,10 +18,11 @@ import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet } from './calibration.js';
 import { compiledLayerRows } from './compiled-layers.js';
-import { readSidecar, scheduleFromSidecar, type Prediction } from './diffusion.js';
+import { readSidecar } from './diffusion.js';
+import type { Prediction } from './diffusion/interface.js';
 import { loadConditioning, type ConditioningSources } from './diffusion/conditioning.js';
 import type { DiffusionInterface } from './diffusion/interface.js';
-import { provisionalNoiseSchedule } from './diffusion/provisional-schedule.js';
+import { noiseScheduleFor } from './diffusion/schedule-source.js';
 import { findDiffusionInterface } from './diffusion/interface.js';
 import { openDenoiser, predictionOf, sample } from './diffusion/sampler.js';
 import { makeScheduler } from './diffusion/scheduler.js';
@@ -64,18 +65,20 @@ export function recommendedGuidance(sidecar: object): number | undefined {
 /** Runs the evaluation. */
 export async function evaluate(options: EvaluateOptions): Promise<QualityReport> {
   const say = options.progress ?? (() => {});
-  // The sidecar first: a bad schedule is refused before any model is read.
-  const sidecar = readSidecar(join(dirname(options.fp), 'schedule.json'));
-  scheduleFromSidecar(sidecar, options.recipePrediction ? { prediction: options.recipePrediction } : undefined);
-  const scheduler = makeScheduler(provisionalNoiseSchedule(sidecar), { kind: 'ddim', steps: options.steps });
   const fp = loadModelSync(options.fp);
+  const recipe = options.recipePrediction ? { schedule: { kind: 'sidecar' as const }, prediction: options.recipePrediction } : undefined;
+  const iface = findDiffusionInterface(fp, options.fp, recipe ? { recipe: { prediction: recipe.prediction } } : {});
+  // The schedule before the quantized model is read: a bad or contradicted one is refused first.
+  const config = noiseScheduleFor(options.fp, iface, recipe);
+  const scheduler = makeScheduler(config, { kind: config.kind === 'flow' ? 'flow-euler' : 'ddim', steps: options.steps });
+  const sidecarPath = join(dirname(options.fp), 'schedule.json');
+  const sidecar = existsSync(sidecarPath) ? readSidecar(sidecarPath) : undefined;
   const quant = loadModelSync(options.quant);
-  const iface = findDiffusionInterface(fp, options.fp, options.recipePrediction ? { recipe: { prediction: options.recipePrediction } } : {});
   const conditioning = await loadConditioning(iface, options.conditioning ?? {}, options.fp);
-  const guidance = options.guidance ?? recommendedGuidance(sidecar) ?? 1;
+  const guidance = options.guidance ?? (sidecar && recommendedGuidance(sidecar)) ?? 1;
   const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
   const conditions = Array.from({ length: options.samples }, (_, i) => i % conditioning.count);
-  const sampler = `DDIM-${options.steps}${guidance !== 1 ? `, guidance ${guidance}` : ''}`;
+  const sampler = `${scheduler.spec.kind.toUpperCase()}-${options.steps}${guidance !== 1 ? `, guidance ${guidance}` : ''}`;
 
   // Both models start from the same x_T and conditions: the sampler draws x_T from the seed alone.
   const sampleWith = async (model: Model, name: string) => {
@@ -98,7 +101,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
     generator: 'qcompile eval',
     fp: modelFacts(options.fp, fp),
     quant: modelFacts(options.quant, quant),
-    settings: { sampler: 'ddim', steps: options.steps, samples: options.samples, seed: options.seed, guidance, conditioning: conditioning.describe },
+    settings: { sampler: scheduler.spec.kind, steps: options.steps, samples: options.samples, seed: options.seed, guidance, conditioning: conditioning.describe },
     ...(options.recipe ? { recipe: options.recipe } : {}),
     metrics: { psnrDb: { mean, min: Math.min(...finite), se } },
   };

@@ -9,7 +9,7 @@ import { buildCalibrationSet } from '../../src/runtime/calibration.js';
 import { readSidecar } from '../../src/runtime/diffusion.js';
 import { tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
+import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 import { readRawTensor } from '../../src/runtime/host-tensor.js';
@@ -24,7 +24,7 @@ describe('calibration of sd-digits under CFG', () => {
     const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_train_f32.bin`, 'float32', [120, 8, 64]).data as Float32Array;
     const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
     const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');
-    const scheduler = makeScheduler(provisionalNoiseSchedule(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 10 });
+    const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 10 });
     const denoiser = await openDenoiser(model, iface);
     try {
       const set = await buildCalibrationSet(denoiser, scheduler, conditioning, { samples: 6, batch: 4, strategy: { kind: 'random-distinct' }, seed: 2, guidance: 1.5 });

@@ -4,7 +4,7 @@ import { buildCalibrationSet, plannedSteps } from '../../src/runtime/calibration
 import { ddimTimesteps, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
+import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, type Denoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 
@@ -33,7 +33,7 @@ describe('calibration trajectories on the dit-digits fixture', () => {
       release: () => inner.release(),
     };
     try {
-      const scheduler = makeScheduler(provisionalNoiseSchedule(readSidecar(`${DIR}/schedule.json`)), { kind: 'ddim', steps: 20 });
+      const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${DIR}/schedule.json`)), { kind: 'ddim', steps: 20 });
       const set = await buildCalibrationSet(logging, scheduler, classLabelConditioning(iface), { samples: 8, batch: 8, strategy: { kind: 'random-distinct' }, seed: 1 });
       expect(set.timesteps).toHaveLength(8);
       expect(new Set(set.timesteps).size).toBe(8);

@@ -10,7 +10,7 @@ import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning, tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { provisionalNoiseSchedule } from '../../src/runtime/diffusion/provisional-schedule.js';
+import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, predictionOf, sample, type Denoiser, type StepRecord } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 import { loadManifestTensors, readRawTensor } from '../../src/runtime/host-tensor.js';
@@ -18,7 +18,7 @@ import { maxAbsError } from '../../src/runtime/metrics.js';
 
 const DIT = 'test/fixtures/dit-digits';
 const SD = 'test/fixtures/sd-digits';
-const ditSchedule = provisionalNoiseSchedule(readSidecar(`${DIT}/schedule.json`));
+const ditSchedule = noiseScheduleFromSidecar(readSidecar(`${DIT}/schedule.json`));
 
 describe('sampler driver on the DiT fixture', () => {
   let denoiser: Denoiser;
@@ -117,7 +117,7 @@ describe('sampler driver on sd-digits (text states, CFG)', () => {
     const denoiser = await openDenoiser(model, iface);
     try {
       const x = await sample(denoiser, {
-        scheduler: makeScheduler(provisionalNoiseSchedule(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 25 }),
+        scheduler: makeScheduler(noiseScheduleFromSidecar(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 25 }),
         conditions: Array.from({ length: n }, (_, i) => Math.floor(i / 5)),
         conditioning,
         guidance: 1.5,

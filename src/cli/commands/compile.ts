@@ -210,7 +210,7 @@ export const compileCommand: Command = {
       };
       const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs, overrides);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
-      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed, overrides));
+      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
     const instrumentation: Instrumentation = {

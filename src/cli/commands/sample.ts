@@ -7,12 +7,13 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
 import { loadModelSync } from '../../ir/serde.js';
-import { ScheduleError, readSidecar, scheduleFromSidecar, type Sidecar } from '../../runtime/diffusion.js';
+import { readSidecar } from '../../runtime/diffusion.js';
 import { loadConditioning } from '../../runtime/diffusion/conditioning.js';
-import { provisionalNoiseSchedule } from '../../runtime/diffusion/provisional-schedule.js';
-import { findDiffusionInterface } from '../../runtime/diffusion/interface.js';
+import { noiseScheduleFor } from '../../runtime/diffusion/schedule-source.js';
+import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
+import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../../runtime/diffusion/sampler.js';
-import { makeScheduler, type Scheduler } from '../../runtime/diffusion/scheduler.js';
+import { makeScheduler, type SamplerSpec, type Scheduler } from '../../runtime/diffusion/scheduler.js';
 import { recommendedGuidance } from '../../runtime/evaluate.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { imageGridPng, previewChannels } from '../../runtime/png-grid.js';
@@ -26,9 +27,11 @@ always written) and grid.json (shape, conditions, sampler settings). Rows are cl
 with more than 3 channels is shown by its first 3 in the PNG (the .f32.bin has them all).
 
 Options:
-  --schedule FILE   diffusion sidecar (default: schedule.json next to MODEL)
-  --sampler NAME    ddim (default) or ddpm (ancestral, all T steps)
-  --steps N         DDIM steps (default 50)
+  --schedule FILE   diffusion sidecar (default: schedule.json next to MODEL, else the pipeline
+                    folder's scheduler/scheduler_config.json)
+  --sampler NAME    ddim (default; flow-euler for a flow schedule), ddpm (ancestral, all T steps),
+                    euler or flow-euler
+  --steps N         sampling steps (default 50)
   --eta E           DDIM eta (default 0)
   --seed S          noise seed, non-negative integer (default 0)
   --classes LIST    comma-separated class ids, or 'all' (default all)
@@ -41,6 +44,8 @@ Options:
   --threads N       ORT intra-op threads (default: ORT's choice)
   -o FILE           output PNG (required)
 `;
+
+const SAMPLERS: readonly SamplerSpec['kind'][] = ['ddim', 'ddpm', 'euler', 'flow-euler'];
 
 const KINDS = { prompts: 'string', conditioning: 'string', guidance: 'string', schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
 
@@ -65,8 +70,8 @@ export const sampleCommand: Command = {
     if (!output) return fail('missing -o grid.png', 2);
     const modelPath = resolve(io.cwd, args.positional[0]!);
     if (!existsSync(modelPath) || !statSync(modelPath).isFile()) return fail(`model not found: ${modelPath}`);
-    const schedulePath = args.options.schedule ? resolve(io.cwd, args.options.schedule as string) : join(dirname(modelPath), 'schedule.json');
-    if (!existsSync(schedulePath)) return fail(`no diffusion sidecar: ${schedulePath} does not exist (pass --schedule FILE)`);
+    const schedulePath = args.options.schedule ? resolve(io.cwd, args.options.schedule as string) : undefined;
+    if (schedulePath && !existsSync(schedulePath)) return fail(`no diffusion sidecar: ${schedulePath} does not exist`);
 
     const integer = (name: string, fallback: number, min: number): number | string => {
       const raw = args.options[name];
@@ -83,28 +88,33 @@ export const sampleCommand: Command = {
     for (const v of [steps, seed, perClass, batch, scale, threads]) if (typeof v === 'string') return fail(v, 2);
     const eta = args.options.eta === undefined ? 0 : Number(args.options.eta);
     if (!(eta >= 0 && eta <= 1)) return fail(`--eta must be a number in [0, 1], got '${String(args.options.eta)}'`, 2);
-    const sampler = (args.options.sampler ?? 'ddim') as string;
-    if (sampler !== 'ddim' && sampler !== 'ddpm') return fail(`--sampler must be ddim or ddpm, got '${sampler}'`, 2);
+    const samplerArg = args.options.sampler as string | undefined;
+    if (samplerArg !== undefined && !SAMPLERS.includes(samplerArg as SamplerSpec['kind'])) return fail(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${samplerArg}'`, 2);
 
     const guidanceFlag = args.options.guidance === undefined ? undefined : Number(args.options.guidance);
     if (guidanceFlag !== undefined && !(guidanceFlag > 0 && guidanceFlag <= 100)) return fail(`--guidance must be a number in (0, 100], got '${String(args.options.guidance)}'`, 2);
 
-    let sidecar: Sidecar;
+    const model = loadModelSync(modelPath);
     let scheduler: Scheduler;
+    let iface: DiffusionInterface;
     try {
-      sidecar = readSidecar(schedulePath);
-      scheduleFromSidecar(sidecar);
-      scheduler = makeScheduler(provisionalNoiseSchedule(sidecar), sampler === 'ddim' ? { kind: 'ddim', steps: steps as number, eta } : { kind: 'ddpm', steps: sidecar.T });
+      iface = findDiffusionInterface(model, modelPath);
+      const config = noiseScheduleFor(modelPath, iface, undefined, schedulePath);
+      const kind = (samplerArg ?? (config.kind === 'flow' ? 'flow-euler' : 'ddim')) as SamplerSpec['kind'];
+      scheduler = makeScheduler(config, kind === 'ddim' ? { kind, steps: steps as number, eta } : { kind, steps: kind === 'ddpm' ? config.numTrainTimesteps : (steps as number) });
     } catch (error) {
-      if (!(error instanceof ScheduleError)) throw error;
+      if (!(error instanceof ScheduleError || error instanceof InterfaceError)) throw error;
       return fail(error.message);
     }
-    const model = loadModelSync(modelPath);
-    const iface = findDiffusionInterface(model, modelPath);
-    const conditioning = await loadConditioning(iface, {
-      ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
-      ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
-    }, modelPath);
+    const sampler = scheduler.spec.kind;
+    const conditioning = await loadConditioning(
+      iface,
+      {
+        ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
+        ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
+      },
+      modelPath,
+    );
     const byClass = iface.conditioning.some((c) => c.kind === 'class-label');
     const classesArg = (args.options.classes ?? 'all') as string;
     if (!byClass && args.options.classes !== undefined) return fail(`--classes picks class labels, and this model takes ${conditioning.describe}`, 2);
@@ -112,7 +122,8 @@ export const sampleCommand: Command = {
     const badClass = chosen.find((c) => !Number.isInteger(c) || c < 0 || c >= conditioning.count);
     if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${conditioning.count - 1}`, 2);
     const conditions = chosen.flatMap((c) => Array<number>(perClass as number).fill(c));
-    const guidance = guidanceFlag ?? recommendedGuidance(sidecar) ?? 1;
+    const sidecarPath = schedulePath ?? join(dirname(modelPath), 'schedule.json');
+    const guidance = guidanceFlag ?? (existsSync(sidecarPath) ? recommendedGuidance(readSidecar(sidecarPath)) : undefined) ?? 1;
 
     const started = Date.now();
     let samples: Float32Array;
@@ -148,14 +159,14 @@ export const sampleCommand: Command = {
       model: modelPath,
       samples: { file: binPath.slice(dirname(binPath).length + 1), dtype: 'float32', shape: dims, byte_order: 'little', layout: 'C (row-major)' },
       ...(byClass ? { labels: conditions } : { conditions, conditioning: conditioning.describe }),
-      sampler: { name: sampler, ...(sampler === 'ddim' ? { steps, eta } : { steps: sidecar.T }), seed, batch, guidance },
+      sampler: { name: sampler, steps: scheduler.timesteps.length, ...(sampler === 'ddim' ? { eta } : {}), seed, batch, guidance },
       ...(preview.note ? { png: preview.note } : {}),
       wall_s: Number(((Date.now() - started) / 1000).toFixed(2)),
     };
     try {
       // All three or none; never onto the model or sidecar read (e.g. `-o model.onnx`).
       using outputs = new OutputTransaction();
-      outputs.addInputs([modelPath, schedulePath]);
+      outputs.addInputs([modelPath, sidecarPath]);
       outputs.writeFile(binPath, new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
       outputs.writeFile(jsonPath, `${JSON.stringify(manifest, null, 2)}\n`);
       outputs.writeFile(pngPath, imageGridPng(preview.images, preview.dims, { cols: perClass as number, scale: scale as number }));
