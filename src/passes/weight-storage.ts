@@ -24,7 +24,7 @@ interface WeightLayout {
   K: number;
   /** Axis of the output channels in the stored weight (per-channel DQ axis). */
   channelAxis: number;
-  /** Axis of the input channels, when blocks along it cover whole groups of K (blocked DQ axis). */
+  /** Axis of the input channels, when blocks along it are groups of K (blocked DQ axis; the last block may be partial). */
   blockAxis: number | undefined;
   /** True when storage is [K][N] (MatMul); otherwise [N][K…]. */
   kMajor: boolean;
@@ -83,9 +83,6 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
     // Conv with a kernel > 1: groups along I·kh·kw are not one axis of the stored weight.
     granularity = { kind: 'per-channel' };
     fellBackToPerChannel = true;
-  }
-  if (granularity.kind === 'group' && layout.K % granularity.size !== 0) {
-    throw new IrError('invalid-argument', `quantize-weights: group size ${granularity.size} does not divide the ${layout.K} input channels of layer '${layer.name}'`);
   }
   const signed = spec.signed ?? true;
   const settings = { bits: spec.bits, symmetric: spec.symmetric, signed, granularity, range: spec.range };
@@ -155,7 +152,8 @@ function dequantizeParameters(
   if (granularity.kind !== 'group') throw new IrError('invalid-argument', `granularity ${granularity.kind} must be resolved before storing a weight`);
   const axis = layout.blockAxis!;
   const groups = params.cellsPerRow;
-  const shape = dims.map((d, i) => (i === axis ? d / granularity.size : d));
+  // ceil: a partial last block has its own scale (opset-21 blocked DequantizeLinear reads it so).
+  const shape = dims.map((d, i) => (i === axis ? Math.ceil(d / granularity.size) : d));
   // Cells are ordered g·N + n; a block axis after the channel axis stores them n·G + g.
   const reorder = <T extends Float32Array | Int32Array>(cells: T, make: (n: number) => T): T => {
     if (axis < layout.channelAxis) return cells;

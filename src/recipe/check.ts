@@ -1,7 +1,8 @@
 /**
  * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
- * of the target's backend, `checkPlan`: the one source of what a target executes), sizes that do not divide a
- * selected layer's input channels, settings that contradict each other, rules that select nothing. Diagnostics only.
+ * of the target's backend, `checkPlan`: the one source of what a target executes), token-group and searched
+ * group sizes that do not divide a selected layer's input channels, settings that contradict each other, and
+ * what each rule covers (a quantize rule that selects nothing is an error). Diagnostics only.
  */
 import { backends } from '../backends/registry.js';
 import { issueDiagnostics, type LowerOptions } from '../backends/backend.js';
@@ -10,8 +11,8 @@ import type { Layer } from '../quant/layers.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { isKeepName } from '../passes/convert-float16.js';
 import { planRecipe } from './plan.js';
-import { resolveSelection } from './select.js';
-import type { QuantizeRule, Recipe, Selection, SourceRef } from './types.js';
+import { describeSelector, describeSelectors, matchSpecificity, resolveSelection } from './select.js';
+import type { QuantizeRule, Recipe, Selection, Selector, SourceRef } from './types.js';
 
 /** A diagnostic at `source` (when known). */
 function at(severity: Diagnostic['severity'], code: string, message: string, source: SourceRef | undefined, notes?: string[]): Diagnostic {
@@ -60,6 +61,8 @@ export interface CheckOptions {
   targetCheckedByCaller?: boolean;
   /** True when `checkRecipeAgainstModel` follows: it judges the target on the selected layers, so `checkRecipe` leaves that to it. */
   modelFollows?: boolean;
+  /** `--allow-empty`: a quantize rule that selects no layer of the model is a warning (W001), not an error (E045). */
+  allowEmpty?: boolean;
 }
 
 /** Checks that need no model. */
@@ -90,7 +93,7 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
 /** Checks against a model's layers; returns the selection too (for `check --model`'s table). */
 export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[], options: CheckOptions = {}): { diagnostics: Diagnostic[]; selection: Selection } {
   const selection = resolveSelection(recipe, layers);
-  const diagnostics = [...selection.diagnostics];
+  const diagnostics = coverageDiagnostics(recipe, layers, selection, options.allowEmpty === true);
   for (const layer of layers) {
     const plan = selection.assignments.get(layer.name);
     if (plan?.action !== 'quantize') continue;
@@ -101,18 +104,65 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
     if (mode?.kind === 'dynamic' && typeof mode.groupSize === 'number' && layer.inChannels % mode.groupSize !== 0) {
       diagnostics.push(at('error', 'E042', `per-token-group(size: ${mode.groupSize}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
     }
+    // A fixed `group N` need not divide the channels (the last group is partial; a target that needs whole
+    // groups refuses it in its checkPlan). The search only tries sizes that divide, as token groups must.
     const g = plan.weight?.granularity;
-    if (!g) continue;
-    const reductionLength = layer.opType === 'Conv' ? layer.inChannels * layer.weightShape.slice(2).reduce((a, b) => a * b, 1) : layer.inChannels;
-    if (g.kind === 'group' && reductionLength % g.size !== 0) {
-      diagnostics.push(at('error', 'E042', `group ${g.size} does not divide the ${reductionLength} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it its own rule with a divisor or per-channel']));
-    }
-    if (g.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
+    if (g?.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
       diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
     }
   }
   if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
+}
+
+/**
+ * What each rule covers of this model, said loudly: a quantize rule that selects no layer at all is an error
+ * (E045, listing the roles the model has; a warning under `allowEmpty`), a selector of a quantize rule that
+ * matches nothing while the rule selects other layers is W004 (e.g. `adaln` on a UNet), and a rule that more
+ * specific rules leave without layers, a keep rule or a transform that matches nothing, W001.
+ */
+function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection: Selection, allowEmpty: boolean): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const applied = new Set<string>();
+  for (const plan of selection.assignments.values()) applied.add(`${plan.action}${plan.rule}`);
+  // Each distinct selector is matched against the layers once (recipes repeat a few selectors over many rules).
+  const matched = new Map<string, boolean[]>();
+  const matchesOf = (s: Selector): boolean[] => {
+    const key = JSON.stringify(s);
+    let row = matched.get(key);
+    if (!row) matched.set(key, (row = layers.map((layer) => matchSpecificity(s, layer, layers.length) >= 0)));
+    return row;
+  };
+  const selectsAny = (rule: { select: Selector[]; except: Selector[] }): boolean =>
+    layers.some((_, i) => rule.select.some((s) => matchesOf(s)[i]) && !rule.except.some((s) => matchesOf(s)[i]));
+  recipe.rules.forEach((rule, i) => {
+    const name = `quantize rule '${describeSelectors(rule.select)}'`;
+    if (!selectsAny(rule)) {
+      const notes = [`this model's layers by role: ${roleCounts(layers)}`, ...(allowEmpty ? [] : ['pass --allow-empty to compile anyway'])];
+      out.push(at(allowEmpty ? 'warning' : 'error', allowEmpty ? 'W001' : 'E045', `${name} selects no layer of this model`, rule.source, notes));
+      return;
+    }
+    if (!applied.has(`quantize${i}`)) out.push(at('warning', 'W001', `${name} applies to no layer (more specific rules take all its layers)`, rule.source));
+    for (const s of rule.select) {
+      if (!matchesOf(s).includes(true)) out.push(at('warning', 'W004', `selector '${describeSelector(s)}' of ${name} matches no layer of this model`, rule.source, [`this model's layers by role: ${roleCounts(layers)}`]));
+    }
+  });
+  recipe.keep.forEach((rule, i) => {
+    const name = `keep rule '${describeSelectors(rule.select)}'`;
+    if (!selectsAny(rule)) out.push(at('warning', 'W001', `${name} matches no layer of this model`, rule.source));
+    else if (!applied.has(`keep${i}`)) out.push(at('warning', 'W001', `${name} applies to no layer (more specific rules take all its layers)`, rule.source));
+  });
+  for (const transform of recipe.transforms) {
+    if (!selectsAny(transform)) out.push(at('warning', 'W001', `transform ${transform.kind} on '${describeSelectors(transform.select)}' matches no layer of this model`, transform.source));
+  }
+  return out;
+}
+
+/** `attn.proj 6, attn.qkv 6, embed.time 2, …`: the model's roles (sorted) with their layer counts. */
+function roleCounts(layers: readonly Layer[]): string {
+  const counts = new Map<string, number>();
+  for (const layer of layers) counts.set(layer.role, (counts.get(layer.role) ?? 0) + 1);
+  return [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([role, n]) => `${role} ${n}`).join(', ') || 'none (no weighted layer)';
 }
 
 /**

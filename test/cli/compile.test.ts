@@ -87,14 +87,16 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
     expect(existsSync(join(tmpdir(), 'never.onnx'))).toBe(false);
   });
 
-  it('names the layer when a group does not divide its input channels, and leaves a reproducer', async () => {
+  it('names the cause when a pass fails, and leaves a reproducer (group 96 on 512 channels is not one: its last group is partial)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-fail-'));
-    const result = await runCli([MODEL, '--passes', 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights', '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
+    const pipeline = 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights,weight-dilation{layers=blocks.0.mlp.fc3}';
+    const result = await runCli([MODEL, '--passes', pipeline, '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/pass 'quantize-weights' \(step 2\) failed: quantize-weights: group size 96 does not divide the 512 input channels of layer '[^']*fc2[^']*'/);
+    expect(result.stderr).toContain('[2/3] quantize-weights');
+    expect(result.stderr).toContain("qcompile: error: pass 'weight-dilation' (step 3) failed: no layer named 'blocks.0.mlp.fc3'");
     expect(readdirSync(join(dir, 'reproducer')).sort()).toEqual(['error.txt', 'input.onnx', 'pipeline.txt', 'plan.json']);
-    expect(readdirSync(dir).filter((f) => f.endsWith('.failed.ir'))).toEqual(['02-quantize-weights.failed.ir']);
-    expect(readFileSync(join(dir, 'reproducer', 'pipeline.txt'), 'utf8')).toBe('quantize-weights\n');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.failed.ir'))).toEqual(['03-weight-dilation.failed.ir']);
+    expect(readFileSync(join(dir, 'reproducer', 'pipeline.txt'), 'utf8')).toMatch(/^weight-dilation\{layers=blocks\.0\.mlp\.fc3,/);
     expect(existsSync(join(dir, 'out.onnx'))).toBe(false);
   });
 });
