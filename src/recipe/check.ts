@@ -61,7 +61,7 @@ export interface CheckOptions {
   targetCheckedByCaller?: boolean;
   /** True when `checkRecipeAgainstModel` follows: it judges the target on the selected layers, so `checkRecipe` leaves that to it. */
   modelFollows?: boolean;
-  /** `--allow-empty`: a quantize rule that selects no layer of the model is a warning (W001), not an error (E045). */
+  /** `--allow-empty`: a quantize rule that selects no layer is a warning (W001), not E045, and a recipe that quantizes nothing is no E046. */
   allowEmpty?: boolean;
 }
 
@@ -118,8 +118,9 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
 /**
  * What each rule covers of this model, said loudly: a quantize rule that selects no layer at all is an error
  * (E045, listing the roles the model has; a warning under `allowEmpty`), a selector of a quantize rule that
- * matches nothing while the rule selects other layers is W004 (e.g. `adaln` on a UNet), and a rule that more
- * specific rules leave without layers, a keep rule or a transform that matches nothing, W001.
+ * matches nothing while the rule selects other layers is W004 (e.g. `adaln` on a UNet), a rule that more
+ * specific rules leave without layers, a keep rule or a transform that matches nothing, W001; and a recipe
+ * that quantizes no layer of the model at all, E046 (unless `allowEmpty`).
  */
 function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection: Selection, allowEmpty: boolean): Diagnostic[] {
   const out: Diagnostic[] = [];
@@ -155,7 +156,14 @@ function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection
   for (const transform of recipe.transforms) {
     if (!selectsAny(transform)) out.push(at('warning', 'W001', `transform ${transform.kind} on '${describeSelectors(transform.select)}' matches no layer of this model`, transform.source));
   }
+  const quantizes = [...selection.assignments.values()].some((plan) => plan.action === 'quantize' && (plan.weight || plan.input));
+  if (!quantizes && !allowEmpty) out.push(emptyCompile('no rule of the recipe quantizes a layer of this model'));
   return out;
+}
+
+/** E046: a compile that quantizes no layer (predicted from a recipe's selection, or seen after a `--passes` run) writes nothing. */
+export function emptyCompile(why: string): Diagnostic {
+  return at('error', 'E046', `this compile quantizes no layer (${why}); nothing written`, undefined, ['pass --allow-empty to write the unquantized model anyway']);
 }
 
 /** `attn.proj 6, attn.qkv 6, embed.time 2, …`: the model's roles (sorted) with their layer counts. */

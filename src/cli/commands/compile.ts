@@ -13,6 +13,7 @@ import { assertValid } from '../../ir/verify.js';
 import { labelClasses, layersOf } from '../../quant/identity.js';
 import { BackendError, issueDiagnostics, type TargetName } from '../../backends/backend.js';
 import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
+import { emptyCompile } from '../../recipe/check.js';
 import type { Recipe } from '../../recipe/types.js';
 import { backends, findBackend } from '../../backends/registry.js';
 import { loweringPassOf, loweringTargetOf } from '../../passes/lower-target.js';
@@ -240,8 +241,9 @@ export const compileCommand: Command = {
       return 1;
     }
     assertValid(model);
-    if (!args.allowEmpty && quantizedLayerCount(report) === 0) {
-      printDiagnostics([emptyCompile(recipe ? `no rule of ${args.recipe} quantizes a layer of ${args.model}` : 'the --passes pipeline quantized no weight or activation')]);
+    // A recipe's empty selection was refused by its check (E046) before any work; a --passes run shows it here.
+    if (!recipe && !args.allowEmpty && quantizedLayerCount(report) === 0) {
+      printDiagnostics([emptyCompile('the --passes pipeline quantized no weight or activation')]);
       return 1;
     }
     const smoke = await smokeRun(model, modelPath);
@@ -374,15 +376,10 @@ function parseArgs(argv: string[]): CompileArgs {
   return { ...args, model: positional[0]!, recipe: positional[1], output: args.output } as CompileArgs;
 }
 
-/** Layers the pipeline quantized: weights stored as codes plus activations given Q/DQ (a layer with both counts twice). */
+/** Layers a --passes pipeline quantized: weights stored as codes plus activations given Q/DQ (a layer with both counts twice). */
 function quantizedLayerCount(report: PipelineReport): number {
   const counted: Record<string, string> = { 'quantize-weights': 'layers_quantized', 'quantize-activations': 'layers' };
   return report.passes.reduce((n, p) => n + (p.pass in counted ? Number(p.statistics[counted[p.pass]!] ?? 0) : 0), 0);
-}
-
-/** E045's sibling for the whole compile: nothing was quantized, so nothing is written unless --allow-empty. */
-function emptyCompile(why: string): Diagnostic {
-  return { severity: 'error', code: 'E046', message: `this compile quantizes no layer (${why}); nothing written`, notes: ['pass --allow-empty to write the unquantized model anyway'] };
 }
 
 /** Per layer: the planned weight bits and group size (searched or not) and the scaling passes' factor summaries. */
