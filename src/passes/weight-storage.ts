@@ -40,9 +40,17 @@ function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
   }
   if (isOp(node, Op.Conv) && dims.length >= 3) {
     const taps = dims.slice(2).reduce((a, b) => a * b, 1);
-    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: taps === 1 ? 1 : undefined, kMajor: false };
+    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: groupsStoredPerChannel(node.opType, dims) ? undefined : 1, kMajor: false };
   }
   throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' (${node.opType} with a ${dims.length}-d weight) has no supported weight layout`);
+}
+
+/**
+ * True when groups along the input channels are not one axis of the stored weight — a Conv kernel larger than
+ * 1×1 (groups would run over I·kh·kw) — so a `group` weight is stored per output channel instead.
+ */
+export function groupsStoredPerChannel(opType: string, dims: readonly number[]): boolean {
+  return opType === Op.Conv && dims.slice(2).reduce((a, b) => a * b, 1) !== 1;
 }
 
 /** The narrowest ONNX integer type holding `bits`-bit codes: 2–4 bits in int4, 5–8 bits (Q-DiT's W6) in int8. */

@@ -1,7 +1,8 @@
 /**
  * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
  * of the target's backend, `checkPlan`: the one source of what a target executes), token-group and searched
- * group sizes that do not divide a selected layer's input channels, settings that contradict each other, and
+ * group sizes that do not divide a selected layer's input channels, group weights a k×k Conv stores per
+ * output channel, settings that contradict each other, and
  * what each rule covers (a quantize rule that selects nothing is an error). Diagnostics only.
  */
 import { backends } from '../backends/registry.js';
@@ -10,6 +11,7 @@ import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../quant/layers.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { isKeepName } from '../passes/convert-float16.js';
+import { groupsStoredPerChannel } from '../passes/weight-storage.js';
 import { planRecipe } from './plan.js';
 import { describeSelector, describeSelectors, matchSpecificity, resolveSelection } from './select.js';
 import type { QuantizeRule, Recipe, Selection, Selector, SourceRef } from './types.js';
@@ -94,6 +96,8 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
 export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[], options: CheckOptions = {}): { diagnostics: Diagnostic[]; selection: Selection } {
   const selection = resolveSelection(recipe, layers);
   const diagnostics = coverageDiagnostics(recipe, layers, selection, options.allowEmpty === true);
+  /** Per quantize rule: the k×k Convs whose `group` weights are stored per output channel. */
+  const perChannelConvs = new Map<number, string[]>();
   for (const layer of layers) {
     const plan = selection.assignments.get(layer.name);
     if (plan?.action !== 'quantize') continue;
@@ -110,6 +114,11 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
     if (g?.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
       diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
     }
+    if (g?.kind === 'group' && groupsStoredPerChannel(layer.opType, layer.weightShape)) perChannelConvs.set(plan.rule, [...(perChannelConvs.get(plan.rule) ?? []), layer.name]);
+  }
+  for (const [rule, names] of perChannelConvs) {
+    const listed = names.length > 4 ? `${names.slice(0, 4).join(', ')} and ${names.length - 4} more` : names.join(', ');
+    diagnostics.push(at('warning', 'W005', `group weights on ${names.length} Conv layer(s) with a kernel larger than 1×1 are stored per output channel (${listed})`, recipe.rules[rule]!.source, ['groups along the input channels of a k×k kernel are not one axis of the stored weight; say `per-channel` for them (e.g. a rule on `op(Conv)`)']));
   }
   if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
