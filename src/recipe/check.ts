@@ -105,8 +105,13 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
       diagnostics.push(at('error', 'E044', `layer '${layer.name}' is an embedding lookup: its input is an index, which cannot be quantized`, plan.source));
     }
     const mode = plan.input?.mode;
-    if (mode?.kind === 'dynamic' && typeof mode.groupSize === 'number' && layer.inChannels % mode.groupSize !== 0) {
-      diagnostics.push(at('error', 'E042', `per-token-group(size: ${mode.groupSize}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
+    // `size: weight` takes a fixed `group N` (a searched size always divides): token groups reshape the
+    // channels, so unlike a weight group they cannot leave a partial last one.
+    const weightGroup = plan.weight?.granularity.kind === 'group' ? plan.weight.granularity.size : undefined;
+    const tokenGroup = mode?.kind === 'dynamic' ? (mode.groupSize === 'weight' ? weightGroup : mode.groupSize) : undefined;
+    if (tokenGroup !== undefined && layer.inChannels % tokenGroup !== 0) {
+      const size = mode?.kind === 'dynamic' && mode.groupSize === 'weight' ? `weight, the weight's group ${tokenGroup}` : `${tokenGroup}`;
+      diagnostics.push(at('error', 'E042', `per-token-group(size: ${size}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
     }
     // A fixed `group N` need not divide the channels (the last group is partial; a target that needs whole
     // groups refuses it in its checkPlan). The search only tries sizes that divide, as token groups must.
