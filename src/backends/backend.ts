@@ -172,7 +172,8 @@ function countLayers(count: number): string {
   return `${count} layer${count === 1 ? '' : 's'}`;
 }
 
-function listLayers(names: readonly string[]): string {
+/** `a, b, c, d and 3 more`: the first layer names of a list, as diagnostics and tables show them. */
+export function listLayers(names: readonly string[]): string {
   const listed = names.slice(0, LISTED_LAYERS).join(', ');
   return names.length > LISTED_LAYERS ? `${listed} and ${names.length - LISTED_LAYERS} more` : listed;
 }

@@ -2,11 +2,11 @@
  * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
  * of the target's backend, `checkPlan`: the one source of what a target executes), token-group and searched
  * group sizes that do not divide a selected layer's input channels, group weights a k×k Conv stores per
- * output channel, settings that contradict each other, and
- * what each rule covers (a quantize rule that selects nothing is an error). Diagnostics only.
+ * output channel, settings that contradict each other, and what each rule covers (a quantize rule that
+ * selects nothing is an error). Diagnostics only.
  */
 import { backends } from '../backends/registry.js';
-import { issueDiagnostics, type LowerOptions } from '../backends/backend.js';
+import { issueDiagnostics, listLayers, type LowerOptions } from '../backends/backend.js';
 import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../quant/layers.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -122,8 +122,7 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
     if (g?.kind === 'group' && groupsStoredPerChannel(layer.opType, layer.weightShape)) perChannelConvs.set(plan.rule, [...(perChannelConvs.get(plan.rule) ?? []), layer.name]);
   }
   for (const [rule, names] of perChannelConvs) {
-    const listed = names.length > 4 ? `${names.slice(0, 4).join(', ')} and ${names.length - 4} more` : names.join(', ');
-    diagnostics.push(at('warning', 'W005', `group weights on ${names.length} Conv layer(s) with a kernel larger than 1×1 are stored per output channel (${listed})`, recipe.rules[rule]!.source, ['groups along the input channels of a k×k kernel are not one axis of the stored weight; say `per-channel` for them (e.g. a rule on `op(Conv)`)']));
+    diagnostics.push(at('warning', 'W005', `group weights on ${names.length} Conv layer(s) with a kernel larger than 1×1 are stored per output channel (${listLayers(names)})`, recipe.rules[rule]!.source, ['groups along the input channels of a k×k kernel are not one axis of the stored weight; say `per-channel` for them (e.g. a rule on `op(Conv)`)']));
   }
   if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
@@ -153,13 +152,13 @@ function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection
   recipe.rules.forEach((rule, i) => {
     const name = `quantize rule '${describeSelectors(rule.select)}'`;
     if (!selectsAny(rule)) {
-      const notes = [`this model's layers by role: ${roleCounts(layers)}`, ...(allowEmpty ? [] : ['pass --allow-empty to compile anyway'])];
+      const notes = [modelRoles(layers), ...(allowEmpty ? [] : ['pass --allow-empty to compile anyway'])];
       out.push(at(allowEmpty ? 'warning' : 'error', allowEmpty ? 'W001' : 'E045', `${name} selects no layer of this model`, rule.source, notes));
       return;
     }
     if (!applied.has(`quantize${i}`)) out.push(at('warning', 'W001', `${name} applies to no layer (more specific rules take all its layers)`, rule.source));
     for (const s of rule.select) {
-      if (!matchesOf(s).includes(true)) out.push(at('warning', 'W004', `selector '${describeSelector(s)}' of ${name} matches no layer of this model`, rule.source, [`this model's layers by role: ${roleCounts(layers)}`]));
+      if (!matchesOf(s).includes(true)) out.push(at('warning', 'W004', `selector '${describeSelector(s)}' of ${name} matches no layer of this model`, rule.source, [modelRoles(layers)]));
     }
   });
   recipe.keep.forEach((rule, i) => {
@@ -180,11 +179,17 @@ export function emptyCompile(why: string): Diagnostic {
   return at('error', 'E046', `this compile quantizes no layer (${why}); nothing written`, undefined, ['pass --allow-empty to write the unquantized model anyway']);
 }
 
-/** `attn.proj 6, attn.qkv 6, embed.time 2, …`: the model's roles (sorted) with their layer counts. */
-function roleCounts(layers: readonly Layer[]): string {
-  const counts = new Map<string, number>();
-  for (const layer of layers) counts.set(layer.role, (counts.get(layer.role) ?? 0) + 1);
-  return [...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([role, n]) => `${role} ${n}`).join(', ') || 'none (no weighted layer)';
+/** The roles of `layers` with their layer counts, sorted by role (what E045 lists and `check --model` shows per rule). */
+export function countRoles(layers: readonly Layer[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const role of layers.map((l) => l.role).sort()) counts[role] = (counts[role] ?? 0) + 1;
+  return counts;
+}
+
+/** `this model's layers by role: attn.proj 6, attn.qkv 6, …`, the note of a selection that finds nothing. */
+function modelRoles(layers: readonly Layer[]): string {
+  const roles = Object.entries(countRoles(layers)).map(([role, n]) => `${role} ${n}`);
+  return `this model's layers by role: ${roles.length > 0 ? roles.join(', ') : 'none (no weighted layer)'}`;
 }
 
 /**

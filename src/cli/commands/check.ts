@@ -4,7 +4,8 @@ import { lineColumn, renderDiagnostic, hasErrors, type Diagnostic } from '../../
 import { IrError } from '../../ir/errors.js';
 import { layersOf } from '../../quant/identity.js';
 import { loadModel } from '../../ir/serde.js';
-import { checkRecipe, checkRecipeAgainstModel } from '../../recipe/check.js';
+import { listLayers } from '../../backends/backend.js';
+import { checkRecipe, checkRecipeAgainstModel, countRoles } from '../../recipe/check.js';
 import { parseRecipeFile } from '../../recipe/parse.js';
 import { describeSelectors } from '../../recipe/select.js';
 import type { Selector, SourceRef } from '../../recipe/types.js';
@@ -23,9 +24,6 @@ which layers each rule selects (count, roles, first names) and checks them again
   --strict        fail on warnings too
 Exit: 0 valid, 1 errors (or warnings with --strict), 2 usage error.`;
 
-/** Layer names a table row shows before `… and N more`. */
-const LISTED_NAMES = 6;
-
 /** One row of the rule → layers table: the rule as written, where, and the layers it takes (with their roles). */
 interface SelectionRow {
   rule: string;
@@ -35,21 +33,15 @@ interface SelectionRow {
 }
 
 function selectionRow(rule: string, source: SourceRef | undefined, file: string, text: string, layers: readonly Layer[]): SelectionRow {
-  const roles: Record<string, number> = {};
-  for (const layer of layers) roles[layer.role] = (roles[layer.role] ?? 0) + 1;
   const at = source ? lineColumn(text, source.offset) : undefined;
-  return { rule, ...(at ? { at: `${file}:${at.line}:${at.column}` } : {}), layers: layers.map((l) => l.name), roles };
+  return { rule, ...(at ? { at: `${file}:${at.line}:${at.column}` } : {}), layers: layers.map((l) => l.name), roles: countRoles(layers) };
 }
 
+/** `FILE:LINE:COL: quantize attn, mlp: 24 layer(s) (attn.qkv 6, …)` and, indented, the first layer names. */
 function printRow(row: SelectionRow): string {
-  const roles = Object.entries(row.roles).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([role, n]) => `${role} ${n}`).join(', ');
+  const roles = Object.entries(row.roles).map(([role, n]) => `${role} ${n}`).join(', ');
   const head = `${row.at ? `${row.at}: ` : ''}${row.rule}: ${row.layers.length} layer(s)${roles ? ` (${roles})` : ''}`;
-  if (row.layers.length === 0) return `${head}
-`;
-  const more = row.layers.length > LISTED_NAMES ? ` … and ${row.layers.length - LISTED_NAMES} more` : '';
-  return `${head}
-  ${row.layers.slice(0, LISTED_NAMES).join(', ')}${more}
-`;
+  return row.layers.length === 0 ? `${head}\n` : `${head}\n  ${listLayers(row.layers)}\n`;
 }
 
 /** `attn, mlp except attn.qkv`: a rule's selectors as written. */
