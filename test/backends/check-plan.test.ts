@@ -42,8 +42,19 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
     expect(backends.cpu.checkPlan(both, layers)).toEqual([]);
     const issues = backends.webgpu.checkPlan(both, layers);
     expect(issues.map((i) => i.layer + ': ' + i.message.replace(/ \(.*\)$/, ''))).toEqual([
-      'blocks.0.mlp.fc1: weight int4 sym group 96 on MatMul is not supported',
-      'blocks.0.mlp.fc2: weight int4 sym group 100 on MatMul is not supported',
+      'blocks.0.mlp.fc1: weight int4 sym group 96 (partial last group) on MatMul is not supported',
+      'blocks.0.mlp.fc2: weight int4 sym group 100 (partial last group) on MatMul is not supported',
+    ]);
+  });
+
+  it('a partial last group (the size does not divide the input channels) runs on cpu, cuda and webgpu; tensorrt refuses it, saying why', () => {
+    // fc1 given 192 input channels: groups of 128 leave a last group of 64; fc2's 512 divide.
+    const g128: WeightQuantSpec = { ...w4, granularity: { kind: 'group', size: 128 } };
+    const narrow = layers.map((l) => (l.name === 'blocks.0.mlp.fc1' ? { ...l, inChannels: 192 } : l));
+    const planned = plan([['blocks.0.mlp.fc1', g128], ['blocks.0.mlp.fc2', g128]]);
+    for (const target of ['cpu', 'cuda', 'webgpu'] as const) expect(backends[target].checkPlan(planned, narrow)).toEqual([]);
+    expect(backends.tensorrt.checkPlan(planned, narrow).map((i) => `${i.layer}: ${i.message}`)).toEqual([
+      "blocks.0.mlp.fc1: weight int4 sym group 128 (partial last group) on MatMul is not supported: the target needs the group size to divide the input channels (this layer's last group is partial)",
     ]);
   });
 
