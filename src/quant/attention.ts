@@ -128,7 +128,7 @@ function weightedSinks(value: Value): Node[] {
 
 /**
  * Which graph inputs each value derives from, and its token stream. The latent is the float input shaped like
- * the output (else the float rank-4 input); text states are the other float rank-3 inputs; rank-2 float inputs
+ * the output (else the float rank-4 input, else the one float rank-3 input); text states are the other float rank-3 inputs; rank-2 float inputs
  * (pooled text, time ids) are conditions too. Shapes carry no dependency (`t.expand(sample.shape[0])` does not
  * make the time embedding depend on the latent). Streams start at the latent (image) and the text states
  * (context) and flow through every node but the attention cores, so a cross-attention's output joins the image
@@ -150,7 +150,7 @@ export class Dataflow {
         this.streams.set(input, IMAGE);
       } else if (rank >= 2) {
         this.flags.set(input, ON_CONDITION);
-        if (rank === 3) this.streams.set(input, CONTEXT);
+        if (rank === 3 && this.latent) this.streams.set(input, CONTEXT);
       }
     }
     const shapeOnly = new Set<string>([Op.Shape, Op.Size]);
@@ -213,5 +213,5 @@ function findLatent(floats: Value[], output: Value | undefined): Value | undefin
     return outShape !== undefined && shape.length === outShape.length && shape.every((d, i) => typeof d !== 'number' || typeof outShape[i] !== 'number' || d === outShape[i]);
   };
   const ranked = (rank: number) => floats.filter((v) => v.type!.shape!.length === rank);
-  return ranked(4).find(sameShape) ?? ranked(4)[0] ?? ranked(3).find(sameShape);
+  return ranked(4).find(sameShape) ?? ranked(4)[0] ?? ranked(3).find(sameShape) ?? (ranked(3).length === 1 ? ranked(3)[0] : undefined);
 }

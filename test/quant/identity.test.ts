@@ -112,9 +112,9 @@ describe('layer stamps in the file', () => {
     expect(identityOf(model)).toEqual(fpIdentity);
     expect(model.graph.nodes.indexOf(replacement)).toBeGreaterThan(0);
     // A copy that leaves the original in place would give the layer two nodes: refused, naming both.
-    const proj = layersOf(model).find((l) => l.name === 'blocks.0.attn.proj')!.node;
+    const proj = layersOf(model).find((l) => l.name === 'blocks.0.attn.out')!.node;
     const copy = model.graph.addNode({ opType: Op.MatMul, inputs: [proj.input(0), proj.input(1)], outputs: ['copy'], replaces: proj });
-    expect(() => layerStamps(model)).toThrow(`layer 'blocks.0.attn.proj' is stamped on two nodes, '${copy.name}' and '${proj.name}'`);
+    expect(() => layerStamps(model)).toThrow(`layer 'blocks.0.attn.out' is stamped on two nodes, '${copy.name}' and '${proj.name}'`);
   });
 });
 

@@ -102,7 +102,7 @@ describe('selection', () => {
       quantize attn { weight int4 group 32 }
       quantize attn.qkv { weight int4 group 64 }
       quantize name("blocks.0.*") { weight int4 group 16 }
-      keep attn.proj
+      keep attn.out
     }`);
     const { selection } = checkRecipeAgainstModel(recipe!, layers);
     const g = (name: string) => {
@@ -111,7 +111,7 @@ describe('selection', () => {
     };
     expect(g('blocks.0.attn.qkv')).toBe('{"kind":"group","size":16}');
     expect(g('blocks.1.attn.qkv')).toBe('{"kind":"group","size":64}');
-    expect(g('blocks.1.attn.proj')).toBe('keep');
+    expect(g('blocks.1.attn.out')).toBe('keep');
     expect(g('blocks.1.mlp.fc1')).toBe('{"kind":"per-channel"}');
   });
 });
