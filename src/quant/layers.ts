@@ -221,7 +221,7 @@ class DiscoveryContext {
     if (this.readsLatent(input)) return 'embed.patch';
     const wrapper = this.wrappers.get(node);
     if (wrapper) return wrapper;
-    if (isSilu(input) && this.feedsChunks(node)) return 'adaln';
+    if (isSilu(input) && this.feedsChunks(node) && !this.reaches(node.outputs[0]!, (n) => isOp(n, Op.Sigmoid), 3)) return 'adaln';
     if (isSilu(input) && this.feedsConvOutput(node)) return 'res.time';
     const flags = this.flow.flagsOf(input);
     // Nothing of the latent in it: an embedder of the timestep (a sinusoid of scalars only) or of a condition.
@@ -549,7 +549,10 @@ class DiscoveryContext {
     return adds;
   }
 
-  /** Whether the layer's output is chunked (Split, or Slices): adaLN's shift/scale/gate. */
+  /**
+   * Whether the layer's output is chunked (Split, or Slices): adaLN's shift/scale/gate. A timestep embedder's
+   * output can be too (PixArt adds it to the final layer's table and chunks that), but it also feeds a SiLU.
+   */
   private feedsChunks(node: Node): boolean {
     return this.reaches(node.outputs[0]!, (n) => isOp(n, Op.Split) || isOp(n, Op.Slice), 3);
   }
