@@ -26,7 +26,7 @@ describe('qcompile check', () => {
   it('passes a shipped recipe and prints the rule → layers table with --model', async () => {
     const { code, stdout, stderr } = await run(checkCommand, ['recipes/qdit-w4a8.qrecipe', '--model', FIXTURE]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(stdout).toMatch(/^quantize attn\.qkv, attn\.proj, mlp\.fc1, mlp\.fc2, adaln: 31 layer\(s\)\n {2}blocks\.0\.adaln\n {2}blocks\.0\.attn\.qkv\n/m);
+    expect(stdout).toMatch(/^quantize attn\.qkv, attn\.out, mlp\.fc1, mlp\.fc2, adaln: 31 layer\(s\)\n {2}blocks\.0\.adaln\n {2}blocks\.0\.attn\.qkv\n/m);
     expect(stdout.trimEnd().split('\n').at(-1)).toBe('recipes/qdit-w4a8.qrecipe: ok (0 error(s), 0 warning(s))');
   });
 
