@@ -1,8 +1,8 @@
 /**
  * Layer discovery across model families, by structure: the SD-style UNet of test/fixtures/sd-digits (every
  * layer's role counted against its README), DiT (the fixture and `synth dit`), a DDPM/LDM UNet with a 1×1-conv
- * attention block, PixArt-α and SD3 (test/quant/family-graphs.ts). Each graph gives the same roles and names
- * with every node, value and initializer renamed to random strings.
+ * attention block, an SDXL level, PixArt-α and SD3 (test/quant/family-graphs.ts). Each graph gives the same
+ * roles and names with every node, value and initializer renamed to random strings.
  */
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
@@ -15,7 +15,7 @@ import { parseRecipe } from '../../src/recipe/parse.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_PRESETS, buildDit } from '../../src/synth/dit.js';
 import { Random } from '../../src/synth/random.js';
-import { FAMILY, convAttentionUnet, pixartLike, sd3Like } from './family-graphs.js';
+import { FAMILY, convAttentionUnet, pixartLike, sd3Like, sdxlLike } from './family-graphs.js';
 
 const SD_UNET = 'test/fixtures/sd-digits/unet/model.onnx';
 const DIT = 'test/fixtures/dit-digits/model.onnx';
@@ -226,5 +226,27 @@ describe('layer discovery on an SD3 MMDiT (joint attention)', () => {
       concat.setInput(1, a);
     }
     expect(discoverLayers(flux).map((l) => l.role)).toEqual(layers.map((l) => l.role));
+  });
+});
+
+describe('layer discovery on an SDXL UNet level (linear proj_in/proj_out, two blocks per transformer, add_embedding)', () => {
+  it('names the blocks inside the transformer, finds the linear projections and the added-condition embedder', async () => {
+    const layers = discoverLayers(sdxlLike());
+    const block = (j: number) => [
+      ...['q', 'k', 'v', 'out'].map((p) => `down.0.attn.0.blocks.${j}.${p} attn.${p} ${j}`),
+      ...['q', 'k', 'v', 'out'].map((p) => `down.0.attn.0.blocks.${j}.cross.${p} attn.cross.${p} ${j}`),
+      `down.0.attn.0.blocks.${j}.mlp.fc1 mlp.fc1 ${j}`, `down.0.attn.0.blocks.${j}.mlp.fc2 mlp.fc2 ${j}`,
+    ];
+    expect(rows(layers)).toEqual([
+      'embed.time.0 embed.time -', 'embed.time.1 embed.time -', 'embed.cond.0 embed.cond -', 'embed.cond.1 embed.cond -', 'conv.in conv.in -',
+      'down.0.res.0.conv1 res.conv -', 'down.0.res.0.time res.time -', 'down.0.res.0.conv2 res.conv -',
+      'down.0.attn.0.proj.in proj.in -', ...block(0), ...block(1), 'down.0.attn.0.proj.out proj.out -',
+      'conv.out conv.out -',
+    ]);
+    expect(layers.filter((l) => l.role.startsWith('proj.')).map((l) => l.opType)).toEqual(['MatMul', 'MatMul']);
+    expect(rows(discoverLayers(scramble(sdxlLike())))).toEqual(rows(layers));
+    const out = await runOnce(sdxlLike());
+    expect(out.length).toBe(2 * FAMILY.latentChannels * FAMILY.side ** 2);
+    expect(out.every(Number.isFinite)).toBe(true);
   });
 });

@@ -3,8 +3,9 @@
  * exports them (token linears as MatMul + bias Add on `onnx::MatMul_N` weights, vector linears as Gemm, SiLU as
  * x·Sigmoid(x), GroupNorm as Reshape → InstanceNormalization → Reshape → affine, heads split and merged by
  * Reshape/Transpose): a DDPM/LDM UNet with a 1×1-conv attention block (both the diffusers and the CompVis
- * operand order), a PixArt-α transformer (adaLN-single, caption projection, cross-attention) and an SD3 MMDiT
- * (joint attention over an image and a context stream). They run in ONNX Runtime; the weights are random.
+ * operand order), an SDXL UNet level (linear proj_in/proj_out, two blocks per transformer), a PixArt-α
+ * transformer (adaLN-single, caption projection, cross-attention) and an SD3 MMDiT (joint attention over an
+ * image and a context stream). They run in ONNX Runtime; the weights are random.
  */
 import { Graph, Model, type Attribute, type Value } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
@@ -232,4 +233,44 @@ export function sd3Like(): Model {
   const [scale, shift] = chunk(b.gemm(cond, C, 2 * C), 2);
   const out = b.linear(b.modulate(b.layerNorm(image, C), shift!, scale!), C, patch * patch * latentChannels);
   return b.model(b.unpatchify(out, grid, patch, latentChannels), ['batch', latentChannels, side, side]);
+}
+
+/**
+ * An SDXL UNet level (diffusers UNet2DConditionModel with use_linear_projection and 2 transformer blocks per
+ * Transformer2DModel): time embedding plus `add_embedding` (linear → SiLU → linear on the pooled text and the
+ * sinusoid of the time ids), conv_in, a resblock, then GroupNorm → tokens → proj_in (a linear) → 2 × (self-
+ * attention, cross-attention on the text states, GEGLU feed-forward) → proj_out (a linear) → image → + input,
+ * conv_out.
+ */
+export function sdxlLike(): Model {
+  const b = new Builder();
+  const { side, latentChannels, textTokens, textWidth, pooledWidth } = FAMILY;
+  const [C, heads] = [16, 2];
+  const x = b.graph.addInput('sample', { elemType: DataType.FLOAT, shape: ['batch', latentChannels, side, side] });
+  const t = b.graph.addInput('timestep', { elemType: DataType.INT64, shape: ['batch'] });
+  const text = b.graph.addInput('encoder_hidden_states', { elemType: DataType.FLOAT, shape: ['batch', textTokens, textWidth] });
+  const pooled = b.graph.addInput('text_embeds', { elemType: DataType.FLOAT, shape: ['batch', pooledWidth] });
+  const timeIds = b.graph.addInput('time_ids', { elemType: DataType.FLOAT, shape: ['batch', 6] });
+  const temb = b.gemm(b.silu(b.gemm(b.sinusoid(t, 16), 16, 32)), 32, 32);
+  const idArgs = b.op(Op.Mul, [b.op(Op.Unsqueeze, [timeIds, b.ints([2])]), b.random([1, 1, 4])]);
+  const idEmb = b.op(Op.Reshape, [b.op(Op.Concat, [b.op(Op.Cos, [idArgs]), b.op(Op.Sin, [idArgs])], { axis: int(-1) }), b.ints([0, -1])]);
+  const addEmb = b.gemm(b.silu(b.gemm(b.op(Op.Concat, [pooled, idEmb], { axis: int(-1) }), pooledWidth + 48, 32)), 32, 32);
+  const cond = b.silu(b.op(Op.Add, [temb, addEmb]));
+  const h = b.conv(x, latentChannels, C, 3);
+  const h1 = b.op(Op.Add, [b.conv(b.silu(b.groupNorm(h, C, 4)), C, C, 3), b.op(Op.Unsqueeze, [b.gemm(cond, 32, C), b.ints([2, 3])])]);
+  const res = b.op(Op.Add, [h, b.conv(b.silu(b.groupNorm(h1, C, 4)), C, C, 3)]);
+  let tokens = b.linear(b.tokens(b.groupNorm(res, C, 4), C), C, C);
+  for (let block = 0; block < 2; block++) {
+    const selfIn = b.layerNorm(tokens, C);
+    tokens = b.op(Op.Add, [tokens, b.linear(b.attention(b.linear(selfIn, C, C, false), b.linear(selfIn, C, C, false), b.linear(selfIn, C, C, false), C, heads), C, C)]);
+    const crossIn = b.layerNorm(tokens, C);
+    tokens = b.op(Op.Add, [tokens, b.linear(b.attention(b.linear(crossIn, C, C, false), b.linear(text, textWidth, C, false), b.linear(text, textWidth, C, false), C, heads), C, C)]);
+    const projected = b.linear(b.layerNorm(tokens, C), C, 8 * C);
+    const half = (from: number, to: number) => b.op(Op.Slice, [projected, b.ints([from]), b.ints([to]), b.ints([-1])]);
+    const gated = b.op(Op.Mul, [half(0, 4 * C), b.gelu(half(4 * C, 8 * C))]);
+    tokens = b.op(Op.Add, [tokens, b.linear(gated, 4 * C, C)]);
+  }
+  const image = b.op(Op.Reshape, [b.op(Op.Transpose, [b.linear(tokens, C, C)], { perm: ints([0, 2, 1]) }), b.op(Op.Shape, [res])]);
+  const out = b.conv(b.silu(b.groupNorm(b.op(Op.Add, [image, res]), C, 4)), C, latentChannels, 3);
+  return b.model(out, ['batch', latentChannels, side, side]);
 }
