@@ -170,7 +170,7 @@ export class Dataflow {
     }
   }
 
-  /** The dependency flags of `value` (ON_LATENT | ON_CONDITION | ON_SINUSOID). */
+  /** The dependency flags of `value` (ON_LATENT | ON_CONDITION | ON_SINUSOID); all on the latent when there is none to find, so nothing passes for an embedder. */
   flagsOf(value: Value): number {
     return this.latent ? (this.flags.get(value) ?? 0) : ON_LATENT;
   }

@@ -6,8 +6,8 @@
  * 1×1 convs. The rest from what a layer reads and feeds: patch/conv-in on the latent, timestep and condition
  * embedders (no dependency on the latent), adaLN (a linear on SiLU(c) whose output is chunked), MLPs around a
  * GELU (GEGLU included), UNet resblocks, samplers and the proj_in/proj_out around a spatial transformer, the
- * final layer. Names are structural (see `layerName` and `DiscoveryContext.unetNames`). Discovery reads a float
- * model; what a compile's later steps know of a layer comes from the stamps `identity.ts` puts on its node.
+ * final layer. Names are structural (`Layer.name`; `DiscoveryContext.names` and `unetNames`). Discovery reads a
+ * float model; what a compile's later steps know of a layer comes from the stamps `identity.ts` puts on its node.
  */
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
@@ -194,6 +194,8 @@ const MODULATION_DEPTH = 12;
 interface AttentionPart {
   role: LayerRole;
   core: number;
+  /** A cross-attention joins the transformer block of the self-attention before it. */
+  cross: boolean;
 }
 
 /** Structural queries over one graph, memoized per call of discoverLayers. */
@@ -203,6 +205,7 @@ class DiscoveryContext {
   private readonly attention: Map<Node, AttentionPart>;
   /** The proj_in / proj_out pairs around spatial transformers. */
   private readonly wrappers: Map<Node, LayerRole>;
+  private modulated: Map<Node, Node[]> | undefined;
 
   constructor(model: Model, private readonly layers: readonly Node[]) {
     this.cores = findAttentions(model.graph);
@@ -259,19 +262,20 @@ class DiscoveryContext {
   private attentionParts(): Map<Node, AttentionPart> {
     const parts = new Map<Node, AttentionPart>();
     this.cores.forEach((core, index) => {
-      const set = (node: Node, role: LayerRole) => {
-        if (!parts.has(node)) parts.set(node, { role, core: index });
-      };
       const stream = (node: Node) => this.flow.streamOf(node);
       const inputs = [...new Set([...core.q, ...core.k, ...core.v])];
       const streams = new Set(core.k.map(stream));
       const joint = streams.has(IMAGE) && streams.has(CONTEXT);
       const cross = !joint && core.k.length > 0 && [...core.k, ...core.v].every((n) => stream(n) === CONTEXT) && core.q.every((n) => stream(n) !== CONTEXT);
+      const set = (node: Node, role: LayerRole) => {
+        // A projection two attentions share keeps the role of the first.
+        if (!parts.has(node)) parts.set(node, { role, core: index, cross });
+      };
       for (const node of inputs) {
         const fused = [core.q, core.k, core.v].filter((list) => list.includes(node)).length > 1;
         const part = fused ? 'qkv' : core.q.includes(node) ? 'q' : core.k.includes(node) ? 'k' : 'v';
         if (joint && stream(node) === CONTEXT) set(node, `attn.context.${part}`);
-        else if (cross && !fused) set(node, `attn.cross.${part}` as LayerRole);
+        else if (cross && part !== 'qkv') set(node, `attn.cross.${part}`);
         else set(node, `attn.${part}`);
       }
       for (const node of core.out) set(node, joint && stream(node) === CONTEXT ? 'attn.context.out' : cross ? 'attn.cross.out' : 'attn.out');
@@ -314,7 +318,7 @@ class DiscoveryContext {
     for (const node of nodes) {
       const part = this.attention.get(node);
       if (part) {
-        if (!coreBlocks.has(part.core)) coreBlocks.set(part.core, this.isCross(part.core) && block >= 0 ? block : ++block);
+        if (!coreBlocks.has(part.core)) coreBlocks.set(part.core, part.cross && block >= 0 ? block : ++block);
         blocks.set(node, coreBlocks.get(part.core)!);
       } else if (roles.get(node)!.startsWith('mlp.') && block >= 0) blocks.set(node, block);
     }
@@ -325,19 +329,18 @@ class DiscoveryContext {
     return blocks;
   }
 
-  private isCross(core: number): boolean {
-    return [...this.attention.values()].some((p) => p.core === core && p.role.startsWith('attn.cross.'));
-  }
-
-  /** For each adaLN, the layers whose inputs its chunks modulate (LN(x)·(1 + scale) + shift). */
+  /** For each adaLN, the layers whose inputs its chunks modulate (LN(x)·(1 + scale) + shift); computed once. */
   private modulation(nodes: Node[], roles: Map<Node, LayerRole>): Map<Node, Node[]> {
+    if (this.modulated) return this.modulated;
     const modulated = new Map<Node, Node[]>();
     for (const node of nodes) if (roles.get(node) === 'adaln') modulated.set(node, []);
-    if (modulated.size === 0) return modulated;
-    for (const node of nodes) {
-      if (roles.get(node) === 'adaln') continue;
-      for (const source of this.modulators(node.input(0))) modulated.get(source)?.push(node);
+    if (modulated.size > 0) {
+      for (const node of nodes) {
+        if (roles.get(node) === 'adaln') continue;
+        for (const source of this.modulators(node.input(0))) modulated.get(source)?.push(node);
+      }
     }
+    this.modulated = modulated;
     return modulated;
   }
 
