@@ -9,7 +9,7 @@
 import type { Graph, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
-import { LAYOUT, dataInputs, isActivationMatMul, isWeighted } from './graph-patterns.js';
+import { dataInputs, isActivationMatMul, isLayout, isWeighted } from './graph-patterns.js';
 
 /** One attention: its core and the weighted layers around it, in discovery order. */
 export interface AttentionCore {
@@ -119,7 +119,7 @@ function weightedSinks(value: Value): Node[] {
       if (seen.has(n)) continue;
       seen.add(n);
       if (isWeighted(n) && use.index === 0) found.push(n);
-      else if (LAYOUT.has(n.opType) || isOp(n, Op.Cast)) for (const o of n.outputs) walk(o, depth + 1);
+      else if (isLayout(n) || isOp(n, Op.Cast)) for (const o of n.outputs) walk(o, depth + 1);
     }
   };
   walk(value, 0);

@@ -10,6 +10,11 @@ import { Op, isOp } from '../ir/ops.js';
 
 /** Ops that only move or select data (head split/merge, chunking, token reshapes). */
 export const LAYOUT = new Set<string>([Op.Reshape, Op.Transpose, Op.Unsqueeze, Op.Squeeze, Op.Flatten, Op.Identity, Op.Gather, Op.Slice, Op.Split, Op.Concat]);
+/** A layout op, or a one-operand Einsum (a permutation: `einsum('nhwpqc->nchpwq', x)` unpatchifies DiT and SD3). */
+export function isLayout(node: Node): boolean {
+  return LAYOUT.has(node.opType) || (isOp(node, Op.Einsum) && node.inputs.length === 1);
+}
+
 /** Elementwise arithmetic and activations (bias, GELU spelled out, gates). */
 export const ELEMENTWISE = new Set<string>([Op.Add, Op.Mul, Op.Sub, Op.Div, Op.Pow, Op.Tanh, Op.Erf, Op.Sigmoid, Op.Relu, Op.Sqrt, Op.Cast]);
 
@@ -27,9 +32,12 @@ export function isWeighted(node: Node): boolean {
   return (isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv) || isOp(node, Op.ConvTranspose)) && weight !== undefined && weightDims(weight) !== undefined;
 }
 
-/** A MatMul of two activations: the score (q·kᵀ) or mixing (probabilities·v) product of an attention. */
+/**
+ * A product of two activations: the score (q·kᵀ) or mixing (probabilities·v) product of an attention, as a
+ * MatMul or a two-operand Einsum (CompVis LDM writes `einsum('b i d, b j d -> b i j', q, k)`).
+ */
 export function isActivationMatMul(node: Node): boolean {
-  return isOp(node, Op.MatMul) && !isWeighted(node);
+  return (isOp(node, Op.MatMul) || (isOp(node, Op.Einsum) && node.inputs.length === 2)) && node.inputs.every((v) => v !== undefined && weightDims(v) === undefined);
 }
 
 export function isNormalization(node: Node): boolean {

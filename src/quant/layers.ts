@@ -13,7 +13,7 @@ import type { Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
 import { CONTEXT, Dataflow, IMAGE, ON_CONDITION, ON_LATENT, ON_SINUSOID, findAttentions, type AttentionCore } from './attention.js';
-import { ELEMENTWISE, LAYOUT, isGeluCore, isNormalization, isSilu, isSpatialNormalization, isSpelledOutNorm, isWeighted, weightDims } from './graph-patterns.js';
+import { ELEMENTWISE, LAYOUT, isActivationMatMul, isGeluCore, isLayout, isNormalization, isSilu, isSpatialNormalization, isSpelledOutNorm, isWeighted, weightDims } from './graph-patterns.js';
 
 /** What a layer does in the model. */
 export type LayerRole =
@@ -353,7 +353,7 @@ class DiscoveryContext {
       if (!p || depth > MODULATION_DEPTH || seen.has(p)) return;
       seen.add(p);
       if (isWeighted(p)) found.add(p);
-      else if (!isNormalization(p) && !isSpelledOutNorm(p) && !isOp(p, Op.Softmax) && !isOp(p, Op.MatMul)) for (const i of p.inputs) if (i && !i.initializer) walk(i, depth + 1);
+      else if (!isNormalization(p) && !isSpelledOutNorm(p) && !isOp(p, Op.Softmax) && !isActivationMatMul(p)) for (const i of p.inputs) if (i && !i.initializer) walk(i, depth + 1);
     };
     walk(value, 0);
     return found;
@@ -571,7 +571,7 @@ class DiscoveryContext {
       if (v.isGraphOutput) return true;
       if (depth > 12 || seen.has(v)) return false;
       seen.add(v);
-      return v.uses.some((u) => (LAYOUT.has(u.node.opType) || isOp(u.node, Op.Add)) && !isWeighted(u.node) && u.node.outputs.some((o) => walk(o, depth + 1)));
+      return v.uses.some((u) => (isLayout(u.node) || isOp(u.node, Op.Add)) && !isWeighted(u.node) && u.node.outputs.some((o) => walk(o, depth + 1)));
     };
     return walk(value, 0);
   }

@@ -110,6 +110,18 @@ describe('layer discovery on the sd-digits UNet (diffusers UNet2DConditionModel,
   it('gives every layer the same role and name with every node, value and initializer renamed', () => {
     expect(rows(discoverLayers(scramble(loadModelSync(SD_UNET))))).toEqual(rows(layers));
   });
+
+  it('gives the same table when the attention products are Einsums (as CompVis LDM writes them)', () => {
+    const einsums = loadModelSync(SD_UNET);
+    const graph = einsums.graph;
+    for (const matmul of graph.nodes.filter((n) => isOp(n, Op.MatMul) && n.inputs.every((v) => !v!.initializer))) {
+      const einsum = graph.addNode({ opType: Op.Einsum, inputs: [matmul.input(0), matmul.input(1)], outputs: 1, attributes: { equation: { kind: 'string', value: '...ij,...jk->...ik' } }, before: matmul });
+      matmul.outputs[0]!.replaceAllUsesWith(einsum.outputs[0]!);
+      graph.removeNode(matmul);
+    }
+    expect(graph.nodes.filter((n) => isOp(n, Op.Einsum)).length).toBe(16);
+    expect(rows(discoverLayers(einsums))).toEqual(rows(layers));
+  });
 });
 
 describe('layer discovery on DiT', () => {
@@ -119,6 +131,16 @@ describe('layer discovery on DiT', () => {
     const { recipe } = parseRecipe('recipe "t" {\n  quantize all { weight int8 }\n  keep final\n}');
     const { selection } = checkRecipeAgainstModel(recipe!, layers);
     expect([...selection.assignments].filter(([, plan]) => plan.action === 'keep').map(([name]) => name)).toEqual(['final.linear']);
+  });
+
+  it('the fixture unpatchified by an Einsum (`einsum(\'nhwpqc->nchpwq\', x)`, as DiT writes it): the final linear stays `final`', () => {
+    const model = loadModelSync(DIT);
+    const graph = model.graph;
+    const transpose = graph.nodes.find((n) => isOp(n, Op.Transpose) && n.intsAttr('perm', []).length === 6)!;
+    const einsum = graph.addNode({ opType: Op.Einsum, inputs: [transpose.input(0)], outputs: 1, attributes: { equation: { kind: 'string', value: 'nhwpqc->nchpwq' } }, before: transpose });
+    transpose.outputs[0]!.replaceAllUsesWith(einsum.outputs[0]!);
+    graph.removeNode(transpose);
+    expect(rows(discoverLayers(model))).toEqual(rows(discoverLayers(loadModelSync(DIT))));
   });
 
   it('`synth dit --preset tiny` (learned sigma: 8 output channels): final.linear is `final`, attention out is attn.out', () => {
