@@ -1,8 +1,8 @@
 /**
  * Layer discovery across model families, by structure: the SD-style UNet of test/fixtures/sd-digits (every
  * layer's role counted against its README), DiT (the fixture and `synth dit`), a DDPM/LDM UNet with a 1×1-conv
- * attention block, an SDXL level, PixArt-α and SD3 (test/quant/family-graphs.ts). Each graph gives the same
- * roles and names with every node, value and initializer renamed to random strings.
+ * attention block, an SDXL level, PixArt-α, SD3 and Flux (test/quant/family-graphs.ts). Each graph gives the
+ * same roles and names with every node, value and initializer renamed to random strings.
  */
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
@@ -15,7 +15,7 @@ import { parseRecipe } from '../../src/recipe/parse.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_PRESETS, buildDit } from '../../src/synth/dit.js';
 import { Random } from '../../src/synth/random.js';
-import { FAMILY, convAttentionUnet, pixartLike, sd3Like, sdxlLike } from './family-graphs.js';
+import { FAMILY, convAttentionUnet, fluxLike, pixartLike, sd3Like, sdxlLike } from './family-graphs.js';
 
 const SD_UNET = 'test/fixtures/sd-digits/unet/model.onnx';
 const DIT = 'test/fixtures/dit-digits/model.onnx';
@@ -269,6 +269,28 @@ describe('layer discovery on an SDXL UNet level (linear proj_in/proj_out, two bl
     expect(rows(discoverLayers(scramble(sdxlLike())))).toEqual(rows(layers));
     const out = await runOnce(sdxlLike());
     expect(out.length).toBe(2 * FAMILY.latentChannels * FAMILY.side ** 2);
+    expect(out.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('layer discovery on a Flux transformer (packed latent tokens, dual- and single-stream blocks)', () => {
+  it('x_embedder is the patch embedding; the dual block splits into streams; the single block is one self-attention', async () => {
+    const layers = discoverLayers(fluxLike());
+    expect(rows(layers)).toEqual([
+      'embed.patch embed.patch -', 'embed.cond.0 embed.cond -',
+      'embed.time.0 embed.time -', 'embed.time.1 embed.time -', 'embed.time.2 embed.time -', 'embed.time.3 embed.time -',
+      'embed.cond.1 embed.cond -', 'embed.cond.2 embed.cond -',
+      'blocks.0.adaln adaln 0', 'blocks.0.context.adaln adaln 0',
+      ...['q', 'k', 'v'].flatMap((p) => [`blocks.0.attn.context.${p} attn.context.${p} 0`, `blocks.0.attn.${p} attn.${p} 0`]),
+      'blocks.0.attn.context.out attn.context.out 0', 'blocks.0.attn.out attn.out 0',
+      'blocks.0.mlp.fc1 mlp.fc1 0', 'blocks.0.mlp.fc2 mlp.fc2 0', 'blocks.0.context.mlp.fc1 mlp.fc1 0', 'blocks.0.context.mlp.fc2 mlp.fc2 0',
+      'blocks.1.adaln adaln 1', 'blocks.1.attn.q attn.q 1', 'blocks.1.attn.k attn.k 1', 'blocks.1.attn.v attn.v 1',
+      'blocks.1.mlp.fc1 mlp.fc1 1', 'blocks.1.attn.out attn.out 1',
+      'final.adaln adaln -', 'final.linear final -',
+    ]);
+    expect(rows(discoverLayers(scramble(fluxLike())))).toEqual(rows(layers));
+    const out = await runOnce(fluxLike());
+    expect(out.length).toBe(2 * 16 * 4);
     expect(out.every(Number.isFinite)).toBe(true);
   });
 });

@@ -4,8 +4,9 @@
  * x·Sigmoid(x), GroupNorm as Reshape → InstanceNormalization → Reshape → affine, heads split and merged by
  * Reshape/Transpose): a DDPM/LDM UNet with a 1×1-conv attention block (both the diffusers and the CompVis
  * operand order), an SDXL UNet level (linear proj_in/proj_out, two blocks per transformer), a PixArt-α
- * transformer (adaLN-single, caption projection, cross-attention) and an SD3 MMDiT (joint attention over an
- * image and a context stream). They run in ONNX Runtime; the weights are random.
+ * transformer (adaLN-single, caption projection, cross-attention), an SD3 MMDiT (joint attention over an image
+ * and a context stream) and Flux (dual- and single-stream blocks). They run in ONNX Runtime; the weights are
+ * random.
  */
 import { Graph, Model, type Attribute, type Value } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
@@ -273,4 +274,56 @@ export function sdxlLike(): Model {
   const image = b.op(Op.Reshape, [b.op(Op.Transpose, [b.linear(tokens, C, C)], { perm: ints([0, 2, 1]) }), b.op(Op.Shape, [res])]);
   const out = b.conv(b.silu(b.groupNorm(b.op(Op.Add, [image, res]), C, 4)), C, latentChannels, 3);
   return b.model(out, ['batch', latentChannels, side, side]);
+}
+
+/**
+ * Flux (diffusers FluxTransformer2DModel), one dual-stream and one single-stream block on packed latent tokens
+ * [B, T, C]: x_embedder (a linear on the latent), context_embedder, timestep and guidance embedders, pooled-text
+ * embedder; the dual block concatenates context before image and RMS-normalizes q and k (spelled out); the single
+ * block runs one attention over the joint sequence, its proj_mlp beside q/k/v and proj_out over Concat(attention,
+ * GELU(mlp)); norm_out, proj_out on the image tokens.
+ */
+export function fluxLike(): Model {
+  const b = new Builder();
+  const { textTokens, textWidth, pooledWidth } = FAMILY;
+  const [tokens, packed, C, heads] = [16, 4, 32, 2];
+  const x = b.graph.addInput('hidden_states', { elemType: DataType.FLOAT, shape: ['batch', tokens, packed] });
+  const text = b.graph.addInput('encoder_hidden_states', { elemType: DataType.FLOAT, shape: ['batch', textTokens, textWidth] });
+  const pooled = b.graph.addInput('pooled_projections', { elemType: DataType.FLOAT, shape: ['batch', pooledWidth] });
+  const t = b.graph.addInput('timestep', { elemType: DataType.INT64, shape: ['batch'] });
+  const guidance = b.graph.addInput('guidance', { elemType: DataType.INT64, shape: ['batch'] });
+  let image = b.linear(x, packed, C);
+  let context = b.linear(text, textWidth, C);
+  const embed = (v: Value, k: number) => b.gemm(b.silu(b.gemm(v, k, C)), C, C);
+  const cond = b.silu(b.op(Op.Add, [b.op(Op.Add, [embed(b.sinusoid(t, 32), 32), embed(b.sinusoid(guidance, 32), 32)]), embed(pooled, pooledWidth)]));
+  const chunk = (v: Value, n: number) => b.graph.addNode({ opType: Op.Split, inputs: [v, b.ints(Array(n).fill(C))], outputs: n, attributes: { axis: int(1) } }).outputs;
+  const gate = (g: Value, v: Value) => b.op(Op.Mul, [b.op(Op.Unsqueeze, [g, b.ints([1])]), v]);
+  const rms = (v: Value) => {
+    const meanSquare = b.op(Op.ReduceMean, [b.op(Op.Pow, [v, b.scalar(2)])], { axes: ints([-1]), keepdims: int(1) });
+    return b.op(Op.Mul, [b.op(Op.Div, [v, b.op(Op.Sqrt, [b.op(Op.Add, [meanSquare, b.scalar(1e-6)])])]), b.random([C])]);
+  };
+  const joint = (c: Value, i: Value) => b.op(Op.Concat, [c, i], { axis: int(1) });
+  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = chunk(b.gemm(cond, C, 6 * C), 6);
+  const [cShiftMsa, cScaleMsa, cGateMsa, cShiftMlp, cScaleMlp, cGateMlp] = chunk(b.gemm(cond, C, 6 * C), 6);
+  const imageIn = b.modulate(b.layerNorm(image, C), shiftMsa!, scaleMsa!);
+  const contextIn = b.modulate(b.layerNorm(context, C), cShiftMsa!, cScaleMsa!);
+  const mixed = b.attention(
+    joint(rms(b.linear(contextIn, C, C)), rms(b.linear(imageIn, C, C))),
+    joint(rms(b.linear(contextIn, C, C)), rms(b.linear(imageIn, C, C))),
+    joint(b.linear(contextIn, C, C), b.linear(imageIn, C, C)), C, heads);
+  const slice = (v: Value, from: number, to: number) => b.op(Op.Slice, [v, b.ints([from]), b.ints([to]), b.ints([1])]);
+  context = b.op(Op.Add, [context, gate(cGateMsa!, b.linear(slice(mixed, 0, textTokens), C, C))]);
+  image = b.op(Op.Add, [image, gate(gateMsa!, b.linear(slice(mixed, textTokens, textTokens + tokens), C, C))]);
+  const mlp = (stream: Value, shift: Value, scale: Value, g: Value) => b.op(Op.Add, [stream, gate(g, b.linear(b.gelu(b.linear(b.modulate(b.layerNorm(stream, C), shift, scale), C, 4 * C)), 4 * C, C))]);
+  image = mlp(image, shiftMlp!, scaleMlp!, gateMlp!);
+  context = mlp(context, cShiftMlp!, cScaleMlp!, cGateMlp!);
+  let all = joint(context, image);
+  const [shift, scale, g] = chunk(b.gemm(cond, C, 3 * C), 3);
+  const normed = b.modulate(b.layerNorm(all, C), shift!, scale!);
+  const attended = b.attention(b.linear(normed, C, C), b.linear(normed, C, C), b.linear(normed, C, C), C, heads);
+  const mlpHidden = b.gelu(b.linear(normed, C, 4 * C));
+  all = b.op(Op.Add, [all, gate(g!, b.linear(b.op(Op.Concat, [attended, mlpHidden], { axis: int(2) }), 5 * C, C))]);
+  const [outScale, outShift] = chunk(b.gemm(cond, C, 2 * C), 2);
+  const out = b.linear(b.modulate(b.layerNorm(slice(all, textTokens, textTokens + tokens), C), outShift!, outScale!), C, packed);
+  return b.model(out, ['batch', tokens, packed]);
 }
