@@ -59,6 +59,9 @@ export const LAYER_ROLES: readonly LayerRole[] = [
   'mlp.fc1', 'mlp.fc2', 'proj.in', 'proj.out', 'final', 'conv.in', 'conv.out', 'res.conv', 'res.time', 'res.skip', 'down', 'up', 'other',
 ];
 
+/** Roles an earlier vocabulary spelled otherwise, for the error that names the new spelling. */
+export const RENAMED_ROLES: ReadonlyMap<string, LayerRole> = new Map([['attn.proj', 'attn.out']]);
+
 /** Role groups a selector may name: a group selects every role under it (`attn` = every `attn.*`, cross and context included). */
 export const ROLE_GROUPS = ['attn', 'attn.cross', 'attn.context', 'mlp', 'embed', 'res', 'conv', 'proj'] as const;
 

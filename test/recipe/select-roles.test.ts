@@ -1,7 +1,7 @@
 /**
  * Role selectors over the family-agnostic vocabulary on a text-conditioned UNet (test/fixtures/sd-digits): the
  * groups `attn` (cross included), `attn.cross` and `proj` select by role, an exact role outranks its group, and
- * the old `attn.proj` is an unknown role.
+ * the old `attn.proj` is an error that names `attn.out`.
  */
 import { describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
@@ -37,9 +37,8 @@ describe('role selectors on an SD UNet', () => {
     expect(taken.int8).toHaveLength(12);
   });
 
-  it('rejects the old `attn.proj` as an unknown role (E020)', () => {
+  it('rejects the old `attn.proj`, naming its new spelling (E020)', () => {
     const { diagnostics } = parseRecipe('recipe "x" {\n  quantize attn.proj { weight int8 }\n}\n');
-    expect(diagnostics.map((d) => d.code)).toEqual(['E020']);
-    expect(diagnostics[0]!.message).toContain("'attn.proj'");
+    expect(diagnostics.map((d) => `${d.code} ${d.message}`)).toEqual(["E020 unknown layer role 'attn.proj' (renamed 'attn.out')"]);
   });
 });
