@@ -393,10 +393,10 @@ class DiscoveryContext {
    * `mid.attn.0.cross.k`. A resblock is conv1 → (+ time projection) → norm/SiLU → conv2 → residual Add (with
    * the input or a 1×1 skip conv); down levels advance at each stride-2 conv, and the up path starts at the first
    * resblock whose skip conv reads a Concat (the UNet's skip connections). Resblocks after the last activation
-   * saved for a skip connection and before the up path are `mid.res.K`. The attention of a level is
-   * `<level>.attn.A`: a spatial transformer (proj.in … proj.out, its blocks' layers named by role without the
-   * `attn.`: `q`, `cross.k`, `mlp.fc1`, under `blocks.J.` when it holds several blocks) or an attention block of
-   * 1×1 convs (`q`, `k`, `v`, `out`).
+   * saved for a skip connection and before the up path are `mid.res.K`; a decoder without a down path (the
+   * VAE's) is named as an up path. The attention of a level is `<level>.attn.A`: a spatial transformer (proj.in …
+   * proj.out, its blocks' layers named by role without the `attn.`: `q`, `cross.k`, `mlp.fc1`, under `blocks.J.`
+   * when it holds several blocks) or an attention block without projections around it (`q`, `k`, `v`, `out`).
    */
   private unetNames(nodes: Node[], roles: Map<Node, LayerRole>, blocks: Map<Node, number>): Map<Node, string> {
     const names = new Map<Node, string>();
@@ -420,7 +420,9 @@ class DiscoveryContext {
       if (!isOp(node, Op.Concat) || node.intAttr('axis', 0) !== 1) continue;
       for (const v of node.inputs) if (v?.producer && v.uses.length > 1) lastSkipSource = Math.max(lastSkipSource, position.get(v.producer)!);
     }
-    let stage = 'down' as 'down' | 'mid' | 'up';
+    // A decoder (the VAE's: up samplers, no down path) is all up path.
+    type Stage = 'down' | 'mid' | 'up';
+    let stage: Stage = !nodes.some((n) => roles.get(n) === 'down') && nodes.some((n) => roles.get(n) === 'up') ? 'up' : 'down';
     let level = 0;
     let resIndex = 0;
     let attnIndex = 0;
@@ -459,7 +461,7 @@ class DiscoveryContext {
       if (name === undefined) {
         const skipInput = membership.block.skip?.inputs[0]?.producer;
         const pastSkips = lastSkipSource >= 0 && position.get(membership.block.conv1)! > lastSkipSource;
-        const next = skipInput && isOp(skipInput, Op.Concat) ? 'up' : stage === 'down' && pastSkips ? 'mid' : stage;
+        const next: Stage = skipInput && isOp(skipInput, Op.Concat) ? 'up' : stage === 'down' && pastSkips ? 'mid' : stage;
         if (next !== stage) {
           if (next === 'up') level = 0;
           stage = next;

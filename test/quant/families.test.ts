@@ -1,8 +1,8 @@
 /**
  * Layer discovery across model families, by structure: the SD-style UNet of test/fixtures/sd-digits (every
  * layer's role counted against its README), DiT (the fixture and `synth dit`), a DDPM/LDM UNet with a 1×1-conv
- * attention block, an SDXL level, PixArt-α, SD3 and Flux (test/quant/family-graphs.ts). Each graph gives the
- * same roles and names with every node, value and initializer renamed to random strings.
+ * attention block, an SDXL level, the SD VAE decoder, PixArt-α, SD3 and Flux (test/quant/family-graphs.ts).
+ * Each graph gives the same roles and names with every node, value and initializer renamed to random strings.
  */
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../src/ir/core.js';
@@ -15,7 +15,7 @@ import { parseRecipe } from '../../src/recipe/parse.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_PRESETS, buildDit } from '../../src/synth/dit.js';
 import { Random } from '../../src/synth/random.js';
-import { FAMILY, convAttentionUnet, fluxLike, pixartLike, sd3Like, sdxlLike } from './family-graphs.js';
+import { FAMILY, convAttentionUnet, fluxLike, pixartLike, sd3Like, sdxlLike, vaeDecoderLike } from './family-graphs.js';
 
 const SD_UNET = 'test/fixtures/sd-digits/unet/model.onnx';
 const DIT = 'test/fixtures/dit-digits/model.onnx';
@@ -291,6 +291,22 @@ describe('layer discovery on a Flux transformer (packed latent tokens, dual- and
     expect(rows(discoverLayers(scramble(fluxLike())))).toEqual(rows(layers));
     const out = await runOnce(fluxLike());
     expect(out.length).toBe(2 * 16 * 4);
+    expect(out.every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('layer discovery on the SD VAE decoder', () => {
+  it('finds the mid block\'s linear attention and names the decoder as an up path', async () => {
+    const layers = discoverLayers(vaeDecoderLike());
+    expect(rows(layers)).toEqual([
+      'conv.in conv.in -', 'up.0.res.0.conv1 res.conv -', 'up.0.res.0.conv2 res.conv -',
+      'up.0.attn.0.q attn.q 0', 'up.0.attn.0.k attn.k 0', 'up.0.attn.0.v attn.v 0', 'up.0.attn.0.out attn.out 0',
+      'up.0.res.1.conv1 res.conv -', 'up.0.res.1.conv2 res.conv -', 'up.0.res.2.conv1 res.conv -', 'up.0.res.2.conv2 res.conv -',
+      'up.0.upsample up -', 'conv.out conv.out -',
+    ]);
+    expect(rows(discoverLayers(scramble(vaeDecoderLike())))).toEqual(rows(layers));
+    const out = await runOnce(vaeDecoderLike());
+    expect(out.length).toBe(2 * 3 * (2 * FAMILY.side) ** 2);
     expect(out.every(Number.isFinite)).toBe(true);
   });
 });

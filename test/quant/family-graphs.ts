@@ -3,10 +3,10 @@
  * exports them (token linears as MatMul + bias Add on `onnx::MatMul_N` weights, vector linears as Gemm, SiLU as
  * x·Sigmoid(x), GroupNorm as Reshape → InstanceNormalization → Reshape → affine, heads split and merged by
  * Reshape/Transpose): a DDPM/LDM UNet with a 1×1-conv attention block (both the diffusers and the CompVis
- * operand order), an SDXL UNet level (linear proj_in/proj_out, two blocks per transformer), a PixArt-α
- * transformer (adaLN-single, caption projection, cross-attention), an SD3 MMDiT (joint attention over an image
- * and a context stream) and Flux (dual- and single-stream blocks). They run in ONNX Runtime; the weights are
- * random.
+ * operand order), an SDXL UNet level (linear proj_in/proj_out, two blocks per transformer), the SD VAE decoder,
+ * a PixArt-α transformer (adaLN-single, caption projection, cross-attention), an SD3 MMDiT (joint attention over
+ * an image and a context stream) and Flux (dual- and single-stream blocks). They run in ONNX Runtime; the
+ * weights are random.
  */
 import { Graph, Model, type Attribute, type Value } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
@@ -18,7 +18,7 @@ import { normalTensor } from '../../src/synth/random.js';
 /** Graph-building helpers shared by the family builders. */
 class Builder {
   readonly graph = new Graph('family');
-  private readonly e = new Emitter(this.graph);
+  readonly e = new Emitter(this.graph);
   private stream = 0;
   private weights = 0;
 
@@ -326,4 +326,26 @@ export function fluxLike(): Model {
   const [outScale, outShift] = chunk(b.gemm(cond, C, 2 * C), 2);
   const out = b.linear(b.modulate(b.layerNorm(slice(all, textTokens, textTokens + tokens), C), outShift!, outScale!), C, packed);
   return b.model(out, ['batch', tokens, packed]);
+}
+
+/**
+ * The SD VAE decoder (diffusers AutoencoderKL): conv_in on the latent, a mid block (resblock, attention,
+ * resblock) whose attention is GroupNorm → tokens → Linear q/k/v → one head → Linear out → back to the image →
+ * + x → / rescale factor, then an up block (resblock, nearest Resize + conv) and GroupNorm → SiLU → conv_out to
+ * 3 channels at twice the side.
+ */
+export function vaeDecoderLike(): Model {
+  const b = new Builder();
+  const { side } = FAMILY;
+  const [latent, C] = [4, 16];
+  const z = b.graph.addInput('latent_sample', { elemType: DataType.FLOAT, shape: ['batch', latent, side, side] });
+  const resblock = (x: Value) => b.op(Op.Add, [x, b.conv(b.silu(b.groupNorm(b.conv(b.silu(b.groupNorm(x, C, 4)), C, C, 3), C, 4)), C, C, 3)]);
+  const h = resblock(b.conv(z, latent, C, 3));
+  const tokens = b.tokens(b.groupNorm(h, C, 4), C);
+  const attended = b.linear(b.attention(b.linear(tokens, C, C), b.linear(tokens, C, C), b.linear(tokens, C, C), C, 1), C, C);
+  const image = b.op(Op.Reshape, [b.op(Op.Transpose, [attended], { perm: ints([0, 2, 1]) }), b.op(Op.Shape, [h])]);
+  const mid = resblock(b.op(Op.Div, [b.op(Op.Add, [image, h]), b.scalar(1)]));
+  const resized = b.op(Op.Resize, [resblock(mid), undefined, b.e.constant('', Tensor.fromFloat32([4], Float32Array.of(1, 1, 2, 2)))], { mode: { kind: 'string', value: 'nearest' } });
+  const out = b.conv(b.silu(b.groupNorm(b.conv(resized, C, C, 3), C, 4)), C, 3, 3);
+  return b.model(out, ['batch', 3, 2 * side, 2 * side]);
 }
