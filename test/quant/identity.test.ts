@@ -101,6 +101,9 @@ describe('layer stamps in the file', () => {
     layersOf(stamped);
     stamped.graph.nodes.find((n) => n.metadata.has(LAYER_KEY))!.metadata.set(ROLE_KEY, 'attn.qkvv');
     expect(() => layerStamps(stamped)).toThrow(/layer 'embed.patch' .* has no valid qcompile.role stamp \(found 'attn.qkvv'\)/);
+    // A model stamped before attn.proj became attn.out says so.
+    stamped.graph.nodes.find((n) => n.metadata.has(LAYER_KEY))!.metadata.set(ROLE_KEY, 'attn.proj');
+    expect(() => layerStamps(stamped)).toThrow(/\(found 'attn.proj', the old spelling of 'attn.out': compile the float model again\)/);
   });
 
   it('a node built to replace another takes its stamp', () => {
