@@ -187,7 +187,7 @@ export function countRoles(layers: readonly Layer[]): Record<string, number> {
   return counts;
 }
 
-/** `this model's layers by role: attn.proj 6, attn.qkv 6, …`, the note of a selection that finds nothing. */
+/** `this model's layers by role: attn.out 6, attn.qkv 6, …`, the note of a selection that finds nothing. */
 function modelRoles(layers: readonly Layer[]): string {
   const roles = Object.entries(countRoles(layers)).map(([role, n]) => `${role} ${n}`);
   return `this model's layers by role: ${roles.length > 0 ? roles.join(', ') : 'none (no weighted layer)'}`;

@@ -64,7 +64,7 @@ describe('a plan the target refuses', () => {
     // One note per distinct problem (weight and activation form, per op), never one line per layer.
     expect(lines.slice(3)).toHaveLength(6);
     expect(lines[7]).toBe(
-      '  note: weight int8 asym per-channel on MatMul is not supported; --allow-requantize would lower it as int8 sym per-channel on the output axis (requantized: scale max|w|/127): 25 layers (blocks.0.attn.qkv, blocks.0.attn.proj, blocks.0.mlp.fc1, blocks.0.mlp.fc2 and 21 more)',
+      '  note: weight int8 asym per-channel on MatMul is not supported; --allow-requantize would lower it as int8 sym per-channel on the output axis (requantized: scale max|w|/127): 25 layers (blocks.0.attn.qkv, blocks.0.attn.out, blocks.0.mlp.fc1, blocks.0.mlp.fc2 and 21 more)',
     );
     expect(existsSync(out)).toBe(false);
   });

@@ -31,8 +31,8 @@ describe('qcompile check', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     // Per rule: where it is, how many layers it takes, their roles and its first layer names.
     expect(stdout.split('\n').slice(0, 4)).toEqual([
-      'recipes/qdit-w4a8.qrecipe:18:3: quantize attn, mlp, adaln: 31 layer(s) (adaln 7, attn.proj 6, attn.qkv 6, mlp.fc1 6, mlp.fc2 6)',
-      '  blocks.0.adaln, blocks.0.attn.qkv, blocks.0.attn.proj, blocks.0.mlp.fc1 and 27 more',
+      'recipes/qdit-w4a8.qrecipe:18:3: quantize attn, mlp, adaln: 31 layer(s) (adaln 7, attn.out 6, attn.qkv 6, mlp.fc1 6, mlp.fc2 6)',
+      '  blocks.0.adaln, blocks.0.attn.qkv, blocks.0.attn.out, blocks.0.mlp.fc1 and 27 more',
       'recipes/qdit-w4a8.qrecipe:22:3: keep embed, final: 5 layer(s) (embed.label 1, embed.patch 1, embed.time 2, final 1)',
       '  embed.patch, embed.time.0, embed.time.1, embed.label and 1 more',
     ]);
@@ -74,7 +74,7 @@ describe('qcompile check', () => {
     const refused = await run(checkCommand, [UNMATCHED, '--model', FIXTURE]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`${UNMATCHED}:3:3: error[E045]: quantize rule 'res.conv' selects no layer of this model`);
-    expect(refused.stderr).toContain("  note: this model's layers by role: adaln 7, attn.proj 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6");
+    expect(refused.stderr).toContain("  note: this model's layers by role: adaln 7, attn.out 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6");
     const allowed = await run(checkCommand, [UNMATCHED, '--model', FIXTURE, '--allow-empty']);
     expect(allowed.code).toBe(0);
     expect(allowed.stderr).toContain(`${UNMATCHED}:3:3: warning[W001]: quantize rule 'res.conv' selects no layer of this model`);

@@ -90,7 +90,7 @@ describe('bad recipes', () => {
 
   it('refuses a quantize rule that selects nothing, naming it and the roles the model has (a warning under allowEmpty)', () => {
     const { recipe } = parseRecipe('recipe "x" {\n  quantize op(Conv) { weight int8 }\n  quantize res.conv { weight int8 }\n}\n');
-    const roles = "this model's layers by role: adaln 7, attn.proj 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6";
+    const roles = "this model's layers by role: adaln 7, attn.out 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6";
     const strict = checkRecipeAgainstModel(recipe!, layers).diagnostics;
     expect(strict.map((d) => `${d.severity} ${d.code} ${d.message}`)).toEqual(["error E045 quantize rule 'res.conv' selects no layer of this model"]);
     expect(strict[0]!.notes).toEqual([roles, 'pass --allow-empty to compile anyway']);
@@ -119,7 +119,7 @@ describe('selection', () => {
       quantize attn { weight int4 group 32 }
       quantize attn.qkv { weight int4 group 64 }
       quantize name("blocks.0.*") { weight int4 group 16 }
-      keep attn.proj
+      keep attn.out
     }`);
     const { selection } = checkRecipeAgainstModel(recipe!, layers);
     const g = (name: string) => {
@@ -128,7 +128,7 @@ describe('selection', () => {
     };
     expect(g('blocks.0.attn.qkv')).toBe('{"kind":"group","size":16}');
     expect(g('blocks.1.attn.qkv')).toBe('{"kind":"group","size":64}');
-    expect(g('blocks.1.attn.proj')).toBe('keep');
+    expect(g('blocks.1.attn.out')).toBe('keep');
     expect(g('blocks.1.mlp.fc1')).toBe('{"kind":"per-channel"}');
   });
 });
