@@ -4,9 +4,8 @@
  * and checked against its structure alone (`withBounds: false`); their values then go through
  * `validateSettings`, the same check text recipes get, so both forms report a bound alike.
  */
-import { LAYER_ROLES } from '../quant/layers.js';
+import { LAYER_ROLES, ROLE_GROUPS } from '../quant/layers.js';
 import { LIMITS, settingSchema, SETTINGS, type SettingId } from './settings.js';
-import { ROLE_GROUPS } from './visitor.js';
 
 /** The JSON Schema (draft-07) of a normalized recipe; without bounds, only the shape and the types. */
 export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> {

@@ -1,11 +1,10 @@
 /**
  * Selection: which rule applies to each layer. A layer takes the most specific matching rule — name or regex
  * (4) > exact role / first / last (3) > role group (2) > op type (1) > all (0) — with ties going to the rule
- * written later; a `keep` rule wins over a quantize rule of equal specificity. A rule that selects nothing is a
- * warning (W001) naming it.
+ * written later; a `keep` rule wins over a quantize rule of equal specificity. What a rule that selects nothing
+ * means is judged by the recipe checks (check.ts).
  */
-import type { Diagnostic } from '../diagnostics.js';
-import type { Recipe, ResolvedLayerPlan, SelectableLayer, Selection, Selector, SourceRef } from './types.js';
+import type { Recipe, ResolvedLayerPlan, SelectableLayer, Selection, Selector } from './types.js';
 
 /** Specificity of `selector` for `layer`, or -1 when it does not match. */
 export function matchSpecificity(selector: Selector, layer: SelectableLayer, layerCount: number): number {
@@ -99,7 +98,6 @@ class SpecificityTable {
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
 export function resolveSelection(recipe: Recipe, layers: readonly SelectableLayer[]): Selection {
   const assignments = new Map<string, ResolvedLayerPlan>();
-  const used = new Set<string>();
   const table = new SpecificityTable(layers);
   for (const [index, layer] of layers.entries()) {
     // The best rule so far (`>=`: later rules win ties, keep rules — scanned last — win over quantize ones).
@@ -118,27 +116,12 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
     if (bestIsKeep) {
       const rule = recipe.keep[bestIndex]!;
       assignments.set(layer.name, { action: 'keep', rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
-      used.add(`keep${bestIndex}`);
     } else {
       const rule = recipe.rules[bestIndex]!;
       assignments.set(layer.name, { action: 'quantize', ...(rule.weight ? { weight: rule.weight } : {}), ...(rule.input ? { input: rule.input } : {}), rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
-      used.add(`rule${bestIndex}`);
     }
   }
-  const diagnostics: Diagnostic[] = [];
-  const warnUnused = (what: string, key: string, rule: { source?: SourceRef; select: Selector[] }) => {
-    if (used.has(key)) return;
-    const matchesAny = layers.some((_, index) => table.rule({ select: rule.select, except: [] }, index) >= 0);
-    diagnostics.push({
-      severity: 'warning',
-      code: 'W001',
-      message: `${what} '${describeSelectors(rule.select)}' ${matchesAny ? 'applies to no layer (more specific rules take all its layers)' : 'matches no layer of this model'}`,
-      ...(rule.source ? { span: rule.source } : {}),
-    });
-  };
-  recipe.rules.forEach((rule, i) => warnUnused('quantize rule', `rule${i}`, rule));
-  recipe.keep.forEach((rule, i) => warnUnused('keep rule', `keep${i}`, rule));
-  return { assignments, diagnostics };
+  return { assignments };
 }
 
 /** Selectors as written: `attn.qkv, op(Conv), name("blocks.*")`. */

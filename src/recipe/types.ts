@@ -2,7 +2,7 @@
  * The recipe object: what a `.qrecipe` (or its JSON form) means, fully normalized — every field present, every
  * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
  */
-import type { Diagnostic, Span } from '../diagnostics.js';
+import type { Span } from '../diagnostics.js';
 import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
 
 /** Runtimes a recipe can target. */
@@ -135,8 +135,7 @@ export type ResolvedLayerPlan =
   | { action: 'quantize'; weight?: WeightQuantSpec; input?: ActivationQuantSpec; rule: number; source?: SourceRef }
   | { action: 'keep'; rule: number; source?: SourceRef };
 
-/** What `resolveSelection` answers: a plan per selected layer (layers no rule selects are absent and stay float), and warnings such as W001. */
+/** What `resolveSelection` answers: a plan per selected layer (layers no rule selects are absent and stay float). */
 export interface Selection {
   assignments: Map<string, ResolvedLayerPlan>;
-  diagnostics: Diagnostic[];
 }

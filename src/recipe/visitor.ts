@@ -4,7 +4,7 @@
  */
 import type { CstNode } from 'chevrotain';
 import { didYouMean, type Diagnostic } from '../diagnostics.js';
-import { LAYER_ROLES } from '../quant/layers.js';
+import { LAYER_ROLES, RENAMED_ROLES, ROLE_GROUPS } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
@@ -13,8 +13,6 @@ import { LIMITS, MSE_EXPONENT, SETTINGS, defaultOf, type Locate, type SettingId 
 import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
-/** Role groups a selector may name: `attn` selects every `attn.*` role. */
-export const ROLE_GROUPS = ['attn', 'mlp', 'embed', 'res', 'conv'] as const;
 /** Selector words that are not roles. */
 const SELECTOR_WORDS = ['all', 'first', 'last', 'op', 'name', 'regex'];
 
@@ -667,7 +665,9 @@ class RecipeVisitor {
     }
     if (call.args !== undefined) this.error('E021', `role '${call.name}' takes no arguments`, call.range);
     if ((LAYER_ROLES as readonly string[]).includes(call.name) || (ROLE_GROUPS as readonly string[]).includes(call.name)) return { kind: 'role', role: call.name };
-    this.unknown('E020', 'layer role or selector', call.name, [...LAYER_ROLES, ...ROLE_GROUPS, ...SELECTOR_WORDS], call.range);
+    const renamed = RENAMED_ROLES.get(call.name);
+    if (renamed) this.error('E020', `unknown layer role '${call.name}' (renamed '${renamed}')`, call.range);
+    else this.unknown('E020', 'layer role or selector', call.name, [...LAYER_ROLES, ...ROLE_GROUPS, ...SELECTOR_WORDS], call.range);
     return undefined;
   }
 

@@ -3,18 +3,14 @@
  * a torch 2 ONNX export of diffusers' building blocks gives (nn.Linear on tokens as MatMul + Add with
  * `onnx::MatMul_N` weights, on [B, C] vectors as Gemm, PatchEmbed, the `Timesteps` sinusoid + TimestepEmbedding,
  * affine-free LayerNorm and its modulation, scaled_dot_product_attention as opset 14+ lowers it, GELU-tanh
- * FeedForward, unpatchify), the fixed 2-D sin-cos position table, and the optimum/diffusers pipeline folder both
- * write (transformer/, scheduler/, model_index.json, seeded conditioning .npy files).
+ * FeedForward, unpatchify) and the fixed 2-D sin-cos position table. Both are written by `pipeline-folder.ts`.
  */
-import { join, relative, resolve, sep } from 'node:path';
-import { OutputTransaction } from '../ir/atomic-file.js';
 import { Graph, Model, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
-import { saveModel } from '../ir/serde.js';
-import { Tensor, numelOf } from '../ir/tensor.js';
+import { Tensor } from '../ir/tensor.js';
 import { Emitter, float, i64s, int, ints } from './emitter.js';
-import { Random, normalTensor } from './random.js';
+import { normalTensor } from './random.js';
 
 /** Standard deviation of every random weight; biases use half of it (as the synthetic DiT). */
 export const WEIGHT_STD = 0.02;
@@ -185,60 +181,3 @@ export function sinCosPositionTable(dim: number, grid: number, positionScale: nu
   });
 }
 
-/** A float32 C-order array as a .npy file, format v1 (magic, version, header dict padded with spaces to 64 bytes). */
-export function npyFloat32(shape: readonly number[], values: Float32Array): Uint8Array {
-  if (values.length !== numelOf(shape)) throw new Error(`npy: ${values.length} values for shape [${shape.join(', ')}]`);
-  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const bytes = new Uint8Array(10 + header.length + values.byteLength);
-  bytes.set([0x93, ...Buffer.from('NUMPY'), 1, 0], 0);
-  new DataView(bytes.buffer).setUint16(8, header.length, true);
-  bytes.set(Buffer.from(header, 'latin1'), 10);
-  bytes.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 10 + header.length);
-  return bytes;
-}
-
-/** One conditioning input of a pipeline folder: its .npy files are [shape] float32 N(0, 1) per prompt. */
-export interface ConditioningSpec {
-  input: string;
-  shape: number[];
-}
-
-/** Everything a synthetic diffusers pipeline folder holds besides the model itself. */
-export interface PipelineFolder {
-  model: Model;
-  modelIndex: Record<string, unknown>;
-  transformerConfig: Record<string, unknown>;
-  schedulerConfig: Record<string, unknown>;
-  /** One spec: conditioning/prompt_NNN.npy; several: conditioning/<input>/prompt_NNN.npy. */
-  conditioning: ConditioningSpec[];
-}
-
-/** Prompts whose random conditioning a pipeline folder carries (plus the unconditional one). */
-export const CONDITIONING_PROMPTS = 8;
-
-/**
- * Writes DIR/transformer/{model.onnx, model.onnx.data, config.json}, DIR/scheduler/scheduler_config.json,
- * DIR/model_index.json and DIR/conditioning/ (prompt_000…007.npy + uncond.npy, seeded), all committed together:
- * an interrupted write leaves nothing behind. Returns the written paths relative to DIR, sorted.
- */
-export function writePipelineFolder(folder: PipelineFolder, seed: number, dir: string): string[] {
-  const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
-  using outputs = new OutputTransaction();
-  saveModel(folder.model, outputs.stageFile(join(dir, 'transformer', 'model.onnx')), { externalData: 'always', externalDataName: 'model.onnx.data' });
-  outputs.writeFile(join(dir, 'transformer', 'config.json'), json(folder.transformerConfig));
-  outputs.writeFile(join(dir, 'scheduler', 'scheduler_config.json'), json(folder.schedulerConfig));
-  outputs.writeFile(join(dir, 'model_index.json'), json(folder.modelIndex));
-  const names = [...Array.from({ length: CONDITIONING_PROMPTS }, (_, i) => `prompt_${String(i).padStart(3, '0')}.npy`), 'uncond.npy'];
-  // Streams far from the weights' (which count up from 0), one per input and file.
-  folder.conditioning.forEach((spec, s) => {
-    const sub = folder.conditioning.length === 1 ? 'conditioning' : join('conditioning', spec.input);
-    names.forEach((name, n) => {
-      const values = new Float32Array(numelOf(spec.shape));
-      new Random(seed, 0x40000000 + s * 1024 + n).fillNormal(values, 0, 1);
-      outputs.writeFile(join(dir, sub, name), npyFloat32(spec.shape, values));
-    });
-  });
-  return outputs.commit().map((path) => relative(resolve(dir), path).split(sep).join('/')).sort();
-}

@@ -13,7 +13,8 @@ import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { int, i64s } from './emitter.js';
-import { TransformerGraph, WEIGHT_STD, sinCosPositionTable, writePipelineFolder, type TransformerOptions } from './diffusers-transformer.js';
+import { TransformerGraph, WEIGHT_STD, sinCosPositionTable, type TransformerOptions } from './diffusers-transformer.js';
+import { writePipelineFolder } from './pipeline-folder.js';
 
 /** Hyper-parameters of an SD3 transformer (diffusers config names in the comments). */
 export interface MmditConfig {
@@ -196,7 +197,8 @@ export const MMDIT_SCHEDULER_CONFIG: Record<string, unknown> = {
 export function writeMmditPipeline(config: MmditConfig, seed: number, dir: string, options: Omit<TransformerOptions, 'seed'> = {}): string[] {
   return writePipelineFolder({
     model: buildMmdit(config, { ...options, seed }),
-    transformerConfig: mmditTransformerConfig(config),
+    denoiser: 'transformer',
+    denoiserConfig: mmditTransformerConfig(config),
     schedulerConfig: MMDIT_SCHEDULER_CONFIG,
     modelIndex: {
       _class_name: 'StableDiffusion3Pipeline',

@@ -11,7 +11,8 @@ import type { Model, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { int } from './emitter.js';
-import { TransformerGraph, WEIGHT_STD, sinCosPositionTable, writePipelineFolder, type TransformerOptions } from './diffusers-transformer.js';
+import { TransformerGraph, WEIGHT_STD, sinCosPositionTable, type TransformerOptions } from './diffusers-transformer.js';
+import { writePipelineFolder } from './pipeline-folder.js';
 
 /** Hyper-parameters of a PixArt-α transformer (diffusers config names in the comments). */
 export interface PixartConfig {
@@ -193,7 +194,8 @@ export const PIXART_SCHEDULER_CONFIG: Record<string, unknown> = {
 export function writePixartPipeline(config: PixartConfig, seed: number, dir: string, options: Omit<TransformerOptions, 'seed'> = {}): string[] {
   return writePipelineFolder({
     model: buildPixart(config, { ...options, seed }),
-    transformerConfig: pixartTransformerConfig(config),
+    denoiser: 'transformer',
+    denoiserConfig: pixartTransformerConfig(config),
     schedulerConfig: PIXART_SCHEDULER_CONFIG,
     modelIndex: {
       _class_name: 'PixArtAlphaPipeline',

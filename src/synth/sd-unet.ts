@@ -15,6 +15,7 @@ import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { Emitter, float, i64s, int, ints } from './emitter.js';
+import { writePipelineFolder } from './pipeline-folder.js';
 import { normalTensor } from './random.js';
 
 /** A diffusers UNet2DConditionModel configuration (the keys of its config.json that shape the graph). */
@@ -371,3 +372,18 @@ function checkConfig(config: SdUnetConfig): void {
   if (config.blockOutChannels[0]! % 2 !== 0) problems.push('an even time-embedding width');
   if (problems.length > 0) throw new Error(`${config.name}: the UNet needs ${problems.join(', ')}`);
 }
+
+/** Writes the UNet as a pipeline folder (unet/, scheduler/, model_index.json, conditioning/ [77, cross_attention_dim]); returns the paths written, relative to DIR. */
+export function writeSdUnetPipeline(config: SdUnetConfig, seed: number, dir: string, options: Omit<SdUnetOptions, 'seed'> = {}): string[] {
+  return writePipelineFolder({
+    denoiser: 'unet',
+    model: buildSdUnet(config, { ...options, seed }),
+    denoiserConfig: sdUnetConfigJson(config),
+    schedulerConfig: SD15_SCHEDULER_CONFIG,
+    modelIndex: sdModelIndex(config, seed),
+    conditioning: [{ input: 'encoder_hidden_states', shape: [CLIP_TOKENS, config.crossAttentionDim] }],
+  }, seed, dir);
+}
+
+/** The token count of CLIP's text states, which SD 1.x/2.x UNets are conditioned on. */
+const CLIP_TOKENS = 77;

@@ -5,6 +5,7 @@
  * compare ONNX Runtime's output of the graph with it: the graph must compute what the diffusers code computes.
  * Also the reader of the .npy conditioning files the synth writes.
  */
+import { decodeNpy } from '../../src/ir/npy.js';
 import type { Model } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
 import type { MmditConfig } from '../../src/synth/mmdit.js';
@@ -232,14 +233,9 @@ export function mmditReference(model: Model, config: MmditConfig, image: Float32
   return unpatchify(out, h, w, config.patch, config.channels);
 }
 
-/** Reads a little-endian float32 C-order .npy file (v1 header) as the synth writes it: its shape and values. */
+/** A float32 .npy file's shape and values (qcompile's own reader). */
 export function readNpyFloat32(bytes: Uint8Array): { shape: number[]; values: Float32Array } {
-  if (bytes[0] !== 0x93 || Buffer.from(bytes.subarray(1, 6)).toString('latin1') !== 'NUMPY' || bytes[6] !== 1) throw new Error('not a v1 .npy file');
-  const headerLength = bytes[8]! | (bytes[9]! << 8);
-  const header = Buffer.from(bytes.subarray(10, 10 + headerLength)).toString('latin1');
-  const match = /^\{'descr': '<f4', 'fortran_order': False, 'shape': \(([\d, ]*)\), \} *\n$/.exec(header);
-  if (!match || (10 + headerLength) % 64 !== 0) throw new Error(`unexpected .npy header ${JSON.stringify(header)}`);
-  const shape = match[1]!.split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
-  const data = Uint8Array.prototype.slice.call(bytes, 10 + headerLength);
-  return { shape, values: new Float32Array(data.buffer) };
+  const array = decodeNpy(bytes, 'conditioning.npy');
+  if (array.dtype !== 'float32') throw new Error(`expected float32, got ${array.dtype}`);
+  return { shape: array.shape, values: array.data };
 }

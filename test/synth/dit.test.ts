@@ -57,7 +57,7 @@ describe('qcompile synth dit --preset tiny', async () => {
     expect(total).toBe(ditParameterCount(DIT_PRESETS.tiny!));
     const layers = discoverLayers(model).map((l) => `${l.name} ${l.role} ${l.opType} ${l.inChannels}->${l.outChannels} ${l.block ?? '-'}`);
     const block = (b: number) => [
-      `blocks.${b}.adaln adaln Gemm 64->384 ${b}`, `blocks.${b}.attn.qkv attn.qkv MatMul 64->192 ${b}`, `blocks.${b}.attn.proj attn.proj MatMul 64->64 ${b}`,
+      `blocks.${b}.adaln adaln Gemm 64->384 ${b}`, `blocks.${b}.attn.qkv attn.qkv MatMul 64->192 ${b}`, `blocks.${b}.attn.out attn.out MatMul 64->64 ${b}`,
       `blocks.${b}.mlp.fc1 mlp.fc1 MatMul 64->256 ${b}`, `blocks.${b}.mlp.fc2 mlp.fc2 MatMul 256->64 ${b}`,
     ];
     expect(layers).toEqual([
@@ -136,7 +136,7 @@ describe('synthetic DiT-XL/2 graph (built in memory; weights are lazy and never 
     const blocks = Array.from({ length: 28 }, (_, b) => [
       `blocks.${b}.adaln adaln Gemm [6912,1152] 1152->6912 ${b}`,
       `blocks.${b}.attn.qkv attn.qkv MatMul [1152,3456] 1152->3456 ${b}`,
-      `blocks.${b}.attn.proj attn.proj MatMul [1152,1152] 1152->1152 ${b}`,
+      `blocks.${b}.attn.out attn.out MatMul [1152,1152] 1152->1152 ${b}`,
       `blocks.${b}.mlp.fc1 mlp.fc1 MatMul [1152,4608] 1152->4608 ${b}`,
       `blocks.${b}.mlp.fc2 mlp.fc2 MatMul [4608,1152] 4608->1152 ${b}`,
     ]).flat();

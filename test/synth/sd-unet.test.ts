@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { synthCommand } from '../../src/cli/commands/synth.js';
 import type { Model } from '../../src/ir/core.js';
+import { readNpy as readAnyNpy } from '../../src/ir/npy.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { verifyModel } from '../../src/ir/verify.js';
 import { SD_UNET_PRESETS, buildSdUnet, sdUnetParameterCount } from '../../src/synth/sd-unet.js';
@@ -28,13 +29,12 @@ function files(dir: string): string[] {
 }
 
 /** A .npy file's shape and float32 values (format 1.0, '<f4', C order). */
-function readNpy(path: string): { header: string; values: Float32Array } {
-  const bytes = readFileSync(path);
-  expect([...bytes.subarray(0, 8)]).toEqual([0x93, 78, 85, 77, 80, 89, 1, 0]);
-  const headerLength = bytes.readUInt16LE(8);
-  expect((10 + headerLength) % 64).toBe(0);
-  const body = bytes.subarray(10 + headerLength);
-  return { header: bytes.subarray(10, 10 + headerLength).toString('latin1').trimEnd(), values: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) };
+
+/** A float32 .npy file (the conditioning the synth writes). */
+function readNpy(path: string): { shape: number[]; data: Float32Array } {
+  const array = readAnyNpy(path);
+  if (array.dtype !== 'float32') throw new Error(`${path}: expected float32`);
+  return array;
 }
 
 function weightCount(model: Model): number {
@@ -73,20 +73,19 @@ describe('qcompile synth unet --preset tiny-sd', async () => {
     });
     expect(JSON.parse(readFileSync(join(dir, 'model_index.json'), 'utf8'))).toMatchObject({ unet: ['diffusers', 'UNet2DConditionModel'], scheduler: ['diffusers', 'PNDMScheduler'] });
     const uncond = readNpy(join(dir, 'conditioning/uncond.npy'));
-    expect(uncond.header).toBe("{'descr': '<f4', 'fortran_order': False, 'shape': (77, 32), }");
-    expect(uncond.values.length).toBe(77 * 32);
-    const std = Math.sqrt(uncond.values.reduce((s, v) => s + v * v, 0) / uncond.values.length);
+    expect(uncond.shape).toEqual([77, 32]);
+    const std = Math.sqrt(uncond.data.reduce((s, v) => s + v * v, 0) / uncond.data.length);
     expect(std).toBeGreaterThan(0.9);
     expect(std).toBeLessThan(1.1);
-    expect(readNpy(join(dir, 'conditioning/prompt_000.npy')).values).not.toEqual(readNpy(join(dir, 'conditioning/prompt_001.npy')).values);
+    expect(readNpy(join(dir, 'conditioning/prompt_000.npy')).data).not.toEqual(readNpy(join(dir, 'conditioning/prompt_001.npy')).data);
   });
 
   it('runs in onnxruntime: [B, 4, H, W] at another size too (H, W dynamic), finite, timestep- and prompt-dependent', async () => {
     const session = await ort.InferenceSession.create(join(dir, 'unet/model.onnx'));
     expect(session.inputNames).toEqual(['sample', 'timestep', 'encoder_hidden_states']);
     expect(session.outputNames).toEqual(['out_sample']);
-    const prompt = readNpy(join(dir, 'conditioning/prompt_000.npy')).values;
-    const uncond = readNpy(join(dir, 'conditioning/uncond.npy')).values;
+    const prompt = readNpy(join(dir, 'conditioning/prompt_000.npy')).data;
+    const uncond = readNpy(join(dir, 'conditioning/uncond.npy')).data;
     const run = async (side: number, timesteps: bigint[], states: Float32Array[]) => {
       const batch = states.length;
       const sample = Float32Array.from({ length: batch * 4 * side * side }, (_, i) => Math.sin(i * 0.37));

@@ -1,36 +1,56 @@
 /**
- * `qcompile synth dit|unet --preset NAME [--seed N] -o DIR`: writes a synthetic real-size diffusion model with
- * the graph of a torch ONNX export of the published architecture and seeded random weights — a DiT (model.onnx,
- * model.onnx.data, schedule.json) or a Stable Diffusion UNet laid out as an optimum pipeline folder (unet/,
- * scheduler/, model_index.json, conditioning/*.npy). Weights are generated while they are written, so memory
- * stays at about one tensor whatever the model's size.
+ * `qcompile synth dit|unet|pixart|sd3 --preset NAME [--seed N] -o DIR`: writes a synthetic real-size diffusion
+ * model with the graph of an ONNX export of the published architecture and seeded random weights — a DiT
+ * (model.onnx, model.onnx.data, schedule.json) or a diffusers pipeline folder (unet/ or transformer/,
+ * scheduler/, model_index.json, conditioning/*.npy) for an SD UNet, PixArt-α or an SD3-style MMDiT. Weights are
+ * generated while they are written, so memory stays at about one tensor whatever the model's size.
  */
 import { join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
-import type { Model } from '../../ir/core.js';
 import { saveModel } from '../../ir/serde.js';
 import { DIT_PRESETS, buildDit, ditParameterCount, ditSchedule } from '../../synth/dit.js';
-import { encodeNpyFloat32 } from '../../synth/npy.js';
-import { Random } from '../../synth/random.js';
-import { SD15_SCHEDULER_CONFIG, SD_UNET_PRESETS, buildSdUnet, sdModelIndex, sdUnetConfigJson, sdUnetParameterCount } from '../../synth/sd-unet.js';
+import { MMDIT_PRESETS, mmditParameterCount, writeMmditPipeline } from '../../synth/mmdit.js';
+import { CONDITIONING_PROMPTS } from '../../synth/pipeline-folder.js';
+import { PIXART_PRESETS, pixartParameterCount, writePixartPipeline } from '../../synth/pixart.js';
+import { SD_UNET_PRESETS, sdUnetParameterCount, writeSdUnetPipeline } from '../../synth/sd-unet.js';
 import type { CliIO, Command } from '../command.js';
 
-/** Precomputed prompt conditionings written next to a UNet, and their token count (CLIP's 77). */
-const PROMPTS = 8;
-const SEQUENCE = 77;
+/** A pipeline-folder family: its preset names, and per preset the parameter count and the writer. */
+interface PipelineFamily {
+  presets: readonly string[];
+  parameters: (preset: string) => number;
+  write: (preset: string, seed: number, dir: string, options: { onWeight: (bytes: number) => void }) => string[];
+}
+
+function pipelineFamily<C>(presets: Record<string, C>, parameters: (config: C) => number, write: (config: C, seed: number, dir: string, options: { onWeight: (bytes: number) => void }) => string[]): PipelineFamily {
+  return { presets: Object.keys(presets), parameters: (preset) => parameters(presets[preset]!), write: (preset, ...rest) => write(presets[preset]!, ...rest) };
+}
+
+const PIPELINES: Record<string, PipelineFamily> = {
+  unet: pipelineFamily(SD_UNET_PRESETS, sdUnetParameterCount, writeSdUnetPipeline),
+  pixart: pipelineFamily(PIXART_PRESETS, pixartParameterCount, writePixartPipeline),
+  sd3: pipelineFamily(MMDIT_PRESETS, mmditParameterCount, writeMmditPipeline),
+};
+
+const last = String(CONDITIONING_PROMPTS - 1).padStart(3, '0');
 
 const USAGE = `Usage: qcompile synth dit --preset NAME [--seed N] [--learn-sigma | --no-learn-sigma] -o DIR
-       qcompile synth unet --preset NAME [--seed N] -o DIR
+       qcompile synth unet|pixart|sd3 --preset NAME [--seed N] -o DIR
 
-Writes a model with the graph of a torch ONNX export (opset 17) of the published architecture and seeded
-random weights (not a trained model):
-  dit   DIR/model.onnx, DIR/model.onnx.data, DIR/schedule.json (DiT, Peebles & Xie; inputs x, t, y)
-        presets: ${Object.keys(DIT_PRESETS).join(', ')}
-  unet  a diffusers UNet2DConditionModel (inputs sample, timestep, encoder_hidden_states) as an optimum
-        pipeline folder: DIR/unet/model.onnx (+ model.onnx.data), DIR/unet/config.json,
-        DIR/scheduler/scheduler_config.json, DIR/model_index.json, and DIR/conditioning/prompt_000..${String(PROMPTS - 1).padStart(3, '0')}.npy
-        + uncond.npy: random [${SEQUENCE}, cross_attention_dim] encoder_hidden_states, to calibrate without a text encoder
-        presets: ${Object.keys(SD_UNET_PRESETS).join(', ')} (sd15: Stable Diffusion 1.5, 859.5 M parameters)
+Writes a model with the graph of an ONNX export (opset 17) of the published architecture and seeded random
+weights (not a trained model):
+  dit     DIR/model.onnx, DIR/model.onnx.data, DIR/schedule.json (DiT, Peebles & Xie; inputs x, t, y)
+          presets: ${Object.keys(DIT_PRESETS).join(', ')}
+  unet    a diffusers UNet2DConditionModel (inputs sample, timestep, encoder_hidden_states; DDPM-style schedule)
+          presets: ${Object.keys(SD_UNET_PRESETS).join(', ')} (sd15: Stable Diffusion 1.5, 859.5 M parameters)
+  pixart  a PixArt-α PixArtTransformer2DModel (adaLN-single, caption projection, learned sigma)
+          presets: ${Object.keys(PIXART_PRESETS).join(', ')}
+  sd3     an SD3-style SD3Transformer2DModel (joint attention, float timestep, flow matching)
+          presets: ${Object.keys(MMDIT_PRESETS).join(', ')}
+  unet, pixart and sd3 are written as a diffusers/optimum pipeline folder: DIR/unet/ or DIR/transformer/
+  (model.onnx, model.onnx.data, config.json), DIR/scheduler/scheduler_config.json, DIR/model_index.json, and
+  DIR/conditioning/ (prompt_000..${last}.npy + uncond.npy, one subfolder per input when there are several):
+  random precomputed conditioning, to calibrate without a text encoder (--conditioning DIR/conditioning).
 
 Options:
   --preset NAME       architecture size (required)
@@ -42,7 +62,7 @@ Options:
 
 export const synthCommand: Command = {
   name: 'synth',
-  summary: 'write a synthetic real-size DiT or SD UNet (seeded random weights, torch-export graph) for tests and benchmarks',
+  summary: 'write a synthetic real-size DiT, SD UNet, PixArt-α or SD3-style transformer (seeded random weights, torch-export graph) for tests and benchmarks',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
     const usageError = (message: string) => {
@@ -73,48 +93,34 @@ export const synthCommand: Command = {
       else positional.push(arg);
     }
     const family = positional[0];
-    if (positional.length !== 1 || (family !== 'dit' && family !== 'unet')) return usageError('expected one model family: \'dit\' or \'unet\'');
+    if (positional.length !== 1 || (family !== 'dit' && !Object.hasOwn(PIPELINES, family!))) return usageError(`expected one model family: dit, ${Object.keys(PIPELINES).join(', ')}`);
     if (preset === undefined) return usageError('--preset is required');
-    const presets: Record<string, unknown> = family === 'dit' ? DIT_PRESETS : SD_UNET_PRESETS;
-    if (!Object.hasOwn(presets, preset)) return usageError(`unknown ${family} preset '${preset}' (one of ${Object.keys(presets).join(', ')})`);
-    if (family === 'unet' && learnSigma !== undefined) return usageError('--learn-sigma and --no-learn-sigma are DiT options (an SD UNet predicts epsilon only)');
+    const presets = family === 'dit' ? Object.keys(DIT_PRESETS) : PIPELINES[family!]!.presets;
+    if (!presets.includes(preset)) return usageError(`unknown ${family} preset '${preset}' (one of ${presets.join(', ')})`);
+    if (family !== 'dit' && learnSigma !== undefined) return usageError('--learn-sigma and --no-learn-sigma are DiT options');
     if (!/^\d+$/.test(seedText) || Number(seedText) > 0xffffffff) return usageError(`--seed must be an integer in 0..4294967295, got '${seedText}'`);
     if (outDir === undefined) return usageError('-o DIR is required');
     const seed = Number(seedText);
     const dir = resolve(io.cwd, outDir);
 
     const started = performance.now();
-    let described = '';
+    let described: string;
     try {
-      // Every file appears together at the end; an interrupted synth (gigabytes) leaves nothing behind.
-      using outputs = new OutputTransaction();
-      const save = (model: Model, path: string, count: number) => {
-        described += ` (${count.toLocaleString('en-US')} weights, ${((4 * count) / 2 ** 30).toFixed(2)} GiB)`;
-        saveModel(model, outputs.stageFile(path), { externalData: 'always', externalDataName: 'model.onnx.data' });
-      };
-      const json = (path: string, value: unknown) => outputs.writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
       if (family === 'dit') {
         const config = { ...DIT_PRESETS[preset]!, learnSigma: learnSigma ?? DIT_PRESETS[preset]!.learnSigma };
-        described = config.learnSigma ? config.name : `${config.name} without learned sigma`;
-        save(buildDit(config, { seed, onWeight: progress(io, 4 * ditParameterCount(config)) }), join(dir, 'model.onnx'), ditParameterCount(config));
-        json(join(dir, 'schedule.json'), ditSchedule(config, seed));
+        const count = ditParameterCount(config);
+        described = `${config.learnSigma ? config.name : `${config.name} without learned sigma`}${sized(count)}`;
+        // The model and its sidecar appear together at the end; an interrupted synth (gigabytes) leaves nothing behind.
+        using outputs = new OutputTransaction();
+        saveModel(buildDit(config, { seed, onWeight: progress(io, 4 * count) }), outputs.stageFile(join(dir, 'model.onnx')), { externalData: 'always', externalDataName: 'model.onnx.data' });
+        outputs.writeFile(join(dir, 'schedule.json'), `${JSON.stringify(ditSchedule(config, seed), null, 2)}\n`);
+        outputs.commit();
       } else {
-        const config = SD_UNET_PRESETS[preset]!;
-        described = config.name;
-        save(buildSdUnet(config, { seed, onWeight: progress(io, 4 * sdUnetParameterCount(config)) }), join(dir, 'unet', 'model.onnx'), sdUnetParameterCount(config));
-        json(join(dir, 'unet', 'config.json'), sdUnetConfigJson(config));
-        json(join(dir, 'scheduler', 'scheduler_config.json'), SD15_SCHEDULER_CONFIG);
-        json(join(dir, 'model_index.json'), sdModelIndex(config, seed));
-        const states = (stream: number) => {
-          const values = new Float32Array(SEQUENCE * config.crossAttentionDim);
-          new Random(seed, stream).fillNormal(values, 0, 1);
-          return encodeNpyFloat32([SEQUENCE, config.crossAttentionDim], values);
-        };
-        // Streams far above the weights' (a few thousand tensors), so no conditioning repeats a weight.
-        for (let p = 0; p < PROMPTS; p++) outputs.writeFile(join(dir, 'conditioning', `prompt_${String(p).padStart(3, '0')}.npy`), states(1_000_000 + p));
-        outputs.writeFile(join(dir, 'conditioning', 'uncond.npy'), states(1_000_000 + PROMPTS));
+        const pipeline = PIPELINES[family!]!;
+        const count = pipeline.parameters(preset);
+        described = `${family} ${preset}${sized(count)}`;
+        pipeline.write(preset, seed, dir, { onWeight: progress(io, 4 * count) });
       }
-      outputs.commit();
     } catch (error) {
       io.stderr(`qcompile: error: ${outDir}: ${(error as Error).message.split('\n')[0]}\n`);
       return 1;
@@ -124,6 +130,11 @@ export const synthCommand: Command = {
     return 0;
   },
 };
+
+/** ` (859,520,964 weights, 3.20 GiB)`. */
+function sized(count: number): string {
+  return ` (${count.toLocaleString('en-US')} weights, ${((4 * count) / 2 ** 30).toFixed(2)} GiB)`;
+}
 
 /** A weight callback that reports every 10% of `totalBytes` on stderr. */
 function progress(io: CliIO, totalBytes: number): (bytes: number) => void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { openSession, runBatched } from '../ort-session.js';
 import type { ConditioningInput } from './interface.js';
-import { readNpy } from './npy.js';
+import { readNpy } from '../../ir/npy.js';
 import { readJsonObject } from './pipeline-folder.js';
 
 /** Bad prompts, tokenizer, text encoder or conditioning files: the message names the file. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataType } from '../../../src/ir/dtype.js';
 import type { ConditioningInput } from '../../../src/runtime/diffusion/interface.js';
-import { readNpy, writeNpy } from '../../../src/runtime/diffusion/npy.js';
+import { readNpy, writeNpy } from '../../../src/ir/npy.js';
 import { encodePrompts, loadTokenizer, readConditioningDir, readPromptsFile, tokenizerLength } from '../../../src/runtime/diffusion/text-conditioning.js';
 
 const SD = 'test/fixtures/sd-digits';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeNpy, encodeNpy, readNpy } from '../../../src/runtime/diffusion/npy.js';
+import { decodeNpy, encodeNpy, readNpy } from '../../src/ir/npy.js';
 
 const FILE = 'test/fixtures/sd-digits/conditioning/test/prompt_000.npy';
 
