@@ -120,7 +120,7 @@ export const compileCommand: Command = {
     // The run's outputs, and apart from them the dumps (kept when a pass fails: they are its reproducer).
     using outputs = new OutputTransaction();
     using dumpOutputs = new OutputTransaction();
-    const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json')];
+    const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json'), ...(args.prompts !== undefined ? [resolve(io.cwd, args.prompts)] : [])];
     layersOf(model); // discovers and stamps the layers: the one discovery of this compile
 
     const plan: QuantPlan = new Map();
