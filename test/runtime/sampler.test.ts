@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildDit, DIT_PRESETS } from '../../src/synth/dit.js';
 import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
-import { classLabelConditioning, tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
+import { buildCalibrationSet } from '../../src/runtime/calibration.js';
+import { classLabelConditioning, tensorConditioning, UNCONDITIONAL } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
@@ -177,5 +178,40 @@ describe('sampler updates against an exact denoiser', () => {
   it('an output with neither the latent\'s channels nor [prediction | variance] is an error naming both', async () => {
     const wrong: Denoiser = { iface: { ...iface('epsilon'), output: { name: 'out', channels: 2, varianceChannels: 1 } }, run: async () => new Float32Array(3 * 16), release: async () => {} };
     await expect(sample(wrong, { scheduler: makeScheduler(ditSchedule, { kind: 'ddim', steps: 2 }), conditions: [0] })).rejects.toThrow("model output 'out' has 48 values for 1 samples: expected 1 × 16 (the latent's 1 channels) or 1 × 32 (with 1 variance channels)");
+  });
+});
+
+describe('a scalar (rank-0) float timestep', () => {
+  it('is fed once per call as t × scale, and calibration batches hold one timestep each', async () => {
+    const iface: DiffusionInterface = {
+      latent: { name: 'x', shape: [1, 2, 2] },
+      timestep: { name: 't', elemType: 1, rank: 0, scale: 0.001 },
+      conditioning: [],
+      output: { name: 'out', channels: 1, varianceChannels: 0 },
+      prediction: 'epsilon',
+      provenance: [],
+    };
+    const seen: number[][] = [];
+    const denoiser: Denoiser = {
+      iface,
+      run: async (feeds) => {
+        seen.push([...feeds.t!.dims, ...(feeds.t!.data as Float32Array)]);
+        return new Float32Array(feeds.x!.data.length).fill(0.01);
+      },
+      release: async () => {},
+    };
+    const scheduler = makeScheduler(ditSchedule, { kind: 'ddim', steps: 4 });
+    await sample(denoiser, { scheduler, conditions: [0, 0, 0], batch: 2 });
+    expect(seen.slice(0, 4).map(([t]) => Number(t!.toFixed(4)))).toEqual([0.75, 0.5, 0.25, 0]);
+    expect(seen.every((s) => s.length === 1)).toBe(true);
+    const set = await buildCalibrationSet(denoiser, scheduler, UNCONDITIONAL, { samples: 9, batch: 4, strategy: { kind: 'uniform' }, seed: 3 });
+    for (const batch of set.batches) expect(batch.t!.dims).toEqual([]);
+    let row = 0;
+    for (const batch of set.batches) {
+      const rows = batch.x!.dims[0]!;
+      expect(new Set(set.timesteps.slice(row, row + rows))).toEqual(new Set([batch.t!.data[0]]));
+      row += rows;
+    }
+    expect(row).toBe(9);
   });
 });
