@@ -64,9 +64,9 @@ export interface RecipeSyntax {
   statements: Statement[];
 }
 
-/** The range covering everything from token `first` to token `last`. */
+/** The range covering everything from token `first` to token `last` (tokens carry no end offset: a token ends where its image does). */
 export function between(first: IToken, last: IToken): Range {
-  const end = (last.endOffset ?? last.startOffset) + 1;
+  const end = last.startOffset + last.image.length;
   return { offset: first.startOffset, length: Math.max(1, end - first.startOffset) };
 }
 

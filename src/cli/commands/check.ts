@@ -51,9 +51,17 @@ export const checkCommand: Command = {
         const layers = layersOf(model);
         const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers, options);
         diagnostics.push(...modelDiagnostics);
-        parsed.recipe.rules.forEach((rule, i) => table.push({ rule: `quantize ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'quantize' && a.rule === i; }).map((l) => l.name) }));
-        parsed.recipe.keep.forEach((rule, i) => table.push({ rule: `keep ${describeSelectors(rule.select)}`, layers: layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === 'keep' && a.rule === i; }).map((l) => l.name) }));
-        const unassigned = layers.filter((l) => !selection.assignments.has(l.name)).map((l) => l.name);
+        // Each rule's layers, in model order, from one pass over the layers (a recipe may have thousands of rules).
+        const layersOfRule = { quantize: new Map<number, string[]>(), keep: new Map<number, string[]>() };
+        const unassigned: string[] = [];
+        for (const l of layers) {
+          const a = selection.assignments.get(l.name);
+          if (!a) unassigned.push(l.name);
+          else if (layersOfRule[a.action].has(a.rule)) layersOfRule[a.action].get(a.rule)!.push(l.name);
+          else layersOfRule[a.action].set(a.rule, [l.name]);
+        }
+        parsed.recipe.rules.forEach((rule, i) => table.push({ rule: `quantize ${describeSelectors(rule.select)}`, layers: layersOfRule.quantize.get(i) ?? [] }));
+        parsed.recipe.keep.forEach((rule, i) => table.push({ rule: `keep ${describeSelectors(rule.select)}`, layers: layersOfRule.keep.get(i) ?? [] }));
         if (unassigned.length > 0) table.push({ rule: '(no rule: stays float)', layers: unassigned });
       }
     }
@@ -62,8 +70,9 @@ export const checkCommand: Command = {
       io.stdout(`${JSON.stringify({ file, valid: !failed, diagnostics, selection: table }, null, 2)}\n`);
     } else {
       const sources = new Map([[file, parsed.text]]);
-      for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
-      for (const row of table) io.stdout(`${row.rule}: ${row.layers.length} layer(s)${row.layers.length ? `\n  ${row.layers.join('\n  ')}` : ''}\n`);
+      // One write each: thousands of lines written one by one cost more than rendering them.
+      if (diagnostics.length > 0) io.stderr(diagnostics.map((d) => `${renderDiagnostic(d, sources)}\n`).join(''));
+      if (table.length > 0) io.stdout(table.map((row) => `${row.rule}: ${row.layers.length} layer(s)${row.layers.length ? `\n  ${row.layers.join('\n  ')}` : ''}\n`).join(''));
       const errors = diagnostics.filter((d) => d.severity === 'error').length;
       const warnings = diagnostics.filter((d) => d.severity === 'warning').length;
       io.stdout(`${file}: ${failed ? 'invalid' : 'ok'} (${errors} error(s), ${warnings} warning(s))\n`);
