@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as Chevrotain from 'chevrotain';
-import type { IToken, TokenType } from 'chevrotain';
+import type { IOrAlt, IToken, TokenType } from 'chevrotain';
 import { between, tokenRange, unquote, type Argument, type Call, type RecipeSyntax, type Spec, type Statement, type Term, type Value } from '../src/recipe/syntax.js';
 
 // chevrotain's package entry (lib/src/api.js) imports lodash-es as hundreds of modules: 0.44 s of every CLI start.
@@ -89,15 +89,14 @@ export class RecipeParser extends EmbeddedActionsParser {
   });
 
   /** statement := quantize | keep | transform | block | setting */
-  public statement = this.RULE('statement', (): Statement =>
-    this.OR([
-      { ALT: () => this.SUBRULE(this.quantizeStatement) },
-      { ALT: () => this.SUBRULE(this.keepStatement) },
-      { ALT: () => this.SUBRULE(this.transformStatement) },
-      { GATE: () => this.LA(2).tokenType === LCurly, ALT: () => this.SUBRULE(this.block) },
-      { ALT: () => this.SUBRULE(this.setting) },
-    ]),
-  );
+  public statement = this.RULE('statement', (): Statement => this.OR(this.statementAlternatives));
+  private readonly statementAlternatives: IOrAlt<Statement>[] = [
+    { ALT: () => this.SUBRULE(this.quantizeStatement) },
+    { ALT: () => this.SUBRULE(this.keepStatement) },
+    { ALT: () => this.SUBRULE(this.transformStatement) },
+    { GATE: () => this.LA(2).tokenType === LCurly, ALT: () => this.SUBRULE(this.block) },
+    { ALT: () => this.SUBRULE(this.setting) },
+  ];
 
   /** quantize := 'quantize' selectors ('except' selectors)? '{' spec* '}' */
   public quantizeStatement = this.RULE('quantizeStatement', (): Statement => {
@@ -119,7 +118,7 @@ export class RecipeParser extends EmbeddedActionsParser {
 
   /** spec := ('weight' | 'input') term* */
   public spec = this.RULE('spec', (): Spec => {
-    this.OR([{ ALT: () => this.CONSUME(Weight, { LABEL: 'kind' }) }, { ALT: () => this.CONSUME(Input, { LABEL: 'kind' }) }]);
+    this.OR(this.specAlternatives);
     const kind = this.LA(0);
     const terms: Term[] = [];
     this.MANY(() => {
@@ -127,6 +126,8 @@ export class RecipeParser extends EmbeddedActionsParser {
     });
     return { kind: kind.tokenType === Weight ? 'weight' : 'input', at: tokenRange(kind), terms };
   });
+
+  private readonly specAlternatives: IOrAlt<IToken>[] = [{ ALT: () => this.CONSUME(Weight, { LABEL: 'kind' }) }, { ALT: () => this.CONSUME(Input, { LABEL: 'kind' }) }];
 
   /** keep := 'keep' selectors ('except' selectors)? */
   public keepStatement = this.RULE('keepStatement', (): Statement => {
@@ -186,14 +187,13 @@ export class RecipeParser extends EmbeddedActionsParser {
   });
 
   /** term := NUMBER | STRING | list | call | comparison-operator (inside settings) */
-  public term = this.RULE('term', (): Term =>
-    this.OR<Term>([
-      { ALT: () => numberOf(this.CONSUME(NumberLiteral)) },
-      { ALT: () => stringOf(this.CONSUME(StringLiteral)) },
-      { ALT: () => this.SUBRULE(this.list) },
-      { ALT: () => this.SUBRULE(this.call) },
-    ]),
-  );
+  public term = this.RULE('term', (): Term => this.OR(this.termAlternatives));
+  private readonly termAlternatives: IOrAlt<Term>[] = [
+    { ALT: () => numberOf(this.CONSUME(NumberLiteral)) },
+    { ALT: () => stringOf(this.CONSUME(StringLiteral)) },
+    { ALT: () => this.SUBRULE(this.list) },
+    { ALT: () => this.SUBRULE(this.call) },
+  ];
 
   /** call := NAME ('(' args? ')')? */
   public call = this.RULE('call', (): Call => {
@@ -238,15 +238,14 @@ export class RecipeParser extends EmbeddedActionsParser {
   });
 
   /** value := NUMBER | STRING | NAME | 'weight' | list — `weight` as in `per-token-group(size: weight)`, read as a name. */
-  public value = this.RULE('value', (): Value =>
-    this.OR<Value>([
-      { ALT: () => numberOf(this.CONSUME(NumberLiteral)) },
-      { ALT: () => stringOf(this.CONSUME(StringLiteral)) },
-      { ALT: () => nameOf(this.CONSUME(Identifier)) },
-      { ALT: () => nameOf(this.CONSUME(Weight, { LABEL: 'Identifier' })) },
-      { ALT: () => this.SUBRULE(this.list) },
-    ]),
-  );
+  public value = this.RULE('value', (): Value => this.OR(this.valueAlternatives));
+  private readonly valueAlternatives: IOrAlt<Value>[] = [
+    { ALT: () => numberOf(this.CONSUME(NumberLiteral)) },
+    { ALT: () => stringOf(this.CONSUME(StringLiteral)) },
+    { ALT: () => nameOf(this.CONSUME(Identifier)) },
+    { ALT: () => nameOf(this.CONSUME(Weight, { LABEL: 'Identifier' })) },
+    { ALT: () => this.SUBRULE(this.list) },
+  ];
 
   /** list := '[' (value (',' value)*)? ']' */
   public list = this.RULE('list', (): Extract<Term, { kind: 'list' }> => {
