@@ -107,21 +107,24 @@ function ruleKey(rule: { select: Selector[]; except: Selector[] }): string {
   return JSON.stringify([rule.select, rule.except]);
 }
 
-/** The rules of one kind that share a key: their specificity row and the last one's index (later rules win ties). */
+/** The rules of one kind that share a key: their specificity row, the last one's index (later rules win ties), and the W001 message of those that select nothing. */
 interface RuleGroup {
   row: Int32Array;
   last: number;
+  unused?: string;
 }
 
-function groupRules(table: SpecificityTable, rules: readonly { select: Selector[]; except: Selector[] }[]): RuleGroup[] {
+/** The distinct groups of `rules`, and each rule's group. */
+function groupRules(table: SpecificityTable, rules: readonly { select: Selector[]; except: Selector[] }[]): { groups: RuleGroup[]; groupOf: RuleGroup[] } {
   const groups = new Map<string, RuleGroup>();
-  rules.forEach((rule, i) => {
+  const groupOf = rules.map((rule, i) => {
     const key = ruleKey(rule);
-    const group = groups.get(key);
+    let group = groups.get(key);
     if (group) group.last = i;
-    else groups.set(key, { row: table.rule(rule, key), last: i });
+    else groups.set(key, (group = { row: table.rule(rule, key), last: i }));
+    return group;
   });
-  return [...groups.values()];
+  return { groups: [...groups.values()], groupOf };
 }
 
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
@@ -129,18 +132,18 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
   const assignments = new Map<string, ResolvedLayerPlan>();
   const used = new Set<string>();
   const table = new SpecificityTable(layers);
-  const quantizeGroups = groupRules(table, recipe.rules);
-  const keepGroups = groupRules(table, recipe.keep);
+  const quantize = groupRules(table, recipe.rules);
+  const keep = groupRules(table, recipe.keep);
   for (const [index, layer] of layers.entries()) {
     // The most specific rule, the later on a tie; a keep rule wins over quantize rules of its specificity.
     let bestSpecificity = -1;
     let bestIndex = -1;
     let bestIsKeep = false;
-    for (const { row, last } of quantizeGroups) {
+    for (const { row, last } of quantize.groups) {
       const specificity = row[index]!;
       if (specificity > bestSpecificity || (specificity === bestSpecificity && specificity >= 0 && last > bestIndex)) [bestSpecificity, bestIndex] = [specificity, last];
     }
-    for (const { row, last } of keepGroups) {
+    for (const { row, last } of keep.groups) {
       const specificity = row[index]!;
       if (specificity >= 0 && (specificity > bestSpecificity || (specificity === bestSpecificity && (!bestIsKeep || last > bestIndex)))) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, last, true];
     }
@@ -156,18 +159,14 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
     }
   }
   const diagnostics: Diagnostic[] = [];
-  const warnUnused = (what: string, key: string, rule: { source?: SourceRef; select: Selector[] }) => {
+  const warnUnused = (what: string, key: string, rule: { source?: SourceRef; select: Selector[] }, group: RuleGroup) => {
     if (used.has(key)) return;
-    const matchesAny = table.rule({ select: rule.select, except: [] }).some((specificity) => specificity >= 0);
-    diagnostics.push({
-      severity: 'warning',
-      code: 'W001',
-      message: `${what} '${describeSelectors(rule.select)}' ${matchesAny ? 'applies to no layer (more specific rules take all its layers)' : 'matches no layer of this model'}`,
-      ...(rule.source ? { span: rule.source } : {}),
-    });
+    // The same for every rule of the group (they have the same selectors).
+    group.unused ??= `${what} '${describeSelectors(rule.select)}' ${table.rule({ select: rule.select, except: [] }).some((specificity) => specificity >= 0) ? 'applies to no layer (more specific rules take all its layers)' : 'matches no layer of this model'}`;
+    diagnostics.push({ severity: 'warning', code: 'W001', message: group.unused, ...(rule.source ? { span: rule.source } : {}) });
   };
-  recipe.rules.forEach((rule, i) => warnUnused('quantize rule', `rule${i}`, rule));
-  recipe.keep.forEach((rule, i) => warnUnused('keep rule', `keep${i}`, rule));
+  recipe.rules.forEach((rule, i) => warnUnused('quantize rule', `rule${i}`, rule, quantize.groupOf[i]!));
+  recipe.keep.forEach((rule, i) => warnUnused('keep rule', `keep${i}`, rule, keep.groupOf[i]!));
   return { assignments, diagnostics };
 }
 
