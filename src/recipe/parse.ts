@@ -4,7 +4,8 @@
  * there are no errors — never an exception.
  */
 import { readFileSync } from 'node:fs';
-import { Ajv, type ValidateFunction } from 'ajv';
+import { createRequire } from 'node:module';
+import type * as AjvModule from 'ajv';
 import { parseRecipeSyntax } from '../../grammar/qrecipe.js';
 import { hasErrors, type Diagnostic } from '../diagnostics.js';
 import { defaultRecipe } from './defaults.js';
@@ -98,12 +99,22 @@ export function parseRecipeJson(text: string, file = '<recipe.json>'): ParseResu
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
 }
 
-/** The schema validator, compiled on the first JSON recipe (0.15 s: `.qrecipe` text never needs it). */
-let validator: ValidateFunction | undefined;
+/**
+ * The schema validator, loaded and compiled on the first JSON recipe: `.qrecipe` text never needs it, and ajv
+ * costs every CLI start 0.05 s to load and 0.15 s to compile the schema. ajv is CommonJS: `require` loads it synchronously.
+ */
+let validator: AjvModule.ValidateFunction | undefined;
+function shapeValidator(): AjvModule.ValidateFunction {
+  if (!validator) {
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof AjvModule;
+    validator = new Ajv({ allErrors: true, strict: false }).compile(buildRecipeSchema(false));
+  }
+  return validator;
+}
 
 /** Shape errors of a normalized recipe (the schema without the table's bounds), as diagnostics (E051); given the JSON text, spans point at the offending key. */
 function validateShape(recipe: Recipe, file: string, text?: string): Diagnostic[] {
-  const validate = (validator ??= new Ajv({ allErrors: true, strict: false }).compile(buildRecipeSchema(false)));
+  const validate = shapeValidator();
   if (validate(recipe)) return [];
   return (validate.errors ?? []).map((e) => {
     const extra = typeof e.params.additionalProperty === 'string' ? e.params.additionalProperty : undefined;
