@@ -24,6 +24,8 @@ export interface WeightCapability {
   signedOnly?: boolean;
   /** Group sizes accepted for `group` (empty: any). */
   groupSizes?: number[];
+  /** True when a group size must divide the input channels (the runtime has no partial last group). */
+  wholeGroupsOnly?: boolean;
   /** The executed form, for `qcompile targets` (e.g. `com.microsoft.MatMulNBits`). */
   form: string;
   /** The rewrite `lower` applies; absent: the DequantizeLinear form is what the runtime fuses. */
@@ -170,7 +172,8 @@ function countLayers(count: number): string {
   return `${count} layer${count === 1 ? '' : 's'}`;
 }
 
-function listLayers(names: readonly string[]): string {
+/** `a, b, c, d and 3 more`: the first layer names of a list, as diagnostics and tables show them. */
+export function listLayers(names: readonly string[]): string {
   const listed = names.slice(0, LISTED_LAYERS).join(', ');
   return names.length > LISTED_LAYERS ? `${listed} and ${names.length - LISTED_LAYERS} more` : listed;
 }
@@ -190,8 +193,20 @@ export function findWeightCapability(table: CapabilityTable, form: WeightForm, o
       c.granularity.includes(form.granularity) &&
       (form.symmetric || c.asymmetric) &&
       (form.signed || !c.signedOnly) &&
-      (form.granularity !== 'group' || !c.groupSizes?.length || (form.groupSize !== undefined && c.groupSizes.includes(form.groupSize))),
+      (form.granularity !== 'group' || !c.groupSizes?.length || (form.groupSize !== undefined && c.groupSizes.includes(form.groupSize))) &&
+      !(form.partialLastGroup && c.wholeGroupsOnly),
   );
+}
+
+/**
+ * Why `form` is refused, after `is not supported`: that the target needs whole groups (when it would run the
+ * form with a dividing group size), or the opt-in flag that would lower it; '' when neither.
+ */
+export function weightRefusalHint(table: CapabilityTable, form: WeightForm, options: LowerOptions = {}): string {
+  if (form.partialLastGroup && findWeightCapability(table, { ...form, partialLastGroup: false }, options)) {
+    return `: the target needs the group size to divide the input channels (this layer's last group is partial)`;
+  }
+  return optInHint(lockedWeightCapability(table, form));
 }
 
 /** The activation capability that runs `form`, if any (opt-in capabilities only when `options` unlocks them). */
@@ -221,7 +236,7 @@ export function lockedActivationCapability(table: CapabilityTable, form: Activat
 
 /** `int4 sym group 128 on MatMul` — the combination as a diagnostic names it. */
 export function describeWeight(form: WeightForm): string {
-  const granularity = form.granularity === 'group' ? `group ${form.groupSize ?? '?'}` : form.granularity;
+  const granularity = form.granularity === 'group' ? `group ${form.groupSize ?? '?'}${form.partialLastGroup ? ' (partial last group)' : ''}` : form.granularity;
   return `weight ${form.signed ? 'int' : 'uint'}${form.bits} ${form.symmetric ? 'sym' : 'asym'} ${granularity} on ${form.op}`;
 }
 
@@ -230,12 +245,16 @@ export function describeActivation(form: ActivationForm): string {
   return `activation ${form.signed ? 'int' : 'uint'}${form.bits} ${form.symmetric ? 'sym' : 'asym'} ${form.mode} on ${form.op}`;
 }
 
-/** The plan's weight spec in capability terms; `auto` group sizes are checked against every candidate. */
-export function weightFormsOfSpec(op: string, spec: WeightQuantSpec): WeightForm[] {
+/**
+ * The plan's weight spec in capability terms; `auto` group sizes are checked against every candidate. With the
+ * layer's input channels known, a group size that does not divide them is marked `partialLastGroup`.
+ */
+export function weightFormsOfSpec(op: string, spec: WeightQuantSpec, inChannels?: number): WeightForm[] {
   const base = { op, bits: spec.bits, symmetric: spec.symmetric, signed: spec.signed ?? true };
+  const group = (size: number): WeightForm => ({ ...base, granularity: 'group', groupSize: size, ...(inChannels !== undefined && inChannels % size !== 0 ? { partialLastGroup: true } : {}) });
   const g = spec.granularity;
-  if (g.kind === 'group') return [{ ...base, granularity: 'group', groupSize: g.size }];
-  if (g.kind === 'auto') return g.candidates.map((size) => ({ ...base, granularity: 'group' as const, groupSize: size }));
+  if (g.kind === 'group') return [group(g.size)];
+  if (g.kind === 'auto') return g.candidates.map(group);
   return [{ ...base, granularity: g.kind }];
 }
 
@@ -253,8 +272,8 @@ export function checkPlanAgainst(table: CapabilityTable, plan: QuantPlan, layers
     if (!layer) continue; // the planner reports unknown layers; the target only judges real ones
     const span = entry.span ? { span: entry.span } : {};
     if (entry.weight) {
-      for (const form of weightFormsOfSpec(layer.opType, entry.weight)) {
-        if (!findWeightCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${optInHint(lockedWeightCapability(table, form))}`, ...span });
+      for (const form of weightFormsOfSpec(layer.opType, entry.weight, layer.inChannels)) {
+        if (!findWeightCapability(table, form, options)) issues.push({ layer: entry.layer, code: 'unsupported-weight', message: `${describeWeight(form)} is not supported${weightRefusalHint(table, form, options)}`, ...span });
       }
     }
     if (entry.input) {

@@ -18,7 +18,7 @@ export const cpuCapabilities: CapabilityTable = {
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: true, form: 'QuantizeLinear/DequantizeLinear int8 (fused with the weight Q/DQ)' },
   ],
   compute: ['fp32'],
-  notes: ['runtime scales (per-timestep tables, dynamic) fuse at the same speed as constant ones', 'per-row asymmetric runtime zero points need session.disable_quant_qdq'],
+  notes: ['a group size need not divide the input channels: MatMulNBits and blocked DequantizeLinear take a partial last group (ORT sizes blocks ceil(K / block_size))', 'runtime scales (per-timestep tables, dynamic) fuse at the same speed as constant ones', 'per-row asymmetric runtime zero points need session.disable_quant_qdq'],
 };
 
 /** The onnxruntime-node CPU backend. */

@@ -19,7 +19,7 @@ export const cudaCapabilities: CapabilityTable = {
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static'], asymmetric: true, optIn: 'requantize', rewrite: 'requantize-symmetric', form: 'int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)' },
   ],
   compute: ['fp32', 'fp16'],
-  notes: ['asymmetric 8-bit weights and static activations need --allow-requantize (re-expressed symmetrically; numerics change)', 'fp16 compute: `precision fp16` (convert-float16; Q/DQ stay float32 behind Casts)', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
+  notes: ['a group size need not divide the input channels: MatMulNBits takes a partial last block (ORT sizes blocks ceil(K / block_size); not run on a GPU here)', 'asymmetric 8-bit weights and static activations need --allow-requantize (re-expressed symmetrically; numerics change)', 'fp16 compute: `precision fp16` (convert-float16; Q/DQ stay float32 behind Casts)', 'verified on onnxruntime-node CPU only (no NVIDIA GPU in CI)'],
 };
 
 /** The ORT CUDA EP backend. */

@@ -13,13 +13,13 @@ import {
   findActivationCapability,
   findWeightCapability,
   lockedActivationCapability,
-  lockedWeightCapability,
   optInHint,
   type BackendIssue,
   type CapabilityTable,
   type LowerOptions,
   type LowerResult,
   type TargetName,
+  weightRefusalHint,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
 import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
@@ -41,7 +41,7 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
     const capability = findWeightCapability(table, form, options);
     const obstacle = capability?.rewrite === 'matmul-nbits' ? matMulNBitsObstacle(weight) : capability?.rewrite === 'requantize-symmetric' ? requantizeWeightObstacle(weight) : undefined;
     if (!capability || obstacle) {
-      const message = `${describeWeight(form)}${obstacle ? `: ${obstacle}` : ` is not supported${optInHint(lockedWeightCapability(table, form))}`}`;
+      const message = `${describeWeight(form)}${obstacle ? `: ${obstacle}` : ` is not supported${weightRefusalHint(table, form, options)}`}`;
       issues.push({ issue: { layer: weight.name, code: capability ? 'unsupported-layout' : 'unsupported-weight', message }, undo: () => dequantizeToFloat(weight.dq) });
     } else if (capability.rewrite === 'matmul-nbits') weightRewrites.push(weight);
     else if (capability.rewrite === 'requantize-symmetric') {

@@ -2,8 +2,8 @@
  * Rewrites a weight-only 4- or 8-bit blocked layer — `DequantizeLinear(int4/uint4/int8/uint8 codes, scale,
  * zp?, block_size)` feeding MatMul or Gemm — into ONNX Runtime's `com.microsoft.MatMulNBits`, the form its
  * CPU, CUDA and WebGPU EPs run as a low-bit kernel. Layout (PLATFORM.md): B uint8 [N, nb, bs·bits/8]; for
- * bits 4 element k=2j sits in the low nibble of byte j, for bits 8 one byte per element; the last block is
- * zero-padded; scales [N·nb] (n·nb+b); zero_points uint8 [N·ceil(nb·bits/8)] packed per row like B (omitted
+ * bits 4 element k=2j sits in the low nibble of byte j, for bits 8 one byte per element; a partial last block
+ * (K not a multiple of block_size) is padded with its zero point; scales [N·nb] (n·nb+b); zero_points uint8 [N·ceil(nb·bits/8)] packed per row like B (omitted
  * when all equal the default 2^(bits−1)); W = (q − zp)·scale. Signed codes become unsigned by adding
  * 2^(bits−1) to both q and zp, which leaves q − zp unchanged, so the lowering is exact.
  */
@@ -73,7 +73,13 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
   const b = Tensor.lazy(DataType.UINT8, [N, nb, bytesPerBlock], () => {
     const q = codes.toNumbers();
     const out = new Uint8Array(N * nb * bytesPerBlock);
-    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) place(out, n * nb * bytesPerBlock, k, q[at(k, n)]! + offset); // k = b·bs + j: blocks are contiguous in a row
+    for (let n = 0; n < N; n++) {
+      const row = n * nb * bytesPerBlock;
+      for (let k = 0; k < K; k++) place(out, row, k, q[at(k, n)]! + offset); // k = b·bs + j: blocks are contiguous in a row
+      // A partial last block is padded with its zero point, so the padding dequantizes to exactly 0 whether a
+      // kernel reads K columns or whole blocks.
+      for (let k = K; k < nb * blockSize; k++) place(out, row, k, zp[n * nb + nb - 1]!);
+    }
     return out;
   });
   const s = new Float32Array(N * nb);

@@ -19,7 +19,7 @@ import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { calibrationCacheFileState, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
 import { buildCalibrationSet, diffusionIO, openDenoiser, type CalibrationSet } from '../runtime/calibration.js';
-import { makeSchedule, readSidecar, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
+import { makeSchedule, readSidecar, ScheduleError, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
 import { sampleImages } from '../runtime/samplers.js';
 import type { CliIO } from './command.js';
 
@@ -113,6 +113,9 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
 /** The recipe's diffusion schedule: its own, or the `schedule.json` sidecar next to the model (whose prediction type must match the recipe's). */
 function recipeSchedule(recipe: Recipe, modelPath: string): Schedule {
   const d = recipe.diffusion;
+  if (d.prediction === 'flow' || d.prediction === 'sample' || d.schedule.kind === 'config' || d.schedule.kind === 'flow') {
+    throw new ScheduleError(`the recipe's ${d.prediction === 'flow' || d.prediction === 'sample' ? `'prediction ${d.prediction}'` : `'schedule ${d.schedule.kind}'`} is not taken by compile's calibration sampler yet (it takes a sidecar or a linear, scaled-linear or cosine schedule, epsilon or v)`);
+  }
   if (d.schedule.kind === 'sidecar') return scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json')), { prediction: d.prediction });
   if (d.schedule.kind === 'cosine') return makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction);
   return makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);

@@ -15,7 +15,7 @@ import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { inferShapes } from '../ir/infer-shapes.js';
 import { layersOf } from '../quant/identity.js';
-import { findTimestepInput } from '../quant/layers.js';
+import { findTimestepInput } from '../quant/diffusion-inputs.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { definePass } from './pass.js';

@@ -1,6 +1,6 @@
 /**
  * select-layers: fills the quantization plan from pass options, for pipelines written as text (recipes fill
- * the plan directly). Layers are matched by role (`attn` selects `attn.qkv`, `attn.proj`) or by name; their
+ * the plan directly). Layers are matched by role (`attn` selects `attn.qkv`, `attn.out`, `attn.cross.k`, …) or by name; their
  * weight spec is set, any activation spec already planned is kept. Requires the discovered layers (layers.ts).
  */
 import { IrError } from '../ir/errors.js';

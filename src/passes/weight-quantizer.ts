@@ -2,7 +2,9 @@
  * Weight quantization math, free of the IR: quantization grids, per-cell ranges (min-max or an L_p search over
  * a shrink grid), and rounding. A weight is an N×K matrix (output channel n, reduction index k) read in its
  * stored order, [N][K] or [K][N], so no transposed copy is made; a cell is one (group, channel) pair whose
- * values share a scale and zero point, indexed g·N + n like gptq.ts.
+ * values share a scale and zero point, indexed g·N + n like gptq.ts. A group size need not divide K: the last
+ * group of each channel is then shorter (K mod size values) and quantized by its own range, as ONNX blocked
+ * DequantizeLinear (scale dim ceil(K / block)) and ORT's MatMulNBits read it.
  */
 import { assertFinite } from '../ir/numerics.js';
 import type { Granularity, RangeMethod } from '../quant/plan.js';
@@ -34,7 +36,7 @@ export interface WeightMatrix {
 export interface CellParams {
   /** Values of one channel that share a cell (K for per-channel and per-tensor, the group size for groups). */
   cellLength: number;
-  /** Cells per channel (K / cellLength); 1 for per-tensor, where the single cell spans all channels. */
+  /** Cells per channel (ceil(K / cellLength): the last may be partial); 1 for per-tensor, where the single cell spans all channels. */
   cellsPerRow: number;
   /** Scale of cell g·N + n (length 1 for per-tensor). */
   scale: Float32Array;
@@ -60,7 +62,7 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
   const { N, K } = weight;
   if (perTensor) visit(0, N * K, 0, 0);
   else if (weight.kMajor) for (let k = 0; k < K; k++) visit(k * N, (k + 1) * N, Math.floor(k / cellLength) * N, 1);
-  else for (let n = 0; n < N; n++) for (let k = 0; k < K; k += cellLength) visit(n * K + k, n * K + k + cellLength, (k / cellLength) * N + n, 0);
+  else for (let n = 0; n < N; n++) for (let k = 0; k < K; k += cellLength) visit(n * K + k, n * K + Math.min(k + cellLength, K), (k / cellLength) * N + n, 0);
 }
 
 /**
@@ -92,7 +94,7 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
   const gathered = settings.range.kind === 'lp' ? gatherCells(weight, cellLength, perTensor, cells) : undefined;
   for (let cell = 0; cell < cells; cell++) {
     const params = gathered
-      ? searchRange(gathered.subarray(cell * (gathered.length / cells), (cell + 1) * (gathered.length / cells)), min[cell]!, max[cell]!, settings, range)
+      ? searchRange(gathered.values.subarray(gathered.starts[cell]!, gathered.starts[cell + 1]!), min[cell]!, max[cell]!, settings, range)
       : paramsFor(min[cell]!, max[cell]!, settings, range);
     scale[cell] = params.scale;
     zeroPoint[cell] = params.zeroPoint;
@@ -101,22 +103,25 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
   return { cellLength, cellsPerRow, scale, zeroPoint };
 }
 
-/** The values reordered cell by cell (each cell's values contiguous), for range searches. */
-function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolean, cells: number): Float32Array {
-  const out = new Float32Array(weight.values.length);
-  const filled = new Int32Array(cells);
-  const size = weight.values.length / cells;
+/** The values reordered cell by cell (cell c's values at [starts[c], starts[c + 1])), for range searches. */
+function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolean, cells: number): { values: Float32Array; starts: Int32Array } {
+  const { N, K } = weight;
+  // Cell g·N + n holds the values of group g of channel n: cellLength of them, fewer in a partial last group.
+  const starts = new Int32Array(cells + 1);
+  for (let cell = 0; cell < cells; cell++) starts[cell + 1] = starts[cell]! + (perTensor ? N * K : Math.min(cellLength, K - Math.floor(cell / N) * cellLength));
+  const values = new Float32Array(weight.values.length);
+  const filled = starts.slice(0, cells);
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
-    for (let i = start, cell = first; i < end; i++, cell += step) out[cell * size + filled[cell]!++] = weight.values[i]!;
+    for (let i = start, cell = first; i < end; i++, cell += step) values[filled[cell]!++] = weight.values[i]!;
   });
-  return out;
+  return { values, starts };
 }
 
-/** Cell length and cells per row for a granularity; a group size that does not divide K throws. */
+/** Cell length and cells per row for a granularity: groups of `size` along K, the last one partial when `size` does not divide K. */
 export function cellGeometry(K: number, granularity: Granularity): { cellLength: number; cellsPerRow: number } {
   if (granularity.kind !== 'group') return { cellLength: K, cellsPerRow: 1 };
-  if (granularity.size <= 0 || K % granularity.size !== 0) throw new RangeError(`group size ${granularity.size} does not divide the input channels (${K})`);
-  return { cellLength: granularity.size, cellsPerRow: K / granularity.size };
+  if (!Number.isInteger(granularity.size) || granularity.size <= 0) throw new RangeError(`group size ${granularity.size} is not a positive integer`);
+  return { cellLength: granularity.size, cellsPerRow: Math.ceil(K / granularity.size) };
 }
 
 function searchRange(values: Float32Array, min: number, max: number, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {

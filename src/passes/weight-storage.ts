@@ -24,7 +24,7 @@ interface WeightLayout {
   K: number;
   /** Axis of the output channels in the stored weight (per-channel DQ axis). */
   channelAxis: number;
-  /** Axis of the input channels, when blocks along it cover whole groups of K (blocked DQ axis). */
+  /** Axis of the input channels, when blocks along it are groups of K (blocked DQ axis; the last block may be partial). */
   blockAxis: number | undefined;
   /** True when storage is [K][N] (MatMul); otherwise [N][K…]. */
   kMajor: boolean;
@@ -40,9 +40,17 @@ function layoutOf(layer: WeightedLayer, dims: readonly number[]): WeightLayout {
   }
   if (isOp(node, Op.Conv) && dims.length >= 3) {
     const taps = dims.slice(2).reduce((a, b) => a * b, 1);
-    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: taps === 1 ? 1 : undefined, kMajor: false };
+    return { N: dims[0]!, K: dims[1]! * taps, channelAxis: 0, blockAxis: groupsStoredPerChannel(node.opType, dims) ? undefined : 1, kMajor: false };
   }
   throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' (${node.opType} with a ${dims.length}-d weight) has no supported weight layout`);
+}
+
+/**
+ * True when groups along the input channels are not one axis of the stored weight — a Conv kernel larger than
+ * 1×1 (groups would run over I·kh·kw) — so a `group` weight is stored per output channel instead.
+ */
+export function groupsStoredPerChannel(opType: string, dims: readonly number[]): boolean {
+  return opType === Op.Conv && dims.slice(2).reduce((a, b) => a * b, 1) !== 1;
 }
 
 /** The narrowest ONNX integer type holding `bits`-bit codes: 2–4 bits in int4, 5–8 bits (Q-DiT's W6) in int8. */
@@ -83,9 +91,6 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
     // Conv with a kernel > 1: groups along I·kh·kw are not one axis of the stored weight.
     granularity = { kind: 'per-channel' };
     fellBackToPerChannel = true;
-  }
-  if (granularity.kind === 'group' && layout.K % granularity.size !== 0) {
-    throw new IrError('invalid-argument', `quantize-weights: group size ${granularity.size} does not divide the ${layout.K} input channels of layer '${layer.name}'`);
   }
   const signed = spec.signed ?? true;
   const settings = { bits: spec.bits, symmetric: spec.symmetric, signed, granularity, range: spec.range };
@@ -155,7 +160,8 @@ function dequantizeParameters(
   if (granularity.kind !== 'group') throw new IrError('invalid-argument', `granularity ${granularity.kind} must be resolved before storing a weight`);
   const axis = layout.blockAxis!;
   const groups = params.cellsPerRow;
-  const shape = dims.map((d, i) => (i === axis ? d / granularity.size : d));
+  // ceil: a partial last block has its own scale (opset-21 blocked DequantizeLinear reads it so).
+  const shape = dims.map((d, i) => (i === axis ? Math.ceil(d / granularity.size) : d));
   // Cells are ordered g·N + n; a block axis after the channel axis stores them n·G + g.
   const reorder = <T extends Float32Array | Int32Array>(cells: T, make: (n: number) => T): T => {
     if (axis < layout.channelAxis) return cells;

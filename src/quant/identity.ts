@@ -6,7 +6,7 @@
  */
 import type { Model, Node } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import { LAYER_ROLES, discoverLayers, layerGeometry, type Layer, type LayerRole } from './layers.js';
+import { LAYER_ROLES, RENAMED_ROLES, discoverLayers, layerGeometry, type Layer, type LayerRole } from './layers.js';
 
 /** Node metadata keys of a layer's identity. */
 export const LAYER_KEY = 'qcompile.layer';
@@ -42,7 +42,11 @@ export function layerStamps(model: Model): LayerStamp[] {
     if (other) throw new IrError('malformed-model', `layer '${name}' is stamped on two nodes, '${other.name}' and '${node.name}' (a rewrite kept the node it replaced?)`);
     seen.set(name, node);
     const role = node.metadata.get(ROLE_KEY) as LayerRole | undefined;
-    if (role === undefined || !LAYER_ROLES.includes(role)) throw new IrError('malformed-model', `layer '${name}' (node '${node.name}') has no valid ${ROLE_KEY} stamp (found ${role === undefined ? 'none' : `'${role}'`})`);
+    if (role === undefined || !LAYER_ROLES.includes(role)) {
+      const renamed = role !== undefined && RENAMED_ROLES.get(role);
+      const hint = renamed ? `, the old spelling of '${renamed}': compile the float model again` : '';
+      throw new IrError('malformed-model', `layer '${name}' (node '${node.name}') has no valid ${ROLE_KEY} stamp (found ${role === undefined ? 'none' : `'${role}'`}${hint})`);
+    }
     const block = node.metadata.get(BLOCK_KEY);
     stamps.push({ name, role, ...(block !== undefined ? { block: Number(block) } : {}), node });
   }

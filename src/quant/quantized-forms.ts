@@ -23,6 +23,8 @@ export interface WeightForm {
   bits: number;
   granularity: WeightGranularity;
   groupSize?: number;
+  /** True when the group size does not divide the blocked axis: the last group of each channel is shorter. */
+  partialLastGroup?: boolean;
   symmetric: boolean;
   /** Signed codes (int8/int4); plans default to signed. */
   signed: boolean;
@@ -121,7 +123,11 @@ export function weightFormOf(weight: QuantizedWeight): WeightForm {
   const blockSize = dq.intAttr('block_size', 0);
   const scaleSize = dq.input(1).initializer?.size ?? 2;
   const granularity = blockSize > 0 ? 'group' : scaleSize === 1 ? 'per-tensor' : 'per-channel';
-  return { op: weight.node.opType, bits: bitsOf(codes), granularity, ...(blockSize > 0 ? { groupSize: blockSize } : {}), symmetric: hasSymmetricZeroPoint(dq.inputs[2], codes), signed: isSigned(codes) };
+  const dims = dq.input(0).initializer!.dims;
+  const rank = dims.length;
+  const blocked = dims[(((dq.intAttr('axis', 1) % rank) + rank) % rank)] ?? 0;
+  const group = blockSize > 0 ? { groupSize: blockSize, ...(blocked % blockSize !== 0 ? { partialLastGroup: true } : {}) } : {};
+  return { op: weight.node.opType, bits: bitsOf(codes), granularity, ...group, symmetric: hasSymmetricZeroPoint(dq.inputs[2], codes), signed: isSigned(codes) };
 }
 
 /** The activation form of a pair: static (constant scale), per-timestep (scale gathered from a table), else dynamic. */

@@ -1,27 +1,26 @@
 /**
  * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
- * of the target's backend, `checkPlan`: the one source of what a target executes), sizes that do not divide a
- * selected layer's input channels, settings that contradict each other, rules that select nothing. Diagnostics only.
+ * of the target's backend, `checkPlan`: the one source of what a target executes), token-group and searched
+ * group sizes that do not divide a selected layer's input channels, group weights a k×k Conv stores per
+ * output channel, settings that contradict each other, and what each rule covers (a quantize rule that
+ * selects nothing is an error). Diagnostics only.
  */
 import { backends } from '../backends/registry.js';
-import { issueDiagnostics, type LowerOptions } from '../backends/backend.js';
+import { issueDiagnostics, listLayers, type LowerOptions } from '../backends/backend.js';
 import type { Diagnostic } from '../diagnostics.js';
 import type { Layer } from '../quant/layers.js';
 import type { QuantPlan } from '../quant/plan.js';
 import { isKeepName } from '../passes/convert-float16.js';
-import { planRecipe } from './plan.js';
-import { resolveSelection } from './select.js';
-import type { QuantizeRule, Recipe, Selection, SourceRef } from './types.js';
+import { groupsStoredPerChannel } from '../passes/weight-storage.js';
+import { planRecipe, scheduleSteps } from './plan.js';
+import { describeSelector, describeSelectors, matchSpecificity, resolveSelection } from './select.js';
+import type { QuantizeRule, Recipe, Selection, Selector, SourceRef } from './types.js';
 
 /** A diagnostic at `source` (when known). */
 function at(severity: Diagnostic['severity'], code: string, message: string, source: SourceRef | undefined, notes?: string[]): Diagnostic {
   return { severity, code, message, ...(source ? { span: source } : {}), ...(notes ? { notes } : {}) };
 }
 
-/** The training timesteps T the recipe's schedule has (a sidecar schedule is read at compile time; 1000 is what planning assumes). */
-export function scheduleSteps(recipe: Recipe): number {
-  return recipe.diffusion.schedule.kind === 'sidecar' ? 1000 : recipe.diffusion.schedule.steps;
-}
 
 /**
  * Why the target refuses `rule` on every op type it runs at all, or undefined: the rule asked of the backend's
@@ -60,6 +59,8 @@ export interface CheckOptions {
   targetCheckedByCaller?: boolean;
   /** True when `checkRecipeAgainstModel` follows: it judges the target on the selected layers, so `checkRecipe` leaves that to it. */
   modelFollows?: boolean;
+  /** `--allow-empty`: a quantize rule that selects no layer is a warning (W001), not E045, and a recipe that quantizes nothing is no E046. */
+  allowEmpty?: boolean;
 }
 
 /** Checks that need no model. */
@@ -83,14 +84,21 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
       out.push(at('warning', 'W003', 'per-token-group activations with a per-tensor weight: the groups buy little', rule.source));
     }
   }
-  if (recipe.diffusion.schedule.kind !== 'sidecar' && recipe.diffusion.sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${recipe.diffusion.sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
+  const { schedule, sampler, prediction } = recipe.diffusion;
+  const written = schedule.kind !== 'sidecar' && schedule.kind !== 'config';
+  if (written && sampler.kind !== 'flow-euler' && sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
+  // A flow schedule takes the flow sampler and a velocity prediction; a beta schedule the others.
+  if (written && (schedule.kind === 'flow') !== (sampler.kind === 'flow-euler')) out.push(at('error', 'E014', `sampler ${sampler.kind} does not run on a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? 'use flow-euler' : 'flow-euler needs schedule flow(…)'}`, undefined));
+  if (written && (schedule.kind === 'flow') !== (prediction === 'flow')) out.push(at('error', 'E014', `prediction ${prediction} does not go with a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? "a flow model predicts 'flow' (the velocity)" : "'flow' needs schedule flow(…)"}`, undefined));
   return out;
 }
 
 /** Checks against a model's layers; returns the selection too (for `check --model`'s table). */
 export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[], options: CheckOptions = {}): { diagnostics: Diagnostic[]; selection: Selection } {
   const selection = resolveSelection(recipe, layers);
-  const diagnostics = [...selection.diagnostics];
+  const diagnostics = coverageDiagnostics(recipe, layers, selection, options.allowEmpty === true);
+  /** Per quantize rule: the k×k Convs whose `group` weights are stored per output channel. */
+  const perChannelConvs = new Map<number, string[]>();
   for (const layer of layers) {
     const plan = selection.assignments.get(layer.name);
     if (plan?.action !== 'quantize') continue;
@@ -98,21 +106,95 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
       diagnostics.push(at('error', 'E044', `layer '${layer.name}' is an embedding lookup: its input is an index, which cannot be quantized`, plan.source));
     }
     const mode = plan.input?.mode;
-    if (mode?.kind === 'dynamic' && typeof mode.groupSize === 'number' && layer.inChannels % mode.groupSize !== 0) {
-      diagnostics.push(at('error', 'E042', `per-token-group(size: ${mode.groupSize}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
+    // `size: weight` takes a fixed `group N` (a searched size always divides): token groups reshape the
+    // channels, so unlike a weight group they cannot leave a partial last one.
+    const weightGroup = plan.weight?.granularity.kind === 'group' ? plan.weight.granularity.size : undefined;
+    const tokenGroup = mode?.kind === 'dynamic' ? (mode.groupSize === 'weight' ? weightGroup : mode.groupSize) : undefined;
+    if (tokenGroup !== undefined && layer.inChannels % tokenGroup !== 0) {
+      const size = mode?.kind === 'dynamic' && mode.groupSize === 'weight' ? `weight, the weight's group ${tokenGroup}` : `${tokenGroup}`;
+      diagnostics.push(at('error', 'E042', `per-token-group(size: ${size}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
     }
+    // A fixed `group N` need not divide the channels (the last group is partial; a target that needs whole
+    // groups refuses it in its checkPlan). The search only tries sizes that divide, as token groups must.
     const g = plan.weight?.granularity;
-    if (!g) continue;
-    const reductionLength = layer.opType === 'Conv' ? layer.inChannels * layer.weightShape.slice(2).reduce((a, b) => a * b, 1) : layer.inChannels;
-    if (g.kind === 'group' && reductionLength % g.size !== 0) {
-      diagnostics.push(at('error', 'E042', `group ${g.size} does not divide the ${reductionLength} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it its own rule with a divisor or per-channel']));
-    }
-    if (g.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
+    if (g?.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
       diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
     }
+    if (g?.kind === 'group' && groupsStoredPerChannel(layer.opType, layer.weightShape)) perChannelConvs.set(plan.rule, [...(perChannelConvs.get(plan.rule) ?? []), layer.name]);
+  }
+  for (const [rule, names] of perChannelConvs) {
+    diagnostics.push(at('warning', 'W005', `group weights on ${names.length} Conv layer(s) with a kernel larger than 1×1 are stored per output channel (${listLayers(names)})`, recipe.rules[rule]!.source, ['groups along the input channels of a k×k kernel are not one axis of the stored weight; say `per-channel` for them (e.g. a rule on `op(Conv)`)']));
   }
   if (!options.targetCheckedByCaller) diagnostics.push(...targetDiagnostics(recipe, options.target ?? recipe.target, layers, selection, options.lowering ?? {}));
   return { diagnostics, selection };
+}
+
+/**
+ * What each rule covers of this model, said loudly: a quantize rule that selects no layer at all is an error
+ * (E045, listing the roles the model has; a warning under `allowEmpty`), a selector of a quantize rule that
+ * matches nothing while the rule selects other layers is W004 (e.g. `adaln` on a UNet), a rule that more
+ * specific rules leave without layers, a keep rule or a transform that matches nothing, W001; and a recipe
+ * that quantizes no layer of the model at all, E046 (unless `allowEmpty`).
+ */
+function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection: Selection, allowEmpty: boolean): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const applied = new Set<string>();
+  for (const plan of selection.assignments.values()) applied.add(`${plan.action}${plan.rule}`);
+  // Each distinct selector is matched against the layers once (recipes repeat a few selectors over many rules).
+  const matched = new Map<string, boolean[]>();
+  const matchesOf = (s: Selector): boolean[] => {
+    const key = JSON.stringify(s);
+    let row = matched.get(key);
+    if (!row) matched.set(key, (row = layers.map((layer) => matchSpecificity(s, layer, layers.length) >= 0)));
+    return row;
+  };
+  const selectsAny = (rule: { select: Selector[]; except: Selector[] }): boolean => {
+    // Each selector's row looked up once per rule, not once per layer.
+    const select = rule.select.map(matchesOf);
+    const except = rule.except.map(matchesOf);
+    return layers.some((_, i) => select.some((row) => row[i]) && !except.some((row) => row[i]));
+  };
+  recipe.rules.forEach((rule, i) => {
+    const name = `quantize rule '${describeSelectors(rule.select)}'`;
+    if (!selectsAny(rule)) {
+      const notes = [modelRoles(layers), ...(allowEmpty ? [] : ['pass --allow-empty to compile anyway'])];
+      out.push(at(allowEmpty ? 'warning' : 'error', allowEmpty ? 'W001' : 'E045', `${name} selects no layer of this model`, rule.source, notes));
+      return;
+    }
+    if (!applied.has(`quantize${i}`)) out.push(at('warning', 'W001', `${name} applies to no layer (more specific rules take all its layers)`, rule.source));
+    for (const s of rule.select) {
+      if (!matchesOf(s).includes(true)) out.push(at('warning', 'W004', `selector '${describeSelector(s)}' of ${name} matches no layer of this model`, rule.source, [modelRoles(layers)]));
+    }
+  });
+  recipe.keep.forEach((rule, i) => {
+    const name = `keep rule '${describeSelectors(rule.select)}'`;
+    if (!selectsAny(rule)) out.push(at('warning', 'W001', `${name} matches no layer of this model`, rule.source));
+    else if (!applied.has(`keep${i}`)) out.push(at('warning', 'W001', `${name} applies to no layer (more specific rules take all its layers)`, rule.source));
+  });
+  for (const transform of recipe.transforms) {
+    if (!selectsAny(transform)) out.push(at('warning', 'W001', `transform ${transform.kind} on '${describeSelectors(transform.select)}' matches no layer of this model`, transform.source));
+  }
+  const quantizes = [...selection.assignments.values()].some((plan) => plan.action === 'quantize' && (plan.weight || plan.input));
+  if (!quantizes && !allowEmpty) out.push(emptyCompile('no rule of the recipe quantizes a layer of this model'));
+  return out;
+}
+
+/** E046: a compile that quantizes no layer (predicted from a recipe's selection, or seen after a `--passes` run) writes nothing. */
+export function emptyCompile(why: string): Diagnostic {
+  return at('error', 'E046', `this compile quantizes no layer (${why}); nothing written`, undefined, ['pass --allow-empty to write the unquantized model anyway']);
+}
+
+/** The roles of `layers` with their layer counts, sorted by role (what E045 lists and `check --model` shows per rule). */
+export function countRoles(layers: readonly Layer[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const role of layers.map((l) => l.role).sort()) counts[role] = (counts[role] ?? 0) + 1;
+  return counts;
+}
+
+/** `this model's layers by role: attn.out 6, attn.qkv 6, …`, the note of a selection that finds nothing. */
+function modelRoles(layers: readonly Layer[]): string {
+  const roles = Object.entries(countRoles(layers)).map(([role, n]) => `${role} ${n}`);
+  return `this model's layers by role: ${roles.length > 0 ? roles.join(', ') : 'none (no weighted layer)'}`;
 }
 
 /**

@@ -11,8 +11,9 @@ export function formatRecipe(recipe: Recipe): string {
   const precision = recipe.precision === 'fp16' ? `fp16(keep: [${recipe.float16.keep.join(', ')}])` : 'fp32';
   lines.push(`  target ${recipe.target}`, `  precision ${precision}`, `  seed ${recipe.seed}`, '');
   const blocks = tableSettings(recipe);
-  lines.push('  diffusion {', `    schedule ${schedule(recipe)}`, `    sampler ${sampler(recipe)}`, ...blocks('diffusion', '    '), '  }', '');
-  lines.push('  calibrate {', `    timesteps ${timesteps(recipe)}`, `    range ${range(c.range)}`, ...blocks('calibrate', '    '), `    cache ${JSON.stringify(c.cache)}`, '  }');
+  lines.push('  diffusion {', `    schedule ${schedule(recipe)}`, `    sampler ${sampler(recipe)}`, `    resolution ${resolution(recipe)}`, ...blocks('diffusion', '    '), '  }', '');
+  const strings = (['cache', 'prompts', 'conditioning'] as const).map((key) => `    ${key} ${JSON.stringify(c[key])}`);
+  lines.push('  calibrate {', `    timesteps ${timesteps(recipe)}`, `    range ${range(c.range)}`, ...blocks('calibrate', '    '), ...strings, '  }');
   if (recipe.transforms.length > 0) lines.push('');
   for (const t of recipe.transforms) {
     const head = t.kind === 'smoothquant' ? `smoothquant(alpha: ${num(t.alpha)})` : `dilate(max: ${num(t.maxScale)})`;
@@ -51,14 +52,21 @@ function selection(select: Selector[], except: Selector[]): string {
 
 function schedule(recipe: Recipe): string {
   const s = recipe.diffusion.schedule;
-  if (s.kind === 'sidecar') return 'sidecar';
+  if (s.kind === 'sidecar' || s.kind === 'config') return s.kind;
   if (s.kind === 'cosine') return `cosine(steps: ${s.steps})`;
+  if (s.kind === 'flow') return `flow(shift: ${num(s.shift)}, steps: ${s.steps})`;
   return `${s.kind}(start: ${num(s.betaStart)}, end: ${num(s.betaEnd)}, steps: ${s.steps})`;
 }
 
 function sampler(recipe: Recipe): string {
   const s = recipe.diffusion.sampler;
-  return s.kind === 'ddim' ? `ddim(steps: ${s.steps}, eta: ${num(s.eta)})` : `ddpm(steps: ${s.steps})`;
+  return s.kind === 'ddim' ? `ddim(steps: ${s.steps}, eta: ${num(s.eta)})` : `${s.kind}(steps: ${s.steps})`;
+}
+
+/** `resolution 64` when square, `resolution 64x96` otherwise. */
+function resolution(recipe: Recipe): string {
+  const { height, width } = recipe.diffusion.resolution;
+  return height === width ? `${height}` : `${height}x${width}`;
 }
 
 function timesteps(recipe: Recipe): string {

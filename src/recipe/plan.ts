@@ -19,6 +19,12 @@ export interface RecipePlan {
   needsCalibration: boolean;
 }
 
+/** The training timesteps T the recipe's schedule has (a schedule from the model's files is read at compile time; 1000 is what planning assumes). */
+export function scheduleSteps(recipe: Recipe): number {
+  const schedule = recipe.diffusion.schedule;
+  return 'steps' in schedule ? schedule.steps : 1000;
+}
+
 /** Plans `recipe` for a model whose layers and selection are given. */
 export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: Selection, sourceName: string): RecipePlan {
   const plan: QuantPlan = new Map();
@@ -54,7 +60,7 @@ export function planRecipe(recipe: Recipe, layers: readonly Layer[], selection: 
   if (weights.length > 0) steps.push('quantize-weights');
   if (hasInputs) {
     // Statistics are taken after the weights are quantized: the ranges then describe what the layers will see.
-    const T = recipe.diffusion.schedule.kind === 'sidecar' ? 1000 : recipe.diffusion.schedule.steps;
+    const T = scheduleSteps(recipe);
     const needsStatistics = [...plan.values()].some((p) => p.input && p.input.mode.kind !== 'dynamic');
     if (needsStatistics) steps.push(`calibrate{ema=${recipe.calibrate.ema},timesteps=${T}}`);
     steps.push(`quantize-activations{timesteps=${T}}`);

@@ -4,9 +4,8 @@
  * and checked against its structure alone (`withBounds: false`); their values then go through
  * `validateSettings`, the same check text recipes get, so both forms report a bound alike.
  */
-import { LAYER_ROLES } from '../quant/layers.js';
+import { LAYER_ROLES, ROLE_GROUPS } from '../quant/layers.js';
 import { LIMITS, settingSchema, SETTINGS, type SettingId } from './settings.js';
-import { ROLE_GROUPS } from './visitor.js';
 
 /** The JSON Schema (draft-07) of a normalized recipe; without bounds, only the shape and the types. */
 export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> {
@@ -105,30 +104,33 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
       seed: num('seed'),
       diffusion: {
         type: 'object',
-        required: ['schedule', 'prediction', 'sampler', 'guidance', 'classes'],
+        required: ['schedule', 'prediction', 'sampler', 'guidance', 'classes', 'resolution', 'timestepScale'],
         additionalProperties: false,
         properties: {
           schedule: {
             oneOf: [
-              { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { const: 'sidecar' } } },
+              { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { enum: ['sidecar', 'config'] } } },
               { type: 'object', required: ['kind', 'betaStart', 'betaEnd', 'steps'], additionalProperties: false, properties: { kind: { enum: ['linear', 'scaled-linear'] }, betaStart: num('schedule.start'), betaEnd: num('schedule.end'), steps: num('schedule.steps') } },
               { type: 'object', required: ['kind', 'steps'], additionalProperties: false, properties: { kind: { const: 'cosine' }, steps: num('schedule.steps') } },
+              { type: 'object', required: ['kind', 'shift', 'steps'], additionalProperties: false, properties: { kind: { const: 'flow' }, shift: num('schedule.shift'), steps: num('schedule.steps') } },
             ],
           },
           prediction: num('diffusion.prediction'),
           sampler: {
             oneOf: [
               { type: 'object', required: ['kind', 'steps', 'eta'], additionalProperties: false, properties: { kind: { const: 'ddim' }, steps: num('ddim.steps'), eta: num('ddim.eta') } },
-              { type: 'object', required: ['kind', 'steps'], additionalProperties: false, properties: { kind: { const: 'ddpm' }, steps: num('ddpm.steps') } },
+              ...(['ddpm', 'euler', 'flow-euler'] as const).map((kind) => ({ type: 'object', required: ['kind', 'steps'], additionalProperties: false, properties: { kind: { const: kind }, steps: num(`${kind}.steps`) } })),
             ],
           },
           guidance: num('diffusion.guidance'),
           classes: num('diffusion.classes'),
+          resolution: { type: 'object', required: ['height', 'width'], additionalProperties: false, properties: { height: num('diffusion.resolution'), width: num('diffusion.resolution') } },
+          timestepScale: num('diffusion.timestep-scale'),
         },
       },
       calibrate: {
         type: 'object',
-        required: ['samples', 'batch', 'timesteps', 'range', 'ema', 'cache'],
+        required: ['samples', 'batch', 'timesteps', 'range', 'ema', 'cache', 'prompts', 'conditioning'],
         additionalProperties: false,
         properties: {
           samples: num('calibrate.samples'),
@@ -143,6 +145,8 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
           range,
           ema: num('calibrate.ema'),
           cache: { type: 'string' },
+          prompts: { type: 'string', description: 'prompts file (one a line), relative to the recipe; empty: the model folder\'s' },
+          conditioning: { type: 'string', description: 'folder of precomputed conditioning (.npy), relative to the recipe; empty: none' },
         },
       },
       rules: {

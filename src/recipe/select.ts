@@ -1,11 +1,10 @@
 /**
  * Selection: which rule applies to each layer. A layer takes the most specific matching rule — name or regex
  * (4) > exact role / first / last (3) > role group (2) > op type (1) > all (0) — with ties going to the rule
- * written later; a `keep` rule wins over a quantize rule of equal specificity. A rule that selects nothing is a
- * warning (W001) naming it.
+ * written later; a `keep` rule wins over a quantize rule of equal specificity. What a rule that selects nothing
+ * means is judged by the recipe checks (check.ts).
  */
-import type { Diagnostic } from '../diagnostics.js';
-import type { Recipe, ResolvedLayerPlan, SelectableLayer, Selection, Selector, SourceRef } from './types.js';
+import type { Recipe, ResolvedLayerPlan, SelectableLayer, Selection, Selector } from './types.js';
 
 /** Specificity of `selector` for `layer`, or -1 when it does not match. */
 export function matchSpecificity(selector: Selector, layer: SelectableLayer, layerCount: number): number {
@@ -107,30 +106,26 @@ function ruleKey(rule: { select: Selector[]; except: Selector[] }): string {
   return JSON.stringify([rule.select, rule.except]);
 }
 
-/** The rules of one kind that share a key: their specificity row, the last one's index (later rules win ties), and the W001 message of those that select nothing. */
+/** The rules of one kind that share a key: their specificity row and the last one's index (later rules win ties). */
 interface RuleGroup {
   row: Int32Array;
   last: number;
-  unused?: string;
 }
 
-/** The distinct groups of `rules`, and each rule's group. */
-function groupRules(table: SpecificityTable, rules: readonly { select: Selector[]; except: Selector[] }[]): { groups: RuleGroup[]; groupOf: RuleGroup[] } {
+function groupRules(table: SpecificityTable, rules: readonly { select: Selector[]; except: Selector[] }[]): RuleGroup[] {
   const groups = new Map<string, RuleGroup>();
-  const groupOf = rules.map((rule, i) => {
+  rules.forEach((rule, i) => {
     const key = ruleKey(rule);
-    let group = groups.get(key);
+    const group = groups.get(key);
     if (group) group.last = i;
-    else groups.set(key, (group = { row: table.rule(rule, key), last: i }));
-    return group;
+    else groups.set(key, { row: table.rule(rule, key), last: i });
   });
-  return { groups: [...groups.values()], groupOf };
+  return [...groups.values()];
 }
 
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
 export function resolveSelection(recipe: Recipe, layers: readonly SelectableLayer[]): Selection {
   const assignments = new Map<string, ResolvedLayerPlan>();
-  const used = new Set<string>();
   const table = new SpecificityTable(layers);
   const quantize = groupRules(table, recipe.rules);
   const keep = groupRules(table, recipe.keep);
@@ -139,11 +134,11 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
     let bestSpecificity = -1;
     let bestIndex = -1;
     let bestIsKeep = false;
-    for (const { row, last } of quantize.groups) {
+    for (const { row, last } of quantize) {
       const specificity = row[index]!;
       if (specificity > bestSpecificity || (specificity === bestSpecificity && specificity >= 0 && last > bestIndex)) [bestSpecificity, bestIndex] = [specificity, last];
     }
-    for (const { row, last } of keep.groups) {
+    for (const { row, last } of keep) {
       const specificity = row[index]!;
       if (specificity >= 0 && (specificity > bestSpecificity || (specificity === bestSpecificity && (!bestIsKeep || last > bestIndex)))) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, last, true];
     }
@@ -151,23 +146,12 @@ export function resolveSelection(recipe: Recipe, layers: readonly SelectableLaye
     if (bestIsKeep) {
       const rule = recipe.keep[bestIndex]!;
       assignments.set(layer.name, { action: 'keep', rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
-      used.add(`keep${bestIndex}`);
     } else {
       const rule = recipe.rules[bestIndex]!;
       assignments.set(layer.name, { action: 'quantize', ...(rule.weight ? { weight: rule.weight } : {}), ...(rule.input ? { input: rule.input } : {}), rule: bestIndex, ...(rule.source ? { source: rule.source } : {}) });
-      used.add(`rule${bestIndex}`);
     }
   }
-  const diagnostics: Diagnostic[] = [];
-  const warnUnused = (what: string, key: string, rule: { source?: SourceRef; select: Selector[] }, group: RuleGroup) => {
-    if (used.has(key)) return;
-    // The same for every rule of the group (they have the same selectors).
-    group.unused ??= `${what} '${describeSelectors(rule.select)}' ${table.rule({ select: rule.select, except: [] }).some((specificity) => specificity >= 0) ? 'applies to no layer (more specific rules take all its layers)' : 'matches no layer of this model'}`;
-    diagnostics.push({ severity: 'warning', code: 'W001', message: group.unused, ...(rule.source ? { span: rule.source } : {}) });
-  };
-  recipe.rules.forEach((rule, i) => warnUnused('quantize rule', `rule${i}`, rule, quantize.groupOf[i]!));
-  recipe.keep.forEach((rule, i) => warnUnused('keep rule', `keep${i}`, rule, keep.groupOf[i]!));
-  return { assignments, diagnostics };
+  return { assignments };
 }
 
 /** Selectors as written: `attn.qkv, op(Conv), name("blocks.*")`. */

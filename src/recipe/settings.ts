@@ -48,15 +48,20 @@ export const SETTINGS = {
   target: { kind: 'enum', written: 'target NAME', values: ['cpu', 'webgpu', 'cuda', 'tensorrt'], default: 'cpu', doc: 'runtime the output is lowered for' },
   precision: { kind: 'enum', written: 'precision NAME', values: ['fp32', 'fp16'], default: 'fp32', doc: 'precision of what stays unquantized' },
   seed: { kind: 'int', written: 'seed N', min: 0, max: 2 ** 31 - 1, default: 0, doc: 'seed of every random choice (added to `--seed`)' },
-  'diffusion.prediction': { kind: 'enum', written: 'diffusion { prediction NAME }', values: ['epsilon', 'v'], default: 'epsilon', doc: 'what the model predicts' },
+  'diffusion.prediction': { kind: 'enum', written: 'diffusion { prediction NAME }', values: ['epsilon', 'v', 'flow', 'sample'], default: 'epsilon', doc: 'what the model predicts: the noise, v, the flow velocity (noise − x0) or x0' },
   'diffusion.guidance': { kind: 'number', written: 'diffusion { guidance G }', min: 0, minExclusive: true, max: 100, default: 1, doc: 'classifier-free guidance scale (1 = none)' },
   'diffusion.classes': { kind: 'int', written: 'diffusion { classes N }', min: 0, max: SIZE, default: 0, doc: 'class count of a class-conditional model (0 = read it from the label embedding)' },
-  'schedule.steps': { kind: 'int', written: 'schedule linear|scaled-linear|cosine(steps: T)', min: 1, max: STEPS, default: 1000, doc: 'training timesteps T of the schedule' },
+  'diffusion.resolution': { kind: 'int', written: 'diffusion { resolution N | HxW }', min: 0, max: SIZE, default: 0, doc: "latent input height and width, for models whose H/W are dynamic (0 = the model's)" },
+  'diffusion.timestep-scale': { kind: 'number', written: 'diffusion { timestep-scale X }', min: 0, minExclusive: true, max: 1e6, default: 1, doc: 'the model is fed scheduler timestep × X (Flux-style models: 0.001)' },
+  'schedule.steps': { kind: 'int', written: 'schedule linear|scaled-linear|cosine|flow(steps: T)', min: 1, max: STEPS, default: 1000, doc: 'training timesteps T of the schedule' },
   'schedule.start': { kind: 'number', written: 'schedule linear|scaled-linear(start: B)', min: 0, minExclusive: true, max: 1, maxExclusive: true, default: 1e-4, doc: 'β at t = 0', reason: 'a β of 0 never adds noise, 1 destroys the signal' },
   'schedule.end': { kind: 'number', written: 'schedule linear|scaled-linear(end: B)', min: 0, minExclusive: true, max: 1, maxExclusive: true, default: 0.02, doc: 'β at t = T − 1' },
+  'schedule.shift': { kind: 'number', written: 'schedule flow(shift: S)', min: 0, minExclusive: true, max: 1000, default: 1, doc: "flow σ shift, σ' = S·σ/(1 + (S − 1)·σ) (SD3: 3)" },
   'ddim.steps': { kind: 'int', written: 'sampler ddim(steps: N)', min: 1, max: STEPS, default: 50, doc: 'DDIM sampling steps' },
   'ddim.eta': { kind: 'number', written: 'sampler ddim(eta: η)', min: 0, max: 1, default: 0, doc: 'DDIM stochasticity (0 deterministic, 1 DDPM-like)' },
   'ddpm.steps': { kind: 'int', written: 'sampler ddpm(steps: N)', min: 1, max: STEPS, default: 1000, doc: 'DDPM sampling steps' },
+  'euler.steps': { kind: 'int', written: 'sampler euler(steps: N)', min: 1, max: STEPS, default: 50, doc: 'Euler (discrete, diffusers EulerDiscreteScheduler) sampling steps' },
+  'flow-euler.steps': { kind: 'int', written: 'sampler flow-euler(steps: N)', min: 1, max: STEPS, default: 28, doc: 'flow-matching Euler sampling steps' },
   'calibrate.samples': { kind: 'int', written: 'calibrate { samples N }', min: 1, max: SIZE, default: 256, doc: 'calibration (x_t, t, y) triples', reason: 'all samples are held in memory' },
   'calibrate.batch': { kind: 'int', written: 'calibrate { batch N }', min: 1, max: 4096, default: 32, doc: 'trajectories sampled together / samples per calibration batch' },
   'calibrate.ema': { kind: 'number', written: 'calibrate { ema M }', min: 0, max: 1, maxExclusive: true, default: 0, doc: 'momentum of an EMA over batches (0 = plain running statistics)' },
@@ -168,17 +173,19 @@ export function settingSites(recipe: Recipe): SettingSite[] {
   at('diffusion.prediction', d, 'prediction', ['diffusion']);
   at('diffusion.guidance', d, 'guidance', ['diffusion']);
   at('diffusion.classes', d, 'classes', ['diffusion']);
+  at('diffusion.resolution', d.resolution, 'height', ['diffusion', 'resolution']);
+  at('diffusion.resolution', d.resolution, 'width', ['diffusion', 'resolution']);
+  at('diffusion.timestep-scale', d, 'timestepScale', ['diffusion']);
   const schedule = d.schedule;
-  if (schedule.kind !== 'sidecar') at('schedule.steps', schedule, 'steps', ['diffusion', 'schedule']);
+  if ('steps' in schedule) at('schedule.steps', schedule, 'steps', ['diffusion', 'schedule']);
   if (schedule.kind === 'linear' || schedule.kind === 'scaled-linear') {
     at('schedule.start', schedule, 'betaStart', ['diffusion', 'schedule']);
     at('schedule.end', schedule, 'betaEnd', ['diffusion', 'schedule']);
   }
+  if (schedule.kind === 'flow') at('schedule.shift', schedule, 'shift', ['diffusion', 'schedule']);
   const sampler = d.sampler;
-  if (sampler.kind === 'ddim') {
-    at('ddim.steps', sampler, 'steps', ['diffusion', 'sampler']);
-    at('ddim.eta', sampler, 'eta', ['diffusion', 'sampler']);
-  } else at('ddpm.steps', sampler, 'steps', ['diffusion', 'sampler']);
+  if (sampler.kind === 'ddim') at('ddim.eta', sampler, 'eta', ['diffusion', 'sampler']);
+  at(`${sampler.kind}.steps`, sampler, 'steps', ['diffusion', 'sampler']);
   const c = recipe.calibrate;
   at('calibrate.samples', c, 'samples', ['calibrate']);
   at('calibrate.batch', c, 'batch', ['calibrate']);
@@ -240,9 +247,12 @@ export function settingSites(recipe: Recipe): SettingSite[] {
   return out;
 }
 
-/** The block and key of a setting written `block { key VALUE }` (what `fmt` prints from the table), else undefined. */
+/**
+ * The block and key of a setting written `block { key VALUE }` (what `fmt` prints from the table), else
+ * undefined — also for one written in alternative forms (`resolution N | HxW`), which fmt words itself.
+ */
 export function blockSetting(id: SettingId): { block: string; key: string } | undefined {
-  const match = /^(\w+) \{ ([\w-]+) [^(]*\}$/.exec(SETTINGS[id].written);
+  const match = /^(\w+) \{ ([\w-]+) [^(|]*\}$/.exec(SETTINGS[id].written);
   return match ? { block: match[1]!, key: match[2]! } : undefined;
 }
 
@@ -276,10 +286,17 @@ export function validateSettings(recipe: Recipe, locate: Locate): Diagnostic[] {
     if (!problem) continue;
     const s: Setting = SETTINGS[site.id];
     const span = locate(site);
+    // One value written for two sites (`resolution 64` is the height and the width) is reported once.
+    if (out.some((d) => d.message === problem && d.span?.offset === span?.offset)) continue;
     out.push({ severity: 'error', code: s.kind === 'enum' ? 'E015' : (s.code ?? 'E014'), message: problem, ...(span ? { span } : {}) });
   }
   if (out.length > 0) return out;
   // Settings that bound each other.
+  const { height, width } = recipe.diffusion.resolution;
+  if ((height === 0) !== (width === 0)) {
+    const span = locate({ id: 'diffusion.resolution', holder: recipe.diffusion.resolution, key: 'height', path: ['diffusion', 'resolution', 'height'] });
+    out.push({ severity: 'error', code: 'E014', message: `resolution ${height}x${width}: give both sides, or neither (0 = the model's)`, ...(span ? { span } : {}) });
+  }
   recipe.rules.forEach((rule, i) => {
     const g = rule.weight?.granularity;
     if (g?.kind !== 'auto' || g.budget.kind !== 'mean-group-size') return;

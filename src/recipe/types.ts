@@ -2,20 +2,26 @@
  * The recipe object: what a `.qrecipe` (or its JSON form) means, fully normalized — every field present, every
  * default filled in by `withDefaults` (defaults.ts) — so downstream code never guesses. Plain JSON data.
  */
-import type { Diagnostic, Span } from '../diagnostics.js';
+import type { Span } from '../diagnostics.js';
 import type { ActivationQuantSpec, WeightQuantSpec } from '../quant/plan.js';
 
 /** Runtimes a recipe can target. */
 export type Target = 'cpu' | 'webgpu' | 'cuda' | 'tensorrt';
 
-/** Where the diffusion schedule comes from. */
+/**
+ * Where the diffusion schedule comes from: the model's files (`sidecar`: its schedule.json, else its pipeline
+ * folder's scheduler config; `config`: the pipeline folder's scheduler/scheduler_config.json), or written out.
+ */
 export type ScheduleSpec =
   | { kind: 'sidecar' }
+  | { kind: 'config' }
   | { kind: 'linear' | 'scaled-linear'; betaStart: number; betaEnd: number; steps: number }
-  | { kind: 'cosine'; steps: number };
+  | { kind: 'cosine'; steps: number }
+  /** Rectified flow over `steps` training timesteps, σ shifted by `shift` (SD3: 3). */
+  | { kind: 'flow'; shift: number; steps: number };
 
 /** The sampler that generates calibration trajectories (and evaluation samples). */
-export type SamplerSpec = { kind: 'ddim'; steps: number; eta: number } | { kind: 'ddpm'; steps: number };
+export type SamplerSpec = { kind: 'ddim'; steps: number; eta: number } | { kind: 'ddpm' | 'euler' | 'flow-euler'; steps: number };
 
 /** How calibration timesteps are drawn from the FP sampler's trajectories. */
 export type TimestepStrategy =
@@ -84,11 +90,16 @@ export interface Recipe {
   seed: number;
   diffusion: {
     schedule: ScheduleSpec;
-    prediction: 'epsilon' | 'v';
+    /** What the model output is: the noise, v, the flow velocity (noise − x0) or x0 (`sample`). */
+    prediction: 'epsilon' | 'v' | 'flow' | 'sample';
     sampler: SamplerSpec;
     guidance: number;
     /** Class count of a class-conditional model (0: take it from the model / unconditional). */
     classes: number;
+    /** Height and width of the latent input, for models whose H/W are dynamic (0 × 0: the model's or its config's). */
+    resolution: { height: number; width: number };
+    /** The model is fed scheduler timestep × timestepScale (1; Flux-style models 0.001). */
+    timestepScale: number;
   };
   calibrate: {
     samples: number;
@@ -100,6 +111,10 @@ export interface Recipe {
     ema: number;
     /** Calibration-set cache file (empty: no cache). */
     cache: string;
+    /** Prompts to calibrate a text-conditioned model on, one a line, relative to the recipe (empty: the model folder's). */
+    prompts: string;
+    /** Folder of precomputed conditioning (`prompt_NNN.npy`, `uncond.npy`), relative to the recipe (empty: none). */
+    conditioning: string;
   };
   rules: QuantizeRule[];
   keep: KeepRule[];
@@ -120,8 +135,7 @@ export type ResolvedLayerPlan =
   | { action: 'quantize'; weight?: WeightQuantSpec; input?: ActivationQuantSpec; rule: number; source?: SourceRef }
   | { action: 'keep'; rule: number; source?: SourceRef };
 
-/** What `resolveSelection` answers: a plan per selected layer (layers no rule selects are absent and stay float), and warnings such as W001. */
+/** What `resolveSelection` answers: a plan per selected layer (layers no rule selects are absent and stay float). */
 export interface Selection {
   assignments: Map<string, ResolvedLayerPlan>;
-  diagnostics: Diagnostic[];
 }

@@ -4,7 +4,7 @@
  * misspellings, a suggestion.
  */
 import { didYouMean, type Diagnostic } from '../diagnostics.js';
-import { LAYER_ROLES } from '../quant/layers.js';
+import { LAYER_ROLES, RENAMED_ROLES, ROLE_GROUPS } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
 import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/convert-float16.js';
 import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
@@ -13,8 +13,6 @@ import { LIMITS, MSE_EXPONENT, SETTINGS, defaultOf, type Locate, type SettingId 
 import type { Argument, Call, Range, RecipeSyntax, Statement, Term, Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
-/** Role groups a selector may name: `attn` selects every `attn.*` role. */
-export const ROLE_GROUPS = ['attn', 'mlp', 'embed', 'res', 'conv'] as const;
 /** Selector words that are not roles. */
 const SELECTOR_WORDS = ['all', 'first', 'last', 'op', 'name', 'regex'];
 
@@ -149,6 +147,8 @@ class RecipeVisitor {
           sampler: (t) => this.sampler(t),
           guidance: (t) => this.numberInto('diffusion.guidance', t, this.recipeValue.diffusion, 'guidance'),
           classes: (t) => this.numberInto('diffusion.classes', t, this.recipeValue.diffusion, 'classes'),
+          resolution: (t) => this.resolution(t, cursor),
+          'timestep-scale': (t) => this.numberInto('diffusion.timestep-scale', t, this.recipeValue.diffusion, 'timestepScale'),
         });
       case 'calibrate':
         return this.settings(cursor, 'calibrate', {
@@ -161,10 +161,9 @@ class RecipeVisitor {
             if (range) this.recipeValue.calibrate.range = range;
           },
           ema: (t) => this.numberInto('calibrate.ema', t, this.recipeValue.calibrate, 'ema'),
-          cache: (t) => {
-            if (t.kind === 'string') this.recipeValue.calibrate.cache = t.value;
-            else this.error('E014', 'cache expects a file name in quotes', t.range);
-          },
+          cache: (t) => this.stringInto(t, 'cache', 'a file name'),
+          prompts: (t) => this.stringInto(t, 'prompts', 'a file name'),
+          conditioning: (t) => this.stringInto(t, 'conditioning', 'a folder name'),
         });
       case 'search': {
         const s = this.recipeValue.search;
@@ -212,6 +211,33 @@ class RecipeVisitor {
     }
   }
 
+  /** A path setting of the calibrate block: a quoted string, kept as written (relative to the recipe). */
+  private stringInto(t: Term, key: 'cache' | 'prompts' | 'conditioning', what: string): void {
+    if (t.kind === 'string') this.recipeValue.calibrate[key] = t.value;
+    else this.error('E014', `${key} expects ${what} in quotes`, t.range);
+  }
+
+  /**
+   * `resolution 64` (square) or `resolution 64x96` (height × width): the lexer reads `64x96` as the number 64
+   * and the name `x96` written against it, which this joins.
+   */
+  private resolution(t: Term, cursor: Cursor): void {
+    const r = this.recipeValue.diffusion.resolution;
+    const next = cursor.peek();
+    const width = next?.kind === 'call' && next.args === undefined && /^x\d+$/.test(next.name) && t.kind === 'number' && next.range.offset === t.range.offset + t.range.length ? next : undefined;
+    const stray = next?.kind === 'call' && /^x/.test(next.name) && !width ? next : undefined;
+    if (t.kind !== 'number' || stray) {
+      // A stray `x…` belongs to the size, not a setting of its own.
+      if (stray) cursor.next();
+      return this.error('E014', `resolution expects a size like 64 or a height x width like 64x96, found ${describe(t)}${stray ? ` ${describe(stray)}` : ''}`, t.range);
+    }
+    this.numberInto('diffusion.resolution', t, r, 'height');
+    if (!width) return this.numberInto('diffusion.resolution', t, r, 'width');
+    cursor.next();
+    r.width = Number(width.name.slice(1));
+    this.record(r, 'width', width.range);
+  }
+
   private schedule(t: Term): void {
     const call = this.callTerm(t, 'schedule');
     if (!call) return;
@@ -236,8 +262,20 @@ class RecipeVisitor {
         this.recipeValue.diffusion.schedule = schedule;
         return;
       }
+      case 'config':
+        this.args(call, []);
+        this.recipeValue.diffusion.schedule = { kind: 'config' };
+        return;
+      case 'flow': {
+        const args = this.args(call, ['shift', 'steps']);
+        const schedule = { kind: 'flow' as const, shift: defaultOf('schedule.shift'), steps: defaultOf('schedule.steps') };
+        this.argInto(args, 'shift', schedule, 'shift');
+        this.argInto(args, 'steps', schedule, 'steps');
+        this.recipeValue.diffusion.schedule = schedule;
+        return;
+      }
       default:
-        this.unknown('E015', 'schedule', call.name, ['sidecar', 'linear', 'scaled-linear', 'cosine'], call.range);
+        this.unknown('E015', 'schedule', call.name, ['sidecar', 'config', 'linear', 'scaled-linear', 'cosine', 'flow'], call.range);
     }
   }
 
@@ -250,12 +288,12 @@ class RecipeVisitor {
       this.argInto(args, 'steps', sampler, 'steps');
       this.argInto(args, 'eta', sampler, 'eta');
       this.recipeValue.diffusion.sampler = sampler;
-    } else if (call.name === 'ddpm') {
-      const sampler = { kind: 'ddpm' as const, steps: defaultOf('ddpm.steps') };
+    } else if (call.name === 'ddpm' || call.name === 'euler' || call.name === 'flow-euler') {
+      const sampler: { kind: typeof call.name; steps: number } = { kind: call.name, steps: defaultOf(`${call.name}.steps`) };
       this.argInto(this.args(call, ['steps']), 'steps', sampler, 'steps');
       this.recipeValue.diffusion.sampler = sampler;
     } else {
-      this.unknown('E015', 'sampler', call.name, ['ddim', 'ddpm'], call.range);
+      this.unknown('E015', 'sampler', call.name, ['ddim', 'ddpm', 'euler', 'flow-euler'], call.range);
     }
   }
 
@@ -614,7 +652,9 @@ class RecipeVisitor {
     }
     if (call.args !== undefined) this.error('E021', `role '${call.name}' takes no arguments`, call.range);
     if ((LAYER_ROLES as readonly string[]).includes(call.name) || (ROLE_GROUPS as readonly string[]).includes(call.name)) return { kind: 'role', role: call.name };
-    this.unknown('E020', 'layer role or selector', call.name, [...LAYER_ROLES, ...ROLE_GROUPS, ...SELECTOR_WORDS], call.range);
+    const renamed = RENAMED_ROLES.get(call.name);
+    if (renamed) this.error('E020', `unknown layer role '${call.name}' (renamed '${renamed}')`, call.range);
+    else this.unknown('E020', 'layer role or selector', call.name, [...LAYER_ROLES, ...ROLE_GROUPS, ...SELECTOR_WORDS], call.range);
     return undefined;
   }
 

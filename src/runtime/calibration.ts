@@ -5,7 +5,7 @@
  * (Q-DiT), and NDTC (PTQ4DM: t ~ Normal(μT, σT), clamped, snapped to the sampler's grid).
  */
 import type { Model } from '../ir/core.js';
-import { findTimestepInput } from '../quant/layers.js';
+import { findTimestepInput } from '../quant/diffusion-inputs.js';
 import { IrError } from '../ir/errors.js';
 import type { TensorMap } from '../ir/executor.js';
 import { seededNormal, seededRandom } from '../random.js';

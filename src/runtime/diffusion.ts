@@ -1,9 +1,13 @@
 /**
- * Diffusion schedules and the per-step sampler math (DDIM, DDPM, v → eps) in float64 schedule arithmetic;
- * samplers.ts drives them. DDIM matches the fixture's definition: timesteps (S−1−i)·⌊T/S⌋, x0 clipped to
- * [−1, 1], ᾱ_prev = 1 after t = 0.
+ * Diffusion schedules and the per-step sampler math (DDIM, DDPM, v → eps) as samplers.ts drives them, and the
+ * `schedule.json` sidecar. The arithmetic is diffusion/schedule-math.ts's (the diffusers definitions, float64);
+ * these are its fixture-semantics entry points: timesteps (S−1−i)·⌊T/S⌋, x0 clipped to [−1, 1], ᾱ_prev = 1
+ * after t = 0 (what `makeScheduler` does for a sidecar schedule).
  */
 import { readFileSync } from 'node:fs';
+import { betasOf, cumulativeAlphas, ddimStep, ddpmStep, predictedEps, predictedX0, spacedTimesteps, ScheduleError, MAX_TIMESTEPS } from './diffusion/schedule-math.js';
+
+export { MAX_TIMESTEPS, ScheduleError };
 
 /** What a model predicts: the noise, or v = √ᾱ·eps − √(1−ᾱ)·x0 (diffusers' `v_prediction`). */
 export type Prediction = 'epsilon' | 'v';
@@ -18,50 +22,20 @@ export interface Schedule {
   prediction: Prediction;
 }
 
-/** The largest T a schedule may have (ᾱ is T float64s; real models use 1000). */
-export const MAX_TIMESTEPS = 100_000;
-
-/** A schedule or sidecar that cannot drive a sampler: `file` and `field` say where, when known. */
-export class ScheduleError extends Error {
-  constructor(
-    message: string,
-    readonly file?: string,
-    readonly field?: string,
-  ) {
-    super(file ? `${file}: ${message}` : message);
-    this.name = 'ScheduleError';
-  }
-}
-
 /**
  * Beta schedules by kind. Every schedule, from a recipe or a sidecar, is checked here: T an integer in
  * [1, MAX_TIMESTEPS], every beta in (0, 1) — so ᾱ stays in (0, 1] and every sampler coefficient is finite.
  */
 export function makeSchedule(kind: BetaScheduleKind, T: number, betaStart = 1e-4, betaEnd = 0.02, prediction: Prediction = 'epsilon'): Schedule {
-  if (!Number.isInteger(T) || T < 1 || T > MAX_TIMESTEPS) throw new ScheduleError(`T must be an integer in [1, ${MAX_TIMESTEPS}], got ${T}`, undefined, 'T');
-  if (kind !== 'cosine') {
-    for (const [field, beta] of [['beta_start', betaStart], ['beta_end', betaEnd]] as const) {
-      if (!(beta > 0 && beta < 1)) throw new ScheduleError(`${field} must be a number in (0, 1), got ${beta}`, undefined, field);
-    }
-  }
-  const betas = new Float64Array(T);
-  for (let t = 0; t < T; t++) {
-    if (kind === 'linear') betas[t] = betaStart + ((betaEnd - betaStart) * t) / Math.max(T - 1, 1);
-    else if (kind === 'scaled-linear') betas[t] = (Math.sqrt(betaStart) + ((Math.sqrt(betaEnd) - Math.sqrt(betaStart)) * t) / Math.max(T - 1, 1)) ** 2;
-    else if (kind === 'cosine') {
-      const f = (s: number) => Math.cos(((s / T + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
-      betas[t] = Math.min(1 - f(t + 1) / f(t), 0.999);
-    } else throw new ScheduleError(`unknown beta schedule '${String(kind)}' (known: ${BETA_SCHEDULES.join(', ')})`, undefined, 'beta_schedule');
-    // Interpolation between two betas in (0, 1) stays inside; this guards the cosine clip and any new kind.
-    if (!(betas[t]! > 0 && betas[t]! < 1)) throw new ScheduleError(`beta at t = ${t} is ${betas[t]}, outside (0, 1)`);
-  }
-  const alphasCumprod = new Float64Array(T);
-  let product = 1;
-  for (let t = 0; t < T; t++) alphasCumprod[t] = product *= 1 - betas[t]!;
-  return { T, alphasCumprod, prediction };
+  const diffusersKind = DIFFUSERS_BETA_SCHEDULES[kind];
+  if (!diffusersKind) throw new ScheduleError(`unknown beta schedule '${String(kind)}' (known: ${BETA_SCHEDULES.join(', ')})`, undefined, 'beta_schedule');
+  return { T, alphasCumprod: cumulativeAlphas(betasOf({ kind: diffusersKind, T, betaStart, betaEnd })), prediction };
 }
 
-const BETA_SCHEDULES: readonly BetaScheduleKind[] = ['linear', 'scaled-linear', 'cosine'];
+/** qcompile's beta schedule names and diffusers' (`beta_schedule`). */
+export const DIFFUSERS_BETA_SCHEDULES = { linear: 'linear', 'scaled-linear': 'scaled_linear', cosine: 'squaredcos_cap_v2' } as const satisfies Record<BetaScheduleKind, string>;
+
+const BETA_SCHEDULES = Object.keys(DIFFUSERS_BETA_SCHEDULES) as BetaScheduleKind[];
 
 /** Sidecar `prediction_type` spellings and what they mean; `sample` (x0 prediction) is refused by name. */
 const PREDICTION_TYPES: Record<string, Prediction> = { epsilon: 'epsilon', v_prediction: 'v', v: 'v' };
@@ -154,53 +128,24 @@ export function scheduleFromSidecar(sidecar: Sidecar, recipe?: { prediction: Pre
 /** DDIM timesteps, high to low: (S−1−i)·⌊T/S⌋; S must be an integer in [1, T] (more steps than T would all be t = 0). */
 export function ddimTimesteps(T: number, steps: number): number[] {
   if (!Number.isInteger(steps) || steps < 1 || steps > T) throw new ScheduleError(`DDIM steps must be an integer in [1, T = ${T}], got ${steps}`);
-  const stride = Math.floor(T / steps);
-  return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * stride);
+  return spacedTimesteps(T, steps, 'leading', 0);
 }
 
 /** The model output as eps (v-prediction converted). */
 export function toEps(schedule: Schedule, x: Float32Array, out: Float32Array, t: number): Float32Array {
   if (schedule.prediction === 'epsilon') return out;
-  // v = √ᾱ·eps − √(1−ᾱ)·x0  ⇒  eps = √ᾱ·v + √(1−ᾱ)·x_t.
   const ab = schedule.alphasCumprod[t]!;
   const sa = Math.sqrt(ab);
   const sb = Math.sqrt(1 - ab);
-  return Float32Array.from(out, (v, i) => sa * v + sb * x[i]!);
+  return Float32Array.from(out, (v, i) => predictedEps('v', x[i]!, v, sa, sb, predictedX0('v', x[i]!, v, sa, sb)));
 }
 
-function clippedX0(xi: number, eps: number, sa: number, sb: number): number {
-  const x0 = (xi - sb * eps) / sa;
-  return x0 > 1 ? 1 : x0 < -1 ? -1 : x0;
-}
-
-/** DDIM update in place: x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·eps + σ·z, σ = η·√((1−ᾱ_prev)/(1−ᾱ))·√(1−ᾱ/ᾱ_prev). */
+/** DDIM update in place from eps: x ← √ᾱ_prev·x0 + √(1−ᾱ_prev−σ²)·eps + σ·z, σ = η·√((1−ᾱ_prev)/(1−ᾱ))·√(1−ᾱ/ᾱ_prev), x0 clipped to [−1, 1]. */
 export function ddimUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, tPrev: number | undefined, eta: number, normal: () => number): void {
-  const ab = schedule.alphasCumprod[t]!;
-  const abPrev = tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  const sigma = eta === 0 ? 0 : eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
-  const dirCoef = Math.sqrt(Math.max(1 - abPrev - sigma * sigma, 0));
-  const sPrev = Math.sqrt(abPrev);
-  for (let i = 0; i < x.length; i++) {
-    const e = eps[i]!;
-    x[i] = sPrev * clippedX0(x[i]!, e, sa, sb) + dirCoef * e + (sigma === 0 ? 0 : sigma * normal());
-  }
+  ddimStep('epsilon', x, eps, schedule.alphasCumprod[t]!, tPrev === undefined ? 1 : schedule.alphasCumprod[tPrev]!, eta, 1, normal);
 }
 
-/** DDPM update in place: posterior mean from the clipped x0, plus √(β_t(1−ᾱ_{t−1})/(1−ᾱ_t))·z except at t = 0. */
+/** DDPM update in place from eps: posterior mean from the clipped x0, plus √(β_t(1−ᾱ_{t−1})/(1−ᾱ_t))·z except at t = 0. */
 export function ddpmUpdate(schedule: Schedule, x: Float32Array, eps: Float32Array, t: number, normal: () => number): void {
-  const ab = schedule.alphasCumprod[t]!;
-  const abPrev = t === 0 ? 1 : schedule.alphasCumprod[t - 1]!;
-  const alpha = ab / abPrev;
-  const beta = 1 - alpha;
-  const sa = Math.sqrt(ab);
-  const sb = Math.sqrt(1 - ab);
-  const c0 = (beta * Math.sqrt(abPrev)) / (1 - ab);
-  const ct = ((1 - abPrev) * Math.sqrt(alpha)) / (1 - ab);
-  const sigma = t === 0 ? 0 : Math.sqrt((beta * (1 - abPrev)) / (1 - ab));
-  for (let i = 0; i < x.length; i++) {
-    const xi = x[i]!;
-    x[i] = c0 * clippedX0(xi, eps[i]!, sa, sb) + ct * xi + (sigma === 0 ? 0 : sigma * normal());
-  }
+  ddpmStep('epsilon', x, eps, t, schedule.alphasCumprod[t]!, t === 0 ? 1 : schedule.alphasCumprod[t - 1]!, 'fixed_small', 1, normal);
 }

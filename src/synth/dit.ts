@@ -10,6 +10,7 @@ import { Graph, Model, type Attribute, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
+import { sinCosPositionTable } from './diffusers-transformer.js';
 import { Emitter, float, i64s, int, ints } from './emitter.js';
 import { normalTensor } from './random.js';
 
@@ -82,7 +83,7 @@ export function buildDit(config: DitConfig, options: DitOptions = {}): Model {
   const flatShape = e.op('', Op.Concat, [sliced, e.constant('', i64s([-1]))], { axis: int(0) });
   const flat = e.op('', Op.Reshape, [patched, flatShape], { allowzero: int(0) });
   const tokens = e.op('', Op.Transpose, [flat], { perm: ints([0, 2, 1]) });
-  const posEmbed = graph.addInitializer('pos_embed', Tensor.lazy(DataType.FLOAT, [1, grid * grid, D], () => sinCosPositionEmbedding(D, grid)));
+  const posEmbed = graph.addInitializer('pos_embed', sinCosPositionTable(D, grid, 1));
   let residual = e.op('', Op.Add, [tokens, posEmbed]);
 
   // Timestep embedding: cat(cos, sin)(t · freqs) -> Linear -> SiLU -> Linear.
@@ -170,7 +171,7 @@ export function buildDit(config: DitConfig, options: DitOptions = {}): Model {
   model.producerName = 'pytorch';
   model.producerVersion = '1.13.0';
   model.opsetImports.set('', 17);
-  model.docString = `qcompile synth dit --preset ${config.name} --seed ${seed}: random weights, not a trained model`;
+  model.docString = `qcompile synth dit --preset ${config.name} --seed ${seed}${config.learnSigma ? '' : ' --no-learn-sigma'}: random weights, not a trained model`;
   return model;
 }
 
@@ -198,6 +199,8 @@ export function ditSchedule(config: DitConfig, seed: number): Record<string, unk
     betas: 'linspace(beta_start, beta_end, T) (float64), alphas_cumprod = cumprod(1 - betas)',
     prediction_type: 'epsilon',
     learn_sigma: config.learnSigma,
+    // DiT's (and diffusers' DDPMScheduler's) name for how the extra channels set the variance.
+    variance_type: config.learnSigma ? 'learned_range' : 'fixed_small',
     timestep_input: 't is the integer DDPM step index 0..T-1 (int64)',
     inputs: [
       { name: 'x', dtype: 'float32', shape: ['batch', config.inChannels, side, side] },
@@ -225,23 +228,3 @@ function timestepFrequencies(dim: number): Float32Array {
   return Float32Array.from({ length: half }, (_, i) => Math.exp((-Math.log(10000) * i) / half));
 }
 
-/** DiT's fixed 2-D sin-cos position embedding [1, grid², D]: token (i, j) gets [emb1d(j), emb1d(i)]. */
-function sinCosPositionEmbedding(dim: number, grid: number): Uint8Array {
-  const quarter = dim / 4;
-  const out = new Float32Array(grid * grid * dim);
-  const emb1d = (position: number, target: number) => {
-    for (let k = 0; k < quarter; k++) {
-      const angle = position / 10000 ** (k / quarter);
-      out[target + k] = Math.sin(angle);
-      out[target + quarter + k] = Math.cos(angle);
-    }
-  };
-  for (let i = 0; i < grid; i++) {
-    for (let j = 0; j < grid; j++) {
-      const base = (i * grid + j) * dim;
-      emb1d(j, base);
-      emb1d(i, base + dim / 2);
-    }
-  }
-  return new Uint8Array(out.buffer);
-}

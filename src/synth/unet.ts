@@ -3,7 +3,7 @@
  * Reshape → InstanceNormalization → Reshape → Mul → Add, SiLU as x·Sigmoid(x), resblocks with a per-block
  * time projection and 1×1 skip convs, stride-2 Conv down, Resize + Conv up, skip Concats, and one transformer
  * block (separate q/k/v, Erf GELU MLP) in the middle. For layer-discovery tests: it runs in ORT but is not
- * a published architecture.
+ * a published architecture (sd-unet.ts builds diffusers' SD UNet, `qcompile synth unet`).
  */
 import { Graph, Model, type Attribute, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';

@@ -25,13 +25,13 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
   });
 
   it('asymmetric or runtime-scaled activations on tensorrt', () => {
-    const issues = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })], ['blocks.1.mlp.fc1', w8, act(8, true)]]), layers);
+    const issues = backends.tensorrt.checkPlan(plan([['blocks.0.attn.out', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })], ['blocks.1.mlp.fc1', w8, act(8, true)]]), layers);
     expect(issues.map((i) => `${i.layer}: ${i.message}`)).toEqual([
-      'blocks.0.attn.proj: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)',
+      'blocks.0.attn.out: activation uint8 asym static on MatMul is not supported; --allow-requantize would lower it as int8 sym static (requantized: scale max(|lo|, |hi|)/127 of the calibrated range)',
       'blocks.1.mlp.fc2: activation int8 sym per-timestep on MatMul is not supported',
     ]);
     // Requantization covers static ranges only: a per-timestep table has no single symmetric scale.
-    const requantized = backends.tensorrt.checkPlan(plan([['blocks.0.attn.proj', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })]]), layers, { requantize: true });
+    const requantized = backends.tensorrt.checkPlan(plan([['blocks.0.attn.out', w8, act(8, false)], ['blocks.1.mlp.fc2', w8, act(8, true, { kind: 'per-timestep', groups: 10 })]]), layers, { requantize: true });
     expect(requantized.map((i) => i.layer)).toEqual(['blocks.1.mlp.fc2']);
   });
 
@@ -42,8 +42,19 @@ describe('checkPlan: unsupported combinations are named before compiling', () =>
     expect(backends.cpu.checkPlan(both, layers)).toEqual([]);
     const issues = backends.webgpu.checkPlan(both, layers);
     expect(issues.map((i) => i.layer + ': ' + i.message.replace(/ \(.*\)$/, ''))).toEqual([
-      'blocks.0.mlp.fc1: weight int4 sym group 96 on MatMul is not supported',
-      'blocks.0.mlp.fc2: weight int4 sym group 100 on MatMul is not supported',
+      'blocks.0.mlp.fc1: weight int4 sym group 96 (partial last group) on MatMul is not supported',
+      'blocks.0.mlp.fc2: weight int4 sym group 100 (partial last group) on MatMul is not supported',
+    ]);
+  });
+
+  it('a partial last group (the size does not divide the input channels) runs on cpu, cuda and webgpu; tensorrt refuses it, saying why', () => {
+    // fc1 given 192 input channels: groups of 128 leave a last group of 64; fc2's 512 divide.
+    const g128: WeightQuantSpec = { ...w4, granularity: { kind: 'group', size: 128 } };
+    const narrow = layers.map((l) => (l.name === 'blocks.0.mlp.fc1' ? { ...l, inChannels: 192 } : l));
+    const planned = plan([['blocks.0.mlp.fc1', g128], ['blocks.0.mlp.fc2', g128]]);
+    for (const target of ['cpu', 'cuda', 'webgpu'] as const) expect(backends[target].checkPlan(planned, narrow)).toEqual([]);
+    expect(backends.tensorrt.checkPlan(planned, narrow).map((i) => `${i.layer}: ${i.message}`)).toEqual([
+      "blocks.0.mlp.fc1: weight int4 sym group 128 (partial last group) on MatMul is not supported: the target needs the group size to divide the input channels (this layer's last group is partial)",
     ]);
   });
 
@@ -66,13 +77,13 @@ describe('checkTensorRtPlacement on good and bad graphs', () => {
     const gemm = nodes.find((n) => isOp(n, Op.Gemm) && n.input(1).producer?.opType === Op.DequantizeLinear)!;
     const biasDq = model.graph.addNode({ opType: Op.DequantizeLinear, name: 'bias_dq', inputs: [gemm.input(2), model.graph.addInitializer('bias_scale', Tensor.fromFloat32([], Float32Array.of(1)))], outputs: ['bias_dq'], before: gemm });
     gemm.setInput(2, biasDq.outputs[0]);
-    const actQ = nodes.find((n) => n.name === 'blocks.1.attn.proj/input_quant/q')!;
+    const actQ = nodes.find((n) => n.name === 'blocks.1.attn.out/input_quant/q')!;
     actQ.setInput(2, model.graph.addInitializer('zp3', Tensor.fromBytes(actQ.input(2).initializer!.dtype, [], Uint8Array.of(3))));
     expect(checkTensorRtPlacement(model).map((i) => `${i.layer}: ${i.message}`)).toEqual([
       'bias_dq: codes must be int8 (or int4 for weight-only blocked weights)',
       `bias_dq: Q/DQ on the bias of ${gemm.name}: TensorRT quantizes biases itself`,
       'blocks.0.mlp.fc1/weight_dequantize: per-channel weight scales must run along the output axis 1 of /blocks.0/mlp/fc1/MatMul, not axis 0',
-      'blocks.1.attn.proj/input_quant/q: zero point must be 0 (symmetric quantization)',
+      'blocks.1.attn.out/input_quant/q: zero point must be 0 (symmetric quantization)',
     ]);
   });
 });

@@ -13,7 +13,7 @@ import { seededRandom } from '../../src/random.js';
 import { blockedLinear as blockedLinearOf, type Codes } from './blocked-linear.js';
 
 const M = 5;
-const K = 40; // not a multiple of the block: the last block is zero-padded
+const K = 40; // not a multiple of the block: the last block is padded with its zero point
 const N = 24;
 const BLOCK = 16;
 

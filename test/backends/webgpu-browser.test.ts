@@ -62,6 +62,28 @@ describe.skipIf(skipBrowser)('WebGPU lowering in headless Chromium (SwiftShader)
     expect(maxAbsDiff(expected, result.outputs.y!.data as Float32Array) / scale).toBeLessThan(1e-6);
   });
 
+  // A partial last block: K = 320 in blocks of 128 (128, 128, 64; the lowering pads the last with its zero point).
+  it.each([
+    { codes: DataType.INT4, bits: 4 },
+    { codes: DataType.INT8, bits: 8 },
+  ] as const)('MatMulNBits bits $bits with a partial last block (K=320, block 128) runs on the WebGPU EP and matches DequantizeLinear within 1e-5 relative', { timeout: 120_000 }, async ({ codes, bits }) => {
+    const [M, K, N] = [16, 320, 96];
+    const model = blockedLinear({ kind: 'matmul', codes, zeroPoints: true, M, K, N, block: 128, seed: 9 });
+    const next = seededRandom(19);
+    const feeds: TensorMap = { a: { dtype: 'float32', dims: [M, K], data: Float32Array.from({ length: M * K }, () => next() * 2 - 1) } };
+    const prepared = await new OrtExecutor({ optimization: 'basic' }).prepare(model, ['y']);
+    const expected = (await prepared.run(feeds)).y!.data as Float32Array;
+    await prepared.release();
+    expect(backends.webgpu.lower(model).statistics.matmul_nbits).toBe(1);
+    expect(model.graph.nodes.find((n) => isOp(n, Op.MatMulNBits))?.intAttr('bits', 0)).toBe(bits);
+    const result = await runOnWebGpu({ model: encodeModel(model), feeds: browserFeedsOf(feeds), outputs: ['y'], timeoutMs: 90_000 });
+    expect(result.placement.allNodesOn).toBe('WebGpuExecutionProvider');
+    const scale = Math.max(...Array.from(expected, Math.abs));
+    const relative = maxAbsDiff(expected, result.outputs.y!.data as Float32Array) / scale;
+    console.log(`WebGPU MatMulNBits bits ${bits}, K=320 block 128: max |Δ| / max |y| = ${relative.toExponential(2)}`);
+    expect(relative).toBeLessThan(1e-5);
+  });
+
   // Measured on reference row 4: WebGPU vs onnxruntime-node on the same lowered graph eps SQNR 29.38 dB, max |Δ|
   // 0.108 (max |eps| 2.89); vs FP WebGPU 23.89 dB, onnxruntime-node 24.55 dB. A fake-quantized graph is not
   // continuous: a float difference upstream (WGSL Div/Exp are not correctly rounded) flips a code at a rounding

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -87,15 +87,49 @@ describe('qcompile MODEL --passes … -o OUT (dit-digits)', () => {
     expect(existsSync(join(tmpdir(), 'never.onnx'))).toBe(false);
   });
 
-  it('names the layer when a group does not divide its input channels, and leaves a reproducer', async () => {
+  it('names the cause when a pass fails, and leaves a reproducer (group 96 on 512 channels is not one: its last group is partial)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'qc-fail-'));
-    const result = await runCli([MODEL, '--passes', 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights', '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
+    const pipeline = 'select-layers{roles=mlp.fc2,bits=4,group=96},quantize-weights,weight-dilation{layers=blocks.0.mlp.fc3}';
+    const result = await runCli([MODEL, '--passes', pipeline, '-o', join(dir, 'out.onnx'), '--dump-dir', dir]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/pass 'quantize-weights' \(step 2\) failed: quantize-weights: group size 96 does not divide the 512 input channels of layer '[^']*fc2[^']*'/);
+    expect(result.stderr).toContain('[2/3] quantize-weights');
+    expect(result.stderr).toContain("qcompile: error: pass 'weight-dilation' (step 3) failed: no layer named 'blocks.0.mlp.fc3'");
     expect(readdirSync(join(dir, 'reproducer')).sort()).toEqual(['error.txt', 'input.onnx', 'pipeline.txt', 'plan.json']);
-    expect(readdirSync(dir).filter((f) => f.endsWith('.failed.ir'))).toEqual(['02-quantize-weights.failed.ir']);
-    expect(readFileSync(join(dir, 'reproducer', 'pipeline.txt'), 'utf8')).toBe('quantize-weights\n');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.failed.ir'))).toEqual(['03-weight-dilation.failed.ir']);
+    expect(readFileSync(join(dir, 'reproducer', 'pipeline.txt'), 'utf8')).toMatch(/^weight-dilation\{layers=blocks\.0\.mlp\.fc3,/);
     expect(existsSync(join(dir, 'out.onnx'))).toBe(false);
+  });
+});
+
+describe('loud by default: a compile that quantizes nothing', () => {
+  it('is E046 and writes nothing, unless --allow-empty; a rule that selects nothing is E045 at compile too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-empty-'));
+    const keepAll = join(dir, 'keep-all.qrecipe');
+    writeFileSync(keepAll, 'recipe "x" {\n  quantize mlp { weight int8 }\n  keep all\n  keep mlp\n}\n');
+    const empty = await runCli([MODEL, keepAll, '-o', join(dir, 'out.onnx')]);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toContain('error[E046]: this compile quantizes no layer (no rule of the recipe quantizes a layer of this model); nothing written');
+    expect(readdirSync(dir)).toEqual(['keep-all.qrecipe']);
+    const allowed = await runCli([MODEL, keepAll, '-o', join(dir, 'out.onnx'), '--allow-empty']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toContain('layers quantized: 0\n');
+    expect(existsSync(join(dir, 'out.onnx'))).toBe(true);
+
+    const passes = await runCli([MODEL, '--passes', 'cleanup', '-o', join(dir, 'passes.onnx')]);
+    expect(passes.code).toBe(1);
+    expect(passes.stderr).toContain('error[E046]: this compile quantizes no layer (the --passes pipeline quantized no weight or activation); nothing written');
+    expect(existsSync(join(dir, 'passes.onnx'))).toBe(false);
+
+    const unmatched = join(dir, 'unmatched.qrecipe');
+    writeFileSync(unmatched, 'recipe "x" {\n  quantize mlp.fc1 { weight int8 }\n  quantize res.conv { weight int8 }\n}\n');
+    const refused = await runCli([MODEL, unmatched, '-o', join(dir, 'refused.onnx')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${unmatched}:3:3: error[E045]: quantize rule 'res.conv' selects no layer of this model`);
+    expect(existsSync(join(dir, 'refused.onnx'))).toBe(false);
+    const lenient = await runCli([MODEL, unmatched, '-o', join(dir, 'lenient.onnx'), '--allow-empty']);
+    expect(lenient.code, lenient.stderr).toBe(0);
+    expect(lenient.stderr).toContain(`${unmatched}:3:3: warning[W001]: quantize rule 'res.conv' selects no layer of this model`);
+    expect(lenient.stdout).toContain('layers quantized: 6\n');
   });
 });
 

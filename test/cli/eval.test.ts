@@ -90,7 +90,10 @@ describe('qcompile eval on dit-digits', () => {
     expect(report.quant.fileBytes).toBeLessThan(report.fp.fileBytes / 4);
     const quantized = report.layers!.filter((l) => l.weight !== 'float');
     expect(quantized.length).toBeGreaterThan(0);
-    expect(quantized.every((l) => l.weight.endsWith('group 128 (MatMulNBits)') && l.groupSize === 128 && l.input === 'float')).toBe(true);
+    // The linears run as MatMulNBits; the one Conv (the patch embedding) is int8 per output channel.
+    const linears = quantized.filter((l) => l.role !== 'embed.patch');
+    expect(linears.every((l) => l.weight.endsWith('group 128 (MatMulNBits)') && l.groupSize === 128 && l.input === 'float')).toBe(true);
+    expect(quantized.filter((l) => l.role === 'embed.patch').map((l) => l.weight)).toEqual(['int8 sym per-channel']);
   }, 240_000);
 
   it('ptq4dm-w8a8: int8 per-channel weights and static int8 inputs on every linear and conv', async () => {

@@ -68,7 +68,15 @@ describe('weight quantizer', () => {
     const { params } = quantize(rows, 2, 4, { ...base, granularity: { kind: 'group', size: 2 } });
     expect(params.cellsPerRow).toBe(2);
     expect(Array.from(params.scale, (s) => s * 127)).toEqual([1, 2, 8, 4].map((v) => Math.fround(v / 127) * 127));
-    expect(() => computeCellParams(nMajor(rows, 2, 4), { ...base, granularity: { kind: 'group', size: 3 } })).toThrow(/group size 3 does not divide the input channels \(4\)/);
+  });
+
+  it('a group size that does not divide K leaves a partial last group quantized by its own range', () => {
+    const rows = Float32Array.of(1, 1, 1, 8, 8, /* row 1 */ 2, 2, 2, 4, 4);
+    const { params } = quantize(rows, 2, 5, { ...base, granularity: { kind: 'group', size: 3 } });
+    expect(params.cellsPerRow).toBe(2);
+    // Cells g·N + n: group 0 of rows 0 and 1 (3 values each), then the 2-value last groups.
+    expect(Array.from(params.scale, (s) => s * 127)).toEqual([1, 2, 8, 4].map((v) => Math.fround(v / 127) * 127));
+    expect(() => computeCellParams(nMajor(rows, 2, 5), { ...base, granularity: { kind: 'group', size: 0 } })).toThrow(/group size 0 is not a positive integer/);
   });
 
   it('L_p search clips outliers: lower L_2.4 error than min-max at 4 bits', () => {
@@ -90,7 +98,7 @@ describe('weight quantizer', () => {
     const rows = gaussianRows(N, K, 5);
     const columns = new Float32Array(N * K);
     for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) columns[k * N + n] = rows[n * K + k]!;
-    const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 16 }];
+    const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 16 }, { kind: 'group', size: 24 }];
     for (const granularity of granularities) {
       for (const range of [{ kind: 'minmax' as const }, { kind: 'lp' as const, p: 2.4, gridSize: 50 }]) {
         const settings = { ...base, bits: 4, symmetric: false, signed: false, granularity, range };

@@ -101,6 +101,9 @@ describe('layer stamps in the file', () => {
     layersOf(stamped);
     stamped.graph.nodes.find((n) => n.metadata.has(LAYER_KEY))!.metadata.set(ROLE_KEY, 'attn.qkvv');
     expect(() => layerStamps(stamped)).toThrow(/layer 'embed.patch' .* has no valid qcompile.role stamp \(found 'attn.qkvv'\)/);
+    // A model stamped before attn.proj became attn.out says so.
+    stamped.graph.nodes.find((n) => n.metadata.has(LAYER_KEY))!.metadata.set(ROLE_KEY, 'attn.proj');
+    expect(() => layerStamps(stamped)).toThrow(/\(found 'attn.proj', the old spelling of 'attn.out': compile the float model again\)/);
   });
 
   it('a node built to replace another takes its stamp', () => {
@@ -112,9 +115,9 @@ describe('layer stamps in the file', () => {
     expect(identityOf(model)).toEqual(fpIdentity);
     expect(model.graph.nodes.indexOf(replacement)).toBeGreaterThan(0);
     // A copy that leaves the original in place would give the layer two nodes: refused, naming both.
-    const proj = layersOf(model).find((l) => l.name === 'blocks.0.attn.proj')!.node;
+    const proj = layersOf(model).find((l) => l.name === 'blocks.0.attn.out')!.node;
     const copy = model.graph.addNode({ opType: Op.MatMul, inputs: [proj.input(0), proj.input(1)], outputs: ['copy'], replaces: proj });
-    expect(() => layerStamps(model)).toThrow(`layer 'blocks.0.attn.proj' is stamped on two nodes, '${copy.name}' and '${proj.name}'`);
+    expect(() => layerStamps(model)).toThrow(`layer 'blocks.0.attn.out' is stamped on two nodes, '${copy.name}' and '${proj.name}'`);
   });
 });
 

@@ -42,7 +42,7 @@ describe('layer discovery on the dit-digits fixture', () => {
       expect(layers.slice(4 + 5 * b, 9 + 5 * b)).toEqual([
         { name: `blocks.${b}.adaln`, role: 'adaln', op: 'Gemm', shape: '768x128', io: '128->768', block: b, bias: true },
         { name: `blocks.${b}.attn.qkv`, role: 'attn.qkv', op: 'MatMul', shape: '128x384', io: '128->384', block: b, bias: true },
-        { name: `blocks.${b}.attn.proj`, role: 'attn.proj', op: 'MatMul', shape: '128x128', io: '128->128', block: b, bias: true },
+        { name: `blocks.${b}.attn.out`, role: 'attn.out', op: 'MatMul', shape: '128x128', io: '128->128', block: b, bias: true },
         { name: `blocks.${b}.mlp.fc1`, role: 'mlp.fc1', op: 'MatMul', shape: '128x512', io: '128->512', block: b, bias: true },
         { name: `blocks.${b}.mlp.fc2`, role: 'mlp.fc2', op: 'MatMul', shape: '512x128', io: '512->128', block: b, bias: true },
       ]);
@@ -135,8 +135,8 @@ describe('layer discovery on a synthetic UNet (GroupNorm as InstanceNorm, resblo
     row('down.0.downsample', 'down', 'Conv', '32->32'),
     row('down.1.res.0.conv1', 'res.conv', 'Conv', '32->64'), row('down.1.res.0.time', 'res.time', 'Gemm', '128->64'), row('down.1.res.0.conv2', 'res.conv', 'Conv', '64->64'), row('down.1.res.0.skip', 'res.skip', 'Conv', '32->64'),
     row('mid.res.0.conv1', 'res.conv', 'Conv', '64->64'), row('mid.res.0.time', 'res.time', 'Gemm', '128->64'), row('mid.res.0.conv2', 'res.conv', 'Conv', '64->64'),
-    row('blocks.0.attn.q', 'attn.q', 'MatMul', '64->64', 0), row('blocks.0.attn.k', 'attn.k', 'MatMul', '64->64', 0), row('blocks.0.attn.v', 'attn.v', 'MatMul', '64->64', 0),
-    row('blocks.0.attn.proj', 'attn.proj', 'MatMul', '64->64', 0), row('blocks.0.mlp.fc1', 'mlp.fc1', 'MatMul', '64->256', 0), row('blocks.0.mlp.fc2', 'mlp.fc2', 'MatMul', '256->64', 0),
+    row('mid.attn.0.q', 'attn.q', 'MatMul', '64->64', 0), row('mid.attn.0.k', 'attn.k', 'MatMul', '64->64', 0), row('mid.attn.0.v', 'attn.v', 'MatMul', '64->64', 0),
+    row('mid.attn.0.out', 'attn.out', 'MatMul', '64->64', 0), row('mid.attn.0.mlp.fc1', 'mlp.fc1', 'MatMul', '64->256', 0), row('mid.attn.0.mlp.fc2', 'mlp.fc2', 'MatMul', '256->64', 0),
     row('mid.res.1.conv1', 'res.conv', 'Conv', '64->64'), row('mid.res.1.time', 'res.time', 'Gemm', '128->64'), row('mid.res.1.conv2', 'res.conv', 'Conv', '64->64'),
     row('up.0.res.0.conv1', 'res.conv', 'Conv', '128->64'), row('up.0.res.0.time', 'res.time', 'Gemm', '128->64'), row('up.0.res.0.conv2', 'res.conv', 'Conv', '64->64'), row('up.0.res.0.skip', 'res.skip', 'Conv', '128->64'),
     row('up.0.upsample', 'up', 'Conv', '64->64'),
@@ -163,6 +163,6 @@ describe('layer discovery on a synthetic UNet (GroupNorm as InstanceNorm, resblo
     nodes.splice(nodes.indexOf(v), 1);
     nodes.splice(nodes.indexOf(q), 0, v);
     const reordered = discoverLayers(model).filter((l) => l.block !== undefined).map((l) => `${l.name} ${l.role}`);
-    expect(reordered).toEqual(['blocks.0.attn.v attn.v', 'blocks.0.attn.q attn.q', 'blocks.0.attn.k attn.k', 'blocks.0.attn.proj attn.proj', 'blocks.0.mlp.fc1 mlp.fc1', 'blocks.0.mlp.fc2 mlp.fc2']);
+    expect(reordered).toEqual(['mid.attn.0.v attn.v', 'mid.attn.0.q attn.q', 'mid.attn.0.k attn.k', 'mid.attn.0.out attn.out', 'mid.attn.0.mlp.fc1 mlp.fc1', 'mid.attn.0.mlp.fc2 mlp.fc2']);
   });
 });

@@ -18,15 +18,24 @@ async function run(command: Command, argv: string[], cwd = process.cwd()) {
 
 const FIXTURE = 'test/fixtures/dit-digits/model.onnx';
 const scratch = mkdtempSync(join(tmpdir(), 'qcompile-recipe-cli-'));
-/** A recipe whose second rule selects nothing in the fixture (a warning, W001). */
+/** A recipe whose second rule selects nothing in the fixture (an error, E045; a warning, W001, under --allow-empty). */
 const UNMATCHED = join(scratch, 'unmatched.qrecipe');
 writeFileSync(UNMATCHED, 'recipe "x" {\n  quantize op(Conv) { weight int8 }\n  quantize res.conv { weight int8 }\n}\n');
+/** A recipe with a selector that matches nothing in a rule that selects other layers (a warning, W004). */
+const IDLE_SELECTOR = join(scratch, 'idle-selector.qrecipe');
+writeFileSync(IDLE_SELECTOR, 'recipe "x" {\n  quantize op(Conv), res.conv { weight int8 }\n}\n');
 
 describe('qcompile check', () => {
   it('passes a shipped recipe and prints the rule → layers table with --model', async () => {
     const { code, stdout, stderr } = await run(checkCommand, ['recipes/qdit-w4a8.qrecipe', '--model', FIXTURE]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(stdout).toMatch(/^quantize attn\.qkv, attn\.proj, mlp\.fc1, mlp\.fc2, adaln: 31 layer\(s\)\n {2}blocks\.0\.adaln\n {2}blocks\.0\.attn\.qkv\n/m);
+    // Per rule: where it is, how many layers it takes, their roles and its first layer names.
+    expect(stdout.split('\n').slice(0, 4)).toEqual([
+      'recipes/qdit-w4a8.qrecipe:18:3: quantize attn, mlp, adaln: 31 layer(s) (adaln 7, attn.out 6, attn.qkv 6, mlp.fc1 6, mlp.fc2 6)',
+      '  blocks.0.adaln, blocks.0.attn.qkv, blocks.0.attn.out, blocks.0.mlp.fc1 and 27 more',
+      'recipes/qdit-w4a8.qrecipe:22:3: keep embed, final: 5 layer(s) (embed.label 1, embed.patch 1, embed.time 2, final 1)',
+      '  embed.patch, embed.time.0, embed.time.1, embed.label and 1 more',
+    ]);
     expect(stdout.trimEnd().split('\n').at(-1)).toBe('recipes/qdit-w4a8.qrecipe: ok (0 error(s), 0 warning(s))');
   });
 
@@ -61,22 +70,32 @@ describe('qcompile check', () => {
     expect((await run(checkCommand, [path, '--model', FIXTURE, '--allow-requantize'])).code).toBe(0);
   });
 
+  it('refuses a quantize rule that selects nothing (E045), unless --allow-empty', async () => {
+    const refused = await run(checkCommand, [UNMATCHED, '--model', FIXTURE]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${UNMATCHED}:3:3: error[E045]: quantize rule 'res.conv' selects no layer of this model`);
+    expect(refused.stderr).toContain("  note: this model's layers by role: adaln 7, attn.out 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6");
+    const allowed = await run(checkCommand, [UNMATCHED, '--model', FIXTURE, '--allow-empty']);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stderr).toContain(`${UNMATCHED}:3:3: warning[W001]: quantize rule 'res.conv' selects no layer of this model`);
+  });
+
   it('lets warnings pass, unless --strict', async () => {
-    const lenient = await run(checkCommand, [UNMATCHED, '--model', FIXTURE]);
+    const lenient = await run(checkCommand, [IDLE_SELECTOR, '--model', FIXTURE]);
     expect(lenient.code).toBe(0);
-    expect(lenient.stderr).toContain("warning[W001]: quantize rule 'res.conv' matches no layer of this model");
-    expect((await run(checkCommand, [UNMATCHED, '--model', FIXTURE, '--strict'])).code).toBe(1);
+    expect(lenient.stderr).toContain("warning[W004]: selector 'res.conv' of quantize rule 'op(Conv), res.conv' matches no layer of this model");
+    expect((await run(checkCommand, [IDLE_SELECTOR, '--model', FIXTURE, '--strict'])).code).toBe(1);
   });
 
   it('--json gives validity, diagnostics with byte spans, and the selection', async () => {
-    const { code, stdout } = await run(checkCommand, [UNMATCHED, '--model', FIXTURE, '--json']);
+    const { code, stdout } = await run(checkCommand, [UNMATCHED, '--model', FIXTURE, '--json', '--allow-empty']);
     expect(code).toBe(0);
-    const report = JSON.parse(stdout) as { valid: boolean; diagnostics: { code: string; span: { offset: number } }[]; selection: { rule: string; layers: string[] }[] };
+    const report = JSON.parse(stdout) as { valid: boolean; diagnostics: { code: string; span: { offset: number } }[]; selection: { rule: string; at: string; layers: string[]; roles: Record<string, number> }[] };
     expect(report.valid).toBe(true);
     expect(report.diagnostics.map((d) => d.code)).toEqual(['W001']);
     expect(readFileSync(UNMATCHED, 'utf8').slice(report.diagnostics[0]!.span.offset)).toMatch(/^quantize res\.conv/);
-    expect(report.selection.find((row) => row.rule === 'quantize res.conv')!.layers).toEqual([]);
-    expect(report.selection.find((row) => row.rule === 'quantize op(Conv)')!.layers).toEqual(['embed.patch']);
+    expect(report.selection.find((row) => row.rule === 'quantize res.conv')).toEqual({ rule: 'quantize res.conv', at: `${UNMATCHED}:3:3`, layers: [], roles: {} });
+    expect(report.selection.find((row) => row.rule === 'quantize op(Conv)')).toEqual({ rule: 'quantize op(Conv)', at: `${UNMATCHED}:2:3`, layers: ['embed.patch'], roles: { 'embed.patch': 1 } });
   });
 
   it('says why a model cannot be loaded instead of throwing', async () => {

@@ -20,7 +20,7 @@ const MODEL = 'test/fixtures/dit-digits/model.onnx';
 const layers = discoverLayers(loadModelSync(MODEL));
 const scratch = mkdtempSync(join(tmpdir(), 'qcompile-compile-fuzz-'));
 
-const selector = fc.constantFrom('attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp', 'attn', 'adaln', 'all', 'op(Conv)', 'name("blocks.0.*")', 'embed.label', 'final', 'first');
+const selector = fc.constantFrom('attn.qkv', 'attn.out', 'mlp.fc1', 'mlp', 'attn', 'adaln', 'all', 'op(Conv)', 'name("blocks.0.*")', 'embed.label', 'final', 'first');
 const weight = fc.tuple(fc.constantFrom('int8', 'int4', 'uint8', 'int6'), fc.constantFrom('sym', 'asym'), fc.constantFrom('per-channel', 'per-tensor', 'group 32', 'group 16', 'group 100'), fc.constantFrom('', 'range mse(grid: 4)', 'rounding gptq(block: 16)')).map((parts) => `weight ${parts.join(' ')}`);
 const input = fc.tuple(fc.constantFrom('sym', 'asym'), fc.constantFrom('static', 'per-timestep(groups: 2)', 'dynamic per-token', 'dynamic per-sample', 'dynamic per-token-group(size: 32)', 'dynamic per-token-group(size: 100)')).map((parts) => `input int8 ${parts.join(' ')}`);
 const rule = fc.tuple(fc.array(selector, { minLength: 1, maxLength: 2 }), fc.option(weight, { nil: undefined }), fc.option(input, { nil: undefined })).filter(([, w, i]) => w !== undefined || i !== undefined).map(([sel, w, i]) => `  quantize ${[...new Set(sel)].join(', ')} { ${[w, i].filter(Boolean).join(' ')} }`);

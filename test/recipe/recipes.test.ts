@@ -88,10 +88,27 @@ describe('bad recipes', () => {
     ]);
   });
 
-  it('warns about a rule that selects nothing, naming it', () => {
+  it('refuses a quantize rule that selects nothing, naming it and the roles the model has (a warning under allowEmpty)', () => {
     const { recipe } = parseRecipe('recipe "x" {\n  quantize op(Conv) { weight int8 }\n  quantize res.conv { weight int8 }\n}\n');
+    const roles = "this model's layers by role: adaln 7, attn.out 6, attn.qkv 6, embed.label 1, embed.patch 1, embed.time 2, final 1, mlp.fc1 6, mlp.fc2 6";
+    const strict = checkRecipeAgainstModel(recipe!, layers).diagnostics;
+    expect(strict.map((d) => `${d.severity} ${d.code} ${d.message}`)).toEqual(["error E045 quantize rule 'res.conv' selects no layer of this model"]);
+    expect(strict[0]!.notes).toEqual([roles, 'pass --allow-empty to compile anyway']);
+    const lenient = checkRecipeAgainstModel(recipe!, layers, { allowEmpty: true }).diagnostics;
+    expect(lenient.map((d) => `${d.severity} ${d.code} ${d.message}`)).toEqual(["warning W001 quantize rule 'res.conv' selects no layer of this model"]);
+  });
+
+  it('warns about a selector that matches nothing in a rule that selects other layers, and about idle keep rules and transforms', () => {
+    const { recipe } = parseRecipe(
+      'recipe "x" {\n  transform dilate on attn.q, attn.k\n  quantize attn, res.conv, op(Conv) { weight int8 }\n  quantize attn.qkv { weight int4 }\n  quantize attn.qkv { weight int8 }\n  keep embed.label\n  keep up, down\n}\n',
+    );
     const { diagnostics } = checkRecipeAgainstModel(recipe!, layers);
-    expect(diagnostics.map((d) => `${d.code} ${d.message}`)).toEqual(["W001 quantize rule 'res.conv' matches no layer of this model"]);
+    expect(diagnostics.map((d) => `${d.code} ${d.message}`)).toEqual([
+      "W004 selector 'res.conv' of quantize rule 'attn, res.conv, op(Conv)' matches no layer of this model",
+      "W001 quantize rule 'attn.qkv' applies to no layer (more specific rules take all its layers)",
+      "W001 keep rule 'up, down' matches no layer of this model",
+      "W001 transform dilate on 'attn.q, attn.k' matches no layer of this model",
+    ]);
   });
 });
 
@@ -102,7 +119,7 @@ describe('selection', () => {
       quantize attn { weight int4 group 32 }
       quantize attn.qkv { weight int4 group 64 }
       quantize name("blocks.0.*") { weight int4 group 16 }
-      keep attn.proj
+      keep attn.out
     }`);
     const { selection } = checkRecipeAgainstModel(recipe!, layers);
     const g = (name: string) => {
@@ -111,7 +128,7 @@ describe('selection', () => {
     };
     expect(g('blocks.0.attn.qkv')).toBe('{"kind":"group","size":16}');
     expect(g('blocks.1.attn.qkv')).toBe('{"kind":"group","size":64}');
-    expect(g('blocks.1.attn.proj')).toBe('keep');
+    expect(g('blocks.1.attn.out')).toBe('keep');
     expect(g('blocks.1.mlp.fc1')).toBe('{"kind":"per-channel"}');
   });
 
@@ -268,6 +285,11 @@ describe('the settings table', () => {
     'ddim.steps': { text: (v) => `diffusion { schedule cosine(steps: 10000) sampler ddim(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: 10000 }, sampler: { kind: 'ddim', steps: v, eta: 0 } } }) },
     'ddim.eta': { text: (v) => `diffusion { sampler ddim(eta: ${v}) }`, json: (v) => ({ diffusion: { sampler: { kind: 'ddim', steps: 50, eta: v } } }) },
     'ddpm.steps': { text: (v) => `diffusion { schedule cosine(steps: 10000) sampler ddpm(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: 10000 }, sampler: { kind: 'ddpm', steps: v } } }) },
+    'euler.steps': { text: (v) => `diffusion { schedule cosine(steps: 10000) sampler euler(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'cosine', steps: 10000 }, sampler: { kind: 'euler', steps: v } } }) },
+    'flow-euler.steps': { text: (v) => `diffusion { schedule flow(steps: 10000) prediction flow sampler flow-euler(steps: ${v}) }`, json: (v) => ({ diffusion: { schedule: { kind: 'flow', shift: 1, steps: 10000 }, prediction: 'flow', sampler: { kind: 'flow-euler', steps: v } } }) },
+    'schedule.shift': { text: (v) => `diffusion { schedule flow(shift: ${v}) prediction flow sampler flow-euler }`, json: (v) => ({ diffusion: { schedule: { kind: 'flow', shift: v, steps: 1000 }, prediction: 'flow', sampler: { kind: 'flow-euler', steps: 28 } } }) },
+    'diffusion.resolution': { text: (v) => `diffusion { resolution ${v} }`, json: (v) => ({ diffusion: { resolution: { height: v, width: v } } }) },
+    'diffusion.timestep-scale': { text: (v) => `diffusion { timestep-scale ${v} }`, json: (v) => ({ diffusion: { timestepScale: v } }) },
     'calibrate.samples': { text: (v) => `calibrate { samples ${v} }`, json: (v) => ({ calibrate: { samples: v } }) },
     'calibrate.batch': { text: (v) => `calibrate { batch ${v} }`, json: (v) => ({ calibrate: { batch: v } }) },
     'calibrate.ema': { text: (v) => `calibrate { ema ${v} }`, json: (v) => ({ calibrate: { ema: v } }) },

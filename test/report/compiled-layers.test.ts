@@ -25,7 +25,7 @@ describe('the compiled layers, as the report reads them', () => {
     const quant = loadModelSync(out);
     const choices = decodeLayerChoices(quant.metadataProps.get(LAYERS_METADATA_KEY))!;
     expect(choices.get('blocks.0.attn.qkv')).toMatchObject({ bits: 4, groupSize: 64, scaling: [{ pass: 'weight-dilation', min: 1, count: 128 }] });
-    expect(choices.get('blocks.0.attn.proj')!.scaling).toBeUndefined();
+    expect(choices.get('blocks.0.attn.out')!.scaling).toBeUndefined();
 
     const rows = compiledLayerRows(loadModelSync(MODEL), quant);
     const qkv = rows.find((r) => r.name === 'blocks.0.attn.qkv')!;

@@ -57,7 +57,7 @@ describe('qcompile synth dit --preset tiny', async () => {
     expect(total).toBe(ditParameterCount(DIT_PRESETS.tiny!));
     const layers = discoverLayers(model).map((l) => `${l.name} ${l.role} ${l.opType} ${l.inChannels}->${l.outChannels} ${l.block ?? '-'}`);
     const block = (b: number) => [
-      `blocks.${b}.adaln adaln Gemm 64->384 ${b}`, `blocks.${b}.attn.qkv attn.qkv MatMul 64->192 ${b}`, `blocks.${b}.attn.proj attn.proj MatMul 64->64 ${b}`,
+      `blocks.${b}.adaln adaln Gemm 64->384 ${b}`, `blocks.${b}.attn.qkv attn.qkv MatMul 64->192 ${b}`, `blocks.${b}.attn.out attn.out MatMul 64->64 ${b}`,
       `blocks.${b}.mlp.fc1 mlp.fc1 MatMul 64->256 ${b}`, `blocks.${b}.mlp.fc2 mlp.fc2 MatMul 256->64 ${b}`,
     ];
     expect(layers).toEqual([
@@ -87,6 +87,43 @@ describe('qcompile synth dit --preset tiny', async () => {
   });
 });
 
+describe('qcompile synth dit --learn-sigma / --no-learn-sigma', () => {
+  it('--no-learn-sigma outputs epsilon only: C channels, described in schedule.json; --learn-sigma is the presets\' default', async () => {
+    expect((await synth('dit', '--preset', 'tiny', '--no-learn-sigma', '-o', 'eps')).code).toBe(0);
+    const dir = join(root, 'eps');
+    const schedule = JSON.parse(readFileSync(join(dir, 'schedule.json'), 'utf8'));
+    expect(schedule).toMatchObject({ learn_sigma: false, variance_type: 'fixed_small', output_channels: 'epsilon' });
+    expect(schedule.outputs).toEqual([{ name: 'out', dtype: 'float32', shape: ['batch', 1, 16, 16] }]);
+    const model = loadModelSync(join(dir, 'model.onnx'));
+    const total = [...model.graph.initializers.values()].reduce((n, v) => n + v.initializer!.size, 0);
+    // The final linear loses p·p·C outputs: 64·4 weights and 4 biases.
+    expect(total).toBe(ditParameterCount({ ...DIT_PRESETS.tiny!, learnSigma: false }));
+    expect(ditParameterCount(DIT_PRESETS.tiny!) - total).toBe(64 * 4 + 4);
+    const session = await ort.InferenceSession.create(join(dir, 'model.onnx'));
+    const out = (await session.run({
+      x: new ort.Tensor('float32', Float32Array.from({ length: 2 * 256 }, (_, i) => Math.cos(i * 0.21)), [2, 1, 16, 16]),
+      t: new ort.Tensor('int64', BigInt64Array.from([10n, 900n]), [2]),
+      y: new ort.Tensor('int64', BigInt64Array.from([1n, 10n]), [2]),
+    })).out!;
+    await session.release();
+    expect(out.dims).toEqual([2, 1, 16, 16]);
+    expect((out.data as Float32Array).every(Number.isFinite)).toBe(true);
+
+    expect((await synth('dit', '--preset', 'tiny', '--learn-sigma', '-o', 'sigma')).code).toBe(0);
+    expect((await synth('dit', '--preset', 'tiny', '-o', 'default')).code).toBe(0);
+    for (const file of ['model.onnx', 'model.onnx.data', 'schedule.json']) {
+      expect(readFileSync(join(root, 'sigma', file)).equals(readFileSync(join(root, 'default', file)))).toBe(true);
+    }
+    expect(JSON.parse(readFileSync(join(root, 'sigma', 'schedule.json'), 'utf8'))).toMatchObject({ learn_sigma: true, variance_type: 'learned_range' });
+    expect(DIT_PRESETS['dit-xl-2']!.learnSigma).toBe(true);
+  });
+
+  it('rejects both flags together with exit 2', async () => {
+    expect((await synth('dit', '--preset', 'tiny', '--learn-sigma', '--no-learn-sigma', '-o', 'both')).code).toBe(2);
+    expect(readdirSync(root)).not.toContain('both');
+  });
+});
+
 describe('synthetic DiT-XL/2 graph (built in memory; weights are lazy and never generated here)', () => {
   it('has the published size and exactly the DiT-XL/2 layer table', () => {
     const config = DIT_PRESETS['dit-xl-2']!;
@@ -99,7 +136,7 @@ describe('synthetic DiT-XL/2 graph (built in memory; weights are lazy and never 
     const blocks = Array.from({ length: 28 }, (_, b) => [
       `blocks.${b}.adaln adaln Gemm [6912,1152] 1152->6912 ${b}`,
       `blocks.${b}.attn.qkv attn.qkv MatMul [1152,3456] 1152->3456 ${b}`,
-      `blocks.${b}.attn.proj attn.proj MatMul [1152,1152] 1152->1152 ${b}`,
+      `blocks.${b}.attn.out attn.out MatMul [1152,1152] 1152->1152 ${b}`,
       `blocks.${b}.mlp.fc1 mlp.fc1 MatMul [1152,4608] 1152->4608 ${b}`,
       `blocks.${b}.mlp.fc2 mlp.fc2 MatMul [4608,1152] 4608->1152 ${b}`,
     ]).flat();

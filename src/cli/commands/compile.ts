@@ -13,6 +13,7 @@ import { assertValid } from '../../ir/verify.js';
 import { labelClasses, layersOf } from '../../quant/identity.js';
 import { BackendError, issueDiagnostics, type TargetName } from '../../backends/backend.js';
 import { writeWebGpuBundleFiles } from '../../backends/webgpu/bundle.js';
+import { emptyCompile } from '../../recipe/check.js';
 import type { Recipe } from '../../recipe/types.js';
 import { backends, findBackend } from '../../backends/registry.js';
 import { loweringPassOf, loweringTargetOf } from '../../passes/lower-target.js';
@@ -43,6 +44,8 @@ Options:
                              (default: the recipe's target, or the --passes text's lower-NAME step;
                              with --passes and neither, the portable Q/DQ form is kept)
   --allow-fallback           dequantize layers the target cannot run instead of failing (listed)
+  --allow-empty              write the model even when the compile quantizes no layer, and let a
+                             quantize rule select no layer (a warning instead of error E045)
   --bundle DIR               (webgpu) also write a deployable bundle: model + external data, manifest.json,
                              an example page (one denoising step, a DDIM loop) and onnxruntime-web's files
   --allow-requantize         re-express asymmetric int8 the target runs only symmetrically (tensorrt,
@@ -67,6 +70,7 @@ interface CompileArgs {
   target?: string;
   allowFallback: boolean;
   allowRequantize: boolean;
+  allowEmpty: boolean;
   bundle?: string;
   passes?: string;
   seed: number;
@@ -124,7 +128,7 @@ export const compileCommand: Command = {
       }
     } else {
       // The recipe is checked for the target and options this compile lowers with (fallbacks are decided by lowering).
-      const check = args.allowFallback ? { targetCheckedByCaller: true } : { lowering: { requantize: args.allowRequantize }, ...(args.target ? { target: args.target as TargetName } : {}) };
+      const check = { allowEmpty: args.allowEmpty, ...(args.allowFallback ? { targetCheckedByCaller: true } : { lowering: { requantize: args.allowRequantize }, ...(args.target ? { target: args.target as TargetName } : {}) }) };
       const planned = planRecipeFile(resolve(io.cwd, args.recipe!), model, io, false, check);
       if (!planned) return 1;
       for (const [name, layerPlan] of planned.plan) plan.set(name, layerPlan);
@@ -237,6 +241,11 @@ export const compileCommand: Command = {
       return 1;
     }
     assertValid(model);
+    // A recipe's empty selection was refused by its check (E046) before any work; a --passes run shows it here.
+    if (!recipe && !args.allowEmpty && quantizedLayerCount(report) === 0) {
+      printDiagnostics([emptyCompile('the --passes pipeline quantized no weight or activation')]);
+      return 1;
+    }
     const smoke = await smokeRun(model, modelPath);
     if (smoke instanceof SmokeRunError) {
       io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
@@ -286,6 +295,7 @@ function parseArgs(argv: string[]): CompileArgs {
   const args: Partial<CompileArgs> & { printIrAfter: string[] } = {
     allowFallback: false,
     allowRequantize: false,
+    allowEmpty: false,
     seed: 0,
     printIrAfterAll: false,
     printIrAfterChange: false,
@@ -317,6 +327,9 @@ function parseArgs(argv: string[]): CompileArgs {
         break;
       case '--allow-requantize':
         args.allowRequantize = true;
+        break;
+      case '--allow-empty':
+        args.allowEmpty = true;
         break;
       case '--bundle':
         args.bundle = value();
@@ -361,6 +374,12 @@ function parseArgs(argv: string[]): CompileArgs {
   if (!args.output) throw new UsageError('missing -o OUT.onnx');
   if (positional.length < 2 && args.passes === undefined) throw new UsageError('missing RECIPE (or --passes TEXT)');
   return { ...args, model: positional[0]!, recipe: positional[1], output: args.output } as CompileArgs;
+}
+
+/** Layers a --passes pipeline quantized: weights stored as codes plus activations given Q/DQ (a layer with both counts twice). */
+function quantizedLayerCount(report: PipelineReport): number {
+  const counted: Record<string, string> = { 'quantize-weights': 'layers_quantized', 'quantize-activations': 'layers' };
+  return report.passes.reduce((n, p) => n + (p.pass in counted ? Number(p.statistics[counted[p.pass]!] ?? 0) : 0), 0);
 }
 
 /** Per layer: the planned weight bits and group size (searched or not) and the scaling passes' factor summaries. */

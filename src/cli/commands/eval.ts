@@ -60,6 +60,10 @@ export const evalCommand: Command = {
     }
     // The recipe's prediction is checked against the sidecar (a recipe that does not parse is only shown).
     const recipePrediction = o.recipe ? parseRecipeFile(at(o.recipe)).recipe?.diffusion.prediction : undefined;
+    if (recipePrediction === 'flow' || recipePrediction === 'sample') {
+      io.stderr(`qcompile eval: the recipe says 'prediction ${recipePrediction}', which eval's samplers do not take yet (epsilon or v)\n`);
+      return 2;
+    }
     const report = await evaluate({
       fp: at(o.fp),
       quant: at(o.quant),

@@ -1,6 +1,8 @@
 /**
- * `qcompile inspect MODEL [--json]`: what a model is (opsets, I/O, op histogram, parameters by dtype,
- * external data) and the weighted layers layer discovery finds in it. Reads no external weight bytes.
+ * `qcompile inspect MODEL [--json] [--resolution N]`: what a model is (opsets, I/O, op histogram, parameters
+ * by dtype, external data), the weighted layers layer discovery finds in it, and its diffusion interface
+ * (latent, timestep, conditioning, output layout, prediction — each fact with its source). Reads no external
+ * weight bytes.
  */
 import { resolve } from 'node:path';
 import type { Dim, Model, ValueType } from '../../ir/core.js';
@@ -9,15 +11,20 @@ import { IrError } from '../../ir/errors.js';
 import { layerStamps } from '../../quant/identity.js';
 import { discoverLayers, layerGeometry } from '../../quant/layers.js';
 import { loadModelSync } from '../../ir/serde.js';
+import { ScheduleError } from '../../runtime/diffusion.js';
+import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
 import type { CliIO, Command } from '../command.js';
 
-const USAGE = `Usage: qcompile inspect MODEL [--json]
+const USAGE = `Usage: qcompile inspect MODEL [--json] [--resolution N]
 
 Prints opsets, IR version, producer, inputs and outputs, the op histogram, parameter counts and bytes by
-dtype, external data files, and the layer table (structural name, role, op, weight shape, in->out, block).
+dtype, external data files, the layer table (structural name, role, op, weight shape, in->out, block), and
+the diffusion interface: latent, timestep, conditioning inputs, output layout and prediction, each with
+where it came from (the schedule.json sidecar, the pipeline folder, the graph).
 
 Options:
-  --json   print everything as one JSON object
+  --json            print everything as one JSON object
+  --resolution N    the latent's side when the model's height and width are dynamic
 `;
 
 /** The JSON shape of `inspect --json` (keys in this order). */
@@ -33,10 +40,12 @@ export interface InspectReport {
   parameters: { total: number; bytes: number; byDtype: { dtype: string; count: number; bytes: number }[] };
   externalData: { file: string; tensors: number; bytes: number; fileBytes: number }[];
   layers: { index: number; name: string; role: string; op: string; weightShape: number[]; inChannels: number; outChannels: number; block: number | null; quantized: boolean }[];
+  /** The diffusion interface, or why there is none (a classifier, a missing fact). */
+  diffusion: DiffusionInterface | { error: string };
 }
 
-/** Builds the inspect report of a loaded model (no external bytes are read). */
-export function inspectModel(model: Model, file: string): InspectReport {
+/** Builds the inspect report of a loaded model read from `path` (no external bytes are read). */
+export function inspectModel(model: Model, file: string, path: string, resolution?: number): InspectReport {
   const io = (v: { name: string; type: ValueType | undefined }) => ({
     name: v.name,
     dtype: v.type ? dataTypeName(v.type.elemType) : '?',
@@ -84,7 +93,18 @@ export function inspectModel(model: Model, file: string): InspectReport {
       .sort(([a], [b]) => compare(a, b))
       .map(([location, e]) => ({ file: location, tensors: e.tensors, bytes: e.bytes, fileBytes: e.fileBytes })),
     layers: inspectLayers(model),
+    diffusion: inspectDiffusion(model, path, resolution),
   };
+}
+
+/** The diffusion interface; a fact it cannot find is reported, not raised: inspect describes any model. */
+function inspectDiffusion(model: Model, path: string, resolution: number | undefined): InspectReport['diffusion'] {
+  try {
+    return findDiffusionInterface(model, path, resolution !== undefined ? { resolution } : {});
+  } catch (error) {
+    if (error instanceof InterfaceError || error instanceof ScheduleError) return { error: error.message };
+    throw error;
+  }
 }
 
 /** The layers a compiled model's stamps name, else (a float model) those discovery finds. */
@@ -134,6 +154,12 @@ export function formatInspectReport(report: InspectReport): string {
     String(l.index), l.name, l.role, l.op + (l.quantized ? ' (q)' : ''), l.weightShape.join('x'), `${l.inChannels}->${l.outChannels}`, l.block === null ? '-' : String(l.block),
   ]);
   lines.push(...table([['#', 'name', 'role', 'op', 'weight', 'in->out', 'block'], ...rows], [true, false, false, false, false, true, true]).map((l) => `  ${l}`));
+  lines.push('');
+  if ('error' in report.diffusion) lines.push(`diffusion interface: none (${report.diffusion.error})`);
+  else {
+    lines.push('diffusion interface');
+    lines.push(...table(report.diffusion.provenance.map((p) => [p.fact, p.source, p.detail ?? '']), [false, false, false]).map((l) => `  ${l}`));
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -148,9 +174,18 @@ export const inspectCommand: Command = {
     }
     const positional: string[] = [];
     let json = false;
-    for (const arg of argv) {
+    let resolution: number | undefined;
+    for (let i = 0; i < argv.length; i++) {
+      const arg = argv[i]!;
       if (arg === '--json') json = true;
-      else if (arg.startsWith('-')) {
+      else if (arg === '--resolution') {
+        const value = argv[++i];
+        resolution = value !== undefined && /^[1-9]\d{0,4}$/.test(value) ? Number(value) : undefined;
+        if (resolution === undefined) {
+          io.stderr(`qcompile inspect: error: --resolution takes a positive integer, got ${value === undefined ? 'nothing' : `'${value}'`}\n${USAGE}`);
+          return 2;
+        }
+      } else if (arg.startsWith('-')) {
         io.stderr(`qcompile inspect: error: unknown option '${arg}'\n${USAGE}`);
         return 2;
       } else positional.push(arg);
@@ -163,7 +198,7 @@ export const inspectCommand: Command = {
     const path = resolve(io.cwd, file);
     let report: InspectReport;
     try {
-      report = inspectModel(loadModelSync(path), file);
+      report = inspectModel(loadModelSync(path), file, path, resolution);
     } catch (error) {
       // IrErrors about the model name it by its resolved path: show it as the user wrote it.
       const message = error instanceof IrError && error.file ? (error.file === path ? `${file}${error.message.slice(path.length)}` : error.message) : `${file}: ${(error as Error).message}`;

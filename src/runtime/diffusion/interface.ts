@@ -5,7 +5,14 @@
  * `schedule.json` sidecar, the diffusers/optimum pipeline-folder conventions, then the graph itself and the
  * input names optimum uses. Calibration, `sample`, `eval` and the search's probe all drive the model through it.
  */
-import type { DataType } from '../../ir/dtype.js';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Model, Value } from '../../ir/core.js';
+import { dataTypeName, type DataType } from '../../ir/dtype.js';
+import { findDiffusionInputs, rankOf, type ConditioningKind } from '../../quant/diffusion-inputs.js';
+import { readSidecar, type Sidecar } from '../diffusion.js';
+import { findPipelineFolder, type PipelineFolder } from './pipeline-folder.js';
+import { tokenizerLength } from './text-conditioning.js';
 
 /** What the model output predicts: the noise, v = √ᾱ·eps − √(1−ᾱ)·x0, the flow velocity noise − x0, or x0. */
 export type Prediction = 'epsilon' | 'v' | 'flow' | 'sample';
@@ -30,8 +37,7 @@ export interface TimestepInput {
   scale: number;
 }
 
-/** What a conditioning input carries. */
-export type ConditioningKind = 'class-label' | 'text-states' | 'pooled-text' | 'time-ids' | 'guidance' | 'text-mask';
+export type { ConditioningKind };
 
 /** One conditioning input of the model. */
 export interface ConditioningInput {
@@ -61,4 +67,207 @@ export interface DiffusionInterface {
   classes?: { count: number; nullClass?: number };
   /** One entry per fact, for `inspect` and error messages: `{ fact: 'timestep timestep i64 [B]', source: 'graph' }`. */
   provenance: { fact: string; source: InterfaceSource; detail?: string }[];
+}
+
+/** The diffusion interface cannot be found: the message names the input or file and what to add. */
+export class InterfaceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InterfaceError';
+  }
+}
+
+/** A latent resolution: a side, or [height, width]. */
+export type Resolution = number | [number, number];
+
+/** What the caller knows: the recipe's `diffusion { }` settings (only those written) and the command line's. */
+export interface InterfaceOptions {
+  recipe?: { prediction?: Prediction; classes?: number; nullClass?: number; resolution?: Resolution; timestepScale?: number };
+  /** `--resolution`. */
+  resolution?: Resolution;
+}
+
+/** The sidecar's `roles` block: the input names a `schedule.json` assigns (sd-digits ships one). */
+interface SidecarRoles {
+  latent?: string;
+  timestep?: string;
+  conditioning?: string | string[];
+  output?: string;
+}
+
+const SCHEDULER_PREDICTIONS: Record<string, Prediction> = { epsilon: 'epsilon', v_prediction: 'v', sample: 'sample', flow_prediction: 'flow' };
+
+/**
+ * The diffusion interface of `model` loaded from `modelPath`. Each fact comes from the first source that
+ * states it: the recipe, the command line, the `schedule.json` sidecar next to the model, the pipeline folder
+ * around it, then the graph (structure first, optimum's input names second). A fact none of them states is an
+ * InterfaceError naming what to add; every fact found is recorded in `provenance`.
+ */
+export function findDiffusionInterface(model: Model, modelPath: string, options: InterfaceOptions = {}): DiffusionInterface {
+  const provenance: DiffusionInterface['provenance'] = [];
+  const note = (fact: string, source: InterfaceSource, detail?: string) => provenance.push({ fact, source, ...(detail ? { detail } : {}) });
+  const sidecarPath = join(dirname(modelPath), 'schedule.json');
+  const sidecar = existsSync(sidecarPath) ? readSidecar(sidecarPath) : undefined;
+  const sidecarName = 'schedule.json';
+  const roles = (sidecar as { roles?: SidecarRoles } | undefined)?.roles;
+  const folder = findPipelineFolder(modelPath);
+  const inputNames = new Set(model.graph.inputs.filter((v) => !v.initializer).map((v) => v.name));
+  if (roles) {
+    for (const [role, names] of Object.entries(roles)) {
+      for (const name of Array.isArray(names) ? names : [names]) {
+        const exists = role === 'output' ? model.graph.outputs.some((v) => v.name === name) : inputNames.has(name as string);
+        if (!exists) throw new InterfaceError(`${sidecarPath}: roles.${role} names '${String(name)}', which the model has no ${role === 'output' ? 'output' : 'input'} called`);
+      }
+    }
+  }
+  const graph = findDiffusionInputs(model, { ...(roles?.latent ? { latent: roles.latent } : {}), ...(roles?.timestep ? { timestep: roles.timestep } : {}), ...(roles?.output ? { output: roles.output } : {}) });
+  // What the graph alone says, to tell in the provenance whether a sidecar role agrees with the structure.
+  const structural = roles ? findDiffusionInputs(model) : graph;
+  const roleOf = (name: string) => (roles ? Object.entries(roles).find(([, names]) => (Array.isArray(names) ? names : [names]).includes(name))?.[0] : undefined);
+  const graphSource = (name: string): InterfaceSource => (roleOf(name) ? 'sidecar' : 'graph');
+  const why = (name: string, graphWhy: string, structuralName: string | undefined) => {
+    const role = roleOf(name);
+    if (!role) return graphWhy;
+    return `${sidecarName} roles.${role}${structuralName === name ? ' (the graph agrees)' : structuralName ? ` (the graph's structure says '${structuralName}')` : ''}`;
+  };
+  if (graph.rotaryPositions.length > 0) {
+    throw new InterfaceError(`model input${graph.rotaryPositions.length > 1 ? 's' : ''} ${graph.rotaryPositions.map((v) => `'${v.name}'`).join(', ')} feed${graph.rotaryPositions.length > 1 ? '' : 's'} a rotary position embedding (Flux img_ids/txt_ids): qcompile does not feed position ids yet`);
+  }
+  if (graph.unexplained.length > 0) {
+    throw new InterfaceError(`cannot tell what model input${graph.unexplained.length > 1 ? 's' : ''} ${graph.unexplained.map((v) => `'${v.name}'`).join(', ')} carr${graph.unexplained.length > 1 ? 'y' : 'ies'}: name ${graph.unexplained.length > 1 ? 'them' : 'it'} in ${sidecarName}'s "roles" next to the model`);
+  }
+
+  // The latent and its per-sample shape.
+  if (!graph.latent) throw new InterfaceError(`cannot find the latent input (a float [B, C, H, W] input whose layout the output repeats): name it in ${sidecarName}'s "roles": { "latent": "…" }`);
+  const latentValue = graph.latent.value;
+  const latentDims = latentValue.type?.shape;
+  if (!latentDims || (latentDims.length !== 4 && latentDims.length !== 3)) throw new InterfaceError(`latent input '${latentValue.name}' must be [B, C, H, W] (or token latents [B, L, C]), got ${latentDims ? `rank ${latentDims.length}` : 'no declared shape'}`);
+  const channelAxis = latentDims.length === 4 ? 1 : 2;
+  const declaredChannels = latentDims[channelAxis];
+  const channels = typeof declaredChannels === 'number' ? declaredChannels : sidecar?.image?.channels ?? folder?.config?.inChannels;
+  if (channels === undefined) throw new InterfaceError(`latent input '${latentValue.name}' has dynamic channels and neither ${sidecarName} ("image": { "channels" }) nor the pipeline's config.json (in_channels) states them`);
+  let shape: number[];
+  let shapeSource: InterfaceSource = graphSource(latentValue.name);
+  let shapeDetail = why(latentValue.name, graph.latent.why, structural.latent?.value.name);
+  if (latentDims.length === 4) {
+    const declared = [latentDims[2], latentDims[3]];
+    const stated: { size: [number, number]; source: InterfaceSource; detail: string } | undefined =
+      options.recipe?.resolution !== undefined ? { size: square(options.recipe.resolution), source: 'recipe', detail: 'diffusion { resolution }' }
+      : options.resolution !== undefined ? { size: square(options.resolution), source: 'command-line', detail: '--resolution' }
+      : sidecar?.image ? { size: [sidecar.image.height, sidecar.image.width], source: 'sidecar', detail: `${sidecarName} "image"` }
+      : folder?.config?.sampleSize !== undefined ? { size: square(folder.config.sampleSize), source: 'pipeline-folder', detail: `${folder.config.file} sample_size` }
+      : undefined;
+    if (declared.every((d) => typeof d === 'number')) {
+      // A resolution the user gave must match a static latent; a sidecar's or config's is only a default for dynamic ones.
+      const userStated = stated && (stated.source === 'recipe' || stated.source === 'command-line');
+      if (userStated && (stated.size[0] !== declared[0] || stated.size[1] !== declared[1])) {
+        throw new InterfaceError(`the model's latent '${latentValue.name}' is ${declared[0]}x${declared[1]}, but ${stated.detail} says ${stated.size[0]}x${stated.size[1]}`);
+      }
+      shape = [channels, declared[0] as number, declared[1] as number];
+    } else {
+      if (!stated) throw new InterfaceError(`the latent input '${latentValue.name}' has dynamic height and width: add \`diffusion { resolution 64 }\` to the recipe or pass --resolution 64 (the latent's side, the config's sample_size)`);
+      shape = [channels, ...stated.size];
+      shapeSource = stated.source;
+      shapeDetail = stated.detail;
+    }
+  } else {
+    const length = latentDims[1];
+    if (typeof length !== 'number') throw new InterfaceError(`the token latent '${latentValue.name}' has a dynamic length: qcompile needs a model exported with a static latent length`);
+    shape = [length, channels];
+  }
+  const latent: LatentInput = { name: latentValue.name, shape };
+  note(`latent ${latent.name} [${shape.join(', ')}]`, shapeSource, shapeDetail);
+
+  // The timestep: dtype and rank from the graph, the scale from the recipe or the graph's own multiplier.
+  if (!graph.timestep) throw new InterfaceError(`cannot find the timestep input (a rank-0 or rank-1 input read by a sinusoidal embedding): name it in ${sidecarName}'s "roles": { "timestep": "…" }`);
+  const t = graph.timestep.value;
+  const tRank = rankOf(t) ?? 1;
+  if (tRank > 1) throw new InterfaceError(`timestep input '${t.name}' must be [B] or a scalar, got rank ${tRank}`);
+  let scale = 1;
+  let scaleSource: InterfaceSource = 'graph';
+  let scaleDetail = 'fed the scheduler timestep as is';
+  if (options.recipe?.timestepScale !== undefined) {
+    scale = options.recipe.timestepScale;
+    scaleSource = 'recipe';
+    scaleDetail = 'diffusion { timestep-scale }';
+  } else if (graph.timestep.innerScale === 1000) {
+    scale = 1 / 1000;
+    scaleDetail = 'the graph multiplies it by 1000 before its sinusoid: fed σ = t/1000';
+  }
+  const timestep: TimestepInput = { name: t.name, elemType: t.type!.elemType, rank: tRank as 0 | 1, scale };
+  note(`timestep ${t.name} ${dataTypeName(timestep.elemType)} ${tRank === 1 ? '[B]' : 'scalar'}`, graphSource(t.name), why(t.name, graph.timestep.why, structural.timestep?.value.name));
+  note(`timestep scale ${scale === 1 / 1000 ? '1/1000' : scale}`, scaleSource, scaleDetail);
+
+  // Conditioning inputs, their per-sample shapes.
+  const conditioning: ConditioningInput[] = graph.conditioning.map((c) => {
+    const input: ConditioningInput = { name: c.value.name, kind: c.kind, elemType: c.value.type!.elemType, shape: conditioningShape(c.value, c.kind, folder) };
+    note(`conditioning ${input.name} ${input.kind} ${dataTypeName(input.elemType)} [${input.shape.join(', ')}]`, graphSource(input.name), why(input.name, c.why, structural.conditioning.find((s) => s.kind === c.kind)?.value.name));
+    return input;
+  });
+
+  // The output layout.
+  const outputValue = graph.output;
+  if (!outputValue) throw new InterfaceError('the model has no output');
+  const outDims = outputValue.type?.shape;
+  const latentChannels = shape[latentDims.length === 4 ? 0 : 1]!;
+  const declaredOut = outDims && outDims.length === latentDims.length ? outDims[channelAxis] : undefined;
+  const outChannels = typeof declaredOut === 'number' ? declaredOut : folder?.config?.outChannels ?? (folder?.config?.learnSigma ? 2 * latentChannels : undefined);
+  if (outChannels === undefined) throw new InterfaceError(`output '${outputValue.name}' has ${outDims ? 'dynamic channels' : 'no declared shape'}: export it with static channels or add the pipeline's config.json (out_channels)`);
+  if (outChannels !== latentChannels && outChannels !== 2 * latentChannels) {
+    throw new InterfaceError(`output '${outputValue.name}' has ${outChannels} channels for a ${latentChannels}-channel latent: qcompile reads C (the prediction) or 2C (prediction | learned variance)`);
+  }
+  const output: ModelOutput = { name: outputValue.name, channels: outChannels, varianceChannels: outChannels - latentChannels };
+  note(`output ${output.name} ${outChannels} channels${output.varianceChannels > 0 ? ` (${latentChannels} prediction + ${output.varianceChannels} learned variance)` : ''}`, typeof declaredOut === 'number' ? graphSource(output.name) : 'pipeline-folder', typeof declaredOut === 'number' ? why(output.name, 'its declared shape', structural.output?.name) : folder?.config?.file);
+
+  // What the output predicts.
+  const schedulerPrediction = folder?.scheduler && (/FlowMatch/.test(folder.scheduler.className ?? '') ? 'flow' : folder.scheduler.predictionType !== undefined ? SCHEDULER_PREDICTIONS[folder.scheduler.predictionType] : undefined);
+  if (folder?.scheduler?.predictionType !== undefined && schedulerPrediction === undefined) throw new InterfaceError(`${folder.scheduler.file}: unknown prediction_type '${folder.scheduler.predictionType}' (known: ${Object.keys(SCHEDULER_PREDICTIONS).join(', ')})`);
+  const predicted: [Prediction, InterfaceSource, string] | undefined =
+    options.recipe?.prediction ? [options.recipe.prediction, 'recipe', 'diffusion { prediction }']
+    : sidecar ? [sidecar.prediction_type, 'sidecar', `${sidecarName} prediction_type`]
+    : schedulerPrediction ? [schedulerPrediction, 'pipeline-folder', `${folder!.scheduler!.file} ${/FlowMatch/.test(folder!.scheduler!.className ?? '') ? folder!.scheduler!.className : 'prediction_type'}`]
+    : undefined;
+  if (!predicted) throw new InterfaceError(`cannot tell what the model predicts: add \`diffusion { prediction epsilon }\` (or v) to the recipe, or a ${sidecarName} with "prediction_type" next to the model`);
+  note(`prediction ${predicted[0]}`, predicted[1], predicted[2]);
+
+  const result: DiffusionInterface = { latent, timestep, conditioning, output, prediction: predicted[0], provenance };
+  const label = graph.conditioning.find((c) => c.kind === 'class-label');
+  if (label) result.classes = classesOf(label.tableRows, options, sidecar, folder, note);
+  return result;
+}
+
+function square(size: Resolution): [number, number] {
+  return typeof size === 'number' ? [size, size] : size;
+}
+
+/** A conditioning input's per-sample shape: declared dims, dynamic ones from the pipeline's config and tokenizer. */
+function conditioningShape(value: Value, kind: ConditioningKind, folder: PipelineFolder | undefined): number[] {
+  const dims = value.type?.shape?.slice(1) ?? [];
+  const resolved = dims.map((d, i) => {
+    if (typeof d === 'number') return d;
+    const last = i === dims.length - 1;
+    const fromConfig = kind === 'text-states' && last ? folder?.config?.textStatesDim : kind === 'pooled-text' && last ? folder?.config?.pooledDim : undefined;
+    const fromTokenizer = (kind === 'text-states' || kind === 'text-mask') && i === 0 && folder?.textEncoder ? tokenizerLength(folder.textEncoder.tokenizer) : undefined;
+    const n = fromConfig ?? fromTokenizer;
+    if (n === undefined) throw new InterfaceError(`conditioning input '${value.name}' (${kind}) has a dynamic dimension ${i + 1} that neither the pipeline's config.json nor its tokenizer.json states: export it with static dimensions`);
+    return n;
+  });
+  return resolved;
+}
+
+/** The class count: recipe, sidecar `num_classes`/`null_class`, config `num_class_embeds`, then the embedding table. */
+function classesOf(rows: number | undefined, options: InterfaceOptions, sidecar: Sidecar | undefined, folder: PipelineFolder | undefined, note: (fact: string, source: InterfaceSource, detail?: string) => void): { count: number; nullClass?: number } {
+  const nullFromSidecar = (sidecar as { null_class?: unknown } | undefined)?.null_class;
+  const stated: [number, InterfaceSource, string] | undefined =
+    options.recipe?.classes ? [options.recipe.classes, 'recipe', 'diffusion { classes }']
+    : sidecar?.num_classes ? [sidecar.num_classes, 'sidecar', 'schedule.json num_classes']
+    : folder?.config?.numClassEmbeds ? [folder.config.numClassEmbeds, 'pipeline-folder', `${folder.config.file} num_class_embeds`]
+    : rows ? [rows, 'graph', `the label embedding table has ${rows} rows`]
+    : undefined;
+  if (!stated) throw new InterfaceError('cannot tell how many classes the class-conditional model has: add `diffusion { classes N }` to the recipe');
+  const [count, source, detail] = stated;
+  if (rows !== undefined && rows !== count && rows !== count + 1) throw new InterfaceError(`${detail} says ${count} classes, but the label embedding table has ${rows} rows (expected ${count}, or ${count + 1} with a null class)`);
+  const nullClass = options.recipe?.nullClass ?? (Number.isInteger(nullFromSidecar) ? (nullFromSidecar as number) : rows === count + 1 ? count : undefined);
+  note(`classes ${count}${nullClass !== undefined ? `, null class ${nullClass}` : ', no null class'}`, source, detail);
+  return nullClass !== undefined ? { count, nullClass } : { count };
 }
