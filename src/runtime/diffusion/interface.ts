@@ -112,6 +112,9 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
   const roles = (sidecar as { roles?: SidecarRoles } | undefined)?.roles;
   const folder = findPipelineFolder(modelPath);
   const inputNames = new Set(model.graph.inputs.filter((v) => !v.initializer).map((v) => v.name));
+  for (const input of sidecar?.inputs ?? []) {
+    if (!inputNames.has(input.name)) throw new InterfaceError(`${sidecarPath}: "inputs" lists '${input.name}', which the model has no input called (is the sidecar stale?)`);
+  }
   if (roles) {
     for (const [role, names] of Object.entries(roles)) {
       for (const name of Array.isArray(names) ? names : [names]) {
@@ -200,7 +203,7 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
 
   // Conditioning inputs, their per-sample shapes.
   const conditioning: ConditioningInput[] = graph.conditioning.map((c) => {
-    const input: ConditioningInput = { name: c.value.name, kind: c.kind, elemType: c.value.type!.elemType, shape: conditioningShape(c.value, c.kind, folder) };
+    const input: ConditioningInput = { name: c.value.name, kind: c.kind, elemType: c.value.type!.elemType, shape: conditioningShape(c.value, c.kind, sidecar, folder) };
     note(`conditioning ${input.name} ${input.kind} ${dataTypeName(input.elemType)} [${input.shape.join(', ')}]`, graphSource(input.name), why(input.name, c.why, structural.conditioning.find((s) => s.kind === c.kind)?.value.name));
     return input;
   });
@@ -240,16 +243,18 @@ function square(size: Resolution): [number, number] {
   return typeof size === 'number' ? [size, size] : size;
 }
 
-/** A conditioning input's per-sample shape: declared dims, dynamic ones from the pipeline's config and tokenizer. */
-function conditioningShape(value: Value, kind: ConditioningKind, folder: PipelineFolder | undefined): number[] {
+/** A conditioning input's per-sample shape: declared dims, dynamic ones from the sidecar's `inputs`, the pipeline's config and tokenizer. */
+function conditioningShape(value: Value, kind: ConditioningKind, sidecar: Sidecar | undefined, folder: PipelineFolder | undefined): number[] {
   const dims = value.type?.shape?.slice(1) ?? [];
+  const listed = sidecar?.inputs?.find((input) => input.name === value.name)?.shape.slice(1);
   const resolved = dims.map((d, i) => {
     if (typeof d === 'number') return d;
+    if (typeof listed?.[i] === 'number') return listed[i] as number;
     const last = i === dims.length - 1;
     const fromConfig = kind === 'text-states' && last ? folder?.config?.textStatesDim : kind === 'pooled-text' && last ? folder?.config?.pooledDim : undefined;
     const fromTokenizer = (kind === 'text-states' || kind === 'text-mask') && i === 0 && folder?.textEncoder ? tokenizerLength(folder.textEncoder.tokenizer) : undefined;
     const n = fromConfig ?? fromTokenizer;
-    if (n === undefined) throw new InterfaceError(`conditioning input '${value.name}' (${kind}) has a dynamic dimension ${i + 1} that neither the pipeline's config.json nor its tokenizer.json states: export it with static dimensions`);
+    if (n === undefined) throw new InterfaceError(`conditioning input '${value.name}' (${kind}) has a dynamic dimension ${i + 1} that neither schedule.json's "inputs", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions`);
     return n;
   });
   return resolved;

@@ -1,6 +1,6 @@
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../../src/ir/core.js';
 import { DataType } from '../../../src/ir/dtype.js';
@@ -53,9 +53,14 @@ describe('findDiffusionInterface', () => {
     expect(found.provenance.find((p) => p.fact.startsWith('conditioning'))?.detail).toBe('schedule.json roles.conditioning (the graph agrees)');
   });
 
-  it('finds the same facts when every name is scrambled (sd-digits in a pipeline folder, the DiT with its sidecar)', () => {
+  it('finds the same facts when every name is scrambled (sd-digits in a pipeline folder, the DiT with its schedule)', () => {
     const sd = scrambledCopy(SD, 'unet/model.onnx', [{ from: 'test/fixtures/sd-digits/scheduler/scheduler_config.json', to: 'scheduler/scheduler_config.json' }]);
-    const dit = scrambledCopy(DIT, 'model.onnx', [{ from: 'test/fixtures/dit-digits/schedule.json', to: 'schedule.json' }]);
+    const dit = scrambledCopy(DIT, 'model.onnx');
+    // The DiT's sidecar without its list of input names (which the scrambled copy no longer has).
+    const schedule = JSON.parse(readFileSync('test/fixtures/dit-digits/schedule.json', 'utf8')) as Record<string, unknown>;
+    delete schedule.inputs;
+    delete schedule.outputs;
+    writeFileSync(join(dit.root, 'schedule.json'), JSON.stringify(schedule));
     for (const [original, copy] of [[SD, sd], [DIT, dit]] as const) {
       const expected = withoutProvenance(findDiffusionInterface(loadModelSync(original), original));
       const n = (name: string) => copy.names.get(name)!;
@@ -118,6 +123,30 @@ describe('findDiffusionInterface', () => {
     const model = loadModelSync(DIT);
     model.graph.addInput('mystery', { elemType: DataType.FLOAT, shape: ['batch', 3, 5] });
     expect(() => findDiffusionInterface(model, DIT)).toThrow("cannot tell what model input 'mystery' carries: name it in schedule.json's \"roles\" next to the model");
+  });
+
+  it('resolves a dynamic text length from the sidecar\'s inputs, else the pipeline\'s tokenizer.json', () => {
+    const model = loadModelSync(SD);
+    model.graph.inputs.find((v) => v.name === 'encoder_hidden_states')!.type = { elemType: DataType.FLOAT, shape: ['batch', 'sequence', 64] };
+    expect(findDiffusionInterface(model, SD).conditioning[0]!.shape).toEqual([8, 64]);
+    const root = mkdtempSync(join(tmpdir(), 'qc-iface-'));
+    for (const file of ['tokenizer/tokenizer.json', 'text_encoder/model.onnx', 'scheduler/scheduler_config.json']) {
+      mkdirSync(join(root, dirname(file)), { recursive: true });
+      copyFileSync(`test/fixtures/sd-digits/${file}`, join(root, file));
+    }
+    expect(findDiffusionInterface(model, join(root, 'unet', 'model.onnx')).conditioning[0]!.shape).toEqual([8, 64]);
+    expect(() => findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } })).toThrow(
+      "conditioning input 'encoder_hidden_states' (text-states) has a dynamic dimension 1 that neither schedule.json's \"inputs\", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions",
+    );
+  });
+
+  it('refuses a sidecar naming inputs the model lacks', () => {
+    const model = loadModelSync(DIT);
+    model.graph.inputs[1]!.name = 'timestep';
+    expect(() => findDiffusionInterface(model, DIT)).toThrow(`test/fixtures/dit-digits/schedule.json: "inputs" lists 't', which the model has no input called (is the sidecar stale?)`);
+    const sd = loadModelSync(SD);
+    sd.graph.inputs[0]!.name = 'latent';
+    expect(() => findDiffusionInterface(sd, SD)).toThrow(/schedule\.json: "inputs" lists 'sample'/);
   });
 
   it('classes: the recipe over the sidecar, a null class from a table with one row more', () => {
