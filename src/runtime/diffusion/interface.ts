@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Model, Value } from '../../ir/core.js';
 import { dataTypeName, type DataType } from '../../ir/dtype.js';
-import { findDiffusionInputs, rankOf, type ConditioningKind } from '../../quant/diffusion-inputs.js';
+import { CONDITIONING_KINDS, findDiffusionInputs, rankOf, type ConditioningKind } from '../../quant/diffusion-inputs.js';
 import { readSidecar, type Sidecar } from '../diffusion.js';
 import { findPipelineFolder, type PipelineFolder } from './pipeline-folder.js';
 import { tokenizerLength } from './text-conditioning.js';
@@ -87,12 +87,17 @@ export interface InterfaceOptions {
   resolution?: Resolution;
 }
 
-/** The sidecar's `roles` block: the input names a `schedule.json` assigns (sd-digits ships one). */
+/**
+ * A sidecar's `roles` block (sd-digits ships one): `latent`, `timestep` and `output` name an input or output;
+ * `conditioning` names conditioning inputs — a name or a list (their kinds read off the graph), or an object
+ * from name to kind.
+ */
 interface SidecarRoles {
   latent?: string;
   timestep?: string;
-  conditioning?: string | string[];
   output?: string;
+  /** Conditioning input names, with the kind when the sidecar states it. */
+  conditioning: Map<string, ConditioningKind | undefined>;
 }
 
 const SCHEDULER_PREDICTIONS: Record<string, Prediction> = { epsilon: 'epsilon', v_prediction: 'v', sample: 'sample', flow_prediction: 'flow' };
@@ -109,24 +114,22 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
   const sidecarPath = join(dirname(modelPath), 'schedule.json');
   const sidecar = existsSync(sidecarPath) ? readSidecar(sidecarPath) : undefined;
   const sidecarName = 'schedule.json';
-  const roles = (sidecar as { roles?: SidecarRoles } | undefined)?.roles;
   const folder = findPipelineFolder(modelPath);
   const inputNames = new Set(model.graph.inputs.filter((v) => !v.initializer).map((v) => v.name));
   for (const input of sidecar?.inputs ?? []) {
     if (!inputNames.has(input.name)) throw new InterfaceError(`${sidecarPath}: "inputs" lists '${input.name}', which the model has no input called (is the sidecar stale?)`);
   }
-  if (roles) {
-    for (const [role, names] of Object.entries(roles)) {
-      for (const name of Array.isArray(names) ? names : [names]) {
-        const exists = role === 'output' ? model.graph.outputs.some((v) => v.name === name) : inputNames.has(name as string);
-        if (!exists) throw new InterfaceError(`${sidecarPath}: roles.${role} names '${String(name)}', which the model has no ${role === 'output' ? 'output' : 'input'} called`);
-      }
-    }
-  }
-  const graph = findDiffusionInputs(model, { ...(roles?.latent ? { latent: roles.latent } : {}), ...(roles?.timestep ? { timestep: roles.timestep } : {}), ...(roles?.output ? { output: roles.output } : {}) });
+  const roles = sidecar ? sidecarRoles(sidecar, sidecarPath, model) : undefined;
+  const statedKinds = Object.fromEntries([...(roles?.conditioning ?? [])].filter((e): e is [string, ConditioningKind] => e[1] !== undefined));
+  const graph = findDiffusionInputs(model, {
+    ...(roles?.latent ? { latent: roles.latent } : {}),
+    ...(roles?.timestep ? { timestep: roles.timestep } : {}),
+    ...(roles?.output ? { output: roles.output } : {}),
+    conditioning: statedKinds,
+  });
   // What the graph alone says, to tell in the provenance whether a sidecar role agrees with the structure.
   const structural = roles ? findDiffusionInputs(model) : graph;
-  const roleOf = (name: string) => (roles ? Object.entries(roles).find(([, names]) => (Array.isArray(names) ? names : [names]).includes(name))?.[0] : undefined);
+  const roleOf = (name: string) => (!roles ? undefined : roles.conditioning.has(name) ? 'conditioning' : (['latent', 'timestep', 'output'] as const).find((role) => roles[role] === name));
   const graphSource = (name: string): InterfaceSource => (roleOf(name) ? 'sidecar' : 'graph');
   const why = (name: string, graphWhy: string, structuralName: string | undefined) => {
     const role = roleOf(name);
@@ -137,7 +140,8 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
     throw new InterfaceError(`model input${graph.rotaryPositions.length > 1 ? 's' : ''} ${graph.rotaryPositions.map((v) => `'${v.name}'`).join(', ')} feed${graph.rotaryPositions.length > 1 ? '' : 's'} a rotary position embedding (Flux img_ids/txt_ids): qcompile does not feed position ids yet`);
   }
   if (graph.unexplained.length > 0) {
-    throw new InterfaceError(`cannot tell what model input${graph.unexplained.length > 1 ? 's' : ''} ${graph.unexplained.map((v) => `'${v.name}'`).join(', ')} carr${graph.unexplained.length > 1 ? 'y' : 'ies'}: name ${graph.unexplained.length > 1 ? 'them' : 'it'} in ${sidecarName}'s "roles" next to the model`);
+    const names = graph.unexplained.map((v) => `'${v.name}'`);
+    throw new InterfaceError(`cannot tell what model input${names.length > 1 ? 's' : ''} ${names.join(', ')} carr${names.length > 1 ? 'y' : 'ies'}: state it in a ${sidecarName} next to the model, "roles": { "conditioning": { ${JSON.stringify(graph.unexplained[0]!.name)}: KIND } } (KIND: ${CONDITIONING_KINDS.join(', ')})`);
   }
 
   // The latent and its per-sample shape.
@@ -237,6 +241,35 @@ export function findDiffusionInterface(model: Model, modelPath: string, options:
   const label = graph.conditioning.find((c) => c.kind === 'class-label');
   if (label) result.classes = classesOf(label.tableRows, options, sidecar, folder, note);
   return result;
+}
+
+/** Reads and checks a sidecar's `roles`: every name must be an input (or, for `output`, an output) of the model. */
+function sidecarRoles(sidecar: Sidecar, file: string, model: Model): SidecarRoles | undefined {
+  const raw = (sidecar as { roles?: unknown }).roles;
+  if (raw === undefined) return undefined;
+  const fail = (message: string): never => {
+    throw new InterfaceError(`${file}: ${message}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('"roles" must be an object');
+  const entries = raw as Record<string, unknown>;
+  const isInput = (name: string) => model.graph.inputs.some((v) => v.name === name && !v.initializer);
+  const roles: SidecarRoles = { conditioning: new Map() };
+  for (const [role, value] of Object.entries(entries)) {
+    if (role === 'latent' || role === 'timestep' || role === 'output') {
+      if (typeof value !== 'string') fail(`roles.${role} must be a name, got ${JSON.stringify(value)}`);
+      const exists = role === 'output' ? model.graph.outputs.some((v) => v.name === value) : isInput(value as string);
+      if (!exists) fail(`roles.${role} names '${String(value)}', which the model has no ${role === 'output' ? 'output' : 'input'} called`);
+      roles[role] = value as string;
+    } else if (role === 'conditioning') {
+      const named: [string, unknown][] = typeof value === 'string' ? [[value, undefined]] : Array.isArray(value) ? value.map((n) => [n, undefined]) : typeof value === 'object' && value !== null ? Object.entries(value) : fail(`roles.conditioning must be a name, a list of names or an object from name to kind, got ${JSON.stringify(value)}`);
+      for (const [name, kind] of named) {
+        if (typeof name !== 'string' || !isInput(name)) fail(`roles.conditioning names '${String(name)}', which the model has no input called`);
+        if (kind !== undefined && !(CONDITIONING_KINDS as readonly unknown[]).includes(kind)) fail(`roles.conditioning.${name} must be one of ${CONDITIONING_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
+        roles.conditioning.set(name, kind as ConditioningKind | undefined);
+      }
+    } else fail(`unknown role '${role}' in "roles" (known: latent, timestep, conditioning, output)`);
+  }
+  return roles;
 }
 
 function square(size: Resolution): [number, number] {

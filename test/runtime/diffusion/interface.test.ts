@@ -122,7 +122,30 @@ describe('findDiffusionInterface', () => {
     expect(() => findDiffusionInterface(loadModelSync(DIT), bare())).toThrow(/^cannot tell what the model predicts: add `diffusion \{ prediction epsilon \}`/);
     const model = loadModelSync(DIT);
     model.graph.addInput('mystery', { elemType: DataType.FLOAT, shape: ['batch', 3, 5] });
-    expect(() => findDiffusionInterface(model, DIT)).toThrow("cannot tell what model input 'mystery' carries: name it in schedule.json's \"roles\" next to the model");
+    expect(() => findDiffusionInterface(model, DIT)).toThrow(
+      'cannot tell what model input \'mystery\' carries: state it in a schedule.json next to the model, "roles": { "conditioning": { "mystery": KIND } } (KIND: class-label, text-states, pooled-text, time-ids, guidance, text-mask)',
+    );
+  });
+
+  it("takes a sidecar's roles: names, and kinds for inputs the graph cannot explain; a bad role is named", () => {
+    const model = loadModelSync(DIT);
+    model.graph.addInput('mystery', { elemType: DataType.FLOAT, shape: ['batch', 7] });
+    const dir = mkdtempSync(join(tmpdir(), 'qc-iface-'));
+    const schedule = JSON.parse(readFileSync('test/fixtures/dit-digits/schedule.json', 'utf8')) as Record<string, unknown>;
+    const write = (roles: unknown) => writeFileSync(join(dir, 'schedule.json'), JSON.stringify({ ...schedule, roles }));
+    write({ latent: 'x', conditioning: { mystery: 'pooled-text' } });
+    const found = findDiffusionInterface(model, join(dir, 'model.onnx'));
+    expect(found.conditioning).toEqual([
+      { name: 'y', kind: 'class-label', elemType: DataType.INT64, shape: [] },
+      { name: 'mystery', kind: 'pooled-text', elemType: DataType.FLOAT, shape: [7] },
+    ]);
+    expect(found.provenance.find((p) => p.fact.startsWith('conditioning mystery'))).toEqual({ fact: 'conditioning mystery pooled-text f32 [7]', source: 'sidecar', detail: 'schedule.json roles.conditioning' });
+    write({ conditioning: { mystery: 'colour' } });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow(`${join(dir, 'schedule.json')}: roles.conditioning.mystery must be one of class-label, text-states, pooled-text, time-ids, guidance, text-mask, got "colour"`);
+    write({ latent: 'sample' });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow(`${join(dir, 'schedule.json')}: roles.latent names 'sample', which the model has no input called`);
+    write({ noise: 'x' });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow("unknown role 'noise' in \"roles\" (known: latent, timestep, conditioning, output)");
   });
 
   it('resolves a dynamic text length from the sidecar\'s inputs, else the pipeline\'s tokenizer.json', () => {
