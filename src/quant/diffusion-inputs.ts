@@ -103,9 +103,10 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
 
   // Timestep-like inputs: rank 0/1 values read by a sinusoidal embedding; the first is the timestep, a
   // second (Flux) is the guidance scale. Rank-2 ones are SDXL's time ids.
-  const sinusoidal = inputs.filter((v) => !taken.has(v) && rankOf(v) !== undefined && rankOf(v)! <= 2 && feedsSinusoidalEmbedding(v));
+  // An input without a declared shape counts as timestep-like.
+  const sinusoidal = inputs.filter((v) => !taken.has(v) && (rankOf(v) ?? 0) <= 2 && feedsSinusoidalEmbedding(v));
   const knownTimestep = byName(known.timestep);
-  const scalarLike = sinusoidal.filter((v) => rankOf(v)! <= 1 && v !== knownTimestep);
+  const scalarLike = sinusoidal.filter((v) => (rankOf(v) ?? 0) <= 1 && v !== knownTimestep);
   const timestep = knownTimestep ?? scalarLike[0] ?? nameFallback(inputs, 'timestep', taken);
   if (timestep) {
     const how: FoundBy = knownTimestep ? 'name' : sinusoidal.includes(timestep) ? 'structure' : 'name';

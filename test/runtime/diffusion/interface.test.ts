@@ -95,6 +95,15 @@ describe('findDiffusionInterface', () => {
     expect(findDiffusionInterface(model, bare(), { recipe: { prediction: 'flow', timestepScale: 1 } }).timestep.scale).toBe(1);
   });
 
+  it('takes a timestep without a declared shape as [B], and says so', () => {
+    const model = loadModelSync(DIT);
+    model.graph.inputs.find((v) => v.name === 't')!.type = { elemType: DataType.INT64 };
+    expect(findTimestepInput(model)?.name).toBe('t');
+    const found = findDiffusionInterface(model, DIT);
+    expect(found.timestep).toEqual({ name: 't', elemType: DataType.INT64, rank: 1, scale: 1 });
+    expect(found.provenance[1]).toEqual({ fact: 'timestep t i64 [B]', source: 'graph', detail: 'read by the sinusoidal embedding; no declared shape, taken as [B]' });
+  });
+
   it('takes dynamic height and width from the recipe or --resolution, and says what to add when neither is given', () => {
     const model = dynamicSpatial(loadModelSync(DIT));
     expect(() => findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } })).toThrow(
