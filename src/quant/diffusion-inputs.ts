@@ -107,7 +107,8 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
   const sinusoidal = inputs.filter((v) => !taken.has(v) && (rankOf(v) ?? 0) <= 2 && feedsSinusoidalEmbedding(v));
   const knownTimestep = byName(known.timestep);
   const scalarLike = sinusoidal.filter((v) => (rankOf(v) ?? 0) <= 1 && v !== knownTimestep);
-  const timestep = knownTimestep ?? scalarLike[0] ?? nameFallback(inputs, 'timestep', taken);
+  // Two of them (Flux): structure cannot tell them apart, so their names break the tie, else graph order does.
+  const timestep = knownTimestep ?? nameFallback(scalarLike, 'timestep', taken) ?? scalarLike.find((v) => !OPTIMUM_NAMES.guidance.includes(v.name)) ?? scalarLike[0] ?? nameFallback(inputs, 'timestep', taken);
   if (timestep) {
     const how: FoundBy = knownTimestep ? 'name' : sinusoidal.includes(timestep) ? 'structure' : 'name';
     const innerScale = scaleBeforeSinusoid(timestep);
