@@ -20,6 +20,9 @@ export type Prediction = 'epsilon' | 'v' | 'flow' | 'sample';
 /** Where a fact about the interface came from, highest precedence first. */
 export type InterfaceSource = 'recipe' | 'command-line' | 'sidecar' | 'pipeline-folder' | 'graph';
 
+/** A conditioning dimension the conditioning tensors set (see ConditioningInput.shape). */
+export const ANY_LENGTH = -1;
+
 /** The input the sampler denoises. */
 export interface LatentInput {
   name: string;
@@ -44,7 +47,11 @@ export interface ConditioningInput {
   name: string;
   kind: ConditioningKind;
   elemType: DataType;
-  /** Per-sample shape, resolved: [] for a class label, [L, D] for text states, [D] for pooled embeddings. */
+  /**
+   * Per-sample shape, resolved: [] for a class label, [L, D] for text states, [D] for pooled embeddings. A text
+   * length L the export left dynamic, and no config or tokenizer states, is ANY_LENGTH (−1): the conditioning
+   * tensors set it.
+   */
   shape: number[];
 }
 
@@ -312,6 +319,8 @@ function conditioningShape(value: Value, kind: ConditioningKind, sidecar: Sideca
     const fromConfig = kind === 'text-states' && last ? folder?.config?.textStatesDim : kind === 'pooled-text' && last ? folder?.config?.pooledDim : undefined;
     const fromTokenizer = (kind === 'text-states' || kind === 'text-mask') && i === 0 && folder?.textEncoder ? tokenizerLength(folder.textEncoder.tokenizer) : undefined;
     const n = fromConfig ?? fromTokenizer;
+    // A text length the export left dynamic is the conditioning's to set (77 CLIP tokens, 120 T5 tokens, …).
+    if (n === undefined && (kind === 'text-states' || kind === 'text-mask') && i === 0) return ANY_LENGTH;
     if (n === undefined) throw new InterfaceError(`conditioning input '${value.name}' (${kind}) has a dynamic dimension ${i + 1} that neither ${SIDECAR}'s "inputs", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions`);
     return n;
   });
