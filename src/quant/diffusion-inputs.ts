@@ -17,6 +17,9 @@ import { layerGeometry } from './layers.js';
 /** What a conditioning input carries. */
 export type ConditioningKind = 'class-label' | 'text-states' | 'pooled-text' | 'time-ids' | 'guidance' | 'text-mask';
 
+/** Every conditioning kind, in a stable order (for messages and validation). */
+export const CONDITIONING_KINDS: readonly ConditioningKind[] = ['class-label', 'text-states', 'pooled-text', 'time-ids', 'guidance', 'text-mask'];
+
 /** How a fact about an input was found: by the graph's structure, or by the name optimum gives that input. */
 export type FoundBy = 'structure' | 'name';
 
@@ -55,6 +58,8 @@ export interface KnownInputs {
   latent?: string;
   timestep?: string;
   output?: string;
+  /** Conditioning inputs whose kind the caller states. */
+  conditioning?: Record<string, ConditioningKind>;
 }
 
 /** Input names diffusers/optimum exports use, per role: the fallback when structure does not decide. */
@@ -89,13 +94,21 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
   const taken = new Set<Value>();
   const result: DiffusionInputs = { conditioning: [], rotaryPositions: [], unexplained: [] };
   if (output) result.output = output;
+  for (const [name, kind] of Object.entries(known.conditioning ?? {})) {
+    const value = byName(name);
+    if (!value) continue;
+    result.conditioning.push({ value, by: 'name', why: 'named by the caller', kind });
+    taken.add(value);
+  }
 
   // Timestep-like inputs: rank 0/1 values read by a sinusoidal embedding; the first is the timestep, a
   // second (Flux) is the guidance scale. Rank-2 ones are SDXL's time ids.
-  const sinusoidal = inputs.filter((v) => rankOf(v) !== undefined && rankOf(v)! <= 2 && feedsSinusoidalEmbedding(v));
+  // An input without a declared shape counts as timestep-like.
+  const sinusoidal = inputs.filter((v) => !taken.has(v) && (rankOf(v) ?? 0) <= 2 && feedsSinusoidalEmbedding(v));
   const knownTimestep = byName(known.timestep);
-  const scalarLike = sinusoidal.filter((v) => rankOf(v)! <= 1 && v !== knownTimestep);
-  const timestep = knownTimestep ?? scalarLike[0] ?? nameFallback(inputs, 'timestep', taken);
+  const scalarLike = sinusoidal.filter((v) => (rankOf(v) ?? 0) <= 1 && v !== knownTimestep);
+  // Two of them (Flux): structure cannot tell them apart, so their names break the tie, else graph order does.
+  const timestep = knownTimestep ?? nameFallback(scalarLike, 'timestep', taken) ?? scalarLike.find((v) => !OPTIMUM_NAMES.guidance.includes(v.name)) ?? scalarLike[0] ?? nameFallback(inputs, 'timestep', taken);
   if (timestep) {
     const how: FoundBy = knownTimestep ? 'name' : sinusoidal.includes(timestep) ? 'structure' : 'name';
     const innerScale = scaleBeforeSinusoid(timestep);
@@ -148,6 +161,7 @@ export function findDiffusionInputs(model: Model, known: KnownInputs = {}): Diff
       taken.add(v);
     } else result.unexplained.push(v);
   }
+  result.conditioning.sort((a, b) => inputs.indexOf(a.value) - inputs.indexOf(b.value));
   return result;
 }
 

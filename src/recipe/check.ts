@@ -148,8 +148,12 @@ function coverageDiagnostics(recipe: Recipe, layers: readonly Layer[], selection
     if (!row) matched.set(key, (row = layers.map((layer) => matchSpecificity(s, layer, layers.length) >= 0)));
     return row;
   };
-  const selectsAny = (rule: { select: Selector[]; except: Selector[] }): boolean =>
-    layers.some((_, i) => rule.select.some((s) => matchesOf(s)[i]) && !rule.except.some((s) => matchesOf(s)[i]));
+  const selectsAny = (rule: { select: Selector[]; except: Selector[] }): boolean => {
+    // Each selector's row looked up once per rule, not once per layer.
+    const select = rule.select.map(matchesOf);
+    const except = rule.except.map(matchesOf);
+    return layers.some((_, i) => select.some((row) => row[i]) && !except.some((row) => row[i]));
+  };
   recipe.rules.forEach((rule, i) => {
     const name = `quantize rule '${describeSelectors(rule.select)}'`;
     if (!selectsAny(rule)) {

@@ -4,8 +4,9 @@
  * there are no errors — never an exception.
  */
 import { readFileSync } from 'node:fs';
-import { Ajv } from 'ajv';
-import { parseRecipeCst } from '../../grammar/qrecipe.js';
+import { createRequire } from 'node:module';
+import type * as AjvModule from 'ajv';
+import { parseRecipeSyntax } from '../../grammar/qrecipe.js';
 import { hasErrors, type Diagnostic } from '../diagnostics.js';
 import { defaultRecipe } from './defaults.js';
 import { buildRecipeSchema } from './schema.js';
@@ -38,7 +39,7 @@ export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
   // The parser descends once per open bracket: past the limit, say where instead of overflowing the stack.
   if (tooDeep !== undefined) return { text, diagnostics: [{ severity: 'error', code: 'E003', message: `brackets nested more than ${LIMITS.nesting.max} deep`, span: { file, offset: tooDeep, length: 1 } }] };
   const diagnostics: Diagnostic[] = [];
-  const { cst, lexErrors, parseErrors } = parseRecipeCst(text);
+  const { tree, lexErrors, parseErrors } = parseRecipeSyntax(text);
   for (const e of lexErrors) {
     diagnostics.push({ severity: 'error', code: 'E001', message: `unexpected character '${text.slice(e.offset, e.offset + Math.max(1, e.length)).slice(0, 20)}'`, span: { file, offset: e.offset, length: Math.max(1, e.length) } });
   }
@@ -47,8 +48,8 @@ export function parseRecipe(text: string, file = '<recipe>'): ParseResult {
     const found = e.token.tokenType?.name === 'EOF' || Number.isNaN(e.token.startOffset) ? 'end of file' : `'${e.token.image}'`;
     diagnostics.push({ severity: 'error', code: 'E002', message: `syntax error: ${friendlyParseMessage(e.message)}, found ${found}`, span: { file, offset: at, length: Math.max(1, e.token.image?.length ?? 1) } });
   }
-  if (!cst || diagnostics.length > 0) return { diagnostics, text };
-  const { recipe, locate } = visitRecipe(cst, file, diagnostics);
+  if (!tree || diagnostics.length > 0) return { diagnostics, text };
+  const { recipe, locate } = visitRecipe(tree, file, diagnostics);
   diagnostics.push(...validateSettings(recipe, locate));
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
 }
@@ -98,11 +99,22 @@ export function parseRecipeJson(text: string, file = '<recipe.json>'): ParseResu
   return hasErrors(diagnostics) ? { diagnostics, text } : { recipe, diagnostics, text };
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(buildRecipeSchema(false));
+/**
+ * The schema validator, loaded and compiled on the first JSON recipe: `.qrecipe` text never needs it, and ajv
+ * costs every CLI start 0.05 s to load and 0.15 s to compile the schema. ajv is CommonJS: `require` loads it synchronously.
+ */
+let validator: AjvModule.ValidateFunction | undefined;
+function shapeValidator(): AjvModule.ValidateFunction {
+  if (!validator) {
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof AjvModule;
+    validator = new Ajv({ allErrors: true, strict: false }).compile(buildRecipeSchema(false));
+  }
+  return validator;
+}
 
 /** Shape errors of a normalized recipe (the schema without the table's bounds), as diagnostics (E051); given the JSON text, spans point at the offending key. */
 function validateShape(recipe: Recipe, file: string, text?: string): Diagnostic[] {
+  const validate = shapeValidator();
   if (validate(recipe)) return [];
   return (validate.errors ?? []).map((e) => {
     const extra = typeof e.params.additionalProperty === 'string' ? e.params.additionalProperty : undefined;

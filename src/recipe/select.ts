@@ -66,51 +66,81 @@ function compiledRegex(pattern: string): RegExp {
 }
 
 /**
- * Each distinct selector's specificity for every layer, computed once: recipes repeat a few selectors over many
- * rules, and resolution asks every rule about every layer.
+ * Each distinct selector's specificity for every layer, and each distinct rule's (its selectors minus its
+ * exceptions), computed once: recipes repeat a few selector lists over many rules, and resolution asks every
+ * rule about every layer.
  */
 class SpecificityTable {
-  private readonly byText = new Map<string, Int32Array>();
-  private readonly bySelector = new Map<Selector, Int32Array>();
+  private readonly bySelector = new Map<string, Int32Array>();
+  private readonly byRule = new Map<string, Int32Array>();
   constructor(private readonly layers: readonly SelectableLayer[]) {}
 
-  /** Specificity of selector `s` for the layer at `index`, or -1. */
-  of(s: Selector, index: number): number {
-    let row = this.bySelector.get(s);
-    if (!row) {
-      const text = JSON.stringify(s);
-      row = this.byText.get(text);
-      if (!row) this.byText.set(text, (row = Int32Array.from(this.layers, (layer) => matchSpecificity(s, layer, this.layers.length))));
-      this.bySelector.set(s, row);
-    }
-    return row[index]!;
+  private selectorRow(s: Selector): Int32Array {
+    const text = JSON.stringify(s);
+    let row = this.bySelector.get(text);
+    if (!row) this.bySelector.set(text, (row = Int32Array.from(this.layers, (layer) => matchSpecificity(s, layer, this.layers.length))));
+    return row;
   }
 
-  /** Best specificity of a rule (select minus except) for the layer at `index`, or -1. */
-  rule(rule: { select: Selector[]; except: Selector[] }, index: number): number {
-    for (const s of rule.except) if (this.of(s, index) >= 0) return -1;
-    let best = -1;
-    for (const s of rule.select) best = Math.max(best, this.of(s, index));
-    return best;
+  /** Best specificity of a rule (select minus except) for each layer, -1 where it does not apply; `key` is ruleKey(rule). */
+  rule(rule: { select: Selector[]; except: Selector[] }, key = ruleKey(rule)): Int32Array {
+    let row = this.byRule.get(key);
+    if (!row) {
+      row = new Int32Array(this.layers.length).fill(-1);
+      for (const s of rule.select) {
+        const specificity = this.selectorRow(s);
+        for (let i = 0; i < row.length; i++) row[i] = Math.max(row[i]!, specificity[i]!);
+      }
+      for (const s of rule.except) {
+        const excluded = this.selectorRow(s);
+        for (let i = 0; i < row.length; i++) if (excluded[i]! >= 0) row[i] = -1;
+      }
+      this.byRule.set(key, row);
+    }
+    return row;
   }
+}
+
+/** Rules with the same key select the same layers with the same specificity. */
+function ruleKey(rule: { select: Selector[]; except: Selector[] }): string {
+  return JSON.stringify([rule.select, rule.except]);
+}
+
+/** The rules of one kind that share a key: their specificity row and the last one's index (later rules win ties). */
+interface RuleGroup {
+  row: Int32Array;
+  last: number;
+}
+
+function groupRules(table: SpecificityTable, rules: readonly { select: Selector[]; except: Selector[] }[]): RuleGroup[] {
+  const groups = new Map<string, RuleGroup>();
+  rules.forEach((rule, i) => {
+    const key = ruleKey(rule);
+    const group = groups.get(key);
+    if (group) group.last = i;
+    else groups.set(key, { row: table.rule(rule, key), last: i });
+  });
+  return [...groups.values()];
 }
 
 /** Resolves every layer's plan from the recipe's quantize and keep rules. */
 export function resolveSelection(recipe: Recipe, layers: readonly SelectableLayer[]): Selection {
   const assignments = new Map<string, ResolvedLayerPlan>();
   const table = new SpecificityTable(layers);
+  const quantize = groupRules(table, recipe.rules);
+  const keep = groupRules(table, recipe.keep);
   for (const [index, layer] of layers.entries()) {
-    // The best rule so far (`>=`: later rules win ties, keep rules — scanned last — win over quantize ones).
+    // The most specific rule, the later on a tie; a keep rule wins over quantize rules of its specificity.
     let bestSpecificity = -1;
     let bestIndex = -1;
     let bestIsKeep = false;
-    for (let i = 0; i < recipe.rules.length; i++) {
-      const specificity = table.rule(recipe.rules[i]!, index);
-      if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, false];
+    for (const { row, last } of quantize) {
+      const specificity = row[index]!;
+      if (specificity > bestSpecificity || (specificity === bestSpecificity && specificity >= 0 && last > bestIndex)) [bestSpecificity, bestIndex] = [specificity, last];
     }
-    for (let i = 0; i < recipe.keep.length; i++) {
-      const specificity = table.rule(recipe.keep[i]!, index);
-      if (specificity >= 0 && specificity >= bestSpecificity) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, i, true];
+    for (const { row, last } of keep) {
+      const specificity = row[index]!;
+      if (specificity >= 0 && (specificity > bestSpecificity || (specificity === bestSpecificity && (!bestIsKeep || last > bestIndex)))) [bestSpecificity, bestIndex, bestIsKeep] = [specificity, last, true];
     }
     if (bestIndex < 0) continue;
     if (bestIsKeep) {
@@ -149,6 +179,6 @@ export function describeSelector(s: Selector): string {
 
 /** The layers a transform applies to (its selectors minus its exceptions). */
 export function selectForTransform<T extends SelectableLayer>(transform: { select: Selector[]; except: Selector[] }, layers: readonly T[]): T[] {
-  const table = new SpecificityTable(layers);
-  return layers.filter((_, index) => table.rule(transform, index) >= 0);
+  const row = new SpecificityTable(layers).rule(transform);
+  return layers.filter((_, index) => row[index]! >= 0);
 }

@@ -1,8 +1,11 @@
 /**
- * The recipe's syntax tree: the chevrotain CST flattened into a few plain node kinds with spans, so the
- * visitor reads `name value` sequences instead of CST children.
+ * The recipe's syntax tree: what the parser's actions (grammar/qrecipe.ts) build while parsing — statements of
+ * a few plain kinds whose settings are `name value` term sequences, each with its span — so the visitor reads
+ * the tree without a concrete syntax tree in between (the CST of a 20 000-rule recipe cost more to build, walk
+ * and collect than the parse itself). Only a recipe that parsed without errors is ever read: the parts that
+ * error recovery builds are thrown away with it.
  */
-import type { CstNode, IToken } from 'chevrotain';
+import type { IToken } from 'chevrotain';
 
 /** A byte range of the recipe text. */
 export interface Range {
@@ -25,45 +28,46 @@ export interface Argument {
   range: Range;
 }
 
-/** A term of a settings sequence. `args` is undefined when the name has no parentheses. */
+/** `name` or `name(args)`. `args` is undefined when the name has no parentheses. */
+export interface Call {
+  kind: 'call';
+  name: string;
+  args?: Argument[];
+  range: Range;
+}
+
+/** A term of a settings sequence. */
 export type Term =
   | { kind: 'number'; value: number; range: Range }
   | { kind: 'string'; value: string; range: Range }
   | { kind: 'list'; items: Value[]; range: Range }
-  | { kind: 'call'; name: string; args?: Argument[]; range: Range };
+  | Call;
 
-/** The range covering everything from `first` to `last` (tokens). */
-function between(first: IToken, last: IToken): Range {
-  const end = (last.endOffset ?? last.startOffset) + 1;
-  return { offset: first.startOffset, length: Math.max(1, end - first.startOffset) };
+/** `weight …` or `input …` inside a quantize rule; `at` is the keyword's range. */
+export interface Spec {
+  kind: 'weight' | 'input';
+  at: Range;
+  terms: Term[];
 }
 
-/**
- * The text range a CST node covers (recovered nodes may have none): its tracked location, else the first and
- * last real token under it, found by an explicit-stack walk (no recursion: list nesting is the user's) that allocates no token list.
- */
-export function rangeOf(node: CstNode): Range | undefined {
-  const location = node.location;
-  // The parser tracks node offsets; nodes built by error recovery may lack them, and are walked instead.
-  if (location && !Number.isNaN(location.startOffset) && location.endOffset !== undefined && !Number.isNaN(location.endOffset)) {
-    return { offset: location.startOffset, length: Math.max(1, location.endOffset + 1 - location.startOffset) };
-  }
-  let first: IToken | undefined;
-  let last: IToken | undefined;
-  const stack: CstNode[] = [node];
-  while (stack.length > 0) {
-    const n = stack.pop()!;
-    for (const key in n.children) {
-      for (const child of n.children[key]!) {
-        if (!('image' in child)) stack.push(child);
-        else if (!Number.isNaN(child.startOffset)) {
-          if (!first || child.startOffset < first.startOffset) first = child;
-          if (!last || child.startOffset > last.startOffset) last = child;
-        }
-      }
-    }
-  }
-  return first && last ? between(first, last) : undefined;
+/** One statement of the recipe body, spanning its text (`range`); `at` is a block's or setting's name. */
+export type Statement =
+  | { kind: 'quantize'; include: Call[]; exclude: Call[]; specs: Spec[]; range: Range }
+  | { kind: 'keep'; include: Call[]; exclude: Call[]; range: Range }
+  | { kind: 'transform'; call: Call; include: Call[]; exclude: Call[]; range: Range }
+  | { kind: 'block'; name: string; at: Range; terms: Term[]; range: Range }
+  | { kind: 'setting'; name: string; at: Range; value: Term; range: Range };
+
+/** A whole recipe: `recipe "name" { statements }` (the name unquoted). */
+export interface RecipeSyntax {
+  name: string;
+  statements: Statement[];
+}
+
+/** The range covering everything from token `first` to token `last` (tokens carry no end offset: a token ends where its image does). */
+export function between(first: IToken, last: IToken): Range {
+  const end = last.startOffset + last.image.length;
+  return { offset: first.startOffset, length: Math.max(1, end - first.startOffset) };
 }
 
 /** A token's range. */
@@ -79,77 +83,3 @@ export function unquote(image: string): string {
     return image.slice(1, -1);
   }
 }
-
-function child(node: CstNode, key: string): (CstNode | IToken)[] {
-  return node.children[key] ?? [];
-}
-
-function firstToken(node: CstNode, key: string): IToken | undefined {
-  return child(node, key).find((c): c is IToken => 'image' in c && !Number.isNaN(c.startOffset));
-}
-
-function firstNode(node: CstNode, key: string): CstNode | undefined {
-  return child(node, key).find((c): c is CstNode => !('image' in c));
-}
-
-/** Converts a `term` CST node. */
-export function termOf(node: CstNode): Term | undefined {
-  const number = firstToken(node, 'NumberLiteral');
-  if (number) return { kind: 'number', value: Number(number.image), range: tokenRange(number) };
-  const string = firstToken(node, 'StringLiteral');
-  if (string) return { kind: 'string', value: unquote(string.image), range: tokenRange(string) };
-  const list = firstNode(node, 'list');
-  if (list) return listOf(list);
-  const call = firstNode(node, 'call');
-  return call ? callOf(call) : undefined;
-}
-
-/** Converts a `call` CST node. */
-export function callOf(node: CstNode): Extract<Term, { kind: 'call' }> | undefined {
-  const name = firstToken(node, 'name');
-  if (!name) return undefined;
-  const range = rangeOf(node) ?? tokenRange(name);
-  if (!firstToken(node, 'LParen')) return { kind: 'call', name: name.image, range };
-  const args = child(node, 'argument')
-    .filter((c): c is CstNode => !('image' in c))
-    .map(argumentOf)
-    .filter((a): a is Argument => a !== undefined);
-  return { kind: 'call', name: name.image, args, range };
-}
-
-function argumentOf(node: CstNode): Argument | undefined {
-  const key = firstToken(node, 'key');
-  const left = child(node, 'left')[0];
-  const right = child(node, 'right')[0];
-  const leftValue = left && !('image' in left) ? valueOf(left) : undefined;
-  if (!leftValue) return undefined;
-  const op = firstToken(node, 'Comparison');
-  const rightValue = right && !('image' in right) ? valueOf(right) : undefined;
-  return {
-    ...(key ? { key: key.image } : {}),
-    left: leftValue,
-    ...(op && rightValue ? { comparison: { op: op.image, right: rightValue } } : {}),
-    range: rangeOf(node) ?? leftValue.range,
-  };
-}
-
-function valueOf(node: CstNode): Value | undefined {
-  const number = firstToken(node, 'NumberLiteral');
-  if (number) return { kind: 'number', value: Number(number.image), range: tokenRange(number) };
-  const string = firstToken(node, 'StringLiteral');
-  if (string) return { kind: 'string', value: unquote(string.image), range: tokenRange(string) };
-  const name = firstToken(node, 'Identifier');
-  if (name) return { kind: 'name', value: name.image, range: tokenRange(name) };
-  const list = firstNode(node, 'list');
-  return list ? listOf(list) : undefined;
-}
-
-function listOf(node: CstNode): Extract<Term, { kind: 'list' }> {
-  const items = child(node, 'value')
-    .filter((c): c is CstNode => !('image' in c))
-    .map(valueOf)
-    .filter((v): v is Value => v !== undefined);
-  return { kind: 'list', items, range: rangeOf(node) ?? { offset: 0, length: 1 } };
-}
-
-export { child, firstNode, firstToken };

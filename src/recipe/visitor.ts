@@ -1,8 +1,8 @@
 /**
- * The recipe visitor: turns the parsed syntax into a normalized `Recipe`, one statement at a time. Every
- * problem becomes a Diagnostic with the span of the offending text and, for misspellings, a suggestion.
+ * The recipe visitor: turns the parsed syntax tree (src/recipe/syntax.ts) into a normalized `Recipe`, one
+ * statement at a time. Every problem becomes a Diagnostic with the span of the offending text and, for
+ * misspellings, a suggestion.
  */
-import type { CstNode } from 'chevrotain';
 import { didYouMean, type Diagnostic } from '../diagnostics.js';
 import { LAYER_ROLES, RENAMED_ROLES, ROLE_GROUPS } from '../quant/layers.js';
 import { Op } from '../ir/ops.js';
@@ -10,19 +10,19 @@ import { DEFAULT_FLOAT16_KEEP, FLOAT16_REGIONS, isKeepName } from '../passes/con
 import type { ActivationQuantSpec, Granularity, GroupBudget, RangeMethod, Rounding, WeightQuantSpec } from '../quant/plan.js';
 import { defaultAutoGroup, defaultInputSpec, defaultRecipe, defaultWeightSpec } from './defaults.js';
 import { LIMITS, MSE_EXPONENT, SETTINGS, defaultOf, type Locate, type SettingId } from './settings.js';
-import { callOf, child, firstNode, firstToken, rangeOf, termOf, tokenRange, unquote, type Argument, type Range, type Term, type Value } from './syntax.js';
+import type { Argument, Call, Range, RecipeSyntax, Statement, Term, Value } from './syntax.js';
 import type { Recipe, Selector, SourceRef, TimestepStrategy } from './types.js';
 
 /** Selector words that are not roles. */
 const SELECTOR_WORDS = ['all', 'first', 'last', 'op', 'name', 'regex'];
 
 /**
- * Builds a Recipe from the CST of a `.qrecipe`, collecting diagnostics into `diagnostics`. Setting values are
- * stored as written (typed, not yet bounded); `locate` gives where each was written, for `validateSettings`.
+ * Builds a Recipe from the syntax tree of a `.qrecipe`, collecting diagnostics into `diagnostics`. Setting values
+ * are stored as written (typed, not yet bounded); `locate` gives where each was written, for `validateSettings`.
  */
-export function visitRecipe(cst: CstNode, file: string, diagnostics: Diagnostic[]): { recipe: Recipe; locate: Locate } {
+export function visitRecipe(tree: RecipeSyntax, file: string, diagnostics: Diagnostic[]): { recipe: Recipe; locate: Locate } {
   const v = new RecipeVisitor(file, diagnostics);
-  const recipe = v.recipe(cst);
+  const recipe = v.recipe(tree);
   return { recipe, locate: (site) => v.spanOf(site.holder, site.key) };
 }
 
@@ -68,43 +68,40 @@ class RecipeVisitor {
     return range ? { file: this.file, ...range } : undefined;
   }
 
-  recipe(cst: CstNode): Recipe {
-    const name = firstToken(cst, 'name');
-    this.recipeValue = defaultRecipe(name ? unquote(name.image) : '');
-    for (const statement of nodes(cst, 'statement')) this.statement(statement);
+  recipe(tree: RecipeSyntax): Recipe {
+    this.recipeValue = defaultRecipe(tree.name);
+    for (const statement of tree.statements) this.statement(statement);
     for (const spec of this.inheritsRange) spec.range = this.recipeValue.calibrate.range;
     return this.recipeValue;
   }
 
-  private statement(node: CstNode): void {
-    const quantize = firstNode(node, 'quantizeStatement');
-    if (quantize) return this.quantize(quantize);
-    const keep = firstNode(node, 'keepStatement');
-    if (keep) return this.keep(keep);
-    const transform = firstNode(node, 'transformStatement');
-    if (transform) return this.transform(transform);
-    const block = firstNode(node, 'block');
-    if (block) return this.block(block);
-    const setting = firstNode(node, 'setting');
-    if (setting) this.setting(setting);
+  private statement(node: Statement): void {
+    switch (node.kind) {
+      case 'quantize':
+        return this.quantize(node);
+      case 'keep':
+        return this.keep(node);
+      case 'transform':
+        return this.transform(node);
+      case 'block':
+        return this.block(node);
+      case 'setting':
+        return this.setting(node);
+    }
   }
 
-  private setting(node: CstNode): void {
-    const nameToken = firstToken(node, 'name');
-    const termNode = firstNode(node, 'term');
-    if (!nameToken || !termNode) return;
-    const term = termOf(termNode);
-    if (!term) return;
+  private setting(node: Extract<Statement, { kind: 'setting' }>): void {
+    const term = node.value;
     const r = this.recipeValue;
-    switch (nameToken.image) {
+    switch (node.name) {
       case 'target':
         return this.wordInto('target', term, r, 'target');
       case 'precision':
-        return this.precision(term, this.source(node));
+        return this.precision(term, this.source(node.range));
       case 'seed':
         return this.numberInto('seed', term, r, 'seed');
       default:
-        this.unknown('E010', 'statement', nameToken.image, ['target', 'precision', 'seed', 'diffusion', 'calibrate', 'search', 'quantize', 'keep', 'transform'], tokenRange(nameToken));
+        this.unknown('E010', 'statement', node.name, ['target', 'precision', 'seed', 'diffusion', 'calibrate', 'search', 'quantize', 'keep', 'transform'], node.at);
     }
   }
 
@@ -140,10 +137,9 @@ class RecipeVisitor {
     r.float16.keep = names;
   }
 
-  private block(node: CstNode): void {
-    const nameToken = firstToken(node, 'name')!;
-    const cursor = new Cursor(nodes(node, 'term').map(termOf).filter((t): t is Term => t !== undefined));
-    switch (nameToken.image) {
+  private block(node: Extract<Statement, { kind: 'block' }>): void {
+    const cursor = new Cursor(node.terms);
+    switch (node.name) {
       case 'diffusion':
         return this.settings(cursor, 'diffusion', {
           schedule: (t) => this.schedule(t),
@@ -183,7 +179,7 @@ class RecipeVisitor {
         });
       }
       default:
-        this.unknown('E011', 'block', nameToken.image, ['diffusion', 'calibrate', 'search'], tokenRange(nameToken));
+        this.unknown('E011', 'block', node.name, ['diffusion', 'calibrate', 'search'], node.at);
     }
   }
 
@@ -361,24 +357,20 @@ class RecipeVisitor {
     }
   }
 
-  private quantize(node: CstNode): void {
-    const include = this.selectors(firstNode(node, 'include'));
-    const exclude = this.selectors(firstNode(node, 'exclude'));
-    const rule: Recipe['rules'][number] = { select: include, except: exclude, source: this.source(node) };
-    for (const spec of nodes(node, 'spec')) {
-      const kindToken = firstToken(spec, 'kind');
-      if (!kindToken) continue;
-      const cursor = new Cursor(nodes(spec, 'term').map(termOf).filter((t): t is Term => t !== undefined));
-      if (kindToken.image === 'weight') {
-        if (rule.weight) this.error('E016', 'this rule already has a weight spec', tokenRange(kindToken));
-        rule.weight = this.weightSpec(cursor, tokenRange(kindToken));
+  private quantize(node: Extract<Statement, { kind: 'quantize' }>): void {
+    const rule: Recipe['rules'][number] = { select: this.selectors(node.include), except: this.selectors(node.exclude), source: this.source(node.range) };
+    for (const spec of node.specs) {
+      const cursor = new Cursor(spec.terms);
+      if (spec.kind === 'weight') {
+        if (rule.weight) this.error('E016', 'this rule already has a weight spec', spec.at);
+        rule.weight = this.weightSpec(cursor, spec.at);
       } else {
-        if (rule.input) this.error('E016', 'this rule already has an input spec', tokenRange(kindToken));
-        rule.input = this.inputSpec(cursor, tokenRange(kindToken));
+        if (rule.input) this.error('E016', 'this rule already has an input spec', spec.at);
+        rule.input = this.inputSpec(cursor, spec.at);
       }
     }
     if (!rule.weight && !rule.input) {
-      this.diagnostics.push({ severity: 'warning', code: 'W002', message: 'quantize rule has neither a weight nor an input spec; it changes nothing', span: { file: this.file, ...(rangeOf(node) ?? { offset: 0, length: 1 }) } });
+      this.diagnostics.push({ severity: 'warning', code: 'W002', message: 'quantize rule has neither a weight nor an input spec; it changes nothing', span: { file: this.file, ...node.range } });
     }
     this.recipeValue.rules.push(rule);
   }
@@ -540,7 +532,7 @@ class RecipeVisitor {
         case 'per-timestep': {
           once('mode');
           const mode = { kind: 'per-timestep' as const, groups: defaultOf('per-timestep.groups') };
-          this.argInto(this.args(t as Extract<Term, { kind: 'call' }>, ['groups']), 'groups', mode, 'groups');
+          this.argInto(this.args(t as Call, ['groups']), 'groups', mode, 'groups');
           spec.mode = mode;
           break;
         }
@@ -587,17 +579,15 @@ class RecipeVisitor {
     return spec;
   }
 
-  private keep(node: CstNode): void {
-    this.recipeValue.keep.push({ select: this.selectors(firstNode(node, 'include')), except: this.selectors(firstNode(node, 'exclude')), source: this.source(node) });
+  private keep(node: Extract<Statement, { kind: 'keep' }>): void {
+    this.recipeValue.keep.push({ select: this.selectors(node.include), except: this.selectors(node.exclude), source: this.source(node.range) });
   }
 
-  private transform(node: CstNode): void {
-    const callNode = firstNode(node, 'call');
-    const call = callNode ? callOf(callNode) : undefined;
-    if (!call) return;
-    const select = this.selectors(firstNode(node, 'include'));
-    const except = this.selectors(firstNode(node, 'exclude'));
-    const source = this.source(node);
+  private transform(node: Extract<Statement, { kind: 'transform' }>): void {
+    const call = node.call;
+    const select = this.selectors(node.include);
+    const except = this.selectors(node.exclude);
+    const source = this.source(node.range);
     if (call.name === 'smoothquant') {
       const transform = { kind: 'smoothquant' as const, alpha: defaultOf('smoothquant.alpha'), select, except, source };
       this.argInto(this.args(call, ['alpha']), 'alpha', transform, 'alpha');
@@ -611,19 +601,16 @@ class RecipeVisitor {
     }
   }
 
-  private selectors(node: CstNode | undefined): Selector[] {
-    if (!node) return [];
+  private selectors(calls: Call[]): Selector[] {
     const out: Selector[] = [];
-    for (const callNode of nodes(node, 'call')) {
-      const call = callOf(callNode);
-      if (!call) continue;
+    for (const call of calls) {
       const one = this.selector(call);
       if (one) out.push(one);
     }
     return out;
   }
 
-  private selector(call: Extract<Term, { kind: 'call' }>): Selector | undefined {
+  private selector(call: Call): Selector | undefined {
     const stringArg = (what: string) => {
       const arg = call.args?.[0];
       if (call.args?.length !== 1 || arg!.left.kind !== 'string' || arg!.key) {
@@ -673,9 +660,8 @@ class RecipeVisitor {
 
   // -- small typed readers -------------------------------------------------------------------------
 
-  private source(node: CstNode) {
-    const range = rangeOf(node);
-    return range ? { file: this.file, ...range } : undefined;
+  private source(range: Range): SourceRef {
+    return { file: this.file, ...range };
   }
 
   /** Notes where the value at `holder[key]` was written (for validateSettings' diagnostics). */
@@ -711,14 +697,14 @@ class RecipeVisitor {
     this.record(holder, key, arg.left.range);
   }
 
-  private callTerm(t: Term, what: string): Extract<Term, { kind: 'call' }> | undefined {
+  private callTerm(t: Term, what: string): Call | undefined {
     if (t.kind === 'call') return t;
     this.error('E014', `${what} expects a name like ddim(steps: 50), found ${describe(t)}`, t.range);
     return undefined;
   }
 
   /** Named arguments of a call (positional ones take the names in order); unknown names are errors. */
-  private args(call: Extract<Term, { kind: 'call' }>, names: string[]): Map<string, Argument> {
+  private args(call: Call, names: string[]): Map<string, Argument> {
     const out = new Map<string, Argument>();
     (call.args ?? []).forEach((arg, i) => {
       const key = arg.key ?? names[i];
@@ -732,10 +718,6 @@ class RecipeVisitor {
     });
     return out;
   }
-}
-
-function nodes(node: CstNode, key: string): CstNode[] {
-  return child(node, key).filter((c): c is CstNode => !('image' in c));
 }
 
 function describe(t: Term): string {

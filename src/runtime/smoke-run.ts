@@ -12,6 +12,7 @@ import type { Model } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import type { TensorMap } from '../ir/executor.js';
 import { seededNormal } from '../random.js';
+import { ANY_LENGTH, type DiffusionInterface } from './diffusion/interface.js';
 import { OrtExecutor } from './ir-executor.js';
 
 /** Why a compiled model failed its smoke run: ORT refused to load or run it, or an output is wrong. */
@@ -39,14 +40,16 @@ export interface SmokeRunResult {
 /**
  * Loads `model` (compiled) in ONNX Runtime and runs it and the FP model at `referencePath` once on the same
  * seeded input; returns a failure as a SmokeRunError (never throws one). Float inputs are standard normal,
- * integer inputs 0 (a valid class index and timestep), symbolic dims 1. When that input is not one the FP
+ * integer inputs 0 (a valid class index and timestep), symbolic dims 1 — except where the model's diffusion
+ * interface, when known, resolves them (a UNet's dynamic height and width must survive its down and up
+ * path: it runs at its own resolution, batch 1). When that input is not one the FP
  * model accepts (a symbolic dim that must be larger, an input of unknown rank), the guess is at fault, not the
  * compile: the compiled model is then only loaded, and the result says why.
  */
-export async function smokeRun(model: Model, referencePath: string): Promise<SmokeRunResult | SmokeRunError> {
+export async function smokeRun(model: Model, referencePath: string, diffusion?: DiffusionInterface): Promise<SmokeRunResult | SmokeRunError> {
   const started = performance.now();
   const outputs = model.graph.outputs.map((v) => v.name);
-  const built = smokeFeeds(model);
+  const built = smokeFeeds(model, diffusion ? interfaceShapes(diffusion) : {});
   // The feeds to run, unless no feed could be built or the FP model refuses it (then `loadOnly` says why).
   let feeds = typeof built === 'string' ? undefined : built;
   let loadOnly = typeof built === 'string' ? built : undefined;
@@ -92,15 +95,25 @@ export async function smokeRun(model: Model, referencePath: string): Promise<Smo
   return { inputs: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])), milliseconds: performance.now() - started };
 }
 
-/** One seeded feed per graph input (initializer-backed inputs excluded), or why none can be built. */
-function smokeFeeds(model: Model): TensorMap | string {
+/** Batch-1 shapes of the diffusion inputs (a conditioning length the conditioning sets runs as 1). */
+function interfaceShapes(diffusion: DiffusionInterface): Record<string, number[]> {
+  const shapes: Record<string, number[]> = {
+    [diffusion.latent.name]: [1, ...diffusion.latent.shape],
+    [diffusion.timestep.name]: diffusion.timestep.rank === 1 ? [1] : [],
+  };
+  for (const input of diffusion.conditioning) shapes[input.name] = [1, ...input.shape.map((d) => (d === ANY_LENGTH ? 1 : d))];
+  return shapes;
+}
+
+/** One seeded feed per graph input (initializer-backed inputs excluded; `shapes` fixes some inputs' dims), or why none can be built. */
+function smokeFeeds(model: Model, shapes: Record<string, number[]>): TensorMap | string {
   const normal = seededNormal(0x5eed);
   const feeds: TensorMap = {};
   for (const input of model.graph.inputs) {
     if (input.initializer) continue;
     const shape = input.type?.shape;
     if (!input.type || !shape) return `graph input '${input.name}' has no known type and rank`;
-    const dims = shape.map((d) => (typeof d === 'number' ? d : 1));
+    const dims = shapes[input.name] ?? shape.map((d) => (typeof d === 'number' ? d : 1));
     const count = dims.reduce((a, b) => a * b, 1);
     const elemType = input.type.elemType;
     if (elemType === DataType.FLOAT) feeds[input.name] = { dtype: 'float32', dims, data: Float32Array.from({ length: count }, normal) };

@@ -1,7 +1,11 @@
+import { copyFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { inspectCommand, type InspectReport } from '../../src/cli/commands/inspect.js';
 import type { CliIO } from '../../src/cli/command.js';
 import { DataType } from '../../src/ir/dtype.js';
+import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { scrambledCopy } from '../runtime/diffusion/scramble.js';
 
 /** Runs `inspect` with captured streams. */
@@ -85,6 +89,16 @@ describe('qcompile inspect', () => {
       `output ${n('out_sample')} 1 channels | graph`,
       'prediction epsilon | pipeline-folder',
     ]);
+  });
+
+  it('resolves dynamic height and width from --resolution, else the sidecar\'s image', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-inspect-'));
+    const model = loadModelSync(FIXTURE);
+    for (const v of [model.graph.inputs[0]!, model.graph.outputs[0]!]) v.type = { elemType: DataType.FLOAT, shape: ['batch', 1, 'height', 'width'] };
+    saveModel(model, join(dir, 'model.onnx'));
+    copyFileSync('test/fixtures/dit-digits/schedule.json', join(dir, 'schedule.json'));
+    expect((await inspect(join(dir, 'model.onnx'), '--resolution', '32')).stdout).toMatch(/\n {2}latent x \[1, 32, 32\] +command-line +--resolution\n/);
+    expect((await inspect(join(dir, 'model.onnx'))).stdout).toMatch(/\n {2}latent x \[1, 16, 16\] +sidecar +schedule\.json "image"\n/);
   });
 
   it('says why a model has no diffusion interface instead of failing', async () => {

@@ -194,6 +194,13 @@ describe('diffusion inputs by structure', () => {
     });
   });
 
+  it('tells Flux\'s timestep from its guidance by name when the graph lists guidance first, else by graph order', () => {
+    const swapped = FLUX.replace('  input %timestep: f32[batch]\n', '').replace('  input %guidance: f32[batch]\n', '  input %guidance: f32[batch]\n  input %timestep: f32[batch]\n');
+    expect(classify(model(swapped))).toMatchObject({ timestep: 'timestep (structure) x1000', conditioning: { guidance: 'guidance (structure)' } });
+    const opaque = swapped.replace(/%guidance\b/g, '%p').replace(/%timestep\b/g, '%q');
+    expect(classify(model(opaque))).toMatchObject({ timestep: 'p (structure) x1000', conditioning: { q: 'guidance (structure)' } });
+  });
+
   it('keeps the facts when the names mean nothing, and falls back to optimum names only where structure is silent', () => {
     const scrambled = SD3.replace(/encoder_attention_mask/g, 'e').replace(/hidden_states\b/g, 'a').replace(/encoder_a\b/g, 'b').replace(/pooled_projections/g, 'c').replace(/timestep/g, 'd');
     expect(classify(model(scrambled))).toMatchObject({ latent: 'a (structure)', timestep: 'd (structure)', conditioning: { b: 'text-states (structure)', c: 'pooled-text (structure)', e: 'text-mask (structure)' } });

@@ -131,6 +131,33 @@ describe('selection', () => {
     expect(g('blocks.1.attn.out')).toBe('keep');
     expect(g('blocks.1.mlp.fc1')).toBe('{"kind":"per-channel"}');
   });
+
+  it('resolves repeated rules as written: the last of identical rules wins, an except list makes a rule its own, keep wins a tie from anywhere', () => {
+    const { recipe } = parseRecipe(`recipe "x" {
+      keep mlp.fc1
+      quantize attn.qkv { weight int8 }
+      quantize mlp { weight int8 }
+      quantize attn.qkv except name("blocks.0.*") { weight int4 group 32 }
+      quantize attn.qkv { weight int4 group 64 }
+      quantize mlp.fc1 { weight int4 group 16 }
+      quantize attn.qkv except name("blocks.1.*") { weight int4 group 16 }
+    }`);
+    const { selection, diagnostics } = checkRecipeAgainstModel(recipe!, layers);
+    const g = (name: string) => {
+      const a = selection.assignments.get(name)!;
+      return a.action === 'keep' ? 'keep' : `rule ${a.rule}: ${JSON.stringify(a.weight!.granularity)}`;
+    };
+    expect(g('blocks.0.attn.qkv')).toBe('rule 5: {"kind":"group","size":16}');
+    expect(g('blocks.1.attn.qkv')).toBe('rule 3: {"kind":"group","size":64}');
+    expect(g('blocks.1.mlp.fc1')).toBe('keep');
+    expect(g('blocks.1.mlp.fc2')).toBe('rule 1: {"kind":"per-channel"}');
+    const unused = "applies to no layer (more specific rules take all its layers)";
+    expect(diagnostics.map((d) => [d.code, recipe!.rules.findIndex((r) => r.source === d.span), d.message])).toEqual([
+      ['W001', 0, `quantize rule 'attn.qkv' ${unused}`],
+      ['W001', 2, `quantize rule 'attn.qkv' ${unused}`],
+      ['W001', 4, `quantize rule 'mlp.fc1' ${unused}`],
+    ]);
+  });
 });
 
 describe('the parser under random input', () => {

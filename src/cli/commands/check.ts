@@ -80,10 +80,17 @@ export const checkCommand: Command = {
         const layers = layersOf(model);
         const { diagnostics: modelDiagnostics, selection } = checkRecipeAgainstModel(parsed.recipe, layers, options);
         diagnostics.push(...modelDiagnostics);
-        const taken = (action: 'quantize' | 'keep', i: number) => layers.filter((l) => { const a = selection.assignments.get(l.name); return a?.action === action && a.rule === i; });
-        parsed.recipe.rules.forEach((rule, i) => table.push(selectionRow(ruleText('quantize', rule), rule.source, file, parsed.text, taken('quantize', i))));
-        parsed.recipe.keep.forEach((rule, i) => table.push(selectionRow(ruleText('keep', rule), rule.source, file, parsed.text, taken('keep', i))));
-        const unassigned = layers.filter((l) => !selection.assignments.has(l.name));
+        // Each rule's layers, in model order, from one pass over the layers (a recipe may have thousands of rules).
+        const taken = { quantize: new Map<number, Layer[]>(), keep: new Map<number, Layer[]>() };
+        const unassigned: Layer[] = [];
+        for (const l of layers) {
+          const a = selection.assignments.get(l.name);
+          if (!a) unassigned.push(l);
+          else if (taken[a.action].has(a.rule)) taken[a.action].get(a.rule)!.push(l);
+          else taken[a.action].set(a.rule, [l]);
+        }
+        parsed.recipe.rules.forEach((rule, i) => table.push(selectionRow(ruleText('quantize', rule), rule.source, file, parsed.text, taken.quantize.get(i) ?? [])));
+        parsed.recipe.keep.forEach((rule, i) => table.push(selectionRow(ruleText('keep', rule), rule.source, file, parsed.text, taken.keep.get(i) ?? [])));
         if (unassigned.length > 0) table.push(selectionRow('(no rule: stays float)', undefined, file, parsed.text, unassigned));
       }
     }
@@ -92,8 +99,9 @@ export const checkCommand: Command = {
       io.stdout(`${JSON.stringify({ file, valid: !failed, diagnostics, selection: table }, null, 2)}\n`);
     } else {
       const sources = new Map([[file, parsed.text]]);
-      for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
-      for (const row of table) io.stdout(printRow(row));
+      // One write each: thousands of lines written one by one cost more than rendering them.
+      if (diagnostics.length > 0) io.stderr(diagnostics.map((d) => `${renderDiagnostic(d, sources)}\n`).join(''));
+      if (table.length > 0) io.stdout(table.map(printRow).join(''));
       const errors = diagnostics.filter((d) => d.severity === 'error').length;
       const warnings = diagnostics.filter((d) => d.severity === 'warning').length;
       io.stdout(`${file}: ${failed ? 'invalid' : 'ok'} (${errors} error(s), ${warnings} warning(s))\n`);

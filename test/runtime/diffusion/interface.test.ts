@@ -1,6 +1,6 @@
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Model } from '../../../src/ir/core.js';
 import { DataType } from '../../../src/ir/dtype.js';
@@ -53,9 +53,14 @@ describe('findDiffusionInterface', () => {
     expect(found.provenance.find((p) => p.fact.startsWith('conditioning'))?.detail).toBe('schedule.json roles.conditioning (the graph agrees)');
   });
 
-  it('finds the same facts when every name is scrambled (sd-digits in a pipeline folder, the DiT with its sidecar)', () => {
+  it('finds the same facts when every name is scrambled (sd-digits in a pipeline folder, the DiT with its schedule)', () => {
     const sd = scrambledCopy(SD, 'unet/model.onnx', [{ from: 'test/fixtures/sd-digits/scheduler/scheduler_config.json', to: 'scheduler/scheduler_config.json' }]);
-    const dit = scrambledCopy(DIT, 'model.onnx', [{ from: 'test/fixtures/dit-digits/schedule.json', to: 'schedule.json' }]);
+    const dit = scrambledCopy(DIT, 'model.onnx');
+    // The DiT's sidecar without its list of input names (which the scrambled copy no longer has).
+    const schedule = JSON.parse(readFileSync('test/fixtures/dit-digits/schedule.json', 'utf8')) as Record<string, unknown>;
+    delete schedule.inputs;
+    delete schedule.outputs;
+    writeFileSync(join(dit.root, 'schedule.json'), JSON.stringify(schedule));
     for (const [original, copy] of [[SD, sd], [DIT, dit]] as const) {
       const expected = withoutProvenance(findDiffusionInterface(loadModelSync(original), original));
       const n = (name: string) => copy.names.get(name)!;
@@ -90,6 +95,15 @@ describe('findDiffusionInterface', () => {
     expect(findDiffusionInterface(model, bare(), { recipe: { prediction: 'flow', timestepScale: 1 } }).timestep.scale).toBe(1);
   });
 
+  it('takes a timestep without a declared shape as [B], and says so', () => {
+    const model = loadModelSync(DIT);
+    model.graph.inputs.find((v) => v.name === 't')!.type = { elemType: DataType.INT64 };
+    expect(findTimestepInput(model)?.name).toBe('t');
+    const found = findDiffusionInterface(model, DIT);
+    expect(found.timestep).toEqual({ name: 't', elemType: DataType.INT64, rank: 1, scale: 1 });
+    expect(found.provenance[1]).toEqual({ fact: 'timestep t i64 [B]', source: 'graph', detail: 'read by the sinusoidal embedding; no declared shape, taken as [B]' });
+  });
+
   it('takes dynamic height and width from the recipe or --resolution, and says what to add when neither is given', () => {
     const model = dynamicSpatial(loadModelSync(DIT));
     expect(() => findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } })).toThrow(
@@ -117,7 +131,54 @@ describe('findDiffusionInterface', () => {
     expect(() => findDiffusionInterface(loadModelSync(DIT), bare())).toThrow(/^cannot tell what the model predicts: add `diffusion \{ prediction epsilon \}`/);
     const model = loadModelSync(DIT);
     model.graph.addInput('mystery', { elemType: DataType.FLOAT, shape: ['batch', 3, 5] });
-    expect(() => findDiffusionInterface(model, DIT)).toThrow("cannot tell what model input 'mystery' carries: name it in schedule.json's \"roles\" next to the model");
+    expect(() => findDiffusionInterface(model, DIT)).toThrow(
+      'cannot tell what model input \'mystery\' carries: state it in a schedule.json next to the model, "roles": { "conditioning": { "mystery": KIND } } (KIND: class-label, text-states, pooled-text, time-ids, guidance, text-mask)',
+    );
+  });
+
+  it("takes a sidecar's roles: names, and kinds for inputs the graph cannot explain; a bad role is named", () => {
+    const model = loadModelSync(DIT);
+    model.graph.addInput('mystery', { elemType: DataType.FLOAT, shape: ['batch', 7] });
+    const dir = mkdtempSync(join(tmpdir(), 'qc-iface-'));
+    const schedule = JSON.parse(readFileSync('test/fixtures/dit-digits/schedule.json', 'utf8')) as Record<string, unknown>;
+    const write = (roles: unknown) => writeFileSync(join(dir, 'schedule.json'), JSON.stringify({ ...schedule, roles }));
+    write({ latent: 'x', conditioning: { mystery: 'pooled-text' } });
+    const found = findDiffusionInterface(model, join(dir, 'model.onnx'));
+    expect(found.conditioning).toEqual([
+      { name: 'y', kind: 'class-label', elemType: DataType.INT64, shape: [] },
+      { name: 'mystery', kind: 'pooled-text', elemType: DataType.FLOAT, shape: [7] },
+    ]);
+    expect(found.provenance.find((p) => p.fact.startsWith('conditioning mystery'))).toEqual({ fact: 'conditioning mystery pooled-text f32 [7]', source: 'sidecar', detail: 'schedule.json roles.conditioning' });
+    write({ conditioning: { mystery: 'colour' } });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow(`${join(dir, 'schedule.json')}: roles.conditioning.mystery must be one of class-label, text-states, pooled-text, time-ids, guidance, text-mask, got "colour"`);
+    write({ latent: 'sample' });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow(`${join(dir, 'schedule.json')}: roles.latent names 'sample', which the model has no input called`);
+    write({ noise: 'x' });
+    expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow("unknown role 'noise' in \"roles\" (known: latent, timestep, conditioning, output)");
+  });
+
+  it('resolves a dynamic text length from the sidecar\'s inputs, else the pipeline\'s tokenizer.json', () => {
+    const model = loadModelSync(SD);
+    model.graph.inputs.find((v) => v.name === 'encoder_hidden_states')!.type = { elemType: DataType.FLOAT, shape: ['batch', 'sequence', 64] };
+    expect(findDiffusionInterface(model, SD).conditioning[0]!.shape).toEqual([8, 64]);
+    const root = mkdtempSync(join(tmpdir(), 'qc-iface-'));
+    for (const file of ['tokenizer/tokenizer.json', 'text_encoder/model.onnx', 'scheduler/scheduler_config.json']) {
+      mkdirSync(join(root, dirname(file)), { recursive: true });
+      copyFileSync(`test/fixtures/sd-digits/${file}`, join(root, file));
+    }
+    expect(findDiffusionInterface(model, join(root, 'unet', 'model.onnx')).conditioning[0]!.shape).toEqual([8, 64]);
+    expect(() => findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } })).toThrow(
+      "conditioning input 'encoder_hidden_states' (text-states) has a dynamic dimension 1 that neither schedule.json's \"inputs\", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions",
+    );
+  });
+
+  it('refuses a sidecar naming inputs the model lacks', () => {
+    const model = loadModelSync(DIT);
+    model.graph.inputs[1]!.name = 'timestep';
+    expect(() => findDiffusionInterface(model, DIT)).toThrow(`test/fixtures/dit-digits/schedule.json: "inputs" lists 't', which the model has no input called (is the sidecar stale?)`);
+    const sd = loadModelSync(SD);
+    sd.graph.inputs[0]!.name = 'latent';
+    expect(() => findDiffusionInterface(sd, SD)).toThrow(/schedule\.json: "inputs" lists 'sample'/);
   });
 
   it('classes: the recipe over the sidecar, a null class from a table with one row more', () => {

@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataType } from '../../../src/ir/dtype.js';
-import type { ConditioningInput } from '../../../src/runtime/diffusion/interface.js';
 import { readNpy, writeNpy } from '../../../src/ir/npy.js';
+import { loadModelSync } from '../../../src/ir/serde.js';
+import { openSession } from '../../../src/runtime/ort-session.js';
+import { findDiffusionInterface, type ConditioningInput } from '../../../src/runtime/diffusion/interface.js';
 import { encodePrompts, loadTokenizer, readConditioningDir, readPromptsFile, tokenizerLength } from '../../../src/runtime/diffusion/text-conditioning.js';
 
 const SD = 'test/fixtures/sd-digits';
@@ -58,6 +60,27 @@ describe('encodePrompts (text encoder in ONNX Runtime)', () => {
     const worst = Math.max(...encoded.prompts.map((row, i) => maxAbsDiff(row, precomputed.rows.encoder_hidden_states![i]!)));
     expect(worst).toBeLessThan(2e-6);
     expect(maxAbsDiff(encoded.uncond, precomputed.uncond!.encoder_hidden_states!)).toBeLessThan(2e-6);
+  });
+
+  it('conditions the sd-digits UNet through the interface it finds: the PyTorch outputs of the reference rows', async () => {
+    const unet = `${SD}/unet/model.onnx`;
+    const found = findDiffusionInterface(loadModelSync(unet), unet);
+    const manifest = JSON.parse(readFileSync(`${SD}/unet/reference_manifest.json`, 'utf8')) as { prompts: string[] };
+    expect(manifest.prompts[7]).toBe('');
+    const encoded = await encodePrompts(manifest.prompts.slice(0, 7), PIPELINE);
+    const states = new Float32Array(8 * 512);
+    [...encoded.prompts, encoded.uncond].forEach((row, i) => states.set(row, i * 512));
+    const session = await openSession(unet);
+    try {
+      const out = await session.run({
+        [found.latent.name]: { dtype: 'float32', dims: [8, ...found.latent.shape], data: bin(`${SD}/unet/reference_in_sample.bin`, Float32Array) },
+        [found.timestep.name]: { dtype: 'int64', dims: [8], data: bin(`${SD}/unet/reference_in_timestep.bin`, BigInt64Array) },
+        [found.conditioning[0]!.name]: { dtype: 'float32', dims: [8, ...found.conditioning[0]!.shape], data: states },
+      }, [found.output.name]);
+      expect(maxAbsDiff(out[found.output.name]!.data as Float32Array, bin(`${SD}/unet/reference_out_out_sample.bin`, Float32Array))).toBeLessThan(1e-4);
+    } finally {
+      await session.release();
+    }
   });
 
   it('names the tokenizer when prompts tokenize to different lengths (no Fixed padding)', async () => {
