@@ -24,6 +24,8 @@ import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/p
 import { passRegistry } from '../../passes/registry.js';
 import type { QuantPlan } from '../../quant/plan.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
+import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
 import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type DiffusionOverrides, type PlannedRecipe } from '../recipe-pipeline.js';
@@ -217,6 +219,9 @@ export const compileCommand: Command = {
       if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
+    // The smoke run feeds the diffusion inputs at the interface's shapes, found on the float model (a UNet's dynamic
+    // H/W must survive its down and up path); a graph with no diffusion interface is smoke-run on guessed shapes.
+    const smokeInterface = diffusionInterfaceIfAny(model, modelPath, args.resolution ?? recipeResolution(recipe?.recipe));
     const instrumentation: Instrumentation = {
       printIrAfterAll: args.printIrAfterAll,
       printIrAfterChange: args.printIrAfterChange,
@@ -259,7 +264,7 @@ export const compileCommand: Command = {
       printDiagnostics([emptyCompile('the --passes pipeline quantized no weight or activation')]);
       return 1;
     }
-    const smoke = await smokeRun(model, modelPath);
+    const smoke = await smokeRun(model, modelPath, smokeInterface);
     if (smoke instanceof SmokeRunError) {
       io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
@@ -498,4 +503,20 @@ function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
   if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(2)} MiB`;
   return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The recipe's `diffusion { resolution }`, when it sets one. */
+function recipeResolution(recipe: Recipe | undefined): [number, number] | undefined {
+  const size = recipe?.diffusion.resolution;
+  return size && size.height > 0 ? [size.height, size.width] : undefined;
+}
+
+/** The model's diffusion interface, or undefined when the graph is not a denoiser the interface can explain. */
+function diffusionInterfaceIfAny(model: Model, modelPath: string, resolution: [number, number] | undefined): DiffusionInterface | undefined {
+  try {
+    return findDiffusionInterface(model, modelPath, resolution ? { resolution } : {});
+  } catch (error) {
+    if (error instanceof InterfaceError || error instanceof ScheduleError) return undefined;
+    throw error;
+  }
 }
