@@ -23,7 +23,7 @@ import { calibrationCacheFileState, conditioningSha256, decodeCalibrationCache, 
 import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration.js';
 import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
-import { noiseScheduleFor } from '../runtime/diffusion/schedule-source.js';
+import { guidanceFor, noiseScheduleFor } from '../runtime/diffusion/schedule-source.js';
 import { findDiffusionInterface } from '../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
 import { makeScheduler, type SamplerSpec, type Scheduler } from '../runtime/diffusion/scheduler.js';
@@ -97,7 +97,7 @@ export async function recipeDiffusion(recipe: Recipe, recipePath: string, model:
   const conditioningDir = overrides.conditioningDir ?? fromRecipe(recipe.calibrate.conditioning);
   const conditioning = await loadConditioning(iface, { ...(prompts ? { prompts } : {}), ...(conditioningDir ? { conditioningDir } : {}) }, modelPath);
   const spec: SamplerSpec = d.sampler.kind === 'ddim' ? { kind: 'ddim', steps: d.sampler.steps, eta: d.sampler.eta } : { kind: d.sampler.kind, steps: d.sampler.steps };
-  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: d.guidance };
+  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: guidanceFor(modelPath, d.guidance !== 1 ? d.guidance : undefined) };
 }
 
 /**

@@ -6,8 +6,7 @@
  * guidance signal eps(cond) − eps(uncond), sample grids and sizes, the compiled layers' group sizes and
  * scaling factors, and (given the compile's sidecar) pass timings — as a QualityReport.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
 import type { Model } from '../ir/core.js';
 import { dataTypeName } from '../ir/dtype.js';
 import { layersOf } from '../quant/identity.js';
@@ -18,11 +17,10 @@ import type { PassTimings } from '../report/compile-record.js';
 import type { ModelFacts, QualityReport } from '../report/report.js';
 import { buildCalibrationSet } from './calibration.js';
 import { compiledLayerRows } from './compiled-layers.js';
-import { readSidecar } from './diffusion.js';
 import type { Prediction } from './diffusion/interface.js';
 import { loadConditioning, type ConditioningSources } from './diffusion/conditioning.js';
 import type { DiffusionInterface } from './diffusion/interface.js';
-import { noiseScheduleFor } from './diffusion/schedule-source.js';
+import { guidanceFor, noiseScheduleFor } from './diffusion/schedule-source.js';
 import { findDiffusionInterface } from './diffusion/interface.js';
 import { openDenoiser, predictionOf, sample } from './diffusion/sampler.js';
 import { makeScheduler } from './diffusion/scheduler.js';
@@ -55,13 +53,6 @@ const BINS = 10;
 /** Bootstrap resamples of the FD interval. */
 const BOOTSTRAP = 100;
 
-/** The sidecar's recommended guidance scale (`guidance.recommended_scale` or a number), if it states one. */
-export function recommendedGuidance(sidecar: object): number | undefined {
-  const g = (sidecar as { guidance?: unknown }).guidance;
-  const scale = typeof g === 'number' ? g : typeof g === 'object' && g !== null ? (g as { recommended_scale?: unknown }).recommended_scale : undefined;
-  return typeof scale === 'number' && scale > 0 ? scale : undefined;
-}
-
 /** Runs the evaluation. */
 export async function evaluate(options: EvaluateOptions): Promise<QualityReport> {
   const say = options.progress ?? (() => {});
@@ -71,11 +62,9 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   // The schedule before the quantized model is read: a bad or contradicted one is refused first.
   const config = noiseScheduleFor(options.fp, iface, recipe);
   const scheduler = makeScheduler(config, { kind: config.kind === 'flow' ? 'flow-euler' : 'ddim', steps: options.steps });
-  const sidecarPath = join(dirname(options.fp), 'schedule.json');
-  const sidecar = existsSync(sidecarPath) ? readSidecar(sidecarPath) : undefined;
   const quant = loadModelSync(options.quant);
   const conditioning = await loadConditioning(iface, options.conditioning ?? {}, options.fp);
-  const guidance = options.guidance ?? (sidecar && recommendedGuidance(sidecar)) ?? 1;
+  const guidance = guidanceFor(options.fp, options.guidance);
   const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
   const conditions = Array.from({ length: options.samples }, (_, i) => i % conditioning.count);
   const sampler = `${scheduler.spec.kind.toUpperCase()}-${options.steps}${guidance !== 1 ? `, guidance ${guidance}` : ''}`;

@@ -7,14 +7,12 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
 import { loadModelSync } from '../../ir/serde.js';
-import { readSidecar } from '../../runtime/diffusion.js';
 import { loadConditioning } from '../../runtime/diffusion/conditioning.js';
-import { noiseScheduleFor } from '../../runtime/diffusion/schedule-source.js';
+import { guidanceFor, noiseScheduleFor } from '../../runtime/diffusion/schedule-source.js';
 import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../../runtime/diffusion/sampler.js';
 import { makeScheduler, type SamplerSpec, type Scheduler } from '../../runtime/diffusion/scheduler.js';
-import { recommendedGuidance } from '../../runtime/evaluate.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { imageGridPng, previewChannels } from '../../runtime/png-grid.js';
 import { parseArgs } from '../args.js';
@@ -123,7 +121,7 @@ export const sampleCommand: Command = {
     if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${conditioning.count - 1}`, 2);
     const conditions = chosen.flatMap((c) => Array<number>(perClass as number).fill(c));
     const sidecarPath = schedulePath ?? join(dirname(modelPath), 'schedule.json');
-    const guidance = guidanceFlag ?? (existsSync(sidecarPath) ? recommendedGuidance(readSidecar(sidecarPath)) : undefined) ?? 1;
+    const guidance = guidanceFor(modelPath, guidanceFlag, sidecarPath);
 
     const started = Date.now();
     let samples: Float32Array;
