@@ -97,7 +97,7 @@ export async function recipeDiffusion(recipe: Recipe, recipePath: string, model:
   const conditioningDir = overrides.conditioningDir ?? fromRecipe(recipe.calibrate.conditioning);
   const conditioning = await loadConditioning(iface, { ...(prompts ? { prompts } : {}), ...(conditioningDir ? { conditioningDir } : {}) }, modelPath);
   const spec: SamplerSpec = d.sampler.kind === 'ddim' ? { kind: 'ddim', steps: d.sampler.steps, eta: d.sampler.eta } : { kind: d.sampler.kind, steps: d.sampler.steps };
-  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: guidanceFor(modelPath, d.guidance !== 1 ? d.guidance : undefined) };
+  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: guidanceFor(modelPath, d.guidance > 0 ? d.guidance : undefined) };
 }
 
 /**

@@ -43,7 +43,7 @@ function fromModelFiles(modelPath: string, recipe: RecipeSchedule | undefined, s
 
 /**
  * The classifier-free guidance scale a run samples (and calibrates) with: the one asked for (a flag, or a recipe's
- * `guidance` other than its default 1), else the sidecar's recommended scale (`guidance.recommended_scale`, as
+ * `guidance` other than its default 0), else the sidecar's recommended scale (`guidance.recommended_scale`, as
  * sd-digits ships it), else 1 — no guidance.
  */
 export function guidanceFor(modelPath: string, asked?: number, sidecarPath = join(dirname(modelPath), 'schedule.json')): number {
