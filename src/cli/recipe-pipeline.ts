@@ -90,7 +90,7 @@ export async function recipeDiffusion(recipe: Recipe, recipePath: string, model:
   const fromRecipe = (file: string) => (file ? resolve(dirname(recipePath), file) : undefined);
   const resolution = overrides.resolution ?? (d.resolution.height > 0 ? ([d.resolution.height, d.resolution.width] as [number, number]) : undefined);
   const iface = findDiffusionInterface(model, modelPath, {
-    recipe: { prediction: d.prediction, ...(d.classes ? { classes: d.classes } : {}), ...(d.timestepScale !== 1 ? { timestepScale: d.timestepScale } : {}) },
+    recipe: { ...(d.prediction !== 'model' ? { prediction: d.prediction } : {}), ...(d.classes ? { classes: d.classes } : {}), ...(d.timestepScale !== 1 ? { timestepScale: d.timestepScale } : {}) },
     ...(resolution ? { resolution } : {}),
   });
   const prompts = overrides.prompts ?? fromRecipe(recipe.calibrate.prompts);

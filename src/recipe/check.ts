@@ -89,7 +89,7 @@ export function checkRecipe(recipe: Recipe, options: CheckOptions = {}): Diagnos
   if (written && sampler.kind !== 'flow-euler' && sampler.steps > T) out.push(at('error', 'E014', `the sampler's ${sampler.steps} steps exceed the schedule's ${T} timesteps`, undefined));
   // A flow schedule takes the flow sampler and a velocity prediction; a beta schedule the others.
   if (written && (schedule.kind === 'flow') !== (sampler.kind === 'flow-euler')) out.push(at('error', 'E014', `sampler ${sampler.kind} does not run on a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? 'use flow-euler' : 'flow-euler needs schedule flow(…)'}`, undefined));
-  if (written && (schedule.kind === 'flow') !== (prediction === 'flow')) out.push(at('error', 'E014', `prediction ${prediction} does not go with a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? "a flow model predicts 'flow' (the velocity)" : "'flow' needs schedule flow(…)"}`, undefined));
+  if (written && prediction !== 'model' && (schedule.kind === 'flow') !== (prediction === 'flow')) out.push(at('error', 'E014', `prediction ${prediction} does not go with a ${schedule.kind} schedule: ${schedule.kind === 'flow' ? "a flow model predicts 'flow' (the velocity)" : "'flow' needs schedule flow(…)"}`, undefined));
   return out;
 }
 

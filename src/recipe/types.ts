@@ -91,7 +91,8 @@ export interface Recipe {
   diffusion: {
     schedule: ScheduleSpec;
     /** What the model output is: the noise, v, the flow velocity (noise − x0) or x0 (`sample`). */
-    prediction: 'epsilon' | 'v' | 'flow' | 'sample';
+    /** `model`: what the model's sidecar or scheduler config says (epsilon when neither says). */
+    prediction: 'model' | 'epsilon' | 'v' | 'flow' | 'sample';
     sampler: SamplerSpec;
     guidance: number;
     /** Class count of a class-conditional model (0: take it from the model / unconditional). */

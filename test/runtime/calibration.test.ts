@@ -23,7 +23,7 @@ describe('calibration of sd-digits under CFG', () => {
     const iface = findDiffusionInterface(model, `${SD}/unet/model.onnx`);
     const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_train_f32.bin`, 'float32', [120, 8, 64]).data as Float32Array;
     const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
-    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');
+    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { shape: [8, 64], conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');
     const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 10 });
     const denoiser = await openDenoiser(model, iface);
     try {

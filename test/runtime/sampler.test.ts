@@ -111,7 +111,7 @@ describe('sampler driver on sd-digits (text states, CFG)', () => {
     expect(iface.conditioning).toEqual([{ name: 'encoder_hidden_states', kind: 'text-states', elemType: 1, shape: [8, 64] }]);
     const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_test_f32.bin`, 'float32', [100, 8, 64]).data as Float32Array;
     const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
-    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { conditions: Array.from({ length: 100 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '100 test prompts');
+    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { shape: [8, 64], conditions: Array.from({ length: 100 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '100 test prompts');
     const n = 10;
     const xT = readRawTensor(`${SD}/samples_xT_f32.bin`, 'float32', [500, 1, 16, 16]).data as Float32Array;
     const expected = readRawTensor(`${SD}/samples_g1.5_f32.bin`, 'float32', [500, 1, 16, 16]).data as Float32Array;

@@ -305,7 +305,7 @@ function bundleSchedule(modelPath: string, recipe: Recipe | undefined): unknown 
   if (existsSync(sidecar)) return JSON.parse(readFileSync(sidecar, 'utf8')) as unknown;
   const d = recipe?.diffusion;
   if (d?.schedule.kind !== 'linear') throw new BundleError(`the bundle's page samples a linear beta schedule: ${sidecar} is missing and the recipe sets ${d ? `'${d.schedule.kind}'` : 'none'}`);
-  return { T: d.schedule.steps, beta_schedule: 'linear', beta_start: d.schedule.betaStart, beta_end: d.schedule.betaEnd, prediction_type: d.prediction };
+  return { T: d.schedule.steps, beta_schedule: 'linear', beta_start: d.schedule.betaStart, beta_end: d.schedule.betaEnd, prediction_type: d.prediction === 'model' ? 'epsilon' : d.prediction };
 }
 
 function parseArgs(argv: string[]): CompileArgs {

@@ -70,7 +70,7 @@ export const evalCommand: Command = {
     }
     // The recipe's prediction is checked against the sidecar (a recipe that does not parse is only shown).
     const recipeDiffusion = o.recipe ? parseRecipeFile(at(o.recipe)).recipe?.diffusion : undefined;
-    const recipePrediction = recipeDiffusion?.prediction;
+    const recipePrediction = recipeDiffusion?.prediction === 'model' ? undefined : recipeDiffusion?.prediction;
     const guidance = guidanceFlag ?? (recipeDiffusion && recipeDiffusion.guidance > 0 ? recipeDiffusion.guidance : undefined);
     const report = await evaluate({
       fp: at(o.fp),

@@ -7,7 +7,7 @@
 import { basename, dirname } from 'node:path';
 import { DataType } from '../../ir/dtype.js';
 import type { HostTensor, TensorMap } from '../../ir/executor.js';
-import type { ConditioningInput, DiffusionInterface } from './interface.js';
+import { ANY_LENGTH, fitsShape, type ConditioningInput, type DiffusionInterface } from './interface.js';
 import { findPipelineFolder } from './pipeline-folder.js';
 import { ConditioningError, encodePrompts, readConditioningDir, readPromptsFile } from './text-conditioning.js';
 
@@ -53,8 +53,9 @@ export function classLabelConditioning(iface: DiffusionInterface): ConditioningS
   };
 }
 
-/** Per conditioning input, each condition's tensor (its per-sample shape) and the unconditional one. */
+/** Per conditioning input, each condition's tensor and the unconditional one, all of per-sample shape `shape`. */
 export interface ConditionTensors {
+  shape: number[];
   conditions: Float32Array[];
   unconditional?: Float32Array;
 }
@@ -70,18 +71,19 @@ export function tensorConditioning(iface: DiffusionInterface, tensors: ReadonlyM
     const given = tensors.get(input.name);
     if (!given) throw new ConditioningError(`conditioning: nothing given for input '${input.name}' (${input.kind})`);
     if (given.conditions.length !== count) throw new ConditioningError(`conditioning: input '${input.name}' has ${given.conditions.length} conditions, '${inputs[0]!.name}' has ${count}`);
-    const per = input.shape.reduce((a, b) => a * b, 1);
+    if (!fitsShape(given.shape, input.shape)) throw new ConditioningError(`conditioning: tensors of shape [${given.shape.join(', ')}] for '${input.name}', which takes [${input.shape.map((d) => (d === ANY_LENGTH ? 'L' : d)).join(', ')}] per sample`);
+    const per = given.shape.reduce((a, b) => a * b, 1);
     const bad = [...given.conditions, ...(given.unconditional ? [given.unconditional] : [])].find((t) => t.length !== per);
-    if (bad) throw new ConditioningError(`conditioning: a tensor for '${input.name}' has ${bad.length} values, the model takes [${input.shape.join(', ')}] (${per}) per sample`);
+    if (bad) throw new ConditioningError(`conditioning: a tensor for '${input.name}' has ${bad.length} values, not [${given.shape.join(', ')}] (${per})`);
   }
   if (count === 0) throw new ConditioningError(`conditioning: ${describe} has no conditions`);
   const rows = (pick: (t: ConditionTensors, row: number) => Float32Array, n: number): TensorMap =>
     Object.fromEntries(inputs.map((input) => {
       const t = tensors.get(input.name)!;
-      const per = input.shape.reduce((a, b) => a * b, 1);
+      const per = t.shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n * per);
       for (let r = 0; r < n; r++) data.set(pick(t, r), r * per);
-      return [input.name, { dtype: 'float32' as const, dims: [n, ...input.shape], data }];
+      return [input.name, { dtype: 'float32' as const, dims: [n, ...t.shape], data }];
     }));
   const hasUnconditional = inputs.every((input) => tensors.get(input.name)!.unconditional);
   return {
@@ -119,7 +121,7 @@ export async function loadConditioning(iface: DiffusionInterface, sources: Condi
   if (sources.conditioningDir) {
     const dir = readConditioningDir(sources.conditioningDir, inputs);
     if (file?.classes && file.classes.length !== dir.count) throw new ConditioningError(`${sources.prompts}: ${file.classes.length} prompts, but ${sources.conditioningDir} holds ${dir.count} conditions: the prompts file names the classes of the precomputed conditions, one line each`);
-    const tensors = new Map(inputs.map((input) => [input.name, { conditions: dir.rows[input.name]!, ...(dir.uncond ? { unconditional: dir.uncond[input.name]! } : {}) }]));
+    const tensors = new Map(inputs.map((input) => [input.name, { shape: dir.shapes[input.name]!, conditions: dir.rows[input.name]!, ...(dir.uncond ? { unconditional: dir.uncond[input.name]! } : {}) }]));
     return tensorConditioning(iface, tensors, `${dir.count} precomputed conditions from ${sources.conditioningDir}`, file?.classes);
   }
   const states = inputs[0]!;
@@ -127,6 +129,6 @@ export async function loadConditioning(iface: DiffusionInterface, sources: Condi
   const encoder = findPipelineFolder(modelPath)?.textEncoder;
   if (!encoder) throw new ConditioningError(`--prompts needs the pipeline's text encoder and tokenizer (text_encoder/model.onnx and tokenizer/tokenizer.json beside the model's folder), and ${dirname(modelPath)} has none: give precomputed conditioning with --conditioning DIR`);
   const encoded = await encodePrompts(file!.prompts, { textEncoder: encoder.model, tokenizer: encoder.tokenizer });
-  const tensors = new Map([[states.name, { conditions: encoded.prompts, unconditional: encoded.uncond }]]);
+  const tensors = new Map([[states.name, { shape: encoded.shape, conditions: encoded.prompts, unconditional: encoded.uncond }]]);
   return tensorConditioning(iface, tensors, `${file!.prompts.length} prompts from ${basename(sources.prompts!)} (text encoder)`, file!.classes);
 }

@@ -23,6 +23,11 @@ export type InterfaceSource = 'recipe' | 'command-line' | 'sidecar' | 'pipeline-
 /** A conditioning dimension the conditioning tensors set (see ConditioningInput.shape). */
 export const ANY_LENGTH = -1;
 
+/** Whether a tensor of per-sample shape `actual` fits an input declared `declared` (ANY_LENGTH takes any size). */
+export function fitsShape(actual: readonly number[], declared: readonly number[]): boolean {
+  return actual.length === declared.length && actual.every((n, i) => declared[i] === ANY_LENGTH || declared[i] === n);
+}
+
 /** The input the sampler denoises. */
 export interface LatentInput {
   name: string;

@@ -31,7 +31,7 @@ function fromModelFiles(modelPath: string, recipe: RecipeSchedule | undefined, s
   const file = findPipelineFolder(modelPath)?.scheduler?.file;
   if (file) {
     const config = readSchedulerConfig(file);
-    if (recipe && recipe.prediction !== config.prediction) throw new ScheduleError(`the recipe says 'prediction ${recipe.prediction}' but the scheduler config says ${config.prediction}: make them agree (the recipe's prediction is 'epsilon' when unwritten)`, file, 'prediction_type');
+    if (recipe && recipe.prediction !== 'model' && recipe.prediction !== config.prediction) throw new ScheduleError(`the recipe says 'prediction ${recipe.prediction}' but the scheduler config says ${config.prediction}: make them agree, or leave the prediction to the model`, file, 'prediction_type');
     return config;
   }
   throw new ScheduleError(

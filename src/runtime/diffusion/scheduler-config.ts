@@ -181,7 +181,8 @@ export interface RecipeSchedule {
     | { kind: 'linear' | 'scaled-linear'; betaStart: number; betaEnd: number; steps: number }
     | { kind: 'cosine'; steps: number }
     | { kind: 'flow'; shift: number; steps: number };
-  prediction: Prediction;
+  /** `model`: the model's own (its sidecar or scheduler config). */
+  prediction: Prediction | 'model';
 }
 
 /**
@@ -191,7 +192,8 @@ export interface RecipeSchedule {
 export function noiseScheduleFromRecipe(diffusion: RecipeSchedule): NoiseScheduleConfig | undefined {
   const s = diffusion.schedule;
   if (s.kind === 'sidecar' || s.kind === 'config') return undefined;
-  const base = { origin: 'recipe', numTrainTimesteps: s.steps, prediction: diffusion.prediction };
+  const prediction = diffusion.prediction === 'model' ? (s.kind === 'flow' ? 'flow' : 'epsilon') : diffusion.prediction;
+  const base = { origin: 'recipe', numTrainTimesteps: s.steps, prediction };
   if (s.kind === 'flow') {
     checkTimesteps(s.steps, undefined, 'steps');
     return { ...base, kind: 'flow', shift: s.shift };

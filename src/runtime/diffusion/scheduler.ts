@@ -127,13 +127,16 @@ const PREDICTIONS: Record<NoiseScheduleConfig['kind'], readonly Prediction[]> = 
 /**
  * A sampler over a noise schedule, as the diffusers class of `spec.kind` after `set_timesteps(spec.steps)`:
  * DDIM (`DDIMScheduler`), DDPM (`DDPMScheduler`, fixed variances), Euler (`EulerDiscreteScheduler`, no churn)
- * on a discrete schedule; flow-euler (`FlowMatchEulerDiscreteScheduler`) on a flow. A mismatch, a timestep
- * off the schedule or an option qcompile does not implement is a ScheduleError.
+ * on a discrete schedule; flow-euler (`FlowMatchEulerDiscreteScheduler`) on a flow — and deterministic DDIM on a
+ * flow too, as the same step (x_σ' = (1 − σ')·x0 + σ'·noise is both DDIM's update and the velocity's Euler
+ * step), so a method recipe's `ddim(steps: N)` calibrates a flow model along its own sampler's path. A
+ * mismatch, a timestep off the schedule or an option qcompile does not implement is a ScheduleError.
  */
-export function makeScheduler(config: NoiseScheduleConfig, spec: SamplerSpec): Scheduler {
+export function makeScheduler(config: NoiseScheduleConfig, requested: SamplerSpec): Scheduler {
+  const spec: SamplerSpec = config.kind === 'flow' && requested.kind === 'ddim' && !requested.eta ? { kind: 'flow-euler', steps: requested.steps } : requested;
   const origin = `the ${config.origin} schedule`;
   const wantKind = spec.kind === 'flow-euler' ? 'flow' : 'discrete';
-  if (config.kind !== wantKind) throw new ScheduleError(`sampler ${spec.kind} needs a ${wantKind} schedule, but ${origin} is a ${config.kind} one: ${config.kind === 'flow' ? 'sample it with flow-euler' : 'use ddim, ddpm or euler'}`);
+  if (config.kind !== wantKind) throw new ScheduleError(`sampler ${spec.kind} needs a ${wantKind} schedule, but ${origin} is a ${config.kind} one: ${config.kind === 'flow' ? 'sample it with flow-euler (or deterministic ddim)' : 'use ddim, ddpm or euler'}`);
   if (!PREDICTIONS[config.kind].includes(config.prediction)) {
     throw new ScheduleError(`${origin} says prediction '${config.prediction}', which a ${config.kind} schedule's samplers do not take (they take ${PREDICTIONS[config.kind].join(', ')})`, undefined, 'prediction_type');
   }

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { openSession, runBatched } from '../ort-session.js';
-import type { ConditioningInput } from './interface.js';
+import { ANY_LENGTH, fitsShape, type ConditioningInput } from './interface.js';
 import { readNpy } from '../../ir/npy.js';
 import { readJsonObject } from './pipeline-folder.js';
 
@@ -169,17 +169,19 @@ export interface PrecomputedConditioning {
   /** Per input name, one array per condition (the input's per-sample shape). */
   rows: Record<string, Float32Array[]>;
   uncond?: Record<string, Float32Array>;
+  /** Per input, the per-sample shape every one of its arrays has (a length the model leaves open, fixed here). */
+  shapes: Record<string, number[]>;
 }
 
 /**
  * Reads a folder of `.npy` files: one float32 array per condition (sorted by file name) plus `uncond.npy`;
  * with several inputs, one subfolder per input name, each with the same file names. Every array must have its
- * input's per-sample shape.
+ * input's per-sample shape (a length the model leaves open is the first array's, and the same in all).
  */
 export function readConditioningDir(dir: string, inputs: readonly ConditioningInput[]): PrecomputedConditioning {
   if (inputs.length === 0) throw new ConditioningError(`${dir}: the model has no conditioning inputs to read precomputed tensors for`);
   const folders = inputs.length === 1 ? [{ input: inputs[0]!, folder: dir }] : inputs.map((input) => ({ input, folder: join(dir, input.name) }));
-  const result: PrecomputedConditioning = { count: 0, rows: {} };
+  const result: PrecomputedConditioning = { count: 0, rows: {}, shapes: {} };
   let names: string[] | undefined;
   for (const { input, folder } of folders) {
     if (!existsSync(folder) || !statSync(folder).isDirectory()) {
@@ -194,7 +196,9 @@ export function readConditioningDir(dir: string, inputs: readonly ConditioningIn
       const file = join(folder, name);
       const array = readNpy(file);
       if (array.dtype !== 'float32') throw new ConditioningError(`${file}: is ${array.dtype}, input '${input.name}' takes float32`);
-      if (array.shape.join(',') !== input.shape.join(',')) throw new ConditioningError(`${file}: has shape (${array.shape.join(', ')}), input '${input.name}' takes (${input.shape.join(', ')}) per sample`);
+      if (!fitsShape(array.shape, input.shape)) throw new ConditioningError(`${file}: has shape (${array.shape.join(', ')}), input '${input.name}' takes (${input.shape.map((d) => (d === ANY_LENGTH ? 'L' : d)).join(', ')}) per sample`);
+      const first = (result.shapes[input.name] ??= array.shape);
+      if (array.shape.join(',') !== first.join(',')) throw new ConditioningError(`${file}: has shape (${array.shape.join(', ')}), and the other arrays for input '${input.name}' have (${first.join(', ')}): they must agree`);
       return array.data;
     };
     result.rows[input.name] = conditions.map(read);
