@@ -215,10 +215,9 @@ export function formatNumber(value: number): string {
 /** Packs signed or unsigned 4-bit values two to a byte, element 2j in the low nibble (ONNX and ORT order). */
 export function packInt4(values: ArrayLike<number>): Uint8Array {
   const out = new Uint8Array(Math.ceil(values.length / 2));
-  for (let i = 0; i < values.length; i++) {
-    const nibble = values[i]! & 0x0f;
-    out[i >> 1]! |= i & 1 ? nibble << 4 : nibble;
-  }
+  const pairs = values.length >> 1;
+  for (let j = 0; j < pairs; j++) out[j] = (values[2 * j]! & 0x0f) | ((values[2 * j + 1]! & 0x0f) << 4);
+  if (values.length & 1) out[pairs] = values[values.length - 1]! & 0x0f;
   return out;
 }
 

@@ -261,6 +261,12 @@ function termOf(v: number, inverse: number, scale: number, low: number, high: nu
 /** A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into). */
 export type RoundingFunction = (weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array;
 
+/**
+ * Adding and subtracting 1.5·2^52 rounds a double to an integer half to even (exact for |x| < 2^51; a larger |x|
+ * stays as large, so it clamps the same), without Math.round's tie fix-up.
+ */
+const ROUND_HALF_EVEN = 6755399441055744;
+
 /** Round to nearest (half to even, as ONNX QuantizeLinear), clamped to the integer range. */
 export const roundToNearest: RoundingFunction = (weight, params, range) => {
   const codes = new Int32Array(weight.values.length);
@@ -269,10 +275,7 @@ export const roundToNearest: RoundingFunction = (weight, params, range) => {
   const { qmin, qmax } = range;
   forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => {
     for (let i = start, cell = first; i < end; i++, cell += step) {
-      const x = values[i]! / scale[cell]!;
-      let q = Math.round(x);
-      if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // a tie: Math.round went up to an odd integer
-      q += zeroPoint[cell]!;
+      const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
       codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
     }
   });
