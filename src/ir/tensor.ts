@@ -188,7 +188,8 @@ export class ExternalFile {
 
   /** Reads `length` bytes at `offset`; a file that shrank since it was opened is an error, never short data. */
   read(offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+    // Not zero-filled first (every byte is read into it, or this throws); a plain Uint8Array, not a pooled Buffer.
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);

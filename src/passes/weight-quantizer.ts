@@ -75,19 +75,23 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
 export function computeCellParams(weight: WeightMatrix, settings: QuantizerSettings): CellParams {
   const { N, K, values } = weight;
   const tensor = `weight '${weight.name ?? '(unnamed)'}'`;
-  assertFinite(values, tensor);
   const perTensor = settings.granularity.kind === 'per-tensor';
   const { cellLength, cellsPerRow } = cellGeometry(K, settings.granularity);
   const cells = perTensor ? 1 : cellsPerRow * N;
   const min = new Float32Array(cells);
   const max = new Float32Array(cells);
+  // The finiteness check rides on the min-max scan: a float64 sum of float32 values cannot overflow, so it is
+  // finite exactly when every value is; only then does assertFinite walk the values again, to name the first.
+  let sum = 0;
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
     for (let i = start, cell = first; i < end; i++, cell += step) {
       const v = values[i]!;
+      sum += v;
       if (v < min[cell]!) min[cell] = v;
       if (v > max[cell]!) max[cell] = v;
     }
   });
+  if (!Number.isFinite(sum)) assertFinite(values, tensor);
   const scale = new Float32Array(cells);
   const zeroPoint = new Int32Array(cells);
   const range = intRange(settings.bits, settings.signed);
