@@ -1,9 +1,10 @@
 /**
- * DiT-XL/2 weight quantization (int4, group 128, on attn/mlp/adaln) of the synthetic 2.7 GB model: wall time
- * and peak RSS of `qcompile MODEL --passes … -o OUT` in its own process (/usr/bin/time -v), against the weight
- * bytes and the I/O floor measured next to each run (one streamed read of the weights + writing the output's bytes
- * with fsync); median of XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON
- * as its last line. The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
+ * DiT-XL/2 compile of the synthetic 2.7 GB model with recipes/rtn-w4a16-g128 (int4 group 128 weights lowered to
+ * MatMulNBits for cpu; XL_RECIPE=path for another recipe, or XL_PIPELINE='…' for a --passes pipeline): wall time
+ * and peak RSS of `qcompile MODEL RECIPE -o OUT` in its own process (/usr/bin/time -v), against the weight bytes
+ * and the I/O floor measured next to each run (one streamed read of the weights + writing the output's bytes
+ * with fsync); median of XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
+ * The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -12,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const pipeline = process.env.XL_PIPELINE ?? 'select-layers{roles=attn|mlp|adaln,bits=4,group=128},quantize-weights,cleanup';
+const pipeline = process.env.XL_PIPELINE;
+const recipe = process.env.XL_RECIPE ?? 'recipes/rtn-w4a16-g128.qrecipe'; // relative to the repository root, the CLI's cwd
 const modelPath = process.env.XL_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.onnx');
 
 /** Runs the CLI in a fresh process under /usr/bin/time -v; returns wall seconds, peak RSS and output. */
@@ -78,7 +80,7 @@ let outputBytes = 0;
 let passes: string[] = [];
 for (let r = 0; r < runs; r++) {
   const read = readFloor(modelDir);
-  const run = qcompile([modelPath, '--passes', pipeline, '-o', output]);
+  const run = qcompile([modelPath, ...(pipeline ? ['--passes', pipeline] : [recipe]), '-o', output]);
   if (run.status !== 0) {
     console.log(JSON.stringify({ error: `qcompile exited ${run.status}`, stderr: run.stderr.slice(-2000) }));
     process.exit(1);
@@ -94,7 +96,7 @@ const wallSeconds = median(samples.map((x) => x.wall));
 const floorSeconds = median(samples.map((x) => x.floor));
 const peakRssBytes = Math.max(...samples.map((x) => x.rss));
 const result = {
-  pipeline,
+  ...(pipeline ? { pipeline } : { recipe }),
   runs,
   weightBytes,
   outputBytes,

@@ -55,6 +55,6 @@ export function lowerToFakeQuant(quantize: Node, dequantize: Node): void {
   };
   const out = fakeQuantize(emit, { x: quantize.input(0), scale: quantize.input(1), ...(zp !== 0 ? { zeroPoint: emit.scalar('zp', zp) } : {}), qmin, qmax, rounding: 'floor-where' });
   out.type = dequantize.outputs[0]!.type;
+  // No re-sort: the chain sits right before the QuantizeLinear, after its input and before the DequantizeLinear's readers.
   dequantize.outputs[0]!.replaceAllUsesWith(out);
-  graph.sortTopologically();
 }

@@ -59,8 +59,7 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
   const offset = codes.dtype === DataType.INT4 || codes.dtype === DataType.INT8 ? mid : 0;
   const mask = (1 << bits) - 1;
   const perByte = 8 / bits;
-  // Index of (k, n) in storage, and of block (b, n) in the scale/zero-point tensors (same orientation).
-  const at = (k: number, n: number): number => (transposed ? n * K + k : k * N + n);
+  // Index of block (b, n) in the scale/zero-point tensors (the codes' orientation).
   const blockAt = (b: number, n: number): number => (transposed ? n * nb + b : b * N + n);
   const scaleValues = scales.toFloat32();
   const zpValues = zeroPoints?.toNumbers();
@@ -68,30 +67,57 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
   for (let n = 0; n < N; n++) for (let b = 0; b < nb; b++) zp[n * nb + b] = (zpValues?.[blockAt(b, n)] ?? 0) + offset;
   const omitZeroPoints = zp.every((z) => z === mid);
   const bytesPerBlock = blockSize / perByte;
-  // Element i of a row goes to byte i/perByte, at bit (i mod perByte)·bits: low nibble first for bits 4.
-  const place = (out: Uint8Array, rowStart: number, i: number, code: number): void => void (out[rowStart + Math.floor(i / perByte)]! |= (code & mask) << ((i % perByte) * bits));
-  const b = Tensor.lazy(DataType.UINT8, [N, nb, bytesPerBlock], () => {
-    const q = codes.toNumbers();
-    const out = new Uint8Array(N * nb * bytesPerBlock);
-    for (let n = 0; n < N; n++) {
-      const row = n * nb * bytesPerBlock;
-      for (let k = 0; k < K; k++) place(out, row, k, q[at(k, n)]! + offset); // k = b·bs + j: blocks are contiguous in a row
-      // A partial last block is padded with its zero point, so the padding dequantizes to exactly 0 whether a
-      // kernel reads K columns or whole blocks.
-      for (let k = K; k < nb * blockSize; k++) place(out, row, k, zp[n * nb + nb - 1]!);
-    }
-    return out;
-  });
+  const b = Tensor.lazy(DataType.UINT8, [N, nb, bytesPerBlock], () => packCodes(codes.bytes(), bits, offset, K, N, nb * bytesPerBlock, transposed, (n) => zp[n * nb + nb - 1]!));
   const s = new Float32Array(N * nb);
   for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) s[n * nb + blk] = scaleValues[blockAt(blk, n)]!;
   let zeroPointTensor: Tensor | undefined;
   if (!omitZeroPoints) {
     const perRow = Math.ceil(nb / perByte);
     const packed = new Uint8Array(N * perRow);
-    for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) place(packed, n * perRow, blk, zp[n * nb + blk]!);
+    for (let n = 0; n < N; n++) for (let blk = 0; blk < nb; blk++) packed[n * perRow + Math.floor(blk / perByte)]! |= (zp[n * nb + blk]! & mask) << ((blk % perByte) * bits);
     zeroPointTensor = Tensor.fromBytes(DataType.UINT8, [N * perRow], packed);
   }
   return { b, scales: Tensor.fromFloat32([N * nb], s), zeroPoints: zeroPointTensor, bits };
+}
+
+/**
+ * B's bytes: row n holds W[:, n]'s unsigned codes (q + offset) along K, two to a byte low nibble first for bits
+ * 4, then a partial last block padded with that row's last zero point (`padOf(n)`), so the padding dequantizes to
+ * exactly 0 whether a kernel reads K columns or whole blocks. `raw` is the stored codes (int4 packed low nibble
+ * first) in [K,N] or, transposed, [N,K] order. Adding the offset 2^(bits−1) to a signed code flips its top bit.
+ */
+function packCodes(raw: Uint8Array, bits: 4 | 8, offset: number, K: number, N: number, rowBytes: number, transposed: boolean, padOf: (n: number) => number): Uint8Array {
+  const out = new Uint8Array(N * rowBytes);
+  if (bits === 8) {
+    for (let k = 0; k < K; k++) {
+      for (let n = 0; n < N; n++) out[n * rowBytes + k] = raw[transposed ? n * K + k : k * N + n]! ^ offset;
+    }
+  } else if (transposed) {
+    // Row n of the storage is row n of B: both pack element 2j in the low nibble of byte j.
+    for (let n = 0; n < N; n++) {
+      const row = n * rowBytes;
+      for (let k = 0, i = n * K; k < K; k++, i++) {
+        const code = ((i & 1 ? raw[i >> 1]! >> 4 : raw[i >> 1]!) & 0x0f) ^ offset;
+        out[row + (k >> 1)]! |= k & 1 ? code << 4 : code;
+      }
+    }
+  } else {
+    for (let k = 0; k < K; k++) {
+      const byte = k >> 1;
+      const shift = k & 1 ? 4 : 0;
+      for (let n = 0, i = k * N; n < N; n++, i++) {
+        const code = ((i & 1 ? raw[i >> 1]! >> 4 : raw[i >> 1]!) & 0x0f) ^ offset;
+        out[n * rowBytes + byte]! |= code << shift;
+      }
+    }
+  }
+  const perByte = 8 / bits;
+  const mask = (1 << bits) - 1;
+  for (let n = 0; n < N; n++) {
+    const pad = padOf(n) & mask;
+    for (let k = K; k < rowBytes * perByte; k++) out[n * rowBytes + Math.floor(k / perByte)]! |= pad << ((k % perByte) * bits);
+  }
+  return out;
 }
 
 /** Rewrites `layer` into MatMulNBits (call only when `matMulNBitsObstacle` is undefined). Returns the new node. */
@@ -164,7 +190,8 @@ export function lowerToMatMulNBits(layer: QuantizedWeight, options: { accuracyLe
     graph.removeNode(dq);
     for (const v of inputs) if (v.isConstant && v.uses.length === 0) graph.removeInitializer(v);
   }
-  graph.sortTopologically();
+  // No re-sort: MatMulNBits (and a kept Gemm bias Add) take the layer's place, after everything they read and
+  // before everything that reads the replaced output, so the node order stays topological.
   return nbits;
 }
 

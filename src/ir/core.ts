@@ -293,31 +293,37 @@ export class Graph {
     return { nodes, initializers };
   }
 
-  /** Re-sorts nodes topologically (stable: keeps the current order where dependencies allow). */
+  /**
+   * Re-sorts nodes topologically (stable: keeps the current order where dependencies allow — of the ready nodes
+   * the earliest comes first, so an order that is already topological is kept as it is). O(N log N): ready
+   * nodes wait in a min-heap of their current positions.
+   */
   sortTopologically(): void {
-    const indegree = new Map<Node, number>();
-    for (const node of this.nodes) {
+    const nodes = this.nodes;
+    const position = new Map<Node, number>();
+    nodes.forEach((node, i) => position.set(node, i));
+    const indegree = new Int32Array(nodes.length);
+    const ready = new MinHeap();
+    nodes.forEach((node, i) => {
       const producers = new Set<Node>();
-      for (const v of [...node.inputs, ...node.implicitInputs]) if (v?.producer) producers.add(v.producer);
-      indegree.set(node, producers.size);
-    }
+      for (const v of node.inputs) if (v?.producer) producers.add(v.producer);
+      for (const v of node.implicitInputs) if (v.producer) producers.add(v.producer);
+      indegree[i] = producers.size;
+      if (producers.size === 0) ready.push(i);
+    });
     const order: Node[] = [];
-    const ready = this.nodes.filter((n) => indegree.get(n) === 0);
-    const position = new Map(this.nodes.map((n, i) => [n, i]));
-    while (ready.length > 0) {
-      ready.sort((a, b) => position.get(a)! - position.get(b)!);
-      const node = ready.shift()!;
+    while (ready.size > 0) {
+      const node = nodes[ready.pop()]!;
       order.push(node);
       const consumers = new Set<Node>();
       for (const output of node.outputs) for (const use of output.uses) consumers.add(use.node);
       for (const consumer of consumers) {
-        const left = indegree.get(consumer)! - 1;
-        indegree.set(consumer, left);
-        if (left === 0) ready.push(consumer);
+        const at = position.get(consumer)!;
+        if (--indegree[at]! === 0) ready.push(at);
       }
     }
-    if (order.length !== this.nodes.length) throw new IrError('verify', `graph '${this.name}' has a cycle`);
-    this.nodes.splice(0, this.nodes.length, ...order);
+    if (order.length !== nodes.length) throw new IrError('verify', `graph '${this.name}' has a cycle`);
+    nodes.splice(0, nodes.length, ...order);
   }
 
   /**
@@ -377,6 +383,47 @@ export class Graph {
     if (init) return init;
     for (const node of this.nodes) for (const o of node.outputs) if (o.name === name) return o;
     return undefined;
+  }
+}
+
+/** A binary min-heap of non-negative integers (node positions, for sortTopologically). */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(value: number): void {
+    const items = this.items;
+    let i = items.length;
+    items.push(value);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]! <= value) break;
+      items[i] = items[parent]!;
+      i = parent;
+    }
+    items[i] = value;
+  }
+
+  /** Removes and returns the smallest value (the heap must not be empty). */
+  pop(): number {
+    const items = this.items;
+    const top = items[0]!;
+    const last = items.pop()!;
+    if (items.length === 0) return top;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= items.length) break;
+      const child = left + 1 < items.length && items[left + 1]! < items[left]! ? left + 1 : left;
+      if (items[child]! >= last) break;
+      items[i] = items[child]!;
+      i = child;
+    }
+    items[i] = last;
+    return top;
   }
 }
 

@@ -188,7 +188,8 @@ export class ExternalFile {
 
   /** Reads `length` bytes at `offset`; a file that shrank since it was opened is an error, never short data. */
   read(offset: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+    // Not zero-filled first (every byte is read into it, or this throws); a plain Uint8Array, not a pooled Buffer.
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);
@@ -215,10 +216,9 @@ export function formatNumber(value: number): string {
 /** Packs signed or unsigned 4-bit values two to a byte, element 2j in the low nibble (ONNX and ORT order). */
 export function packInt4(values: ArrayLike<number>): Uint8Array {
   const out = new Uint8Array(Math.ceil(values.length / 2));
-  for (let i = 0; i < values.length; i++) {
-    const nibble = values[i]! & 0x0f;
-    out[i >> 1]! |= i & 1 ? nibble << 4 : nibble;
-  }
+  const pairs = values.length >> 1;
+  for (let j = 0; j < pairs; j++) out[j] = (values[2 * j]! & 0x0f) | ((values[2 * j + 1]! & 0x0f) << 4);
+  if (values.length & 1) out[pairs] = values[values.length - 1]! & 0x0f;
   return out;
 }
 

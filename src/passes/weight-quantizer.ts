@@ -75,26 +75,31 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
 export function computeCellParams(weight: WeightMatrix, settings: QuantizerSettings): CellParams {
   const { N, K, values } = weight;
   const tensor = `weight '${weight.name ?? '(unnamed)'}'`;
-  assertFinite(values, tensor);
   const perTensor = settings.granularity.kind === 'per-tensor';
   const { cellLength, cellsPerRow } = cellGeometry(K, settings.granularity);
   const cells = perTensor ? 1 : cellsPerRow * N;
   const min = new Float32Array(cells);
   const max = new Float32Array(cells);
+  // The finiteness check rides on the min-max scan: a float64 sum of float32 values cannot overflow, so it is
+  // finite exactly when every value is; only then does assertFinite walk the values again, to name the first.
+  let sum = 0;
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
     for (let i = start, cell = first; i < end; i++, cell += step) {
       const v = values[i]!;
+      sum += v;
       if (v < min[cell]!) min[cell] = v;
       if (v > max[cell]!) max[cell] = v;
     }
   });
+  if (!Number.isFinite(sum)) assertFinite(values, tensor);
   const scale = new Float32Array(cells);
   const zeroPoint = new Int32Array(cells);
   const range = intRange(settings.bits, settings.signed);
   const gathered = settings.range.kind === 'lp' ? gatherCells(weight, cellLength, perTensor, cells) : undefined;
+  const search = gathered ? new RangeSearch(settings, range, gathered.longest) : undefined;
   for (let cell = 0; cell < cells; cell++) {
-    const params = gathered
-      ? searchRange(gathered.values.subarray(gathered.starts[cell]!, gathered.starts[cell + 1]!), min[cell]!, max[cell]!, settings, range)
+    const params = search
+      ? search.run(gathered!.values.subarray(gathered!.starts[cell]!, gathered!.starts[cell + 1]!), min[cell]!, max[cell]!)
       : paramsFor(min[cell]!, max[cell]!, settings, range);
     scale[cell] = params.scale;
     zeroPoint[cell] = params.zeroPoint;
@@ -104,7 +109,7 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
 }
 
 /** The values reordered cell by cell (cell c's values at [starts[c], starts[c + 1])), for range searches. */
-function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolean, cells: number): { values: Float32Array; starts: Int32Array } {
+function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolean, cells: number): { values: Float32Array; starts: Int32Array; longest: number } {
   const { N, K } = weight;
   // Cell g·N + n holds the values of group g of channel n: cellLength of them, fewer in a partial last group.
   const starts = new Int32Array(cells + 1);
@@ -114,7 +119,7 @@ function gatherCells(weight: WeightMatrix, cellLength: number, perTensor: boolea
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
     for (let i = start, cell = first; i < end; i++, cell += step) values[filled[cell]!++] = weight.values[i]!;
   });
-  return { values, starts };
+  return { values, starts, longest: perTensor ? N * K : Math.min(cellLength, K) };
 }
 
 /** Cell length and cells per row for a granularity: groups of `size` along K, the last one partial when `size` does not divide K. */
@@ -124,22 +129,72 @@ export function cellGeometry(K: number, granularity: Granularity): { cellLength:
   return { cellLength: granularity.size, cellsPerRow: Math.ceil(K / granularity.size) };
 }
 
-function searchRange(values: Float32Array, min: number, max: number, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {
-  if (settings.range.kind !== 'lp') throw new RangeError(`range method '${settings.range.kind}' is not supported for weights`);
-  const { p, gridSize } = settings.range;
-  let best = paramsFor(min, max, settings, range);
-  let bestError = Infinity;
-  for (let i = 0; i < gridSize; i++) {
-    const shrink = 1 - 0.01 * i;
-    if (shrink <= 0) break;
-    const candidate = paramsFor(min * shrink, max * shrink, settings, range);
-    const error = lpError(values, candidate.scale, candidate.zeroPoint, range, p, bestError);
-    if (error < bestError) {
-      bestError = error;
-      best = candidate;
-    }
+/**
+ * The L_p range search: of the candidate ranges min-max × (1 − 0.01·i), i < gridSize, the first with the least
+ * Σ |x − s(q − z)|^p summed in the cell's order. Exact but pruned, without allocating per candidate:
+ * - the previous cell's winner is scored first, so its error bounds every candidate from the start (neighbouring
+ *   channels shrink alike); a candidate is then kept only while its running error stays within that bound;
+ * - before the in-order sum, a candidate's clipped values (the ends of the cell's sorted values, where the error
+ *   is largest) are summed: every term is ≥ 0, so once that partial sum exceeds the bound by more than the
+ *   reordering's rounding can account for, the in-order sum would too, and the candidate cannot win.
+ * The winner and its error are the ones the plain scan in index order finds, bit for bit.
+ */
+class RangeSearch {
+  private readonly sorted: Float32Array;
+  private readonly candidates: number;
+  private hint = 0;
+
+  constructor(
+    private readonly settings: QuantizerSettings,
+    private readonly range: IntRange,
+    longestCell: number,
+  ) {
+    if (settings.range.kind !== 'lp') throw new RangeError(`range method '${settings.range.kind}' is not supported for weights`);
+    this.sorted = new Float32Array(longestCell);
+    let candidates = 0;
+    while (candidates < settings.range.gridSize && shrinkOf(candidates) > 0) candidates++;
+    this.candidates = candidates;
   }
-  return best;
+
+  run(values: Float32Array, min: number, max: number): { scale: number; zeroPoint: number } {
+    const { settings, range, candidates } = this;
+    if (candidates === 0) return paramsFor(min, max, settings, range);
+    const p = (settings.range as { p: number }).p;
+    const sorted = this.sorted.subarray(0, values.length);
+    sorted.set(values);
+    sorted.sort();
+    // Float sums of the same ≥ 0 terms in two orders differ by less than this factor of the bound.
+    const slack = 1 + values.length * 2 ** -50;
+    const prior = Math.min(this.hint, candidates - 1);
+    const priorParams = paramsFor(min * shrinkOf(prior), max * shrinkOf(prior), settings, range);
+    const priorError = lpError(values, priorParams.scale, priorParams.zeroPoint, range, p, Infinity);
+    let best = priorParams;
+    let bestIndex = prior;
+    let bestError = Infinity;
+    for (let i = 0; i < candidates; i++) {
+      const bound = Math.min(bestError, priorError);
+      let error: number;
+      let candidate = priorParams;
+      if (i === prior) error = priorError;
+      else {
+        candidate = paramsFor(min * shrinkOf(i), max * shrinkOf(i), settings, range);
+        if (clippedError(sorted, candidate.scale, candidate.zeroPoint, range, p, bound * slack) > bound * slack) continue;
+        error = lpError(values, candidate.scale, candidate.zeroPoint, range, p, bound);
+      }
+      if (error < bestError && error <= priorError) {
+        bestError = error;
+        best = candidate;
+        bestIndex = i;
+      }
+    }
+    this.hint = bestIndex;
+    return best;
+  }
+}
+
+/** The shrink factor of candidate `i`. */
+function shrinkOf(i: number): number {
+  return 1 - 0.01 * i;
 }
 
 function paramsFor(min: number, max: number, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {
@@ -160,19 +215,61 @@ function lpError(values: Float32Array, scale: number, zeroPoint: number, range: 
   const high = range.qmax - zeroPoint;
   let total = 0;
   for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    let q = Math.round(v * inverse);
-    if (q < low) q = low;
-    else if (q > high) q = high;
-    const e = Math.abs(v - q * scale);
-    total += Math.pow(e, p);
+    total += termOf(values[i]!, inverse, scale, low, high, p);
     if (total > bound) return total;
   }
   return total;
 }
 
+/**
+ * Σ of lpError's terms over the clipped values only (q outside [low, high]), walking `sorted` in from both ends;
+ * stops once it exceeds `bound`. A lower bound of lpError's sum, up to the rounding of the order.
+ */
+function clippedError(sorted: Float32Array, scale: number, zeroPoint: number, range: IntRange, p: number, bound: number): number {
+  const inverse = 1 / scale;
+  const low = range.qmin - zeroPoint;
+  const high = range.qmax - zeroPoint;
+  let total = 0;
+  let first = 0;
+  let last = sorted.length - 1;
+  let lowClipped = true;
+  let highClipped = true;
+  while ((lowClipped || highClipped) && first <= last) {
+    if (lowClipped) {
+      const v = sorted[first]!;
+      if (Math.round(v * inverse) < low) {
+        total += termOf(v, inverse, scale, low, high, p);
+        first++;
+      } else lowClipped = false;
+    }
+    if (highClipped && first <= last) {
+      const v = sorted[last]!;
+      if (Math.round(v * inverse) > high) {
+        total += termOf(v, inverse, scale, low, high, p);
+        last--;
+      } else highClipped = false;
+    }
+    if (total > bound) return total;
+  }
+  return total;
+}
+
+/** One value's |x − s(q − z)|^p (q − z clamped to [low, high]): the same float in every sum. */
+function termOf(v: number, inverse: number, scale: number, low: number, high: number, p: number): number {
+  let q = Math.round(v * inverse);
+  if (q < low) q = low;
+  else if (q > high) q = high;
+  return Math.pow(Math.abs(v - q * scale), p);
+}
+
 /** A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into). */
 export type RoundingFunction = (weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array;
+
+/**
+ * Adding and subtracting 1.5·2^52 rounds a double to an integer half to even (exact for |x| < 2^51; a larger |x|
+ * stays as large, so it clamps the same), without Math.round's tie fix-up.
+ */
+const ROUND_HALF_EVEN = 6755399441055744;
 
 /** Round to nearest (half to even, as ONNX QuantizeLinear), clamped to the integer range. */
 export const roundToNearest: RoundingFunction = (weight, params, range) => {
@@ -182,10 +279,7 @@ export const roundToNearest: RoundingFunction = (weight, params, range) => {
   const { qmin, qmax } = range;
   forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => {
     for (let i = start, cell = first; i < end; i++, cell += step) {
-      const x = values[i]! / scale[cell]!;
-      let q = Math.round(x);
-      if (q - x === 0.5 && (q & 1) !== 0) q -= 1; // a tie: Math.round went up to an odd integer
-      q += zeroPoint[cell]!;
+      const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
       codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
     }
   });

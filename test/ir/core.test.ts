@@ -48,6 +48,29 @@ describe('IR core', () => {
     expect(graph.nodes[0]).toBe(matmul);
   });
 
+  it('sorts stably: of the nodes ready, the earliest first, so a topological order is kept as it is', () => {
+    const graph = new Graph('g');
+    const x = graph.addInput('x', { elemType: DataType.FLOAT, shape: [4] });
+    // Two independent chains a1→a2→a3 and b1→b2→b3 joined by an Add.
+    const chain = (tag: string) => {
+      const first = graph.addNode({ opType: Op.Relu, name: `${tag}1`, inputs: [x], outputs: [`${tag}1`] });
+      const second = graph.addNode({ opType: Op.Neg, name: `${tag}2`, inputs: [first.outputs[0]], outputs: [`${tag}2`] });
+      return graph.addNode({ opType: Op.Abs, name: `${tag}3`, inputs: [second.outputs[0]], outputs: [`${tag}3`] });
+    };
+    const a = chain('a');
+    const b = chain('b');
+    graph.addNode({ opType: Op.Add, name: 'sum', inputs: [a.outputs[0], b.outputs[0]], outputs: ['sum'] });
+    const names = () => graph.nodes.map((n) => n.name).join(' ');
+    const sorted = names();
+    graph.sortTopologically();
+    expect(names()).toBe(sorted);
+    const byName = new Map(graph.nodes.map((n) => [n.name, n]));
+    graph.nodes.splice(0, graph.nodes.length, ...['sum', 'b3', 'a2', 'b1', 'a3', 'b2', 'a1'].map((n) => byName.get(n)!));
+    graph.sortTopologically();
+    // Ready at first: b1 (position 3) and a1 (6). b1 frees b2 (5), which goes before a1; b2 frees b3 (1); then a's chain.
+    expect(names()).toBe('b1 b2 b3 a1 a2 a3 sum');
+  });
+
   it('makes names unique deterministically', () => {
     const { graph } = smallGraph();
     expect(graph.uniqueName('y')).toBe('y_1');

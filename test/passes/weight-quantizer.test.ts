@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { roundHalfEven } from '../../src/passes/gptq.js';
 import { computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
 
 function seeded(seed: number): () => number {
@@ -108,6 +109,41 @@ describe('weight quantizer', () => {
         const codesA = roundToNearest(nMajor(rows, N, K), a, intRange(4, false));
         const codesB = roundToNearest({ values: columns, N, K, kMajor: true }, b, intRange(4, false));
         for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expect(codesB[k * N + n]).toBe(codesA[n * K + k]);
+      }
+    }
+  });
+
+  it('prunes the L_p search without changing its pick: the first least-error candidate of the plain scan, bit for bit', () => {
+    // The plain scan in index order (the definition the pruned search must match).
+    const plainScan = (values: Float32Array, min: number, max: number, settings: QuantizerSettings, gridSize: number, p: number) => {
+      const { qmin, qmax } = intRange(settings.bits, settings.signed);
+      let best: [number, number] | undefined;
+      let bestError = Infinity;
+      for (let i = 0; i < gridSize && 1 - 0.01 * i > 0; i++) {
+        const lo = min * (1 - 0.01 * i);
+        const hi = max * (1 - 0.01 * i);
+        const positive = 2 ** (settings.bits - 1) - 1;
+        const scale = settings.symmetric ? Math.fround(Math.max(-lo, hi) / positive) || 1 : Math.fround((hi - lo) / (qmax - qmin)) || 1;
+        const zero = settings.symmetric ? (settings.signed ? 0 : 2 ** (settings.bits - 1)) : Math.min(qmax, Math.max(qmin, qmin + roundHalfEven(-lo / scale)));
+        let error = 0;
+        for (const v of values) error += Math.abs(v - Math.min(qmax - zero, Math.max(qmin - zero, Math.round(v / scale))) * scale) ** p;
+        if (error < bestError) [bestError, best] = [error, [scale, zero]];
+      }
+      return best!;
+    };
+    const N = 24;
+    const K = 96;
+    const rows = gaussianRows(N, K, 11);
+    for (let n = 0; n < N; n += 3) rows[n * K + ((n * 7) % K)] = n % 2 ? 9 : -7; // outliers in some rows
+    for (const p of [2.4, 2, 1]) {
+      for (const [bits, symmetric, signed] of [[8, false, true], [4, false, false], [4, true, true], [8, true, false]] as const) {
+        const settings: QuantizerSettings = { bits, symmetric, signed, granularity: { kind: 'per-channel' }, range: { kind: 'lp', p, gridSize: 100 } };
+        const params = computeCellParams(nMajor(rows, N, K), settings);
+        for (let n = 0; n < N; n++) {
+          const row = rows.subarray(n * K, (n + 1) * K);
+          const [scale, zero] = plainScan(row, Math.min(0, ...row), Math.max(0, ...row), settings, 100, p);
+          expect([params.scale[n], params.zeroPoint[n]]).toEqual([scale, zero]);
+        }
       }
     }
   });
