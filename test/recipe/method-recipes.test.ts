@@ -12,14 +12,13 @@ import { layersOf } from '../../src/quant/identity.js';
 import { checkRecipe, checkRecipeAgainstModel } from '../../src/recipe/check.js';
 import { parseRecipeFile } from '../../src/recipe/parse.js';
 import { selectForTransform } from '../../src/recipe/select.js';
+import { DIT_PRESETS, buildDit } from '../../src/synth/dit.js';
+import { MMDIT_PRESETS, buildMmdit } from '../../src/synth/mmdit.js';
+import { PIXART_PRESETS, buildPixart } from '../../src/synth/pixart.js';
+import { SD_UNET_PRESETS, buildSdUnet } from '../../src/synth/sd-unet.js';
 
 const dit = layersOf(loadModelSync('test/fixtures/dit-digits/model.onnx'));
 const unet = layersOf(loadModelSync('test/fixtures/sd-digits/unet/model.onnx'));
-/**
- * True once helper `roles`' discovery is merged (attn.proj renamed attn.out; sd-digits' cross-attention k/v
- * `attn.cross.*` instead of `other`, cross q no longer `attn.q`). The assertions under it need that branch.
- */
-const finalRoles = dit.some((l) => String(l.role) === 'attn.out');
 
 /** What a recipe plans for `layers`: names per action, the diagnostics, and each transform's layers. */
 function plan(recipe: string, layers: readonly Layer[]) {
@@ -81,7 +80,7 @@ describe('method recipes on any UNet or DiT (planner only: no calibration)', () 
     expect(transformed).toEqual([12]);
   });
 
-  it.runIf(finalRoles)('(needs the roles branch) the UNet transforms smooth/dilate the 12 self-attention q/k/v (shared per input) and 4 fc1, not cross-attention', () => {
+  it('the UNet transforms smooth/dilate the 12 self-attention q/k/v (shared per input) and 4 fc1, not cross-attention', () => {
     for (const recipe of ['smoothquant-w8a8', 'dilatequant-w4a8']) expect(plan(recipe, unet).transformed).toEqual([16]);
   });
 
@@ -101,9 +100,41 @@ describe('method recipes on any UNet or DiT (planner only: no calibration)', () 
     expect(quantized).toHaveLength(31);
   });
 
-  it.runIf(finalRoles)('(needs the roles branch) Q-DiT on the UNet: every one of its 40 attention and feed-forward MatMuls, W004 for `adaln`', () => {
+  it('Q-DiT on the UNet: every one of its 40 attention and feed-forward MatMuls, W004 for `adaln`', () => {
     const { diagnostics, quantized } = plan('qdit-w4a8', unet);
     expect(diagnostics).toEqual(["W004 selector 'adaln' of quantize rule 'attn, mlp, adaln' matches no layer of this model"]);
     expect(quantized).toEqual(ops(unet, 'MatMul'));
   });
+});
+
+describe('method recipes at real size, across families (synthetic exports; weights never generated)', () => {
+  const families = [
+    ['SD-1.5 UNet', () => buildSdUnet(SD_UNET_PRESETS.sd15!)],
+    ['DiT-XL/2', () => buildDit(DIT_PRESETS['dit-xl-2']!)],
+    ['PixArt-α 512', () => buildPixart(PIXART_PRESETS['pixart-alpha-512']!)],
+    ['SD3-medium (MMDiT)', () => buildMmdit(MMDIT_PRESETS['sd3-medium']!)],
+  ] as const;
+  it.each(families)('%s: every method recipe quantizes exactly the linear and conv layers its rules name, with no error', (_, build) => {
+    const layers = layersOf(build());
+    const weighted = ops(layers, 'Conv', 'MatMul', 'Gemm');
+    const errors = (diagnostics: string[]) => diagnostics.filter((d) => d.startsWith('E'));
+    for (const recipe of ['ptq4dm-w8a8', 'minmax-w8a8']) {
+      const { diagnostics, quantized } = plan(recipe, layers);
+      expect(errors(diagnostics)).toEqual([]);
+      expect(quantized).toEqual(weighted);
+    }
+    const rtn = plan('rtn-w4a16-g128', layers);
+    expect(errors(rtn.diagnostics)).toEqual([]);
+    expect(rtn.quantized).toEqual(weighted.filter((l) => l.role !== 'embed.time' && l.role !== 'final'));
+    // SmoothQuant keeps embeddings and the final layer; DilateQuant the adaLN too, as the paper does.
+    for (const [recipe, kept] of [['smoothquant-w8a8', /^(embed|final)/], ['dilatequant-w4a8', /^(embed|final|adaln)/]] as const) {
+      const { diagnostics, quantized, transformed } = plan(recipe, layers);
+      expect(errors(diagnostics)).toEqual([]);
+      expect(quantized).toEqual(weighted.filter((l) => !kept.test(l.role)));
+      expect(transformed[0]).toBeGreaterThan(0);
+    }
+    const qdit = plan('qdit-w4a8', layers);
+    expect(errors(qdit.diagnostics)).toEqual([]);
+    expect(qdit.quantized).toEqual(layers.filter((l) => /^(attn|mlp|adaln)/.test(l.role)));
+  }, 60_000);
 });
