@@ -37,11 +37,7 @@ export class OrtExecutor implements ModelExecutor {
       if (!value) throw new IrError('invalid-argument', `cannot fetch '${name}': no such value in graph '${graph.name}'`);
       if (!value.isGraphOutput) added.push(value);
     }
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: this.options.optimization ?? 'all',
-      ...(this.options.threads ? { intraOpNumThreads: this.options.threads, interOpNumThreads: 1 } : {}),
-      ...(this.options.exactLowBitMatMul ?? true ? { extra: { session: { qdq_matmulnbits_accuracy_level: '0' } } } : {}),
-    };
+    const sessionOptions = this.sessionOptions();
     let session: ort.InferenceSession;
     let tempDir: string | undefined;
     graph.outputs.push(...added);
@@ -60,20 +56,38 @@ export class OrtExecutor implements ModelExecutor {
       graph.outputs.splice(graph.outputs.length - added.length, added.length);
       if (tempDir) releaseTemporary(tempDir);
     }
+    return prepared(session, fetch);
+  }
+
+  /** Prepares the model saved at `path` (its external data beside it), fetching graph outputs only: nothing is encoded again. */
+  async prepareFile(path: string, fetch: string[]): Promise<PreparedModel> {
+    return prepared(await ort.InferenceSession.create(path, this.sessionOptions()), fetch);
+  }
+
+  private sessionOptions(): ort.InferenceSession.SessionOptions {
     return {
-      async run(feeds: TensorMap): Promise<TensorMap> {
-        const inputs: Record<string, ort.Tensor> = {};
-        for (const [name, tensor] of Object.entries(feeds)) inputs[name] = new ort.Tensor(tensor.dtype, tensor.data as never, tensor.dims);
-        const results = await session.run(inputs, fetch);
-        const out: TensorMap = {};
-        for (const name of fetch) out[name] = toHost(results[name]!);
-        return out;
-      },
-      async release(): Promise<void> {
-        await session.release();
-      },
+      graphOptimizationLevel: this.options.optimization ?? 'all',
+      ...(this.options.threads ? { intraOpNumThreads: this.options.threads, interOpNumThreads: 1 } : {}),
+      ...(this.options.exactLowBitMatMul ?? true ? { extra: { session: { qdq_matmulnbits_accuracy_level: '0' } } } : {}),
     };
   }
+}
+
+/** A runner over an open session. */
+function prepared(session: ort.InferenceSession, fetch: string[]): PreparedModel {
+  return {
+    async run(feeds: TensorMap): Promise<TensorMap> {
+      const inputs: Record<string, ort.Tensor> = {};
+      for (const [name, tensor] of Object.entries(feeds)) inputs[name] = new ort.Tensor(tensor.dtype, tensor.data as never, tensor.dims);
+      const results = await session.run(inputs, fetch);
+      const out: TensorMap = {};
+      for (const name of fetch) out[name] = toHost(results[name]!);
+      return out;
+    },
+    async release(): Promise<void> {
+      await session.release();
+    },
+  };
 }
 
 function toHost(tensor: ort.Tensor): HostTensor {

@@ -3,9 +3,10 @@
  * a seeded input, and each output must have the FP model's shape and be finite wherever the FP model's output
  * is. So a model ORT refuses, or one whose scales make it compute NaN, never leaves the compiler with exit 0.
  *
- * Memory: the FP model is run first from its file (ORT reads it; nothing is decoded on our side), its session
- * is released, and only then is the compiled model encoded for its own session, so the two sessions are never
- * alive together.
+ * Memory and time: the FP model is run first from its file (ORT reads it; nothing is decoded on our side), its
+ * session is released, and only then is the compiled model opened — from the file the compile staged
+ * (`compiledPath`: its weights are not computed and written a second time), else encoded — so the two sessions
+ * are never alive together.
  */
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../ir/core.js';
@@ -46,7 +47,7 @@ export interface SmokeRunResult {
  * model accepts (a symbolic dim that must be larger, an input of unknown rank), the guess is at fault, not the
  * compile: the compiled model is then only loaded, and the result says why.
  */
-export async function smokeRun(model: Model, referencePath: string, diffusion?: DiffusionInterface): Promise<SmokeRunResult | SmokeRunError> {
+export async function smokeRun(model: Model, referencePath: string, diffusion?: DiffusionInterface, compiledPath?: string): Promise<SmokeRunResult | SmokeRunError> {
   const started = performance.now();
   const outputs = model.graph.outputs.map((v) => v.name);
   const built = smokeFeeds(model, diffusion ? interfaceShapes(diffusion) : {});
@@ -71,7 +72,7 @@ export async function smokeRun(model: Model, referencePath: string, diffusion?: 
 
   let prepared;
   try {
-    prepared = await new OrtExecutor().prepare(model, outputs);
+    prepared = compiledPath ? await new OrtExecutor().prepareFile(compiledPath, outputs) : await new OrtExecutor().prepare(model, outputs);
   } catch (error) {
     return new SmokeRunError('load', `ONNX Runtime refuses the compiled model: ${firstLine(error)}`);
   }

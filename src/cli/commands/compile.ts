@@ -264,17 +264,19 @@ export const compileCommand: Command = {
       printDiagnostics([emptyCompile('the --passes pipeline quantized no weight or activation')]);
       return 1;
     }
-    const smoke = await smokeRun(model, modelPath, smokeInterface);
+    const saveStarted = performance.now();
+    // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
+    model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
+    const staged = outputs.stageFile(outputPath);
+    saveModel(model, staged);
+    const saveMs = performance.now() - saveStarted;
+    // The staged file is what ORT loads: nothing is committed (the staging goes with the transaction) unless it runs.
+    const smoke = await smokeRun(model, modelPath, smokeInterface, staged);
     if (smoke instanceof SmokeRunError) {
       io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
     }
     if (smoke.loadOnly) io.stderr(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
-    const saveStarted = performance.now();
-    // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
-    model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
-    saveModel(model, outputs.stageFile(outputPath));
-    const saveMs = performance.now() - saveStarted;
     const tenths = (ms: number) => Math.round(ms * 10) / 10;
     const timings: PassTimings = {
       pipeline: report.pipeline,
