@@ -1,9 +1,11 @@
 /**
- * CPU target: onnxruntime-node with graph optimization `all`. Int4 blocked weight-only layers become
- * `MatMulNBits` (ORT's 4-bit kernel; accuracy_level 4 — int8 activations — where the recipe quantizes the
- * layer's input to int8, else 0, float activations); int8 Q/DQ stays as written, because ORT's QDQ fusion turns
- * it into MatMulIntegerToFloat / QLinearMatMul / QGemm / QLinearConv. `cpuKernels` says which kernel each
- * lowered layer runs as, and which forms ORT runs slower than the float layer (the compile summary warns).
+ * CPU target: onnxruntime-node with graph optimization `all`. Int4 and int8 blocked (group) layers become
+ * `MatMulNBits` (ORT's low-bit kernel; accuracy_level 4 — int8 activations — where the recipe quantizes the
+ * layer's input to int8, else 0, float activations: left blocked, ORT would fuse int8 groups itself at its
+ * session default, accuracy 4); int8 Q/DQ stays as written, because ORT's QDQ fusion turns it into
+ * MatMulIntegerToFloat / QLinearMatMul / QLinearConv — except a Gemm with a float bias, which ORT leaves
+ * unfused, so it becomes MatMulIntegerToFloat + Add (gemm-as-matmul.ts). `cpuKernels` says which kernel each lowered
+ * layer runs as, and which forms ORT runs slower than the float layer (the compile summary warns).
  */
 import type { Model, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
@@ -11,11 +13,13 @@ import { Op, isOp } from '../ir/ops.js';
 import type { Backend, CapabilityTable, KernelGroup } from './backend.js';
 import { checkPlanAgainst } from './backend.js';
 import { lowerWithCapabilities } from './lowering.js';
+import { findQuantizedWeights } from '../quant/quantized-forms.js';
+import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
 
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
 export const cpuCapabilities: CapabilityTable = {
   weights: [
-    { ops: ['MatMul', 'Gemm'], bits: [4], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4; accuracy_level 4 where the input is int8-quantized, else 0)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4 },
+    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4 },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [5, 6, 7, 8], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv; 5–7-bit grids in int8 codes, groups as blocked DQ)' },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [2, 3, 4], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21; blocks that are not a MatMulNBits size, and per-channel, stay DQ)' },
   ],
@@ -40,8 +44,18 @@ export const cpuBackend: Backend = {
   capabilities: cpuCapabilities,
   checkPlan: (plan, layers, options) => checkPlanAgainst(cpuCapabilities, plan, layers, options),
   lower: (model, options) => {
+    // Layer names by op node, read before a rewrite (MatMulNBits is `<op>_nbits`, MatMulIntegerToFloat
+    // `<op>_integer`) replaces the op and its weight DQ.
+    const weights = findQuantizedWeights(model);
+    const layerNames = new Map(weights.map((w) => [w.node.name, w.name]));
+    const gemms = weights.filter(isInt8QdqGemm);
+    for (const gemm of gemms) rewriteGemmAsMatMulInteger(gemm);
     const result = lowerWithCapabilities('cpu', cpuCapabilities, model, options);
-    return { ...result, kernels: cpuKernels(model) };
+    if (gemms.length > 0) {
+      model.requireOpset('com.microsoft', 1);
+      Object.assign(result, { modified: true, statistics: { ...result.statistics, gemm_as_matmul_integer: gemms.length } });
+    }
+    return { ...result, kernels: cpuKernels(model, layerNames) };
   },
 };
 
@@ -50,9 +64,10 @@ const DEQUANTIZED_EVERY_RUN = 'ORT dequantizes the weights on every run before t
 /**
  * The ORT CPU kernel each quantized layer of a lowered graph runs as, grouped by kernel in graph order: what
  * ORT's QDQ transformers (graph optimization `all`) make of each Q/DQ pattern, checked against ORT's profiler
- * by bench/latency.ts. Float layers are not listed.
+ * by bench/latency.ts and test/backends/cpu-kernels.test.ts. Layers are named by `layerNames` (op node name →
+ * layer name), else by their node; float layers are not listed.
  */
-export function cpuKernels(model: Model): KernelGroup[] {
+export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string> = new Map()): KernelGroup[] {
   const groups = new Map<string, KernelGroup>();
   const add = (layer: string, kernel: string, slowerThanFloat?: string): void => {
     let group = groups.get(kernel);
@@ -60,21 +75,27 @@ export function cpuKernels(model: Model): KernelGroup[] {
     group.layers.push(layer);
   };
   for (const node of model.graph.nodes) {
+    if (isOp(node, Op.MatMulIntegerToFloat)) {
+      const op = node.name.replace(/_integer$/, '');
+      add(layerNames.get(op) ?? op, 'MatMulIntegerToFloat');
+      continue;
+    }
     if (isOp(node, Op.MatMulNBits)) {
-      add(node.name.replace(/_nbits$/, ''), `MatMulNBits(${node.intAttr('bits', 4)}b, acc ${node.intAttr('accuracy_level', 0)})`);
+      const op = node.name.replace(/_nbits$/, '');
+      add(layerNames.get(op) ?? op, `MatMulNBits(${node.intAttr('bits', 4)}b, acc ${node.intAttr('accuracy_level', 0)})`);
       continue;
     }
     if (!(isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv))) continue;
     const weightBits = codeBits(weightCodes(node.inputs[1]));
     const inputBits = codeBits(activationCodes(node.input(0)));
     if (weightBits === undefined && inputBits === undefined) continue;
-    const name = node.name;
+    const name = layerNames.get(node.name) ?? node.name;
     if (weightBits === 8 && inputBits === 8 && !blocked(node.inputs[1]!)) {
       const quantizedOutput = node.outputs[0]!.uses.length === 1 && isOp(node.outputs[0]!.uses[0]!.node, Op.QuantizeLinear);
       if (isOp(node, Op.Conv)) {
         if (quantizedOutput) add(name, 'QLinearConv');
         else add(name, 'DequantizeLinear + Conv (float)', 'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it; without one, weights and inputs are dequantized on every run');
-      } else if (isOp(node, Op.Gemm)) add(name, 'QGemm');
+      } else if (isOp(node, Op.Gemm)) add(name, 'DequantizeLinear + Gemm (float)', 'ORT fuses a Q/DQ Gemm into QGemm only with an int32-quantized bias and plain attributes; without, weights and inputs are dequantized on every run');
       else add(name, quantizedOutput ? 'QLinearMatMul' : 'MatMulIntegerToFloat');
     } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, DEQUANTIZED_EVERY_RUN);
     else if (weightBits === undefined) add(name, `QuantizeLinear/DequantizeLinear + ${node.opType} (float weight)`, 'the input is quantized and dequantized on every run for a float kernel');

@@ -65,10 +65,14 @@ describe('int8 groups of 128 on dit-digits', () => {
     expect(maxAbsDiff(reference, await runEps(model))).toBeLessThan(1e-4);
   });
 
-  it('cpu keeps them as blocked DequantizeLinear', async () => {
+  it('cpu: MatMulNBits bits 8 at accuracy_level 0 too (left blocked, ORT would fuse them at accuracy 4); eps within 1e-4 of the DQ graph', async () => {
     const model = await w8g128();
+    const reference = await runEps(model);
     backends.cpu.lower(model);
-    expect(count(model, Op.MatMulNBits)).toBe(0);
+    const nbits = model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits));
+    expect(nbits).toHaveLength(31);
+    expect(nbits.every((n) => n.intAttr('bits', 0) === 8 && n.intAttr('accuracy_level', -1) === 0)).toBe(true);
+    expect(maxAbsDiff(reference, await runEps(model))).toBeLessThan(1e-4);
   });
 });
 
