@@ -97,6 +97,9 @@ export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string>
         else add(name, 'DequantizeLinear + Conv (float)', 'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it; without one, weights and inputs are dequantized on every run');
       } else if (isOp(node, Op.Gemm)) add(name, 'DequantizeLinear + Gemm (float)', 'ORT fuses a Q/DQ Gemm into QGemm only with an int32-quantized bias and plain attributes; without, weights and inputs are dequantized on every run');
       else add(name, quantizedOutput ? 'QLinearMatMul' : 'MatMulIntegerToFloat');
+    } else if (weightBits === 8 && inputBits === undefined && isOp(node, Op.MatMul) && !blocked(node.inputs[1]!)) {
+      // ORT's DQMatMulToMatMulNBits fuses it, at the session's qdq_matmulnbits_accuracy_level (default 4).
+      add(name, 'MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)');
     } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, DEQUANTIZED_EVERY_RUN);
     else if (weightBits === undefined) add(name, `QuantizeLinear/DequantizeLinear + ${node.opType} (float weight)`, 'the input is quantized and dequantized on every run for a float kernel');
     else add(name, `DequantizeLinear int${weightBits} + QuantizeLinear/DequantizeLinear int${inputBits} + ${node.opType} (float)`, `ORT has no int${weightBits}×int${inputBits} ${node.opType} kernel for this form; ${DEQUANTIZED_EVERY_RUN}`);

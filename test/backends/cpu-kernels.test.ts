@@ -77,17 +77,19 @@ describe('cpu lowering choices', () => {
     expect(profiled.DequantizeLinear ?? 0).toBe(0); // every Q/DQ pair fused
   });
 
-  it('int8 per-channel weight-only (no ORT kernel): DequantizeLinear + float op, warned as slower than float (W042)', async () => {
+  it('int8 per-channel weight-only: ORT fuses the MatMuls into MatMulNBits itself; the Gemms stay DequantizeLinear + float Gemm, warned as slower than float (W042)', async () => {
     const model = await w8PerChannel();
     const result = cpuBackend.lower(model);
     expect(result.kernels!.map((k) => [k.kernel, k.layers.length])).toEqual([
       ['DequantizeLinear int8 + Gemm (float)', 7],
-      ['DequantizeLinear int8 + MatMul (float)', 24],
+      ['MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)', 24],
     ]);
     const warnings = slowKernelDiagnostics('cpu', result.kernels!);
-    expect(warnings.map((w) => w.message)).toEqual(['target cpu runs 7 layers as DequantizeLinear int8 + Gemm (float), slower than float', 'target cpu runs 24 layers as DequantizeLinear int8 + MatMul (float), slower than float']);
-    expect(warnings[1]).toMatchObject({ severity: 'warning', code: 'W042' });
-    expect(warnings[1]!.notes![0]).toMatch(/^ORT dequantizes the weights on every run before the float kernel: blocks\.0\.attn\.qkv, /);
-    expect((await profiledKernels(model)).DequantizeLinear).toBe(31);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ severity: 'warning', code: 'W042', message: 'target cpu runs 7 layers as DequantizeLinear int8 + Gemm (float), slower than float' });
+    expect(warnings[0]!.notes![0]).toMatch(/^ORT dequantizes the weights on every run before the float kernel: blocks\.0\.adaln, /);
+    const profiled = await profiledKernels(model);
+    expect(profiled.MatMulNBits).toBe(24);
+    expect(profiled.DequantizeLinear).toBe(7);
   });
 });
