@@ -7,11 +7,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../src/ir/core.js';
 import { loadModelSync } from '../src/ir/serde.js';
-import { diffusionIO, openDenoiser } from '../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
+import type { ModelExecutor } from '../src/ir/executor.js';
+import { buildCalibrationSet, type CalibrationOptions, type CalibrationSet } from '../src/runtime/calibration.js';
+import { readSidecar } from '../src/runtime/diffusion.js';
+import { classLabelConditioning, type ConditioningSet } from '../src/runtime/diffusion/conditioning.js';
+import type { DiffusionInterface } from '../src/runtime/diffusion/interface.js';
+import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
+import { noiseScheduleFromSidecar } from '../src/runtime/diffusion/scheduler-config.js';
+import { openDenoiser, sample } from '../src/runtime/diffusion/sampler.js';
+import { makeScheduler, type Scheduler } from '../src/runtime/diffusion/scheduler.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { featureStats, frechetDistance } from '../src/runtime/metrics.js';
-import { sampleImages } from '../src/runtime/samplers.js';
 
 const fixtures = join(import.meta.dirname, '..', 'test', 'fixtures');
 /** Folder of the dit-digits fixture. */
@@ -24,17 +30,34 @@ function floats64(file: string): Float64Array {
   return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
+/** A dit-digits model (the fixture or a quantized twin) as the runtime drives it: its interface, its 10 class labels, DDIM-`steps` over its sidecar schedule. */
+export function ditDigits(model: Model, steps: number): { iface: DiffusionInterface; conditioning: ConditioningSet; scheduler: Scheduler } {
+  const iface = findDiffusionInterface(model, join(DIT_DIGITS, 'model.onnx'));
+  const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json'))), { kind: 'ddim', steps });
+  return { iface, conditioning: classLabelConditioning(iface), scheduler };
+}
+
+/** A calibration set of a dit-digits model from its own DDIM-`steps` trajectories. */
+export async function ditCalibrationSet(model: Model, steps: number, options: CalibrationOptions): Promise<CalibrationSet> {
+  const { iface, conditioning, scheduler } = ditDigits(model, steps);
+  const denoiser = await openDenoiser(model, iface);
+  try {
+    return await buildCalibrationSet(denoiser, scheduler, conditioning, options);
+  } finally {
+    await denoiser.release();
+  }
+}
+
 /** `count` class-conditional DDIM samples (label i mod 10) from seeded noise: the same seed gives the same x_T for every model. */
-export async function sampleDigits(model: Model, count: number, steps: number, seed: number, batch = 100): Promise<{ images: Float32Array; labels: number[] }> {
-  const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
-  const io = diffusionIO(model, 10);
-  const { denoise, release } = await openDenoiser(model, io, new OrtExecutor());
+export async function sampleDigits(model: Model, count: number, steps: number, seed: number, batch = 100, executor: ModelExecutor = new OrtExecutor()): Promise<{ images: Float32Array; labels: number[] }> {
+  const { iface, conditioning, scheduler } = ditDigits(model, steps);
+  const denoiser = await openDenoiser(model, iface, executor);
   const labels = Array.from({ length: count }, (_, i) => i % 10);
   try {
-    const images = await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps, seed, batch });
+    const images = await sample(denoiser, { scheduler, conditions: labels, conditioning, seed, batch });
     return { images, labels };
   } finally {
-    await release();
+    await denoiser.release();
   }
 }
 

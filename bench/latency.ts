@@ -36,14 +36,17 @@ const BATCH = 2;
 /** A model under test: how to synthesize it, extra compile arguments, and the shape of each input at batch 2. */
 interface Subject {
   synth: string[];
+  /** The float model inside the synthesized folder. */
+  model: string;
   /** Extra `qcompile` arguments for a compile that calibrates (e.g. the UNet's text conditioning). */
   calibrationArgs: (dir: string) => string[];
   shapes: Record<string, number[]>;
 }
 const SUBJECTS: Record<string, Subject> = {
-  dit: { synth: ['synth', 'dit', '--preset', 'dit-xl-2'], calibrationArgs: () => [], shapes: { x: [BATCH, 4, 32, 32], t: [BATCH], y: [BATCH] } },
+  dit: { synth: ['synth', 'dit', '--preset', 'dit-xl-2'], model: 'model.onnx', calibrationArgs: () => [], shapes: { x: [BATCH, 4, 32, 32], t: [BATCH], y: [BATCH] } },
   sd15: {
     synth: ['synth', 'unet', '--preset', 'sd15'],
+    model: join('unet', 'model.onnx'),
     calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning')],
     shapes: { sample: [BATCH, 4, 64, 64], timestep: [BATCH], encoder_hidden_states: [BATCH, 77, 768] },
   },
@@ -137,7 +140,7 @@ for (const name of args.models.split(',')) {
   const subject = SUBJECTS[name];
   if (!subject) throw new Error(`latency bench: unknown model '${name}' (known: ${Object.keys(SUBJECTS).join(', ')})`);
   const dir = join(args.work, name);
-  const fp32Path = join(dir, 'model.onnx');
+  const fp32Path = join(dir, subject.model);
   if (!existsSync(fp32Path)) qcompile([...subject.synth, '-o', dir]);
   const row: Record<string, unknown> = { fp32_bytes: modelBytes(fp32Path) };
   const paths: Record<string, string> = { fp32: fp32Path };

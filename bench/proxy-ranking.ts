@@ -17,10 +17,9 @@ import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { layerErrorTable } from '../src/passes/search-group-sizes.js';
 import { seededRandom } from '../src/random.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser } from '../src/runtime/calibration.js';
 import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import { DIT_DIGITS, pairedPsnr, sampleDigits } from './digits-quality.js';
+import { DIT_DIGITS, ditCalibrationSet, ditDigits, pairedPsnr, sampleDigits } from './digits-quality.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
 import { runPass } from '../src/passes/pass-manager.js';
 
@@ -35,10 +34,8 @@ const layers = discoverLayers(fp).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.r
 const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
 const executor = new OrtExecutor();
 
-const io = diffusionIO(fp, 10);
-const fpDenoiser = await openDenoiser(fp, io);
-const calibration = await buildCalibrationSet(fpDenoiser.denoise, schedule, io, { samples: 64, batch: 32, steps: 50, strategy: { kind: 'random-distinct' }, seed: 0 });
-await fpDenoiser.release();
+const { output: { name: output }, timestep: { name: timestep } } = ditDigits(fp, 50).iface;
+const calibration = await ditCalibrationSet(fp, 50, { samples: 64, batch: 32, strategy: { kind: 'random-distinct' }, seed: 0 });
 
 const weightAt = (size: number): WeightQuantSpec => ({ bits: 4, symmetric: false, granularity: { kind: 'group', size }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } });
 const context = (plan: QuantPlan): PassContext => ({ seed: 0, plan, executor, artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibration.batches), progress: () => {}, log: () => {} });
@@ -52,10 +49,10 @@ async function quantized(allocation: number[]): Promise<Model> {
 }
 
 async function epsOf(model: Model, batches: TensorMap[]): Promise<Float32Array[]> {
-  const prepared = await executor.prepare(model, [io.output]);
+  const prepared = await executor.prepare(model, [output]);
   try {
     const out: Float32Array[] = [];
-    for (const feeds of batches) out.push((await prepared.run(feeds))[io.output]!.data as Float32Array);
+    for (const feeds of batches) out.push((await prepared.run(feeds))[output]!.data as Float32Array);
     return out;
   } finally {
     await prepared.release();
@@ -79,7 +76,7 @@ function proxies(eps: Float32Array[]): { epsMse: number; stepWeighted: number } 
   let weighted = 0;
   let n = 0;
   eps.forEach((batch, b) => {
-    const t = calibration.batches[b]![io.timestep]!.data as BigInt64Array;
+    const t = calibration.batches[b]![timestep]!.data as BigInt64Array;
     for (let s = 0; s < t.length; s++) {
       let e = 0;
       for (let i = s * perSample; i < (s + 1) * perSample; i++) e += (batch[i]! - reference[b]![i]!) ** 2;

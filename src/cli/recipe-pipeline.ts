@@ -1,13 +1,15 @@
 /**
  * The CLI glue between a recipe file and the pass pipeline: read and check the recipe against the model,
- * print its diagnostics, plan, and build the calibration batches its steps need.
+ * print its diagnostics, plan, and build what its steps need from the model's diffusion interface, the
+ * recipe's scheduler and the conditioning (the command line's over the recipe's): the calibration batches
+ * and the group-size search's sample probe.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { hasErrors, renderDiagnostic } from '../diagnostics.js';
 import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
-import { labelClasses, layersOf } from '../quant/identity.js';
+import { layersOf } from '../quant/identity.js';
 import { CALIBRATION_BATCHES } from '../passes/artifacts.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../ir/executor.js';
@@ -17,10 +19,14 @@ import { checkRecipe, checkRecipeAgainstModel, type CheckOptions } from '../reci
 import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
-import { calibrationCacheFileState, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser, type CalibrationSet } from '../runtime/calibration.js';
-import { makeSchedule, readSidecar, ScheduleError, scheduleFromSidecar, type Schedule } from '../runtime/diffusion.js';
-import { sampleImages } from '../runtime/samplers.js';
+import { calibrationCacheFileState, conditioningSha256, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
+import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration.js';
+import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
+import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
+import { guidanceFor, noiseScheduleFor } from '../runtime/diffusion/schedule-source.js';
+import { findDiffusionInterface } from '../runtime/diffusion/interface.js';
+import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
+import { makeScheduler, type SamplerSpec, type Scheduler } from '../runtime/diffusion/scheduler.js';
 import type { CliIO } from './command.js';
 
 /** A recipe ready to run. */
@@ -56,96 +62,122 @@ export function planRecipeFile(recipePath: string, model: Model, io: CliIO, stri
   return planned;
 }
 
+/** What the command line says over the recipe: conditioning sources and the latent resolution of a dynamic-H/W model. */
+export interface DiffusionOverrides extends ConditioningSources {
+  resolution?: [number, number];
+}
+
+/** A model driven as the recipe says: its interface, the recipe's scheduler, its conditioning and the guidance. */
+export interface RecipeDiffusion {
+  iface: DiffusionInterface;
+  scheduler: Scheduler;
+  conditioning: ConditioningSet;
+  guidance: number;
+}
+
 /** The recipe's calibration cache file (`calibrate { cache "FILE" }`, relative to the recipe), if it names one. */
 export function recipeCachePath(recipe: Recipe, recipePath: string): string | undefined {
   return recipe.calibrate.cache ? resolve(dirname(recipePath), recipe.calibrate.cache) : undefined;
 }
 
 /**
- * The calibration batches a recipe asks for, from the FP model's own DDIM trajectories — or from the recipe's
- * `cache` file when it was recorded for this model and these settings (and is intact); a fresh set is written
- * back to it, staged in `outputs` when given (so it appears with the run's other outputs), else atomically now.
- * Throws OutputPathError when the cache path holds anything but a calibration cache (never read, never replaced).
+ * The interface, scheduler, conditioning and guidance the recipe's calibration and probe drive `model` with.
+ * The command line's prompts, conditioning and resolution override the recipe's (`calibrate { prompts,
+ * conditioning }`, relative to the recipe; `diffusion { resolution }`).
  */
-export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction): Promise<CalibrationSet> {
+export async function recipeDiffusion(recipe: Recipe, recipePath: string, model: Model, modelPath: string, overrides: DiffusionOverrides = {}): Promise<RecipeDiffusion> {
   const d = recipe.diffusion;
-  const schedule = recipeSchedule(recipe, modelPath);
-  if (d.sampler.kind !== 'ddim' || d.sampler.eta !== 0) throw new Error('calibration trajectories use DDIM with eta 0: set `sampler ddim(steps: N)` in the recipe');
-  const classes = recipeClasses(recipe, model);
-  const io_ = diffusionIO(model, classes);
+  const fromRecipe = (file: string) => (file ? resolve(dirname(recipePath), file) : undefined);
+  const resolution = overrides.resolution ?? (d.resolution.height > 0 ? ([d.resolution.height, d.resolution.width] as [number, number]) : undefined);
+  const iface = findDiffusionInterface(model, modelPath, {
+    recipe: { prediction: d.prediction, ...(d.classes ? { classes: d.classes } : {}), ...(d.timestepScale !== 1 ? { timestepScale: d.timestepScale } : {}) },
+    ...(resolution ? { resolution } : {}),
+  });
+  const prompts = overrides.prompts ?? fromRecipe(recipe.calibrate.prompts);
+  const conditioningDir = overrides.conditioningDir ?? fromRecipe(recipe.calibrate.conditioning);
+  const conditioning = await loadConditioning(iface, { ...(prompts ? { prompts } : {}), ...(conditioningDir ? { conditioningDir } : {}) }, modelPath);
+  const spec: SamplerSpec = d.sampler.kind === 'ddim' ? { kind: 'ddim', steps: d.sampler.steps, eta: d.sampler.eta } : { kind: d.sampler.kind, steps: d.sampler.steps };
+  return { iface, scheduler: makeScheduler(noiseScheduleFor(modelPath, iface, d), spec), conditioning, guidance: guidanceFor(modelPath, d.guidance > 0 ? d.guidance : undefined) };
+}
+
+/**
+ * The calibration batches a recipe asks for, from the FP model's own trajectories — or from the recipe's
+ * `cache` file when it was recorded for this model, these settings and this conditioning (and is intact); a
+ * fresh set is written back to it, staged in `outputs` when given (so it appears with the run's other outputs),
+ * else atomically now. Throws OutputPathError when the cache path holds anything but a calibration cache.
+ */
+export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction, overrides: DiffusionOverrides = {}): Promise<CalibrationSet> {
+  const diffusion = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
+  const { scheduler, conditioning, guidance } = diffusion;
   const cachePath = recipeCachePath(recipe, recipePath);
-  const key: CalibrationKey = { modelSha256: cachePath ? modelFilesSha256(model, modelPath) : '', strategy: recipe.calibrate.timesteps, seed, samplerSteps: d.sampler.steps, samples: recipe.calibrate.samples, batch: recipe.calibrate.batch, classes };
+  const key: CalibrationKey = {
+    modelSha256: cachePath ? modelFilesSha256(model, modelPath) : '',
+    strategy: recipe.calibrate.timesteps,
+    seed,
+    schedule: scheduler.config,
+    sampler: scheduler.spec,
+    samples: recipe.calibrate.samples,
+    batch: recipe.calibrate.batch,
+    conditioning: cachePath ? conditioningSha256(conditioning) : '',
+    guidance,
+  };
+  const described = `${recipe.calibrate.timesteps.kind}; ${conditioning.describe}${guidance !== 1 ? `, guidance ${guidance}` : ''}`;
   if (cachePath && calibrationCacheFileState(cachePath) === 'cache') {
-    const cached = decodeCalibrationCache(readFileSync(cachePath), key, io_);
+    const cached = decodeCalibrationCache(readFileSync(cachePath), key);
     if (cached.ok) {
-      io.stderr(`calibration: ${cached.set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) from ${cachePath}\n`);
+      io.stderr(`calibration: ${cached.set.timesteps.length} samples (${described}) from ${cachePath}\n`);
       return cached.set;
     }
     // Recomputing is always safe (the set is a function of the model and settings), so a bad cache costs time only.
     io.stderr(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);
   }
-  const { denoise, release } = await openDenoiser(model, io_);
+  const denoiser = await openDenoiser(model, diffusion.iface);
   const started = performance.now();
   try {
-    const set = await buildCalibrationSet(denoise, schedule, io_, {
+    const set = await buildCalibrationSet(denoiser, scheduler, conditioning, {
       samples: recipe.calibrate.samples,
       batch: recipe.calibrate.batch,
-      steps: d.sampler.steps,
       strategy: recipe.calibrate.timesteps,
       seed,
+      guidance,
       progress: (done, total) => {
         if (io.stderrIsTTY) io.stderr(`\r\x1b[Kcalibration trajectories ${done}/${total}`);
       },
     });
-    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${recipe.calibrate.timesteps.kind}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${described}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     if (cachePath) {
-      const bytes = encodeCalibrationCache(key, set, io_);
+      const bytes = encodeCalibrationCache(key, set);
       if (outputs) outputs.writeFile(cachePath, bytes);
       else writeFileAtomic(cachePath, bytes);
       io.stderr(`calibration: cached in ${cachePath}\n`);
     }
     return set;
   } finally {
-    await release();
+    await denoiser.release();
   }
-}
-
-/** The recipe's diffusion schedule: its own, or the `schedule.json` sidecar next to the model (whose prediction type must match the recipe's). */
-function recipeSchedule(recipe: Recipe, modelPath: string): Schedule {
-  const d = recipe.diffusion;
-  if (d.prediction === 'flow' || d.prediction === 'sample' || d.schedule.kind === 'config' || d.schedule.kind === 'flow') {
-    throw new ScheduleError(`the recipe's ${d.prediction === 'flow' || d.prediction === 'sample' ? `'prediction ${d.prediction}'` : `'schedule ${d.schedule.kind}'`} is not taken by compile's calibration sampler yet (it takes a sidecar or a linear, scaled-linear or cosine schedule, epsilon or v)`);
-  }
-  if (d.schedule.kind === 'sidecar') return scheduleFromSidecar(readSidecar(join(dirname(modelPath), 'schedule.json')), { prediction: d.prediction });
-  if (d.schedule.kind === 'cosine') return makeSchedule('cosine', d.schedule.steps, undefined, undefined, d.prediction);
-  return makeSchedule(d.schedule.kind, d.schedule.steps, d.schedule.betaStart, d.schedule.betaEnd, d.prediction);
-}
-
-function recipeClasses(recipe: Recipe, model: Model): number {
-  return recipe.diffusion.classes || labelClasses(model);
 }
 
 /** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */
 const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 
 /**
- * The sample probe a group-size search judges its finalists with: DDIM (η = 0, the recipe's schedule) from
- * seeded noise the calibration never used, labels dealt round-robin; the same noise for every candidate.
+ * The sample probe a group-size search judges its finalists with: the recipe's sampler at PROBE.steps steps
+ * (DDIM η = 0 for a DDIM recipe), its guidance and the model's conditioning dealt round-robin, from seeded
+ * noise the calibration never used; the same noise and conditions for every candidate.
  */
-export function recipeSampleProbe(recipe: Recipe, model: Model, modelPath: string, seed: number): SampleProbe {
-  const schedule = recipeSchedule(recipe, modelPath);
-  const classes = recipeClasses(recipe, model);
-  const labels = Array.from({ length: PROBE.samples }, (_, i) => (classes > 0 ? i % classes : 0));
+export async function recipeSampleProbe(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
+  const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
+  const probeScheduler = scheduler.spec.kind === 'ddim' ? makeScheduler(scheduler.config, { kind: 'ddim', steps: PROBE.steps, eta: 0 }) : scheduler;
+  const conditions = Array.from({ length: PROBE.samples }, (_, i) => i % conditioning.count);
   return {
-    describe: `${PROBE.samples} samples, DDIM ${PROBE.steps} steps`,
+    describe: `${PROBE.samples} samples, ${probeScheduler.spec.kind.toUpperCase()} ${probeScheduler.timesteps.length} steps${guidance !== 1 ? `, guidance ${guidance}` : ''}`,
     samples: PROBE.samples,
     async sample(candidate) {
-      const io = diffusionIO(candidate, classes);
-      const { denoise, release } = await openDenoiser(candidate, io);
+      const denoiser = await openDenoiser(candidate, iface);
       try {
-        return await sampleImages(denoise, schedule, labels, io.imageShape, { sampler: 'ddim', steps: PROBE.steps, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
+        return await sample(denoiser, { scheduler: probeScheduler, conditions, conditioning, guidance, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
       } finally {
-        await release();
+        await denoiser.release();
       }
     },
   };

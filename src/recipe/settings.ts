@@ -49,7 +49,7 @@ export const SETTINGS = {
   precision: { kind: 'enum', written: 'precision NAME', values: ['fp32', 'fp16'], default: 'fp32', doc: 'precision of what stays unquantized' },
   seed: { kind: 'int', written: 'seed N', min: 0, max: 2 ** 31 - 1, default: 0, doc: 'seed of every random choice (added to `--seed`)' },
   'diffusion.prediction': { kind: 'enum', written: 'diffusion { prediction NAME }', values: ['epsilon', 'v', 'flow', 'sample'], default: 'epsilon', doc: 'what the model predicts: the noise, v, the flow velocity (noise − x0) or x0' },
-  'diffusion.guidance': { kind: 'number', written: 'diffusion { guidance G }', min: 0, minExclusive: true, max: 100, default: 1, doc: 'classifier-free guidance scale (1 = none)' },
+  'diffusion.guidance': { kind: 'number', written: 'diffusion { guidance G }', min: 0, max: 100, default: 0, doc: 'classifier-free guidance scale of calibration and the probe (1 = none; 0, the default: the sidecar\'s recommended scale when it has one, else none)' },
   'diffusion.classes': { kind: 'int', written: 'diffusion { classes N }', min: 0, max: SIZE, default: 0, doc: 'class count of a class-conditional model (0 = read it from the label embedding)' },
   'diffusion.resolution': { kind: 'int', written: 'diffusion { resolution N | HxW }', min: 0, max: SIZE, default: 0, doc: "latent input height and width, for models whose H/W are dynamic (0 = the model's)" },
   'diffusion.timestep-scale': { kind: 'number', written: 'diffusion { timestep-scale X }', min: 0, minExclusive: true, max: 1e6, default: 1, doc: 'the model is fed scheduler timestep × X (Flux-style models: 0.001)' },

@@ -44,17 +44,24 @@ export interface QualityReport {
   generator: string;
   fp: ModelFacts;
   quant: ModelFacts;
-  settings: { sampler: string; steps: number; samples: number; seed: number };
+  settings: { sampler: string; steps: number; samples: number; seed: number; guidance?: number; conditioning?: string };
   recipe?: { name: string; text: string };
   /** Paired and distribution metrics of the sampled images. */
   metrics?: {
-    psnrDb?: { mean: number; min: number };
+    /** Over the paired samples; `se` its standard error (the page shows mean ± 2 SE). */
+    psnrDb?: { mean: number; min: number; se?: number };
     labelAgreement?: number;
-    fd?: { fp: number; quant: number; samples: number };
+    /** With the 95% bootstrap intervals (same resampled indices for both models). */
+    fd?: { fp: number; quant: number; samples: number; fpCi?: [number, number]; quantCi?: [number, number] };
+    /** Classifier label == the sample's class label. */
     labelAccuracy?: { fp: number; quant: number };
+    /** Classifier label == the class of the sample's prompt. */
+    promptAdherence?: { fp: number; quant: number };
   };
   /** Eps-prediction error of the quantized model against FP, by timestep. */
   epsByTimestep?: { timesteps: number[]; sqnrDb: number[] };
+  /** Under CFG: SQNR of the guidance signal eps(cond) − eps(uncond), quantized vs FP on the same inputs, by timestep. */
+  guidanceSignal?: { timesteps: number[]; sqnrDb: number[]; guidance: number };
   /** Layer output SQNR (dB) by layer and timestep. */
   layerSqnr?: { layers: string[]; timesteps: number[]; sqnrDb: number[][] };
   /** Sample grids from the same seeds, as PNG bytes in base64. */
@@ -84,7 +91,8 @@ export function renderReportHtml(report: QualityReport): string {
   sections.push(`<h1>${escapeXml(report.title)}</h1>`);
   sections.push(
     `<p class="muted">${escapeXml(report.generator)} · ${escapeXml(report.settings.sampler)}, ${report.settings.steps} steps, ` +
-      `${report.settings.samples} samples, seed ${report.settings.seed}</p>`,
+      `${report.settings.samples} samples, seed ${report.settings.seed}` +
+      `${report.settings.guidance !== undefined && report.settings.guidance !== 1 ? `, guidance ${report.settings.guidance}` : ''}${report.settings.conditioning ? `; ${escapeXml(report.settings.conditioning)}` : ''}</p>`,
   );
   sections.push(sizeSection(report));
   if (report.metrics) sections.push(metricsSection(report.metrics));
@@ -97,7 +105,9 @@ export function renderReportHtml(report: QualityReport): string {
   }
   if (report.epsByTimestep) {
     const e = report.epsByTimestep;
-    sections.push(`<h2>Eps error by timestep</h2>${lineChart('eps SQNR vs FP', 'timestep t', 'SQNR (dB)', [{ label: 'SQNR', x: e.timesteps, y: e.sqnrDb }])}`);
+    const g = report.guidanceSignal;
+    const series = [{ label: 'eps SQNR', x: e.timesteps, y: e.sqnrDb }, ...(g ? [{ label: `guidance signal (×${g.guidance})`, x: g.timesteps, y: g.sqnrDb }] : [])];
+    sections.push(`<h2>Eps error by timestep</h2>${lineChart(g ? 'eps and guidance-signal SQNR vs FP' : 'eps SQNR vs FP', 'timestep t', 'SQNR (dB)', series)}`);
   }
   if (report.layerSqnr) {
     const l = report.layerSqnr;
@@ -123,10 +133,17 @@ function sizeSection(report: QualityReport): string {
 
 function metricsSection(metrics: NonNullable<QualityReport['metrics']>): string {
   const rows: string[] = [];
-  if (metrics.psnrDb) rows.push(`<tr><td>paired PSNR vs FP (mean / min)</td><td>${metrics.psnrDb.mean.toFixed(2)} dB / ${metrics.psnrDb.min.toFixed(2)} dB</td></tr>`);
+  if (metrics.psnrDb) {
+    const se = metrics.psnrDb.se !== undefined ? ` ± ${(2 * metrics.psnrDb.se).toFixed(2)}` : '';
+    rows.push(`<tr><td>paired PSNR vs FP (mean${se ? ' ± 2 SE' : ''} / min)</td><td>${metrics.psnrDb.mean.toFixed(2)}${se} dB / ${metrics.psnrDb.min.toFixed(2)} dB</td></tr>`);
+  }
   if (metrics.labelAgreement !== undefined) rows.push(`<tr><td>label agreement with FP</td><td>${(100 * metrics.labelAgreement).toFixed(1)}%</td></tr>`);
   if (metrics.labelAccuracy) rows.push(`<tr><td>label accuracy (FP / quantized)</td><td>${(100 * metrics.labelAccuracy.fp).toFixed(1)}% / ${(100 * metrics.labelAccuracy.quant).toFixed(1)}%</td></tr>`);
-  if (metrics.fd) rows.push(`<tr><td>Fréchet distance to real (${metrics.fd.samples} samples; FP / quantized)</td><td>${metrics.fd.fp.toFixed(2)} / ${metrics.fd.quant.toFixed(2)}</td></tr>`);
+  if (metrics.promptAdherence) rows.push(`<tr><td>prompt adherence (FP / quantized)</td><td>${(100 * metrics.promptAdherence.fp).toFixed(1)}% / ${(100 * metrics.promptAdherence.quant).toFixed(1)}%</td></tr>`);
+  if (metrics.fd) {
+    const ci = (range?: [number, number]) => (range ? ` <span class="muted">[${range[0].toFixed(1)}, ${range[1].toFixed(1)}]</span>` : '');
+    rows.push(`<tr><td>Fréchet distance to real (${metrics.fd.samples} samples; FP / quantized${metrics.fd.fpCi ? ', 95% bootstrap' : ''})</td><td>${metrics.fd.fp.toFixed(2)}${ci(metrics.fd.fpCi)} / ${metrics.fd.quant.toFixed(2)}${ci(metrics.fd.quantCi)}</td></tr>`);
+  }
   return `<h2>Image quality</h2><table><tr><th>metric</th><th>value</th></tr>${rows.join('')}</table>`;
 }
 

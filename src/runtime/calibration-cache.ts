@@ -1,44 +1,85 @@
 /**
- * The calibration-set cache (`calibrate { cache "FILE" }`): the recorded (x_t, t, y) of a calibration set,
- * keyed by the FP model's sha256 and every setting that changes the set, so a recompile skips the sampler.
- * File: magic, u32 header length, JSON header, zero padding to 8, then t (i64), y (i64), x (f32) — int64 first
- * so every array stays aligned — and last the sha256 of all the bytes before it. A stale, damaged or edited
- * cache is refused with a one-line reason (the caller recomputes it); a file at the cache path that is not a
- * calibration cache at all is never read as one nor overwritten.
+ * The calibration-set cache (`calibrate { cache "FILE" }`): the recorded feeds of a calibration set (every
+ * model input, conditioning and CFG's unconditional rows included), keyed by the FP model's sha256, the sha256
+ * of the conditioning tensors, the guidance and every setting that changes the set, so a recompile skips the
+ * sampler. File: magic, u32 header length, JSON header (the key, per row its timestep and position, per batch
+ * its tensors' names, dtypes, shapes and offsets), zero padding to 8, the tensors' bytes (each at a multiple of
+ * 8), and last the sha256 of all the bytes before it. A stale, damaged or edited cache is refused with a
+ * one-line reason (the caller recomputes it); a file at the cache path that is not a calibration cache at all
+ * is never read as one nor overwritten.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { OutputPathError, regularFileOrNothing } from '../ir/atomic-file.js';
 import type { Model } from '../ir/core.js';
-import type { TensorMap } from '../ir/executor.js';
-import type { CalibrationSet, DiffusionIO, StepStrategy } from './calibration.js';
+import type { HostTensor, TensorMap } from '../ir/executor.js';
+import type { CalibrationSet, StepStrategy } from './calibration.js';
+import type { ConditioningSet } from './diffusion/conditioning.js';
+import type { NoiseScheduleConfig, SamplerSpec } from './diffusion/scheduler.js';
 
 /** Everything that determines a calibration set besides the model. */
 export interface CalibrationKey {
   modelSha256: string;
   strategy: StepStrategy;
   seed: number;
-  samplerSteps: number;
+  schedule: NoiseScheduleConfig;
+  sampler: SamplerSpec;
   samples: number;
   batch: number;
-  classes: number;
+  /** `conditioningSha256` of the set the trajectories were conditioned with. */
+  conditioning: string;
+  guidance: number;
+}
+
+interface StoredTensor {
+  name: string;
+  dtype: HostTensor['dtype'];
+  dims: number[];
+  offset: number;
 }
 
 interface CacheHeader extends CalibrationKey {
-  format: 'qcompile-calibration-v3';
-  count: number;
-  imageShape: number[];
+  format: 'qcompile-calibration-v4';
+  timesteps: number[];
+  positions: number[];
+  batches: StoredTensor[][];
 }
 
 /** The result of reading a cache: the set, or why it cannot be used. */
 export type CacheLookup = { ok: true; set: CalibrationSet } | { ok: false; reason: string };
 
-const MAGIC = 'QCALIB3\n';
+const MAGIC = 'QCALIB4\n';
 /** Every version's magic starts so: an older cache at the path may be replaced, anything else may not. */
 const MAGIC_FAMILY = 'QCALIB';
 const CHECKSUM_BYTES = 32;
-const KEY_FIELDS = ['strategy', 'seed', 'samplerSteps', 'samples', 'batch', 'classes'] as const;
+const KEY_FIELDS = ['strategy', 'seed', 'schedule', 'sampler', 'samples', 'batch', 'conditioning', 'guidance'] as const;
+
+const ARRAYS: Record<HostTensor['dtype'], { new (buffer: ArrayBuffer, offset: number, length: number): HostTensor['data']; BYTES_PER_ELEMENT: number }> = {
+  float32: Float32Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
+  float16: Uint16Array,
+};
+
+/** sha256 (hex) of a conditioning set's tensors: every condition's feeds, then the unconditional row's, names and shapes included. */
+export function conditioningSha256(set: ConditioningSet): string {
+  const hash = createHash('sha256');
+  const add = (feeds: TensorMap) => {
+    for (const name of Object.keys(feeds).sort()) {
+      const t = feeds[name]!;
+      hash.update(`${name}:${t.dtype}[${t.dims.join(',')}]`);
+      hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    }
+  };
+  hash.update(`count ${set.count}`);
+  add(set.feeds(Array.from({ length: set.count }, (_, i) => i)));
+  if (set.unconditional) add(set.unconditional(1));
+  return hash.digest('hex');
+}
 
 /** sha256 (hex) of a model file and, in order, every external data file it names: streamed, so any size. */
 export function modelFilesSha256(model: Model, modelPath: string): string {
@@ -61,28 +102,29 @@ export function modelFilesSha256(model: Model, modelPath: string): string {
 }
 
 /** Serializes a calibration set recorded with `key`. */
-export function encodeCalibrationCache(key: CalibrationKey, set: CalibrationSet, io: DiffusionIO): Uint8Array {
-  const perSample = io.imageShape.reduce((a, b) => a * b, 1);
-  const count = set.timesteps.length;
-  const header: CacheHeader = { format: 'qcompile-calibration-v3', ...key, count, imageShape: io.imageShape };
+export function encodeCalibrationCache(key: CalibrationKey, set: CalibrationSet): Uint8Array {
+  let bytes = 0;
+  const batches = set.batches.map((batch) =>
+    Object.entries(batch).map(([name, t]) => {
+      const stored: StoredTensor = { name, dtype: t.dtype, dims: t.dims, offset: bytes };
+      bytes += Math.ceil(t.data.byteLength / 8) * 8;
+      return stored;
+    }),
+  );
+  const header: CacheHeader = { format: 'qcompile-calibration-v4', ...key, timesteps: set.timesteps, positions: set.positions, batches };
   const json = Buffer.from(JSON.stringify(header));
   const dataStart = Math.ceil((MAGIC.length + 4 + json.length) / 8) * 8;
-  const dataEnd = dataStart + count * (16 + perSample * 4);
+  const dataEnd = dataStart + bytes;
   const out = new Uint8Array(dataEnd + CHECKSUM_BYTES);
   out.set(Buffer.from(MAGIC, 'latin1'));
   new DataView(out.buffer).setUint32(MAGIC.length, json.length, true);
   out.set(json, MAGIC.length + 4);
-  const t = new BigInt64Array(out.buffer, dataStart, count);
-  const y = new BigInt64Array(out.buffer, dataStart + 8 * count, count);
-  const x = new Float32Array(out.buffer, dataStart + 16 * count, count * perSample);
-  let row = 0;
-  for (const batch of set.batches) {
-    const n = batch[io.timestep]!.dims[0]!;
-    t.set(batch[io.timestep]!.data as BigInt64Array, row);
-    if (io.label) y.set(batch[io.label]!.data as BigInt64Array, row);
-    x.set(batch[io.image]!.data as Float32Array, row * perSample);
-    row += n;
-  }
+  set.batches.forEach((batch, b) => {
+    for (const stored of batches[b]!) {
+      const data = batch[stored.name]!.data;
+      out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dataStart + stored.offset);
+    }
+  });
   out.set(createHash('sha256').update(out.subarray(0, dataEnd)).digest(), dataEnd);
   return out;
 }
@@ -112,7 +154,7 @@ export function calibrationCacheFileState(path: string): 'absent' | 'cache' {
 }
 
 /** Reads a cache written for `key`; the batches come back exactly as they were recorded. */
-export function decodeCalibrationCache(bytes: Uint8Array, key: CalibrationKey, io: DiffusionIO): CacheLookup {
+export function decodeCalibrationCache(bytes: Uint8Array, key: CalibrationKey): CacheLookup {
   if (bytes.length < MAGIC.length + 4 || Buffer.from(bytes.subarray(0, MAGIC.length)).toString('latin1') !== MAGIC) return { ok: false, reason: 'not a qcompile calibration cache (or an older format)' };
   if (bytes.length < MAGIC.length + 4 + CHECKSUM_BYTES) return { ok: false, reason: 'calibration cache is truncated' };
   const body = bytes.subarray(0, bytes.length - CHECKSUM_BYTES);
@@ -126,27 +168,23 @@ export function decodeCalibrationCache(bytes: Uint8Array, key: CalibrationKey, i
   }
   if (header.modelSha256 !== key.modelSha256) return { ok: false, reason: `calibration cache is stale: it was built for model sha256 ${header.modelSha256.slice(0, 12)}…, this model is ${key.modelSha256.slice(0, 12)}…` };
   for (const field of KEY_FIELDS) {
-    if (JSON.stringify(header[field]) !== JSON.stringify(key[field])) return { ok: false, reason: `calibration cache is stale: ${field} was ${JSON.stringify(header[field])}, now ${JSON.stringify(key[field])}` };
+    if (JSON.stringify(header[field]) !== JSON.stringify(key[field])) {
+      const shown = (v: unknown) => (field === 'conditioning' ? `sha256 ${String(v).slice(0, 12)}…` : JSON.stringify(v));
+      return { ok: false, reason: `calibration cache is stale: ${field} was ${shown(header[field])}, now ${shown(key[field])}` };
+    }
   }
-  if (JSON.stringify(header.imageShape) !== JSON.stringify(io.imageShape)) return { ok: false, reason: `calibration cache is stale: image shape was ${JSON.stringify(header.imageShape)}` };
-  const perSample = io.imageShape.reduce((a, b) => a * b, 1);
   const dataStart = Math.ceil((MAGIC.length + 4 + jsonLength) / 8) * 8;
-  const need = dataStart + header.count * (16 + perSample * 4);
-  if (body.length !== need) return { ok: false, reason: `calibration cache is damaged: ${body.length} data bytes, expected ${need}` };
   const data = new Uint8Array(body.subarray(dataStart)).buffer; // a fresh, aligned copy (a Buffer's slice would be a view)
-  const count = header.count;
-  const t = new BigInt64Array(data, 0, count);
-  const y = new BigInt64Array(data, 8 * count, count);
-  const x = new Float32Array(data, 16 * count, count * perSample);
   const batches: TensorMap[] = [];
-  for (let start = 0; start < count; start += key.batch) {
-    const end = Math.min(count, start + key.batch);
-    const feeds: TensorMap = {
-      [io.image]: { dtype: 'float32', dims: [end - start, ...io.imageShape], data: x.slice(start * perSample, end * perSample) },
-      [io.timestep]: { dtype: 'int64', dims: [end - start], data: t.slice(start, end) },
-    };
-    if (io.label) feeds[io.label] = { dtype: 'int64', dims: [end - start], data: y.slice(start, end) };
+  for (const stored of header.batches) {
+    const feeds: TensorMap = {};
+    for (const { name, dtype, dims, offset } of stored) {
+      const length = dims.reduce((a, b) => a * b, 1);
+      const Array_ = ARRAYS[dtype];
+      if (!Array_ || offset + length * Array_.BYTES_PER_ELEMENT > data.byteLength) return { ok: false, reason: `calibration cache is damaged: tensor '${name}' lies outside the file` };
+      feeds[name] = { dtype, dims, data: new Array_(data, offset, length) };
+    }
     batches.push(feeds);
   }
-  return { ok: true, set: { batches, timesteps: Array.from(t, Number) } };
+  return { ok: true, set: { batches, timesteps: header.timesteps, positions: header.positions } };
 }

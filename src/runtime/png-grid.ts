@@ -26,6 +26,20 @@ export function imageGridPng(images: Float32Array, dims: number[], options: Grid
   return encodePng(gridRaster(images, dims, options));
 }
 
+/**
+ * What a grid can show of samples [N, C, H, W]: 1 or 3 channels as they are, else the first channel (2) or
+ * the first three (a 4-channel latent, shown as RGB) with a note saying so.
+ */
+export function previewChannels(images: Float32Array, dims: number[]): { images: Float32Array; dims: number[]; note?: string } {
+  const [n, channels, h, w] = dims as [number, number, number, number];
+  if (dims.length !== 4 || channels === 1 || channels === 3) return { images, dims };
+  const shown = channels === 2 ? 1 : 3;
+  const plane = h * w;
+  const out = new Float32Array(n * shown * plane);
+  for (let s = 0; s < n; s++) out.set(images.subarray(s * channels * plane, (s * channels + shown) * plane), s * shown * plane);
+  return { images: out, dims: [n, shown, h, w], note: `the grid shows channel${shown > 1 ? 's 0-2' : ' 0'} of ${channels} (raw latents, not decoded images)` };
+}
+
 /** Two image sets of equal shape side by side (left | right), e.g. FP | quantized, each its own grid. */
 export function sideBySidePng(left: Float32Array, right: Float32Array, dims: number[], options: GridOptions = {}): Uint8Array {
   const a = gridRaster(left, dims, options);

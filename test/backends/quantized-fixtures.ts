@@ -8,8 +8,7 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { ditCalibrationSet } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps } from '../passes/fixture.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
@@ -61,14 +60,7 @@ let calibrationSet: Promise<TensorMap[]> | undefined;
 function calibration(): Promise<TensorMap[]> {
   calibrationSet ??= (async () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
-    const io = diffusionIO(model, 10);
-    const { denoise, release } = await openDenoiser(model, io);
-    try {
-      return (await buildCalibrationSet(denoise, schedule, io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
-    } finally {
-      await release();
-    }
+    return (await ditCalibrationSet(model, 10, { samples: 32, batch: 32, strategy: { kind: 'uniform' }, seed: 1 })).batches;
   })();
   return calibrationSet;
 }

@@ -11,8 +11,7 @@ import { parsePipeline } from '../../src/passes/pipeline.js';
 import { passRegistry } from '../../src/passes/registry.js';
 import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { ditCalibrationSet } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS } from './fixture.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
@@ -68,18 +67,9 @@ async function quantized(mode: ActivationQuantSpec['mode'], symmetric: boolean, 
 describe('W8A8 activation modes on dit-digits', () => {
   it('per-timestep tables beat one static range where activation ranges move with t; dynamic is best', async () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
-    const io = diffusionIO(model, 10);
-    const { denoise, release } = await openDenoiser(model, io);
-    let calibrationSet: TensorMap[];
-    let heldOut: TensorMap[];
-    try {
-      calibrationSet = (await buildCalibrationSet(denoise, schedule, io, { samples: 256, batch: 64, steps: 50, strategy: { kind: 'uniform' }, seed: 1 })).batches;
-      // Held out: other trajectories (another seed), at every step of the DDIM-50 grid.
-      heldOut = (await buildCalibrationSet(denoise, schedule, io, { samples: 400, batch: 64, steps: 50, strategy: { kind: 'evenly-spaced', count: 50 }, seed: 99 })).batches;
-    } finally {
-      await release();
-    }
+    const calibrationSet = (await ditCalibrationSet(model, 50, { samples: 256, batch: 64, strategy: { kind: 'uniform' }, seed: 1 })).batches;
+    // Held out: other trajectories (another seed), at every step of the DDIM-50 grid.
+    const heldOut = (await ditCalibrationSet(model, 50, { samples: 400, batch: 64, strategy: { kind: 'evenly-spaced', count: 50 }, seed: 99 })).batches;
     const table: Record<string, number[]> = {};
     for (const [name, mode, symmetric] of [
       ['static', { kind: 'static' }, false],

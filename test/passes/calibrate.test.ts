@@ -7,8 +7,9 @@ import { calibrate, sampledRowStart, timestepGroup } from '../../src/passes/cali
 import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser, type StepStrategy } from '../../src/runtime/calibration.js';
-import { ddimTimesteps, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import type { StepStrategy } from '../../src/runtime/calibration.js';
+import { ditCalibrationSet } from '../../bench/digits-quality.js';
+import { ddimTimesteps } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS } from './fixture.js';
@@ -132,9 +133,6 @@ describe('the strided value sample', () => {
 
 describe('calibrate sees the timestep distribution the strategy intends', () => {
   it('uniform, random-distinct and NDTC sets arrive at the observers with their own t histograms', async () => {
-    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
-    const io = diffusionIO(model, 10);
-    const { denoise, release } = await openDenoiser(model, io);
     const grid = new Set(ddimTimesteps(1000, 50));
     const seen: Record<string, Map<number, number>> = {};
     const strategies: [string, StepStrategy, number][] = [
@@ -142,9 +140,8 @@ describe('calibrate sees the timestep distribution the strategy intends', () => 
       ['random-distinct', { kind: 'random-distinct' }, 50],
       ['ndtc', { kind: 'ndtc', mean: 0.4, std: 0.4 }, 60],
     ];
-    try {
-      for (const [name, strategy, samples] of strategies) {
-        const set = await buildCalibrationSet(denoise, schedule, io, { samples, batch: 50, steps: 50, strategy, seed: 3 });
+    for (const [name, strategy, samples] of strategies) {
+        const set = await ditCalibrationSet(model, 50, { samples, batch: 50, strategy, seed: 3 });
         const ctx = context({ ...staticSpec, mode: { kind: 'per-timestep', groups: 10 } }, set.batches);
         await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, ctx);
         const counts = ctx.artifacts.get(CALIBRATION_TIMESTEPS) as Map<number, number>;
@@ -153,9 +150,6 @@ describe('calibrate sees the timestep distribution the strategy intends', () => 
         expect(counts).toEqual(expected);
         for (const t of counts.keys()) expect(grid.has(t)).toBe(true);
         seen[name] = counts;
-      }
-    } finally {
-      await release();
     }
     const values = (counts: Map<number, number>) => [...counts].flatMap(([t, n]) => Array<number>(n).fill(t));
     const bins = (counts: Map<number, number>) => values(counts).reduce((h, t) => (h[Math.floor(t / 100)]++, h), Array<number>(10).fill(0));

@@ -28,8 +28,7 @@ import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/
 import { quantizeActivations } from '../../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { passRegistry } from '../../src/passes/registry.js';
-import { buildCalibrationSet, diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { ditCalibrationSet } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../../src/passes/artifacts.js';
@@ -114,13 +113,7 @@ describe('convert-float16 after int8 quantization', () => {
   const calibration = () =>
     (batches ??= (async () => {
       const model = loadModelSync(MODEL);
-      const io = diffusionIO(model, 10);
-      const { denoise, release } = await openDenoiser(model, io);
-      try {
-        return (await buildCalibrationSet(denoise, scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`)), io, { samples: 32, batch: 32, steps: 10, strategy: { kind: 'uniform' }, seed: 1 })).batches;
-      } finally {
-        await release();
-      }
+      return (await ditCalibrationSet(model, 10, { samples: 32, batch: 32, strategy: { kind: 'uniform' }, seed: 1 })).batches;
     })());
 
   async function w8a8(input: ActivationQuantSpec): Promise<Model> {

@@ -7,10 +7,8 @@ import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
 import type { SampleProbe } from '../../src/ir/executor.js';
-import { diffusionIO, openDenoiser } from '../../src/runtime/calibration.js';
-import { readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { sampleDigits } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { sampleImages } from '../../src/runtime/samplers.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS, referenceEps, sqnrDb } from './fixture.js';
 import { Artifacts, CALIBRATION_BATCHES, SAMPLE_PROBE } from '../../src/passes/artifacts.js';
@@ -63,20 +61,13 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
 describe('search-group-sizes with a sample probe', () => {
   it('judges the finalists and the uniform allocations by the images they sample, and keeps the best', async () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    const schedule = scheduleFromSidecar(readSidecar(`${DIT_DIGITS}/schedule.json`));
     const sampled: string[] = [];
     const probe: SampleProbe = {
       describe: '8 samples, DDIM 5 steps',
       samples: 8,
       async sample(candidate) {
         sampled.push(candidate.graph.name);
-        const io = diffusionIO(candidate, 10);
-        const { denoise, release } = await openDenoiser(candidate, io, executor);
-        try {
-          return await sampleImages(denoise, schedule, [0, 1, 2, 3, 4, 5, 6, 7], io.imageShape, { sampler: 'ddim', steps: 5, seed: 5, batch: 8 });
-        } finally {
-          await release();
-        }
+        return (await sampleDigits(candidate, 8, 5, 5, 8, executor)).images;
       },
     };
     const ctx = context(autoPlan(model, { kind: 'auto', candidates: [16, 32, 64, 128], budget: { kind: 'mean-group-size', min: 64 } }));

@@ -23,13 +23,13 @@ const meaning = (recipe: Recipe) => JSON.parse(JSON.stringify(recipe, (key, valu
 describe('diffusion { } settings of #13', () => {
   it('the shipped recipes read as before: the new fields take their defaults', () => {
     const recipe = parseRecipe(readFileSync('recipes/ptq4dm-w8a8.qrecipe', 'utf8'), 'ptq4dm-w8a8.qrecipe').recipe!;
-    expect(recipe.diffusion).toEqual({ schedule: { kind: 'sidecar' }, prediction: 'epsilon', sampler: recipe.diffusion.sampler, guidance: 1, classes: 0, resolution: { height: 0, width: 0 }, timestepScale: 1 });
+    expect(recipe.diffusion).toEqual({ schedule: { kind: 'sidecar' }, prediction: 'epsilon', sampler: recipe.diffusion.sampler, guidance: 0, classes: 0, resolution: { height: 0, width: 0 }, timestepScale: 1 });
     expect([recipe.calibrate.prompts, recipe.calibrate.conditioning]).toEqual(['', '']);
   });
 
   it('a flow model: schedule flow, prediction flow, sampler flow-euler, resolution HxW, timestep-scale', () => {
     const recipe = parsed('diffusion { schedule flow(shift: 3.0, steps: 1000) prediction flow sampler flow-euler(steps: 20) resolution 64x96 timestep-scale 0.001 }');
-    expect(recipe.diffusion).toEqual({ schedule: { kind: 'flow', shift: 3, steps: 1000 }, prediction: 'flow', sampler: { kind: 'flow-euler', steps: 20 }, guidance: 1, classes: 0, resolution: { height: 64, width: 96 }, timestepScale: 0.001 });
+    expect(recipe.diffusion).toEqual({ schedule: { kind: 'flow', shift: 3, steps: 1000 }, prediction: 'flow', sampler: { kind: 'flow-euler', steps: 20 }, guidance: 0, classes: 0, resolution: { height: 64, width: 96 }, timestepScale: 0.001 });
     expect(checkRecipe(recipe)).toEqual([]);
   });
 

@@ -24,9 +24,11 @@ import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/p
 import { passRegistry } from '../../passes/registry.js';
 import type { QuantPlan } from '../../quant/plan.js';
 import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
+import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
-import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type PlannedRecipe } from '../recipe-pipeline.js';
+import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type DiffusionOverrides, type PlannedRecipe } from '../recipe-pipeline.js';
 import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE_PROBE } from '../../passes/artifacts.js';
 import type { AppliedScaling } from '../../passes/scale-folding.js';
 import { OutputPathError, OutputTransaction } from '../../ir/atomic-file.js';
@@ -53,6 +55,11 @@ Options:
   --passes TEXT              run this pipeline instead of the recipe's, e.g.
                              'select-layers{roles=attn|mlp,bits=4,group=128},quantize-weights,cleanup'
   --seed N                   seed for every random choice (default 0)
+  --prompts FILE             prompts a text-conditioned model is calibrated with (one per line, or a
+                             'prompt<TAB>class' TSV), encoded by its pipeline's text encoder
+  --conditioning DIR         precomputed conditioning instead (.npy per prompt + uncond.npy)
+  --resolution N|HxW         latent size of a model with dynamic height/width
+                             (these three override the recipe's calibrate/diffusion settings)
   --dump-dir DIR             write 00-input.ir, NN-PASS.ir, NN-PASS.diff, pipeline.json, timings.json
   --print-ir-after-all       print the IR after every pass (stderr)
   --print-ir-after-change    print the IR after passes that changed it
@@ -74,6 +81,9 @@ interface CompileArgs {
   bundle?: string;
   passes?: string;
   seed: number;
+  prompts?: string;
+  conditioning?: string;
+  resolution?: [number, number];
   dumpDir?: string;
   printIrAfterAll: boolean;
   printIrAfterChange: boolean;
@@ -112,7 +122,7 @@ export const compileCommand: Command = {
     // The run's outputs, and apart from them the dumps (kept when a pass fails: they are its reproducer).
     using outputs = new OutputTransaction();
     using dumpOutputs = new OutputTransaction();
-    const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json')];
+    const runInputs = [modelPath, ...externalDataFiles(model), join(dirname(modelPath), 'schedule.json'), ...(args.prompts !== undefined ? [resolve(io.cwd, args.prompts)] : [])];
     layersOf(model); // discovers and stamps the layers: the one discovery of this compile
 
     const plan: QuantPlan = new Map();
@@ -199,11 +209,19 @@ export const compileCommand: Command = {
     let calibrationMs: number | undefined;
     if (recipe?.needsCalibration) {
       const calibrationStarted = performance.now();
-      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs);
+      const overrides: DiffusionOverrides = {
+        ...(args.prompts !== undefined ? { prompts: resolve(io.cwd, args.prompts) } : {}),
+        ...(args.conditioning !== undefined ? { conditioningDir: resolve(io.cwd, args.conditioning) } : {}),
+        ...(args.resolution ? { resolution: args.resolution } : {}),
+      };
+      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs, overrides);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
-      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, recipeSampleProbe(recipe.recipe, model, modelPath, recipe.recipe.seed + args.seed));
+      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
+    // The smoke run feeds the diffusion inputs at the interface's shapes, found on the float model (a UNet's dynamic
+    // H/W must survive its down and up path); a graph with no diffusion interface is smoke-run on guessed shapes.
+    const smokeInterface = diffusionInterfaceIfAny(model, modelPath, args.resolution ?? recipeResolution(recipe?.recipe));
     const instrumentation: Instrumentation = {
       printIrAfterAll: args.printIrAfterAll,
       printIrAfterChange: args.printIrAfterChange,
@@ -246,7 +264,7 @@ export const compileCommand: Command = {
       printDiagnostics([emptyCompile('the --passes pipeline quantized no weight or activation')]);
       return 1;
     }
-    const smoke = await smokeRun(model, modelPath);
+    const smoke = await smokeRun(model, modelPath, smokeInterface);
     if (smoke instanceof SmokeRunError) {
       io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
@@ -341,6 +359,20 @@ function parseArgs(argv: string[]): CompileArgs {
         const text = value();
         if (!/^\d+$/.test(text)) throw new UsageError(`--seed expects a non-negative integer, got '${text}'`);
         args.seed = Number(text);
+        break;
+      }
+      case '--prompts':
+        args.prompts = value();
+        break;
+      case '--conditioning':
+        args.conditioning = value();
+        break;
+      case '--resolution': {
+        const text = value();
+        const match = /^(\d+)(?:x(\d+))?$/.exec(text);
+        const [h, w] = match ? [Number(match[1]), Number(match[2] ?? match[1])] : [0, 0];
+        if (!(h >= 1 && w >= 1 && h <= 65536 && w <= 65536)) throw new UsageError(`--resolution expects N or HxW (positive integers), got '${text}'`);
+        args.resolution = [h, w];
         break;
       }
       case '--dump-dir':
@@ -471,4 +503,20 @@ function formatBytes(bytes: number): string {
   if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
   if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(2)} MiB`;
   return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
+/** The recipe's `diffusion { resolution }`, when it sets one. */
+function recipeResolution(recipe: Recipe | undefined): [number, number] | undefined {
+  const size = recipe?.diffusion.resolution;
+  return size && size.height > 0 ? [size.height, size.width] : undefined;
+}
+
+/** The model's diffusion interface, or undefined when the graph is not a denoiser the interface can explain. */
+function diffusionInterfaceIfAny(model: Model, modelPath: string, resolution: [number, number] | undefined): DiffusionInterface | undefined {
+  try {
+    return findDiffusionInterface(model, modelPath, resolution ? { resolution } : {});
+  } catch (error) {
+    if (error instanceof InterfaceError || error instanceof ScheduleError) return undefined;
+    throw error;
+  }
 }

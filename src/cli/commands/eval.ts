@@ -19,6 +19,11 @@ Samples both models from the same seeds and writes REPORT_DIR/report.json and a 
   --features F.onnx  feature extractor with outputs 'features' and 'logits' (FD and label agreement)
   --real-mu MU.bin --real-cov COV.bin   float64 mean [D] and covariance [D×D] of the real data's features
   --passes FILE      the compile's pass timings (default: Q.onnx.passes.json when it exists)
+  --prompts FILE     prompts for a text-conditioned model (one per line, or a 'prompt<TAB>class' TSV:
+                     the class gives prompt adherence)
+  --conditioning DIR precomputed conditioning instead (.npy per prompt + uncond.npy)
+  --guidance G       classifier-free guidance scale (default: the recipe's when it sets one other than 1,
+                     else the sidecar's recommended scale, else 1); both models sample with it
 
 The layer table (group sizes, activation forms, scaling factors) is read off Q's graph and metadata.`;
 
@@ -27,7 +32,7 @@ export const evalCommand: Command = {
   summary: 'compare a quantized model with its FP original: image metrics, SQNR by timestep, report.html',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const args = parseArgs(argv, { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string', passes: 'string' }, io);
+    const args = parseArgs(argv, { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string', passes: 'string', prompts: 'string', conditioning: 'string', guidance: 'string' }, io);
     if (!args) return 2;
     const o = args.options;
     const out = (o.output ?? o.o ?? args.positional.find((_, i, all) => all[i - 1] === '-o')) as string | undefined;
@@ -41,6 +46,11 @@ export const evalCommand: Command = {
     const seed = number('seed', 0);
     if (![samples, steps, seed].every((n) => Number.isInteger(n) && n >= 0) || samples < 2 || steps < 1) {
       io.stderr('qcompile eval: --samples (≥ 2), --steps (≥ 1) and --seed must be non-negative integers\n');
+      return 2;
+    }
+    const guidanceFlag = o.guidance === undefined ? undefined : Number(o.guidance);
+    if (guidanceFlag !== undefined && !(guidanceFlag > 0 && guidanceFlag <= 100)) {
+      io.stderr(`qcompile eval: --guidance must be a number in (0, 100], got '${String(o.guidance)}'\n`);
       return 2;
     }
     if (o.features && (!o['real-mu'] || !o['real-cov'])) {
@@ -59,11 +69,9 @@ export const evalCommand: Command = {
       } else passTimings = { source: basename(passesFile), timings };
     }
     // The recipe's prediction is checked against the sidecar (a recipe that does not parse is only shown).
-    const recipePrediction = o.recipe ? parseRecipeFile(at(o.recipe)).recipe?.diffusion.prediction : undefined;
-    if (recipePrediction === 'flow' || recipePrediction === 'sample') {
-      io.stderr(`qcompile eval: the recipe says 'prediction ${recipePrediction}', which eval's samplers do not take yet (epsilon or v)\n`);
-      return 2;
-    }
+    const recipeDiffusion = o.recipe ? parseRecipeFile(at(o.recipe)).recipe?.diffusion : undefined;
+    const recipePrediction = recipeDiffusion?.prediction;
+    const guidance = guidanceFlag ?? (recipeDiffusion && recipeDiffusion.guidance > 0 ? recipeDiffusion.guidance : undefined);
     const report = await evaluate({
       fp: at(o.fp),
       quant: at(o.quant),
@@ -72,6 +80,8 @@ export const evalCommand: Command = {
       seed,
       ...(o.recipe ? { recipe: { name: basename(o.recipe as string), text: readFileSync(at(o.recipe), 'utf8') } } : {}),
       ...(recipePrediction ? { recipePrediction } : {}),
+      ...(guidance !== undefined ? { guidance } : {}),
+      conditioning: { ...(o.prompts ? { prompts: at(o.prompts) } : {}), ...(o.conditioning ? { conditioningDir: at(o.conditioning) } : {}) },
       ...(o.features ? { features: { model: at(o.features), realMu: at(o['real-mu']), realCov: at(o['real-cov']) } } : {}),
       ...(passTimings ? { passTimings } : {}),
       progress: (message) => io.stderr(`${message}\n`),
@@ -79,12 +89,20 @@ export const evalCommand: Command = {
     const dir = at(out);
     // Both reports or neither; never onto a file the evaluation read.
     using outputs = new OutputTransaction();
-    outputs.addInputs([o.fp, o.quant, o.recipe, o.features, o['real-mu'], o['real-cov'], passesFile].filter((p) => p !== undefined).map(at));
+    outputs.addInputs([o.fp, o.quant, o.recipe, o.features, o['real-mu'], o['real-cov'], o.prompts, passesFile].filter((p) => p !== undefined).map(at));
     outputs.writeFile(join(dir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
     outputs.writeFile(join(dir, 'report.html'), renderReportHtml(report));
     outputs.commit();
     const m = report.metrics!;
-    io.stdout(`wrote ${join(dir, 'report.html')}\nPSNR vs FP: mean ${m.psnrDb!.mean.toFixed(2)} dB, min ${m.psnrDb!.min.toFixed(2)} dB` + (m.labelAgreement !== undefined ? `; label agreement ${(100 * m.labelAgreement).toFixed(1)}%` : '') + (m.fd ? `; FD FP ${m.fd.fp.toFixed(2)}, quantized ${m.fd.quant.toFixed(2)}` : '') + '\n');
+    const g = report.guidanceSignal;
+    io.stdout(
+      `wrote ${join(dir, 'report.html')}\nPSNR vs FP: mean ${m.psnrDb!.mean.toFixed(2)} ± ${(2 * (m.psnrDb!.se ?? 0)).toFixed(2)} dB, min ${m.psnrDb!.min.toFixed(2)} dB` +
+        (m.labelAgreement !== undefined ? `; label agreement ${(100 * m.labelAgreement).toFixed(1)}%` : '') +
+        (m.promptAdherence ? `; prompt adherence FP ${(100 * m.promptAdherence.fp).toFixed(1)}%, quantized ${(100 * m.promptAdherence.quant).toFixed(1)}%` : '') +
+        (m.fd ? `; FD FP ${m.fd.fp.toFixed(2)}, quantized ${m.fd.quant.toFixed(2)}` : '') +
+        (g ? `; guidance-signal SQNR (×${g.guidance}) ${g.sqnrDb.filter(Number.isFinite).length ? `${Math.min(...g.sqnrDb.filter(Number.isFinite)).toFixed(1)}..${Math.max(...g.sqnrDb.filter(Number.isFinite)).toFixed(1)} dB` : 'n/a'}` : '') +
+        '\n',
+    );
     return 0;
   },
 };

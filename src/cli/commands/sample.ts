@@ -1,37 +1,51 @@
 /**
- * `qcompile sample MODEL -o grid.png`: runs a diffusion model's FP (or quantized) sampler in ONNX Runtime and
- * writes a PNG grid (one row per class), the raw float32 samples (`<out>.f32.bin`) and a JSON manifest.
+ * `qcompile sample MODEL -o grid.png`: runs a diffusion model's FP (or quantized) sampler in ONNX Runtime
+ * through the sampler driver — class labels or prompts, with classifier-free guidance when asked — and writes
+ * a PNG grid (one row per condition), the raw float32 samples (`<out>.f32.bin`, always) and a JSON manifest.
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { OutputTransaction } from '../../ir/atomic-file.js';
-import { ScheduleError, readSidecar, scheduleFromSidecar, type Schedule, type Sidecar } from '../../runtime/diffusion.js';
-import { openSession } from '../../runtime/ort-session.js';
-import { imageGridPng } from '../../runtime/png-grid.js';
-import { denoiserFromSession, denoiserNamesFromSidecar, sampleImages, type SamplerOptions } from '../../runtime/samplers.js';
+import { loadModelSync } from '../../ir/serde.js';
+import { loadConditioning } from '../../runtime/diffusion/conditioning.js';
+import { guidanceFor, noiseScheduleFor } from '../../runtime/diffusion/schedule-source.js';
+import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
+import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
+import { openDenoiser, sample } from '../../runtime/diffusion/sampler.js';
+import { makeScheduler, type SamplerSpec, type Scheduler } from '../../runtime/diffusion/scheduler.js';
+import { OrtExecutor } from '../../runtime/ir-executor.js';
+import { imageGridPng, previewChannels } from '../../runtime/png-grid.js';
 import { parseArgs } from '../args.js';
 import type { CliIO, Command } from '../command.js';
 
 const USAGE = `Usage: qcompile sample MODEL [options] -o grid.png
 
-Samples images from a class-conditional diffusion model (ONNX) and writes grid.png, grid.f32.bin (float32
-[N,C,H,W], little-endian) and grid.json (shape, labels, sampler settings). Rows are classes.
+Samples a diffusion model (ONNX) and writes grid.png, grid.f32.bin (float32 [N,C,H,W], little-endian;
+always written) and grid.json (shape, conditions, sampler settings). Rows are classes (or prompts); a latent
+with more than 3 channels is shown by its first 3 in the PNG (the .f32.bin has them all).
 
 Options:
-  --schedule FILE   diffusion sidecar (default: schedule.json next to MODEL)
-  --sampler NAME    ddim (default) or ddpm (ancestral, all T steps)
-  --steps N         DDIM steps (default 50)
+  --schedule FILE   diffusion sidecar (default: schedule.json next to MODEL, else the pipeline
+                    folder's scheduler/scheduler_config.json)
+  --sampler NAME    ddim (default; flow-euler for a flow schedule), ddpm (ancestral, all T steps),
+                    euler or flow-euler
+  --steps N         sampling steps (default 50)
   --eta E           DDIM eta (default 0)
   --seed S          noise seed, non-negative integer (default 0)
   --classes LIST    comma-separated class ids, or 'all' (default all)
-  --per-class K     samples per class (default 8)
+  --per-class K     samples per class, or per prompt (default 8)
+  --prompts FILE    prompts for a text-conditioned model (one per line, or a 'prompt<TAB>class' TSV)
+  --conditioning DIR  precomputed conditioning instead (.npy per prompt + uncond.npy)
+  --guidance G      classifier-free guidance scale (default: the sidecar's recommended, else 1)
   --batch B         samples per model call (default 64)
   --scale F         PNG upscale factor (default 3)
   --threads N       ORT intra-op threads (default: ORT's choice)
   -o FILE           output PNG (required)
 `;
 
-const KINDS = { schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
+const SAMPLERS: readonly SamplerSpec['kind'][] = ['ddim', 'ddpm', 'euler', 'flow-euler'];
+
+const KINDS = { prompts: 'string', conditioning: 'string', guidance: 'string', schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
 
 /** The `sample` subcommand. */
 export const sampleCommand: Command = {
@@ -54,8 +68,8 @@ export const sampleCommand: Command = {
     if (!output) return fail('missing -o grid.png', 2);
     const modelPath = resolve(io.cwd, args.positional[0]!);
     if (!existsSync(modelPath) || !statSync(modelPath).isFile()) return fail(`model not found: ${modelPath}`);
-    const schedulePath = args.options.schedule ? resolve(io.cwd, args.options.schedule as string) : join(dirname(modelPath), 'schedule.json');
-    if (!existsSync(schedulePath)) return fail(`no diffusion sidecar: ${schedulePath} does not exist (pass --schedule FILE)`);
+    const schedulePath = args.options.schedule ? resolve(io.cwd, args.options.schedule as string) : undefined;
+    if (schedulePath && !existsSync(schedulePath)) return fail(`no diffusion sidecar: ${schedulePath} does not exist`);
 
     const integer = (name: string, fallback: number, min: number): number | string => {
       const raw = args.options[name];
@@ -72,47 +86,62 @@ export const sampleCommand: Command = {
     for (const v of [steps, seed, perClass, batch, scale, threads]) if (typeof v === 'string') return fail(v, 2);
     const eta = args.options.eta === undefined ? 0 : Number(args.options.eta);
     if (!(eta >= 0 && eta <= 1)) return fail(`--eta must be a number in [0, 1], got '${String(args.options.eta)}'`, 2);
-    const sampler = (args.options.sampler ?? 'ddim') as string;
-    if (sampler !== 'ddim' && sampler !== 'ddpm') return fail(`--sampler must be ddim or ddpm, got '${sampler}'`, 2);
+    const samplerArg = args.options.sampler as string | undefined;
+    if (samplerArg !== undefined && !SAMPLERS.includes(samplerArg as SamplerSpec['kind'])) return fail(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${samplerArg}'`, 2);
 
-    let sidecar: Sidecar;
-    let schedule: Schedule;
+    const guidanceFlag = args.options.guidance === undefined ? undefined : Number(args.options.guidance);
+    if (guidanceFlag !== undefined && !(guidanceFlag > 0 && guidanceFlag <= 100)) return fail(`--guidance must be a number in (0, 100], got '${String(args.options.guidance)}'`, 2);
+
+    const model = loadModelSync(modelPath);
+    let scheduler: Scheduler;
+    let iface: DiffusionInterface;
     try {
-      sidecar = readSidecar(schedulePath);
-      schedule = scheduleFromSidecar(sidecar);
+      iface = findDiffusionInterface(model, modelPath);
+      const config = noiseScheduleFor(modelPath, iface, undefined, schedulePath);
+      const kind = (samplerArg ?? (config.kind === 'flow' ? 'flow-euler' : 'ddim')) as SamplerSpec['kind'];
+      scheduler = makeScheduler(config, kind === 'ddim' ? { kind, steps: steps as number, eta } : { kind, steps: kind === 'ddpm' ? config.numTrainTimesteps : (steps as number) });
     } catch (error) {
-      if (!(error instanceof ScheduleError)) throw error;
+      if (!(error instanceof ScheduleError || error instanceof InterfaceError)) throw error;
       return fail(error.message);
     }
-    const numClasses = sidecar.num_classes ?? 0;
-    const image = sidecar.image;
-    if (!image) return fail(`${schedulePath}: the sidecar has no 'image' {channels, height, width}`);
+    const sampler = scheduler.spec.kind;
+    const conditioning = await loadConditioning(
+      iface,
+      {
+        ...(args.options.prompts ? { prompts: resolve(io.cwd, args.options.prompts as string) } : {}),
+        ...(args.options.conditioning ? { conditioningDir: resolve(io.cwd, args.options.conditioning as string) } : {}),
+      },
+      modelPath,
+    );
+    const byClass = iface.conditioning.some((c) => c.kind === 'class-label');
     const classesArg = (args.options.classes ?? 'all') as string;
-    const classes = classesArg === 'all' ? Array.from({ length: Math.max(numClasses, 1) }, (_, i) => i) : classesArg.split(',').map((s) => Number(s.trim()));
-    const badClass = classes.find((c) => !Number.isInteger(c) || c < 0 || (numClasses > 0 && c >= numClasses));
-    if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${numClasses - 1}`, 2);
-    const labels = classes.flatMap((c) => Array<number>(perClass as number).fill(c));
-    const imageShape = [image.channels, image.height, image.width];
+    if (!byClass && args.options.classes !== undefined) return fail(`--classes picks class labels, and this model takes ${conditioning.describe}`, 2);
+    const chosen = classesArg === 'all' ? Array.from({ length: conditioning.count }, (_, i) => i) : classesArg.split(',').map((s) => Number(s.trim()));
+    const badClass = chosen.find((c) => !Number.isInteger(c) || c < 0 || c >= conditioning.count);
+    if (badClass !== undefined) return fail(`bad class '${String(badClass)}' in --classes: the model has classes 0..${conditioning.count - 1}`, 2);
+    const conditions = chosen.flatMap((c) => Array<number>(perClass as number).fill(c));
+    const sidecarPath = schedulePath ?? join(dirname(modelPath), 'schedule.json');
+    const guidance = guidanceFor(modelPath, guidanceFlag, sidecarPath);
 
     const started = Date.now();
-    const options: SamplerOptions = {
-      sampler,
-      steps: steps as number,
-      eta,
-      seed: seed as number,
-      batch: batch as number,
-      progress: (step, total) => {
-        if (step === total || step % 5 === 0) io.stderr(`\rsampling: step ${step}/${total}  ${((Date.now() - started) / 1000).toFixed(1)} s`);
-        if (step === total) io.stderr('\n');
-      },
-    };
     let samples: Float32Array;
     try {
-      const session = await openSession(modelPath, threads ? { intraOpNumThreads: threads as number } : {});
+      const denoiser = await openDenoiser(model, iface, new OrtExecutor(threads ? { threads: threads as number } : {}));
       try {
-        samples = await sampleImages(denoiserFromSession(session, denoiserNamesFromSidecar(sidecar)), schedule, labels, imageShape, options);
+        samples = await sample(denoiser, {
+          scheduler,
+          conditions,
+          conditioning,
+          guidance,
+          seed: seed as number,
+          batch: batch as number,
+          progress: (step, total) => {
+            if (step === total || step % 5 === 0) io.stderr(`\rsampling: step ${step}/${total}  ${((Date.now() - started) / 1000).toFixed(1)} s`);
+            if (step === total) io.stderr('\n');
+          },
+        });
       } finally {
-        await session.release();
+        await denoiser.release();
       }
     } catch (error) {
       return fail((error as Error).message.split('\n')[0]!);
@@ -122,26 +151,28 @@ export const sampleCommand: Command = {
     const base = pngPath.replace(/\.png$/i, '');
     const binPath = `${base}.f32.bin`;
     const jsonPath = `${base}.json`;
-    const dims = [labels.length, ...imageShape];
+    const dims = [conditions.length, ...iface.latent.shape];
+    const preview = previewChannels(samples, dims);
     const manifest = {
       model: modelPath,
       samples: { file: binPath.slice(dirname(binPath).length + 1), dtype: 'float32', shape: dims, byte_order: 'little', layout: 'C (row-major)' },
-      labels,
-      sampler: { name: sampler, ...(sampler === 'ddim' ? { steps, eta } : { steps: sidecar.T }), seed, batch },
+      ...(byClass ? { labels: conditions } : { conditions, conditioning: conditioning.describe }),
+      sampler: { name: sampler, steps: scheduler.timesteps.length, ...(sampler === 'ddim' ? { eta } : {}), seed, batch, guidance },
+      ...(preview.note ? { png: preview.note } : {}),
       wall_s: Number(((Date.now() - started) / 1000).toFixed(2)),
     };
     try {
       // All three or none; never onto the model or sidecar read (e.g. `-o model.onnx`).
       using outputs = new OutputTransaction();
-      outputs.addInputs([modelPath, schedulePath]);
+      outputs.addInputs([modelPath, sidecarPath]);
       outputs.writeFile(binPath, new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength));
       outputs.writeFile(jsonPath, `${JSON.stringify(manifest, null, 2)}\n`);
-      outputs.writeFile(pngPath, imageGridPng(samples, dims, { cols: perClass as number, scale: scale as number }));
+      outputs.writeFile(pngPath, imageGridPng(preview.images, preview.dims, { cols: perClass as number, scale: scale as number }));
       outputs.commit();
     } catch (error) {
       return fail(`cannot write outputs: ${(error as Error).message}`);
     }
-    io.stdout(`wrote ${pngPath} (${labels.length} samples, ${classes.length} classes × ${perClass as number}), ${binPath}, ${jsonPath}\n`);
+    io.stdout(`wrote ${pngPath} (${conditions.length} samples, ${chosen.length} ${byClass ? 'classes' : 'conditions'} × ${perClass as number}${preview.note ? `; ${preview.note}` : ''}), ${binPath}, ${jsonPath}\n`);
     return 0;
   },
 };

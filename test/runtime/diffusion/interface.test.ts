@@ -8,7 +8,7 @@ import { Op } from '../../../src/ir/ops.js';
 import { loadModelSync } from '../../../src/ir/serde.js';
 import { Tensor } from '../../../src/ir/tensor.js';
 import { findTimestepInput } from '../../../src/quant/diffusion-inputs.js';
-import { findDiffusionInterface, type DiffusionInterface } from '../../../src/runtime/diffusion/interface.js';
+import { ANY_LENGTH, findDiffusionInterface, type DiffusionInterface } from '../../../src/runtime/diffusion/interface.js';
 import { scrambledCopy } from './scramble.js';
 
 const DIT = 'test/fixtures/dit-digits/model.onnx';
@@ -157,7 +157,7 @@ describe('findDiffusionInterface', () => {
     expect(() => findDiffusionInterface(model, join(dir, 'model.onnx'))).toThrow("unknown role 'noise' in \"roles\" (known: latent, timestep, conditioning, output)");
   });
 
-  it('resolves a dynamic text length from the sidecar\'s inputs, else the pipeline\'s tokenizer.json', () => {
+  it('resolves a dynamic text length from the sidecar\'s inputs, else the pipeline\'s tokenizer.json, else leaves it to the conditioning', () => {
     const model = loadModelSync(SD);
     model.graph.inputs.find((v) => v.name === 'encoder_hidden_states')!.type = { elemType: DataType.FLOAT, shape: ['batch', 'sequence', 64] };
     expect(findDiffusionInterface(model, SD).conditioning[0]!.shape).toEqual([8, 64]);
@@ -167,8 +167,10 @@ describe('findDiffusionInterface', () => {
       copyFileSync(`test/fixtures/sd-digits/${file}`, join(root, file));
     }
     expect(findDiffusionInterface(model, join(root, 'unet', 'model.onnx')).conditioning[0]!.shape).toEqual([8, 64]);
+    expect(findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } }).conditioning[0]!.shape).toEqual([ANY_LENGTH, 64]);
+    model.graph.inputs.find((v) => v.name === 'encoder_hidden_states')!.type = { elemType: DataType.FLOAT, shape: ['batch', 8, 'width'] };
     expect(() => findDiffusionInterface(model, bare(), { recipe: { prediction: 'epsilon' } })).toThrow(
-      "conditioning input 'encoder_hidden_states' (text-states) has a dynamic dimension 1 that neither schedule.json's \"inputs\", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions",
+      "conditioning input 'encoder_hidden_states' (text-states) has a dynamic dimension 2 that neither schedule.json's \"inputs\", the pipeline's config.json nor its tokenizer.json states: export it with static dimensions",
     );
   });
 
