@@ -60,6 +60,9 @@ export const cpuBackend: Backend = {
 };
 
 const DEQUANTIZED_EVERY_RUN = 'ORT dequantizes the weights on every run before the float kernel';
+/** Measured by bench/latency.ts (ORT 1.30, 2 threads, AVX-512 VNNI): the profile's MatMulNBits total vs the float model's MatMul + FusedMatMul + Gemm. */
+const FLOAT_ACTIVATION_NBITS =
+  "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul on calls with many rows (DiT-XL/2 at batch 2, 512 rows: 7.8 s vs 6.2 s per step) and faster only on few rows; quantizing the layers' inputs to int8 (`input int8`) permits accuracy_level 4";
 
 /**
  * The ORT CPU kernel each quantized layer of a lowered graph runs as, grouped by kernel in graph order: what
@@ -82,7 +85,8 @@ export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string>
     }
     if (isOp(node, Op.MatMulNBits)) {
       const op = node.name.replace(/_nbits$/, '');
-      add(layerNames.get(op) ?? op, `MatMulNBits(${node.intAttr('bits', 4)}b, acc ${node.intAttr('accuracy_level', 0)})`);
+      const accuracyLevel = node.intAttr('accuracy_level', 0);
+      add(layerNames.get(op) ?? op, `MatMulNBits(${node.intAttr('bits', 4)}b, acc ${accuracyLevel})`, accuracyLevel === 0 ? FLOAT_ACTIVATION_NBITS : undefined);
       continue;
     }
     if (!(isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv))) continue;
