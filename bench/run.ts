@@ -19,6 +19,7 @@ const BENCHMARKS = [
   { name: 'roundtrip', script: 'roundtrip.ts', about: 'DiT-XL/2 load + save and inspect: time and peak RSS' },
   { name: 'compile-xl', script: 'compile-xl.ts', about: 'DiT-XL/2 load + weight quantization + save vs the I/O floor' },
   { name: 'group-search', script: 'group-search.ts', about: 'auto group-size search time on DiT-XL/2 (112 layers)' },
+  { name: 'latency', script: 'latency.ts', about: 'DiT-XL/2 and SD-1.5 UNet end to end on ORT CPU at batch 2: FP32 vs W8A8 and W4 (interleaved medians, bytes, session creation)' },
   { name: 'sd-quality', script: 'sd-quality.ts', about: 'sd-digits method recipes: prompt adherence, FD, paired PSNR, guidance-signal SQNR at CFG 1.5 (1000 samples)' },
   { name: 'recipe-check', script: 'recipe-check.ts', about: '`node bin/qcompile.js check` of a 20 000-rule recipe against dit-digits (median of 5)' },
 ];

@@ -32,6 +32,11 @@ export interface WeightCapability {
   rewrite?: 'matmul-nbits' | 'requantize-symmetric';
   /** Matched only when this lowering option is set (a rewrite that changes numerics must be asked for). */
   optIn?: OptInOption;
+  /**
+   * The MatMulNBits accuracy_level of a layer whose input the recipe quantizes to int8 (ORT's int8-activation
+   * kernel); layers with float inputs keep accuracy_level 0 (float activations). Absent: 0 for every layer.
+   */
+  int8InputAccuracyLevel?: number;
 }
 
 /** One activation form a backend runs. */
@@ -85,7 +90,11 @@ export interface BackendIssue {
 export interface LowerOptions {
   /** Dequantize unsupported layers to float instead of failing; each is listed in `fallbacks`. */
   allowFallback?: boolean;
-  /** MatMulNBits accuracy_level (0: float activations, exact; 4: int8 activations, faster on CPU). */
+  /**
+   * MatMulNBits accuracy_level for every layer (0: float activations, exact; 4: int8 activations, faster on
+   * CPU); absent: per layer, the capability's `int8InputAccuracyLevel` where the recipe quantizes the layer's
+   * input to int8, else 0.
+   */
   accuracyLevel?: number;
   /**
    * Re-express asymmetric 8-bit forms the target only runs symmetrically (capabilities with `optIn:
@@ -104,6 +113,17 @@ export interface LowerResult {
   fallbacks: BackendIssue[];
   /** Layers whose quantization was re-expressed in a form the target runs (only with `requantize`). */
   requantized: BackendIssue[];
+  /** The kernel the target's runtime is expected to run for each quantized layer, grouped (targets that know it). */
+  kernels?: KernelGroup[];
+}
+
+/** Lowered layers that the runtime runs with one kernel. */
+export interface KernelGroup {
+  /** `MatMulNBits(4b, acc 0)`, `MatMulIntegerToFloat`, `DequantizeLinear + Conv (float)`. */
+  kernel: string;
+  layers: string[];
+  /** Why this form runs slower than the float layer it replaces; set: the compile summary warns. */
+  slowerThanFloat?: string;
 }
 
 /** A lowering target. */
@@ -166,6 +186,18 @@ export function issueDiagnostics(target: TargetName, issues: readonly BackendIss
     ...(span ? { span } : {}),
     notes: [...problems].map(([problem, names]) => `${problem}: ${countLayers(names.length)} (${listLayers(names)})`),
   }));
+}
+
+/** `MatMulNBits(4b, acc 0) × 112, MatMulIntegerToFloat × 4`: the expected kernels, as the pass statistics show them. */
+export function kernelSummary(kernels: readonly KernelGroup[]): string {
+  return kernels.map((k) => `${k.kernel} × ${k.layers.length}`).join(', ');
+}
+
+/** One warning (W042) per kernel the target runs slower than the float layer it replaces. */
+export function slowKernelDiagnostics(target: TargetName, kernels: readonly KernelGroup[]): Diagnostic[] {
+  return kernels
+    .filter((k) => k.slowerThanFloat !== undefined)
+    .map((k) => ({ severity: 'warning' as const, code: 'W042', message: `target ${target} runs ${countLayers(k.layers.length)} as ${k.kernel}, slower than float`, notes: [`${k.slowerThanFloat}: ${listLayers(k.layers)}`] }));
 }
 
 function countLayers(count: number): string {

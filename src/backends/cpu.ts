@@ -1,16 +1,25 @@
 /**
- * CPU target: onnxruntime-node with graph optimization `all`. Int4 blocked weight-only layers become
- * `MatMulNBits` (ORT's 4-bit kernel; accuracy_level chooses float or int8 activations); int8 Q/DQ stays
- * as written, because ORT's QDQ fusion turns it into MatMulIntegerToFloat / QLinearMatMul / QLinearConv.
+ * CPU target: onnxruntime-node with graph optimization `all`. Int4 and int8 blocked (group) layers become
+ * `MatMulNBits` (ORT's low-bit kernel; accuracy_level 4 — int8 activations — where the recipe quantizes the
+ * layer's input to int8, else 0, float activations: left blocked, ORT would fuse int8 groups itself at its
+ * session default, accuracy 4); int8 Q/DQ stays as written, because ORT's QDQ fusion turns it into
+ * MatMulIntegerToFloat / QLinearMatMul / QLinearConv — except a Gemm with a float bias, which ORT leaves
+ * unfused, so it becomes MatMulIntegerToFloat + Add (gemm-as-matmul.ts). `cpuKernels` says which kernel each lowered
+ * layer runs as, and which forms ORT runs slower than the float layer (the compile summary warns).
  */
-import type { Backend, CapabilityTable } from './backend.js';
+import type { Model, Node, Value } from '../ir/core.js';
+import { DataType } from '../ir/dtype.js';
+import { Op, isOp } from '../ir/ops.js';
+import type { Backend, CapabilityTable, KernelGroup } from './backend.js';
 import { checkPlanAgainst } from './backend.js';
 import { lowerWithCapabilities } from './lowering.js';
+import { findQuantizedWeights } from '../quant/quantized-forms.js';
+import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
 
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
 export const cpuCapabilities: CapabilityTable = {
   weights: [
-    { ops: ['MatMul', 'Gemm'], bits: [4], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4)', rewrite: 'matmul-nbits' },
+    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4 },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [5, 6, 7, 8], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv; 5–7-bit grids in int8 codes, groups as blocked DQ)' },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [2, 3, 4], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21; blocks that are not a MatMulNBits size, and per-channel, stay DQ)' },
   ],
@@ -18,7 +27,13 @@ export const cpuCapabilities: CapabilityTable = {
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [8], modes: ['static', 'per-timestep', 'dynamic'], asymmetric: true, form: 'QuantizeLinear/DequantizeLinear int8 (fused with the weight Q/DQ)' },
   ],
   compute: ['fp32'],
-  notes: ['a group size need not divide the input channels: MatMulNBits and blocked DequantizeLinear take a partial last group (ORT sizes blocks ceil(K / block_size))', 'runtime scales (per-timestep tables, dynamic) fuse at the same speed as constant ones', 'per-row asymmetric runtime zero points need session.disable_quant_qdq'],
+  notes: [
+    'a group size need not divide the input channels: MatMulNBits and blocked DequantizeLinear take a partial last group (ORT sizes blocks ceil(K / block_size))',
+    'runtime scales (per-timestep tables, dynamic) fuse at the same speed as constant ones',
+    'per-row asymmetric runtime zero points need session.disable_quant_qdq',
+    'a recipe permits int8 activations in MatMulNBits (accuracy_level 4) by quantizing the layer input to int8; weight-only layers keep float activations (accuracy_level 0)',
+    'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it, and has no weight-only int8 Conv or MatMul kernel: those run DequantizeLinear + float op, slower than float',
+  ],
 };
 
 /** The onnxruntime-node CPU backend. */
@@ -28,5 +43,96 @@ export const cpuBackend: Backend = {
   runtime: 'onnxruntime-node (CPUExecutionProvider)',
   capabilities: cpuCapabilities,
   checkPlan: (plan, layers, options) => checkPlanAgainst(cpuCapabilities, plan, layers, options),
-  lower: (model, options) => lowerWithCapabilities('cpu', cpuCapabilities, model, options),
+  lower: (model, options) => {
+    // Layer names by op node, read before a rewrite (MatMulNBits is `<op>_nbits`, MatMulIntegerToFloat
+    // `<op>_integer`) replaces the op and its weight DQ.
+    const weights = findQuantizedWeights(model);
+    const layerNames = new Map(weights.map((w) => [w.node.name, w.name]));
+    const gemms = weights.filter(isInt8QdqGemm);
+    for (const gemm of gemms) rewriteGemmAsMatMulInteger(gemm);
+    const result = lowerWithCapabilities('cpu', cpuCapabilities, model, options);
+    if (gemms.length > 0) {
+      model.requireOpset('com.microsoft', 1);
+      Object.assign(result, { modified: true, statistics: { ...result.statistics, gemm_as_matmul_integer: gemms.length } });
+    }
+    return { ...result, kernels: cpuKernels(model, layerNames) };
+  },
 };
+
+const DEQUANTIZED_EVERY_RUN = 'ORT dequantizes the weights on every run before the float kernel';
+/** Measured by bench/latency.ts (ORT 1.30, 2 threads, AVX-512 VNNI): the profile's MatMulNBits total vs the float model's MatMul + FusedMatMul + Gemm. */
+const FLOAT_ACTIVATION_NBITS =
+  "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul on calls with many rows (DiT-XL/2 at batch 2, 512 rows: 7.8 s vs 6.2 s per step) and faster only on few rows; quantizing the layers' inputs to int8 (`input int8`) permits accuracy_level 4";
+
+/**
+ * The ORT CPU kernel each quantized layer of a lowered graph runs as, grouped by kernel in graph order: what
+ * ORT's QDQ transformers (graph optimization `all`) make of each Q/DQ pattern, checked against ORT's profiler
+ * by bench/latency.ts and test/backends/cpu-kernels.test.ts. Layers are named by `layerNames` (op node name →
+ * layer name), else by their node; float layers are not listed.
+ */
+export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string> = new Map()): KernelGroup[] {
+  const groups = new Map<string, KernelGroup>();
+  const add = (layer: string, kernel: string, slowerThanFloat?: string): void => {
+    let group = groups.get(kernel);
+    if (!group) groups.set(kernel, (group = { kernel, layers: [], ...(slowerThanFloat ? { slowerThanFloat } : {}) }));
+    group.layers.push(layer);
+  };
+  for (const node of model.graph.nodes) {
+    if (isOp(node, Op.MatMulIntegerToFloat)) {
+      const op = node.name.replace(/_integer$/, '');
+      add(layerNames.get(op) ?? op, 'MatMulIntegerToFloat');
+      continue;
+    }
+    if (isOp(node, Op.MatMulNBits)) {
+      const op = node.name.replace(/_nbits$/, '');
+      const accuracyLevel = node.intAttr('accuracy_level', 0);
+      add(layerNames.get(op) ?? op, `MatMulNBits(${node.intAttr('bits', 4)}b, acc ${accuracyLevel})`, accuracyLevel === 0 ? FLOAT_ACTIVATION_NBITS : undefined);
+      continue;
+    }
+    if (!(isOp(node, Op.MatMul) || isOp(node, Op.Gemm) || isOp(node, Op.Conv))) continue;
+    const weightBits = codeBits(weightCodes(node.inputs[1]));
+    const inputBits = codeBits(activationCodes(node.input(0)));
+    if (weightBits === undefined && inputBits === undefined) continue;
+    const name = layerNames.get(node.name) ?? node.name;
+    if (weightBits === 8 && inputBits === 8 && !blocked(node.inputs[1]!)) {
+      const quantizedOutput = node.outputs[0]!.uses.length === 1 && isOp(node.outputs[0]!.uses[0]!.node, Op.QuantizeLinear);
+      if (isOp(node, Op.Conv)) {
+        if (quantizedOutput) add(name, 'QLinearConv');
+        else add(name, 'DequantizeLinear + Conv (float)', 'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it; without one, weights and inputs are dequantized on every run');
+      } else if (isOp(node, Op.Gemm)) add(name, 'DequantizeLinear + Gemm (float)', 'ORT fuses a Q/DQ Gemm into QGemm only with an int32-quantized bias and plain attributes; without, weights and inputs are dequantized on every run');
+      else add(name, quantizedOutput ? 'QLinearMatMul' : 'MatMulIntegerToFloat');
+    } else if (weightBits === 8 && inputBits === undefined && isOp(node, Op.MatMul) && !blocked(node.inputs[1]!)) {
+      // ORT's DQMatMulToMatMulNBits fuses it, at the session's qdq_matmulnbits_accuracy_level (default 4).
+      add(name, 'MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)');
+    } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, DEQUANTIZED_EVERY_RUN);
+    else if (weightBits === undefined) add(name, `QuantizeLinear/DequantizeLinear + ${node.opType} (float weight)`, 'the input is quantized and dequantized on every run for a float kernel');
+    else add(name, `DequantizeLinear int${weightBits} + QuantizeLinear/DequantizeLinear int${inputBits} + ${node.opType} (float)`, `ORT has no int${weightBits}×int${inputBits} ${node.opType} kernel for this form; ${DEQUANTIZED_EVERY_RUN}`);
+  }
+  return [...groups.values()];
+}
+
+/** The code type of a constant weight DequantizeLinear feeding `value`, if that is what it is. */
+function weightCodes(value: Value | undefined): DataType | undefined {
+  const dq = value?.producer;
+  return dq && isOp(dq, Op.DequantizeLinear) && dq.input(0).isConstant ? dq.input(0).initializer!.dtype : undefined;
+}
+
+/** The code type of an activation Q → DQ pair feeding `value`, if that is what it is. */
+function activationCodes(value: Value): DataType | undefined {
+  const dq: Node | undefined = value.producer;
+  const q = dq && isOp(dq, Op.DequantizeLinear) ? dq.input(0).producer : undefined;
+  if (!q) return undefined;
+  if (isOp(q, Op.DynamicQuantizeLinear)) return DataType.UINT8;
+  return isOp(q, Op.QuantizeLinear) ? (q.outputs[0]!.type?.elemType ?? q.inputs[2]?.initializer?.dtype ?? DataType.UINT8) : undefined;
+}
+
+function codeBits(codes: DataType | undefined): number | undefined {
+  if (codes === DataType.INT8 || codes === DataType.UINT8) return 8;
+  if (codes === DataType.INT4 || codes === DataType.UINT4) return 4;
+  return undefined;
+}
+
+/** True when the weight DequantizeLinear feeding `value` is blocked (ORT's QDQ MatMul/Conv fusions take per-tensor or per-axis only). */
+function blocked(value: Value): boolean {
+  return value.producer!.intAttr('block_size', 0) > 0;
+}

@@ -19,9 +19,12 @@ import {
   type LowerOptions,
   type LowerResult,
   type TargetName,
+  type WeightCapability,
   weightRefusalHint,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
+import { DataType } from '../ir/dtype.js';
+import { Op, isOp } from '../ir/ops.js';
 import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
 import { calibratedRange, requantizeActivation, requantizeActivationObstacle, requantizeWeight, requantizeWeightObstacle } from './requantize.js';
 import { fakeQuantObstacle, lowerToFakeQuant } from './fake-quant.js';
@@ -29,7 +32,7 @@ import { fakeQuantObstacle, lowerToFakeQuant } from './fake-quant.js';
 /** Lowers `model` in place for `target` described by `table`. */
 export function lowerWithCapabilities(target: TargetName, table: CapabilityTable, model: Model, options: LowerOptions = {}): LowerResult {
   const issues: { issue: BackendIssue; undo: () => void }[] = [];
-  const weightRewrites: QuantizedWeight[] = [];
+  const weightRewrites: { weight: QuantizedWeight; capability: WeightCapability }[] = [];
   const activationRewrites: ActivationPair[] = [];
   const weightRequantizations = new Map<Node, { weight: QuantizedWeight; note: BackendIssue }>();
   const activationRequantizations = new Map<Node, { pair: ActivationPair; note: BackendIssue }>();
@@ -43,7 +46,7 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
     if (!capability || obstacle) {
       const message = `${describeWeight(form)}${obstacle ? `: ${obstacle}` : ` is not supported${weightRefusalHint(table, form, options)}`}`;
       issues.push({ issue: { layer: weight.name, code: capability ? 'unsupported-layout' : 'unsupported-weight', message }, undo: () => dequantizeToFloat(weight.dq) });
-    } else if (capability.rewrite === 'matmul-nbits') weightRewrites.push(weight);
+    } else if (capability.rewrite === 'matmul-nbits') weightRewrites.push({ weight, capability });
     else if (capability.rewrite === 'requantize-symmetric') {
       const note = { layer: weight.name, code: 'requantized-weight', message: `${describeWeight(form)} requantized to ${capability.form}` };
       if (!weightRequantizations.has(weight.dq)) weightRequantizations.set(weight.dq, { weight, note });
@@ -65,8 +68,10 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   }
   if (issues.length > 0 && !options.allowFallback) throw new BackendError(target, issues.map((i) => i.issue));
   for (const { undo } of issues) undo();
-  for (const weight of weightRewrites) {
-    lowerToMatMulNBits(weight, { accuracyLevel: options.accuracyLevel ?? 0, foldBias: true });
+  // After the fallbacks: a layer whose input Q/DQ was bypassed reads float activations.
+  for (const { weight, capability } of weightRewrites) {
+    const accuracyLevel = options.accuracyLevel ?? (hasInt8Input(weight.node) ? (capability.int8InputAccuracyLevel ?? 0) : 0);
+    lowerToMatMulNBits(weight, { accuracyLevel, foldBias: true });
     count('matmul_nbits');
   }
   for (const { quantize, dequantize } of activationRewrites) {
@@ -84,6 +89,15 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   const requantized = [...weightRequantizations.values(), ...activationRequantizations.values()].map((r) => r.note);
   const modified = weightRewrites.length + activationRewrites.length + requantized.length + issues.length > 0;
   return { modified, statistics, fallbacks: issues.map((i) => i.issue), requantized };
+}
+
+/** True when `node`'s input 0 is an 8-bit activation Q → DQ pair: the recipe quantizes this layer's input to int8. */
+function hasInt8Input(node: Node): boolean {
+  const dequantize = node.input(0).producer;
+  const quantize = dequantize && isOp(dequantize, Op.DequantizeLinear) ? dequantize.input(0).producer : undefined;
+  if (!quantize || !(isOp(quantize, Op.QuantizeLinear) || isOp(quantize, Op.DynamicQuantizeLinear))) return false;
+  const codes = quantize.outputs[0]!.type?.elemType ?? quantize.inputs[2]?.type?.elemType;
+  return isOp(quantize, Op.DynamicQuantizeLinear) || codes === DataType.INT8 || codes === DataType.UINT8;
 }
 
 /** Replaces a weight DequantizeLinear by the float weight it computes (an explicit, listed fallback). */

@@ -1,4 +1,4 @@
-/** Quantized dit-digits models built with the real passes (rtn-w4a16-g128 and ptq4dm-w8a8 style) for backend tests. */
+/** Quantized dit-digits models built with the real passes (rtn-w4a16-g128, ptq4dm-w8a8 and W4A8 style) for backend tests. */
 import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
@@ -46,6 +46,14 @@ export async function w8g128(): Promise<Model> {
   return model;
 }
 
+/** W8 per-channel weight-only (int8 symmetric): a form ORT's CPU EP has no int8 kernel for. */
+export async function w8PerChannel(): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+  const weight: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  await runPass(quantizeWeights, model, {}, context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight)));
+  return model;
+}
+
 let calibrationSet: Promise<TensorMap[]> | undefined;
 
 /** A small calibration set from FP DDIM-10 trajectories (shared by every W8A8 model of a test file). */
@@ -59,8 +67,18 @@ function calibration(): Promise<TensorMap[]> {
 
 /** ptq4dm-w8a8 style: int8 per-channel weights and int8 per-tensor static activations on every linear; `symmetric` picks sym or asym grids. */
 export async function w8a8(symmetric: boolean): Promise<Model> {
-  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const weight: WeightQuantSpec = { bits: 8, symmetric, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  return withStaticInputs(weight, symmetric);
+}
+
+/** W4A8: int4 symmetric groups of 128 with int8 asymmetric static activations on every linear. */
+export async function w4a8(): Promise<Model> {
+  const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  return withStaticInputs(weight, false);
+}
+
+async function withStaticInputs(weight: WeightQuantSpec, symmetric: boolean): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'static' }, range: { kind: 'minmax' } };
   const ctx = context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight, input), await calibration());
   await runPass(quantizeWeights, model, {}, ctx);

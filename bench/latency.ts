@@ -1,0 +1,199 @@
+/**
+ * End-to-end ORT CPU latency of whole diffusion models, FP32 against their quantized compiles, at batch 2 (one
+ * classifier-free-guidance step): DiT-XL/2 (`synth dit --preset dit-xl-2`) and the SD-1.5 UNet (`synth unet
+ * --preset sd15`), each compiled by the CLI with `recipes/rtn-w4a16-g128.qrecipe` (weight-only int4) and
+ * `bench/latency/w8a8-speed.qrecipe` (W8A8 static, little calibration: only the graph form matters here).
+ * The FP32 session stays open while each quantized one is timed against it, runs interleaved (FP32, quantized,
+ * alternating which goes first) after warm-ups, so a busy machine slows both alike; at most two sessions are
+ * held at once. Reports medians, speed-ups, model bytes, session-creation seconds, the load average, and with
+ * `--profile` ORT's per-op-type profile of one run of each model (where the time goes). JSON last line.
+ * Run: npx tsx bench/latency.ts [--runs 7] [--threads 2] [--work /tmp/qcompile-latency] [--models dit,sd15] [--profile]
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { seededRandom } from '../src/random.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '7' },
+    threads: { type: 'string', default: '2' },
+    work: { type: 'string', default: join(tmpdir(), 'qcompile-latency') },
+    models: { type: 'string', default: 'dit,sd15' },
+    variants: { type: 'string', default: 'w8a8,w4' },
+    profile: { type: 'boolean', default: false },
+  },
+});
+const runs = Number(args.runs);
+const threads = Number(args.threads);
+const BATCH = 2;
+
+/** A model under test: how to synthesize it, extra compile arguments, and the shape of each input at batch 2. */
+interface Subject {
+  synth: string[];
+  /** The float model inside the synthesized folder. */
+  model: string;
+  /** Extra `qcompile` arguments for a compile that calibrates (e.g. the UNet's text conditioning). */
+  calibrationArgs: (dir: string) => string[];
+  shapes: Record<string, number[]>;
+}
+const SUBJECTS: Record<string, Subject> = {
+  dit: { synth: ['synth', 'dit', '--preset', 'dit-xl-2'], model: 'model.onnx', calibrationArgs: () => [], shapes: { x: [BATCH, 4, 32, 32], t: [BATCH], y: [BATCH] } },
+  sd15: {
+    synth: ['synth', 'unet', '--preset', 'sd15'],
+    model: join('unet', 'model.onnx'),
+    calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning')],
+    shapes: { sample: [BATCH, 4, 64, 64], timestep: [BATCH], encoder_hidden_states: [BATCH, 77, 768] },
+  },
+};
+/** The quantized variants: the recipe each is compiled with. */
+const VARIANTS: Record<string, { recipe: string; calibrates: boolean }> = {
+  w8a8: { recipe: join(root, 'bench', 'latency', 'w8a8-speed.qrecipe'), calibrates: true },
+  w4: { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false },
+};
+
+/** Runs the CLI from sources in its own process; throws with its stderr on failure. Returns wall seconds. */
+function qcompile(cliArgs: string[]): number {
+  const started = performance.now();
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts'), ...cliArgs], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  if (run.status !== 0) throw new Error(`qcompile ${cliArgs.join(' ')} exited ${run.status}:\n${run.stderr.slice(-3000)}`);
+  process.stderr.write(run.stdout.split('\n').slice(-12).join('\n'));
+  return (performance.now() - started) / 1000;
+}
+
+/** Bytes of a model file and the external-data files next to it that share its name. */
+function modelBytes(path: string): number {
+  const dir = dirname(path);
+  const base = path.slice(dir.length + 1);
+  return readdirSync(dir)
+    .filter((f) => f === base || (f.startsWith(base.replace(/\.onnx$/, '')) && /\.(data|bin|weights)$|\.onnx\.data$|\.onnx_data$/.test(f)))
+    .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
+function sessionOptions(profilePrefix?: string): ort.InferenceSession.SessionOptions {
+  return { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}) };
+}
+
+/** Seeded feeds for `session`'s inputs at the subject's shapes (a loud error for an input it does not know). */
+function feedsFor(session: ort.InferenceSession, shapes: Record<string, number[]>): Record<string, ort.Tensor> {
+  const random = seededRandom(7);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const meta of session.inputMetadata) {
+    const dims = shapes[meta.name];
+    if (!dims || !meta.isTensor) throw new Error(`latency bench: no shape for input '${meta.name}' (known: ${Object.keys(shapes).join(', ')})`);
+    const size = dims.reduce((a, b) => a * b, 1);
+    if (meta.type === 'int64') feeds[meta.name] = new ort.Tensor('int64', BigInt64Array.from({ length: size }, (_, i) => BigInt(meta.name === 'y' ? i % 10 : 500)), dims);
+    else if (meta.type === 'float32') feeds[meta.name] = new ort.Tensor('float32', Float32Array.from({ length: size }, () => (meta.name.startsWith('t') ? 500 : random() * 2 - 1)), dims);
+    else throw new Error(`latency bench: input '${meta.name}' has type ${meta.type}`);
+  }
+  return feeds;
+}
+
+async function open(path: string, profilePrefix?: string): Promise<{ session: ort.InferenceSession; createSeconds: number }> {
+  const started = performance.now();
+  const session = await ort.InferenceSession.create(path, sessionOptions(profilePrefix));
+  return { session, createSeconds: Number(((performance.now() - started) / 1000).toFixed(2)) };
+}
+
+const median = (values: number[]): number => Number([...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!.toFixed(1));
+
+async function timed(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
+  const started = performance.now();
+  await session.run(feeds);
+  return performance.now() - started;
+}
+
+/** One profiled run of `path`: milliseconds per op type (kernel name as ORT ran it), largest first. */
+async function profile(path: string, feeds: Record<string, ort.Tensor>, prefix: string): Promise<Record<string, number>> {
+  const { session } = await open(path, prefix);
+  await session.run(feeds);
+  await session.run(feeds);
+  session.endProfiling();
+  await session.release();
+  const file = readdirSync(dirname(prefix))
+    .filter((f) => f.startsWith(prefix.slice(dirname(prefix).length + 1)) && f.endsWith('.json'))
+    .map((f) => join(dirname(prefix), f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0]!;
+  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+  rmSync(file);
+  // Node events of the last run only: the run events mark its start.
+  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
+  const lastRunStart = (runs.at(-1) as unknown as { ts: number } | undefined)?.ts ?? 0;
+  const byOp: Record<string, number> = {};
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || (e as unknown as { ts: number }).ts < lastRunStart) continue;
+    const op = e.args?.op_name ?? 'unknown';
+    byOp[op] = (byOp[op] ?? 0) + e.dur / 1000;
+  }
+  return Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]).map(([op, ms]) => [op, Number(ms.toFixed(1))]));
+}
+
+const results: Record<string, unknown> = {};
+const summaries: string[] = [];
+const loadBefore = loadavg()[0]!;
+for (const name of args.models.split(',')) {
+  const subject = SUBJECTS[name];
+  if (!subject) throw new Error(`latency bench: unknown model '${name}' (known: ${Object.keys(SUBJECTS).join(', ')})`);
+  const dir = join(args.work, name);
+  const fp32Path = join(dir, subject.model);
+  if (!existsSync(fp32Path)) qcompile([...subject.synth, '-o', dir]);
+  const row: Record<string, unknown> = { fp32_bytes: modelBytes(fp32Path) };
+  const paths: Record<string, string> = { fp32: fp32Path };
+  for (const variant of args.variants.split(',')) {
+    const spec = VARIANTS[variant];
+    if (!spec) throw new Error(`latency bench: unknown variant '${variant}' (known: ${Object.keys(VARIANTS).join(', ')})`);
+    const outDir = join(args.work, `${name}-${variant}`);
+    const out = join(outDir, 'model.onnx');
+    if (!existsSync(out)) {
+      mkdirSync(outDir, { recursive: true });
+      row[`${variant}_compile_s`] = Number(qcompile([fp32Path, spec.recipe, '-o', out, ...(spec.calibrates ? subject.calibrationArgs(dir) : [])]).toFixed(1));
+    }
+    paths[variant] = out;
+    row[`${variant}_bytes`] = modelBytes(out);
+    row[`${variant}_smaller`] = Number(((row.fp32_bytes as number) / (row[`${variant}_bytes`] as number)).toFixed(2));
+  }
+
+  const fp32 = await open(fp32Path);
+  row.fp32_create_s = fp32.createSeconds;
+  const feeds = feedsFor(fp32.session, subject.shapes);
+  for (let i = 0; i < 2; i++) await fp32.session.run(feeds);
+  const fp32Times: number[] = [];
+  for (const variant of args.variants.split(',')) {
+    const quantized = await open(paths[variant]!);
+    row[`${variant}_create_s`] = quantized.createSeconds;
+    for (let i = 0; i < 2; i++) await quantized.session.run(feeds);
+    const pairFp32: number[] = [];
+    const pairQuantized: number[] = [];
+    for (let r = 0; r < runs; r++) {
+      if (r % 2 === 0) {
+        pairFp32.push(await timed(fp32.session, feeds));
+        pairQuantized.push(await timed(quantized.session, feeds));
+      } else {
+        pairQuantized.push(await timed(quantized.session, feeds));
+        pairFp32.push(await timed(fp32.session, feeds));
+      }
+    }
+    await quantized.session.release();
+    fp32Times.push(...pairFp32);
+    row[`${variant}_ms`] = median(pairQuantized);
+    row[`${variant}_fp32_ms`] = median(pairFp32);
+    row[`${variant}_speedup`] = Number((median(pairFp32) / median(pairQuantized)).toFixed(2));
+  }
+  await fp32.session.release();
+  row.fp32_ms = median(fp32Times);
+  if (args.profile) {
+    const prefix = join(args.work, `profile-${name}`);
+    const profiles: Record<string, Record<string, number>> = {};
+    for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profile(path, feeds, `${prefix}-${variant}`);
+    row.profile_ms = profiles;
+  }
+  results[name] = row;
+  summaries.push(`${name} b${BATCH}: fp32 ${row.fp32_ms} ms; ${args.variants.split(',').map((v) => `${v} ${row[`${v}_speedup`]}x faster, ${row[`${v}_smaller`]}x smaller`).join('; ')}`);
+}
+const loadAfter = loadavg()[0]!;
+console.log(JSON.stringify({ runs, threads, batch: BATCH, loadAverage: [Number(loadBefore.toFixed(2)), Number(loadAfter.toFixed(2))], ...results, summary: `${summaries.join(' | ')} (ORT CPU ${threads} threads, medians of ${runs} interleaved, load ${loadBefore.toFixed(1)}→${loadAfter.toFixed(1)})` }));

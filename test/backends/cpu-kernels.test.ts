@@ -1,0 +1,96 @@
+/**
+ * The cpu lowering's per-layer choices and its kernel prediction, checked against what ORT runs: MatMulNBits
+ * takes accuracy_level 4 (int8 activations) only where the recipe quantizes the layer input to int8; the
+ * kernels `cpuKernels` names are the kernels ORT's profiler reports for the lowered dit-digits models; forms
+ * ORT runs slower than float are warned about (W042).
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { slowKernelDiagnostics } from '../../src/backends/backend.js';
+import { cpuBackend } from '../../src/backends/cpu.js';
+import type { Model } from '../../src/ir/core.js';
+import { Op, isOp } from '../../src/ir/ops.js';
+import { encodeModel } from '../../src/ir/serde.js';
+import { assertValid } from '../../src/ir/verify.js';
+import { maxAbsDiff, referenceInputs, sqnrDb } from '../passes/fixture.js';
+import { runEps, w4a16, w4a8, w8PerChannel, w8a8 } from './quantized-fixtures.js';
+
+/** Kernel op types ORT's profiler reports for one run of `model` at optimization `all`, with their counts. */
+async function profiledKernels(model: Model): Promise<Record<string, number>> {
+  const dir = mkdtempSync(join(tmpdir(), 'qcompile-kernels-'));
+  try {
+    const session = await ort.InferenceSession.create(encodeModel(model), { graphOptimizationLevel: 'all', intraOpNumThreads: 1, enableProfiling: true, profileFilePrefix: join(dir, 'profile') });
+    const feeds = Object.fromEntries(Object.entries(referenceInputs()).map(([name, t]) => [name, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)]));
+    await session.run(feeds);
+    session.endProfiling();
+    await session.release();
+    const events = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8')) as { cat: string; name: string; args?: { op_name?: string } }[];
+    const counts: Record<string, number> = {};
+    for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) counts[e.args!.op_name!] = (counts[e.args!.op_name!] ?? 0) + 1;
+    return counts;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('cpu lowering choices', () => {
+  it('weight-only int4: MatMulNBits at accuracy_level 0 (float activations) on all 31 layers, as ORT runs them; warned as slower than float on many rows', async () => {
+    const model = await w4a16();
+    const result = cpuBackend.lower(model);
+    expect(result.kernels).toEqual([{ kernel: 'MatMulNBits(4b, acc 0)', layers: expect.any(Array), slowerThanFloat: expect.stringContaining('permits accuracy_level 4') }]);
+    expect(result.kernels![0]!.layers).toHaveLength(31);
+    expect(result.kernels![0]!.layers).toContain('blocks.0.mlp.fc1');
+    expect((await profiledKernels(model)).MatMulNBits).toBe(31);
+  });
+
+  it('int4 weights with int8 static inputs: accuracy_level 4 (the recipe permits int8 activations); eps within 30 dB of the Q/DQ graph', async () => {
+    const model = await w4a8();
+    const exact = await runEps(model);
+    const result = cpuBackend.lower(model);
+    const nbits = model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits));
+    expect(nbits).toHaveLength(31);
+    expect(nbits.every((n) => n.intAttr('accuracy_level', -1) === 4)).toBe(true);
+    expect(result.kernels!.map((k) => [k.kernel, k.layers.length])).toEqual([['MatMulNBits(4b, acc 4)', 31]]);
+    expect(slowKernelDiagnostics('cpu', result.kernels!)).toEqual([]);
+    // The int8 per-block requantization of the already int8 input costs little: far above the W4A8 error itself.
+    expect(sqnrDb(exact, await runEps(model))).toBeGreaterThan(30);
+    // An explicit accuracy level still applies to every layer.
+    const forced = await w4a8();
+    cpuBackend.lower(forced, { accuracyLevel: 0 });
+    expect(forced.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).every((n) => n.intAttr('accuracy_level', -1) === 0)).toBe(true);
+  });
+
+  it('W8A8 static per-channel: the 7 float-bias Gemms become MatMulIntegerToFloat + Add; MatMulIntegerToFloat predicted and run by ORT for all 31 layers, exact', async () => {
+    const model = await w8a8(false);
+    const exact = await runEps(model);
+    const result = cpuBackend.lower(model);
+    assertValid(model);
+    expect(result.statistics.gemm_as_matmul_integer).toBe(7);
+    expect(result.kernels!.map((k) => [k.kernel, k.layers.length])).toEqual([['MatMulIntegerToFloat', 31]]);
+    expect(result.kernels![0]!.layers).toContain('blocks.0.adaln');
+    expect(slowKernelDiagnostics('cpu', result.kernels!)).toEqual([]);
+    expect(maxAbsDiff(exact, await runEps(model))).toBeLessThan(1e-5); // the Q/DQ Gemm's math, int32 accumulation
+    const profiled = await profiledKernels(model);
+    expect(profiled.MatMulIntegerToFloat).toBe(31);
+    expect(profiled.DequantizeLinear ?? 0).toBe(0); // every Q/DQ pair fused
+  });
+
+  it('int8 per-channel weight-only: ORT fuses the MatMuls into MatMulNBits itself; the Gemms stay DequantizeLinear + float Gemm, warned as slower than float (W042)', async () => {
+    const model = await w8PerChannel();
+    const result = cpuBackend.lower(model);
+    expect(result.kernels!.map((k) => [k.kernel, k.layers.length])).toEqual([
+      ['DequantizeLinear int8 + Gemm (float)', 7],
+      ['MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)', 24],
+    ]);
+    const warnings = slowKernelDiagnostics('cpu', result.kernels!);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ severity: 'warning', code: 'W042', message: 'target cpu runs 7 layers as DequantizeLinear int8 + Gemm (float), slower than float' });
+    expect(warnings[0]!.notes![0]).toMatch(/^ORT dequantizes the weights on every run before the float kernel: blocks\.0\.adaln, /);
+    const profiled = await profiledKernels(model);
+    expect(profiled.MatMulNBits).toBe(24);
+    expect(profiled.DequantizeLinear).toBe(7);
+  });
+});
