@@ -64,10 +64,11 @@ describe('layer identity stamped once, kept by every pass of every shipped recip
       expect(step.identity, `after ${step.pass}`).toEqual(fpIdentity);
       expect(step.views, `layer views after ${step.pass}`).toEqual(names);
     }
-    // Every planned layer is quantized, and its stamp sits on the node that now applies the quantized weight.
+    // Every planned layer is quantized, and its stamp sits on the node that now applies the quantized weight: a
+    // MatMulNBits, an integer MatMul over the codes (a float-bias int8 Gemm), or an op reading a dequantized weight.
     for (const name of plan.keys()) {
       const node = layerStamps(model).find((s) => s.name === name)!.node;
-      const quantized = isOp(node, Op.MatMulNBits) || (node.inputs[1]?.producer !== undefined && isOp(node.inputs[1].producer, Op.DequantizeLinear));
+      const quantized = isOp(node, Op.MatMulNBits) || isOp(node, Op.MatMulIntegerToFloat) || (node.inputs[1]?.producer !== undefined && isOp(node.inputs[1].producer, Op.DequantizeLinear));
       expect(quantized || plan.get(name)!.weight === undefined, name).toBe(true);
     }
     expect(discoverLayers).toHaveBeenCalledTimes(1);

@@ -254,7 +254,11 @@ describe('configs from the ecosystem and the fixtures', () => {
     }
     expect(() => parseSchedulerConfig([], 'x.json')).toThrow(/x.json: a scheduler config must be a JSON object/);
     const flow = parseSchedulerConfig({ _class_name: 'FlowMatchEulerDiscreteScheduler' });
-    expect(() => makeScheduler(flow, { kind: 'ddim', steps: 10 })).toThrow(/sampler ddim needs a discrete schedule.*sample it with flow-euler/);
+    expect(() => makeScheduler(flow, { kind: 'ddpm', steps: 10 })).toThrow(/sampler ddpm needs a discrete schedule.*sample it with flow-euler/);
+    // Deterministic DDIM on a flow schedule is its flow-Euler step: the same scheduler; stochastic DDIM is refused.
+    expect(makeScheduler(flow, { kind: 'ddim', steps: 10 }).timesteps).toEqual(makeScheduler(flow, { kind: 'flow-euler', steps: 10 }).timesteps);
+    expect(makeScheduler(flow, { kind: 'ddim', steps: 10 }).spec.kind).toBe('flow-euler');
+    expect(() => makeScheduler(flow, { kind: 'ddim', steps: 10, eta: 0.5 })).toThrow(/sampler ddim needs a discrete schedule/);
     expect(() => makeScheduler(config({}), { kind: 'flow-euler', steps: 10 })).toThrow(/sampler flow-euler needs a flow schedule/);
     expect(() => makeScheduler({ ...config({}), prediction: 'flow' }, { kind: 'ddim', steps: 10 })).toThrow(/prediction 'flow'.*take epsilon, v, sample/);
   });
