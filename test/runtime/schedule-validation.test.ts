@@ -121,11 +121,13 @@ describe('the commands refuse a bad sidecar the same way, before sampling anythi
     expect(existsSync(out)).toBe(false);
   });
 
-  it("compile: the recipe's default prediction (epsilon) against a v_prediction sidecar is an error, not ignored", async () => {
+  it("compile: a recipe's written `prediction epsilon` against a v_prediction sidecar is an error, not ignored (unwritten, the prediction is the model's)", async () => {
     const vDir = modelFolder(patched({ prediction_type: 'v_prediction' }));
+    const recipe = join(vDir, 'eps.qrecipe');
+    writeFileSync(recipe, readFileSync('recipes/ptq4dm-w8a8.qrecipe', 'utf8').replace('  target cpu\n', '  target cpu\n  diffusion {\n    prediction epsilon\n  }\n'));
     const io = capture();
     const out = join(vDir, 'q.onnx');
-    expect(await main([join(vDir, 'model.onnx'), 'recipes/ptq4dm-w8a8.qrecipe', '-o', out], io)).toBe(1);
+    expect(await main([join(vDir, 'model.onnx'), recipe, '-o', out], io)).toBe(1);
     expect(io.err.join('')).toMatch(/the recipe says 'prediction epsilon' but the model's schedule\.json says prediction_type 'v_prediction'/);
     expect(existsSync(out)).toBe(false);
   });
