@@ -3,8 +3,9 @@
  * (blocked/per-channel DequantizeLinear, MatMulNBits, activation Q/DQ or its fake-quant ops), plus what the
  * graph cannot tell — whether a group size was searched, the scaling factors — from `qcompile.layers` metadata.
  */
-import { activationFormOf, weightFormOf, type ActivationForm, type WeightForm } from '../quant/quantized-forms.js';
+import { activationFormOf, hasSymmetricZeroPoint, weightFormOf, type ActivationForm, type WeightForm } from '../quant/quantized-forms.js';
 import type { Model, Node, Value } from '../ir/core.js';
+import { DataType } from '../ir/dtype.js';
 import { IrError } from '../ir/errors.js';
 import { layerStamps, layersOf } from '../quant/identity.js';
 import type { Layer } from '../quant/layers.js';
@@ -52,6 +53,14 @@ function weightForm(layer: Layer, node: Node): { form: WeightForm; kernel?: stri
     const form: WeightForm = { op: layer.opType, bits: node.intAttr('bits', 4), granularity: 'group', groupSize: node.intAttr('block_size', 0), symmetric: node.inputs[3] === undefined, signed: true };
     return { form, kernel: 'MatMulNBits' };
   }
+  if (isOp(node, Op.MatMulIntegerToFloat)) {
+    // An int8 Gemm lowered for ORT's integer kernel: the weight's codes, b_scale and b_zero_point are its inputs 1, 3, 5.
+    const codes = node.input(1).initializer;
+    if (!codes) return undefined;
+    const scales = node.input(3).initializer?.size ?? 2;
+    const form: WeightForm = { op: layer.opType, bits: 8, granularity: scales === 1 ? 'per-tensor' : 'per-channel', symmetric: hasSymmetricZeroPoint(node.inputs[5], codes.dtype), signed: codes.dtype === DataType.INT8 };
+    return { form, kernel: 'MatMulIntegerToFloat' };
+  }
   const dq = node.inputs[1]?.producer;
   if (!dq || !isOp(dq, Op.DequantizeLinear) || !dq.input(0).isConstant) return undefined;
   return { form: weightFormOf({ name: layer.name, node, dq }) };
@@ -62,6 +71,8 @@ function activationForm(node: Node): string | undefined {
   const x = node.inputs[0];
   let producer = x?.producer;
   if (!producer) return undefined;
+  // MatMulIntegerToFloat reads the quantized codes themselves (it dequantizes inside).
+  if (isOp(node, Op.MatMulIntegerToFloat) && isOp(producer, Op.QuantizeLinear)) return describeActivationForm(activationFormOf({ name: node.name, quantize: producer, dequantize: node, consumer: node }));
   const quantize = isOp(producer, Op.DequantizeLinear) ? producer.inputs[0]?.producer : undefined;
   if (quantize && (isOp(quantize, Op.QuantizeLinear) || isOp(quantize, Op.DynamicQuantizeLinear))) {
     return describeActivationForm(activationFormOf({ name: node.name, quantize, dequantize: producer, consumer: node }));

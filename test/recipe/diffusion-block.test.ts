@@ -23,7 +23,7 @@ const meaning = (recipe: Recipe) => JSON.parse(JSON.stringify(recipe, (key, valu
 describe('diffusion { } settings of #13', () => {
   it('the shipped recipes read as before: the new fields take their defaults', () => {
     const recipe = parseRecipe(readFileSync('recipes/ptq4dm-w8a8.qrecipe', 'utf8'), 'ptq4dm-w8a8.qrecipe').recipe!;
-    expect(recipe.diffusion).toEqual({ schedule: { kind: 'sidecar' }, prediction: 'epsilon', sampler: recipe.diffusion.sampler, guidance: 0, classes: 0, resolution: { height: 0, width: 0 }, timestepScale: 1 });
+    expect(recipe.diffusion).toEqual({ schedule: { kind: 'sidecar' }, prediction: 'model', sampler: recipe.diffusion.sampler, guidance: 0, classes: 0, resolution: { height: 0, width: 0 }, timestepScale: 1 });
     expect([recipe.calibrate.prompts, recipe.calibrate.conditioning]).toEqual(['', '']);
   });
 
