@@ -9,7 +9,7 @@ import { Graph, Model, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import { Emitter, float, i64s, int, ints } from './emitter.js';
+import { Emitter, exportedModel, float, i64s, int, ints } from './emitter.js';
 import { normalTensor } from './random.js';
 
 /** Standard deviation of every random weight; biases use half of it (as the synthetic DiT). */
@@ -145,13 +145,7 @@ export class TransformerGraph {
 
   /** The finished model: opset 17, producer pytorch 2.x. */
   model(docString: string): Model {
-    const model = new Model(this.graph);
-    model.irVersion = 8;
-    model.producerName = 'pytorch';
-    model.producerVersion = '2.1.0';
-    model.opsetImports.set('', 17);
-    model.docString = docString;
-    return model;
+    return exportedModel(this.graph, '2.1.0', docString);
   }
 }
 

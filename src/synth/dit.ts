@@ -11,7 +11,7 @@ import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { sinCosPositionTable } from './diffusers-transformer.js';
-import { Emitter, float, i64s, int, ints } from './emitter.js';
+import { Emitter, exportedModel, float, i64s, int, ints } from './emitter.js';
 import { normalTensor } from './random.js';
 
 /** Architecture hyper-parameters of a DiT. */
@@ -166,13 +166,7 @@ export function buildDit(config: DitConfig, options: DitOptions = {}): Model {
   out.type = { elemType: DataType.FLOAT, shape: ['batch', outChannels, config.inputSize, config.inputSize] };
   graph.outputs.push(out);
 
-  const model = new Model(graph);
-  model.irVersion = 8;
-  model.producerName = 'pytorch';
-  model.producerVersion = '1.13.0';
-  model.opsetImports.set('', 17);
-  model.docString = `qcompile synth dit --preset ${config.name} --seed ${seed}${config.learnSigma ? '' : ' --no-learn-sigma'}: random weights, not a trained model`;
-  return model;
+  return exportedModel(graph, '1.13.0', `qcompile synth dit --preset ${config.name} --seed ${seed}${config.learnSigma ? '' : ' --no-learn-sigma'}: random weights, not a trained model`);
 }
 
 /** Number of weights of a DiT (trainable parameters plus the fixed position embedding). */

@@ -1,5 +1,5 @@
 /** Builds graphs node by node in the order a torch export lists them, with its scoped node and value names. */
-import { Node, Value, type Attribute, type Graph } from '../ir/core.js';
+import { Model, Node, Value, type Attribute, type Graph } from '../ir/core.js';
 import { Op, type OpType } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 
@@ -90,4 +90,15 @@ export function float(value: number): Attribute {
 /** A 1-D int64 tensor. */
 export function i64s(values: number[]): Tensor {
   return Tensor.fromInt64([values.length], values);
+}
+
+/** The finished model as a torch exporter writes it: IR 8, opset 17, producer pytorch `producerVersion`. */
+export function exportedModel(graph: Graph, producerVersion: string, docString: string): Model {
+  const model = new Model(graph);
+  model.irVersion = 8;
+  model.producerName = 'pytorch';
+  model.producerVersion = producerVersion;
+  model.opsetImports.set('', 17);
+  model.docString = docString;
+  return model;
 }

@@ -14,7 +14,7 @@ import { Graph, Model, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
-import { Emitter, float, i64s, int, ints } from './emitter.js';
+import { Emitter, exportedModel, float, i64s, int, ints } from './emitter.js';
 import { writePipelineFolder } from './pipeline-folder.js';
 import { normalTensor } from './random.js';
 
@@ -253,13 +253,7 @@ export function buildSdUnet(config: SdUnetConfig, options: SdUnetOptions = {}): 
   out.type = { elemType: DataType.FLOAT, shape: ['batch_size', config.outChannels, 'height', 'width'] };
   graph.outputs.push(out);
 
-  const model = new Model(graph);
-  model.irVersion = 8;
-  model.producerName = 'pytorch';
-  model.producerVersion = '1.13.0';
-  model.opsetImports.set('', 17);
-  model.docString = `qcompile synth unet --preset ${config.name} --seed ${seed}: random weights, not a trained model`;
-  return model;
+  return exportedModel(graph, '1.13.0', `qcompile synth unet --preset ${config.name} --seed ${seed}: random weights, not a trained model`);
 }
 
 /** Trainable parameters of the diffusers model (every initializer of the graph is one of them). */
