@@ -144,7 +144,7 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
         if (io.stderrIsTTY) io.stderr(`\r\x1b[Kcalibration trajectories ${done}/${total}`);
       },
     });
-    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${described}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     if (cachePath) {
       const bytes = encodeCalibrationCache(key, set);
       if (outputs) outputs.writeFile(cachePath, bytes);

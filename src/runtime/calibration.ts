@@ -40,6 +40,8 @@ export interface CalibrationSet {
   timesteps: number[];
   /** One per row: where its step lies on the training axis, in [0, 1] (timestep bins). */
   positions: number[];
+  /** Rows the model ran to build the set (every trajectory step, CFG's unconditional rows included); absent when read from a cache. */
+  modelRows?: number;
 }
 
 /** Which steps of the scheduler's grid each trajectory contributes, given each step's position in [0, 1]. */
@@ -105,6 +107,7 @@ export async function buildCalibrationSet(denoiser: Denoiser, scheduler: Schedul
   const normal = seededNormal(options.seed);
   const noise = steps.map(() => Float32Array.from({ length: perSample }, () => normal()));
   const records: RecordedRow[] = [];
+  let modelRows = 0;
   const trajectoriesPerBatch = Math.max(1, options.batch);
   for (let start = 0; start < order.length; start += trajectoriesPerBatch) {
     const members = order.slice(start, start + trajectoriesPerBatch);
@@ -123,6 +126,7 @@ export async function buildCalibrationSet(denoiser: Denoiser, scheduler: Schedul
       batch: trajectoriesPerBatch,
       xT,
       onStep: ({ stepIndex, feeds, cfg, count, position }) => {
+        modelRows += cfg ? 2 * count : count;
         chunk.forEach((stepsOfTrajectory, k) => {
           if (!stepsOfTrajectory.includes(stepIndex)) return;
           // Under CFG the unconditional row the model really ran goes in first, then the conditional one.
@@ -145,5 +149,5 @@ export async function buildCalibrationSet(denoiser: Denoiser, scheduler: Schedul
     batches.push(stackFeeds(rows.slice(b, end).map((r) => r.feeds)));
     b = end;
   }
-  return { batches, timesteps: rows.map((r) => r.t), positions: rows.map((r) => r.position) };
+  return { batches, timesteps: rows.map((r) => r.t), positions: rows.map((r) => r.position), modelRows };
 }

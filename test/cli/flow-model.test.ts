@@ -49,7 +49,7 @@ describe('a flow-matching MMDiT (synth sd3 --preset tiny)', () => {
     const out = join(root, 'q', 'transformer', 'model.onnx');
     const compiled = await runCli([MODEL, recipe, '--conditioning', join(SD3, 'conditioning'), '-o', out]);
     expect(compiled.code, compiled.stderr).toBe(0);
-    expect(compiled.stderr).toMatch(/calibration: 16 samples \(uniform; 8 precomputed conditions from .*conditioning\) in /);
+    expect(compiled.stderr).toMatch(/calibration: 16 samples \(uniform; 8 precomputed conditions from .*conditioning\) from \d+ model rows in /);
     expect(compiled.stdout + compiled.stderr).toMatch(/layers quantized: 33\b/);
     const report = join(root, 'report');
     const evaluated = await runCli(['eval', '--fp', MODEL, '--quant', out, '--conditioning', join(SD3, 'conditioning'), '--guidance', '2', '--samples', '8', '--steps', '6', '-o', report]);
