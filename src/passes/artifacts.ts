@@ -35,8 +35,11 @@ export const CALIBRATION_TIMESTEPS = artifactKey<Map<number, number>>('calibrati
 /** Per-input-channel max |x| of each observed value, by value name (filled when calibrate has channels=true). */
 export const INPUT_CHANNEL_ABSMAX = artifactKey<Map<string, Float32Array>>('input-channel-absmax', 'calibrate{channels=true}');
 
-/** Per-layer Hessians XᵀX [K,K], by layer name, that GPTQ rounding reads. */
-export const LAYER_HESSIANS = artifactKey<Map<string, Float64Array>>('layer-hessians', 'collect-hessians');
+/**
+ * GPTQ's integer codes per layer, by layer name, in the order of the weight's values: rounded by collect-hessians
+ * stage by stage with each layer's Hessian (which is dropped once used), stored as they are by quantize-weights.
+ */
+export const GPTQ_CODES = artifactKey<Map<string, Int8Array | Uint8Array>>('gptq-codes', 'collect-hessians');
 
 /** The chosen group size per searched layer, for dumps and the report. */
 export const GROUP_ALLOCATION = artifactKey<Map<string, number>>('group-allocation', 'search-group-sizes');

@@ -1,18 +1,22 @@
 /**
- * collect-hessians: measures H = XᵀX of the inputs of every layer planned for GPTQ rounding, block by block
- * with the earlier blocks already quantized (as GPTQ prescribes), and leaves them in the LAYER_HESSIANS
- * artifact for quantize-weights. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
+ * collect-hessians: measures H = XᵀX of the inputs of every layer planned for GPTQ rounding — over every input row,
+ * as a matrix product ORT computes in the session — block by block with the earlier blocks already quantized (as
+ * GPTQ prescribes), rounds each block by GPTQ with them in a working
+ * copy, and leaves the layers' codes in the GPTQ_CODES artifact for quantize-weights to store. A Hessian lives only
+ * while its block is rounded: memory holds one block's Hessians (DiT-XL/2: 212 MB; all 28 would be 5.9 GB) and
+ * one byte per rounded weight. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
  */
+import type { Attribute, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
+import type { PreparedModel } from '../ir/executor.js';
+import { Op } from '../ir/ops.js';
+import { Tensor } from '../ir/tensor.js';
 import { layersOf } from '../quant/identity.js';
 import type { Layer } from '../quant/layers.js';
-import { CALIBRATION_BATCHES, LAYER_HESSIANS } from './artifacts.js';
+import { CALIBRATION_BATCHES, GPTQ_CODES } from './artifacts.js';
 import { HessianAccumulator } from './gptq.js';
 import { definePass, type PassResult } from './pass.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
-
-/** Input rows (tokens) accumulated per layer; more are subsampled evenly (4096 cost the fixture 3 dB of eps SQNR at W4). */
-const MAX_ROWS = 16384;
 
 /** The collect-hessians pass. */
 export const collectHessians = definePass({
@@ -20,7 +24,7 @@ export const collectHessians = definePass({
   summary: 'measure XᵀX of GPTQ layers\' inputs on calibration data, earlier blocks quantized first',
   options: {},
   requires: [CALIBRATION_BATCHES],
-  produces: [LAYER_HESSIANS],
+  produces: [GPTQ_CODES],
   async run(model, _options, context): Promise<PassResult> {
     const planned = [...context.plan.values()].filter((p) => p.weight?.rounding.kind === 'gptq');
     if (planned.length === 0) return { modified: false, statistics: { layers: 0 } };
@@ -30,53 +34,83 @@ export const collectHessians = definePass({
 
     // Work on a copy: quantizing its earlier blocks changes what later blocks see, but not the model itself.
     const work = model.clone();
-    const hessians = new Map<string, Float64Array>();
-    context.artifacts.set(LAYER_HESSIANS, hessians);
+    const codes = new Map<string, Int8Array | Uint8Array>();
+    context.artifacts.set(GPTQ_CODES, codes);
     const plannedNames = new Set(planned.map((p) => p.layer));
     const stages = stagesOf(layersOf(work).filter((l) => plannedNames.has(l.name)));
     let rows = 0;
     for (const [index, stage] of stages.entries()) {
       context.progress('gptq blocks', index, stages.length);
       const layers = new Map(layersOf(work).map((l) => [l.name, l]));
-      const inputs = [...new Set(stage.map((name) => layers.get(name)!.node.input(0).name))];
-      const accumulators = new Map(stage.map((name) => [name, new HessianAccumulator(layers.get(name)!.inChannels)]));
-      const prepared = await context.executor.prepare(work, inputs);
+      // One Gram product per distinct input (q, k and v share theirs), computed in the session: the activations
+      // never leave ORT, only K×K sums per batch do.
+      const grams = new Map<string, Gram>();
+      const added: Node[] = [];
+      let prepared: PreparedModel;
+      try {
+        for (const name of stage) {
+          const layer = layers.get(name)!;
+          const input = layer.node.input(0);
+          if (!grams.has(input.name)) grams.set(input.name, addGram(work, input, layer.inChannels, added));
+        }
+        prepared = await context.executor.prepare(work, [...grams.values()].flatMap((g) => [g.product, g.shape]));
+      } finally {
+        for (const node of added.reverse()) {
+          const constants = node.inputs.filter((v): v is Value => !!v?.initializer && v.uses.length === 1);
+          work.graph.removeNode(node);
+          for (const c of constants) work.graph.removeInitializer(c);
+        }
+      }
+      const accumulators = new Map([...grams].map(([input, gram]) => [input, new HessianAccumulator(gram.channels)]));
       try {
         for (const feeds of batches) {
           const outputs = await prepared.run(feeds);
-          for (const name of stage) {
-            const layer = layers.get(name)!;
-            const x = outputs[layer.node.input(0).name]!;
-            const data = x.data as Float32Array;
-            const K = layer.inChannels;
-            if (x.dims[x.dims.length - 1] !== K) throw new IrError('unsupported', `collect-hessians: input of '${name}' is not channels-last (${x.dims.join('x')})`);
-            const rows = data.length / K;
-            // Every stride-th row (token) of every batch: H converges long before all tokens are seen.
-            const stride = Math.max(1, Math.ceil((rows * batches.length) / MAX_ROWS));
-            if (stride === 1) accumulators.get(name)!.add(data, rows);
-            else {
-              const kept = Math.ceil(rows / stride);
-              const sample = new Float32Array(kept * K);
-              for (let r = 0; r < kept; r++) sample.set(data.subarray(r * stride * K, (r * stride + 1) * K), r * K);
-              accumulators.get(name)!.add(sample, kept);
-            }
+          for (const [input, gram] of grams) {
+            const shape = outputs[gram.shape]!.data as BigInt64Array;
+            if (Number(shape[1]) !== gram.channels) throw new IrError('unsupported', `collect-hessians: the input of a GPTQ layer ('${input}') has ${shape[1]} channels last, not ${gram.channels} (only linears are GPTQ-rounded)`);
+            accumulators.get(input)!.addGram(outputs[gram.product]!.data as Float32Array, Number(shape[0]));
           }
         }
       } finally {
         await prepared.release();
       }
-      for (const [name, accumulator] of accumulators) {
-        hessians.set(name, accumulator.result());
+      const hessians = new Map<string, Float64Array>();
+      for (const [input, accumulator] of accumulators) {
+        const hessian = accumulator.result();
+        for (const name of stage) if (layers.get(name)!.node.input(0).name === input) hessians.set(name, hessian);
         rows = Math.max(rows, accumulator.rows);
       }
-      // Quantize this stage in the copy so the next stage's inputs carry its error.
+      // Round this stage in the copy (recording its codes) so the next stage's inputs carry its error.
       const stagePlan = new Map([...context.plan].filter(([name]) => stage.includes(name)));
-      quantizePlannedWeights(work, stagePlan, hessians, () => {});
+      quantizePlannedWeights(work, stagePlan, { hessians, codes }, () => {});
     }
     context.progress('gptq blocks', stages.length, stages.length);
-    return { modified: false, statistics: { layers: hessians.size, stages: stages.length, rows_per_layer: rows } };
+    return { modified: false, statistics: { layers: codes.size, stages: stages.length, rows_per_layer: rows } };
   },
 });
+
+/** The in-graph XᵀX of one input, and the [rows, K] shape it was taken over. */
+interface Gram {
+  channels: number;
+  product: string;
+  shape: string;
+}
+
+/** Adds X → Reshape [rows, K] → Xᵀ·X (and the reshaped shape, for the row count) to the graph. */
+function addGram(model: Model, x: Value, channels: number, added: Node[]): Gram {
+  const graph = model.graph;
+  const base = `${x.name}/gram`;
+  const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
+    const n = graph.addNode({ opType, inputs, outputs: [`${base}/${suffix}`], name: `${base}/${suffix}`, ...(attributes ? { attributes } : {}) });
+    added.push(n);
+    return n.outputs[0]!;
+  };
+  const rows = node(Op.Reshape, [x, graph.addInitializer(`${base}.rows`, Tensor.fromInt64([2], [-1, channels]))], 'rows');
+  const transposed = node(Op.Transpose, [rows], 'transposed', { perm: { kind: 'ints', value: [1, 0] } });
+  const product = node(Op.MatMul, [transposed, rows], 'product');
+  const shape = node(Op.Shape, [rows], 'shape');
+  return { channels, product: product.name, shape: shape.name };
+}
 
 /** Layers grouped into sequential stages: one per block, and one per layer outside blocks, in model order. */
 function stagesOf(layers: Layer[]): string[][] {

@@ -24,7 +24,7 @@ export interface GptqOptions {
   damp: number;
 }
 
-/** Accumulates H = Σ xᵀx over rows of activations [rows, K] (float64, upper and lower filled). */
+/** Accumulates H = Σ XᵀX over batches of activation rows, from each batch's Gram product [K, K] (float64 sums). */
 export class HessianAccumulator {
   readonly h: Float64Array;
   rows = 0;
@@ -33,30 +33,22 @@ export class HessianAccumulator {
     this.h = new Float64Array(channels * channels);
   }
 
-  /** Adds `rows` activation rows laid out [rows, K]. */
-  add(x: Float32Array, rows: number): void {
-    const K = this.channels;
+  /** Adds one batch's XᵀX ([K, K], row-major) taken over `rows` rows. */
+  addGram(gram: Float32Array | Float64Array, rows: number): void {
+    if (gram.length !== this.h.length) throw new RangeError(`a Gram product of ${gram.length} values for ${this.channels} channels`);
     const h = this.h;
-    for (let r = 0; r < rows; r++) {
-      const base = r * K;
-      for (let i = 0; i < K; i++) {
-        const xi = x[base + i]!;
-        if (xi === 0) continue;
-        const row = i * K;
-        for (let j = i; j < K; j++) h[row + j]! += xi * x[base + j]!;
-      }
-    }
+    for (let i = 0; i < h.length; i++) h[i]! += gram[i]!;
     this.rows += rows;
   }
 
-  /** The mean Hessian H/rows, symmetric. */
+  /** The mean Hessian H/rows, symmetrized (the float32 products are symmetric only up to rounding). */
   result(): Float64Array {
     const K = this.channels;
     const out = new Float64Array(K * K);
     const n = Math.max(this.rows, 1);
     for (let i = 0; i < K; i++) {
       for (let j = i; j < K; j++) {
-        const v = this.h[i * K + j]! / n;
+        const v = (this.h[i * K + j]! + this.h[j * K + i]!) / (2 * n);
         out[i * K + j] = v;
         out[j * K + i] = v;
       }

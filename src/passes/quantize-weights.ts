@@ -5,7 +5,7 @@
  * the opset to 21 itself when a layer needs blocks or 4 bits. Deferred (external) weights stay deferred:
  * their codes are computed while saving, one weight at a time.
  */
-import { LAYER_HESSIANS } from './artifacts.js';
+import { GPTQ_CODES } from './artifacts.js';
 import { definePass } from './pass.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
 
@@ -14,8 +14,9 @@ export const quantizeWeights = definePass({
   name: 'quantize-weights',
   summary: "store planned layers' weights as int8/int4 initializers feeding DequantizeLinear",
   options: {},
-  reads: [LAYER_HESSIANS],
+  reads: [GPTQ_CODES],
   run(model, _options, context) {
-    return quantizePlannedWeights(model, context.plan, context.artifacts.get(LAYER_HESSIANS), context.progress);
+    const codes = context.artifacts.get(GPTQ_CODES);
+    return quantizePlannedWeights(model, context.plan, codes && { codes }, context.progress);
   },
 });

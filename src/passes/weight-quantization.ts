@@ -7,11 +7,11 @@ import type { Model } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
 import type { QuantPlan, WeightQuantSpec } from '../quant/plan.js';
-import { LAYER_HESSIANS } from './artifacts.js';
+import { GPTQ_CODES } from './artifacts.js';
 import { gptqRound } from './gptq.js';
 import { upgradeModelOpset } from './opset-upgrade.js';
 import type { PassResult, ProgressReporter } from './pass.js';
-import { roundToNearest, type RoundingFunction } from './weight-quantizer.js';
+import { roundToNearest, type CellParams, type IntRange, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 import { storeQuantizedWeight, type WeightedLayer } from './weight-storage.js';
 
 /** The ai.onnx opset of blocked and 4-bit DequantizeLinear. */
@@ -20,10 +20,20 @@ const BLOCKED_DQ_OPSET = 21;
 const PER_AXIS_DQ_OPSET = 13;
 
 /**
- * Quantizes the weight of every layer in `quantPlan` that has a weight spec; GPTQ layers read their Hessian from
- * `hessians`. Raises the opset as the chosen DequantizeLinear forms need.
+ * What GPTQ-rounded layers read: the codes GPTQ already gave a layer, else its Hessian — then the layer is rounded
+ * by GPTQ and its codes are recorded in `codes` (collect-hessians measures a stage's Hessians, rounds the stage,
+ * and keeps only the codes: 1 byte per weight instead of K² doubles per layer).
  */
-export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, hessians: ReadonlyMap<string, Float64Array> | undefined, progress: ProgressReporter): PassResult {
+export interface GptqRounding {
+  hessians?: ReadonlyMap<string, Float64Array>;
+  codes: Map<string, Int8Array | Uint8Array>;
+}
+
+/**
+ * Quantizes the weight of every layer in `quantPlan` that has a weight spec; GPTQ layers take their codes or their
+ * Hessian from `gptq`. Raises the opset as the chosen DequantizeLinear forms need.
+ */
+export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq: GptqRounding | undefined, progress: ProgressReporter): PassResult {
   const planned = [...quantPlan.values()].filter((p) => p.weight);
   if (planned.length === 0) return { modified: false, statistics: { layers_quantized: 0 } };
   const layers = new Map(layersOf(model).map((l) => [l.name, l]));
@@ -50,7 +60,7 @@ export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, hessi
       count('skipped_shared_weight');
       continue;
     }
-    const result = storeQuantizedWeight(layer, plan.weight!, roundingFor(plan.weight!, layer, hessians));
+    const result = storeQuantizedWeight(layer, plan.weight!, roundingFor(plan.weight!, layer, gptq));
     if (result.fellBackToPerChannel) count('conv_group_fallback_per_channel');
     count(`granularity_${result.granularity}`);
     count(`bits_${plan.weight!.bits}`);
@@ -63,25 +73,39 @@ export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, hessi
 }
 
 /** The rounding step `spec.rounding` asks for. */
-function roundingFor(spec: WeightQuantSpec, layer: WeightedLayer, hessians: ReadonlyMap<string, Float64Array> | undefined): RoundingFunction {
+function roundingFor(spec: WeightQuantSpec, layer: WeightedLayer, gptq: GptqRounding | undefined): RoundingFunction {
   if (spec.rounding.kind === 'nearest') return roundToNearest;
-  const hessian = hessians?.get(layer.name);
-  if (!hessian) throw new IrError('invalid-argument', `quantize-weights: GPTQ rounding of '${layer.name}' needs its Hessian (artifact '${LAYER_HESSIANS.name}'); run the Hessian calibration first`);
+  const rounded = gptq?.codes.get(layer.name);
+  if (rounded) {
+    return (weight) => {
+      if (rounded.length !== weight.values.length) throw new IrError('invalid-argument', `quantize-weights: the GPTQ codes of '${layer.name}' have ${rounded.length} values, its weight ${weight.values.length}`);
+      return Int32Array.from(rounded);
+    };
+  }
+  const hessian = gptq?.hessians?.get(layer.name);
+  if (!gptq || !hessian) throw new IrError('invalid-argument', `quantize-weights: GPTQ rounding of '${layer.name}' needs its codes (artifact '${GPTQ_CODES.name}'); run collect-hessians first`);
   const options = { blockSize: spec.rounding.blockSize, damp: spec.rounding.damp };
   return (weight, params, range) => {
-    // gptqRound works on W[K,N] with one scale per (group, channel): spread a per-tensor scale over channels.
-    const { N, K } = weight;
-    const perTensor = params.scale.length === 1;
-    const grid = {
-      groupSize: params.cellLength,
-      scale: perTensor ? new Float32Array(N).fill(params.scale[0]!) : params.scale,
-      zeroPoint: perTensor ? new Int32Array(N).fill(params.zeroPoint[0]!) : params.zeroPoint,
-      ...range,
-    };
-    if (weight.kMajor) return gptqRound(weight.values, K, N, hessian, grid, options);
-    const codes = gptqRound(transpose(weight.values, N, K, new Float32Array(N * K)), K, N, hessian, grid, options);
-    return transpose(codes, K, N, new Int32Array(N * K));
+    const codes = gptqRoundWeight(weight, params, range, hessian, options);
+    gptq.codes.set(layer.name, range.qmin < 0 ? Int8Array.from(codes) : Uint8Array.from(codes));
+    return codes;
   };
+}
+
+/** GPTQ rounding of one weight with its Hessian; codes in the order of the weight's values. */
+function gptqRoundWeight(weight: WeightMatrix, params: CellParams, range: IntRange, hessian: Float64Array, options: { blockSize: number; damp: number }): Int32Array {
+  // gptqRound works on W[K,N] with one scale per (group, channel): spread a per-tensor scale over channels.
+  const { N, K } = weight;
+  const perTensor = params.scale.length === 1;
+  const grid = {
+    groupSize: params.cellLength,
+    scale: perTensor ? new Float32Array(N).fill(params.scale[0]!) : params.scale,
+    zeroPoint: perTensor ? new Int32Array(N).fill(params.zeroPoint[0]!) : params.zeroPoint,
+    ...range,
+  };
+  if (weight.kMajor) return gptqRound(weight.values, K, N, hessian, grid, options);
+  const codes = gptqRound(transpose(weight.values, N, K, new Float32Array(N * K)), K, N, hessian, grid, options);
+  return transpose(codes, K, N, new Int32Array(N * K));
 }
 
 /** Writes the transpose of `data` [rows, columns] into `out` [columns, rows]. */

@@ -139,7 +139,7 @@ describe('qcompile passes / diff', () => {
     expect(result.code).toBe(0);
     for (const name of ['select-layers', 'upgrade-opset', 'quantize-weights', 'cleanup']) expect(result.stdout).toMatch(new RegExp(`^${name}  `, 'm'));
     expect(result.stdout).toContain('    group=<int>  group size along the input channels (implies granularity=group)');
-    expect(result.stdout).toMatch(/^collect-hessians  .*\n    requires: calibration-batches\n    produces: layer-hessians$/m);
+    expect(result.stdout).toMatch(/^collect-hessians  .*\n    requires: calibration-batches\n    produces: gptq-codes$/m);
   });
 
   it('diff reports the output and per-layer SQNR on the fixture inputs', async () => {

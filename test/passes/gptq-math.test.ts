@@ -46,7 +46,7 @@ describe('GPTQ rounding', () => {
   it('reduces the layer output error against round-to-nearest on the same grid (int4, group 32)', () => {
     const grid = symmetricGrid(w, K, N, 32, 4);
     const acc = new HessianAccumulator(K);
-    acc.add(x, rows);
+    acc.addGram(gram(x, rows, K), rows);
     const codes = gptqRound(w, K, N, acc.result(), grid, { blockSize: 16, damp: 0.01 });
     const dequant = (q: (k: number, n: number) => number) =>
       Float64Array.from({ length: K * N }, (_, i) => {
@@ -72,7 +72,7 @@ describe('GPTQ rounding', () => {
     const wd = pseudoNormal(KD * ND, 2);
     const grid = symmetricGrid(wd, KD, ND, KD, 4);
     const acc = new HessianAccumulator(KD);
-    acc.add(duplicated, rowsD);
+    acc.addGram(gram(duplicated, rowsD, KD), rowsD);
     const codes = gptqRound(wd, KD, ND, acc.result(), grid, { blockSize: 8, damp: 0.01 });
     const dequant = (q: (i: number) => number) => Float64Array.from({ length: KD * ND }, (_, i) => q(i) * grid.scale[i % ND]!);
     const gptqError = outputError(duplicated, rowsD, KD, ND, wd, dequant((i) => codes[i]!));
@@ -86,3 +86,10 @@ describe('GPTQ rounding', () => {
     expect([0.5, 1.5, 2.5, -0.5, -1.5, 2.4].map(roundHalfEven)).toEqual([0, 2, 2, -0, -2, 2]);
   });
 });
+
+/** XᵀX of rows [rows, K] in float64 (what collect-hessians has ORT compute per batch). */
+function gram(x: Float32Array, rows: number, K: number): Float64Array {
+  const out = new Float64Array(K * K);
+  for (let r = 0; r < rows; r++) for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) out[i * K + j]! += x[r * K + i]! * x[r * K + j]!;
+  return out;
+}
