@@ -476,6 +476,12 @@ export interface SaveOptions {
   externalDataName?: string;
   /** Tensors smaller than this stay inline (default 1024 bytes). */
   externalThreshold?: number;
+  /**
+   * Refer to untouched external tensors where they are, through a hard link of their data file beside the model,
+   * instead of copying their bytes (a model staged for an ONNX Runtime session: a few changed weights cost only
+   * their bytes). A file that cannot be linked is copied as usual. Not for outputs: they must stand alone.
+   */
+  linkExternalData?: boolean;
 }
 
 const EXTERNAL_AUTO_BYTES = 1 << 30;
@@ -502,6 +508,17 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
   const threshold = options.externalThreshold ?? 1024;
   const dataTarget = resolve(dirname(target), dataName);
   // Data first, then the model that points at it: a reader never sees a model whose data is missing.
+  const links = new Map<ExternalFile, string | undefined>();
+  const linked = (tensor: Tensor) => {
+    if (!options.linkExternalData || tensor.data.kind !== 'external') return undefined;
+    const source = tensor.data.source;
+    if (!links.has(source)) {
+      const name = `${basename(target)}.source${links.size}.data`;
+      links.set(source, source.linkTo(resolve(dirname(target), name)) ? name : undefined);
+    }
+    const location = links.get(source);
+    return location === undefined ? undefined : { location, offset: tensor.data.offset, length: tensor.data.length };
+  };
   commitFilesAtomically([dataTarget, target], ([dataTemp, modelTemp]) => {
     const fd = openSync(dataTemp!, 'w');
     let offset = 0;
@@ -509,6 +526,8 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
     try {
       proto = modelToProto(model, (tensor) => {
         if (tensor.byteLength < threshold) return undefined;
+        const inPlace = linked(tensor);
+        if (inPlace) return inPlace;
         offset = Math.ceil(offset / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
         const bytes = tensor.bytes();
         let done = 0;

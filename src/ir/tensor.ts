@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { DataType, byteLengthOf, dataTypeName } from './dtype.js';
 import { IrError } from './errors.js';
@@ -184,6 +184,23 @@ export class ExternalFile {
   ) {
     this.size = fstatSync(fd).size;
     descriptors.register(this, fd);
+  }
+
+  /**
+   * Hard-links the opened file at `path` (for an ONNX Runtime session that reads external data in place); false,
+   * with nothing left behind, where the file cannot be linked (another file system) or its path now names another file.
+   */
+  linkTo(path: string): boolean {
+    try {
+      linkSync(this.path, path);
+    } catch {
+      return false;
+    }
+    const opened = fstatSync(this.fd);
+    const linked = statSync(path);
+    if (opened.dev === linked.dev && opened.ino === linked.ino) return true;
+    unlinkSync(path);
+    return false;
   }
 
   /** Reads `length` bytes at `offset`; a file that shrank since it was opened is an error, never short data. */

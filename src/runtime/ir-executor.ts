@@ -45,9 +45,11 @@ export class OrtExecutor implements ModelExecutor {
       if (hasDeferredTensors(model)) {
         // ORT resolves external data by path, so deferred weights go to disk next to a model file: a tracked
         // temporary, gone once the session holds the weights, or on any exit (signals included) before that.
+        // Untouched external weights are read in place through a hard link of their file: staging a 3 GB model
+        // whose pass changed a few tensors writes those tensors only.
         tempDir = makeTemporaryFolder('qcompile-ort-');
         const path = join(tempDir, 'model.onnx');
-        saveModel(model, path, { externalData: 'always' });
+        saveModel(model, path, { externalData: 'always', linkExternalData: true });
         session = await ort.InferenceSession.create(path, sessionOptions);
       } else {
         session = await ort.InferenceSession.create(encodeModel(model), sessionOptions);

@@ -4,7 +4,7 @@
  * refuses, the nesting depth ORT's parser stops at, and declared dims ORT runs.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -140,6 +140,42 @@ describe('external data is read through the descriptor validated at load', () =>
     }
     expect(tensors).toBeGreaterThan(1);
     expect(sources.size).toBe(1);
+  });
+});
+
+describe('a model staged for a session refers to its untouched external data in place', () => {
+  it('links the source file, writes only the changed tensors, and ONNX Runtime reads it as the full copy', async () => {
+    const dir = mkdtempSync(join(scratch, 'linked-'));
+    const source = join(dir, 'model.onnx');
+    saveModel(loadModelSync('test/fixtures/digits-classifier/classifier.onnx'), source, { externalData: 'always' });
+    const model = loadModelSync(source);
+    const external = [...model.graph.initializers.values()].filter((v) => v.initializer!.isExternal);
+    expect(external.length).toBeGreaterThan(2);
+    // One changed weight (a pass's output), the others untouched.
+    const changed = external[0]!;
+    const values = changed.initializer!.toFloat32().map((v) => v * 0.5);
+    changed.initializer = Tensor.fromFloat32(changed.initializer!.dims, values);
+
+    const copied = join(mkdtempSync(join(scratch, 'copied-')), 'model.onnx');
+    saveModel(model, copied, { externalData: 'always' });
+    const staged = join(mkdtempSync(join(scratch, 'staged-')), 'model.onnx');
+    saveModel(model, staged, { externalData: 'always', linkExternalData: true });
+
+    const link = `${staged}.source0.data`;
+    expect(statSync(link).ino).toBe(statSync(`${source}.data`).ino);
+    // The staged data file holds the changed tensor only (64-byte aligned), not the whole model.
+    expect(statSync(`${staged}.data`).size).toBe(values.byteLength);
+    expect(statSync(`${copied}.data`).size).toBeGreaterThan(statSync(`${source}.data`).size - 64 * external.length);
+
+    const input = new ort.Tensor('float32', Float32Array.from({ length: 256 }, (_, i) => Math.sin(i)), [1, 1, 16, 16]);
+    const run = async (path: string) => {
+      const session = await ort.InferenceSession.create(path);
+      const out = await session.run({ [session.inputNames[0]!]: input });
+      await session.release();
+      return Array.from(out[session.outputNames[0]!]!.data as Float32Array);
+    };
+    expect(await run(staged)).toEqual(await run(copied));
+    for (const value of loadModelSync(staged).graph.initializers.values()) expect(value.initializer!.bytes()).toEqual(model.graph.initializers.get(value.name)!.initializer!.bytes());
   });
 });
 
