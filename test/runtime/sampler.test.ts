@@ -6,14 +6,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildDit, DIT_PRESETS } from '../../src/synth/dit.js';
-import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
 import { classLabelConditioning, tensorConditioning, UNCONDITIONAL } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, predictionOf, sample, type Denoiser, type StepRecord } from '../../src/runtime/diffusion/sampler.js';
+import { betasOf, cumulativeAlphas } from '../../src/runtime/diffusion/schedule-math.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 import { loadManifestTensors, readRawTensor } from '../../src/runtime/host-tensor.js';
 import { maxAbsError } from '../../src/runtime/metrics.js';
 
@@ -145,11 +146,11 @@ describe('sampler updates against an exact denoiser', () => {
   });
   const config = (prediction: 'epsilon' | 'v') => ({ ...ditSchedule, prediction });
   const exact = (prediction: 'epsilon' | 'v'): Denoiser => {
-    const s = makeSchedule('linear', 1000, 1e-4, 0.02, prediction);
+    const alphasCumprod = cumulativeAlphas(betasOf({ kind: 'linear', T: 1000, betaStart: 1e-4, betaEnd: 0.02 }));
     return {
       iface: iface(prediction),
       run: async (feeds) => {
-        const ab = s.alphasCumprod[Number(feeds.t!.data[0])]!;
+        const ab = alphasCumprod[Number(feeds.t!.data[0])]!;
         return Float32Array.from(feeds.x!.data as Float32Array, (xi, i) => {
           const eps = (xi - Math.sqrt(ab) * c[i % 16]!) / Math.sqrt(1 - ab);
           return prediction === 'epsilon' ? eps : Math.sqrt(ab) * eps - Math.sqrt(1 - ab) * c[i % 16]!;
