@@ -280,7 +280,7 @@ describe('recipe schedules', () => {
   });
 });
 
-// ---- the pre-#13 definitions (src/runtime/diffusion.ts before this change), verbatim, as the reference ----
+// ---- the pre-#13 definitions (of the since-removed src/runtime/diffusion.ts), verbatim, as the reference ----
 function legacyClippedX0(xi: number, eps: number, sa: number, sb: number): number {
   const x0 = (xi - sb * eps) / sa;
   return x0 > 1 ? 1 : x0 < -1 ? -1 : x0;
