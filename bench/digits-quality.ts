@@ -9,13 +9,13 @@ import type { Model } from '../src/ir/core.js';
 import { loadModelSync } from '../src/ir/serde.js';
 import type { ModelExecutor } from '../src/ir/executor.js';
 import { buildCalibrationSet, type CalibrationOptions, type CalibrationSet } from '../src/runtime/calibration.js';
-import { readSidecar } from '../src/runtime/diffusion.js';
 import { classLabelConditioning, type ConditioningSet } from '../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, sample } from '../src/runtime/diffusion/sampler.js';
 import { makeScheduler, type Scheduler } from '../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../src/runtime/diffusion/sidecar.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { featureStats, frechetDistance } from '../src/runtime/metrics.js';
 

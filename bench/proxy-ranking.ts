@@ -17,7 +17,10 @@ import { quantizeActivations } from '../src/passes/quantize-activations.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import { layerErrorTable } from '../src/passes/search-group-sizes.js';
 import { seededRandom } from '../src/random.js';
-import { readSidecar, scheduleFromSidecar } from '../src/runtime/diffusion.js';
+import { betasOf, cumulativeAlphas } from '../src/runtime/diffusion/schedule-math.js';
+import { noiseScheduleFromSidecar } from '../src/runtime/diffusion/scheduler-config.js';
+import { makeScheduler } from '../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../src/runtime/diffusion/sidecar.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { DIT_DIGITS, ditCalibrationSet, ditDigits, pairedPsnr, sampleDigits } from './digits-quality.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
@@ -31,7 +34,8 @@ const budget = 32;
 const fpPath = join(DIT_DIGITS, 'model.onnx');
 const fp = loadModelSync(fpPath);
 const layers = discoverLayers(fp).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role));
-const schedule = scheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
+const schedule = noiseScheduleFromSidecar(readSidecar(join(DIT_DIGITS, 'schedule.json')));
+const alphasCumprod = cumulativeAlphas(betasOf({ kind: schedule.betaSchedule!, T: schedule.numTrainTimesteps, betaStart: schedule.betaStart!, betaEnd: schedule.betaEnd! }));
 const executor = new OrtExecutor();
 
 const { output: { name: output }, timestep: { name: timestep } } = ditDigits(fp, 50).iface;
@@ -61,11 +65,11 @@ async function epsOf(model: Model, batches: TensorMap[]): Promise<Float32Array[]
 
 // The squared coefficient with which an eps error at t moves the DDIM (η = 0) state to the next step t':
 // x_t' = √ᾱ'·x̂0 + √(1−ᾱ')·ε̂ with x̂0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ.
-const grid = Array.from({ length: 50 }, (_, i) => (49 - i) * 20);
+const grid = makeScheduler(schedule, { kind: 'ddim', steps: 50 }).timesteps;
 function stepWeight(t: number): number {
-  const ab = schedule.alphasCumprod[t]!;
+  const ab = alphasCumprod[t]!;
   const next = grid[grid.indexOf(t) + 1];
-  const abNext = next === undefined ? 1 : schedule.alphasCumprod[next]!;
+  const abNext = next === undefined ? 1 : alphasCumprod[next]!;
   return (Math.sqrt(1 - abNext) - Math.sqrt(abNext / ab) * Math.sqrt(1 - ab)) ** 2;
 }
 

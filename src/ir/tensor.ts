@@ -259,6 +259,42 @@ export function halfToFloat(bits: number): number {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
+/** One float32 and its bits, the scratch `floatToHalf` reads a value's bits through. */
+const FLOAT32 = new Float32Array(1);
+const FLOAT32_BITS = new Uint32Array(FLOAT32.buffer);
+
+/**
+ * `value` (as float32) to IEEE half bits, the inverse of halfToFloat: round to nearest, ties to even, except at
+ * the ends of the finite range — beyond ±65504 saturates (no Inf from a finite weight or timestep; IEEE would
+ * round 65520 up to Inf) and a nonzero value below the smallest subnormal 2^-24 becomes it (an ε guard such as
+ * `max(scale, 1e-8)` stays a guard instead of turning into 0). ±0 and ±Inf are kept, NaN is the quiet NaN.
+ */
+export function floatToHalf(value: number): number {
+  FLOAT32[0] = value;
+  const x = FLOAT32_BITS[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exponent = (x >>> 23) & 0xff;
+  let mantissa = x & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
+  const e = exponent - 112; // the half exponent field: float32 bias 127, half bias 15
+  if (e >= 31) return sign | 0x7bff;
+  if (e <= 0) {
+    // A half subnormal: the 24-bit significand shifted right, rounded to nearest even, never to 0 from nonzero.
+    if (e < -10) return (x & 0x7fffffff) === 0 ? sign : sign | 1;
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    let half = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && half & 1)) half++;
+    return sign | Math.max(half, 1);
+  }
+  let half = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++; // a carry into the exponent is the right rounding
+  return (half & 0x7fff) >= 0x7c00 ? sign | 0x7bff : sign | half;
+}
+
 type TypedArrayConstructor<T> = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): T };
 
 function view<T>(bytes: Uint8Array, ctor: TypedArrayConstructor<T>, width: number): T {

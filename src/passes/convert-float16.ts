@@ -17,7 +17,7 @@ import { inferShapes } from '../ir/infer-shapes.js';
 import { layersOf } from '../quant/identity.js';
 import { findTimestepInput } from '../quant/diffusion-inputs.js';
 import { MS_DOMAIN, Op, isOp, opSchema, type OpType } from '../ir/ops.js';
-import { Tensor } from '../ir/tensor.js';
+import { floatToHalf, Tensor } from '../ir/tensor.js';
 import { definePass } from './pass.js';
 
 /** Structural regions a keep list may name besides op types. */
@@ -300,38 +300,9 @@ function halfTensor(tensor: Tensor): Tensor {
   return Tensor.lazy(DataType.FLOAT16, tensor.dims, () => floatToHalfBytes(tensor.toFloat32()));
 }
 
-/**
- * IEEE float32 → float16 bits, round to nearest even, except at the ends: beyond ±65504 saturates (no Inf
- * from finite weights) and a nonzero value below the smallest subnormal becomes it (an ε guard such as
- * `max(scale, 1e-8)` stays a guard instead of turning into 0).
- */
+/** float32 values as float16 bytes (`floatToHalf`: round to nearest even, saturating, tiny guards kept nonzero). */
 export function floatToHalfBytes(values: Float32Array): Uint8Array {
-  const aligned = values.byteOffset % 4 === 0 ? values : new Float32Array(values);
-  const bits = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.length);
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfBits(bits[i]!);
+  for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]!);
   return new Uint8Array(out.buffer);
-}
-
-function halfBits(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exponent = (x >>> 23) & 0xff;
-  let mantissa = x & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  const e = exponent - 112;
-  if (e >= 31) return sign | 0x7bff;
-  if (e <= 0) {
-    if (e < -10) return (x & 0x7fffffff) === 0 ? sign : sign | 1;
-    mantissa |= 0x800000;
-    const shift = 14 - e;
-    let half = mantissa >>> shift;
-    const rest = mantissa & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rest > halfway || (rest === halfway && half & 1)) half++;
-    return sign | Math.max(half, 1);
-  }
-  let half = (e << 10) | (mantissa >>> 13);
-  const rest = mantissa & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
-  return (half & 0x7fff) >= 0x7c00 ? sign | 0x7bff : sign | half;
 }

@@ -9,7 +9,6 @@ import type { PassContext } from '../../src/passes/pass.js';
 import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
 import type { StepStrategy } from '../../src/runtime/calibration.js';
 import { ditCalibrationSet } from '../../bench/digits-quality.js';
-import { ddimTimesteps } from '../../src/runtime/diffusion.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
 import { DIT_DIGITS } from './fixture.js';
@@ -133,7 +132,8 @@ describe('the strided value sample', () => {
 
 describe('calibrate sees the timestep distribution the strategy intends', () => {
   it('uniform, random-distinct and NDTC sets arrive at the observers with their own t histograms', async () => {
-    const grid = new Set(ddimTimesteps(1000, 50));
+    // The fixture's DDIM-50 grid (S−1−i)·⌊T/S⌋ that ditCalibrationSet samples along: 980, 960, …, 0.
+    const grid = new Set(Array.from({ length: 50 }, (_, i) => 980 - 20 * i));
     const seen: Record<string, Map<number, number>> = {};
     const strategies: [string, StepStrategy, number][] = [
       ['uniform', { kind: 'uniform' }, 60],

@@ -6,12 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
-import { readSidecar } from '../../src/runtime/diffusion.js';
 import { tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 import { readRawTensor } from '../../src/runtime/host-tensor.js';
 import { runCli } from '../cli/run-cli.js';
 

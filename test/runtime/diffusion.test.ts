@@ -1,16 +1,25 @@
+/**
+ * Calibration trajectories on the dit-digits fixture (what is recorded, paired with the timestep and label the
+ * model saw) and the step plans of each calibration strategy over the fixture's DDIM grid.
+ */
 import { describe, expect, it } from 'vitest';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet, plannedSteps } from '../../src/runtime/calibration.js';
-import { ddimTimesteps, readSidecar } from '../../src/runtime/diffusion.js';
 import { classLabelConditioning } from '../../src/runtime/diffusion/conditioning.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser, type Denoiser } from '../../src/runtime/diffusion/sampler.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 
 const DIR = 'test/fixtures/dit-digits';
-/** Step positions of a DDIM grid over T = 1000. */
-const positions = (steps: number) => ddimTimesteps(1000, steps).map((t) => t / 1000);
+/** The fixture's DDIM sampler of `steps` steps over its sidecar schedule (T = 1000), as calibration drives it. */
+const ddim = (steps: number) => makeScheduler(noiseScheduleFromSidecar(readSidecar(`${DIR}/schedule.json`)), { kind: 'ddim', steps });
+/** Step positions of that DDIM grid. */
+const positions = (steps: number) => {
+  const scheduler = ddim(steps);
+  return scheduler.timesteps.map((_, i) => scheduler.position(i));
+};
 
 describe('calibration trajectories on the dit-digits fixture', () => {
   const model = loadModelSync(`${DIR}/model.onnx`);
@@ -33,11 +42,13 @@ describe('calibration trajectories on the dit-digits fixture', () => {
       release: () => inner.release(),
     };
     try {
-      const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${DIR}/schedule.json`)), { kind: 'ddim', steps: 20 });
+      const scheduler = ddim(20);
       const set = await buildCalibrationSet(logging, scheduler, classLabelConditioning(iface), { samples: 8, batch: 8, strategy: { kind: 'random-distinct' }, seed: 1 });
       expect(set.timesteps).toHaveLength(8);
       expect(new Set(set.timesteps).size).toBe(8);
-      const grid = ddimTimesteps(1000, 20);
+      // The fixture DDIM grid (S−1−i)·⌊T/S⌋: 950, 900, …, 0.
+      const grid = Array.from({ length: 20 }, (_, i) => 950 - 50 * i);
+      expect(scheduler.timesteps).toEqual(grid);
       expect(set.timesteps.every((t) => grid.includes(t))).toBe(true);
       expect(set.positions).toEqual(set.timesteps.map((t) => t / 1000));
       const feeds = set.batches[0]!;
@@ -66,7 +77,7 @@ describe('calibration step plans', () => {
   });
 
   it('NDTC steps follow Normal(0.4 T, 0.4 T) clamped to the grid', () => {
-    const grid = ddimTimesteps(1000, 100);
+    const grid = ddim(100).timesteps;
     const ts = plannedSteps({ kind: 'ndtc', mean: 0.4, std: 0.2 }, 4000, positions(100), 5).map(([s]) => grid[s!]!);
     const mean = ts.reduce((a, b) => a + b, 0) / ts.length;
     const std = Math.sqrt(ts.reduce((a, b) => a + (b - mean) ** 2, 0) / ts.length);

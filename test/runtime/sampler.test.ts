@@ -1,19 +1,21 @@
 /**
  * The sampler driver on real models in ONNX Runtime: the DiT fixture's DDIM samples, sd-digits' CFG samples
  * from its precomputed prompt states, batch-size independence with and without CFG on a learned-variance DiT
- * (the prediction read per sample), and a hook that sees the exact feeds the model got.
+ * (the prediction read per sample), a hook that sees the exact feeds the model got, and float16 timestep feeds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataType } from '../../src/ir/dtype.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { buildDit, DIT_PRESETS } from '../../src/synth/dit.js';
-import { makeSchedule, readSidecar } from '../../src/runtime/diffusion.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
 import { classLabelConditioning, tensorConditioning, UNCONDITIONAL } from '../../src/runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
 import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
-import { openDenoiser, predictionOf, sample, type Denoiser, type StepRecord } from '../../src/runtime/diffusion/sampler.js';
+import { feedTimesteps, openDenoiser, predictionOf, sample, timestepFeed, type Denoiser, type StepRecord } from '../../src/runtime/diffusion/sampler.js';
+import { betasOf, cumulativeAlphas } from '../../src/runtime/diffusion/schedule-math.js';
 import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 import { loadManifestTensors, readRawTensor } from '../../src/runtime/host-tensor.js';
 import { maxAbsError } from '../../src/runtime/metrics.js';
 
@@ -145,11 +147,11 @@ describe('sampler updates against an exact denoiser', () => {
   });
   const config = (prediction: 'epsilon' | 'v') => ({ ...ditSchedule, prediction });
   const exact = (prediction: 'epsilon' | 'v'): Denoiser => {
-    const s = makeSchedule('linear', 1000, 1e-4, 0.02, prediction);
+    const alphasCumprod = cumulativeAlphas(betasOf({ kind: 'linear', T: 1000, betaStart: 1e-4, betaEnd: 0.02 }));
     return {
       iface: iface(prediction),
       run: async (feeds) => {
-        const ab = s.alphasCumprod[Number(feeds.t!.data[0])]!;
+        const ab = alphasCumprod[Number(feeds.t!.data[0])]!;
         return Float32Array.from(feeds.x!.data as Float32Array, (xi, i) => {
           const eps = (xi - Math.sqrt(ab) * c[i % 16]!) / Math.sqrt(1 - ab);
           return prediction === 'epsilon' ? eps : Math.sqrt(ab) * eps - Math.sqrt(1 - ab) * c[i % 16]!;
@@ -213,5 +215,17 @@ describe('a scalar (rank-0) float timestep', () => {
       row += rows;
     }
     expect(row).toBe(9);
+  });
+});
+
+describe('a float16 timestep', () => {
+  it('is fed as the half bits of t × scale (floatToHalf) and read back as the timestep', () => {
+    const input = { name: 't', elemType: DataType.FLOAT16, rank: 1 as const, scale: 1 };
+    const feed = timestepFeed(input, 999, 2);
+    // 999 = 1.951171875 · 2^9: exponent field 24, fraction 974.
+    expect([feed.dtype, feed.dims, Array.from(feed.data as Uint16Array)]).toEqual(['float16', [2], [0x63ce, 0x63ce]]);
+    expect(feedTimesteps(input, { t: feed }, 2)).toEqual([999, 999]);
+    // Flux-style σ = t / 1000: 0.0335 rounds to the nearest half, 0.033508300781 (steps of 2^-15 there).
+    expect(feedTimesteps({ ...input, scale: 1 / 1000 }, { t: timestepFeed({ ...input, scale: 1 / 1000 }, 33.5, 1) }, 1)[0]).toBe(1098 * 2 ** -15);
   });
 });

@@ -10,7 +10,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CliIO } from '../../src/cli/command.js';
 import { main } from '../../src/cli/main.js';
-import { MAX_TIMESTEPS, ScheduleError, ddimTimesteps, makeSchedule, parseSidecar, readSidecar, scheduleFromSidecar } from '../../src/runtime/diffusion.js';
+import { betasOf, cumulativeAlphas, MAX_TIMESTEPS, ScheduleError } from '../../src/runtime/diffusion/schedule-math.js';
+import { noiseScheduleFromRecipe, noiseScheduleFromSidecar, type RecipeSchedule } from '../../src/runtime/diffusion/scheduler-config.js';
+import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
+import { checkRecipePrediction, parseSidecar, readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 
 const FIXTURE = 'test/fixtures/dit-digits';
 const GOOD = JSON.parse(readFileSync(`${FIXTURE}/schedule.json`, 'utf8')) as Record<string, unknown>;
@@ -70,27 +73,32 @@ describe('parseSidecar: the bad-sidecar corpus', () => {
   it('accepts the fixture, reads v_prediction as v, and lets cosine go without betas', () => {
     expect(readSidecar(`${FIXTURE}/schedule.json`)).toMatchObject({ T: 1000, beta_schedule: 'linear', prediction_type: 'epsilon', num_classes: 10 });
     expect(parseSidecar(patched({ prediction_type: 'v_prediction' })).prediction_type).toBe('v');
-    const cosine = parseSidecar(patched({ beta_schedule: 'cosine', beta_start: undefined, beta_end: undefined }));
-    const schedule = scheduleFromSidecar(cosine);
-    expect(schedule.alphasCumprod.every((a) => a > 0 && a < 1)).toBe(true);
+    const cosine = noiseScheduleFromSidecar(parseSidecar(patched({ beta_schedule: 'cosine', beta_start: undefined, beta_end: undefined })));
+    expect(cosine).toMatchObject({ betaSchedule: 'squaredcos_cap_v2', numTrainTimesteps: 1000 });
+    expect([cosine.betaStart, cosine.betaEnd]).toEqual([undefined, undefined]);
+    // The betas the cosine schedule computes itself (it reads no beta_start / beta_end).
+    const alphas = cumulativeAlphas(betasOf({ kind: cosine.betaSchedule!, T: cosine.numTrainTimesteps, betaStart: Number.NaN, betaEnd: Number.NaN }));
+    expect(alphas.every((a) => a > 0 && a < 1)).toBe(true);
   });
 
-  it('makeSchedule bounds T and the betas for recipe schedules too', () => {
-    expect(() => makeSchedule('linear', MAX_TIMESTEPS + 1)).toThrow(ScheduleError);
-    expect(() => makeSchedule('scaled-linear', 1000, 1e-4, 1.2)).toThrow(/beta_end must be a number in \(0, 1\), got 1\.2/);
-    expect(() => makeSchedule('sigmoid' as never, 1000)).toThrow(/unknown beta schedule 'sigmoid'/);
+  it('recipe schedules are bounded the same way: T, the betas, the beta schedule', () => {
+    const recipe = (schedule: RecipeSchedule['schedule']) => noiseScheduleFromRecipe({ schedule, prediction: 'model' });
+    expect(() => recipe({ kind: 'linear', betaStart: 1e-4, betaEnd: 0.02, steps: MAX_TIMESTEPS + 1 })).toThrow(ScheduleError);
+    expect(() => recipe({ kind: 'scaled-linear', betaStart: 1e-4, betaEnd: 1.2, steps: 1000 })).toThrow(/beta_end must be a number in \(0, 1\), got 1\.2/);
+    expect(() => betasOf({ kind: 'sigmoid' as never, T: 1000, betaStart: 1e-4, betaEnd: 0.02 })).toThrow(/unknown beta schedule 'sigmoid'/);
   });
 
   it('DDIM steps beyond T (which all ran at t = 0) are refused', () => {
-    expect(ddimTimesteps(1000, 1000)).toHaveLength(1000);
-    expect(() => ddimTimesteps(1000, 1001)).toThrow(/DDIM steps must be an integer in \[1, T = 1000\], got 1001/);
+    const schedule = noiseScheduleFromSidecar(parseSidecar(GOOD));
+    expect(makeScheduler(schedule, { kind: 'ddim', steps: 1000 }).timesteps).toHaveLength(1000);
+    expect(() => makeScheduler(schedule, { kind: 'ddim', steps: 1001 })).toThrow(/sampling steps must be an integer in \[1, T = 1000\], got 1001/);
   });
 
   it("a recipe's prediction that the sidecar contradicts is an error, either way round", () => {
     const v = parseSidecar(patched({ prediction_type: 'v_prediction' }));
-    expect(() => scheduleFromSidecar(v, { prediction: 'epsilon' })).toThrow(/the recipe says 'prediction epsilon' but the model's schedule\.json says prediction_type 'v_prediction'/);
-    expect(() => scheduleFromSidecar(parseSidecar(GOOD), { prediction: 'v' })).toThrow(/says 'prediction v' but .* prediction_type 'epsilon'/);
-    expect(scheduleFromSidecar(v, { prediction: 'v' }).prediction).toBe('v');
+    expect(() => checkRecipePrediction(v, { prediction: 'epsilon' })).toThrow(/the recipe says 'prediction epsilon' but the model's schedule\.json says prediction_type 'v_prediction'/);
+    expect(() => checkRecipePrediction(parseSidecar(GOOD), { prediction: 'v' })).toThrow(/says 'prediction v' but .* prediction_type 'epsilon'/);
+    expect(() => checkRecipePrediction(v, { prediction: 'v' })).not.toThrow();
   });
 });
 

@@ -11,8 +11,8 @@ import { IrError } from '../../ir/errors.js';
 import { layerStamps } from '../../quant/identity.js';
 import { discoverLayers, layerGeometry } from '../../quant/layers.js';
 import { loadModelSync } from '../../ir/serde.js';
-import { ScheduleError } from '../../runtime/diffusion.js';
 import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
+import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import type { CliIO, Command } from '../command.js';
 
 const USAGE = `Usage: qcompile inspect MODEL [--json] [--resolution N]

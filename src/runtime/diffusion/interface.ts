@@ -10,8 +10,8 @@ import { dirname, join } from 'node:path';
 import type { Model, Value } from '../../ir/core.js';
 import { dataTypeName, type DataType } from '../../ir/dtype.js';
 import { CONDITIONING_KINDS, findDiffusionInputs, rankOf, type ConditioningKind, type InputFact } from '../../quant/diffusion-inputs.js';
-import { readSidecar, type Sidecar } from '../diffusion.js';
 import { findPipelineFolder, type PipelineFolder } from './pipeline-folder.js';
+import { readSidecar, type Sidecar } from './sidecar.js';
 import { tokenizerLength } from './text-conditioning.js';
 
 /** What the model output predicts: the noise, v = √ᾱ·eps − √(1−ᾱ)·x0, the flow velocity noise − x0, or x0. */

@@ -7,7 +7,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { ScheduleError } from '../diffusion.js';
+import { ScheduleError } from './schedule-math.js';
 
 /** The folder names diffusers gives a denoiser. */
 const DENOISER_FOLDERS = ['unet', 'transformer'] as const;

@@ -10,7 +10,7 @@
 import type { Model } from '../../ir/core.js';
 import { DataType } from '../../ir/dtype.js';
 import type { HostTensor, ModelExecutor, TensorMap } from '../../ir/executor.js';
-import { halfToFloat } from '../../ir/tensor.js';
+import { floatToHalf, halfToFloat } from '../../ir/tensor.js';
 import { seededNormal } from '../../random.js';
 import { OrtExecutor } from '../ir-executor.js';
 import type { ConditioningSet } from './conditioning.js';
@@ -49,7 +49,7 @@ export function timestepFeed(input: TimestepInput, t: number, rows: number): Hos
     case DataType.FLOAT:
       return { dtype: 'float32', dims, data: new Float32Array(n).fill(value) };
     case DataType.FLOAT16:
-      return { dtype: 'float16', dims, data: new Uint16Array(n).fill(halfBits(value)) };
+      return { dtype: 'float16', dims, data: new Uint16Array(n).fill(floatToHalf(value)) };
     default:
       throw new Error(`timestep input '${input.name}' has element type ${input.elemType}: qcompile feeds int64, int32, float32 or float16 timesteps`);
   }
@@ -187,19 +187,4 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
     }
   }
   return x;
-}
-
-/** float32 → IEEE half bits (round to nearest even; saturating), for float16 timestep inputs. */
-function halfBits(value: number): number {
-  const f = new Float32Array([value]);
-  const x = new Uint32Array(f.buffer)[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const e = ((x >>> 23) & 0xff) - 112;
-  const mantissa = x & 0x7fffff;
-  if (e >= 31) return sign | 0x7bff;
-  if (e <= 0) return sign | Math.round((mantissa | 0x800000) / 2 ** (14 - e));
-  let half = (e << 10) | (mantissa >>> 13);
-  const rest = mantissa & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
-  return sign | Math.min(half, 0x7bff);
 }

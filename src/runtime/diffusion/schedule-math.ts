@@ -3,7 +3,7 @@
  * (`betas_for_alpha_bar` for the cosine one), numpy's `linspace` / half-even `round`, the inference timesteps
  * of each `timestep_spacing`, the Euler σ grid (σ = √((1−ᾱ)/ᾱ) interpolated at the timesteps), the shifted
  * rectified-flow σ grid, the prediction conversions (eps / v / sample / flow, one place) and the DDIM / DDPM
- * updates. `scheduler.ts` builds the samplers on it and `../diffusion.ts` keeps its older API over it.
+ * updates. `scheduler.ts` builds the samplers on it.
  */
 import type { Prediction } from './interface.js';
 

@@ -7,12 +7,12 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readSidecar, scheduleFromSidecar } from '../diffusion.js';
 import type { DiffusionInterface } from './interface.js';
 import { findPipelineFolder } from './pipeline-folder.js';
 import { ScheduleError } from './schedule-math.js';
 import { noiseScheduleFromRecipe, noiseScheduleFromSidecar, readSchedulerConfig, type RecipeSchedule } from './scheduler-config.js';
 import type { NoiseScheduleConfig } from './scheduler.js';
+import { checkRecipePrediction, readSidecar } from './sidecar.js';
 
 /** The noise schedule of the model at `modelPath` (`sidecar`: an explicit schedule.json instead of the one beside it). */
 export function noiseScheduleFor(modelPath: string, iface: DiffusionInterface, recipe?: RecipeSchedule, sidecar?: string): NoiseScheduleConfig {
@@ -25,7 +25,7 @@ function fromModelFiles(modelPath: string, recipe: RecipeSchedule | undefined, s
   const configOnly = recipe?.schedule.kind === 'config';
   if (!configOnly && existsSync(sidecarPath)) {
     const sidecar = readSidecar(sidecarPath);
-    scheduleFromSidecar(sidecar, recipe && (recipe.prediction === 'epsilon' || recipe.prediction === 'v') ? { prediction: recipe.prediction } : undefined);
+    if (recipe && (recipe.prediction === 'epsilon' || recipe.prediction === 'v')) checkRecipePrediction(sidecar, { prediction: recipe.prediction });
     return noiseScheduleFromSidecar(sidecar);
   }
   const file = findPipelineFolder(modelPath)?.scheduler?.file;

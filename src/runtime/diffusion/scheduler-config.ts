@@ -6,10 +6,10 @@
  * by name rather than ignored.
  */
 import { readFileSync } from 'node:fs';
-import { DIFFUSERS_BETA_SCHEDULES, type Sidecar } from '../diffusion.js';
 import type { Prediction } from './interface.js';
 import { BETA_SCHEDULES, betasOf, checkTimesteps, MAX_TIMESTEPS, ScheduleError, TIMESTEP_SPACINGS, type BetaSchedule } from './schedule-math.js';
 import type { NoiseScheduleConfig, VarianceType } from './scheduler.js';
+import { DIFFUSERS_BETA_SCHEDULES, type Sidecar } from './sidecar.js';
 
 /** The discrete scheduler classes whose noise schedule is read (the first three are also samplers qcompile runs). */
 const DISCRETE_CLASSES = ['DDPMScheduler', 'DDIMScheduler', 'EulerDiscreteScheduler', 'PNDMScheduler', 'LMSDiscreteScheduler', 'DPMSolverMultistepScheduler', 'EulerAncestralDiscreteScheduler'];

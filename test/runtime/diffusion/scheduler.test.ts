@@ -6,10 +6,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRecipe } from '../../../src/recipe/parse.js';
-import { readSidecar } from '../../../src/runtime/diffusion.js';
 import { betasOf, cumulativeAlphas, flowSigmas, predictedEps, predictedX0, roundHalfEven, ScheduleError, spacedTimesteps } from '../../../src/runtime/diffusion/schedule-math.js';
 import { noiseScheduleFromRecipe, noiseScheduleFromSidecar, parseSchedulerConfig, readSchedulerConfig } from '../../../src/runtime/diffusion/scheduler-config.js';
 import { makeScheduler, type NoiseScheduleConfig } from '../../../src/runtime/diffusion/scheduler.js';
+import { readSidecar } from '../../../src/runtime/diffusion/sidecar.js';
 
 const close = (actual: readonly number[] | Float64Array | Float32Array, expected: readonly number[], tol = 1e-6) => {
   expect(actual.length).toBe(expected.length);
@@ -280,7 +280,7 @@ describe('recipe schedules', () => {
   });
 });
 
-// ---- the pre-#13 definitions (src/runtime/diffusion.ts before this change), verbatim, as the reference ----
+// ---- the pre-#13 definitions (of the since-removed src/runtime/diffusion.ts), verbatim, as the reference ----
 function legacyClippedX0(xi: number, eps: number, sa: number, sb: number): number {
   const x0 = (xi - sb * eps) / sa;
   return x0 > 1 ? 1 : x0 < -1 ? -1 : x0;
