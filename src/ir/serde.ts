@@ -476,6 +476,8 @@ export interface SaveOptions {
   externalDataName?: string;
   /** Tensors smaller than this stay inline (default 1024 bytes). */
   externalThreshold?: number;
+  /** Called after each external tensor is written: bytes of tensor data written so far, of `totalBytes`. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 const EXTERNAL_AUTO_BYTES = 1 << 30;
@@ -502,9 +504,11 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
   const threshold = options.externalThreshold ?? 1024;
   const dataTarget = resolve(dirname(target), dataName);
   // Data first, then the model that points at it: a reader never sees a model whose data is missing.
+  const externalBytes = [...model.graph.initializers.values()].map((v) => v.initializer?.byteLength ?? 0).filter((n) => n >= threshold).reduce((a, b) => a + b, 0);
   commitFilesAtomically([dataTarget, target], ([dataTemp, modelTemp]) => {
     const fd = openSync(dataTemp!, 'w');
     let offset = 0;
+    let written = 0;
     let proto: onnxProto.onnx.ModelProto;
     try {
       proto = modelToProto(model, (tensor) => {
@@ -515,6 +519,7 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
         while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, offset + done);
         const ref = { location: dataName, offset, length: bytes.byteLength };
         offset += bytes.byteLength;
+        options.progress?.((written += bytes.byteLength), externalBytes);
         return ref;
       });
     } finally {
