@@ -8,6 +8,8 @@ export interface CliIO {
   cwd: string;
   /** True when stderr is a terminal: progress lines then update in place; otherwise one line per step. */
   stderrIsTTY?: boolean;
+  /** The clock progress is timed with, in milliseconds (default `performance.now`; tests inject a fake one). */
+  now?: () => number;
 }
 
 /** One subcommand: parses its own argv, returns the process exit code. */

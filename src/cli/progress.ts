@@ -3,16 +3,16 @@
  * the one place that decides how it looks. On a terminal the current step is one bar line redrawn in place
  * (`calibration trajectories [#########-----------] 12/32  0:41 elapsed, ~1:02 left`) and finished with a
  * final line; elsewhere (logs, CI, tests) it is plain lines, throttled to the first, one per tenth of the
- * total or per LINE_INTERVAL_MS, and the last. `--quiet` silences it (and the informational lines sent
- * through it) but never errors, warnings or what a command prints as its summary. Time comes from an
- * injectable clock, so the text is a function of the calls and the clock alone.
+ * total (so a step of a second shows its first and last line only) or per LINE_INTERVAL_MS, and the last.
+ * `--quiet` silences it (and the informational lines sent through it) but never errors, warnings or what a
+ * command prints as its summary. Time comes from the CliIO's clock (tests inject one), so the text is a
+ * function of the calls and the clock alone.
  */
 import type { CliIO } from './command.js';
 
-/** How a reporter behaves: `quiet` drops progress and informational lines; `now` is the clock in milliseconds. */
+/** How a reporter behaves: `quiet` drops progress and informational lines. */
 export interface ProgressOptions {
   quiet?: boolean;
-  now?: () => number;
 }
 
 /** What is being counted: units (`12/32`) or bytes (`1.25/2.61 GiB`). */
@@ -20,8 +20,9 @@ export type ProgressUnit = 'count' | 'bytes';
 
 /** Off a terminal: a line at least every this often while a step runs, whatever its fraction done. */
 const LINE_INTERVAL_MS = 10_000;
-/** Off a terminal: a line each time another 1/LINE_FRACTIONS of the total is done. */
+/** Off a terminal: a line each time another 1/LINE_FRACTIONS of the total is done, LINE_MIN_MS after the last. */
 const LINE_FRACTIONS = 10;
+const LINE_MIN_MS = 1000;
 /** On a terminal: the bar is redrawn at most this often (its first and last state always). */
 const REDRAW_MS = 100;
 const BAR_WIDTH = 20;
@@ -55,7 +56,7 @@ export class Progress {
   ) {
     this.quiet = options.quiet === true;
     this.terminal = io.stderrIsTTY === true;
-    this.now = options.now ?? (() => performance.now());
+    this.now = io.now ?? (() => performance.now());
     this.stepStarted = this.now();
   }
 
@@ -85,7 +86,8 @@ export class Progress {
     bar.done = done;
     const finished = done >= total;
     const fraction = total > 0 ? Math.floor((LINE_FRACTIONS * done) / total) : LINE_FRACTIONS;
-    const due = this.terminal ? now - bar.shownAt >= REDRAW_MS : fraction > bar.shownFraction || now - bar.shownAt >= LINE_INTERVAL_MS;
+    const since = now - bar.shownAt;
+    const due = this.terminal ? since >= REDRAW_MS : (fraction > bar.shownFraction && since >= LINE_MIN_MS) || since >= LINE_INTERVAL_MS;
     if (first || finished || due) {
       const text = this.terminal ? barLine(bar, now) : plainLine(bar, now);
       if (this.terminal && !finished) this.draw(text);

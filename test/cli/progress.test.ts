@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CliIO } from '../../src/cli/command.js';
-import { main } from '../../src/cli/main.js';
 import { Progress } from '../../src/cli/progress.js';
 import { loadModelSync, saveModel } from '../../src/ir/serde.js';
 import { DIT_DIGITS } from '../passes/fixture.js';
@@ -15,12 +14,12 @@ import { runCli } from './run-cli.js';
 function reporter(terminal: boolean, quiet = false): { progress: Progress; clock: { t: number }; stderr: () => string } {
   let stderr = '';
   const clock = { t: 0 };
-  const io: CliIO = { stdout: () => {}, stderr: (text) => void (stderr += text), cwd: process.cwd(), stderrIsTTY: terminal };
-  return { progress: new Progress(io, { quiet, now: () => clock.t }), clock, stderr: () => stderr };
+  const io: CliIO = { stdout: () => {}, stderr: (text) => void (stderr += text), cwd: process.cwd(), stderrIsTTY: terminal, now: () => clock.t };
+  return { progress: new Progress(io, { quiet }), clock, stderr: () => stderr };
 }
 
 describe('Progress (fake clock)', () => {
-  it('off a terminal: the first line, one per tenth or per 10 s, and the last; elapsed and the ETA at the rate so far', () => {
+  it('off a terminal: the first line, one per tenth (a second apart at least) or per 10 s, and the last; elapsed and the ETA at the rate so far', () => {
     const { progress, clock, stderr } = reporter(false);
     const at = (t: number, done: number) => {
       clock.t = t;
@@ -31,6 +30,8 @@ describe('Progress (fake clock)', () => {
     at(8_000, 4); // a new tenth: 8 s for 4 → 56 s for the other 28
     at(19_000, 5); // same tenth, 11 s since the last line
     at(19_500, 6);
+    at(19_800, 7); // a new tenth, but under a second since the last line
+    at(21_000, 8);
     at(103_000, 32);
     clock.t = 104_000;
     progress.update('layers', 3, 10); // timed from the end of the previous bar, not from its first report
@@ -41,6 +42,7 @@ describe('Progress (fake clock)', () => {
         'calibration trajectories 0/32 (0%)  0:00 elapsed',
         'calibration trajectories 4/32 (12%)  0:08 elapsed, ~0:56 left',
         'calibration trajectories 5/32 (15%)  0:19 elapsed, ~1:42 left',
+        'calibration trajectories 8/32 (25%)  0:21 elapsed, ~1:03 left',
         'calibration trajectories 32/32 (100%)  1:43 elapsed',
         'layers 3/10 (30%)  0:01 elapsed, ~0:02 left',
         'layers 4/10 (40%)  1:00:20 elapsed, ~1:30:30 left',
@@ -124,7 +126,9 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
   it('logs calibration and pass progress with ETAs; --quiet prints only the summary; the outputs are byte-identical', async () => {
     const loud = workspace();
     const quiet = workspace();
-    const run = await runCli([join(loud, 'model.onnx'), join(loud, 'r.qrecipe'), '-o', join(loud, 'q.onnx')]);
+    // A clock that advances a second per reading: every tenth of every step is a line, deterministically.
+    let t = 0;
+    const run = await runCli([join(loud, 'model.onnx'), join(loud, 'r.qrecipe'), '-o', join(loud, 'q.onnx')], undefined, { now: () => (t += 1000) });
     expect(run.code, run.stderr).toBe(0);
     const lines = run.stderr.split('\n');
     const timing = String.raw`\d+:\d\d elapsed`;
@@ -137,7 +141,8 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     expect(calibrate[0]).toMatch(new RegExp(String.raw`^\[\d/\d calibrate\] calibration batches 0/2 \(0%\)  ${timing}$`));
     expect(calibrate[1]).toMatch(new RegExp(String.raw`^\[\d/\d calibrate\] calibration batches 1/2 \(50%\)  ${eta}$`));
     expect(calibrate[2]).toMatch(new RegExp(String.raw`^\[\d/\d calibrate\] calibration batches 2/2 \(100%\)  ${timing}$`));
-    expect(lines.some((l) => new RegExp(String.raw`^\[\d/\d quantize-weights\] layers \d+/\d+ \(\d+%\)  ${eta}$`).test(l))).toBe(true);
+    // One line per tenth of the 24 layers: nine with an ETA, then the last.
+    expect(lines.filter((l) => new RegExp(String.raw`^\[\d/\d quantize-weights\] layers \d+/24 \(\d+%\)  ${eta}$`).test(l))).toHaveLength(9);
     expect(lines.filter((l) => /^\[\d\/\d\] [a-z-]+ \d+\.\d+ m?s/.test(l)).length).toBeGreaterThanOrEqual(4);
 
     const silent = await runCli([join(quiet, 'model.onnx'), join(quiet, 'r.qrecipe'), '-o', join(quiet, 'q.onnx'), '--quiet']);
@@ -151,9 +156,7 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
 
   it('on a terminal: a bar redrawn in place and finished with its line, the line cleared before each pass line, nothing left dangling', async () => {
     const dir = workspace();
-    let stderr = '';
-    const io: CliIO = { stdout: () => {}, stderr: (text) => void (stderr += text), cwd: process.cwd(), stderrIsTTY: true };
-    const code = await main([join(dir, 'model.onnx'), '--passes', 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup', '-o', join(dir, 'q.onnx')], io);
+    const { code, stderr } = await runCli([join(dir, 'model.onnx'), '--passes', 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup', '-o', join(dir, 'q.onnx')], undefined, { stderrIsTTY: true });
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/\r\x1b\[K\[2\/3 quantize-weights\] layers \[-{20}\] 0\/(\d+)  0:\d\d elapsed(\r\x1b\[K\[2\/3 quantize-weights\] layers \[#*-*\] \d+\/\1  [^\r\n]*)*\r\x1b\[K\[2\/3 quantize-weights\] layers \[#{20}\] \1\/\1  0:\d\d elapsed\n\[2\/3\] quantize-weights \d+\.\d+ m?s\n/);
     expect(stderr).toMatch(/\r\x1b\[K\[3\/3\] cleanup \d+\.\d+ m?s \(no change\)\n\r\x1b\[K\[save\]\r\x1b\[K\[smoke run\]\r\x1b\[K$/);
