@@ -177,6 +177,26 @@ describe('--quiet on the other commands', () => {
     expect(silent.stderr).toMatch(/^synth: wrote tiny \(184,072 weights, 0\.00 GiB\) to .* in \d+\.\d s\n$/);
   });
 
+  it('eval: what it starts and its sampling steps, none with -q; the same report either way', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-eval-'));
+    const quant = join(dir, 'q.onnx');
+    expect((await runCli([join(DIT_DIGITS, 'model.onnx'), '--passes', 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup', '-o', quant, '-q'])).code).toBe(0);
+    const reports = [];
+    for (const flags of [[], ['-q']]) {
+      const out = join(dir, `report${flags.length}`);
+      const run = await runCli(['eval', '--fp', join(DIT_DIGITS, 'model.onnx'), '--quant', quant, '--samples', '4', '--steps', '2', ...flags, '-o', out]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/^wrote .*report\d\/report\.html\nPSNR vs FP: mean /);
+      if (flags.length) expect(run.stderr).toBe('');
+      else {
+        expect(run.stderr).toMatch(/^sampling 4 × DDIM-2 \(FP; 10 classes\)\nsampling steps 1\/2 \(50%\)  0:\d\d elapsed, ~0:\d\d left\nsampling steps 2\/2 \(100%\)  0:\d\d elapsed\nsampling 4 × DDIM-2 \(quantized; 10 classes\)\n/);
+        expect(run.stderr).toMatch(/\nheld-out trajectories 8\/8 \(100%\)  0:\d\d elapsed\n/);
+      }
+      reports.push(JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).metrics);
+    }
+    expect(reports[1]).toEqual(reports[0]);
+  });
+
   it('sample: step progress lines, none with -q; the same files either way', async () => {
     const outputs = [];
     for (const flags of [[], ['-q']]) {

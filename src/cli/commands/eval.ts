@@ -87,7 +87,11 @@ export const evalCommand: Command = {
       conditioning: { ...(o.prompts ? { prompts: at(o.prompts) } : {}), ...(o.conditioning ? { conditioningDir: at(o.conditioning) } : {}) },
       ...(o.features ? { features: { model: at(o.features), realMu: at(o['real-mu']), realCov: at(o['real-cov']) } } : {}),
       ...(passTimings ? { passTimings } : {}),
-      progress: (message) => progress.info(message),
+      progress: (message) => {
+        progress.step();
+        progress.info(message);
+      },
+      stepProgress: (label, done, total) => progress.update(label, done, total),
     });
     const dir = at(out);
     // Both reports or neither; never onto a file the evaluation read.
