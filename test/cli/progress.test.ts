@@ -144,6 +144,7 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     // One line per tenth of the 24 layers: nine with an ETA, then the last.
     expect(lines.filter((l) => new RegExp(String.raw`^\[\d/\d quantize-weights\] layers \d+/24 \(\d+%\)  ${eta}$`).test(l))).toHaveLength(9);
     expect(lines.filter((l) => /^\[\d\/\d\] [a-z-]+ \d+\.\d+ m?s/.test(l)).length).toBeGreaterThanOrEqual(4);
+    expect(lines.at(-2)).toMatch(/^\[smoke run\] \d+\.\d+ m?s$/);
 
     const silent = await runCli([join(quiet, 'model.onnx'), join(quiet, 'r.qrecipe'), '-o', join(quiet, 'q.onnx'), '--quiet']);
     expect(silent.code, silent.stderr).toBe(0);
@@ -159,7 +160,7 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     const { code, stderr } = await runCli([join(dir, 'model.onnx'), '--passes', 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup', '-o', join(dir, 'q.onnx')], undefined, { stderrIsTTY: true });
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/\r\x1b\[K\[2\/3 quantize-weights\] layers \[-{20}\] 0\/(\d+)  0:\d\d elapsed(\r\x1b\[K\[2\/3 quantize-weights\] layers \[#*-*\] \d+\/\1  [^\r\n]*)*\r\x1b\[K\[2\/3 quantize-weights\] layers \[#{20}\] \1\/\1  0:\d\d elapsed\n\[2\/3\] quantize-weights \d+\.\d+ m?s\n/);
-    expect(stderr).toMatch(/\r\x1b\[K\[3\/3\] cleanup \d+\.\d+ m?s \(no change\)\n\r\x1b\[K\[save\]\r\x1b\[K\[smoke run\]\r\x1b\[K$/);
+    expect(stderr).toMatch(/\r\x1b\[K\[3\/3\] cleanup \d+\.\d+ m?s \(no change\)\n\r\x1b\[K\[save\]\r\x1b\[K\[smoke run\]\r\x1b\[K\[smoke run\] \d+\.\d+ m?s\n$/);
     expect(stderr.split('\n').every((line) => !line.includes('\r') || line.startsWith('\r\x1b[K') || line === '')).toBe(true);
   });
 });

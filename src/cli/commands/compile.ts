@@ -269,8 +269,9 @@ export const compileCommand: Command = {
     const saveMs = performance.now() - saveStarted;
     // The staged file is what ORT loads: nothing is committed (the staging goes with the transaction) unless it runs.
     progress.step('[smoke run]');
+    const smokeStarted = performance.now();
     const smoke = await smokeRun(model, modelPath, smokeInterface, staged);
-    progress.step();
+    progress.info(`[smoke run] ${formatMs(performance.now() - smokeStarted)}`);
     if (smoke instanceof SmokeRunError) {
       progress.print(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
