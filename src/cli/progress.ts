@@ -41,7 +41,7 @@ interface Bar {
 
 /** The progress reporter of one command run. */
 export class Progress {
-  readonly quiet: boolean;
+  private readonly quiet: boolean;
   private readonly terminal: boolean;
   private readonly now: () => number;
   private bar: Bar | undefined;
@@ -79,10 +79,9 @@ export class Progress {
   update(label: string, done: number, total: number, unit: ProgressUnit = 'count'): void {
     if (this.quiet) return;
     const now = this.now();
-    let bar = this.bar;
-    const first = !bar || bar.label !== label || bar.total !== total || bar.unit !== unit || done < bar.done;
-    if (first) bar = this.bar = { label, total, unit, started: this.stepStarted, done, shownAt: -Infinity, shownFraction: -1 };
-    bar = bar!;
+    const current = this.bar;
+    const first = !current || current.label !== label || current.total !== total || current.unit !== unit || done < current.done;
+    const bar = first ? (this.bar = { label, total, unit, started: this.stepStarted, done, shownAt: -Infinity, shownFraction: -1 }) : current;
     bar.done = done;
     const finished = done >= total;
     const fraction = total > 0 ? Math.floor((LINE_FRACTIONS * done) / total) : LINE_FRACTIONS;
