@@ -166,6 +166,12 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
 });
 
 describe('--quiet on the other commands', () => {
+  it('compile: --quiet with --verbose is a usage error', async () => {
+    const run = await runCli([join(DIT_DIGITS, 'model.onnx'), '--passes', 'select-layers,quantize-weights', '-q', '--verbose', '-o', join(tmpdir(), 'never.onnx')]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^qcompile: error: --quiet and --verbose contradict each other\nUsage: qcompile MODEL\.onnx/);
+  });
+
   it('synth: the summary line only; without it, the weights written as throttled lines ending at 100%', async () => {
     const loud = await runCli(['synth', 'dit', '--preset', 'tiny', '-o', mkdtempSync(join(tmpdir(), 'qc-synth-'))]);
     expect(loud.code, loud.stderr).toBe(0);
