@@ -6,8 +6,10 @@ export interface CliIO {
   stderr(text: string): void;
   /** Working directory that relative paths resolve against. */
   cwd: string;
-  /** True when stderr is a terminal: progress lines then update in place; otherwise one line per step. */
+  /** True when stderr is a terminal: progress is then one bar redrawn in place, else throttled lines (progress.ts). */
   stderrIsTTY?: boolean;
+  /** The clock progress is timed with, in milliseconds (default `performance.now`; tests inject a fake one). */
+  now?: () => number;
 }
 
 /** One subcommand: parses its own argv, returns the process exit code. */

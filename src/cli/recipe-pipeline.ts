@@ -27,7 +27,9 @@ import { guidanceFor, noiseScheduleFor } from '../runtime/diffusion/schedule-sou
 import { findDiffusionInterface } from '../runtime/diffusion/interface.js';
 import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
 import { makeScheduler, type SamplerSpec, type Scheduler } from '../runtime/diffusion/scheduler.js';
+import type { ProgressReporter } from '../passes/pass.js';
 import type { CliIO } from './command.js';
+import type { Progress } from './progress.js';
 
 /** A recipe ready to run. */
 export interface PlannedRecipe {
@@ -106,7 +108,7 @@ export async function recipeDiffusion(recipe: Recipe, recipePath: string, model:
  * fresh set is written back to it, staged in `outputs` when given (so it appears with the run's other outputs),
  * else atomically now. Throws OutputPathError when the cache path holds anything but a calibration cache.
  */
-export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, io: CliIO, outputs?: OutputTransaction, overrides: DiffusionOverrides = {}): Promise<CalibrationSet> {
+export async function buildRecipeCalibration(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, progress: Progress, outputs?: OutputTransaction, overrides: DiffusionOverrides = {}): Promise<CalibrationSet> {
   const diffusion = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
   const { scheduler, conditioning, guidance } = diffusion;
   const cachePath = recipeCachePath(recipe, recipePath);
@@ -125,14 +127,15 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
   if (cachePath && calibrationCacheFileState(cachePath) === 'cache') {
     const cached = decodeCalibrationCache(readFileSync(cachePath), key);
     if (cached.ok) {
-      io.stderr(`calibration: ${cached.set.timesteps.length} samples (${described}) from ${cachePath}\n`);
+      progress.info(`calibration: ${cached.set.timesteps.length} samples (${described}) from ${cachePath}`);
       return cached.set;
     }
     // Recomputing is always safe (the set is a function of the model and settings), so a bad cache costs time only.
-    io.stderr(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);
+    progress.print(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);
   }
   const denoiser = await openDenoiser(model, diffusion.iface);
   const started = performance.now();
+  progress.step('calibration trajectories');
   try {
     const set = await buildCalibrationSet(denoiser, scheduler, conditioning, {
       samples: recipe.calibrate.samples,
@@ -140,16 +143,14 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
       strategy: recipe.calibrate.timesteps,
       seed,
       guidance,
-      progress: (done, total) => {
-        if (io.stderrIsTTY) io.stderr(`\r\x1b[Kcalibration trajectories ${done}/${total}`);
-      },
+      progress: (done, total) => progress.update('calibration trajectories', done, total),
     });
-    io.stderr(`${io.stderrIsTTY ? '\r\x1b[K' : ''}calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+    progress.info(`calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (cachePath) {
       const bytes = encodeCalibrationCache(key, set);
       if (outputs) outputs.writeFile(cachePath, bytes);
       else writeFileAtomic(cachePath, bytes);
-      io.stderr(`calibration: cached in ${cachePath}\n`);
+      progress.info(`calibration: cached in ${cachePath}`);
     }
     return set;
   } finally {
@@ -163,9 +164,10 @@ const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 /**
  * The sample probe a group-size search judges its finalists with: the recipe's sampler at PROBE.steps steps
  * (DDIM η = 0 for a DDIM recipe), its guidance and the model's conditioning dealt round-robin, from seeded
- * noise the calibration never used; the same noise and conditions for every candidate.
+ * noise the calibration never used; the same noise and conditions for every candidate. Each candidate's
+ * sampling steps go to `progress`.
  */
-export async function recipeSampleProbe(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
+export async function recipeSampleProbe(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, progress: ProgressReporter, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
   const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
   const probeScheduler = scheduler.spec.kind === 'ddim' ? makeScheduler(scheduler.config, { kind: 'ddim', steps: PROBE.steps, eta: 0 }) : scheduler;
   const conditions = Array.from({ length: PROBE.samples }, (_, i) => i % conditioning.count);
@@ -175,7 +177,7 @@ export async function recipeSampleProbe(recipe: Recipe, recipePath: string, mode
     async sample(candidate) {
       const denoiser = await openDenoiser(candidate, iface);
       try {
-        return await sample(denoiser, { scheduler: probeScheduler, conditions, conditioning, guidance, seed: seed + PROBE.seedOffset, batch: PROBE.samples });
+        return await sample(denoiser, { scheduler: probeScheduler, conditions, conditioning, guidance, seed: seed + PROBE.seedOffset, batch: PROBE.samples, progress: (done, total) => progress('probe sampling steps', done, total) });
       } finally {
         await denoiser.release();
       }

@@ -482,6 +482,8 @@ export interface SaveOptions {
    * their bytes). A file that cannot be linked is copied as usual. Not for outputs: they must stand alone.
    */
   linkExternalData?: boolean;
+  /** Called after each external tensor is written: bytes of tensor data written so far, of `totalBytes`. */
+  progress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 const EXTERNAL_AUTO_BYTES = 1 << 30;
@@ -519,21 +521,27 @@ export function saveModel(model: Model, path: string, options: SaveOptions = {})
     const location = links.get(source);
     return location === undefined ? undefined : { location, offset: tensor.data.offset, length: tensor.data.length };
   };
+  const externalBytes = [...model.graph.initializers.values()].map((v) => v.initializer?.byteLength ?? 0).filter((n) => n >= threshold).reduce((a, b) => a + b, 0);
   commitFilesAtomically([dataTarget, target], ([dataTemp, modelTemp]) => {
     const fd = openSync(dataTemp!, 'w');
     let offset = 0;
+    let written = 0;
     let proto: onnxProto.onnx.ModelProto;
     try {
       proto = modelToProto(model, (tensor) => {
         if (tensor.byteLength < threshold) return undefined;
         const inPlace = linked(tensor);
-        if (inPlace) return inPlace;
+        if (inPlace) {
+          options.progress?.((written += inPlace.length), externalBytes);
+          return inPlace;
+        }
         offset = Math.ceil(offset / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
         const bytes = tensor.bytes();
         let done = 0;
         while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, offset + done);
         const ref = { location: dataName, offset, length: bytes.byteLength };
         offset += bytes.byteLength;
+        options.progress?.((written += bytes.byteLength), externalBytes);
         return ref;
       });
     } finally {

@@ -46,7 +46,10 @@ export interface EvaluateOptions {
   guidance?: number;
   /** The compile's pass timings (`<quant>.passes.json`) and where they were read. */
   passTimings?: { source: string; timings: PassTimings };
+  /** What the evaluation starts next (`sampling 100 × DDIM-20 (FP; …)`). */
   progress?: (message: string) => void;
+  /** Progress within it: `done` of `total` sampling steps, or calibration trajectories. */
+  stepProgress?: (label: string, done: number, total: number) => void;
 }
 
 const BINS = 10;
@@ -74,7 +77,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
     say(`sampling ${options.samples} × ${sampler} (${name}; ${conditioning.describe})`);
     const denoiser = await openDenoiser(model, iface);
     try {
-      return await sample(denoiser, { scheduler, conditions, conditioning, guidance, seed: options.seed, batch: 50 });
+      return await sample(denoiser, { scheduler, conditions, conditioning, guidance, seed: options.seed, batch: 50, progress: (done, total) => options.stepProgress?.('sampling steps', done, total) });
     } finally {
       await denoiser.release();
     }
@@ -126,7 +129,7 @@ export async function evaluate(options: EvaluateOptions): Promise<QualityReport>
   const denoiser = await openDenoiser(fp, iface);
   let heldOut: { batches: TensorMap[]; positions: number[] };
   try {
-    heldOut = await buildCalibrationSet(denoiser, scheduler, conditioning, { samples: 8 * options.steps, batch: 64, strategy: { kind: 'evenly-spaced', count: options.steps }, seed: options.seed + 1, guidance });
+    heldOut = await buildCalibrationSet(denoiser, scheduler, conditioning, { samples: 8 * options.steps, batch: 64, strategy: { kind: 'evenly-spaced', count: options.steps }, seed: options.seed + 1, guidance, progress: (done, total) => options.stepProgress?.('held-out trajectories', done, total) });
   } finally {
     await denoiser.release();
   }

@@ -9,11 +9,11 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs `qcompile ARGS` in `cwd` (default: the current folder). */
-export async function runCli(args: string[], cwd = process.cwd()): Promise<CliRun> {
+/** Runs `qcompile ARGS` in `cwd` (default: the current folder); `terminal` says what stderr is (default: not a terminal, a fake clock when given). */
+export async function runCli(args: string[], cwd = process.cwd(), terminal: Pick<CliIO, 'stderrIsTTY' | 'now'> = {}): Promise<CliRun> {
   let stdout = '';
   let stderr = '';
-  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd };
+  const io: CliIO = { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), cwd, ...terminal };
   const code = await main(args, io);
   return { code, stdout, stderr };
 }

@@ -23,7 +23,7 @@ describe('qcompile sample', () => {
     const { out, io } = capture(dir);
     const argv = [MODEL, '--steps', '4', '--classes', '3,7', '--per-class', '2', '--seed', '5', '--scale', '2', '-o', 'grid.png'];
     expect(await sampleCommand.run(argv, io)).toBe(0);
-    expect(out.stderr).toMatch(/step 4\/4/);
+    expect(out.stderr).toMatch(/^sampling steps 4\/4 \(100%\)  0:\d\d elapsed$/m);
     const png = PNG.sync.read(readFileSync(join(dir, 'grid.png')));
     expect([png.width, png.height]).toEqual([2 * 32 + 3, 2 * 32 + 3]);
     const manifest = JSON.parse(readFileSync(join(dir, 'grid.json'), 'utf8'));

@@ -28,6 +28,7 @@ import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from 
 import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import { SmokeRunError, smokeRun } from '../../runtime/smoke-run.js';
 import type { CliIO, Command } from '../command.js';
+import { Progress } from '../progress.js';
 import { buildRecipeCalibration, planRecipeFile, recipeCachePath, recipeSampleProbe, type DiffusionOverrides, type PlannedRecipe } from '../recipe-pipeline.js';
 import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE_PROBE } from '../../passes/artifacts.js';
 import type { AppliedScaling } from '../../passes/scale-folding.js';
@@ -67,6 +68,8 @@ Options:
   --print-ir-after-failure   print the IR as a failing pass left it
   --verify-each              verify the model after every pass
   --verbose                  show the passes' informational messages
+  -q, --quiet                print only errors, warnings and the final summary (no progress, no
+                             per-pass lines); progress is a bar on a terminal, else throttled lines
 `;
 
 /** Options of the main form. */
@@ -91,14 +94,12 @@ interface CompileArgs {
   printIrAfterFailure: boolean;
   verifyEach: boolean;
   verbose: boolean;
+  quiet: boolean;
 }
 
 class UsageError extends Error {}
 
 class BundleError extends Error {}
-
-/** A CliIO that may say whether stderr is a terminal (progress lines then update in place). */
-type TerminalAwareIO = CliIO & { stderrIsTTY?: boolean };
 
 export const compileCommand: Command = {
   name: 'compile',
@@ -114,6 +115,7 @@ export const compileCommand: Command = {
       return 2;
     }
     const started = performance.now();
+    const progress = new Progress(io, { quiet: args.quiet });
     const modelPath = resolve(io.cwd, args.model);
     const model = loadModelSync(modelPath);
     // Refuse what we cannot compile (unknown ops, broken graphs) before doing any work.
@@ -173,7 +175,7 @@ export const compileCommand: Command = {
     if (lowering && args.allowRequantize) lowering.options.allowRequantize = true;
     const sources = new Map(recipe ? [[recipe.path, readFileSync(recipe.path, 'utf8')]] : []);
     const printDiagnostics = (diagnostics: readonly Diagnostic[]) => {
-      for (const d of diagnostics) io.stderr(`${renderDiagnostic(d, sources)}\n`);
+      for (const d of diagnostics) progress.print(`${renderDiagnostic(d, sources)}\n`);
     };
     let pageSchedule: unknown;
     if (args.bundle !== undefined) {
@@ -190,18 +192,15 @@ export const compileCommand: Command = {
       }
     }
 
-    const terminal = (io as TerminalAwareIO).stderrIsTTY === true;
     let current = '';
     const context: PassContext = {
       seed: args.seed,
       plan,
       artifacts: new Artifacts(),
       executor: new OrtExecutor(),
-      progress: (label, done, total) => {
-        if (terminal) io.stderr(`\r\x1b[K${current} ${label} ${done}/${total}`);
-      },
+      progress: (label, done, total) => progress.update(`${current} ${label}`, done, total),
       log: (message) => {
-        if (args.verbose) io.stderr(`${message}\n`);
+        if (args.verbose) progress.print(`${message}\n`);
       },
       report: (diagnostic) => printDiagnostics([diagnostic]),
     };
@@ -214,9 +213,9 @@ export const compileCommand: Command = {
         ...(args.conditioning !== undefined ? { conditioningDir: resolve(io.cwd, args.conditioning) } : {}),
         ...(args.resolution ? { resolution: args.resolution } : {}),
       };
-      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, io, outputs, overrides);
+      const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, progress, outputs, overrides);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
-      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, overrides));
+      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, context.progress, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
     // The smoke run feeds the diffusion inputs at the interface's shapes, found on the float model (a UNet's dynamic
@@ -227,7 +226,7 @@ export const compileCommand: Command = {
       printIrAfterChange: args.printIrAfterChange,
       printIrAfter: args.printIrAfter,
       printIrAfterFailure: args.printIrAfterFailure,
-      print: (text) => io.stderr(text),
+      print: (text) => progress.print(text),
       dumpDir: dumpStaging,
       sourceModel: modelPath,
       serialize: encodeModel,
@@ -235,12 +234,9 @@ export const compileCommand: Command = {
       tensors: hasDeferredTensors(model) ? 'shape' : 'content',
       onPassStart: (index, entry) => {
         current = `[${index + 1}/${entries.length} ${entry.pass.name}]`;
-        if (terminal) io.stderr(`\r\x1b[K${current}`);
+        progress.step(current);
       },
-      onPassEnd: (index, record) => {
-        const line = `[${index + 1}/${entries.length}] ${record.pass} ${formatMs(record.milliseconds)}${record.modified ? '' : ' (no change)'}`;
-        io.stderr(terminal ? `\r\x1b[K${line}\n` : `${line}\n`);
-      },
+      onPassEnd: (index, record) => progress.info(`[${index + 1}/${entries.length}] ${record.pass} ${formatMs(record.milliseconds)}${record.modified ? '' : ' (no change)'}`),
     };
     let report: PipelineReport;
     try {
@@ -254,8 +250,8 @@ export const compileCommand: Command = {
       if (error.cause instanceof BackendError) {
         // A target refusal found on the graph: the same grouped, located diagnostics as a refused plan.
         printDiagnostics(issueDiagnostics(error.cause.target, error.cause.issues, 'refused'));
-        if (error.reproducer) io.stderr(`reproducer: ${inDumpDir(error.reproducer)}\n`);
-      } else io.stderr(`qcompile: error: ${inDumpDir(error.message)}\n`);
+        if (error.reproducer) progress.print(`reproducer: ${inDumpDir(error.reproducer)}\n`);
+      } else progress.print(`qcompile: error: ${inDumpDir(error.message)}\n`);
       return 1;
     }
     assertValid(model);
@@ -268,15 +264,19 @@ export const compileCommand: Command = {
     // Deterministic choices ride in the model; timings (never deterministic) go to the sidecar.
     model.metadataProps.set(LAYERS_METADATA_KEY, encodeLayerChoices(layerChoices(plan, context.artifacts)));
     const staged = outputs.stageFile(outputPath);
-    saveModel(model, staged);
+    progress.step('[save]');
+    saveModel(model, staged, { progress: (done, total) => progress.update('[save] external data', done, total, 'bytes') });
     const saveMs = performance.now() - saveStarted;
     // The staged file is what ORT loads: nothing is committed (the staging goes with the transaction) unless it runs.
+    progress.step('[smoke run]');
+    const smokeStarted = performance.now();
     const smoke = await smokeRun(model, modelPath, smokeInterface, staged);
+    progress.info(`[smoke run] ${formatMs(performance.now() - smokeStarted)}`);
     if (smoke instanceof SmokeRunError) {
-      io.stderr(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
+      progress.print(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
     }
-    if (smoke.loadOnly) io.stderr(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
+    if (smoke.loadOnly) progress.print(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
     const tenths = (ms: number) => Math.round(ms * 10) / 10;
     const timings: PassTimings = {
       pipeline: report.pipeline,
@@ -323,6 +323,7 @@ function parseArgs(argv: string[]): CompileArgs {
     printIrAfterFailure: false,
     verifyEach: false,
     verbose: false,
+    quiet: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -398,11 +399,16 @@ function parseArgs(argv: string[]): CompileArgs {
       case '--verbose':
         args.verbose = true;
         break;
+      case '-q':
+      case '--quiet':
+        args.quiet = true;
+        break;
       default:
         if (arg.startsWith('-')) throw new UsageError(`unknown option '${arg}'`);
         positional.push(arg);
     }
   }
+  if (args.quiet && args.verbose) throw new UsageError('--quiet and --verbose contradict each other');
   if (positional.length === 0) throw new UsageError('missing MODEL');
   if (positional.length > 2) throw new UsageError(`unexpected argument '${positional[2]}'`);
   if (!args.output) throw new UsageError('missing -o OUT.onnx');

@@ -8,6 +8,7 @@ import { parseRecipeFile } from '../../recipe/parse.js';
 import { evaluate } from '../../runtime/evaluate.js';
 import { parseArgs } from '../args.js';
 import type { CliIO, Command } from '../command.js';
+import { Progress } from '../progress.js';
 
 const USAGE = `Usage: qcompile eval --fp FP.onnx --quant Q.onnx -o REPORT_DIR [options]
 
@@ -24,6 +25,7 @@ Samples both models from the same seeds and writes REPORT_DIR/report.json and a 
   --conditioning DIR precomputed conditioning instead (.npy per prompt + uncond.npy)
   --guidance G       classifier-free guidance scale (default: the recipe's when it sets one other than 1,
                      else the sidecar's recommended scale, else 1); both models sample with it
+  -q, --quiet        no progress lines: only errors and the summary
 
 The layer table (group sizes, activation forms, scaling factors) is read off Q's graph and metadata.`;
 
@@ -32,9 +34,10 @@ export const evalCommand: Command = {
   summary: 'compare a quantized model with its FP original: image metrics, SQNR by timestep, report.html',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
-    const args = parseArgs(argv, { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string', passes: 'string', prompts: 'string', conditioning: 'string', guidance: 'string' }, io);
+    const args = parseArgs(argv.map((a) => (a === '-q' ? '--quiet' : a)), { fp: 'string', quant: 'string', o: 'string', output: 'string', samples: 'string', steps: 'string', seed: 'string', recipe: 'string', features: 'string', 'real-mu': 'string', 'real-cov': 'string', passes: 'string', prompts: 'string', conditioning: 'string', guidance: 'string', quiet: 'boolean' }, io);
     if (!args) return 2;
     const o = args.options;
+    const progress = new Progress(io, { quiet: o.quiet === true });
     const out = (o.output ?? o.o ?? args.positional.find((_, i, all) => all[i - 1] === '-o')) as string | undefined;
     if (!o.fp || !o.quant || !out) {
       io.stderr(`qcompile eval: --fp, --quant and -o are required\n${USAGE}\n`);
@@ -84,7 +87,11 @@ export const evalCommand: Command = {
       conditioning: { ...(o.prompts ? { prompts: at(o.prompts) } : {}), ...(o.conditioning ? { conditioningDir: at(o.conditioning) } : {}) },
       ...(o.features ? { features: { model: at(o.features), realMu: at(o['real-mu']), realCov: at(o['real-cov']) } } : {}),
       ...(passTimings ? { passTimings } : {}),
-      progress: (message) => io.stderr(`${message}\n`),
+      progress: (message) => {
+        progress.step();
+        progress.info(message);
+      },
+      stepProgress: (label, done, total) => progress.update(label, done, total),
     });
     const dir = at(out);
     // Both reports or neither; never onto a file the evaluation read.

@@ -17,6 +17,7 @@ import { OrtExecutor } from '../../runtime/ir-executor.js';
 import { imageGridPng, previewChannels } from '../../runtime/png-grid.js';
 import { parseArgs } from '../args.js';
 import type { CliIO, Command } from '../command.js';
+import { Progress } from '../progress.js';
 
 const USAGE = `Usage: qcompile sample MODEL [options] -o grid.png
 
@@ -40,12 +41,13 @@ Options:
   --batch B         samples per model call (default 64)
   --scale F         PNG upscale factor (default 3)
   --threads N       ORT intra-op threads (default: ORT's choice)
+  -q, --quiet       no progress (a bar on a terminal, else throttled lines): only errors and the summary
   -o FILE           output PNG (required)
 `;
 
 const SAMPLERS: readonly SamplerSpec['kind'][] = ['ddim', 'ddpm', 'euler', 'flow-euler'];
 
-const KINDS = { prompts: 'string', conditioning: 'string', guidance: 'string', schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', help: 'boolean' } as const;
+const KINDS = { prompts: 'string', conditioning: 'string', guidance: 'string', schedule: 'string', sampler: 'string', steps: 'string', eta: 'string', seed: 'string', classes: 'string', 'per-class': 'string', batch: 'string', scale: 'string', threads: 'string', output: 'string', quiet: 'boolean', help: 'boolean' } as const;
 
 /** The `sample` subcommand. */
 export const sampleCommand: Command = {
@@ -53,12 +55,13 @@ export const sampleCommand: Command = {
   summary: 'sample a diffusion model in ONNX Runtime and write a PNG grid plus the raw float32 samples',
   usage: USAGE,
   async run(argv: string[], io: CliIO): Promise<number> {
+    const args = parseArgs(argv.map((a) => (a === '-o' ? '--output' : a === '-h' ? '--help' : a === '-q' ? '--quiet' : a)), { ...KINDS }, io);
+    if (!args) return 2;
+    const progress = new Progress(io, { quiet: args.options.quiet === true });
     const fail = (message: string, code = 1) => {
-      io.stderr(`qcompile sample: error: ${message}\n`);
+      progress.print(`qcompile sample: error: ${message}\n`);
       return code;
     };
-    const args = parseArgs(argv.map((a) => (a === '-o' ? '--output' : a === '-h' ? '--help' : a)), { ...KINDS }, io);
-    if (!args) return 2;
     if (args.options.help) {
       io.stdout(USAGE);
       return 0;
@@ -127,6 +130,7 @@ export const sampleCommand: Command = {
     let samples: Float32Array;
     try {
       const denoiser = await openDenoiser(model, iface, new OrtExecutor(threads ? { threads: threads as number } : {}));
+      progress.step('sampling');
       try {
         samples = await sample(denoiser, {
           scheduler,
@@ -135,10 +139,7 @@ export const sampleCommand: Command = {
           guidance,
           seed: seed as number,
           batch: batch as number,
-          progress: (step, total) => {
-            if (step === total || step % 5 === 0) io.stderr(`\rsampling: step ${step}/${total}  ${((Date.now() - started) / 1000).toFixed(1)} s`);
-            if (step === total) io.stderr('\n');
-          },
+          progress: (step, total) => progress.update('sampling steps', step, total),
         });
       } finally {
         await denoiser.release();

@@ -14,6 +14,7 @@ import { CONDITIONING_PROMPTS } from '../../synth/pipeline-folder.js';
 import { PIXART_PRESETS, pixartParameterCount, writePixartPipeline } from '../../synth/pixart.js';
 import { SD_UNET_PRESETS, sdUnetParameterCount, writeSdUnetPipeline } from '../../synth/sd-unet.js';
 import type { CliIO, Command } from '../command.js';
+import { Progress } from '../progress.js';
 
 /** A pipeline-folder family: its preset names, and per preset the parameter count and the writer. */
 interface PipelineFamily {
@@ -34,8 +35,8 @@ const PIPELINES: Record<string, PipelineFamily> = {
 
 const last = String(CONDITIONING_PROMPTS - 1).padStart(3, '0');
 
-const USAGE = `Usage: qcompile synth dit --preset NAME [--seed N] [--learn-sigma | --no-learn-sigma] -o DIR
-       qcompile synth unet|pixart|sd3 --preset NAME [--seed N] -o DIR
+const USAGE = `Usage: qcompile synth dit --preset NAME [--seed N] [--learn-sigma | --no-learn-sigma] [-q] -o DIR
+       qcompile synth unet|pixart|sd3 --preset NAME [--seed N] [-q] -o DIR
 
 Writes a model with the graph of an ONNX export (opset 17) of the published architecture and seeded random
 weights (not a trained model):
@@ -57,6 +58,7 @@ Options:
   --seed N            weight seed, a non-negative integer (default 0); the same seed gives identical files
   --learn-sigma       dit: also output the learned variance (2·C channels; the published presets' default)
   --no-learn-sigma    dit: output epsilon only (C channels)
+  -q, --quiet         no progress of the weights written (a bar on a terminal, else throttled lines)
   -o DIR              output folder (created if missing)
 `;
 
@@ -78,6 +80,7 @@ export const synthCommand: Command = {
     let seedText = '0';
     let outDir: string | undefined;
     let learnSigma: boolean | undefined;
+    let quiet = false;
     for (let i = 0; i < argv.length; i++) {
       const arg = argv[i]!;
       if (arg === '--preset' || arg === '--seed' || arg === '-o' || arg === '--output') {
@@ -89,7 +92,8 @@ export const synthCommand: Command = {
       } else if (arg === '--learn-sigma' || arg === '--no-learn-sigma') {
         if (learnSigma !== undefined) return usageError('give --learn-sigma or --no-learn-sigma once');
         learnSigma = arg === '--learn-sigma';
-      } else if (arg.startsWith('-')) return usageError(`unknown option '${arg}'`);
+      } else if (arg === '-q' || arg === '--quiet') quiet = true;
+      else if (arg.startsWith('-')) return usageError(`unknown option '${arg}'`);
       else positional.push(arg);
     }
     const family = positional[0];
@@ -104,6 +108,8 @@ export const synthCommand: Command = {
     const dir = resolve(io.cwd, outDir);
 
     const started = performance.now();
+    const progress = new Progress(io, { quiet });
+    const label = 'synth: weights';
     let described: string;
     try {
       if (family === 'dit') {
@@ -111,22 +117,25 @@ export const synthCommand: Command = {
         const count = ditParameterCount(config);
         described = `${config.learnSigma ? config.name : `${config.name} without learned sigma`}${sized(count)}`;
         // The model and its sidecar appear together at the end; an interrupted synth (gigabytes) leaves nothing behind.
+        // Its weights are generated as they are written: the save's progress is theirs.
         using outputs = new OutputTransaction();
-        saveModel(buildDit(config, { seed, onWeight: progress(io, 4 * count) }), outputs.stageFile(join(dir, 'model.onnx')), { externalData: 'always', externalDataName: 'model.onnx.data' });
+        const progressOfSave = (done: number, total: number) => progress.update(label, done, total, 'bytes');
+        saveModel(buildDit(config, { seed }), outputs.stageFile(join(dir, 'model.onnx')), { externalData: 'always', externalDataName: 'model.onnx.data', progress: progressOfSave });
         outputs.writeFile(join(dir, 'schedule.json'), `${JSON.stringify(ditSchedule(config, seed), null, 2)}\n`);
         outputs.commit();
       } else {
         const pipeline = PIPELINES[family!]!;
         const count = pipeline.parameters(preset);
         described = `${family} ${preset}${sized(count)}`;
-        pipeline.write(preset, seed, dir, { onWeight: progress(io, 4 * count) });
+        let done = 0;
+        pipeline.write(preset, seed, dir, { onWeight: (bytes) => progress.update(label, (done += bytes), 4 * count, 'bytes') });
       }
     } catch (error) {
-      io.stderr(`qcompile: error: ${outDir}: ${(error as Error).message.split('\n')[0]}\n`);
+      progress.print(`qcompile: error: ${outDir}: ${(error as Error).message.split('\n')[0]}\n`);
       return 1;
     }
     const seconds = (performance.now() - started) / 1000;
-    io.stderr(`synth: wrote ${described} to ${outDir} in ${seconds.toFixed(1)} s\n`);
+    progress.print(`synth: wrote ${described} to ${outDir} in ${seconds.toFixed(1)} s\n`);
     return 0;
   },
 };
@@ -134,18 +143,4 @@ export const synthCommand: Command = {
 /** ` (859,520,964 weights, 3.20 GiB)`. */
 function sized(count: number): string {
   return ` (${count.toLocaleString('en-US')} weights, ${((4 * count) / 2 ** 30).toFixed(2)} GiB)`;
-}
-
-/** A weight callback that reports every 10% of `totalBytes` on stderr. */
-function progress(io: CliIO, totalBytes: number): (bytes: number) => void {
-  let doneBytes = 0;
-  let reported = 0;
-  return (bytes) => {
-    doneBytes += bytes;
-    const percent = Math.floor((100 * doneBytes) / totalBytes);
-    if (percent >= reported + 10) {
-      reported = percent - (percent % 10);
-      io.stderr(`synth: ${reported}% (${(doneBytes / 2 ** 20).toFixed(0)} MiB)\n`);
-    }
-  };
 }
