@@ -135,7 +135,7 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     const eta = String.raw`${timing}, ~\d+:\d\d left`;
     expect(lines[0]).toMatch(new RegExp(String.raw`^calibration trajectories 8/16 \(50%\)  ${eta}$`));
     expect(lines[1]).toMatch(new RegExp(String.raw`^calibration trajectories 16/16 \(100%\)  ${timing}$`));
-    expect(lines[2]).toMatch(/^calibration: 16 samples \(uniform; 10 classes\) in \d+\.\d s$/);
+    expect(lines[2]).toMatch(/^calibration: 16 samples \(uniform; 10 classes\) from 120 model rows in \d+\.\d s$/);
     const calibrate = lines.filter((l) => /^\[\d\/\d calibrate\] calibration batches/.test(l));
     expect(calibrate).toHaveLength(3);
     expect(calibrate[0]).toMatch(new RegExp(String.raw`^\[\d/\d calibrate\] calibration batches 0/2 \(0%\)  ${timing}$`));
