@@ -1,8 +1,8 @@
 /**
  * Calibration memory does not grow with the sample count (issue #15): the same recipe — per-timestep static
  * activations (per-tensor reservoirs, per timestep group) and GPTQ (Hessians per block) — compiled at 16 and at
- * 256 calibration samples, each in its own process (peak RSS is the process's own). Holding the observed
- * activations would cost the larger run `ACTIVATION_BYTES_PER_SAMPLE` × 240 more; streamed statistics cost
+ * 512 calibration samples, each in its own process (peak RSS is the process's own). Holding the observed
+ * activations would cost the larger run `ACTIVATION_BYTES_PER_SAMPLE` × 496 more; streamed statistics cost
  * only the calibration inputs (1 KB a sample here).
  */
 import { spawnSync } from 'node:child_process';
@@ -44,9 +44,11 @@ function compilePeakRss(samples: number): number {
 describe('calibration memory', () => {
   it('does not grow with the number of calibration samples', () => {
     const small = compilePeakRss(16);
-    const large = compilePeakRss(256);
-    const held = 240 * ACTIVATION_BYTES_PER_SAMPLE;
-    console.log(`peak RSS: 16 samples ${(small / 2 ** 20).toFixed(0)} MiB, 256 samples ${(large / 2 ** 20).toFixed(0)} MiB (holding activations would add ${(held / 2 ** 20).toFixed(0)} MiB)`);
-    expect(large - small).toBeLessThan(held / 4);
+    const large = compilePeakRss(512);
+    const held = 496 * ACTIVATION_BYTES_PER_SAMPLE;
+    console.log(`peak RSS: 16 samples ${(small / 2 ** 20).toFixed(0)} MiB, 512 samples ${(large / 2 ** 20).toFixed(0)} MiB (holding activations would add ${(held / 2 ** 20).toFixed(0)} MiB)`);
+    // Peak RSS moves by up to ~90 MiB between runs with the garbage collector's timing: a third of `held` is far
+    // above that noise and far below holding the activations (measured: +26 MiB at 32 → 512 samples).
+    expect(large - small).toBeLessThan(held / 3);
   }, 900_000);
 });
