@@ -19,7 +19,7 @@ import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
 export const cpuCapabilities: CapabilityTable = {
   weights: [
-    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4 },
+    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0; a dynamic sym int8 per-token-group input of the block size is quantized by the kernel itself)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4, quantizesInt8GroupInput: true },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [5, 6, 7, 8], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv; 5–7-bit grids in int8 codes, groups as blocked DQ)' },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [2, 3, 4], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21; blocks that are not a MatMulNBits size, and per-channel, stay DQ)' },
   ],
