@@ -52,7 +52,7 @@ const SUBJECTS: Record<string, Subject> = {
   sd15: {
     synth: ['synth', 'unet', '--preset', 'sd15'],
     model: join('unet', 'model.onnx'),
-    calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning')],
+    calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning'), '--resolution', '64'],
     shapes: { sample: [BATCH, 4, 64, 64], timestep: [BATCH], encoder_hidden_states: [BATCH, 77, 768] },
   },
 };
