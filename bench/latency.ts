@@ -8,7 +8,8 @@
  * The FP32 session stays open while each quantized one is timed against it, runs interleaved (FP32, quantized,
  * alternating which goes first) after warm-ups, so a busy machine slows both alike; at most two sessions are
  * held at once. Reports medians, speed-ups, model bytes, session-creation seconds, the load average, and with
- * `--profile` ORT's per-op-type profile of one run of each model (where the time goes). JSON last line.
+ * `--profile` ORT's per-op-type profile of one run of each model (where the time goes), and each variant against
+ * issue #15's acceptance (`acceptance`). JSON last line.
  * `--work` holds the float models as `dit/model.onnx` and `sd15/unet/model.onnx` (synthesized when missing; a
  * symlink to an existing folder will do) and the compiles as `<model>-<variant>/model.onnx` (reused when present).
  * Run: npx tsx bench/latency.ts [--runs 7] [--threads 2] [--work /tmp/qcompile-latency] [--models dit,sd15] [--variants w8a8,w4,w4a8] [--profile]
@@ -56,6 +57,30 @@ const SUBJECTS: Record<string, Subject> = {
     shapes: { sample: [BATCH, 4, 64, 64], timestep: [BATCH], encoder_hidden_states: [BATCH, 77, 768] },
   },
 };
+/**
+ * Issue #15's acceptance 2, per model: the W8A8 speed-up over FP32, and for the int4 variants at least FP32's
+ * speed at a sixth of its bytes. The JSON reports each measured variant against it.
+ */
+const ACCEPTANCE: Record<string, { w8a8Speedup: number; w4Speedup: number; w4Smaller: number }> = {
+  dit: { w8a8Speedup: 2.0, w4Speedup: 1.0, w4Smaller: 6 },
+  sd15: { w8a8Speedup: 1.5, w4Speedup: 1.0, w4Smaller: 6 },
+};
+
+/** `met` / `not met` for each measured variant of `row` against the model's acceptance. */
+function acceptanceOf(name: string, row: Record<string, unknown>, variants: string[]): Record<string, string> {
+  const goal = ACCEPTANCE[name]!;
+  const verdicts: Record<string, string> = {};
+  for (const v of variants) {
+    const speedup = row[`${v}_speedup`] as number;
+    const smaller = row[`${v}_smaller`] as number;
+    const w8 = v === 'w8a8';
+    const met = w8 ? speedup >= goal.w8a8Speedup : speedup >= goal.w4Speedup && smaller >= goal.w4Smaller;
+    const wanted = w8 ? `>= ${goal.w8a8Speedup}x faster` : `>= ${goal.w4Speedup}x as fast, >= ${goal.w4Smaller}x smaller`;
+    verdicts[v] = `${met ? 'met' : 'not met'}: ${speedup}x${w8 ? '' : `, ${smaller}x smaller`} (wanted ${wanted})`;
+  }
+  return verdicts;
+}
+
 /** The quantized variants: the recipe each is compiled with. */
 const VARIANTS: Record<string, { recipe: string; calibrates: boolean }> = {
   w8a8: { recipe: join(root, 'bench', 'latency', 'w8a8-speed.qrecipe'), calibrates: true },
@@ -172,6 +197,7 @@ for (const name of args.models.split(',')) {
     for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profileByOp(path, feeds, sessionOptions());
     row.profile_ms = profiles;
   }
+  row.acceptance = acceptanceOf(name, row, args.variants.split(','));
   results[name] = row;
   summaries.push(`${name} b${BATCH}: fp32 ${row.fp32_ms} ms; ${args.variants.split(',').map((v) => `${v} ${row[`${v}_speedup`]}x faster, ${row[`${v}_smaller`]}x smaller`).join('; ')}`);
 }
