@@ -90,6 +90,16 @@ describe('cpu lowering choices', () => {
     expect(profiled.Round ?? 0).toBe(0);
   });
 
+  it('a dynamic int8 group input the kernel does not compute (other group size, asymmetric, a forced accuracy level) keeps its in-graph quantizer', async () => {
+    for (const [model, options] of [[await w4a8DynamicGroups(64), {}], [await w4a8DynamicGroups('weight', false), {}], [await w4a8DynamicGroups(), { accuracyLevel: 0 }]] as const) {
+      const rounds = model.graph.nodes.filter((n) => isOp(n, Op.Round)).length;
+      const result = cpuBackend.lower(model, options);
+      expect(result.statistics.int8_group_inputs_in_kernel).toBeUndefined();
+      expect(model.graph.nodes.filter((n) => isOp(n, Op.Round))).toHaveLength(rounds);
+      expect(model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).every((n) => n.intAttr('accuracy_level', -1) === 0)).toBe(true);
+    }
+  });
+
   it('W8A8 static per-channel: the 7 float-bias Gemms become MatMulIntegerToFloat + Add; MatMulIntegerToFloat predicted and run by ORT for all 31 layers, exact', async () => {
     const model = await w8a8(false);
     const exact = await runEps(model);

@@ -78,13 +78,13 @@ export async function w4a8(): Promise<Model> {
 }
 
 /**
- * W4A8 dynamic: int4 symmetric groups of 128 with int8 symmetric dynamic per-token-group(size: weight) inputs
- * on the attention and MLP linears (3-D inputs), computed in-graph (no calibration).
+ * W4A8 dynamic: int4 symmetric groups of 128 with int8 dynamic per-token-group inputs (by default symmetric,
+ * size: weight) on the attention and MLP linears (3-D inputs), computed in-graph (no calibration).
  */
-export async function w4a8DynamicGroups(): Promise<Model> {
+export async function w4a8DynamicGroups(groupSize: number | 'weight' = 'weight', symmetric = true): Promise<Model> {
   const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
-  const input: ActivationQuantSpec = { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } };
+  const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize }, range: { kind: 'minmax' } };
   const ctx = context(planFor(model, /^(attn|mlp)\./, weight, input));
   await runPass(quantizeWeights, model, {}, ctx);
   await runPass(quantizeActivations, model, { timesteps: 1000 }, ctx);
