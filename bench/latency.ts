@@ -1,22 +1,28 @@
 /**
  * End-to-end ORT CPU latency of whole diffusion models, FP32 against their quantized compiles, at batch 2 (one
  * classifier-free-guidance step): DiT-XL/2 (`synth dit --preset dit-xl-2`) and the SD-1.5 UNet (`synth unet
- * --preset sd15`), each compiled by the CLI with `recipes/rtn-w4a16-g128.qrecipe` (weight-only int4) and
- * `bench/latency/w8a8-speed.qrecipe` (W8A8 static, little calibration: only the graph form matters here).
+ * --preset sd15`), each compiled by the CLI with `bench/latency/w8a8-speed.qrecipe` (`w8a8`: W8A8 static,
+ * little calibration: only the graph form matters here), `recipes/rtn-w4a16-g128.qrecipe` (`w4`: weight-only
+ * int4, MatMulNBits accuracy 0) and `bench/latency/w4a8-dynamic.qrecipe` (`w4a8`: int4 with dynamic int8
+ * groups, MatMulNBits accuracy 4).
  * The FP32 session stays open while each quantized one is timed against it, runs interleaved (FP32, quantized,
  * alternating which goes first) after warm-ups, so a busy machine slows both alike; at most two sessions are
  * held at once. Reports medians, speed-ups, model bytes, session-creation seconds, the load average, and with
- * `--profile` ORT's per-op-type profile of one run of each model (where the time goes). JSON last line.
- * Run: npx tsx bench/latency.ts [--runs 7] [--threads 2] [--work /tmp/qcompile-latency] [--models dit,sd15] [--profile]
+ * `--profile` ORT's per-op-type profile of one run of each model (where the time goes), and each variant against
+ * issue #15's acceptance (`acceptance`). JSON last line.
+ * `--work` holds the float models as `dit/model.onnx` and `sd15/unet/model.onnx` (synthesized when missing; a
+ * symlink to an existing folder will do) and the compiles as `<model>-<variant>/model.onnx` (reused when present).
+ * Run: npx tsx bench/latency.ts [--runs 7] [--threads 2] [--work /tmp/qcompile-latency] [--models dit,sd15] [--variants w8a8,w4,w4a8] [--profile]
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { seededRandom } from '../src/random.js';
+import { profileByOp } from './latency/ort-profile.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -47,14 +53,39 @@ const SUBJECTS: Record<string, Subject> = {
   sd15: {
     synth: ['synth', 'unet', '--preset', 'sd15'],
     model: join('unet', 'model.onnx'),
-    calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning')],
+    calibrationArgs: (dir) => ['--conditioning', join(dir, 'conditioning'), '--resolution', '64'],
     shapes: { sample: [BATCH, 4, 64, 64], timestep: [BATCH], encoder_hidden_states: [BATCH, 77, 768] },
   },
 };
+/**
+ * Issue #15's acceptance 2, per model: the W8A8 speed-up over FP32, and for the int4 variants at least FP32's
+ * speed at a sixth of its bytes. The JSON reports each measured variant against it.
+ */
+const ACCEPTANCE: Record<string, { w8a8Speedup: number; w4Speedup: number; w4Smaller: number }> = {
+  dit: { w8a8Speedup: 2.0, w4Speedup: 1.0, w4Smaller: 6 },
+  sd15: { w8a8Speedup: 1.5, w4Speedup: 1.0, w4Smaller: 6 },
+};
+
+/** `met` / `not met` for each measured variant of `row` against the model's acceptance. */
+function acceptanceOf(name: string, row: Record<string, unknown>, variants: string[]): Record<string, string> {
+  const goal = ACCEPTANCE[name]!;
+  const verdicts: Record<string, string> = {};
+  for (const v of variants) {
+    const speedup = row[`${v}_speedup`] as number;
+    const smaller = row[`${v}_smaller`] as number;
+    const w8 = v === 'w8a8';
+    const met = w8 ? speedup >= goal.w8a8Speedup : speedup >= goal.w4Speedup && smaller >= goal.w4Smaller;
+    const wanted = w8 ? `>= ${goal.w8a8Speedup}x faster` : `>= ${goal.w4Speedup}x as fast, >= ${goal.w4Smaller}x smaller`;
+    verdicts[v] = `${met ? 'met' : 'not met'}: ${speedup}x${w8 ? '' : `, ${smaller}x smaller`} (wanted ${wanted})`;
+  }
+  return verdicts;
+}
+
 /** The quantized variants: the recipe each is compiled with. */
 const VARIANTS: Record<string, { recipe: string; calibrates: boolean }> = {
   w8a8: { recipe: join(root, 'bench', 'latency', 'w8a8-speed.qrecipe'), calibrates: true },
   w4: { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false },
+  w4a8: { recipe: join(root, 'bench', 'latency', 'w4a8-dynamic.qrecipe'), calibrates: false },
 };
 
 /** Runs the CLI from sources in its own process; throws with its stderr on failure. Returns wall seconds. */
@@ -75,8 +106,8 @@ function modelBytes(path: string): number {
     .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }
 
-function sessionOptions(profilePrefix?: string): ort.InferenceSession.SessionOptions {
-  return { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', ...(profilePrefix ? { enableProfiling: true, profileFilePrefix: profilePrefix } : {}) };
+function sessionOptions(): ort.InferenceSession.SessionOptions {
+  return { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential' };
 }
 
 /** Seeded feeds for `session`'s inputs at the subject's shapes (a loud error for an input it does not know). */
@@ -94,9 +125,9 @@ function feedsFor(session: ort.InferenceSession, shapes: Record<string, number[]
   return feeds;
 }
 
-async function open(path: string, profilePrefix?: string): Promise<{ session: ort.InferenceSession; createSeconds: number }> {
+async function open(path: string): Promise<{ session: ort.InferenceSession; createSeconds: number }> {
   const started = performance.now();
-  const session = await ort.InferenceSession.create(path, sessionOptions(profilePrefix));
+  const session = await ort.InferenceSession.create(path, sessionOptions());
   return { session, createSeconds: Number(((performance.now() - started) / 1000).toFixed(2)) };
 }
 
@@ -106,31 +137,6 @@ async function timed(session: ort.InferenceSession, feeds: Record<string, ort.Te
   const started = performance.now();
   await session.run(feeds);
   return performance.now() - started;
-}
-
-/** One profiled run of `path`: milliseconds per op type (kernel name as ORT ran it), largest first. */
-async function profile(path: string, feeds: Record<string, ort.Tensor>, prefix: string): Promise<Record<string, number>> {
-  const { session } = await open(path, prefix);
-  await session.run(feeds);
-  await session.run(feeds);
-  session.endProfiling();
-  await session.release();
-  const file = readdirSync(dirname(prefix))
-    .filter((f) => f.startsWith(prefix.slice(dirname(prefix).length + 1)) && f.endsWith('.json'))
-    .map((f) => join(dirname(prefix), f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0]!;
-  const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
-  rmSync(file);
-  // Node events of the last run only: the run events mark its start.
-  const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run');
-  const lastRunStart = (runs.at(-1) as unknown as { ts: number } | undefined)?.ts ?? 0;
-  const byOp: Record<string, number> = {};
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || (e as unknown as { ts: number }).ts < lastRunStart) continue;
-    const op = e.args?.op_name ?? 'unknown';
-    byOp[op] = (byOp[op] ?? 0) + e.dur / 1000;
-  }
-  return Object.fromEntries(Object.entries(byOp).sort((a, b) => b[1] - a[1]).map(([op, ms]) => [op, Number(ms.toFixed(1))]));
 }
 
 const results: Record<string, unknown> = {};
@@ -187,11 +193,11 @@ for (const name of args.models.split(',')) {
   await fp32.session.release();
   row.fp32_ms = median(fp32Times);
   if (args.profile) {
-    const prefix = join(args.work, `profile-${name}`);
     const profiles: Record<string, Record<string, number>> = {};
-    for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profile(path, feeds, `${prefix}-${variant}`);
+    for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profileByOp(path, feeds, sessionOptions());
     row.profile_ms = profiles;
   }
+  row.acceptance = acceptanceOf(name, row, args.variants.split(','));
   results[name] = row;
   summaries.push(`${name} b${BATCH}: fp32 ${row.fp32_ms} ms; ${args.variants.split(',').map((v) => `${v} ${row[`${v}_speedup`]}x faster, ${row[`${v}_smaller`]}x smaller`).join('; ')}`);
 }

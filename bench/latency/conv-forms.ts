@@ -1,8 +1,11 @@
 /**
- * Why W8A8 Convs are not faster on ORT CPU unless a QuantizeLinear follows them: one SD-1.5-sized Conv (320→320,
- * 3×3, input [2, 320, 64, 64]) as FP32, as the Q/DQ form our W8A8 lowering keeps (DQ(input), DQ(weight) → Conv:
- * ORT does not fuse it), with a Q/DQ pair on its output too (ORT fuses it into QLinearConv), and as ConvInteger
- * (uint8 × uint8 → int32, then Cast and Mul by the scales). Medians of 9 interleaved runs, 2 threads.
+ * Which int8 / int4 Conv forms ORT CPU runs faster than float, on one SD-1.5-sized Conv (320→320, 3×3, input
+ * [2, 320, 64, 64]): FP32; the W8A8 Q/DQ form the lowering keeps (DQ(input), DQ(weight) → Conv: ORT does not
+ * fuse it); the same with a Q/DQ pair on its output (ORT fuses it into QLinearConv); the same input Q/DQ with
+ * the weight dequantized at compile time to a float constant (`folded`: exact, prepacked like FP32); ConvInteger
+ * (uint8 × uint8 → int32, then Cast and Mul by the scales); and weight-only forms: int8 DQ → Conv and int4 DQ
+ * (opset 21, per output channel) → Conv. Medians of 9 interleaved runs, 2 threads, and the kernels ORT's
+ * profiler shows for one run of each (what the graph became).
  * Run: npx tsx bench/latency/conv-forms.ts
  */
 import * as ort from 'onnxruntime-node';
@@ -11,33 +14,52 @@ import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { encodeModel } from '../../src/ir/serde.js';
 import { Tensor } from '../../src/ir/tensor.js';
+import { profileByOp } from './ort-profile.js';
+
 const C = 320, H = 64, K = 3;
+const FORMS = ['fp32', 'dq', 'qlinear', 'folded', 'convinteger', 'w8-dq', 'w4-dq'] as const;
+type Form = (typeof FORMS)[number];
 const attr = (value: number) => ({ kind: 'int' as const, value });
 const ints = (value: number[]) => ({ kind: 'ints' as const, value });
-function build(form: string): Model {
+
+function build(form: Form): Model {
   const g = new Graph('c');
   const x = g.addInput('x', { elemType: DataType.FLOAT, shape: [2, C, H, H] });
   const n = C * C * K * K;
-  const codes = Int8Array.from({ length: n }, (_, i) => ((i * 7919) % 255) - 127);
-  const ws = g.addInitializer('ws', Tensor.fromFloat32([C], new Float32Array(C).fill(0.001)));
+  // int4 forms use codes in [-8, 7]; the scale keeps the float weights of the same magnitude.
+  const int4 = form === 'w4-dq';
+  const codes = Int8Array.from({ length: n }, (_, i) => (int4 ? ((i * 7919) % 15) - 7 : ((i * 7919) % 255) - 127));
+  const step = int4 ? 0.016 : 0.001;
+  const ws = g.addInitializer('ws', Tensor.fromFloat32([C], new Float32Array(C).fill(step)));
   const xs = g.addInitializer('xs', Tensor.fromFloat32([], Float32Array.of(0.02)));
   const xz = g.addInitializer('xz', Tensor.fromBytes(DataType.UINT8, [], Uint8Array.of(128)));
   const pads = { pads: ints([1, 1, 1, 1]) };
-  let y;
-  if (form === 'fp32') {
-    const w = g.addInitializer('w', Tensor.fromFloat32([C, C, K, K], Float32Array.from(codes, (c) => c * 0.001)));
-    y = g.addNode({ opType: Op.Conv, inputs: [x, w], outputs: ['y'], attributes: pads }).outputs[0]!;
-  } else if (form === 'dq' || form === 'qlinear') {
-    const q = g.addInitializer('wq', Tensor.fromBytes(DataType.INT8, [C, C, K, K], new Uint8Array(codes.buffer)));
-    const w = g.addNode({ opType: Op.DequantizeLinear, inputs: [q, ws], outputs: ['w'], attributes: { axis: attr(0) } }).outputs[0]!;
+  const quantizedInput = (): ReturnType<typeof g.addInput> => {
     const xq = g.addNode({ opType: Op.QuantizeLinear, inputs: [x, xs, xz], outputs: ['xq'] }).outputs[0]!;
-    const xd = g.addNode({ opType: Op.DequantizeLinear, inputs: [xq, xs, xz], outputs: ['xd'] }).outputs[0]!;
-    y = g.addNode({ opType: Op.Conv, inputs: [xd, w], outputs: ['yc'], attributes: pads }).outputs[0]!;
+    return g.addNode({ opType: Op.DequantizeLinear, inputs: [xq, xs, xz], outputs: ['xd'] }).outputs[0]!;
+  };
+  const weightDq = (dtype: DataType, bytes: Uint8Array) => {
+    const q = g.addInitializer('wq', Tensor.fromBytes(dtype, [C, C, K, K], bytes));
+    return g.addNode({ opType: Op.DequantizeLinear, inputs: [q, ws], outputs: ['w'], attributes: { axis: attr(0) } }).outputs[0]!;
+  };
+  let y;
+  if (form === 'fp32' || form === 'folded') {
+    const w = g.addInitializer('w', Tensor.fromFloat32([C, C, K, K], Float32Array.from(codes, (c) => Math.fround(c * step))));
+    y = g.addNode({ opType: Op.Conv, inputs: [form === 'folded' ? quantizedInput() : x, w], outputs: ['y'], attributes: pads }).outputs[0]!;
+  } else if (form === 'dq' || form === 'qlinear') {
+    const w = weightDq(DataType.INT8, new Uint8Array(codes.buffer));
+    y = g.addNode({ opType: Op.Conv, inputs: [quantizedInput(), w], outputs: ['yc'], attributes: pads }).outputs[0]!;
     if (form === 'qlinear') {
       const ys = g.addInitializer('ys', Tensor.fromFloat32([], Float32Array.of(0.05)));
       const yq = g.addNode({ opType: Op.QuantizeLinear, inputs: [y, ys, xz], outputs: ['yq'] }).outputs[0]!;
       y = g.addNode({ opType: Op.DequantizeLinear, inputs: [yq, ys, xz], outputs: ['y'] }).outputs[0]!;
     }
+  } else if (form === 'w8-dq') {
+    y = g.addNode({ opType: Op.Conv, inputs: [x, weightDq(DataType.INT8, new Uint8Array(codes.buffer))], outputs: ['y'], attributes: pads }).outputs[0]!;
+  } else if (form === 'w4-dq') {
+    const packed = new Uint8Array(n / 2);
+    for (let i = 0; i < n; i++) packed[i >> 1]! |= (codes[i]! & 0x0f) << ((i & 1) * 4);
+    y = g.addNode({ opType: Op.Conv, inputs: [x, weightDq(DataType.INT4, packed)], outputs: ['y'], attributes: pads }).outputs[0]!;
   } else {
     const u = Uint8Array.from(codes, (c) => c + 128);
     const q = g.addInitializer('wq', Tensor.fromBytes(DataType.UINT8, [C, C, K, K], u));
@@ -53,10 +75,17 @@ function build(form: string): Model {
   const m = new Model(g); m.irVersion = 10; m.opsetImports.set('', 21);
   return m;
 }
+
+const options = { graphOptimizationLevel: 'all', intraOpNumThreads: 2, interOpNumThreads: 1 } as const;
 const feeds = { x: new ort.Tensor('float32', Float32Array.from({ length: 2 * C * H * H }, (_, i) => Math.sin(i)), [2, C, H, H]) };
-const sessions: Record<string, ort.InferenceSession> = {};
-for (const f of ['fp32', 'dq', 'qlinear', 'convinteger']) sessions[f] = await ort.InferenceSession.create(encodeModel(build(f)), { graphOptimizationLevel: 'all', intraOpNumThreads: 2, interOpNumThreads: 1 });
-const times: Record<string, number[]> = {};
-for (let r = 0; r < 9; r++) for (const [f, s] of Object.entries(sessions)) { const t = performance.now(); await s.run(feeds); (times[f] ??= []).push(performance.now() - t); }
-const medians = Object.fromEntries(Object.entries(times).map(([f, t]) => [f, Number([...t].sort((a, b) => a - b)[4]!.toFixed(1))]));
-console.log(JSON.stringify({ medians_ms: medians, summary: Object.entries(medians).map(([f, ms]) => `${f} ${ms} ms (${(medians.fp32! / ms).toFixed(2)}x fp32)`).join(", ") }));
+
+const sessions = new Map<Form, ort.InferenceSession>();
+for (const f of FORMS) sessions.set(f, await ort.InferenceSession.create(encodeModel(build(f)), options));
+for (const s of sessions.values()) await s.run(feeds);
+const times = new Map<Form, number[]>();
+for (let r = 0; r < 9; r++) for (const [f, s] of sessions) { const t = performance.now(); await s.run(feeds); times.set(f, [...(times.get(f) ?? []), performance.now() - t]); }
+for (const s of sessions.values()) await s.release();
+const medians = Object.fromEntries([...times].map(([f, t]) => [f, Number([...t].sort((a, b) => a - b)[4]!.toFixed(1))]));
+const kernels: Record<string, Record<string, number>> = {};
+for (const f of FORMS) kernels[f] = await profileByOp(encodeModel(build(f)), feeds, options);
+console.log(JSON.stringify({ medians_ms: medians, kernels, summary: Object.entries(medians).map(([f, ms]) => `${f} ${ms} ms (${(medians.fp32! / ms).toFixed(2)}x fp32)`).join(', ') }));

@@ -37,6 +37,12 @@ export interface WeightCapability {
    * kernel); layers with float inputs keep accuracy_level 0 (float activations). Absent: 0 for every layer.
    */
   int8InputAccuracyLevel?: number;
+  /**
+   * True when that int8-activation kernel quantizes its input itself exactly as a dynamic symmetric int8
+   * per-token-group input whose groups are the weight's blocks (ORT's MatMulNBits accuracy_level 4): the
+   * lowering then drops the in-graph quantizer (`int8-group-input.ts`) and the kernel reads the float input.
+   */
+  quantizesInt8GroupInput?: boolean;
 }
 
 /** One activation form a backend runs. */

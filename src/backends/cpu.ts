@@ -19,7 +19,7 @@ import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
 export const cpuCapabilities: CapabilityTable = {
   weights: [
-    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4 },
+    { ops: ['MatMul', 'Gemm'], bits: [4, 8], granularity: ['group'], asymmetric: true, groupSizes: [16, 32, 64, 128, 256], form: 'com.microsoft.MatMulNBits (bits 4 or 8; accuracy_level 4 where the input is int8-quantized, else 0; a dynamic sym int8 per-token-group input of the block size is quantized by the kernel itself)', rewrite: 'matmul-nbits', int8InputAccuracyLevel: 4, quantizesInt8GroupInput: true },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [5, 6, 7, 8], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int8 (QDQ fusion: MatMulIntegerToFloat / QLinearMatMul / QLinearConv; 5–7-bit grids in int8 codes, groups as blocked DQ)' },
     { ops: ['MatMul', 'Gemm', 'Conv'], bits: [2, 3, 4], granularity: ['per-tensor', 'per-channel', 'group'], asymmetric: true, form: 'DequantizeLinear int4 (opset 21; blocks that are not a MatMulNBits size, and per-channel, stay DQ)' },
   ],
@@ -60,9 +60,9 @@ export const cpuBackend: Backend = {
 };
 
 const DEQUANTIZED_EVERY_RUN = 'ORT dequantizes the weights on every run before the float kernel';
-/** Measured by bench/latency.ts (ORT 1.30, 2 threads, AVX-512 VNNI): the profile's MatMulNBits total vs the float model's MatMul + FusedMatMul + Gemm. */
+/** Measured by bench/latency/nbits-forms.ts and bench/latency.ts (ORT 1.30, 2 threads, AVX-512 VNNI; docs/backends.md). */
 const FLOAT_ACTIVATION_NBITS =
-  "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul on calls with many rows (DiT-XL/2 at batch 2, 512 rows: 7.8 s vs 6.2 s per step) and faster only on few rows; quantizing the layers' inputs to int8 (`input int8`) permits accuracy_level 4";
+  "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul (DiT-XL/2 fc1 at 512 rows: 0.91x; 16 rows: 0.84x); quantizing the layers' inputs to int8 (`input int8`, or `dynamic per-token-group(size: weight)`, which the kernel computes itself) permits accuracy_level 4 (1.00x at 512 rows, 14x at 16)";
 
 /**
  * The ORT CPU kernel each quantized layer of a lowered graph runs as, grouped by kernel in graph order: what

@@ -23,6 +23,7 @@ import {
   weightRefusalHint,
 } from './backend.js';
 import { lowerToMatMulNBits, matMulNBitsObstacle } from './matmul-nbits.js';
+import { int8GroupInputSource } from './int8-group-input.js';
 import { DataType } from '../ir/dtype.js';
 import { Op, isOp } from '../ir/ops.js';
 import { activationFormOf, dequantizeTensor, findActivationPairs, findQuantizedWeights, weightFormOf, type ActivationPair, type QuantizedWeight } from '../quant/quantized-forms.js';
@@ -70,7 +71,14 @@ export function lowerWithCapabilities(target: TargetName, table: CapabilityTable
   for (const { undo } of issues) undo();
   // After the fallbacks: a layer whose input Q/DQ was bypassed reads float activations.
   for (const { weight, capability } of weightRewrites) {
-    const accuracyLevel = options.accuracyLevel ?? (hasInt8Input(weight.node) ? (capability.int8InputAccuracyLevel ?? 0) : 0);
+    const int8Level = capability.int8InputAccuracyLevel ?? 0;
+    // The kernel's own int8 input quantization replaces an in-graph one of the same math (never under a forced other level).
+    const groupInput = capability.quantizesInt8GroupInput && (options.accuracyLevel ?? int8Level) === int8Level ? int8GroupInputSource(weight.node.input(0), weight.dq.intAttr('block_size', 0)) : undefined;
+    if (groupInput) {
+      weight.node.setInput(0, groupInput);
+      count('int8_group_inputs_in_kernel');
+    }
+    const accuracyLevel = options.accuracyLevel ?? (groupInput || hasInt8Input(weight.node) ? int8Level : 0);
     lowerToMatMulNBits(weight, { accuracyLevel, foldBias: true });
     count('matmul_nbits');
   }

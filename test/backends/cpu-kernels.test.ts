@@ -13,10 +13,11 @@ import { slowKernelDiagnostics } from '../../src/backends/backend.js';
 import { cpuBackend } from '../../src/backends/cpu.js';
 import type { Model } from '../../src/ir/core.js';
 import { Op, isOp } from '../../src/ir/ops.js';
-import { encodeModel } from '../../src/ir/serde.js';
+import { encodeModel, loadModelSync } from '../../src/ir/serde.js';
 import { assertValid } from '../../src/ir/verify.js';
-import { maxAbsDiff, referenceInputs, sqnrDb } from '../passes/fixture.js';
-import { runEps, w4a16, w4a8, w8PerChannel, w8a8 } from './quantized-fixtures.js';
+import { DIT_DIGITS, maxAbsDiff, referenceInputs, sqnrDb } from '../passes/fixture.js';
+import { OrtExecutor } from '../../src/runtime/ir-executor.js';
+import { runEps, w4a16, w4a8, w4a8DynamicGroups, w8PerChannel, w8a8 } from './quantized-fixtures.js';
 
 /** Kernel op types ORT's profiler reports for one run of `model` at optimization `all`, with their counts. */
 async function profiledKernels(model: Model): Promise<Record<string, number>> {
@@ -61,6 +62,42 @@ describe('cpu lowering choices', () => {
     const forced = await w4a8();
     cpuBackend.lower(forced, { accuracyLevel: 0 });
     expect(forced.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).every((n) => n.intAttr('accuracy_level', -1) === 0)).toBe(true);
+  });
+
+  it('W4A8 dynamic sym per-token-group(size: weight): one MatMulNBits at accuracy_level 4 per layer, the in-graph quantizer left to the kernel; within a rounding tie of the Q/DQ graph', async () => {
+    const model = await w4a8DynamicGroups();
+    const quantizers = model.graph.nodes.filter((n) => isOp(n, Op.Round)).length;
+    expect(quantizers).toBeGreaterThan(0);
+    const exact = await runEps(model);
+    const result = cpuBackend.lower(model);
+    assertValid(model);
+    const nbits = model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits));
+    expect(nbits).toHaveLength(24);
+    expect(nbits.every((n) => n.intAttr('accuracy_level', -1) === 4)).toBe(true);
+    expect(result.statistics.int8_group_inputs_in_kernel).toBe(24);
+    // Every quantizer fed only MatMulNBits layers: none is left in the graph.
+    expect(model.graph.nodes.filter((n) => isOp(n, Op.Round) || isOp(n, Op.ReduceMax))).toEqual([]);
+    expect(result.kernels!.map((k) => [k.kernel, k.layers.length])).toEqual([['MatMulNBits(4b, acc 4)', 24]]);
+    const lowered = await runEps(model, new OrtExecutor({ optimization: 'all' }));
+    const float = await runEps(loadModelSync(`${DIT_DIGITS}/model.onnx`));
+    const peak = exact.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    console.log(`W4A8 dynamic groups: lowered vs Q/DQ graph max |Δeps| ${maxAbsDiff(exact, lowered).toExponential(2)} (max |eps| ${peak.toFixed(2)}), ${sqnrDb(exact, lowered).toFixed(1)} dB; Q/DQ graph vs FP ${sqnrDb(float, exact).toFixed(1)} dB`);
+    // Rounding ties flip a code now and then; that costs far less than the W4A8 quantization itself.
+    expect(sqnrDb(exact, lowered)).toBeGreaterThan(sqnrDb(float, exact) + 15);
+    expect(maxAbsDiff(exact, lowered)).toBeLessThan(0.02 * peak);
+    const profiled = await profiledKernels(model);
+    expect(profiled.MatMulNBits).toBe(24);
+    expect(profiled.Round ?? 0).toBe(0);
+  });
+
+  it('a dynamic int8 group input the kernel does not compute (other group size, asymmetric, a forced accuracy level) keeps its in-graph quantizer', async () => {
+    for (const [model, options] of [[await w4a8DynamicGroups(64), {}], [await w4a8DynamicGroups('weight', false), {}], [await w4a8DynamicGroups(), { accuracyLevel: 0 }]] as const) {
+      const rounds = model.graph.nodes.filter((n) => isOp(n, Op.Round)).length;
+      const result = cpuBackend.lower(model, options);
+      expect(result.statistics.int8_group_inputs_in_kernel).toBeUndefined();
+      expect(model.graph.nodes.filter((n) => isOp(n, Op.Round))).toHaveLength(rounds);
+      expect(model.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).every((n) => n.intAttr('accuracy_level', -1) === 0)).toBe(true);
+    }
   });
 
   it('W8A8 static per-channel: the 7 float-bias Gemms become MatMulIntegerToFloat + Add; MatMulIntegerToFloat predicted and run by ORT for all 31 layers, exact', async () => {

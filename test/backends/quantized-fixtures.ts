@@ -77,6 +77,20 @@ export async function w4a8(): Promise<Model> {
   return withStaticInputs(weight, false);
 }
 
+/**
+ * W4A8 dynamic: int4 symmetric groups of 128 with int8 dynamic per-token-group inputs (by default symmetric,
+ * size: weight) on the attention and MLP linears (3-D inputs), computed in-graph (no calibration).
+ */
+export async function w4a8DynamicGroups(groupSize: number | 'weight' = 'weight', symmetric = true): Promise<Model> {
+  const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+  const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+  const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize }, range: { kind: 'minmax' } };
+  const ctx = context(planFor(model, /^(attn|mlp)\./, weight, input));
+  await runPass(quantizeWeights, model, {}, ctx);
+  await runPass(quantizeActivations, model, { timesteps: 1000 }, ctx);
+  return model;
+}
+
 async function withStaticInputs(weight: WeightQuantSpec, symmetric: boolean): Promise<Model> {
   const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'static' }, range: { kind: 'minmax' } };
