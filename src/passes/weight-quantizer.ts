@@ -66,6 +66,36 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
 }
 
 /**
+ * The min-max scan of one run (see forEachRun): widens `min`/`max` of each value's cell; returns the run's sum.
+ * A top-level function over its own locals, so the hot loop keeps them in registers (a closure's captured
+ * variables are loaded and stored through its context on every element).
+ */
+function scanRun(values: Float32Array, min: Float32Array, max: Float32Array, start: number, end: number, first: number, step: number): number {
+  let sum = 0;
+  if (step === 0) {
+    // One cell for the whole run (a [N][K] group, a channel, the tensor): its bounds live in locals.
+    let lo = min[first]!;
+    let hi = max[first]!;
+    for (let i = start; i < end; i++) {
+      const v = values[i]!;
+      sum += v;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    min[first] = lo;
+    max[first] = hi;
+    return sum;
+  }
+  for (let i = start, cell = first; i < end; i++, cell++) {
+    const v = values[i]!;
+    sum += v;
+    if (v < min[cell]!) min[cell] = v;
+    if (v > max[cell]!) max[cell] = v;
+  }
+  return sum;
+}
+
+/**
  * Computes the scale and zero point of every cell. Asymmetric: s = (max − min)/(qmax − qmin) over a range
  * widened to contain 0, z = qmin + round(−min/s). Symmetric: s = max|x| / (2^(b−1) − 1), z = 0 (signed) or
  * 2^(b−1) (unsigned). With an L_p range the candidate ranges are the min-max range times 1 − 0.01·i.
@@ -84,12 +114,7 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
   // finite exactly when every value is; only then does assertFinite walk the values again, to name the first.
   let sum = 0;
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
-    for (let i = start, cell = first; i < end; i++, cell += step) {
-      const v = values[i]!;
-      sum += v;
-      if (v < min[cell]!) min[cell] = v;
-      if (v > max[cell]!) max[cell] = v;
-    }
+    sum += scanRun(values, min, max, start, end, first, step);
   });
   if (!Number.isFinite(sum)) assertFinite(values, tensor);
   const scale = new Float32Array(cells);
@@ -277,11 +302,23 @@ export const roundToNearest: RoundingFunction = (weight, params, range) => {
   const { values } = weight;
   const { scale, zeroPoint } = params;
   const { qmin, qmax } = range;
-  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => {
-    for (let i = start, cell = first; i < end; i++, cell += step) {
-      const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
-      codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
-    }
-  });
+  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => roundRun(values, codes, scale, zeroPoint, qmin, qmax, start, end, first, step));
   return codes;
 };
+
+/** roundToNearest over one run (see forEachRun), a top-level loop over locals like scanRun. */
+function roundRun(values: Float32Array, codes: Int32Array, scale: Float32Array, zeroPoint: Int32Array, qmin: number, qmax: number, start: number, end: number, first: number, step: number): void {
+  if (step === 0) {
+    const s = scale[first]!;
+    const z = zeroPoint[first]!;
+    for (let i = start; i < end; i++) {
+      const q = values[i]! / s + ROUND_HALF_EVEN - ROUND_HALF_EVEN + z;
+      codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+    }
+    return;
+  }
+  for (let i = start, cell = first; i < end; i++, cell++) {
+    const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
+    codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+  }
+}
