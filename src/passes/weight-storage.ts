@@ -102,7 +102,9 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   // quarter or an eighth of its bytes) are kept, never computed again from a second read at save time.
   const matrix: WeightMatrix = { values: tensor.toFloat32(), N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name };
   const params = computeCellParams(matrix, settings);
-  const quantized = Tensor.fromBytes(dtype, dims, encodeCodes(rounding(matrix, params, range), dtype));
+  const int4 = dtype === DataType.INT4 || dtype === DataType.UINT4;
+  const bytes = int4 && rounding.packedInt4 ? rounding.packedInt4(matrix, params, range) : encodeCodes(rounding(matrix, params, range), dtype);
+  const quantized = Tensor.fromBytes(dtype, dims, bytes);
 
   const { scale, zeroPoint, attributes } = dequantizeParameters(params, granularity, layout, dims, dtype);
   const graph = weight.graph;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { packInt4 } from '../../src/ir/tensor.js';
 import { roundHalfEven } from '../../src/passes/gptq.js';
 import { computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
 
@@ -147,6 +148,26 @@ describe('weight quantizer', () => {
         }
       }
     }
+  });
+
+  it('packedInt4 equals the int32 codes packed two to a byte, for odd and even shapes, groups and both storage orders', () => {
+    for (const [N, K] of [[6, 32], [5, 21], [7, 16]] as const) {
+      const rows = gaussianRows(N, K, N * K);
+      const columns = new Float32Array(N * K);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) columns[k * N + n] = rows[n * K + k]!;
+      const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 8 }, { kind: 'group', size: 5 }];
+      for (const granularity of granularities) {
+        for (const signed of [true, false]) {
+          const settings: QuantizerSettings = { bits: 4, symmetric: signed, signed, granularity, range: { kind: 'minmax' } };
+          for (const matrix of [nMajor(rows, N, K), { values: columns, N, K, kMajor: true }]) {
+            const params = computeCellParams(matrix, settings);
+            const range = intRange(4, signed);
+            expect(roundToNearest.packedInt4!(matrix, params, range)).toEqual(packInt4(roundToNearest(matrix, params, range)));
+          }
+        }
+      }
+    }
+    expect(() => roundToNearest.packedInt4!(nMajor(new Float32Array(4), 1, 4), { cellLength: 4, cellsPerRow: 1, scale: Float32Array.of(1), zeroPoint: Int32Array.of(0) }, intRange(8, true))).toThrow(/do not fit 4 bits/);
   });
 
   it('prunes the L_p search without changing its pick: the first least-error candidate of the plain scan, bit for bit', () => {
