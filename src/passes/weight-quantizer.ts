@@ -66,6 +66,36 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
 }
 
 /**
+ * The min-max scan of one run (see forEachRun): widens `min`/`max` of each value's cell; returns the run's sum.
+ * A top-level function over its own locals, so the hot loop keeps them in registers (a closure's captured
+ * variables are loaded and stored through its context on every element).
+ */
+function scanRun(values: Float32Array, min: Float32Array, max: Float32Array, start: number, end: number, first: number, step: number): number {
+  let sum = 0;
+  if (step === 0) {
+    // One cell for the whole run (a [N][K] group, a channel, the tensor): its bounds live in locals.
+    let lo = min[first]!;
+    let hi = max[first]!;
+    for (let i = start; i < end; i++) {
+      const v = values[i]!;
+      sum += v;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    min[first] = lo;
+    max[first] = hi;
+    return sum;
+  }
+  for (let i = start, cell = first; i < end; i++, cell++) {
+    const v = values[i]!;
+    sum += v;
+    if (v < min[cell]!) min[cell] = v;
+    if (v > max[cell]!) max[cell] = v;
+  }
+  return sum;
+}
+
+/**
  * Computes the scale and zero point of every cell. Asymmetric: s = (max − min)/(qmax − qmin) over a range
  * widened to contain 0, z = qmin + round(−min/s). Symmetric: s = max|x| / (2^(b−1) − 1), z = 0 (signed) or
  * 2^(b−1) (unsigned). With an L_p range the candidate ranges are the min-max range times 1 − 0.01·i.
@@ -84,12 +114,7 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
   // finite exactly when every value is; only then does assertFinite walk the values again, to name the first.
   let sum = 0;
   forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
-    for (let i = start, cell = first; i < end; i++, cell += step) {
-      const v = values[i]!;
-      sum += v;
-      if (v < min[cell]!) min[cell] = v;
-      if (v > max[cell]!) max[cell] = v;
-    }
+    sum += scanRun(values, min, max, start, end, first, step);
   });
   if (!Number.isFinite(sum)) assertFinite(values, tensor);
   const scale = new Float32Array(cells);
@@ -262,8 +287,14 @@ function termOf(v: number, inverse: number, scale: number, low: number, high: nu
   return Math.pow(Math.abs(v - q * scale), p);
 }
 
-/** A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into). */
-export type RoundingFunction = (weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array;
+/**
+ * A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into).
+ * `packedInt4`, when a step has it, gives the same codes packed two to a byte (ONNX int4, low nibble first)
+ * without the int32 codes in between.
+ */
+export type RoundingFunction = ((weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array) & {
+  packedInt4?: (weight: WeightMatrix, params: CellParams, range: IntRange) => Uint8Array;
+};
 
 /**
  * Adding and subtracting 1.5·2^52 rounds a double to an integer half to even (exact for |x| < 2^51; a larger |x|
@@ -277,11 +308,74 @@ export const roundToNearest: RoundingFunction = (weight, params, range) => {
   const { values } = weight;
   const { scale, zeroPoint } = params;
   const { qmin, qmax } = range;
-  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => {
-    for (let i = start, cell = first; i < end; i++, cell += step) {
-      const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
-      codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
-    }
-  });
+  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => roundRun(values, codes, scale, zeroPoint, qmin, qmax, start, end, first, step));
   return codes;
 };
+
+/** roundToNearest's codes packed as int4 (4-bit ranges): an eighth of the int32 codes' memory traffic. */
+roundToNearest.packedInt4 = (weight, params, range) => {
+  if (range.qmin < -8 || range.qmax > 15) throw new RangeError(`codes in [${range.qmin}, ${range.qmax}] do not fit 4 bits`);
+  const packed = new Uint8Array(Math.ceil(weight.values.length / 2));
+  const { values } = weight;
+  const { scale, zeroPoint } = params;
+  const { qmin, qmax } = range;
+  forEachRun(weight, params.cellLength, scale.length === 1, (start, end, first, step) => roundRunInt4(values, packed, scale, zeroPoint, qmin, qmax, start, end, first, step));
+  return packed;
+};
+
+/**
+ * roundRun writing nibbles: element i in byte i >> 1, low nibble first. Whole bytes inside the run are stored;
+ * a run's odd first or even last element shares its byte with the neighbouring run, so it is OR-ed into the
+ * zeroed byte (runs cover each element once, in any order).
+ */
+function roundRunInt4(values: Float32Array, packed: Uint8Array, scale: Float32Array, zeroPoint: Int32Array, qmin: number, qmax: number, start: number, end: number, first: number, step: number): void {
+  const code = (i: number, cell: number): number => {
+    const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
+    return (q < qmin ? qmin : q > qmax ? qmax : q) & 0x0f;
+  };
+  let i = start;
+  let cell = first;
+  if (i & 1 && i < end) {
+    packed[i >> 1]! |= code(i, cell) << 4;
+    i++;
+    cell += step;
+  }
+  // The hot pairs spelled out (no call per element), one loop per cell step like roundRun.
+  if (step === 0) {
+    const s = scale[cell]!;
+    const z = zeroPoint[cell]!;
+    for (; i + 1 < end; i += 2) {
+      let low = values[i]! / s + ROUND_HALF_EVEN - ROUND_HALF_EVEN + z;
+      let high = values[i + 1]! / s + ROUND_HALF_EVEN - ROUND_HALF_EVEN + z;
+      low = low < qmin ? qmin : low > qmax ? qmax : low;
+      high = high < qmin ? qmin : high > qmax ? qmax : high;
+      packed[i >> 1] = (low & 0x0f) | ((high & 0x0f) << 4);
+    }
+  } else {
+    for (; i + 1 < end; i += 2, cell += 2) {
+      let low = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
+      let high = values[i + 1]! / scale[cell + 1]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell + 1]!;
+      low = low < qmin ? qmin : low > qmax ? qmax : low;
+      high = high < qmin ? qmin : high > qmax ? qmax : high;
+      packed[i >> 1] = (low & 0x0f) | ((high & 0x0f) << 4);
+    }
+  }
+  if (i < end) packed[i >> 1]! |= code(i, cell);
+}
+
+/** roundToNearest over one run (see forEachRun), a top-level loop over locals like scanRun. */
+function roundRun(values: Float32Array, codes: Int32Array, scale: Float32Array, zeroPoint: Int32Array, qmin: number, qmax: number, start: number, end: number, first: number, step: number): void {
+  if (step === 0) {
+    const s = scale[first]!;
+    const z = zeroPoint[first]!;
+    for (let i = start; i < end; i++) {
+      const q = values[i]! / s + ROUND_HALF_EVEN - ROUND_HALF_EVEN + z;
+      codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+    }
+    return;
+  }
+  for (let i = start, cell = first; i < end; i++, cell++) {
+    const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
+    codes[i] = q < qmin ? qmin : q > qmax ? qmax : q;
+  }
+}

@@ -98,15 +98,13 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   const dtype = storageType(spec.bits, signed);
   const dims = tensor.dims;
 
-  const matrixOf = (values: Float32Array) => ({ values, N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name });
-  const matrix = matrixOf(tensor.toFloat32());
+  // The float weight is read once (an external one from disk) and rounded while it is in memory: the codes (a
+  // quarter or an eighth of its bytes) are kept, never computed again from a second read at save time.
+  const matrix: WeightMatrix = { values: tensor.toFloat32(), N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name };
   const params = computeCellParams(matrix, settings);
-  const codesOf = (weightMatrix: WeightMatrix) => encodeCodes(rounding(weightMatrix, params, range), dtype);
-  // Deferred weights are rounded again while saving (cheap with fixed params), so no int copy stays in memory.
-  const quantized =
-    tensor.isDeferred && spec.rounding.kind === 'nearest'
-      ? Tensor.lazy(dtype, dims, () => codesOf(matrixOf(tensor.toFloat32())))
-      : Tensor.fromBytes(dtype, dims, codesOf(matrix));
+  const int4 = dtype === DataType.INT4 || dtype === DataType.UINT4;
+  const bytes = int4 && rounding.packedInt4 ? rounding.packedInt4(matrix, params, range) : encodeCodes(rounding(matrix, params, range), dtype);
+  const quantized = Tensor.fromBytes(dtype, dims, bytes);
 
   const { scale, zeroPoint, attributes } = dequantizeParameters(params, granularity, layout, dims, dtype);
   const graph = weight.graph;

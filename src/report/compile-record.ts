@@ -44,6 +44,8 @@ export interface PassTimings {
   calibrationMilliseconds?: number;
   passes: PassTiming[];
   saveMilliseconds?: number;
+  /** The smoke run of the saved model in ONNX Runtime (src/runtime/smoke-run.ts). */
+  smokeRunMilliseconds?: number;
   totalMilliseconds?: number;
 }
 

@@ -3,10 +3,13 @@
  * a seeded input, and each output must have the FP model's shape and be finite wherever the FP model's output
  * is. So a model ORT refuses, or one whose scales make it compute NaN, never leaves the compiler with exit 0.
  *
- * Memory and time: the FP model is run first from its file (ORT reads it; nothing is decoded on our side), its
- * session is released, and only then is the compiled model opened — from the file the compile staged
- * (`compiledPath`: its weights are not computed and written a second time), else encoded — so the two sessions
- * are never alive together.
+ * Cost: the compiled model is opened from the file the compile staged (`compiledPath`: its weights are not
+ * computed and written a second time), else encoded, and run first. The FP model — a second full read of the
+ * input weights and a float forward, more than the rest of a big compile — is run only when the compiled run
+ * leaves a doubt: a failed run (is the guessed input at fault?), a non-finite element (is the FP model's
+ * finite there?), or an output shape its declared dims do not settle. An all-finite output whose shape equals
+ * the declared one (each fixed dim, each named dim as sized by the feeds) needs no reference. Its session is
+ * opened from its file only after the compiled one is released, so the two are never alive together.
  */
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../ir/core.js';
@@ -35,40 +38,25 @@ export interface SmokeRunResult {
   inputs?: Record<string, number[]>;
   /** Why the model was only loaded, not run: no feed could be built, or the FP model itself refuses the guessed one. */
   loadOnly?: string;
+  /** Whether the FP model was run for reference (only when the compiled outputs alone left a doubt). */
+  referenceRun: boolean;
   milliseconds: number;
 }
 
 /**
- * Loads `model` (compiled) in ONNX Runtime and runs it and the FP model at `referencePath` once on the same
- * seeded input; returns a failure as a SmokeRunError (never throws one). Float inputs are standard normal,
- * integer inputs 0 (a valid class index and timestep), symbolic dims 1 — except where the model's diffusion
- * interface, when known, resolves them (a UNet's dynamic height and width must survive its down and up
- * path: it runs at its own resolution, batch 1). When that input is not one the FP
- * model accepts (a symbolic dim that must be larger, an input of unknown rank), the guess is at fault, not the
- * compile: the compiled model is then only loaded, and the result says why.
+ * Loads `model` (compiled) in ONNX Runtime and runs it once on a seeded input, checked against the FP model at
+ * `referencePath` as the header says; returns a failure as a SmokeRunError (never throws one). Float inputs are
+ * standard normal, integer inputs 0 (a valid class index and timestep), symbolic dims 1 — except where the
+ * model's diffusion interface, when known, resolves them (a UNet's dynamic height and width must survive its
+ * down and up path: it runs at its own resolution, batch 1). When that input is not one the FP model accepts (a
+ * symbolic dim that must be larger, an input of unknown rank), the guess is at fault, not the compile: the
+ * compiled model is then only loaded, and the result says why.
  */
 export async function smokeRun(model: Model, referencePath: string, diffusion?: DiffusionInterface, compiledPath?: string): Promise<SmokeRunResult | SmokeRunError> {
   const started = performance.now();
   const outputs = model.graph.outputs.map((v) => v.name);
   const built = smokeFeeds(model, diffusion ? interfaceShapes(diffusion) : {});
-  // The feeds to run, unless no feed could be built or the FP model refuses it (then `loadOnly` says why).
-  let feeds = typeof built === 'string' ? undefined : built;
-  let loadOnly = typeof built === 'string' ? built : undefined;
-  const reference: TensorMap = {};
-  if (feeds) {
-    try {
-      const session = await ort.InferenceSession.create(referencePath);
-      try {
-        const results = await session.run(Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data as never, t.dims)])), outputs);
-        for (const name of outputs) reference[name] = { dtype: results[name]!.type as never, dims: [...results[name]!.dims], data: results[name]!.data as never };
-      } finally {
-        await session.release();
-      }
-    } catch (error) {
-      feeds = undefined;
-      loadOnly = `the FP model does not run on the smoke input (${firstLine(error)})`;
-    }
-  }
+  const feeds = typeof built === 'string' ? undefined : built;
 
   let prepared;
   try {
@@ -77,15 +65,22 @@ export async function smokeRun(model: Model, referencePath: string, diffusion?: 
     return new SmokeRunError('load', `ONNX Runtime refuses the compiled model: ${firstLine(error)}`);
   }
   let compiled: TensorMap | undefined;
+  let runError: unknown;
   try {
     if (feeds) compiled = await prepared.run(feeds);
   } catch (error) {
-    return new SmokeRunError('run', `ONNX Runtime cannot run the compiled model: ${firstLine(error)}`);
+    runError = error;
   } finally {
     await prepared.release();
   }
-  if (!feeds || !compiled) return { loadOnly: loadOnly ?? 'no feeds', milliseconds: performance.now() - started };
+  const milliseconds = () => performance.now() - started;
+  if (!feeds) return { loadOnly: built as string, referenceRun: false, milliseconds: milliseconds() };
+  const inputs = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims]));
+  if (compiled && settledWithoutReference(model, feeds, compiled)) return { inputs, referenceRun: false, milliseconds: milliseconds() };
 
+  const reference = await runReference(referencePath, feeds, outputs);
+  if (typeof reference === 'string') return { loadOnly: `the FP model does not run on the smoke input (${reference})`, referenceRun: true, milliseconds: milliseconds() };
+  if (!compiled) return new SmokeRunError('run', `ONNX Runtime cannot run the compiled model: ${firstLine(runError)}`);
   for (const name of outputs) {
     const want = reference[name]!;
     const got = compiled[name]!;
@@ -93,7 +88,46 @@ export async function smokeRun(model: Model, referencePath: string, diffusion?: 
     const bad = firstNewNonFinite(want, got);
     if (bad >= 0) return new SmokeRunError('non-finite', `output '${name}' is not finite at element ${bad} (${String(got.data[bad])}) where the FP model's is ${String(want.data[bad])}`, name);
   }
-  return { inputs: Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, t.dims])), milliseconds: performance.now() - started };
+  return { inputs, referenceRun: true, milliseconds: milliseconds() };
+}
+
+/** The FP model's outputs on `feeds`, run from its file, or ORT's reason (first line) when it refuses them. */
+async function runReference(referencePath: string, feeds: TensorMap, outputs: string[]): Promise<TensorMap | string> {
+  try {
+    const session = await ort.InferenceSession.create(referencePath);
+    try {
+      const results = await session.run(Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, new ort.Tensor(t.dtype, t.data as never, t.dims)])), outputs);
+      const reference: TensorMap = {};
+      for (const name of outputs) reference[name] = { dtype: results[name]!.type as never, dims: [...results[name]!.dims], data: results[name]!.data as never };
+      return reference;
+    } finally {
+      await session.release();
+    }
+  } catch (error) {
+    return firstLine(error);
+  }
+}
+
+/**
+ * True when the compiled outputs pass without the FP model: every element finite (so none can be new), and each
+ * output's shape the one its declared type gives on these feeds — fixed dims as declared, each named dim the size
+ * that name has in the feeds. An undeclared rank, an unnamed dim, or a name no input sizes leaves it to the FP run.
+ */
+function settledWithoutReference(model: Model, feeds: TensorMap, compiled: TensorMap): boolean {
+  const sizes = new Map<string, number>();
+  for (const input of model.graph.inputs) {
+    const feed = feeds[input.name];
+    input.type?.shape?.forEach((d, i) => {
+      if (typeof d === 'string' && feed && feed.dims.length === input.type!.shape!.length) sizes.set(d, feed.dims[i]!);
+    });
+  }
+  return model.graph.outputs.every((output) => {
+    const got = compiled[output.name]!;
+    const declared = output.type?.shape;
+    if (!declared || declared.length !== got.dims.length) return false;
+    if (!declared.every((d, i) => (typeof d === 'number' ? d : typeof d === 'string' ? sizes.get(d) : undefined) === got.dims[i])) return false;
+    return firstNewNonFinite(undefined, got) < 0;
+  });
 }
 
 /** Batch-1 shapes of the diffusion inputs (a conditioning length the conditioning sets runs as 1). */
@@ -126,10 +160,10 @@ function smokeFeeds(model: Model, shapes: Record<string, number[]>): TensorMap |
   return feeds;
 }
 
-/** Index of the first element finite in `reference` but not in `compiled`, or −1 (non-float outputs: −1). */
-function firstNewNonFinite(reference: TensorMap[string], compiled: TensorMap[string]): number {
+/** Index of the first element finite in `reference` (every element when there is none) but not in `compiled`, or −1 (non-float outputs: −1). */
+function firstNewNonFinite(reference: TensorMap[string] | undefined, compiled: TensorMap[string]): number {
   if (compiled.dtype !== 'float32' && compiled.dtype !== 'float16') return -1;
-  for (let i = 0; i < compiled.data.length; i++) if (isFiniteAt(reference, i) && !isFiniteAt(compiled, i)) return i;
+  for (let i = 0; i < compiled.data.length; i++) if ((!reference || isFiniteAt(reference, i)) && !isFiniteAt(compiled, i)) return i;
   return -1;
 }
 

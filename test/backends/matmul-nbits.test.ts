@@ -78,3 +78,40 @@ describe('MatMulNBits bits 8 layout (ORT CPU)', () => {
     expect(error).toBeLessThan(1e-5);
   });
 });
+
+describe('MatMulNBits 4-bit B bytes', () => {
+  /** B [N, nb·bs/2] element by element from the stored codes: row n holds W[:, n] + offset along K, padded with the row's last zero point. */
+  function referenceB(model: Model, kind: 'matmul' | 'gemm', k: number, n: number): Uint8Array {
+    const dq = model.graph.nodes.find((node) => isOp(node, Op.DequantizeLinear))!;
+    const codes = dq.input(0).initializer!;
+    const q = codes.toNumbers();
+    const offset = codes.dtype === DataType.INT4 ? 8 : 0;
+    const nb = Math.ceil(k / BLOCK);
+    const zp = dq.inputs[2]?.initializer?.toNumbers();
+    const rowBytes = (nb * BLOCK) / 2;
+    const out = new Uint8Array(n * rowBytes);
+    for (let col = 0; col < n; col++) {
+      const pad = (zp ? zp[kind === 'gemm' ? col * nb + nb - 1 : (nb - 1) * n + col]! : 0) + offset;
+      for (let row = 0; row < nb * BLOCK; row++) {
+        const code = row < k ? q[kind === 'gemm' ? col * k + row : row * n + col]! + offset : pad;
+        out[col * rowBytes + (row >> 1)]! |= (code & 0x0f) << ((row & 1) * 4);
+      }
+    }
+    return out;
+  }
+
+  it.each([
+    { kind: 'matmul', codes: DataType.INT4, k: K, n: N, label: 'MatMul int4, even K and N (byte loop)' },
+    { kind: 'matmul', codes: DataType.UINT4, k: K, n: N, label: 'MatMul uint4, even K and N (byte loop)' },
+    { kind: 'gemm', codes: DataType.INT4, k: K, n: N, label: 'Gemm transB int4, even K (row copy)' },
+    { kind: 'matmul', codes: DataType.INT4, k: 39, n: 23, label: 'MatMul int4, odd K and N (nibble loop)' },
+    { kind: 'matmul', codes: DataType.UINT4, k: K, n: 23, label: 'MatMul uint4, odd N (nibble loop)' },
+    { kind: 'gemm', codes: DataType.UINT4, k: 39, n: N, label: 'Gemm transB uint4, odd K (nibble loop)' },
+  ] as const)('$label: equal the element-by-element layout', ({ kind, codes, k, n }) => {
+    const model = blockedLinearOf({ kind, codes, zeroPoints: true, M, K: k, N: n, block: BLOCK, seed: 5 });
+    const expected = referenceB(model, kind, k, n);
+    const [weight] = findQuantizedWeights(model);
+    const node = lowerToMatMulNBits(weight!, { accuracyLevel: 0, foldBias: true });
+    expect(node.input(1).initializer!.bytes()).toEqual(expected);
+  });
+});

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { packInt4 } from '../../src/ir/tensor.js';
 import { roundHalfEven } from '../../src/passes/gptq.js';
 import { computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
 
@@ -111,6 +112,62 @@ describe('weight quantizer', () => {
         for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) expect(codesB[k * N + n]).toBe(codesA[n * K + k]);
       }
     }
+  });
+
+  it('min-max parameters and rounded codes equal the element-by-element definition, in both storage orders', () => {
+    const N = 10;
+    const K = 50;
+    const rows = gaussianRows(N, K, 9);
+    const columns = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) columns[k * N + n] = rows[n * K + k]!;
+    const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 16 }, { kind: 'group', size: 7 }];
+    for (const granularity of granularities) {
+      for (const [bits, symmetric, signed] of [[4, true, true], [4, false, false], [8, false, true]] as const) {
+        const settings: QuantizerSettings = { bits, symmetric, signed, granularity, range: { kind: 'minmax' } };
+        const { qmin, qmax } = intRange(bits, signed);
+        const size = granularity.kind === 'group' ? granularity.size : K;
+        const cellOf = (n: number, k: number) => (granularity.kind === 'per-tensor' ? 0 : Math.floor(k / size) * N + n);
+        const cells = granularity.kind === 'per-tensor' ? 1 : Math.ceil(K / size) * N;
+        const lo = new Array<number>(cells).fill(0);
+        const hi = new Array<number>(cells).fill(0);
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) [lo[cellOf(n, k)], hi[cellOf(n, k)]] = [Math.min(lo[cellOf(n, k)]!, rows[n * K + k]!), Math.max(hi[cellOf(n, k)]!, rows[n * K + k]!)];
+        const scale = lo.map((l, c) => Math.fround(symmetric ? Math.max(-l, hi[c]!) / (2 ** (bits - 1) - 1) : (hi[c]! - l) / (qmax - qmin)) || 1);
+        const zero = lo.map((l, c) => (symmetric ? (signed ? 0 : 2 ** (bits - 1)) : Math.min(qmax, Math.max(qmin, qmin + roundHalfEven(-l / scale[c]!)))));
+        for (const matrix of [nMajor(rows, N, K), { values: columns, N, K, kMajor: true }]) {
+          const params = computeCellParams(matrix, settings);
+          expect(Array.from(params.scale)).toEqual(scale);
+          expect(Array.from(params.zeroPoint)).toEqual(zero);
+          const codes = roundToNearest(matrix, params, { qmin, qmax });
+          for (let n = 0; n < N; n++) {
+            for (let k = 0; k < K; k++) {
+              const c = cellOf(n, k);
+              const want = Math.min(qmax, Math.max(qmin, roundHalfEven(rows[n * K + k]! / scale[c]!) + zero[c]!));
+              expect(codes[matrix.kMajor ? k * N + n : n * K + k]).toBe(want);
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it('packedInt4 equals the int32 codes packed two to a byte, for odd and even shapes, groups and both storage orders', () => {
+    for (const [N, K] of [[6, 32], [5, 21], [7, 16]] as const) {
+      const rows = gaussianRows(N, K, N * K);
+      const columns = new Float32Array(N * K);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) columns[k * N + n] = rows[n * K + k]!;
+      const granularities: QuantizerSettings['granularity'][] = [{ kind: 'per-tensor' }, { kind: 'per-channel' }, { kind: 'group', size: 8 }, { kind: 'group', size: 5 }];
+      for (const granularity of granularities) {
+        for (const signed of [true, false]) {
+          const settings: QuantizerSettings = { bits: 4, symmetric: signed, signed, granularity, range: { kind: 'minmax' } };
+          for (const matrix of [nMajor(rows, N, K), { values: columns, N, K, kMajor: true }]) {
+            const params = computeCellParams(matrix, settings);
+            const range = intRange(4, signed);
+            expect(roundToNearest.packedInt4!(matrix, params, range)).toEqual(packInt4(roundToNearest(matrix, params, range)));
+          }
+        }
+      }
+    }
+    expect(() => roundToNearest.packedInt4!(nMajor(new Float32Array(4), 1, 4), { cellLength: 4, cellsPerRow: 1, scale: Float32Array.of(1), zeroPoint: Int32Array.of(0) }, intRange(8, true))).toThrow(/do not fit 4 bits/);
   });
 
   it('prunes the L_p search without changing its pick: the first least-error candidate of the plain scan, bit for bit', () => {

@@ -1,6 +1,7 @@
 /**
  * The smoke run the compile command gives every model before writing it: ORT loads and runs it once, and its
- * outputs must have the FP model's shapes and be finite where the FP model's are.
+ * outputs must have the FP model's shapes and be finite where the FP model's are (the FP model is run only when
+ * the compiled outputs leave a doubt).
  */
 import { describe, expect, it } from 'vitest';
 import { backends } from '../../src/backends/registry.js';
@@ -21,7 +22,19 @@ describe('smokeRun', () => {
     const result = await smokeRun(model, MODEL);
     if (result instanceof SmokeRunError) throw result;
     expect(result.inputs).toEqual({ x: [1, 1, 16, 16], t: [1], y: [1] });
-    console.log(`smoke run of the lowered dit-digits: ${result.milliseconds.toFixed(0)} ms (FP session + compiled session, one sample each)`);
+    // All finite, shape [batch, 1, 16, 16] with batch sized 1 by x: settled without the FP model.
+    expect(result.referenceRun).toBe(false);
+    console.log(`smoke run of the lowered dit-digits: ${result.milliseconds.toFixed(0)} ms (compiled session, one sample)`);
+  }, 60_000);
+
+  it('an output shape its declared dims do not settle (an unnamed dim) is checked against the FP model run', async () => {
+    const model = await w4a16();
+    backends.cpu.lower(model);
+    const eps = model.graph.outputs[0]!;
+    eps.type = { elemType: eps.type!.elemType, shape: [null, ...eps.type!.shape!.slice(1)] };
+    const result = await smokeRun(model, MODEL);
+    if (result instanceof SmokeRunError) throw result;
+    expect(result).toMatchObject({ inputs: { x: [1, 1, 16, 16], t: [1], y: [1] }, referenceRun: true });
   }, 60_000);
 
   it('a NaN weight scale (what a broken pass could write) fails as non-finite on eps', async () => {

@@ -283,6 +283,7 @@ export const compileCommand: Command = {
       ...(calibrationMs !== undefined ? { calibrationMilliseconds: tenths(calibrationMs) } : {}),
       passes: report.passes.map(({ pass, step, modified, milliseconds, statistics }) => ({ pass, step, modified, milliseconds: tenths(milliseconds), statistics })),
       saveMilliseconds: tenths(saveMs),
+      smokeRunMilliseconds: tenths(smoke.milliseconds),
       totalMilliseconds: tenths(performance.now() - started),
     };
     outputs.writeFile(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
@@ -293,7 +294,7 @@ export const compileCommand: Command = {
     dumpOutputs.commit();
     outputs.commit();
     if (bundleFiles) io.stderr(`wrote WebGPU bundle ${bundleDir} (${bundleFiles.length} files; serve it over http and open index.html)\n`);
-    io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, performance.now() - started));
+    io.stdout(summary(report, plan, inputBytes, outputFileBytes(outputPath), outputPath, saveMs, smoke.milliseconds, performance.now() - started));
     return 0;
   },
 };
@@ -476,7 +477,7 @@ function outputFileBytes(path: string): number {
   return statSync(path).size + (existsSync(`${path}.data`) ? statSync(`${path}.data`).size : 0);
 }
 
-function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, outputBytes: number, outputPath: string, saveMs: number, totalMs: number): string {
+function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, outputBytes: number, outputPath: string, saveMs: number, smokeMs: number, totalMs: number): string {
   const lines: string[] = [];
   const quantized = report.passes.filter((p) => p.pass === 'quantize-weights').reduce((n, p) => n + Number(p.statistics.layers_quantized ?? 0), 0);
   lines.push(`wrote ${outputPath}`);
@@ -499,6 +500,7 @@ function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, ou
     lines.push(`${p.pass.padEnd(width)}  ${formatMs(p.milliseconds).padStart(10)}  ${(p.modified ? 'yes' : 'no').padEnd(7)}  ${stats}`);
   }
   lines.push(`${'(save)'.padEnd(width)}  ${formatMs(saveMs).padStart(10)}`);
+  lines.push(`${'(smoke run)'.padEnd(width)}  ${formatMs(smokeMs).padStart(10)}`);
   lines.push(`${'total'.padEnd(width)}  ${formatMs(totalMs).padStart(10)}`);
   return lines.join('\n') + '\n';
 }
