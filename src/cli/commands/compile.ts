@@ -269,13 +269,12 @@ export const compileCommand: Command = {
     const saveMs = performance.now() - saveStarted;
     // The staged file is what ORT loads: nothing is committed (the staging goes with the transaction) unless it runs.
     progress.step('[smoke run]');
-    const smokeStarted = performance.now();
     const smoke = await smokeRun(model, modelPath, smokeInterface, staged);
-    progress.info(`[smoke run] ${formatMs(performance.now() - smokeStarted)}`);
     if (smoke instanceof SmokeRunError) {
       progress.print(`qcompile: error: the compiled model fails its smoke run in ONNX Runtime (nothing written): ${smoke.message}\n`);
       return 1;
     }
+    progress.info(`[smoke run] ${formatMs(smoke.milliseconds)}`);
     if (smoke.loadOnly) progress.print(`qcompile: note: the compiled model loads in ONNX Runtime but was not smoke-run: ${smoke.loadOnly}\n`);
     const tenths = (ms: number) => Math.round(ms * 10) / 10;
     const timings: PassTimings = {
