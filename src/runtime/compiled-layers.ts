@@ -66,8 +66,18 @@ function weightForm(layer: Layer, node: Node): { form: WeightForm; kernel?: stri
   return { form: weightFormOf({ name: layer.name, node, dq }) };
 }
 
-/** The input activation's quantization: a Q/DQ pair (static, per-timestep, dynamic) or fake-quant ops. */
+/**
+ * The input activation's quantization: a Q/DQ pair (static, per-timestep, dynamic), fake-quant ops, or a float
+ * input that MatMulNBits quantizes itself at accuracy_level 4 (symmetric int8 per row and block of K).
+ */
 function activationForm(node: Node): string | undefined {
+  const inGraph = inGraphActivationForm(node);
+  if (inGraph === undefined && isOp(node, Op.MatMulNBits) && node.intAttr('accuracy_level', 0) === 4) return `int8 sym dynamic per-token-group ${node.intAttr('block_size', 0)} (MatMulNBits accuracy 4)`;
+  return inGraph;
+}
+
+/** A quantization the graph spells out before the layer: a Q/DQ pair or fake-quant ops. */
+function inGraphActivationForm(node: Node): string | undefined {
   const x = node.inputs[0];
   let producer = x?.producer;
   if (!producer) return undefined;
