@@ -4,7 +4,7 @@
  * per-channel |x| maxima) — per timestep group where the plan asks for per-timestep tables. Requires the
  * CALIBRATION_BATCHES artifact and an executor; writes ACTIVATION_STATS and INPUT_CHANNEL_ABSMAX.
  */
-import type { Attribute, Dim, Model, Node, Value } from '../ir/core.js';
+import type { Attribute, Dim, Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { peekTypes } from '../ir/infer-shapes.js';
 import { layersOf } from '../quant/identity.js';
@@ -16,6 +16,7 @@ import { TensorStats } from './activation-ranges.js';
 import type { PreparedModel } from '../ir/executor.js';
 import { ACTIVATION_STATS, CALIBRATION_BATCHES, CALIBRATION_TIMESTEPS, INPUT_CHANNEL_ABSMAX } from './artifacts.js';
 import { definePass, type PassResult } from './pass.js';
+import { SessionNodes } from './session-nodes.js';
 
 /** Values kept per tensor and group for percentile and L_p searches. */
 const SAMPLE_SIZE = 1 << 15;
@@ -63,7 +64,7 @@ export const calibrate = definePass({
     // One observer set per observed tensor and grouping: layers reading the same value (q, k, v) share it.
     const observed = new Map<string, Observed>();
     const probes = new Map<string, Probe>();
-    const added: Node[] = [];
+    const session = new SessionNodes(model.graph);
     // Row lengths (values per sample) set each value sample's stride; intermediate values rarely carry types.
     const types = peekTypes(model, layers.map((l) => l.node.input(0)));
     // Each row offers enough values for every timestep group's reservoir to be offered OFFERED_PER_KEPT× its size.
@@ -81,7 +82,7 @@ export const calibrate = definePass({
           const shape = types.get(input)?.shape;
           const channels = channelCount(layer, shape, conv);
           let probe = probes.get(input.name);
-          if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels, conv, isOp(layer.node, Op.Gemm), probes.size, added)));
+          if (!probe) probes.set(input.name, (probe = addProbe(model, input, rowLength(shape), valuesPerRow(groups), channels, options.channels, conv, isOp(layer.node, Op.Gemm), probes.size, session)));
           const i = observed.size;
           entry = { probe, groups: Array.from({ length: groups }, (_, g) => new TensorStats(SAMPLE_SIZE, context.seed * 7919 + i * 31 + g, options.ema, options.channels ? channels : 1, input.name)) };
           observed.set(key, entry);
@@ -91,11 +92,7 @@ export const calibrate = definePass({
       prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]));
     } finally {
       // The probes only live in the session: the model leaves this pass as it came.
-      for (const node of added.reverse()) {
-        const constants = node.inputs.filter((v): v is Value => !!v?.initializer && v.uses.length === 1);
-        model.graph.removeNode(node);
-        for (const c of constants) model.graph.removeInitializer(c);
-      }
+      session.removeAll();
     }
     const timestepCounts = new Map<number, number>();
     let samples = 0;
@@ -209,15 +206,10 @@ function channelCount(layer: Layer, shape: readonly Dim[] | undefined, conv: boo
  * contiguous row, which costs ORT less — and a strided sample of each row (`valueSampleStride`). Fetching
  * these instead of x keeps the copy out of ORT and the JS loops small.
  */
-function addProbe(model: Model, x: Value, rowLength: number | undefined, valuesPerRow: number, channels: number, perChannel: boolean, conv: boolean, matrixInput: boolean, index: number, added: Node[]): Probe {
-  const graph = model.graph;
+function addProbe(model: Model, x: Value, rowLength: number | undefined, valuesPerRow: number, channels: number, perChannel: boolean, conv: boolean, matrixInput: boolean, index: number, session: SessionNodes): Probe {
   const base = `${x.name}/observe`;
-  const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
-    const n = graph.addNode({ opType, inputs, outputs: [`${base}/${suffix}`], name: `${base}/${suffix}`, ...(attributes ? { attributes } : {}) });
-    added.push(n);
-    return n.outputs[0]!;
-  };
-  const constant = (suffix: string, values: number[]) => graph.addInitializer(`${base}.${suffix}`, Tensor.fromInt64([values.length], values));
+  const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => session.add(base, opType, inputs, suffix, attributes);
+  const constant = (suffix: string, values: number[]) => session.constant(base, suffix, Tensor.fromInt64([values.length], values));
   const rows = node(Op.Reshape, [x, constant('rows', [0, -1])], 'rows');
   const viewed = perChannel ? node(Op.Reshape, [x, constant('view', conv ? [0, channels, -1] : [0, -1, channels])], 'view') : rows;
   const axis = perChannel && conv ? 2 : 1;

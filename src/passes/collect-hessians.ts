@@ -6,7 +6,7 @@
  * while its block is rounded: memory holds one block's Hessians (DiT-XL/2: 212 MB; all 28 would be 5.9 GB) and
  * one byte per rounded weight. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
  */
-import type { Attribute, Model, Node, Value } from '../ir/core.js';
+import type { Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import type { PreparedModel } from '../ir/executor.js';
 import { Op } from '../ir/ops.js';
@@ -16,6 +16,7 @@ import type { Layer } from '../quant/layers.js';
 import { CALIBRATION_BATCHES, GPTQ_CODES } from './artifacts.js';
 import { HessianAccumulator } from './gptq.js';
 import { definePass, type PassResult } from './pass.js';
+import { SessionNodes } from './session-nodes.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
 
 /** The collect-hessians pass. */
@@ -45,21 +46,17 @@ export const collectHessians = definePass({
       // One Gram product per distinct input (q, k and v share theirs), computed in the session: the activations
       // never leave ORT, only K×K sums per batch do.
       const grams = new Map<string, Gram>();
-      const added: Node[] = [];
+      const session = new SessionNodes(work.graph);
       let prepared: PreparedModel;
       try {
         for (const name of stage) {
           const layer = layers.get(name)!;
           const input = layer.node.input(0);
-          if (!grams.has(input.name)) grams.set(input.name, addGram(work, input, layer.inChannels, added));
+          if (!grams.has(input.name)) grams.set(input.name, addGram(session, input, layer.inChannels));
         }
         prepared = await context.executor.prepare(work, [...grams.values()].flatMap((g) => [g.product, g.shape]));
       } finally {
-        for (const node of added.reverse()) {
-          const constants = node.inputs.filter((v): v is Value => !!v?.initializer && v.uses.length === 1);
-          work.graph.removeNode(node);
-          for (const c of constants) work.graph.removeInitializer(c);
-        }
+        session.removeAll();
       }
       const accumulators = new Map([...grams].map(([input, gram]) => [input, new HessianAccumulator(gram.channels)]));
       try {
@@ -97,18 +94,12 @@ interface Gram {
 }
 
 /** Adds X → Reshape [rows, K] → Xᵀ·X (and the reshaped shape, for the row count) to the graph. */
-function addGram(model: Model, x: Value, channels: number, added: Node[]): Gram {
-  const graph = model.graph;
+function addGram(session: SessionNodes, x: Value, channels: number): Gram {
   const base = `${x.name}/gram`;
-  const node = (opType: string, inputs: Value[], suffix: string, attributes?: Record<string, Attribute>) => {
-    const n = graph.addNode({ opType, inputs, outputs: [`${base}/${suffix}`], name: `${base}/${suffix}`, ...(attributes ? { attributes } : {}) });
-    added.push(n);
-    return n.outputs[0]!;
-  };
-  const rows = node(Op.Reshape, [x, graph.addInitializer(`${base}.rows`, Tensor.fromInt64([2], [-1, channels]))], 'rows');
-  const transposed = node(Op.Transpose, [rows], 'transposed', { perm: { kind: 'ints', value: [1, 0] } });
-  const product = node(Op.MatMul, [transposed, rows], 'product');
-  const shape = node(Op.Shape, [rows], 'shape');
+  const rows = session.add(base, Op.Reshape, [x, session.constant(base, 'rows', Tensor.fromInt64([2], [-1, channels]))], 'rows');
+  const transposed = session.add(base, Op.Transpose, [rows], 'transposed', { perm: { kind: 'ints', value: [1, 0] } });
+  const product = session.add(base, Op.MatMul, [transposed, rows], 'product');
+  const shape = session.add(base, Op.Shape, [rows], 'shape');
   return { channels, product: product.name, shape: shape.name };
 }
 
