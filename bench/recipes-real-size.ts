@@ -7,12 +7,13 @@
  * recipe's batch (the per-row cost measured in the same run, next to it).
  *
  * Run: npx tsx bench/recipes-real-size.ts [--models dit,sd15] [--recipes ptq4dm-w8a8,…] [--samples 32] [--steps 10]
- *      [--batch 8] [--sd-resolution 32] [--work DIR]   (prints JSON as its last line)
+ *      [--batch 8] [--sd-resolution 32] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
+ *      writes it after every compile, so a long run's finished rows survive it)
  * The models are generated once (XL: /tmp/qcompile-xl, SD-1.5: /tmp/sd15) when missing.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModelSync } from '../src/ir/serde.js';
@@ -33,6 +34,7 @@ const { values: flags } = parseArgs({
     batch: { type: 'string', default: '8' },
     'sd-resolution': { type: 'string', default: '32' },
     work: { type: 'string', default: join(tmpdir(), 'qcompile-real-size') },
+    out: { type: 'string' },
   },
 });
 const samples = Number(flags.samples);
@@ -135,7 +137,7 @@ for (const key of flags.models!.split(',')) {
     const passes: Record<string, number> = {};
     for (const m of run.stderr.matchAll(/^\[\d+\/\d+\] (\S+) ([\d.]+) (ms|s)/gm)) passes[m[1]!] = (passes[m[1]!] ?? 0) + Number(m[2]) / (m[3] === 'ms' ? 1000 : 1);
     const calibration = /calibration: (\d+) samples .* from (\d+) model rows in ([\d.]+) s/.exec(run.stderr);
-    const row: Record<string, unknown> = { model: key, recipe: name, status: run.status, wallSeconds: round(run.seconds), peakRssBytes: run.peakRssBytes, weightBytes, rssOverWeights: round(run.peakRssBytes / weightBytes, 3), passes: Object.fromEntries(Object.entries(passes).map(([k, v]) => [k, round(v)])) };
+    const row: Record<string, unknown> = { model: key, recipe: name, status: run.status, wallSeconds: round(run.seconds), peakRssBytes: run.peakRssBytes, weightBytes, rssOverWeights: round(run.peakRssBytes / weightBytes, 3), loadAverage: round(loadavg()[1]!), passes: Object.fromEntries(Object.entries(passes).map(([k, v]) => [k, round(v)])) };
     if (calibration) {
       const modelRows = Number(calibration[2]) + Number(calibration[1]);
       const calibrationSeconds = Number(calibration[3]) + (passes.calibrate ?? 0);
@@ -144,11 +146,15 @@ for (const key of flags.models!.split(',')) {
     if (run.status !== 0) row.error = run.stderr.split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ');
     rows.push(row);
     console.error(JSON.stringify(row));
+    if (flags.out) writeFileSync(flags.out, `${JSON.stringify(results(), null, 1)}\n`);
   }
 }
+console.log(JSON.stringify(results()));
 
-const worst = Math.max(...rows.map((r) => Number(r.rssOverWeights) || 0));
-console.log(JSON.stringify({ samples, steps, batch, rows, summary: `${rows.length} compiles, ${rows.filter((r) => r.status === 0).length} ok; peak RSS ≤ ${worst}× weights` }));
+function results(): Record<string, unknown> {
+  const worst = Math.max(...rows.map((r) => Number(r.rssOverWeights) || 0));
+  return { samples, steps, batch, rows, summary: `${rows.length} compiles, ${rows.filter((r) => r.status === 0).length} ok; peak RSS ≤ ${worst}× weights` };
+}
 
 function round(x: number, digits = 1): number {
   return Number(x.toFixed(digits));

@@ -332,6 +332,39 @@ export class Graph {
    * rebuilt in node order, as decoding the serialized graph would.
    */
   clone(): Graph {
+    return this.copy(this.nodes, [...this.initializers.values()], new Map(), this.outputs);
+  }
+
+  /**
+   * The part of this graph that computes `outputs` when the values named in `cut` are given — for running a model
+   * stage by stage on cached intermediate values: the cut values become graph inputs (typed as given, after the
+   * graph's own inputs, which all stay; a cut graph input or initializer stays what it is), the nodes kept are those `outputs` need and no cut value provides, and
+   * only the initializers they read are kept (shared, like clone's). The outputs are exactly `outputs`.
+   */
+  slice(cut: ReadonlyMap<string, ValueType>, outputs: string[]): Graph {
+    const wanted = outputs.map((name) => {
+      const value = this.findValue(name);
+      if (!value) throw new IrError('invalid-argument', `cannot slice graph '${this.name}' to '${name}': no such value`);
+      return value;
+    });
+    const needed = new Set<Node>();
+    const stack = [...wanted];
+    while (stack.length > 0) {
+      const value = stack.pop()!;
+      const node = value.producer;
+      if (!node || cut.has(value.name) || needed.has(node)) continue;
+      needed.add(node);
+      for (const input of node.inputs) if (input) stack.push(input);
+      stack.push(...node.implicitInputs);
+    }
+    const nodes = this.nodes.filter((n) => needed.has(n));
+    const read = new Set(nodes.flatMap((n) => [...n.inputs, ...n.implicitInputs]));
+    const initializers = [...this.initializers.values()].filter((v) => read.has(v) || wanted.includes(v));
+    return this.copy(nodes, initializers, cut, wanted);
+  }
+
+  /** A new graph over `nodes` (in order) and `initializers` (tensors shared), the graph inputs plus `cut` as inputs. */
+  private copy(nodes: Node[], initializers: Value[], cut: ReadonlyMap<string, ValueType>, outputs: Value[]): Graph {
     const copy = new Graph(this.name);
     copy.docString = this.docString;
     const values = new Map<Value, Value>();
@@ -342,18 +375,26 @@ export class Graph {
       values.set(value, twin);
       return twin;
     };
-    for (const value of this.initializers.values()) {
+    for (const value of initializers) {
       const twin = cloneValue(value);
       twin.initializer = value.initializer;
       copy.initializers.set(twin.name, twin);
     }
     for (const input of this.inputs) copy.inputs.push(values.get(input) ?? cloneValue(input));
+    for (const [name, type] of cut) {
+      const value = this.findValue(name);
+      if (!value) throw new IrError('invalid-argument', `cannot slice graph '${this.name}' at '${name}': no such value`);
+      if (!value.producer) continue; // a graph input or initializer: given already
+      const twin = cloneValue(value);
+      twin.type = cloneType(type);
+      copy.inputs.push(twin);
+    }
     const twinOf = (value: Value): Value => {
       const twin = values.get(value);
       if (!twin) throw new IrError('malformed-model', `value '${value.name}' is read before it is defined`);
       return twin;
     };
-    for (const node of this.nodes) {
+    for (const node of nodes) {
       const twin = new Node(copy, node.name, node.opType, node.domain);
       twin.docString = node.docString;
       node.inputs.forEach((input, i) => twin.setInput(i, input && twinOf(input)));
@@ -363,6 +404,7 @@ export class Graph {
         captured.uses.push({ node: twin, index: -1 });
       }
       for (const output of node.outputs) {
+        if (cut.has(output.name)) throw new IrError('invalid-argument', `cannot slice graph '${this.name}' at '${output.name}': '${node.name}', which produces it, is needed for another output`);
         const value = cloneValue(output);
         value.producer = twin;
         value.producerIndex = output.producerIndex;
@@ -372,7 +414,7 @@ export class Graph {
       for (const [key, value] of node.metadata) twin.metadata.set(key, value);
       copy.appendNode(twin);
     }
-    for (const output of this.outputs) copy.outputs.push(twinOf(output));
+    for (const output of outputs) copy.outputs.push(twinOf(output));
     return copy;
   }
 
@@ -475,7 +517,16 @@ export class Model {
    * opset imports and functions are copied.
    */
   clone(): Model {
-    const copy = new Model(this.graph.clone());
+    return this.withGraph(this.graph.clone());
+  }
+
+  /** The model restricted to what computes `outputs` from the values in `cut` (Graph.slice), metadata as clone's. */
+  slice(cut: ReadonlyMap<string, ValueType>, outputs: string[]): Model {
+    return this.withGraph(this.graph.slice(cut, outputs));
+  }
+
+  private withGraph(graph: Graph): Model {
+    const copy = new Model(graph);
     copy.irVersion = this.irVersion;
     copy.producerName = this.producerName;
     copy.producerVersion = this.producerVersion;

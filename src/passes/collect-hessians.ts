@@ -1,14 +1,13 @@
 /**
  * collect-hessians: measures H = XᵀX of the inputs of every layer planned for GPTQ rounding — over every input row,
  * as a matrix product ORT computes in the session — block by block with the earlier blocks already quantized (as
- * GPTQ prescribes), rounds each block by GPTQ with them in a working
- * copy, and leaves the layers' codes in the GPTQ_CODES artifact for quantize-weights to store. A Hessian lives only
+ * GPTQ prescribes; each block's run starts from the values cached after the last one, passes/staged-runs.ts),
+ * rounds each block by GPTQ with them in a working copy, and leaves the layers' codes in the GPTQ_CODES artifact for quantize-weights to store. A Hessian lives only
  * while its block is rounded: memory holds one block's Hessians (DiT-XL/2: 212 MB; all 28 would be 5.9 GB) and
  * one byte per rounded weight. Requires calibration batches (CALIBRATION_BATCHES) and an executor.
  */
 import type { Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
-import type { PreparedModel } from '../ir/executor.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { layersOf } from '../quant/identity.js';
@@ -17,6 +16,7 @@ import { CALIBRATION_BATCHES, GPTQ_CODES } from './artifacts.js';
 import { HessianAccumulator } from './gptq.js';
 import { definePass, type PassResult } from './pass.js';
 import { SessionNodes } from './session-nodes.js';
+import { StagedRuns } from './staged-runs.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
 
 /** The collect-hessians pass. */
@@ -39,6 +39,7 @@ export const collectHessians = definePass({
     context.artifacts.set(GPTQ_CODES, codes);
     const plannedNames = new Set(planned.map((p) => p.layer));
     const stages = stagesOf(layersOf(work).filter((l) => plannedNames.has(l.name)));
+    const runs = new StagedRuns(batches, context.executor);
     let rows = 0;
     for (const [index, stage] of stages.entries()) {
       context.progress('gptq blocks', index, stages.length);
@@ -47,29 +48,25 @@ export const collectHessians = definePass({
       // never leave ORT, only K×K sums per batch do.
       const grams = new Map<string, Gram>();
       const session = new SessionNodes(work.graph);
-      let prepared: PreparedModel;
+      const accumulators = new Map<string, HessianAccumulator>();
       try {
         for (const name of stage) {
           const layer = layers.get(name)!;
           const input = layer.node.input(0);
           if (!grams.has(input.name)) grams.set(input.name, addGram(session, input, layer.inChannels));
         }
-        prepared = await context.executor.prepare(work, [...grams.values()].flatMap((g) => [g.product, g.shape]));
-      } finally {
-        session.removeAll();
-      }
-      const accumulators = new Map([...grams].map(([input, gram]) => [input, new HessianAccumulator(gram.channels)]));
-      try {
-        for (const feeds of batches) {
-          const outputs = await prepared.run(feeds);
+        for (const [input, gram] of grams) accumulators.set(input, new HessianAccumulator(gram.channels));
+        // Only what this stage's inputs need beyond the values cached after the last stage runs.
+        const pending = stages.slice(index).flat().map((name) => layers.get(name)!.node);
+        await runs.run(work, [...grams.values()].flatMap((g) => [g.product, g.shape]), pending, (outputs) => {
           for (const [input, gram] of grams) {
             const shape = outputs[gram.shape]!.data as BigInt64Array;
             if (Number(shape[1]) !== gram.channels) throw new IrError('unsupported', `collect-hessians: the input of a GPTQ layer ('${input}') has ${shape[1]} channels last, not ${gram.channels} (only linears are GPTQ-rounded)`);
             accumulators.get(input)!.addGram(outputs[gram.product]!.data as Float32Array, Number(shape[0]));
           }
-        }
+        });
       } finally {
-        await prepared.release();
+        session.removeAll();
       }
       const hessians = new Map<string, Float64Array>();
       for (const [input, accumulator] of accumulators) {
