@@ -11,6 +11,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, readdi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pipeline = process.env.XL_PIPELINE;
@@ -21,7 +22,7 @@ const modelPath = process.env.XL_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.o
 function qcompile(args: string[]): { seconds: number; peakRssBytes: number; status: number | null; stdout: string; stderr: string } {
   const script = `import { main } from ${JSON.stringify(join(root, 'src/cli/main.ts'))}; process.exitCode = await main(${JSON.stringify(args)});`;
   const started = performance.now();
-  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 64 << 20 });
   const seconds = (performance.now() - started) / 1000;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(run.stderr);
   return { seconds, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, status: run.status, stdout: run.stdout, stderr: run.stderr };

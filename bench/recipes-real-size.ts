@@ -3,13 +3,15 @@
  * sd15` with each shipped method recipe, its calibration cut to a bench size (`--samples`, `--steps`, `--batch`,
  * written into a copy of the recipe), each compile in its own process under /usr/bin/time -v. Reports per
  * (model, recipe): wall, peak RSS against the weight bytes, each pass's time (search, GPTQ), and the calibration
- * wall — trajectories plus the `calibrate` pass — against the same model rows run as plain FP forwards at the
- * recipe's batch (the per-row cost measured in the same run, next to it).
+ * wall — trajectories plus every `calibrate` pass — against the same model rows run as plain FP forwards at the
+ * bench batch (the per-row cost measured before and after each compile, their mean standing for the machine
+ * during it).
  *
  * Run: npx tsx bench/recipes-real-size.ts [--models dit,sd15] [--recipes ptq4dm-w8a8,…] [--samples 32] [--steps 10]
- *      [--batch 8] [--sd-resolution 32] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
+ *      [--batch 8] [--sd-resolution 32] [--search-fitness layer-error] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
  *      writes it after every compile, so a long run's finished rows survive it)
- * The models are generated once (XL: /tmp/qcompile-xl, SD-1.5: /tmp/sd15) when missing.
+ * --search-fitness replaces the group search's fitness (Q-DiT's `eps-error` runs the model once per candidate — days
+ * on DiT-XL/2 on two cores — where `layer-error` tabulates a proxy from one batch). The models are generated once (XL: /tmp/qcompile-xl, SD-1.5: /tmp/sd15) when missing.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import { stackFeeds } from '../src/runtime/diffusion/tensor-rows.js';
 import { timestepFeed } from '../src/runtime/diffusion/sampler.js';
 import { seededNormal } from '../src/random.js';
+import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
 
 const root = join(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -35,6 +38,7 @@ const { values: flags } = parseArgs({
     'sd-resolution': { type: 'string', default: '32' },
     work: { type: 'string', default: join(tmpdir(), 'qcompile-real-size') },
     out: { type: 'string' },
+    'search-fitness': { type: 'string' },
   },
 });
 const samples = Number(flags.samples);
@@ -67,7 +71,7 @@ const MODELS: Record<string, BenchModel> = {
 function qcompile(args: string[]): { seconds: number; peakRssBytes: number; status: number | null; stderr: string } {
   const script = `import { main } from ${JSON.stringify(join(root, 'src/cli/main.ts'))}; process.exitCode = await main(${JSON.stringify(args)});`;
   const started = performance.now();
-  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 64 << 20 });
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(run.stderr);
   return { seconds: (performance.now() - started) / 1000, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, status: run.status, stderr: run.stderr };
 }
@@ -80,6 +84,7 @@ function benchRecipe(name: string): string {
   if (/sampler\s+\w+\(steps:\s*\d+/.test(text)) text = text.replace(/(sampler\s+\w+\(steps:\s*)\d+/, `$1${steps}`);
   else text = text.replace(/(calibrate\s*\{)/, `$1\n    sampler ddim(steps: ${steps})`);
   if (!new RegExp(`samples ${samples}\\b`).test(text)) text = text.replace(/(calibrate\s*\{)/, `$1\n    samples ${samples}`);
+  if (flags['search-fitness']) text = text.replace(/(search\s*\{[^}]*?fitness\s+)[\w-]+/, `$1${flags['search-fitness']}`);
   return text;
 }
 
@@ -128,20 +133,30 @@ for (const key of flags.models!.split(',')) {
   const weightBytes = folderBytes(dirname(modelPath));
   const recipes = flags.recipes ? flags.recipes.split(',') : spec.recipes;
   const resolution = key === 'sd15' ? Number(flags['sd-resolution']) : undefined;
-  const perRow = await plainSecondsPerRow(modelPath, batch, resolution);
+  let perRow = await plainSecondsPerRow(modelPath, batch, resolution);
   for (const name of recipes) {
     const recipePath = join(work, `${key}-${name}.qrecipe`);
     writeFileSync(recipePath, benchRecipe(name));
     const out = join(work, `${key}-${name}`, 'model.onnx');
     const run = qcompile([modelPath, recipePath, '-o', out, ...spec.extraArgs]);
+    // The plain forward rate again after the compile: the mean of before and after stands for the machine's
+    // state during it (other load on a shared machine moves both).
+    const perRowAfter = await plainSecondsPerRow(modelPath, batch, resolution);
+    const perRowDuring = (perRow + perRowAfter) / 2;
+    perRow = perRowAfter;
     const passes: Record<string, number> = {};
-    for (const m of run.stderr.matchAll(/^\[\d+\/\d+\] (\S+) ([\d.]+) (ms|s)/gm)) passes[m[1]!] = (passes[m[1]!] ?? 0) + Number(m[2]) / (m[3] === 'ms' ? 1000 : 1);
+    let calibratePasses = 0;
+    for (const m of run.stderr.matchAll(/^\[\d+\/\d+\] (\S+) ([\d.]+) (ms|s)/gm)) {
+      passes[m[1]!] = (passes[m[1]!] ?? 0) + Number(m[2]) / (m[3] === 'ms' ? 1000 : 1);
+      if (m[1] === 'calibrate') calibratePasses++;
+    }
     const calibration = /calibration: (\d+) samples .* from (\d+) model rows in ([\d.]+) s/.exec(run.stderr);
     const row: Record<string, unknown> = { model: key, recipe: name, status: run.status, wallSeconds: round(run.seconds), peakRssBytes: run.peakRssBytes, weightBytes, rssOverWeights: round(run.peakRssBytes / weightBytes, 3), loadAverage: round(loadavg()[1]!), passes: Object.fromEntries(Object.entries(passes).map(([k, v]) => [k, round(v)])) };
     if (calibration) {
-      const modelRows = Number(calibration[2]) + Number(calibration[1]);
+      // Trajectory rows, then each calibrate pass observes every calibration sample once (SmoothQuant: twice).
+      const modelRows = Number(calibration[2]) + Number(calibration[1]) * calibratePasses;
       const calibrationSeconds = Number(calibration[3]) + (passes.calibrate ?? 0);
-      Object.assign(row, { calibrationSamples: Number(calibration[1]), trajectoryRows: Number(calibration[2]), calibrationSeconds: round(calibrationSeconds), plainForwardSeconds: round(modelRows * perRow), calibrationOverPlain: round(calibrationSeconds / (modelRows * perRow), 3) });
+      Object.assign(row, { calibrationSamples: Number(calibration[1]), trajectoryRows: Number(calibration[2]), calibrationSeconds: round(calibrationSeconds), plainForwardSeconds: round(modelRows * perRowDuring), plainSecondsPerRow: round(perRowDuring, 3), calibrationOverPlain: round(calibrationSeconds / (modelRows * perRowDuring), 3) });
     }
     if (run.status !== 0) row.error = run.stderr.split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ');
     rows.push(row);

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const modelPath = process.env.ROUNDTRIP_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.onnx');
@@ -23,7 +24,7 @@ interface Measured {
 /** Runs an ES module snippet in a fresh Node (with tsx) under /usr/bin/time -v. */
 function measure(script: string): Measured {
   const started = performance.now();
-  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 64 << 20 });
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(run.stderr);
   return { seconds: (performance.now() - started) / 1000, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, status: run.status, stderr: run.stderr };
 }

@@ -4,7 +4,9 @@
  * fuse it); the same with a Q/DQ pair on its output (ORT fuses it into QLinearConv); the same input Q/DQ with
  * the weight dequantized at compile time to a float constant (`folded`: exact, prepacked like FP32); ConvInteger
  * (uint8 × uint8 → int32, then Cast and Mul by the scales); and weight-only forms: int8 DQ → Conv and int4 DQ
- * (opset 21, per output channel) → Conv. Medians of 9 interleaved runs, 2 threads, and the kernels ORT's
+ * (opset 21, per output channel) → Conv, also with the session option `session.disable_quant_qdq=1`
+ * (`w4-dq-load`), under which ORT's constant folding dequantizes the weight once at session load (float speed and
+ * float memory at run time, the int4 file). Medians of 9 interleaved runs, 2 threads, and the kernels ORT's
  * profiler shows for one run of each (what the graph became).
  * Run: npx tsx bench/latency/conv-forms.ts
  */
@@ -17,7 +19,7 @@ import { Tensor } from '../../src/ir/tensor.js';
 import { profileByOp } from './ort-profile.js';
 
 const C = 320, H = 64, K = 3;
-const FORMS = ['fp32', 'dq', 'qlinear', 'folded', 'convinteger', 'w8-dq', 'w4-dq'] as const;
+const FORMS = ['fp32', 'dq', 'qlinear', 'folded', 'convinteger', 'w8-dq', 'w4-dq', 'w4-dq-load'] as const;
 type Form = (typeof FORMS)[number];
 const attr = (value: number) => ({ kind: 'int' as const, value });
 const ints = (value: number[]) => ({ kind: 'ints' as const, value });
@@ -27,7 +29,7 @@ function build(form: Form): Model {
   const x = g.addInput('x', { elemType: DataType.FLOAT, shape: [2, C, H, H] });
   const n = C * C * K * K;
   // int4 forms use codes in [-8, 7]; the scale keeps the float weights of the same magnitude.
-  const int4 = form === 'w4-dq';
+  const int4 = form === 'w4-dq' || form === 'w4-dq-load';
   const codes = Int8Array.from({ length: n }, (_, i) => (int4 ? ((i * 7919) % 15) - 7 : ((i * 7919) % 255) - 127));
   const step = int4 ? 0.016 : 0.001;
   const ws = g.addInitializer('ws', Tensor.fromFloat32([C], new Float32Array(C).fill(step)));
@@ -56,7 +58,7 @@ function build(form: Form): Model {
     }
   } else if (form === 'w8-dq') {
     y = g.addNode({ opType: Op.Conv, inputs: [x, weightDq(DataType.INT8, new Uint8Array(codes.buffer))], outputs: ['y'], attributes: pads }).outputs[0]!;
-  } else if (form === 'w4-dq') {
+  } else if (int4) {
     const packed = new Uint8Array(n / 2);
     for (let i = 0; i < n; i++) packed[i >> 1]! |= (codes[i]! & 0x0f) << ((i & 1) * 4);
     y = g.addNode({ opType: Op.Conv, inputs: [x, weightDq(DataType.INT4, packed)], outputs: ['y'], attributes: pads }).outputs[0]!;
@@ -77,15 +79,16 @@ function build(form: Form): Model {
 }
 
 const options = { graphOptimizationLevel: 'all', intraOpNumThreads: 2, interOpNumThreads: 1 } as const;
+const optionsOf = (form: Form): ort.InferenceSession.SessionOptions => (form === 'w4-dq-load' ? { ...options, extra: { session: { disable_quant_qdq: '1' } } } : options);
 const feeds = { x: new ort.Tensor('float32', Float32Array.from({ length: 2 * C * H * H }, (_, i) => Math.sin(i)), [2, C, H, H]) };
 
 const sessions = new Map<Form, ort.InferenceSession>();
-for (const f of FORMS) sessions.set(f, await ort.InferenceSession.create(encodeModel(build(f)), options));
+for (const f of FORMS) sessions.set(f, await ort.InferenceSession.create(encodeModel(build(f)), optionsOf(f)));
 for (const s of sessions.values()) await s.run(feeds);
 const times = new Map<Form, number[]>();
 for (let r = 0; r < 9; r++) for (const [f, s] of sessions) { const t = performance.now(); await s.run(feeds); times.set(f, [...(times.get(f) ?? []), performance.now() - t]); }
 for (const s of sessions.values()) await s.release();
 const medians = Object.fromEntries([...times].map(([f, t]) => [f, Number([...t].sort((a, b) => a - b)[4]!.toFixed(1))]));
 const kernels: Record<string, Record<string, number>> = {};
-for (const f of FORMS) kernels[f] = await profileByOp(encodeModel(build(f)), feeds, options);
+for (const f of FORMS) kernels[f] = await profileByOp(encodeModel(build(f)), feeds, optionsOf(f));
 console.log(JSON.stringify({ medians_ms: medians, kernels, summary: Object.entries(medians).map(([f, ms]) => `${f} ${ms} ms (${(medians.fp32! / ms).toFixed(2)}x fp32)`).join(', ') }));

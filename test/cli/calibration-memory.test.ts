@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ALLOCATOR_ENV } from '../../src/cli/relaunch.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const MODEL = join(root, 'test', 'fixtures', 'dit-digits', 'model.onnx');
@@ -34,7 +35,7 @@ function compilePeakRss(samples: number): number {
   writeFileSync(recipePath, recipe);
   const args = [MODEL, recipePath, '-o', join(dir, `s${samples}.onnx`)];
   const script = `import { main } from ${JSON.stringify(join(root, 'src', 'cli', 'main.ts'))}; process.exitCode = await main(${JSON.stringify(args)}); console.log('maxRSS ' + process.resourceUsage().maxRSS);`;
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV } });
   expect(run.status, run.stderr).toBe(0);
   expect(run.stderr).toContain(`calibration: ${samples} samples`);
   expect(run.stderr).toMatch(/collect-hessians .*\n.*quantize-weights/);
