@@ -3,8 +3,9 @@
  * classifier-free-guidance step): DiT-XL/2 (`synth dit --preset dit-xl-2`) and the SD-1.5 UNet (`synth unet
  * --preset sd15`), each compiled by the CLI with `bench/latency/w8a8-speed.qrecipe` (`w8a8`: W8A8 static,
  * little calibration: only the graph form matters here), `recipes/rtn-w4a16-g128.qrecipe` (`w4`: weight-only
- * int4, MatMulNBits accuracy 0) and `bench/latency/w4a8-dynamic.qrecipe` (`w4a8`: int4 with dynamic int8
- * groups, MatMulNBits accuracy 4).
+ * int4, MatMulNBits accuracy 0), `bench/latency/w4a8-dynamic.qrecipe` (`w4a8`: int4 with dynamic int8
+ * groups, MatMulNBits accuracy 4), and `w4-load` / `w4c4-load` (rtn-w4a16-g128, and the same with int4 convs
+ * `bench/latency/w4-int4-conv.qrecipe`, run with ORT's DequantizeLinear folded at session load; see VARIANTS).
  * The FP32 session stays open while each quantized one is timed against it, runs interleaved (FP32, quantized,
  * alternating which goes first) after warm-ups, so a busy machine slows both alike; at most two sessions are
  * held at once. Reports medians, speed-ups, model bytes, session-creation seconds, the load average, and with
@@ -81,11 +82,19 @@ function acceptanceOf(name: string, row: Record<string, unknown>, variants: stri
   return verdicts;
 }
 
-/** The quantized variants: the recipe each is compiled with. */
-const VARIANTS: Record<string, { recipe: string; calibrates: boolean }> = {
+/**
+ * The quantized variants: the recipe each is compiled with (`compile`: the folder of another variant's compile
+ * it shares) and extra session config entries. `session.disable_quant_qdq=1` turns ORT's QDQ transformers off,
+ * so its constant folding dequantizes weight-only DequantizeLinear → Conv/MatMul at session load (float speed
+ * and float memory at run time; int4 on disk) where by default it dequantizes on every run.
+ */
+const FOLD_AT_LOAD = { 'session.disable_quant_qdq': '1' };
+const VARIANTS: Record<string, { recipe: string; calibrates: boolean; compile?: string; config?: Record<string, string> }> = {
   w8a8: { recipe: join(root, 'bench', 'latency', 'w8a8-speed.qrecipe'), calibrates: true },
   w4: { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false },
   w4a8: { recipe: join(root, 'bench', 'latency', 'w4a8-dynamic.qrecipe'), calibrates: false },
+  'w4-load': { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false, compile: 'w4', config: FOLD_AT_LOAD },
+  'w4c4-load': { recipe: join(root, 'bench', 'latency', 'w4-int4-conv.qrecipe'), calibrates: false, config: FOLD_AT_LOAD },
 };
 
 /** Runs the CLI from sources in its own process; throws with its stderr on failure. Returns wall seconds. */
@@ -106,8 +115,10 @@ function modelBytes(path: string): number {
     .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 }
 
-function sessionOptions(): ort.InferenceSession.SessionOptions {
-  return { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential' };
+function sessionOptions(variant?: string): ort.InferenceSession.SessionOptions {
+  const config = (variant && VARIANTS[variant]?.config) || undefined;
+  const extra = config ? { extra: Object.fromEntries(Object.entries(config).map(([key, value]) => [key.split('.')[0]!, { [key.split('.').slice(1).join('.')]: value }])) } : {};
+  return { graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', ...extra };
 }
 
 /** Seeded feeds for `session`'s inputs at the subject's shapes (a loud error for an input it does not know). */
@@ -125,9 +136,9 @@ function feedsFor(session: ort.InferenceSession, shapes: Record<string, number[]
   return feeds;
 }
 
-async function open(path: string): Promise<{ session: ort.InferenceSession; createSeconds: number }> {
+async function open(path: string, variant?: string): Promise<{ session: ort.InferenceSession; createSeconds: number }> {
   const started = performance.now();
-  const session = await ort.InferenceSession.create(path, sessionOptions());
+  const session = await ort.InferenceSession.create(path, sessionOptions(variant));
   return { session, createSeconds: Number(((performance.now() - started) / 1000).toFixed(2)) };
 }
 
@@ -153,7 +164,7 @@ for (const name of args.models.split(',')) {
   for (const variant of args.variants.split(',')) {
     const spec = VARIANTS[variant];
     if (!spec) throw new Error(`latency bench: unknown variant '${variant}' (known: ${Object.keys(VARIANTS).join(', ')})`);
-    const outDir = join(args.work, `${name}-${variant}`);
+    const outDir = join(args.work, `${name}-${spec.compile ?? variant}`);
     const out = join(outDir, 'model.onnx');
     if (!existsSync(out)) {
       mkdirSync(outDir, { recursive: true });
@@ -170,7 +181,7 @@ for (const name of args.models.split(',')) {
   for (let i = 0; i < 2; i++) await fp32.session.run(feeds);
   const fp32Times: number[] = [];
   for (const variant of args.variants.split(',')) {
-    const quantized = await open(paths[variant]!);
+    const quantized = await open(paths[variant]!, variant);
     row[`${variant}_create_s`] = quantized.createSeconds;
     for (let i = 0; i < 2; i++) await quantized.session.run(feeds);
     const pairFp32: number[] = [];
@@ -194,7 +205,7 @@ for (const name of args.models.split(',')) {
   row.fp32_ms = median(fp32Times);
   if (args.profile) {
     const profiles: Record<string, Record<string, number>> = {};
-    for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profileByOp(path, feeds, sessionOptions());
+    for (const [variant, path] of Object.entries(paths)) profiles[variant] = await profileByOp(path, feeds, sessionOptions(variant));
     row.profile_ms = profiles;
   }
   row.acceptance = acceptanceOf(name, row, args.variants.split(','));
