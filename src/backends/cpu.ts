@@ -60,6 +60,8 @@ export const cpuBackend: Backend = {
 };
 
 const DEQUANTIZED_EVERY_RUN = 'ORT dequantizes the weights on every run before the float kernel';
+/** Measured by bench/latency/conv-forms.ts and bench/latency.ts (`w4-load`). */
+const FOLDED_AT_LOAD = 'with the session option session.disable_quant_qdq=1 ORT folds a weight-only DequantizeLinear into a float constant at session load instead: float speed and float memory at run time, the quantized bytes on disk';
 /** Measured by bench/latency/nbits-forms.ts and bench/latency.ts (ORT 1.30, 2 threads, AVX-512 VNNI; docs/backends.md). */
 const FLOAT_ACTIVATION_NBITS =
   "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul (DiT-XL/2 fc1 at 512 rows: 0.91x; 16 rows: 0.84x); quantizing the layers' inputs to int8 (`input int8`, or `dynamic per-token-group(size: weight)`, which the kernel computes itself) permits accuracy_level 4 (1.00x at 512 rows, 14x at 16)";
@@ -104,7 +106,7 @@ export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string>
     } else if (weightBits === 8 && inputBits === undefined && isOp(node, Op.MatMul) && !blocked(node.inputs[1]!)) {
       // ORT's DQMatMulToMatMulNBits fuses it, at the session's qdq_matmulnbits_accuracy_level (default 4).
       add(name, 'MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)');
-    } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, DEQUANTIZED_EVERY_RUN);
+    } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, `${DEQUANTIZED_EVERY_RUN}; ${FOLDED_AT_LOAD}`);
     else if (weightBits === undefined) add(name, `QuantizeLinear/DequantizeLinear + ${node.opType} (float weight)`, 'the input is quantized and dequantized on every run for a float kernel');
     else add(name, `DequantizeLinear int${weightBits} + QuantizeLinear/DequantizeLinear int${inputBits} + ${node.opType} (float)`, `ORT has no int${weightBits}×int${inputBits} ${node.opType} kernel for this form; ${DEQUANTIZED_EVERY_RUN}`);
   }
