@@ -4,10 +4,10 @@
  * on calibration samples spread over the timesteps: `eps-error` (the model's eps error against FP, each candidate
  * quantized and run in ONNX Runtime) or the cheaper `layer-error` proxy (Σ of each layer's output error
  * X·(W − Q_g(W)) on strided rows of its input on one calibration batch, picked in the session — additive, so
- * tabulated once per layer and size: minutes on DiT-XL/2). How well they rank allocations like the images do (Spearman ρ against paired PSNR on
- * dit-digits, 12 allocations near the budget, `npx tsx bench/proxy-ranking.ts`): eps-error over 64 samples
- * 0.72, over the first calibration batch alone 0.47, layer-error 0.27 — so layer-error is for models where an
- * end-to-end run per candidate is unaffordable. Requires calibration batches.
+ * tabulated once per layer and size: minutes on DiT-XL/2). How well they rank allocations like the images do
+ * (Spearman ρ against paired PSNR on dit-digits, 12 allocations near the budget, `npx tsx bench/proxy-ranking.ts`):
+ * eps-error over 64 samples 0.72, over the first calibration batch alone 0.47, layer-error 0.27 — so layer-error
+ * is for models where an end-to-end run per candidate is unaffordable. Requires calibration batches.
  */
 import { Graph, Model, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
@@ -164,8 +164,8 @@ async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuant
 
 /**
  * The layer-error proxy's table: for each layer and each of its weight specs, the mean over about `rows` input
- * rows x (recordLayerRows) of ‖x(W − Q(W))‖². The quantization error D = W − Q(W) is computed here; the products X·D of all a
- * layer's specs run as one batched MatMul in ONNX Runtime (one small session for every layer shape).
+ * rows x (recordLayerRows) of ‖x(W − Q(W))‖². The quantization error D = W − Q(W) is computed here; the products
+ * X·D of all a layer's specs run as one batched MatMul in ONNX Runtime (one small session for every layer shape).
  */
 export async function layerErrorTable(model: Model, layers: Layer[], specs: WeightQuantSpec[][], feeds: TensorMap, context: PassContext, rows: number): Promise<number[][]> {
   const inputs = await recordLayerRows(model, layers, feeds, context, rows);
@@ -189,9 +189,9 @@ export async function layerErrorTable(model: Model, layers: Layer[], specs: Weig
 /**
  * Evenly strided rows (tokens) of every layer's channels-last float input on one calibration batch, as [R, K]
  * tensors: rows 0, s, 2s, … with stride s = max(1, ⌊rows in the batch / maxRows⌋) — from `maxRows` to fewer than
- * twice as many, or every row of a batch with fewer. The rows
- * are picked in the session (the row count depends on the batch), so only they leave ONNX Runtime, not the
- * whole activations (DiT-XL/2, batch 8: 1.5 GB).
+ * twice as many, or every row of a batch with fewer. The rows are picked in the session (the row count depends
+ * on the batch), so only they leave ONNX Runtime, not the whole activations (DiT-XL/2 at batch 8: 1.8 GB; its
+ * table at batch 4 peaked at 3.98 GB RSS, 4.65 GB with the activations fetched).
  */
 async function recordLayerRows(model: Model, layers: Layer[], feeds: TensorMap, context: PassContext, maxRows: number): Promise<Map<string, HostTensor>> {
   const sampled = new Map<string, string>();
