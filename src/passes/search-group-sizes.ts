@@ -3,13 +3,13 @@
  * under the budget on the mean group size, by evolutionary search (or the greedy baseline). Fitness is measured
  * on calibration samples spread over the timesteps: `eps-error` (the model's eps error against FP, each candidate
  * quantized and run in ONNX Runtime) or the cheaper `layer-error` proxy (Σ of each layer's output error
- * X·(W − Q_g(W)) from one recorded batch of layer inputs — additive, so tabulated once per layer and size:
- * minutes on DiT-XL/2). How well they rank allocations like the images do (Spearman ρ against paired PSNR on
- * dit-digits, 12 allocations near the budget, `npx tsx bench/proxy-ranking.ts`): eps-error over 64 samples
- * 0.72, over the first calibration batch alone 0.47, layer-error 0.27 — so layer-error is for models where an
- * end-to-end run per candidate is unaffordable. Requires calibration batches.
+ * X·(W − Q_g(W)) on strided rows of its input on one calibration batch, picked in the session — additive, so
+ * tabulated once per layer and size: minutes on DiT-XL/2). How well they rank allocations like the images do
+ * (Spearman ρ against paired PSNR on dit-digits, 12 allocations near the budget, `npx tsx bench/proxy-ranking.ts`):
+ * eps-error over 64 samples 0.72, over the first calibration batch alone 0.47, layer-error 0.27 — so layer-error
+ * is for models where an end-to-end run per candidate is unaffordable. Requires calibration batches.
  */
-import { Graph, Model } from '../ir/core.js';
+import { Graph, Model, type Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { Op } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
@@ -19,9 +19,10 @@ import { findTimestepInput } from '../quant/diffusion-inputs.js';
 import type { Layer } from '../quant/layers.js';
 import { DEFAULT_ACTIVATION_LOWERING, quantizePlannedActivations } from './activation-quantization.js';
 import { CALIBRATION_BATCHES, GROUP_ALLOCATION, SAMPLE_PROBE } from './artifacts.js';
-import type { HostTensor, SampleProbe, TensorMap } from '../ir/executor.js';
+import type { HostTensor, PreparedModel, SampleProbe, TensorMap } from '../ir/executor.js';
 import { averageBitsBudget, evolutionarySearch, greedySearch, meanGroupSizeBudget, uniformAllocations, type Allocation, type Fitness, type SearchBudget, type SearchSpace } from './group-search.js';
 import { definePass, type PassContext, type PassResult } from './pass.js';
+import { SessionNodes } from './session-nodes.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from '../quant/plan.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
 import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from './weight-quantizer.js';
@@ -71,7 +72,17 @@ export const searchGroupSizes = definePass({
     // Two disjoint sets spread over the timesteps: the search scores candidates on one; the other (eps-error
     // only) checks afterwards that the winner beats the uniform allocations on samples it was not chosen on.
     const [fitnessBatches, heldOutBatches] = spreadOverTimesteps(batches, options.samples, timestep.name, 2);
-    const fitness = options.fitness === 'eps-error' ? await epsErrorFitness(model, auto, fitnessBatches!, context) : await layerErrorFitness(model, layers, auto, space, fitnessBatches![0]!, context, options.rows);
+    const probe = context.artifacts.get(SAMPLE_PROBE);
+    const judgedBy = probe ? `images (${probe.describe})` : heldOutBatches?.length ? 'held-out eps error' : undefined;
+    // Distinct allocations scored at most (the search's cache skips repeats): greedy, the all-largest one, one
+    // per layer and its result; evolution, the population and then each epoch's children. Then the finalists
+    // and the uniform allocations are judged again.
+    const evaluations = options.method === 'greedy' ? layers.length + 2 : options.population + options.epochs * (options.mutations + options.crossovers);
+    const judged = judgedBy ? uniformAllocations(space).filter((a) => budget.allows(a)).length + Math.min(options.finalists, options.method === 'greedy' ? 1 : options.topK) : 0;
+    const fitness =
+      options.fitness === 'eps-error'
+        ? loggingFirstCost(await epsErrorFitness(model, auto, fitnessBatches!, context), (seconds) => context.log(projectedCost(seconds, evaluations, judged, probe ? judgedBy : undefined)))
+        : await layerErrorFitness(model, layers, auto, space, fitnessBatches![0]!, context, options.rows);
 
     const progress = (epoch: number, epochs: number, best: number) => {
       context.progress('search epochs', epoch, epochs);
@@ -100,15 +111,14 @@ export const searchGroupSizes = definePass({
     // are judged once more on data the search never scored — by the images they sample when the caller gave a
     // sample probe, else by the eps error on held-out calibration samples. The best searched one replaces the
     // best uniform one only when it wins by more than twice the standard error of the paired difference.
-    const probe = context.artifacts.get(SAMPLE_PROBE);
-    const judge = probe ? await imageErrorJudge(model, auto, probe, context) : heldOutBatches?.length ? await heldOutEpsJudge(model, auto, heldOutBatches, context) : undefined;
+    const judge = probe ? await imageErrorJudge(model, auto, probe, context) : judgedBy ? await heldOutEpsJudge(model, auto, heldOutBatches!, context) : undefined;
     let best = result.best;
     if (judge) {
       const uniform = uniformAllocations(space).filter((a) => budget.allows(a));
       const searched = result.finalists.slice(0, options.finalists).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
       const verdict = pairedVerdict(await scoreAll(searched, judge), await scoreAll(uniform, judge));
       best = verdict.kept === 'searched' ? searched[verdict.searched]! : uniform[verdict.uniform]!;
-      statistics.judged_by = probe ? `images (${probe.describe})` : 'held-out eps error';
+      statistics.judged_by = judgedBy!;
       statistics.judged_gain_db = Number(verdict.gainDb.toFixed(3));
       statistics.judged_noise_db = Number(verdict.twoSeDb.toFixed(3));
       statistics.kept = verdict.kept === 'searched' ? 'searched' : `uniform_${best[0]}`;
@@ -153,19 +163,19 @@ async function layerErrorFitness(model: Model, layers: Layer[], auto: LayerQuant
 }
 
 /**
- * The layer-error proxy's table: for each layer and each of its weight specs, the mean over up to `rows` input
- * rows x of ‖x(W − Q(W))‖². The quantization error D = W − Q(W) is computed here; the products X·D of all a
- * layer's specs run as one batched MatMul in ONNX Runtime (one small session for every layer shape).
+ * The layer-error proxy's table: for each layer and each of its weight specs, the mean over about `rows` input
+ * rows x (recordLayerRows) of ‖x(W − Q(W))‖². The quantization error D = W − Q(W) is computed here; the products
+ * X·D of all a layer's specs run as one batched MatMul in ONNX Runtime (one small session for every layer shape).
  */
 export async function layerErrorTable(model: Model, layers: Layer[], specs: WeightQuantSpec[][], feeds: TensorMap, context: PassContext, rows: number): Promise<number[][]> {
-  const inputs = await recordLayerInputs(model, layers, feeds, context);
+  const inputs = await recordLayerRows(model, layers, feeds, context, rows);
   const scorer = await context.executor!.prepare(outputErrorModel(), ['error']);
   const table: number[][] = [];
   try {
     const total = specs.reduce((n, c) => n + c.length, 0);
     let done = 0;
     for (const [i, layer] of layers.entries()) {
-      const x = sampleRows(inputs.get(layer.node.input(0).name)!, layer.inChannels, rows);
+      const x = inputs.get(layer.node.input(0).name)!;
       const out = await scorer.run({ x, d: quantizationErrors(layer, specs[i]!) });
       table.push(Array.from(out.error!.data as Float32Array, (sum) => sum / x.dims[0]!));
       context.progress('proxy table', (done += specs[i]!.length), total);
@@ -176,26 +186,43 @@ export async function layerErrorTable(model: Model, layers: Layer[], specs: Weig
   return table;
 }
 
-/** The float input of every layer on one calibration batch. */
-async function recordLayerInputs(model: Model, layers: Layer[], feeds: TensorMap, context: PassContext): Promise<Map<string, Float32Array>> {
-  const names = [...new Set(layers.map((l) => l.node.input(0).name))];
-  const prepared = await context.executor!.prepare(model, names);
+/**
+ * Evenly strided rows (tokens) of every layer's channels-last float input on one calibration batch, as [R, K]
+ * tensors: rows 0, s, 2s, … with stride s = max(1, ⌊rows in the batch / maxRows⌋) — from `maxRows` to fewer than
+ * twice as many, or every row of a batch with fewer. The rows are picked in the session (the row count depends
+ * on the batch), so only they leave ONNX Runtime, not the whole activations (DiT-XL/2 at batch 8: 1.8 GB; its
+ * table at batch 4 peaked at 3.98 GB RSS, 4.65 GB with the activations fetched).
+ */
+async function recordLayerRows(model: Model, layers: Layer[], feeds: TensorMap, context: PassContext, maxRows: number): Promise<Map<string, HostTensor>> {
+  const sampled = new Map<string, string>();
+  const session = new SessionNodes(model.graph);
+  let prepared: PreparedModel;
+  try {
+    for (const layer of layers) {
+      const input = layer.node.input(0);
+      if (!sampled.has(input.name)) sampled.set(input.name, addRowSample(session, input, layer.inChannels, maxRows).name);
+    }
+    prepared = await context.executor!.prepare(model, [...sampled.values()]);
+  } finally {
+    session.removeAll();
+  }
   try {
     const outputs = await prepared.run(feeds);
-    return new Map(names.map((name) => [name, outputs[name]!.data as Float32Array]));
+    return new Map([...sampled].map(([input, rows]) => [input, outputs[rows]!]));
   } finally {
     await prepared.release();
   }
 }
 
-/** Up to `maxRows` evenly strided rows (tokens) of a channels-last input, as an [R, K] tensor. */
-function sampleRows(x: Float32Array, K: number, maxRows: number): HostTensor {
-  const totalRows = x.length / K;
-  const stride = Math.max(1, Math.floor(totalRows / maxRows));
-  const count = Math.ceil(totalRows / stride);
-  const data = new Float32Array(count * K);
-  for (let r = 0; r < count; r++) data.set(x.subarray(r * stride * K, (r * stride + 1) * K), r * K);
-  return { dtype: 'float32', dims: [count, K], data };
+/** Adds X → Reshape [rows, K] → Gather(Range(0, rows, max(1, rows ÷ maxRows))) to the graph. */
+function addRowSample(session: SessionNodes, x: Value, channels: number, maxRows: number): Value {
+  const base = `${x.name}/proxy_rows`;
+  const scalar = (suffix: string, value: number) => session.constant(base, suffix, Tensor.fromInt64([], [value]));
+  const rows = session.add(base, Op.Reshape, [x, session.constant(base, 'shape', Tensor.fromInt64([2], [-1, channels]))], 'rows');
+  const count = session.add(base, Op.Gather, [session.add(base, Op.Shape, [rows], 'row_shape'), scalar('first', 0)], 'count');
+  const stride = session.add(base, Op.Max, [session.add(base, Op.Div, [count, scalar('max_rows', maxRows)], 'quotient'), scalar('one', 1)], 'stride');
+  const indices = session.add(base, Op.Range, [scalar('start', 0), count, stride], 'indices');
+  return session.add(base, Op.Gather, [rows, indices], 'sampled', { axis: { kind: 'int', value: 0 } });
 }
 
 /** error[c] = Σ (x · d[c])² for x [R, K] and d [C, K, N]: the proxy's products, run in ONNX Runtime. */
@@ -241,6 +268,32 @@ function quantizationErrors(layer: Layer, specs: WeightQuantSpec[]): HostTensor 
     }
   });
   return { dtype: 'float32', dims: [specs.length, K, N], data };
+}
+
+/**
+ * The eps-error search's projected cost, for the log: `evaluations` at `seconds` each, then `judged` allocations
+ * judged again — by the images of `probe` (a cost of its own), else on held-out samples (as long as an evaluation).
+ */
+function projectedCost(seconds: number, evaluations: number, judged: number, probe: string | undefined): string {
+  const minutes = (n: number) => `${((n * seconds) / 60).toFixed(1)} min`;
+  const judging = judged === 0 ? '' : probe ? `, then ≤ ${judged} judged again by ${probe}` : `, then ≤ ${judged} judged again on held-out samples ≈ ${minutes(judged)}`;
+  return `search-group-sizes: eps-error fitness — ≤ ${evaluations} evaluations × ${seconds.toFixed(1)} s ≈ ${minutes(evaluations)}${judging}; fitness layer-error scores every allocation from one forward`;
+}
+
+/**
+ * The fitness, reporting how long its first evaluation took (candidate quantized, session opened, batches run)
+ * to `report`, for the search's projected cost: a time goes to the log only, never into the outputs.
+ */
+function loggingFirstCost(fitness: Fitness, report: (seconds: number) => void): Fitness {
+  let timed = false;
+  return async (allocation) => {
+    if (timed) return fitness(allocation);
+    timed = true;
+    const started = performance.now();
+    const score = await fitness(allocation);
+    report((performance.now() - started) / 1000);
+    return score;
+  };
 }
 
 /** Mean squared eps error against FP over the fitness batches, each candidate as `candidateQuantizer` builds it. */
