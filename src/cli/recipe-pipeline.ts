@@ -158,11 +158,12 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
   }
 }
 
-/** Samples, steps and seed offset of the probe that judges group-size finalists by their images. */
-const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
+/** Steps and seed offset of the probe that judges group-size finalists by their images. */
+const PROBE = { steps: 20, seedOffset: 0x9e37 } as const;
 
 /**
- * The sample probe a group-size search judges its finalists with: the recipe's sampler at PROBE.steps steps
+ * The sample probe a group-size search judges its finalists with (`search { judge images }`): `judge-samples`
+ * images with the recipe's sampler at PROBE.steps steps
  * (DDIM η = 0 for a DDIM recipe), its guidance and the model's conditioning dealt round-robin, from seeded
  * noise the calibration never used; the same noise and conditions for every candidate. Each candidate's
  * sampling steps go to `progress`.
@@ -170,14 +171,15 @@ const PROBE = { samples: 64, steps: 20, seedOffset: 0x9e37 } as const;
 export async function recipeSampleProbe(recipe: Recipe, recipePath: string, model: Model, modelPath: string, seed: number, progress: ProgressReporter, overrides: DiffusionOverrides = {}): Promise<SampleProbe> {
   const { iface, scheduler, conditioning, guidance } = await recipeDiffusion(recipe, recipePath, model, modelPath, overrides);
   const probeScheduler = scheduler.spec.kind === 'ddim' ? makeScheduler(scheduler.config, { kind: 'ddim', steps: PROBE.steps, eta: 0 }) : scheduler;
-  const conditions = Array.from({ length: PROBE.samples }, (_, i) => i % conditioning.count);
+  const samples = recipe.search.judgeSamples;
+  const conditions = Array.from({ length: samples }, (_, i) => i % conditioning.count);
   return {
-    describe: `${PROBE.samples} samples, ${probeScheduler.spec.kind.toUpperCase()} ${probeScheduler.timesteps.length} steps${guidance !== 1 ? `, guidance ${guidance}` : ''}`,
-    samples: PROBE.samples,
+    describe: `${samples} samples, ${probeScheduler.spec.kind.toUpperCase()} ${probeScheduler.timesteps.length} steps${guidance !== 1 ? `, guidance ${guidance}` : ''}`,
+    samples,
     async sample(candidate) {
       const denoiser = await openDenoiser(candidate, iface);
       try {
-        return await sample(denoiser, { scheduler: probeScheduler, conditions, conditioning, guidance, seed: seed + PROBE.seedOffset, batch: PROBE.samples, progress: (done, total) => progress('probe sampling steps', done, total) });
+        return await sample(denoiser, { scheduler: probeScheduler, conditions, conditioning, guidance, seed: seed + PROBE.seedOffset, batch: samples, progress: (done, total) => progress('probe sampling steps', done, total) });
       } finally {
         await denoiser.release();
       }

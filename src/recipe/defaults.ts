@@ -37,6 +37,8 @@ export function defaultRecipe(name: string): Recipe {
       mutationRate: defaultOf('search.mutation-rate'),
       epochs: defaultOf('search.epochs'),
       fitness: defaultOf('search.fitness'),
+      judge: defaultOf('search.judge'),
+      judgeSamples: defaultOf('search.judge-samples'),
     },
   };
 }

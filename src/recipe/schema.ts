@@ -164,7 +164,7 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
       },
       search: {
         type: 'object',
-        required: ['method', 'population', 'topK', 'mutations', 'crossovers', 'mutationRate', 'epochs', 'fitness'],
+        required: ['method', 'population', 'topK', 'mutations', 'crossovers', 'mutationRate', 'epochs', 'fitness', 'judge', 'judgeSamples'],
         additionalProperties: false,
         properties: {
           method: num('search.method'),
@@ -175,6 +175,8 @@ export function buildRecipeSchema(withBounds: boolean): Record<string, unknown> 
           mutationRate: num('search.mutation-rate'),
           epochs: num('search.epochs'),
           fitness: num('search.fitness'),
+          judge: num('search.judge'),
+          judgeSamples: num('search.judge-samples'),
         },
       },
     },

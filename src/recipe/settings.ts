@@ -79,6 +79,8 @@ export const SETTINGS = {
   'search.mutation-rate': { kind: 'number', written: 'search { mutation-rate R }', min: 0, max: 1, default: 0.1, doc: 'per-layer mutation probability' },
   'search.epochs': { kind: 'int', written: 'search { epochs N }', min: 0, max: SEARCH, default: 10, doc: 'generations' },
   'search.fitness': { kind: 'enum', written: 'search { fitness NAME }', values: ['eps-error', 'layer-error'], default: 'eps-error', doc: 'what a candidate is judged by' },
+  'search.judge': { kind: 'enum', written: 'search { judge NAME }', values: ['images', 'held-out'], default: 'images', doc: 'how the finalists and the uniform allocations are judged again after the search: by the images each samples (judge-samples, DDIM 20 steps), or by the eps error on held-out calibration samples (no sampling: for models where sampling every finalist costs too much)' },
+  'search.judge-samples': { kind: 'int', written: 'search { judge-samples N }', min: 1, max: SIZE, default: 64, doc: 'images each judged allocation samples (judge images)' },
   'weight.bits': { kind: 'int', written: 'weight intN', min: 2, max: 8, doc: 'bits of a weight code (int4/int8 storage, narrower grids inside them)', code: 'E031' },
   'input.bits': { kind: 'int', written: 'input intN', min: 2, max: 8, doc: 'bits of an activation code', code: 'E031' },
   'group.size': { kind: 'int', written: 'weight … group N', min: 1, max: SIZE, doc: 'weights per scale along the input channels', code: 'E032' },
@@ -213,6 +215,8 @@ export function settingSites(recipe: Recipe): SettingSite[] {
   at('search.mutation-rate', s, 'mutationRate', ['search']);
   at('search.epochs', s, 'epochs', ['search']);
   at('search.fitness', s, 'fitness', ['search']);
+  at('search.judge', s, 'judge', ['search']);
+  at('search.judge-samples', s, 'judgeSamples', ['search']);
   recipe.rules.forEach((rule, i) => {
     const w = rule.weight;
     if (w) {

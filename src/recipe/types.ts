@@ -77,6 +77,8 @@ export interface SearchSettings {
   mutationRate: number;
   epochs: number;
   fitness: 'eps-error' | 'layer-error';
+  judge: 'images' | 'held-out';
+  judgeSamples: number;
 }
 
 /** A complete, normalized recipe. */

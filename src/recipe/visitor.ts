@@ -176,6 +176,8 @@ class RecipeVisitor {
           epochs: (t) => this.numberInto('search.epochs', t, s, 'epochs'),
           'mutation-rate': (t) => this.numberInto('search.mutation-rate', t, s, 'mutationRate'),
           fitness: (t) => this.wordInto('search.fitness', t, s, 'fitness'),
+          judge: (t) => this.wordInto('search.judge', t, s, 'judge'),
+          'judge-samples': (t) => this.numberInto('search.judge-samples', t, s, 'judgeSamples'),
         });
       }
       default:

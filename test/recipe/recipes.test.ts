@@ -305,6 +305,7 @@ describe('the settings table', () => {
     'search.crossovers': { text: (v) => `search { crossovers ${v} }`, json: (v) => ({ search: { crossovers: v } }) },
     'search.mutation-rate': { text: (v) => `search { mutation-rate ${v} }`, json: (v) => ({ search: { mutationRate: v } }) },
     'search.epochs': { text: (v) => `search { epochs ${v} }`, json: (v) => ({ search: { epochs: v } }) },
+    'search.judge-samples': { text: (v) => `search { judge held-out judge-samples ${v} }`, json: (v) => ({ search: { judge: 'held-out', judgeSamples: v } }) },
     'weight.bits': { text: (v) => `quantize all { weight int${v} }`, json: (v) => rule({ weight: { ...weight({ kind: 'per-channel' }), bits: v } }) },
     'input.bits': { text: (v) => `quantize all { input int${v} }`, json: (v) => rule({ input: { ...input({ kind: 'static' }), bits: v } }) },
     'group.size': { text: (v) => `quantize all { weight int4 group ${v} }`, json: (v) => rule({ weight: weight({ kind: 'group', size: v }) }) },

@@ -215,7 +215,7 @@ export const compileCommand: Command = {
       };
       const set = await buildRecipeCalibration(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, progress, outputs, overrides);
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
-      if ([...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, context.progress, overrides));
+      if (recipe.recipe.search.judge === 'images' && [...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, context.progress, overrides));
       calibrationMs = performance.now() - calibrationStarted;
     }
     // The smoke run feeds the diffusion inputs at the interface's shapes, found on the float model (a UNet's dynamic
