@@ -8,10 +8,11 @@
  * during it).
  *
  * Run: npx tsx bench/recipes-real-size.ts [--models dit,sd15] [--recipes ptq4dm-w8a8,…] [--samples 32] [--steps 10]
- *      [--batch 8] [--sd-resolution 32] [--search-fitness layer-error] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
+ *      [--batch 8] [--sd-resolution 32] [--search-fitness layer-error] [--search-judge held-out] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
  *      writes it after every compile, so a long run's finished rows survive it)
  * --search-fitness replaces the group search's fitness (Q-DiT's `eps-error` runs the model once per candidate — days
- * on DiT-XL/2 on two cores — where `layer-error` tabulates a proxy from one batch). The models are generated once (XL: /tmp/qcompile-xl, SD-1.5: /tmp/sd15) when missing.
+ * on DiT-XL/2 on two cores — where `layer-error` tabulates a proxy from one batch), --search-judge its second
+ * judging (`images` samples 64 images per finalist, ~30 min on DiT-XL/2). The models are generated once (XL: /tmp/qcompile-xl, SD-1.5: /tmp/sd15) when missing.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,7 @@ const { values: flags } = parseArgs({
     work: { type: 'string', default: join(tmpdir(), 'qcompile-real-size') },
     out: { type: 'string' },
     'search-fitness': { type: 'string' },
+    'search-judge': { type: 'string' },
   },
 });
 const samples = Number(flags.samples);
@@ -85,6 +87,7 @@ function benchRecipe(name: string): string {
   else text = text.replace(/(calibrate\s*\{)/, `$1\n    sampler ddim(steps: ${steps})`);
   if (!new RegExp(`samples ${samples}\\b`).test(text)) text = text.replace(/(calibrate\s*\{)/, `$1\n    samples ${samples}`);
   if (flags['search-fitness']) text = text.replace(/(search\s*\{[^}]*?fitness\s+)[\w-]+/, `$1${flags['search-fitness']}`);
+  if (flags['search-judge']) text = text.replace(/(search\s*\{[^}]*?)\s*\}/, `$1 judge ${flags['search-judge']} }`);
   return text;
 }
 
