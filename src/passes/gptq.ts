@@ -84,21 +84,26 @@ export function gptqRound(weight: Float32Array, K: number, N: number, hessian: F
   const error = new Float64Array(B * N);
   for (let start = 0; start < K; start += B) {
     const end = Math.min(start + B, K);
-    for (let k = start; k < end; k++) {
-      const g = Math.floor(k / groupSize) * N;
-      const d = l[k * K + k]!;
-      const row = k * N;
-      const errRow = (k - start) * N;
-      for (let n = 0; n < N; n++) {
-        const s = scale[g + n]!;
-        const zero = zeroPoint[g + n]!;
-        const value = w[row + n]!;
-        const q = Math.min(qmax, Math.max(qmin, roundHalfEven(value / s) + zero));
-        codes[row + n] = q;
-        error[errRow + n] = (value - (q - zero) * s) / d;
+    // Four channels at a time: each one's error reaches the other three at once, and the rest of the block
+    // takes all four together (the same lazy update one level down, so every entry's order is unchanged).
+    for (let k0 = start; k0 < end; k0 += 4) {
+      const k1 = Math.min(k0 + 4, end);
+      for (let k = k0; k < k1; k++) {
+        const g = Math.floor(k / groupSize) * N;
+        const d = l[k * K + k]!;
+        const row = k * N;
+        const errRow = (k - start) * N;
+        for (let n = 0; n < N; n++) {
+          const s = scale[g + n]!;
+          const zero = zeroPoint[g + n]!;
+          const value = w[row + n]!;
+          const q = Math.min(qmax, Math.max(qmin, roundHalfEven(value / s) + zero));
+          codes[row + n] = q;
+          error[errRow + n] = (value - (q - zero) * s) / d;
+        }
+        spreadErrors(w, N, 0, N, error, errRow, 1, l, K, k, k + 1, k1);
       }
-      // Spread this channel's error over the rest of the block now.
-      spreadErrors(w, N, 0, N, error, errRow, 1, l, K, k, k + 1, end);
+      spreadErrors(w, N, 0, N, error, (k0 - start) * N, k1 - k0, l, K, k0, k1, end);
     }
     // And over every later channel once per block (the lazy batch update), in column tiles that keep the
     // block's errors in cache while every later row streams past them.
@@ -174,8 +179,9 @@ function spreadErrorsRow(w: Float64Array, N: number, n0: number, width: number, 
 
 /** Round half to even, as ONNX QuantizeLinear rounds. */
 export function roundHalfEven(x: number): number {
+  // Math.round takes halves up; r − x is exact (Sterbenz), so it is 0.5 exactly at a half.
   const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /**
