@@ -2,7 +2,9 @@
  * GPTQ rounding (Frantar et al.): quantizes a weight one input channel at a time and spreads each channel's
  * rounding error over the channels not yet quantized, weighted by the inverse Hessian H = XᵀX of the layer's
  * calibration inputs. Scales and zero points are fixed beforehand (static groups), so the result lies exactly
- * on the grid the weight quantizer emits. Pure math: no IR here.
+ * on the grid the weight quantizer emits. Pure math: no IR here. At real size (K up to 4608) the cost is one
+ * Cholesky and one triangular inverse of H (K³/2 multiply-adds) plus the error spreading (K²N/2), so every inner
+ * loop runs over contiguous rows and reuses each value it loads for several products.
  */
 
 /** A fixed quantization grid for W[K,N] (input channel k, output channel n), groups of `groupSize` along K. */
