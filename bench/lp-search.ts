@@ -2,7 +2,8 @@
  * The L_p weight range search alone (ptq4dm-w8a8's weights: int8 asymmetric per-channel, p = 2.4, 100 shrink
  * candidates) on the synthetic DiT-XL/2's linear weights: CPU seconds of computeCellParams per weight, the read
  * of the weight excluded — the part of ptq4dm's quantize-weights that does not depend on calibration.
- * XL_LAYERS=n times the first n linears only (default: all) and extrapolates by weight count.
+ * XL_LAYERS=n times the first n linears only (default: all) and extrapolates by weight count; LP_BITS=4 searches
+ * int4 ranges (dilatequant-w4a8's weights) instead.
  * Run: `npx tsx bench/lp-search.ts` (prints JSON as its last line; generates the model like compile-xl.ts).
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -19,7 +20,8 @@ if (!existsSync(join(dir, 'model.onnx'))) {
   saveModel(buildDit(DIT_PRESETS['dit-xl-2']!, { seed: 0 }), join(dir, 'model.onnx'), { externalData: 'always', externalDataName: 'model.onnx.data' });
 }
 const model = loadModelSync(join(dir, 'model.onnx'));
-const settings: QuantizerSettings = { bits: 8, symmetric: false, signed: true, granularity: { kind: 'per-channel' }, range: { kind: 'lp', p: 2.4, gridSize: 100 } };
+const bits = Number(process.env.LP_BITS ?? 8);
+const settings: QuantizerSettings = { bits, symmetric: false, signed: true, granularity: { kind: 'per-channel' }, range: { kind: 'lp', p: 2.4, gridSize: 100 } };
 
 // Every MatMul / Gemm weight, in its stored layout: MatMul W [K][N], Gemm with transB W [N][K].
 const linears = model.graph.nodes.flatMap((node) => {
@@ -49,4 +51,4 @@ const result = {
   nsPerWeight: Number(((cpuSeconds * 1e9) / timedWeights).toFixed(1)),
   allLinearsSeconds: Number(((cpuSeconds * allWeights) / timedWeights).toFixed(1)),
 };
-console.log(JSON.stringify({ ...result, summary: `L_p search (int8 asym per-channel, p 2.4, grid 100): ${result.nsPerWeight} ns CPU per weight; all ${result.layers} linears (${(allWeights / 1e6).toFixed(0)} M weights): ${result.allLinearsSeconds} s` }));
+console.log(JSON.stringify({ ...result, summary: `L_p search (int${bits} asym per-channel, p 2.4, grid 100): ${result.nsPerWeight} ns CPU per weight; all ${result.layers} linears (${(allWeights / 1e6).toFixed(0)} M weights): ${result.allLinearsSeconds} s` }));

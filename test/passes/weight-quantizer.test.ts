@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { packInt4 } from '../../src/ir/tensor.js';
 import { roundHalfEven } from '../../src/passes/gptq.js';
-import { computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
+import { LpTerms, computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
 
 function seeded(seed: number): () => number {
   let s = seed;
@@ -183,7 +183,7 @@ describe('weight quantizer', () => {
         const scale = settings.symmetric ? Math.fround(Math.max(-lo, hi) / positive) || 1 : Math.fround((hi - lo) / (qmax - qmin)) || 1;
         const zero = settings.symmetric ? (settings.signed ? 0 : 2 ** (settings.bits - 1)) : Math.min(qmax, Math.max(qmin, qmin + roundHalfEven(-lo / scale)));
         let error = 0;
-        for (const v of values) error += Math.abs(v - Math.min(qmax - zero, Math.max(qmin - zero, Math.round(v / scale))) * scale) ** p;
+        for (const v of values) error += LpTerms.of(p).term(v, 1 / scale, scale, Math.pow(scale, p), qmin - zero, qmax - zero);
         if (error < bestError) [bestError, best] = [error, [scale, zero]];
       }
       return best!;
@@ -203,5 +203,29 @@ describe('weight quantizer', () => {
         }
       }
     }
+  });
+
+  it("interpolates the L_p terms of in-range values within 1e-9 of Math.pow, and computes clipped ones exactly", () => {
+    const random = seeded(7);
+    for (const p of [1, 2, 2.4, 3.5]) {
+      const terms = LpTerms.of(p);
+      let worst = 0;
+      for (let k = 0; k < 20000; k++) {
+        const scale = 0.001 + random() * 0.1;
+        const q = Math.floor(random() * 15) - 7;
+        // An in-range value at least 1% of a step from its code (smaller terms weigh < 1e-5 of a half step's).
+        const offset = (0.01 + random() * 0.49) * (random() < 0.5 ? -1 : 1);
+        const v = (q + offset) * scale;
+        const exact = Math.pow(Math.abs(v - Math.round(v / scale) * scale), p);
+        worst = Math.max(worst, Math.abs(terms.term(v, 1 / scale, scale, Math.pow(scale, p), -8, 7) - exact) / exact);
+      }
+      expect(worst).toBeLessThan(1e-9);
+      expect(worst).toBeGreaterThan(0); // interpolated, not Math.pow
+      // Clipped: the distance to the range's end, by Math.pow.
+      expect(terms.term(1, 10, 0.1, Math.pow(0.1, p), -8, 7)).toBe(Math.pow(Math.abs(1 - 7 * 0.1), p));
+      expect(terms.term(-2, 10, 0.1, Math.pow(0.1, p), -8, 7)).toBe(Math.pow(Math.abs(-2 + 8 * 0.1), p));
+    }
+    // Below p = 1, u^p is too steep at 0 for the table: Math.pow throughout.
+    expect(LpTerms.of(0.5).term(0.123, 10, 0.1, Math.pow(0.1, 0.5), -8, 7)).toBe(Math.pow(Math.abs(0.123 - 0.1), 0.5));
   });
 });

@@ -1,0 +1,101 @@
+/**
+ * ORT's CPU memory arena in calibration sessions: quantizes a model's weights (int8 per-channel, every
+ * attention/MLP/adaLN linear), then runs the calibrate pass over it — the session a W8A8 recipe's second
+ * calibration opens — with the arena on and off, each in its own process (relaunched under the CLI's
+ * allocator settings). Reports per setting the RSS after each calibration batch, the peak, and the seconds per
+ * batch after the first.
+ *
+ * Run: npx tsx bench/ort-arena.ts [--model /tmp/qcompile-xl/model.onnx] [--batches 3] [--batch 8]
+ *      (prints JSON as its last line; the default model is `qcompile synth dit --preset dit-xl-2 -o /tmp/qcompile-xl`)
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadModelSync } from '../src/ir/serde.js';
+import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
+import { calibrate } from '../src/passes/calibrate.js';
+import { runPass } from '../src/passes/pass-manager.js';
+import { quantizeWeights } from '../src/passes/quantize-weights.js';
+import type { LayerQuantPlan } from '../src/quant/plan.js';
+import { discoverLayers } from '../src/quant/layers.js';
+import { seededNormal } from '../src/random.js';
+import { loadConditioning } from '../src/runtime/diffusion/conditioning.js';
+import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
+import { stackFeeds } from '../src/runtime/diffusion/tensor-rows.js';
+import { timestepFeed } from '../src/runtime/diffusion/sampler.js';
+import { OrtExecutor } from '../src/runtime/ir-executor.js';
+import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    model: { type: 'string', default: join(tmpdir(), 'qcompile-xl', 'model.onnx') },
+    batches: { type: 'string', default: '3' },
+    batch: { type: 'string', default: '8' },
+    child: { type: 'string' },
+  },
+});
+const batches = Number(flags.batches);
+const batch = Number(flags.batch);
+
+const rssBytes = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+const peakBytes = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+
+async function child(memoryArena: boolean): Promise<Record<string, unknown>> {
+  const model = loadModelSync(flags.model!);
+  const iface = findDiffusionInterface(model, flags.model!);
+  const weight = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } } as const;
+  const input = { bits: 8, symmetric: true, mode: { kind: 'static' }, range: { kind: 'minmax' } } as const;
+  const plan = new Map<string, LayerQuantPlan>(discoverLayers(model).filter((l) => /^(attn|mlp)\.|^adaln$/.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
+  const normal = seededNormal(3);
+  const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
+  const conditioningDir = join(dirname(dirname(flags.model!)), 'conditioning');
+  const conditioning = await loadConditioning(iface, existsSync(conditioningDir) ? { conditioningDir } : {}, flags.model!);
+  const condFeeds = conditioning ? stackFeeds([conditioning.feeds(Array.from({ length: batch }, (_, i) => i % conditioning.count))]) : {};
+  const calibration = Array.from({ length: batches }, (_, b) => ({
+    [iface.latent.name]: { dtype: 'float32' as const, dims: [batch, ...iface.latent.shape], data: Float32Array.from({ length: batch * perSample }, normal) },
+    [iface.timestep.name]: timestepFeed(iface.timestep, 100 + 300 * b, batch),
+    ...condFeeds,
+  }));
+  const afterBatch: number[] = [];
+  const batchStarts: number[] = [];
+  const context = {
+    seed: 0,
+    plan,
+    executor: new OrtExecutor({ memoryArena }),
+    artifacts: new Artifacts().set(CALIBRATION_BATCHES, calibration),
+    progress: (label: string, done: number) => {
+      if (label !== 'calibration batches') return;
+      batchStarts.push(performance.now());
+      if (done > 0) afterBatch.push(rssBytes());
+    },
+    log: () => {},
+  };
+  await runPass(quantizeWeights, model, {}, context);
+  const beforeSession = rssBytes();
+  await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
+  // batchStarts[b]: before batch b's run (the last: after every run), so batch b took batchStarts[b + 1] − batchStarts[b].
+  const perBatch = batchStarts.slice(2).map((t, i) => (t - batchStarts[i + 1]!) / 1000);
+  return {
+    memoryArena,
+    rssBeforeSessionGiB: Number((beforeSession / 2 ** 30).toFixed(2)),
+    rssAfterEachBatchGiB: afterBatch.map((b) => Number((b / 2 ** 30).toFixed(2))),
+    peakRssGiB: Number((peakBytes() / 2 ** 30).toFixed(2)),
+    secondsPerBatchAfterFirst: perBatch.length ? Number((perBatch.reduce((a, b) => a + b, 0) / perBatch.length).toFixed(2)) : null,
+  };
+}
+
+if (flags.child) {
+  console.log(JSON.stringify(await child(flags.child === 'on')));
+} else {
+  const rows = [];
+  for (const setting of ['on', 'off']) {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--model', flags.model!, '--batches', String(batches), '--batch', String(batch), '--child', setting], { encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 16 << 20 });
+    if (run.status !== 0) throw new Error(`child (${setting}) failed: ${run.stderr}`);
+    const row = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    console.error(JSON.stringify(row));
+    rows.push(row);
+  }
+  console.log(JSON.stringify({ bench: 'ort-arena', model: flags.model, batch, batches, rows }));
+}
