@@ -65,7 +65,7 @@ const MODELS: Record<string, BenchModel> = {
     model: 'unet/model.onnx',
     synth: ['synth', 'unet', '--preset', 'sd15'],
     extraArgs: ['--conditioning', join(tmpdir(), 'sd15', 'conditioning'), '--resolution', flags['sd-resolution']!],
-    recipes: METHOD_RECIPES,
+    recipes: [...METHOD_RECIPES, 'qdit-w4a8'],
   },
 };
 

@@ -76,7 +76,7 @@ export const collectHessians = definePass({
       }
       // Round this stage in the copy (recording its codes) so the next stage's inputs carry its error.
       const stagePlan = new Map([...context.plan].filter(([name]) => stage.includes(name)));
-      quantizePlannedWeights(work, stagePlan, { hessians, codes }, () => {});
+      await quantizePlannedWeights(work, stagePlan, { hessians, codes }, () => {});
     }
     context.progress('gptq blocks', stages.length, stages.length);
     return { modified: false, statistics: { layers: codes.size, stages: stages.length, rows_per_layer: rows } };

@@ -60,6 +60,15 @@ export interface PassResult {
 /** Progress of a long pass: `done` of `total` units of `label`. */
 export type ProgressReporter = (label: string, done: number, total: number) => void;
 
+/**
+ * Lets the event loop run: long synchronous work (a layer's range search or GPTQ rounding, seconds to a minute at
+ * real size) awaits it between its units, so a Ctrl-C or SIGTERM is handled (temporaries removed, exit) after the
+ * current unit instead of after the whole pass.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Shared state a pipeline's passes read and write, created once per compilation. */
 export interface PassContext {
   /** Seed for every random choice a pass makes: same model, recipe and seed give byte-identical output. */

@@ -432,7 +432,7 @@ function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassC
   return async (allocation) => {
     const candidate = model.clone();
     const plan = new Map(auto.map((p, i) => [p.layer, { layer: p.layer, weight: specAt(p.weight!, allocation[i]!) }]));
-    quantizePlannedWeights(candidate, plan, undefined, () => {});
+    await quantizePlannedWeights(candidate, plan, undefined, () => {});
     // The weight spec rides along so that `per-token-group(size: weight)` takes the candidate's group size.
     const inputs = new Map(dynamicInputs.map((p) => [p.layer, { layer: p.layer, input: p.input, weight: plan.get(p.layer)?.weight ?? p.weight }]));
     if (dynamicInputs.length > 0) quantizePlannedActivations(candidate, inputs, undefined, DEFAULT_ACTIVATION_LOWERING);

@@ -10,7 +10,7 @@ import type { QuantPlan, WeightQuantSpec } from '../quant/plan.js';
 import { GPTQ_CODES } from './artifacts.js';
 import { gptqRound } from './gptq.js';
 import { upgradeModelOpset } from './opset-upgrade.js';
-import type { PassResult, ProgressReporter } from './pass.js';
+import { yieldToEventLoop, type PassResult, type ProgressReporter } from './pass.js';
 import { roundToNearest, type CellParams, type IntRange, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 import { storeQuantizedWeight, type WeightedLayer } from './weight-storage.js';
 
@@ -31,9 +31,10 @@ export interface GptqRounding {
 
 /**
  * Quantizes the weight of every layer in `quantPlan` that has a weight spec; GPTQ layers take their codes or their
- * Hessian from `gptq`. Raises the opset as the chosen DequantizeLinear forms need.
+ * Hessian from `gptq`. Raises the opset as the chosen DequantizeLinear forms need. Yields to the event loop between
+ * layers (signals).
  */
-export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq: GptqRounding | undefined, progress: ProgressReporter): PassResult {
+export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq: GptqRounding | undefined, progress: ProgressReporter): Promise<PassResult> {
   const planned = [...quantPlan.values()].filter((p) => p.weight);
   if (planned.length === 0) return { modified: false, statistics: { layers_quantized: 0 } };
   const layers = new Map(layersOf(model).map((l) => [l.name, l]));
@@ -54,6 +55,7 @@ export function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq:
 
   for (const [done, plan] of planned.entries()) {
     progress('layers', done, planned.length);
+    if (done > 0) await yieldToEventLoop();
     const layer = layers.get(plan.layer)!;
     const weight = layer.weight;
     if (model.graph.initializers.get(weight.name) !== weight) {

@@ -13,7 +13,11 @@ import { upgradeModelOpset } from '../../src/passes/opset-upgrade.js';
 import { roundToNearest } from '../../src/passes/weight-quantizer.js';
 import { storeQuantizedWeight } from '../../src/passes/weight-storage.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { sqnrDb } from './fixture.js';
+import { join } from 'node:path';
+import { loadModelSync } from '../../src/ir/serde.js';
+import { discoverLayers } from '../../src/quant/layers.js';
+import { quantizePlannedWeights } from '../../src/passes/weight-quantization.js';
+import { DIT_DIGITS, sqnrDb } from './fixture.js';
 
 function seededNormal(seed: number): () => number {
   let s = seed >>> 0;
@@ -107,4 +111,20 @@ describe('quantized weight storage in ONNX Runtime', () => {
       });
     }
   }
+});
+
+describe('quantizePlannedWeights', () => {
+  it('yields to the event loop between layers, so a signal is handled after the current layer, not the whole pass', async () => {
+    const model = loadModelSync(join(DIT_DIGITS, 'model.onnx'));
+    const weight: WeightQuantSpec = { bits: 8, symmetric: true, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+    const plan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\./.test(l.role)).map((l) => [l.name, { layer: l.name, weight }]));
+    let finished = 0;
+    let finishedWhenLoopRan: number | undefined;
+    setImmediate(() => (finishedWhenLoopRan = finished));
+    const result = await quantizePlannedWeights(model, plan, undefined, (_, done) => (finished = done));
+    expect(result.statistics.layers_quantized).toBe(plan.size);
+    expect(plan.size).toBeGreaterThan(2);
+    // The event loop ran right after the first layer, long before the last.
+    expect(finishedWhenLoopRan).toBe(1);
+  });
 });
