@@ -116,7 +116,11 @@ export const searchGroupSizes = definePass({
     if (judge) {
       const uniform = uniformAllocations(space).filter((a) => budget.allows(a));
       const searched = result.finalists.slice(0, options.finalists).filter((a) => !uniform.some((u) => u.join(',') === a.join(',')));
-      const verdict = pairedVerdict(await scoreAll(searched, judge), await scoreAll(uniform, judge));
+      // Each judged allocation is a whole model quantized and run (minutes at real size): progress per allocation.
+      const total = searched.length + uniform.length;
+      const judging = (done: number) => context.progress('judging allocations', done, total);
+      judging(0);
+      const verdict = pairedVerdict(await scoreAll(searched, judge, judging), await scoreAll(uniform, judge, (done) => judging(searched.length + done)));
       best = verdict.kept === 'searched' ? searched[verdict.searched]! : uniform[verdict.uniform]!;
       statistics.judged_by = judgedBy!;
       statistics.judged_gain_db = Number(verdict.gainDb.toFixed(3));
@@ -347,9 +351,12 @@ function perRowError(values: Float32Array, reference: Float32Array, rows: number
   });
 }
 
-async function scoreAll(allocations: Allocation[], judge: Judge): Promise<number[][]> {
+async function scoreAll(allocations: Allocation[], judge: Judge, progress: (done: number) => void): Promise<number[][]> {
   const scores: number[][] = [];
-  for (const allocation of allocations) scores.push(await judge(allocation));
+  for (const allocation of allocations) {
+    scores.push(await judge(allocation));
+    progress(scores.length);
+  }
   return scores;
 }
 

@@ -38,7 +38,13 @@ describe('search-group-sizes on dit-digits (W4, candidates 16..128, mean ≥ 64)
     const fp = await eps(loadModelSync(`${DIT_DIGITS}/model.onnx`));
     const searched = loadModelSync(`${DIT_DIGITS}/model.onnx`);
     const ctx = context(autoPlan(searched, auto));
+    const judging: [number, number][] = [];
+    ctx.progress = (label, done, total) => label === 'judging allocations' && judging.push([done, total]);
     const result = await runPass(searchGroupSizes, searched, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 64, ...small }, ctx);
+    // Judging again runs whole models, one per allocation: it reports progress from none to all of them.
+    expect(judging[0]![0]).toBe(0);
+    expect(judging.at(-1)![0]).toBe(judging.at(-1)![1]);
+    expect(judging.length).toBe(judging.at(-1)![1] + 1);
     const sizes = [...ctx.plan.values()].map((p) => (p.weight!.granularity as { size: number }).size);
     expect(sizes.every((s) => [16, 32, 64, 128].includes(s))).toBe(true);
     expect(sizes.reduce((a, b) => a + b, 0) / sizes.length).toBeGreaterThanOrEqual(64);
