@@ -109,6 +109,7 @@ async function child(memoryArena: boolean): Promise<Record<string, unknown>> {
   };
   await runPass(quantizeWeights, model, {}, context);
   const beforeSession = rssBytes();
+  const peakBeforeSession = peakBytes();
   await runPass(calibrate, model, { ema: 0, timesteps: 1000 }, context);
   // batchStarts[b]: before batch b's run (the last: after every run), so batch b took batchStarts[b + 1] − batchStarts[b].
   const perBatch = batchStarts.slice(2).map((t, i) => (t - batchStarts[i + 1]!) / 1000);
@@ -116,6 +117,7 @@ async function child(memoryArena: boolean): Promise<Record<string, unknown>> {
     memoryArena,
     rssBeforeSessionGiB: Number((beforeSession / 2 ** 30).toFixed(2)),
     rssAfterEachBatchGiB: afterBatch.map((b) => Number((b / 2 ** 30).toFixed(2))),
+    peakRssBeforeSessionGiB: Number((peakBeforeSession / 2 ** 30).toFixed(2)),
     peakRssGiB: Number((peakBytes() / 2 ** 30).toFixed(2)),
     secondsPerBatchAfterFirst: perBatch.length ? Number((perBatch.reduce((a, b) => a + b, 0) / perBatch.length).toFixed(2)) : null,
   };

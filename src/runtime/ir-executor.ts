@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { makeTemporaryFolder, releaseTemporary } from '../ir/atomic-file.js';
-import type { Model, Value } from '../ir/core.js';
+import type { Graph, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
 import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
@@ -47,7 +47,9 @@ export class OrtExecutor implements ModelExecutor {
     const sessionOptions = this.sessionOptions();
     let session: ort.InferenceSession;
     let tempDir: string | undefined;
+    const modelOutputs = [...graph.outputs];
     graph.outputs.push(...added);
+    const originalOrder = branchesForFetchesLast(graph, modelOutputs);
     try {
       if (hasDeferredTensors(model)) {
         // ORT resolves external data by path, so deferred weights go to disk next to a model file: a tracked
@@ -62,6 +64,7 @@ export class OrtExecutor implements ModelExecutor {
         session = await ort.InferenceSession.create(encodeModel(model), sessionOptions);
       }
     } finally {
+      if (originalOrder) graph.nodes.splice(0, graph.nodes.length, ...originalOrder);
       graph.outputs.splice(graph.outputs.length - added.length, added.length);
       if (tempDir) releaseTemporary(tempDir);
     }
@@ -102,6 +105,57 @@ function prepared(session: ort.InferenceSession, fetch: string[]): PreparedModel
 
 function toHost(tensor: ort.Tensor): HostTensor {
   return { dtype: tensor.type as HostTensor['dtype'], dims: [...tensor.dims], data: tensor.data as HostTensor['data'] };
+}
+
+/**
+ * Reorders the nodes only the added fetches need (calibration observers, Gram products: branches off the model)
+ * to the end, the branch reading the latest of the model's values first; returns the original order (undefined
+ * when nothing moved). ORT's default execution order is a depth-first walk from the leaf nodes taken from the
+ * last: with the branches inline it runs them after the whole model, so every observed activation stays alive
+ * to the end of the run — on DiT-XL/2 a calibration run over 113 observed tensors peaked 2.59 GB within the run
+ * for 0.79 GB after it; ordered so, each branch runs as soon as its value exists, and the run peaks at 0.95 GB
+ * (the model alone: 0.90 GB). Each branch keeps its own nodes in order, so the graph stays topologically sorted.
+ */
+function branchesForFetchesLast(graph: Graph, modelOutputs: readonly Value[]): Node[] | undefined {
+  const nodes = graph.nodes;
+  const producersOf = (node: Node) => [...node.inputs, ...node.implicitInputs].flatMap((v) => (v?.producer ? [v.producer] : []));
+  const needed = new Set<Node>();
+  const stack = modelOutputs.flatMap((v) => (v.producer ? [v.producer] : []));
+  while (stack.length > 0) {
+    const node = stack.pop()!;
+    if (needed.has(node)) continue;
+    needed.add(node);
+    stack.push(...producersOf(node));
+  }
+  if (needed.size === nodes.length) return undefined;
+  const position = new Map(nodes.map((n, i) => [n, i]));
+  // Branches: the other nodes joined by their edges among themselves; each attached where its latest model value is made.
+  const root = new Map<Node, Node>();
+  const find = (node: Node): Node => {
+    let r = node;
+    while (root.get(r) !== r) r = root.get(r)!;
+    root.set(node, r);
+    return r;
+  };
+  const branchNodes = nodes.filter((n) => !needed.has(n));
+  for (const node of branchNodes) root.set(node, node);
+  for (const node of branchNodes) for (const p of producersOf(node)) if (!needed.has(p)) root.set(find(node), find(p));
+  const attach = new Map<Node, number>();
+  for (const node of branchNodes) {
+    const r = find(node);
+    for (const p of producersOf(node)) if (needed.has(p)) attach.set(r, Math.max(attach.get(r) ?? -1, position.get(p)!));
+    if (!attach.has(r)) attach.set(r, -1);
+  }
+  const branches = new Map<Node, Node[]>();
+  for (const node of branchNodes) {
+    const r = find(node);
+    if (!branches.has(r)) branches.set(r, []);
+    branches.get(r)!.push(node);
+  }
+  const ordered = [...branches.entries()].sort(([a, first], [b, second]) => attach.get(b)! - attach.get(a)! || position.get(first[0]!)! - position.get(second[0]!)!);
+  const original = [...nodes];
+  nodes.splice(0, nodes.length, ...original.filter((n) => needed.has(n)), ...ordered.flatMap(([, branch]) => branch));
+  return original;
 }
 
 function hasDeferredTensors(model: Model): boolean {
