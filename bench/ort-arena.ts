@@ -10,9 +10,9 @@
  *      (prints JSON as its last line; the default model is `qcompile synth dit --preset dit-xl-2 -o /tmp/qcompile-xl`)
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModelSync } from '../src/ir/serde.js';
 import { Artifacts, CALIBRATION_BATCHES } from '../src/passes/artifacts.js';
@@ -21,14 +21,12 @@ import { runPass } from '../src/passes/pass-manager.js';
 import { quantizeWeights } from '../src/passes/quantize-weights.js';
 import type { LayerQuantPlan } from '../src/quant/plan.js';
 import { discoverLayers } from '../src/quant/layers.js';
-import { seededNormal } from '../src/random.js';
-import { loadConditioning } from '../src/runtime/diffusion/conditioning.js';
 import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
-import { stackFeeds } from '../src/runtime/diffusion/tensor-rows.js';
 import { timestepFeed } from '../src/runtime/diffusion/sampler.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
 import type { TensorMap } from '../src/ir/executor.js';
 import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
+import { benchFeeds } from './model-feeds.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,23 +43,10 @@ const batch = Number(flags.batch);
 const rssBytes = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 const peakBytes = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
 
-/** Feeds of one calibration-like batch of the model: latent, timestep and conditioning. */
+/** Feeds of one calibration-like batch of the model, and the output to fetch. */
 async function batchFeeds(): Promise<{ feeds: TensorMap; output: string }> {
-  const model = loadModelSync(flags.model!);
-  const iface = findDiffusionInterface(model, flags.model!);
-  const conditioningDir = join(dirname(dirname(flags.model!)), 'conditioning');
-  const conditioning = await loadConditioning(iface, existsSync(conditioningDir) ? { conditioningDir } : {}, flags.model!);
-  const condFeeds = conditioning ? stackFeeds([conditioning.feeds(Array.from({ length: batch }, (_, i) => i % conditioning.count))]) : {};
-  const normal = seededNormal(3);
-  const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
-  return {
-    feeds: {
-      [iface.latent.name]: { dtype: 'float32', dims: [batch, ...iface.latent.shape], data: Float32Array.from({ length: batch * perSample }, normal) },
-      [iface.timestep.name]: timestepFeed(iface.timestep, 500, batch),
-      ...condFeeds,
-    },
-    output: iface.output.name,
-  };
+  const { iface, feeds } = await benchFeeds(loadModelSync(flags.model!), flags.model!, batch, { seed: 3 });
+  return { feeds, output: iface.output.name };
 }
 
 /** Seconds per FP forward with and without the arena: two sessions, runs interleaved, medians. */

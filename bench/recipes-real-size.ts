@@ -20,13 +20,9 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModelSync } from '../src/ir/serde.js';
-import { loadConditioning } from '../src/runtime/diffusion/conditioning.js';
-import { findDiffusionInterface } from '../src/runtime/diffusion/interface.js';
 import { OrtExecutor } from '../src/runtime/ir-executor.js';
-import { stackFeeds } from '../src/runtime/diffusion/tensor-rows.js';
-import { timestepFeed } from '../src/runtime/diffusion/sampler.js';
-import { seededNormal } from '../src/random.js';
 import { ALLOCATOR_ENV } from '../src/cli/relaunch.js';
+import { benchFeeds } from './model-feeds.js';
 
 const root = join(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -97,18 +93,7 @@ function folderBytes(dir: string): number {
 
 /** Seconds per model row of plain FP forwards at `rows` rows per call (median of 3 calls after a warm-up). */
 async function plainSecondsPerRow(modelPath: string, rows: number, resolution?: number): Promise<number> {
-  const model = loadModelSync(modelPath);
-  const iface = findDiffusionInterface(model, modelPath, resolution ? { resolution } : {});
-  const perSample = iface.latent.shape.reduce((a, b) => a * b, 1);
-  const normal = seededNormal(1);
-  const conditioningDir = join(dirname(dirname(modelPath)), 'conditioning');
-  const conditioning = await loadConditioning(iface, existsSync(conditioningDir) ? { conditioningDir } : {}, modelPath);
-  const condFeeds = conditioning ? stackFeeds([conditioning.feeds(Array.from({ length: rows }, (_, i) => i % conditioning.count))]) : {};
-  const feeds = {
-    ...condFeeds,
-    [iface.latent.name]: { dtype: 'float32' as const, dims: [rows, ...iface.latent.shape], data: Float32Array.from({ length: rows * perSample }, normal) },
-    [iface.timestep.name]: timestepFeed(iface.timestep, 500, rows),
-  };
+  const { iface, feeds } = await benchFeeds(loadModelSync(modelPath), modelPath, rows, { resolution });
   const prepared = await new OrtExecutor().prepareFile(modelPath, [iface.output.name]);
   try {
     await prepared.run(feeds);

@@ -288,8 +288,9 @@ function clippedError(sorted: Float32Array, scale: number, zeroPoint: number, ra
  * a step, so its term is s^p · u^p with u = |x − s(q − z)| / s in [0, ½]: u^p is read from a table (quadratic
  * interpolation over 2^16 intervals; within 1e-9 of Math.pow, relative, for u ≥ 0.01, and the smaller terms
  * weigh less than 1e-5 of the largest) instead of Math.pow, which was most of the search's time: on DiT-XL/2's
- * linears (bench/lp-search.ts) int4 went from 3.3 to 1.4 µs CPU per weight, int8 from 497 to 284 ns. A clipped value's term, and every term for p < 1 (where u^p is
- * too steep at 0 to interpolate), is Math.pow's. Each value's term is the same float in every sum.
+ * linears (bench/lp-search.ts) int4 went from 3.3 to 1.4 µs CPU per weight, int8 from 497 to 284 ns. A clipped
+ * value's term, and every term for p < 1 (where u^p is too steep at 0 to interpolate), is Math.pow's. Each
+ * value's term is the same float in every sum.
  */
 export class LpTerms {
   private static readonly cache = new Map<number, LpTerms>();
