@@ -182,9 +182,14 @@ export function inferShapes(model: Model): InferenceResult {
 /**
  * The types inference gives `wanted`, leaving every value's type as it was declared (so a pass that only needs
  * to know shapes does not add value_info to what it saves). Where inference stops early, what it reached.
+ * `inputDims` fixes graph inputs' dims for this inference only: the feeds a pass is about to run (a UNet's
+ * dynamic height and width become its calibration resolution, so its activations' row lengths are known).
  */
-export function peekTypes(model: Model, wanted: readonly Value[]): Map<Value, ValueType | undefined> {
+export function peekTypes(model: Model, wanted: readonly Value[], inputDims?: ReadonlyMap<string, readonly Dim[]>): Map<Value, ValueType | undefined> {
   const types = new Map<Value, ValueType | undefined>();
+  const inputs = model.graph.inputs.filter((v) => inputDims?.has(v.name) && v.type);
+  const declaredInputs = inputs.map((v) => v.type);
+  for (const v of inputs) v.type = { elemType: v.type!.elemType, shape: [...inputDims!.get(v.name)!] };
   withDeclaredTypes(model, () => {
     try {
       inferShapes(model);
@@ -193,6 +198,7 @@ export function peekTypes(model: Model, wanted: readonly Value[]): Map<Value, Va
     }
     for (const v of wanted) types.set(v, v.type);
   });
+  inputs.forEach((v, i) => (v.type = declaredInputs[i]));
   return types;
 }
 

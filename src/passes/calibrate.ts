@@ -13,7 +13,7 @@ import type { Layer } from '../quant/layers.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
 import { TensorStats } from './activation-ranges.js';
-import type { PreparedModel } from '../ir/executor.js';
+import type { PreparedModel, TensorMap } from '../ir/executor.js';
 import { ACTIVATION_STATS, CALIBRATION_BATCHES, CALIBRATION_TIMESTEPS, INPUT_CHANNEL_ABSMAX } from './artifacts.js';
 import { definePass, type PassResult } from './pass.js';
 import { SessionNodes } from './session-nodes.js';
@@ -65,8 +65,9 @@ export const calibrate = definePass({
     const observed = new Map<string, Observed>();
     const probes = new Map<string, Probe>();
     const session = new SessionNodes(model.graph);
-    // Row lengths (values per sample) set each value sample's stride; intermediate values rarely carry types.
-    const types = peekTypes(model, layers.map((l) => l.node.input(0)));
+    // Row lengths (values per sample) set each value sample's stride; intermediate values rarely carry types, and
+    // a dynamic height/width only has one once the batches' dims are put in.
+    const types = peekTypes(model, layers.map((l) => l.node.input(0)), sharedFeedDims(model, batches));
     // Each row offers enough values for every timestep group's reservoir to be offered OFFERED_PER_KEPT× its size.
     const totalRows = batches.reduce((n, feeds) => n + Object.values(feeds)[0]!.dims[0]!, 0);
     const valuesPerRow = (groups: number) => Math.ceil((OFFERED_PER_KEPT * SAMPLE_SIZE * groups) / totalRows);
@@ -136,7 +137,7 @@ export const calibrate = definePass({
     context.artifacts.set(ACTIVATION_STATS, stats);
     context.artifacts.set(INPUT_CHANNEL_ABSMAX, channelMax);
     context.artifacts.set(CALIBRATION_TIMESTEPS, timestepCounts);
-    return { modified: false, statistics: { layers: layers.length, tensors: probes.size, batches: batches.length, samples } };
+    return { modified: false, statistics: { layers: layers.length, tensors: probes.size, whole_row_samples: [...probes.values()].filter((p) => p.stride === 1).length, batches: batches.length, samples } };
   },
 });
 
@@ -186,6 +187,21 @@ export function sampledRowStart(probe: Pick<Probe, 'stride' | 'offset' | 'rowLen
 interface Observed {
   probe: Probe;
   groups: TensorStats[];
+}
+
+/**
+ * Each fed graph input's dims as every batch has them: the batch axis, and any axis the batches do not agree on,
+ * stay as declared (a row length inferred from them then holds for every batch).
+ */
+function sharedFeedDims(model: Model, batches: readonly TensorMap[]): Map<string, Dim[]> {
+  const dims = new Map<string, Dim[]>();
+  for (const input of model.graph.inputs) {
+    const declared = input.type?.shape;
+    const fed = batches.map((feeds) => feeds[input.name]?.dims);
+    if (!declared || fed.some((d) => !d || d.length !== declared.length)) continue;
+    dims.set(input.name, declared.map((d, axis) => (axis > 0 && fed.every((f) => f![axis] === fed[0]![axis]) ? fed[0]![axis]! : d)));
+  }
+  return dims;
 }
 
 /** Values per sample of a tensor of this shape (all but the batch axis), when every dim is known. */
