@@ -20,6 +20,7 @@ import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { calibrationCacheFileState, conditioningSha256, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
+import { RunRows } from '../runtime/run-rows.js';
 import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration.js';
 import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
@@ -133,7 +134,8 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
     // Recomputing is always safe (the set is a function of the model and settings), so a bad cache costs time only.
     progress.print(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);
   }
-  const denoiser = await openDenoiser(model, diffusion.iface);
+  const runRows = new RunRows(model);
+  const denoiser = await openDenoiser(model, diffusion.iface, undefined, runRows);
   const started = performance.now();
   progress.step('calibration trajectories');
   try {
@@ -143,9 +145,15 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
       strategy: recipe.calibrate.timesteps,
       seed,
       guidance,
+      runRows,
       progress: (done, total) => progress.update('calibration trajectories', done, total),
     });
     progress.info(`calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const fit = set.batches.length > 0 ? runRows.of(set.batches[0]!) : undefined;
+    if (fit?.bytesPerRow !== undefined && fit.rows < recipe.calibrate.batch * (guidance !== 1 ? 2 : 1)) {
+      const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
+      progress.info(`calibration: model runs cut to ${fit.rows} row${fit.rows === 1 ? '' : 's'} (batch ${recipe.calibrate.batch}${guidance !== 1 ? ', ×2 rows under guidance' : ''}): activations ≈ ${gb(fit.bytesPerRow)} a row at these shapes, within ${gb(runRows.budgetBytes)} a run`);
+    }
     if (cachePath) {
       const bytes = encodeCalibrationCache(key, set);
       if (outputs) outputs.writeFile(cachePath, bytes);

@@ -9,6 +9,7 @@
 import type { TensorMap } from '../ir/executor.js';
 import { seededNormal, seededRandom } from '../random.js';
 import type { ConditioningSet } from './diffusion/conditioning.js';
+import type { RunRows } from './run-rows.js';
 import { feedTimesteps, sample, type Denoiser } from './diffusion/sampler.js';
 import type { Scheduler } from './diffusion/scheduler.js';
 import { sliceFeeds, stackFeeds } from './diffusion/tensor-rows.js';
@@ -30,6 +31,8 @@ export interface CalibrationOptions {
   seed: number;
   /** Classifier-free guidance scale the trajectories run with (default 1). */
   guidance?: number;
+  /** Cuts calibration batches to the rows one run of the model holds within its activation budget (default: `batch` rows). */
+  runRows?: RunRows;
   progress?: (done: number, total: number) => void;
 }
 
@@ -143,8 +146,9 @@ export async function buildCalibrationSet(denoiser: Denoiser, scheduler: Schedul
   }
   const rows = iface.timestep.rank === 0 ? records.map((r, i) => [r, i] as const).sort(([a, i], [b, j]) => b.position - a.position || i - j).map(([r]) => r) : records;
   const batches: TensorMap[] = [];
+  const batchRows = Math.min(options.batch, rows.length > 0 && options.runRows ? options.runRows.of(rows[0]!.feeds).rows : Infinity);
   for (let b = 0; b < rows.length; ) {
-    let end = Math.min(rows.length, b + options.batch);
+    let end = Math.min(rows.length, b + batchRows);
     if (iface.timestep.rank === 0) for (let i = b + 1; i < end; i++) if (rows[i]!.t !== rows[b]!.t) end = i;
     batches.push(stackFeeds(rows.slice(b, end).map((r) => r.feeds)));
     b = end;

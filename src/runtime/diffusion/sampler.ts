@@ -16,7 +16,8 @@ import { OrtExecutor } from '../ir-executor.js';
 import type { ConditioningSet } from './conditioning.js';
 import type { DiffusionInterface, TimestepInput } from './interface.js';
 import type { Scheduler } from './scheduler.js';
-import { stackFeeds } from './tensor-rows.js';
+import { RunRows } from '../run-rows.js';
+import { sliceFeeds, stackFeeds } from './tensor-rows.js';
 
 /** An open model driven through its diffusion interface. */
 export interface Denoiser {
@@ -26,12 +27,26 @@ export interface Denoiser {
   release(): Promise<void>;
 }
 
-/** Opens `model` in ONNX Runtime (or `executor`) as a Denoiser fetching the interface's output. */
-export async function openDenoiser(model: Model, iface: DiffusionInterface, executor: ModelExecutor = new OrtExecutor()): Promise<Denoiser> {
+/**
+ * Opens `model` in ONNX Runtime (or `executor`) as a Denoiser fetching the interface's output. A call with more
+ * rows than fit the model's activation budget (`runRows`, by default the model's own: run-rows.ts) runs as
+ * consecutive runs of as many rows as fit, their outputs concatenated.
+ */
+export async function openDenoiser(model: Model, iface: DiffusionInterface, executor: ModelExecutor = new OrtExecutor(), runRows: RunRows = new RunRows(model)): Promise<Denoiser> {
   const prepared = await executor.prepare(model, [iface.output.name]);
+  const output = async (feeds: TensorMap) => (await prepared.run(feeds))[iface.output.name]!.data as Float32Array;
   return {
     iface,
-    run: async (feeds) => (await prepared.run(feeds))[iface.output.name]!.data as Float32Array,
+    run: async (feeds) => {
+      const rows = feeds[iface.latent.name]!.dims[0]!;
+      const fit = runRows.of(feeds).rows;
+      if (rows <= fit) return output(feeds);
+      const parts: Float32Array[] = [];
+      for (let start = 0; start < rows; start += fit) parts.push(await output(sliceFeeds(feeds, start, Math.min(rows, start + fit))));
+      const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      parts.reduce((offset, p) => (out.set(p, offset), offset + p.length), 0);
+      return out;
+    },
     release: () => prepared.release(),
   };
 }
