@@ -20,7 +20,7 @@ import { parseRecipeFile } from '../recipe/parse.js';
 import { planRecipe } from '../recipe/plan.js';
 import type { Recipe } from '../recipe/types.js';
 import { calibrationCacheFileState, conditioningSha256, decodeCalibrationCache, encodeCalibrationCache, modelFilesSha256, type CalibrationKey } from '../runtime/calibration-cache.js';
-import { RunRows } from '../runtime/run-rows.js';
+import { RunRows, cutBatches } from '../runtime/run-rows.js';
 import { buildCalibrationSet, type CalibrationSet } from '../runtime/calibration.js';
 import { loadConditioning, type ConditioningSet, type ConditioningSources } from '../runtime/diffusion/conditioning.js';
 import type { DiffusionInterface } from '../runtime/diffusion/interface.js';
@@ -129,7 +129,8 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
     const cached = decodeCalibrationCache(readFileSync(cachePath), key);
     if (cached.ok) {
       progress.info(`calibration: ${cached.set.timesteps.length} samples (${described}) from ${cachePath}`);
-      return cached.set;
+      // A cache recorded before runs were cut to the activation budget may hold larger batches.
+      return { ...cached.set, batches: cutBatches(cached.set.batches, new RunRows(model)) };
     }
     // Recomputing is always safe (the set is a function of the model and settings), so a bad cache costs time only.
     progress.print(`qcompile: warning: calibration: not using ${cachePath}: ${cached.reason}; recomputing\n`);

@@ -9,6 +9,7 @@
 import type { Dim, Model } from '../ir/core.js';
 import type { TensorMap } from '../ir/executor.js';
 import { peakActivationBytes } from '../ir/activation-memory.js';
+import { sliceFeeds } from './diffusion/tensor-rows.js';
 
 /** The activation budget of one run, as a share of the model's weight bytes. */
 export const ACTIVATION_BUDGET_SHARE = 0.35;
@@ -57,4 +58,14 @@ export class RunRows {
     }
     return found;
   }
+}
+
+/** `batches` with every batch of more rows than a run fits split into runs that fit (in order; the others as they are). */
+export function cutBatches(batches: readonly TensorMap[], runRows: RunRows): TensorMap[] {
+  return batches.flatMap((feeds) => {
+    const rows = Object.values(feeds).find((t) => t.dims.length > 0)?.dims[0] ?? 1;
+    const fit = runRows.of(feeds).rows;
+    if (rows <= fit) return [feeds];
+    return Array.from({ length: Math.ceil(rows / fit) }, (_, i) => sliceFeeds(feeds, i * fit, Math.min(rows, (i + 1) * fit)));
+  });
 }

@@ -15,7 +15,8 @@ import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
 import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
 import { readRawTensor } from '../../src/runtime/host-tensor.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
-import { ACTIVATION_BUDGET_FLOOR_BYTES, RunRows } from '../../src/runtime/run-rows.js';
+import { ACTIVATION_BUDGET_FLOOR_BYTES, RunRows, cutBatches } from '../../src/runtime/run-rows.js';
+import { stackFeeds } from '../../src/runtime/diffusion/tensor-rows.js';
 
 const SD = 'test/fixtures/sd-digits';
 
@@ -69,5 +70,10 @@ describe('runs cut to the activation budget', () => {
     a.forEach((row, r) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[r]![i]!)))));
     expect(worst).toBeLessThan(1e-4);
     expect(set.timesteps).toEqual(reference.timesteps);
+    // Batches recorded whole (a calibration cache written before the cut) are cut when read: rows kept in order.
+    const recut = cutBatches(reference.batches, small);
+    expect(recut.map((b) => b.sample!.dims[0])).toEqual([3, 1, 3, 1, 3, 1, 3, 1]);
+    expect(stackFeeds(recut)).toEqual(stackFeeds(reference.batches));
+    expect(cutBatches(reference.batches, shipped)).toEqual(reference.batches);
   }, 120_000);
 });
