@@ -90,7 +90,8 @@ export const calibrate = definePass({
         }
         stats.set(layer.name, entry.groups);
       }
-      prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]));
+      // Calibrating after quantize-weights: the quantized weights' float values, folded once, not dequantized every run.
+      prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]), { foldWeightDequantize: true });
     } finally {
       // The probes only live in the session: the model leaves this pass as it came.
       session.removeAll();
