@@ -21,18 +21,7 @@ export interface ModelExecutor {
    * Prepares `model` so that the values named in `fetch` (graph outputs or any intermediate value) can be
    * read; returns a runner for batches of feeds.
    */
-  prepare(model: Model, fetch: string[], options?: PrepareOptions): Promise<PreparedModel>;
-}
-
-/** How a model is prepared. */
-export interface PrepareOptions {
-  /**
-   * Run each weight-only DequantizeLinear as the float constant it gives (folded once, when the model loads)
-   * instead of dequantizing on every run: float speed and float weights in memory, the same values — for runs
-   * that take statistics of a partly quantized model (calibration after quantize-weights), not for measuring
-   * the compiled model's own kernels.
-   */
-  foldWeightDequantize?: boolean;
+  prepare(model: Model, fetch: string[]): Promise<PreparedModel>;
 }
 
 /**

@@ -90,8 +90,7 @@ export const calibrate = definePass({
         }
         stats.set(layer.name, entry.groups);
       }
-      // Calibrating after quantize-weights: the quantized weights' float values, folded once, not dequantized every run.
-      prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]), { foldWeightDequantize: true });
+      prepared = await context.executor.prepare(model, [...probes.values()].flatMap((p) => [p.min, p.max, p.sample]));
     } finally {
       // The probes only live in the session: the model leaves this pass as it came.
       session.removeAll();

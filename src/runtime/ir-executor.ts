@@ -9,7 +9,7 @@ import { makeTemporaryFolder, releaseTemporary } from '../ir/atomic-file.js';
 import type { Graph, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
-import type { HostTensor, ModelExecutor, PrepareOptions, PreparedModel, TensorMap } from '../ir/executor.js';
+import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
 
 /** Session settings for evaluation runs. */
 export interface OrtExecutorOptions {
@@ -36,7 +36,7 @@ export class OrtExecutor implements ModelExecutor {
   constructor(private readonly options: OrtExecutorOptions = {}) {}
 
   /** Prepares `model` so that the values named in `fetch` can be read. */
-  async prepare(model: Model, fetch: string[], options: PrepareOptions = {}): Promise<PreparedModel> {
+  async prepare(model: Model, fetch: string[]): Promise<PreparedModel> {
     const graph = model.graph;
     const added: Value[] = [];
     for (const name of fetch) {
@@ -44,7 +44,7 @@ export class OrtExecutor implements ModelExecutor {
       if (!value) throw new IrError('invalid-argument', `cannot fetch '${name}': no such value in graph '${graph.name}'`);
       if (!value.isGraphOutput) added.push(value);
     }
-    const sessionOptions = this.sessionOptions(options);
+    const sessionOptions = this.sessionOptions();
     let session: ort.InferenceSession;
     let tempDir: string | undefined;
     const modelOutputs = [...graph.outputs];
@@ -76,16 +76,12 @@ export class OrtExecutor implements ModelExecutor {
     return prepared(await ort.InferenceSession.create(path, this.sessionOptions()), fetch);
   }
 
-  private sessionOptions(prepare: PrepareOptions = {}): ort.InferenceSession.SessionOptions {
-    const session: Record<string, string> = {};
-    if (this.options.exactLowBitMatMul ?? true) session.qdq_matmulnbits_accuracy_level = '0';
-    // Without ORT's QDQ rewrites a DequantizeLinear of a constant is constant-folded at load.
-    if (prepare.foldWeightDequantize) session.disable_quant_qdq = '1';
+  private sessionOptions(): ort.InferenceSession.SessionOptions {
     return {
       graphOptimizationLevel: this.options.optimization ?? 'all',
       enableCpuMemArena: this.options.memoryArena ?? false,
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads, interOpNumThreads: 1 } : {}),
-      ...(Object.keys(session).length > 0 ? { extra: { session } } : {}),
+      ...(this.options.exactLowBitMatMul ?? true ? { extra: { session: { qdq_matmulnbits_accuracy_level: '0' } } } : {}),
     };
   }
 }

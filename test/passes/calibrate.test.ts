@@ -5,10 +5,9 @@ import { loadModelSync } from '../../src/ir/serde.js';
 import { printModel } from '../../src/ir/printer.js';
 import { activationRange, chooseActivationParams, TensorStats } from '../../src/passes/activation-ranges.js';
 import { calibrate, sampledRowStart, timestepGroup } from '../../src/passes/calibrate.js';
-import type { ModelExecutor, PrepareOptions, TensorMap } from '../../src/ir/executor.js';
+import type { TensorMap } from '../../src/ir/executor.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
-import { quantizePlannedWeights } from '../../src/passes/weight-quantization.js';
+import type { ActivationQuantSpec, QuantPlan } from '../../src/quant/plan.js';
 import type { StepStrategy } from '../../src/runtime/calibration.js';
 import { ditCalibrationSet } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
@@ -254,35 +253,5 @@ describe('calibrate on a model with dynamic height and width', () => {
     expect(Number(fixed.statistics.whole_row_samples)).toBeLessThan(Number(fixed.statistics.tensors) / 2);
     expect(dynamic.statistics).toEqual(fixed.statistics);
     expect(dynamic.samples).toEqual(fixed.samples);
-  });
-});
-
-describe('calibrate after quantize-weights', () => {
-  it('runs the weight-quantized model with its dequantized weights folded at load: the statistics of dequantizing every run', async () => {
-    const quantized = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    const weight: WeightQuantSpec = { bits: 4, symmetric: false, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
-    const quantizedLayers = discoverLayers(quantized).filter((l) => l.opType !== 'Gather');
-    await quantizePlannedWeights(quantized, new Map(quantizedLayers.map((l) => [l.name, { layer: l.name, weight }])), undefined, () => {});
-    const batches = calibrationBatches(32, 16);
-    const asked: (PrepareOptions | undefined)[] = [];
-    const statsWith = async (fold: boolean) => {
-      const recording: ModelExecutor = { prepare: (m, fetch, options) => (asked.push(options), executor.prepare(m, fetch, fold ? options : {})) };
-      const plan: QuantPlan = new Map(discoverLayers(quantized).filter((l) => l.opType !== 'Gather').map((l) => [l.name, { layer: l.name, input: staticSpec }]));
-      const ctx: PassContext = { seed: 0, plan, executor: recording, artifacts: new Artifacts().set(CALIBRATION_BATCHES, batches), progress: () => {}, log: () => {} };
-      await runPass(calibrate, quantized, { ema: 0, timesteps: 1000 }, ctx);
-      return [...(ctx.artifacts.get(ACTIVATION_STATS) as Map<string, TensorStats[]>)].map(([name, [s]]) => [name, s!.min, s!.max]);
-    };
-    const folded = await statsWith(true);
-    expect(asked).toEqual([{ foldWeightDequantize: true }]);
-    const dequantizedEachRun = await statsWith(false);
-    expect(folded.length).toBeGreaterThan(10);
-    // The same weights' values either way; the float sums differ in order only (ORT's MatMulNBits at accuracy 0
-    // dequantizes blocks inside its GEMM).
-    const near = (a: number, b: number) => expect(Math.abs(a - b)).toBeLessThan(1e-6 * Math.max(1, Math.abs(b)));
-    folded.forEach(([name, min, max], i) => {
-      expect(name).toBe(dequantizedEachRun[i]![0]);
-      near(min as number, dequantizedEachRun[i]![1] as number);
-      near(max as number, dequantizedEachRun[i]![2] as number);
-    });
   });
 });
