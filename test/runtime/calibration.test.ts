@@ -4,27 +4,14 @@
  * ran sit beside the conditional ones, and re-running a recorded batch gives the output the sampler saw.
  */
 import { describe, expect, it } from 'vitest';
-import { loadModelSync } from '../../src/ir/serde.js';
+import { SD, sdDigits } from './sd-digits.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
-import { tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
-import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser } from '../../src/runtime/diffusion/sampler.js';
-import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
-import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
-import { readRawTensor } from '../../src/runtime/host-tensor.js';
 import { runCli } from '../cli/run-cli.js';
-
-const SD = 'test/fixtures/sd-digits';
 
 describe('calibration of sd-digits under CFG', () => {
   it('records [uncond, cond] row pairs with the timestep, latent and text states the model got', async () => {
-    const model = loadModelSync(`${SD}/unet/model.onnx`);
-    const iface = findDiffusionInterface(model, `${SD}/unet/model.onnx`);
-    const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_train_f32.bin`, 'float32', [120, 8, 64]).data as Float32Array;
-    const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
-    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { shape: [8, 64], conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');
-    const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 10 });
+    const { model, iface, conditioning, empty, scheduler } = sdDigits(10);
     const denoiser = await openDenoiser(model, iface);
     try {
       const set = await buildCalibrationSet(denoiser, scheduler, conditioning, { samples: 6, batch: 4, strategy: { kind: 'random-distinct' }, seed: 2, guidance: 1.5 });

@@ -4,21 +4,13 @@
  * calibration batches hold no more rows than fit.
  */
 import { describe, expect, it } from 'vitest';
+import { sdDigits } from './sd-digits.js';
 import type { ModelExecutor, TensorMap } from '../../src/ir/executor.js';
-import { loadModelSync } from '../../src/ir/serde.js';
 import { buildCalibrationSet } from '../../src/runtime/calibration.js';
-import { tensorConditioning } from '../../src/runtime/diffusion/conditioning.js';
-import { findDiffusionInterface } from '../../src/runtime/diffusion/interface.js';
-import { noiseScheduleFromSidecar } from '../../src/runtime/diffusion/scheduler-config.js';
 import { openDenoiser } from '../../src/runtime/diffusion/sampler.js';
-import { makeScheduler } from '../../src/runtime/diffusion/scheduler.js';
-import { readSidecar } from '../../src/runtime/diffusion/sidecar.js';
-import { readRawTensor } from '../../src/runtime/host-tensor.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { ACTIVATION_BUDGET_FLOOR_BYTES, RunRows, cutBatches } from '../../src/runtime/run-rows.js';
 import { stackFeeds } from '../../src/runtime/diffusion/tensor-rows.js';
-
-const SD = 'test/fixtures/sd-digits';
 
 /** An ORT executor that records the rows of every run. */
 function countingExecutor(runs: number[]): ModelExecutor {
@@ -33,12 +25,7 @@ function countingExecutor(runs: number[]): ModelExecutor {
 
 describe('runs cut to the activation budget', () => {
   it('the sampler calls of a calibration run as runs of the rows that fit, and its batches hold no more', async () => {
-    const model = loadModelSync(`${SD}/unet/model.onnx`);
-    const iface = findDiffusionInterface(model, `${SD}/unet/model.onnx`);
-    const embeds = readRawTensor(`${SD}/prompts/prompt_embeds_train_f32.bin`, 'float32', [120, 8, 64]).data as Float32Array;
-    const empty = readRawTensor(`${SD}/prompts/prompt_embeds_empty_f32.bin`, 'float32', [1, 8, 64]).data as Float32Array;
-    const conditioning = tensorConditioning(iface, new Map([['encoder_hidden_states', { shape: [8, 64], conditions: Array.from({ length: 120 }, (_, i) => embeds.slice(i * 512, (i + 1) * 512)), unconditional: empty }]]), '120 train prompts');
-    const scheduler = makeScheduler(noiseScheduleFromSidecar(readSidecar(`${SD}/schedule.json`)), { kind: 'ddim', steps: 4 });
+    const { model, iface, conditioning, scheduler } = sdDigits(4);
     const options = { samples: 8, batch: 4, strategy: { kind: 'uniform' } as const, seed: 3, guidance: 1.5 };
 
     // The shipped budget runs this small model's calls whole: 4 trajectories × 2 rows a call.
