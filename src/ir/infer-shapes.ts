@@ -190,15 +190,18 @@ export function peekTypes(model: Model, wanted: readonly Value[], inputDims?: Re
   const inputs = model.graph.inputs.filter((v) => inputDims?.has(v.name) && v.type);
   const declaredInputs = inputs.map((v) => v.type);
   for (const v of inputs) v.type = { elemType: v.type!.elemType, shape: [...inputDims!.get(v.name)!] };
-  withDeclaredTypes(model, () => {
-    try {
-      inferShapes(model);
-    } catch {
-      // An inconsistent shape elsewhere in the graph: keep what inference reached before it.
-    }
-    for (const v of wanted) types.set(v, v.type);
-  });
-  inputs.forEach((v, i) => (v.type = declaredInputs[i]));
+  try {
+    withDeclaredTypes(model, () => {
+      try {
+        inferShapes(model);
+      } catch {
+        // An inconsistent shape elsewhere in the graph: keep what inference reached before it.
+      }
+      for (const v of wanted) types.set(v, v.type);
+    });
+  } finally {
+    inputs.forEach((v, i) => (v.type = declaredInputs[i]));
+  }
   return types;
 }
 

@@ -16,8 +16,8 @@ import { OrtExecutor } from '../ir-executor.js';
 import type { ConditioningSet } from './conditioning.js';
 import type { DiffusionInterface, TimestepInput } from './interface.js';
 import type { Scheduler } from './scheduler.js';
-import { RunRows } from '../run-rows.js';
-import { sliceFeeds, stackFeeds } from './tensor-rows.js';
+import { RunRows, cutBatches } from '../run-rows.js';
+import { stackFeeds } from './tensor-rows.js';
 
 /** An open model driven through its diffusion interface. */
 export interface Denoiser {
@@ -38,11 +38,10 @@ export async function openDenoiser(model: Model, iface: DiffusionInterface, exec
   return {
     iface,
     run: async (feeds) => {
-      const rows = feeds[iface.latent.name]!.dims[0]!;
-      const fit = runRows.of(feeds).rows;
-      if (rows <= fit) return output(feeds);
+      const runs = cutBatches([feeds], runRows);
+      if (runs.length === 1) return output(feeds);
       const parts: Float32Array[] = [];
-      for (let start = 0; start < rows; start += fit) parts.push(await output(sliceFeeds(feeds, start, Math.min(rows, start + fit))));
+      for (const run of runs) parts.push(await output(run));
       const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
       parts.reduce((offset, p) => (out.set(p, offset), offset + p.length), 0);
       return out;
