@@ -5,7 +5,8 @@
  * (model, recipe): wall, peak RSS against the weight bytes, each pass's time (search, GPTQ), and the calibration
  * wall — trajectories plus every `calibrate` pass — against the same model rows run as plain FP forwards at the
  * bench batch (the per-row cost measured before and after each compile, their mean standing for the machine
- * during it).
+ * during it; both are reported, with the trajectories' own rate, since this machine's speed drifts by up to 1.5×
+ * over minutes and a row whose before and after disagree is not a clean figure).
  *
  * Run: npx tsx bench/recipes-real-size.ts [--models dit,sd15] [--recipes ptq4dm-w8a8,…] [--samples 32] [--steps 10]
  *      [--batch 8] [--sd-resolution 32] [--search-fitness layer-error] [--search-judge held-out] [--work DIR] [--out FILE]   (prints JSON as its last line; with --out, also
@@ -91,19 +92,19 @@ function folderBytes(dir: string): number {
   return readdirSync(dir, { withFileTypes: true }).reduce((n, e) => n + (e.isDirectory() ? 0 : statSync(join(dir, e.name)).size), 0);
 }
 
-/** Seconds per model row of plain FP forwards at `rows` rows per call (median of 3 calls after a warm-up). */
+/** Seconds per model row of plain FP forwards at `rows` rows per call (median of 5 calls after a warm-up). */
 async function plainSecondsPerRow(modelPath: string, rows: number, resolution?: number): Promise<number> {
   const { iface, feeds } = await benchFeeds(loadModelSync(modelPath), modelPath, rows, { resolution });
   const prepared = await new OrtExecutor().prepareFile(modelPath, [iface.output.name]);
   try {
     await prepared.run(feeds);
     const times: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const started = performance.now();
       await prepared.run(feeds);
       times.push((performance.now() - started) / 1000);
     }
-    return times.sort((a, b) => a - b)[1]! / rows;
+    return times.sort((a, b) => a - b)[2]! / rows;
   } finally {
     await prepared.release();
   }
@@ -131,20 +132,26 @@ for (const key of flags.models!.split(',')) {
     // state during it (other load on a shared machine moves both).
     const perRowAfter = await plainSecondsPerRow(modelPath, batch, resolution);
     const perRowDuring = (perRow + perRowAfter) / 2;
+    const perRowBefore = perRow;
     perRow = perRowAfter;
     const passes: Record<string, number> = {};
+    // The process's peak RSS when each pass ended (a high-water mark: the first pass to reach the row's peak set it).
+    const peakRssAfter: Record<string, number> = {};
     let calibratePasses = 0;
-    for (const m of run.stderr.matchAll(/^\[\d+\/\d+\] (\S+) ([\d.]+) (ms|s)/gm)) {
+    for (const m of run.stderr.matchAll(/^\[\d+\/\d+\] (\S+) ([\d.]+) (ms|s)(?: \(no change\))?(?:, peak RSS ([\d.]+) ([KMGT]iB))?/gm)) {
       passes[m[1]!] = (passes[m[1]!] ?? 0) + Number(m[2]) / (m[3] === 'ms' ? 1000 : 1);
+      if (m[4]) peakRssAfter[m[1]!] = round(Number(m[4]) * 1024 ** ('KMGT'.indexOf(m[5]![0]!) + 1) / 1e9, 2);
       if (m[1] === 'calibrate') calibratePasses++;
     }
+    const trajectoryPeak = /model rows in [\d.]+ s, peak RSS ([\d.]+) ([KMGT]iB)/.exec(run.stderr);
+    if (trajectoryPeak) peakRssAfter.trajectories = round(Number(trajectoryPeak[1]) * 1024 ** ('KMGT'.indexOf(trajectoryPeak[2]![0]!) + 1) / 1e9, 2);
     const calibration = /calibration: (\d+) samples .* from (\d+) model rows in ([\d.]+) s/.exec(run.stderr);
-    const row: Record<string, unknown> = { model: key, recipe: name, status: run.status, wallSeconds: round(run.seconds), peakRssBytes: run.peakRssBytes, weightBytes, rssOverWeights: round(run.peakRssBytes / weightBytes, 3), loadAverage: round(loadavg()[1]!), passes: Object.fromEntries(Object.entries(passes).map(([k, v]) => [k, round(v)])) };
+    const row: Record<string, unknown> = { model: key, recipe: name, status: run.status, wallSeconds: round(run.seconds), peakRssBytes: run.peakRssBytes, weightBytes, rssOverWeights: round(run.peakRssBytes / weightBytes, 3), loadAverage: round(loadavg()[1]!), passes: Object.fromEntries(Object.entries(passes).map(([k, v]) => [k, round(v)])), peakRssGbAfter: peakRssAfter };
     if (calibration) {
       // Trajectory rows, then each calibrate pass observes every calibration sample once (SmoothQuant: twice).
       const modelRows = Number(calibration[2]) + Number(calibration[1]) * calibratePasses;
       const calibrationSeconds = Number(calibration[3]) + (passes.calibrate ?? 0);
-      Object.assign(row, { calibrationSamples: Number(calibration[1]), trajectoryRows: Number(calibration[2]), calibrationSeconds: round(calibrationSeconds), plainForwardSeconds: round(modelRows * perRowDuring), plainSecondsPerRow: round(perRowDuring, 3), calibrationOverPlain: round(calibrationSeconds / (modelRows * perRowDuring), 3) });
+      Object.assign(row, { calibrationSamples: Number(calibration[1]), trajectoryRows: Number(calibration[2]), calibrationSeconds: round(calibrationSeconds), plainForwardSeconds: round(modelRows * perRowDuring), plainSecondsPerRow: round(perRowDuring, 3), plainSecondsPerRowBeforeAfter: [round(perRowBefore, 3), round(perRowAfter, 3)], trajectorySecondsPerRow: round(Number(calibration[3]) / Number(calibration[2]), 3), calibrationOverPlain: round(calibrationSeconds / (modelRows * perRowDuring), 3) });
     }
     if (run.status !== 0) row.error = run.stderr.split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ');
     rows.push(row);

@@ -11,6 +11,7 @@ import type { Model } from '../ir/core.js';
 import { writeFileAtomic, type OutputTransaction } from '../ir/atomic-file.js';
 import { layersOf } from '../quant/identity.js';
 import { CALIBRATION_BATCHES } from '../passes/artifacts.js';
+import { peakRssBytes } from '../passes/pass-manager.js';
 import { parsePipeline, type PipelineEntry } from '../passes/pipeline.js';
 import type { SampleProbe } from '../ir/executor.js';
 import type { QuantPlan } from '../quant/plan.js';
@@ -30,6 +31,7 @@ import { openDenoiser, sample } from '../runtime/diffusion/sampler.js';
 import { makeScheduler, type SamplerSpec, type Scheduler } from '../runtime/diffusion/scheduler.js';
 import type { ProgressReporter } from '../passes/pass.js';
 import type { CliIO } from './command.js';
+import { formatBytes } from './format.js';
 import type { Progress } from './progress.js';
 
 /** A recipe ready to run. */
@@ -149,7 +151,7 @@ export async function buildRecipeCalibration(recipe: Recipe, recipePath: string,
       runRows,
       progress: (done, total) => progress.update('calibration trajectories', done, total),
     });
-    progress.info(`calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    progress.info(`calibration: ${set.timesteps.length} samples (${described}) from ${set.modelRows} model rows in ${((performance.now() - started) / 1000).toFixed(1)} s, peak RSS ${formatBytes(peakRssBytes())}`);
     const fit = set.batches.length > 0 ? runRows.of(set.batches[0]!) : undefined;
     if (fit?.bytesPerRow !== undefined && fit.rows < recipe.calibrate.batch * (guidance !== 1 ? 2 : 1)) {
       const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;

@@ -54,6 +54,16 @@ export interface PassRecord {
   statistics: Record<string, number | string>;
   /** Wall time in milliseconds (not part of pipeline.json, which must be reproducible). */
   milliseconds: number;
+  /**
+   * The process's peak resident memory when the pass ended: a high-water mark, so the pass where it rises is the
+   * one that set it (not part of pipeline.json either).
+   */
+  peakRssBytes: number;
+}
+
+/** The process's peak resident set size so far, in bytes. */
+export function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 /** The outcome of a whole pipeline. */
@@ -121,6 +131,7 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
       modified: result.modified,
       statistics: sortKeys(result.statistics),
       milliseconds: Math.round((performance.now() - started) * 10) / 10,
+      peakRssBytes: peakRssBytes(),
     };
     report.passes.push(record);
     instrumentation.onPassEnd?.(index, record);
@@ -140,7 +151,7 @@ export async function runPipeline(model: Model, entries: readonly PipelineEntry[
   if (dumpDir) {
     const passes = report.passes.map(({ pass, step, modified, statistics }) => ({ pass, step, modified, statistics }));
     writeFileSync(join(dumpDir, 'pipeline.json'), JSON.stringify({ pipeline: report.pipeline, plan: planToJson(context.plan), passes }, null, 2) + '\n');
-    writeFileSync(join(dumpDir, 'timings.json'), JSON.stringify(report.passes.map(({ pass, milliseconds }) => ({ pass, milliseconds })), null, 2) + '\n');
+    writeFileSync(join(dumpDir, 'timings.json'), JSON.stringify(report.passes.map(({ pass, milliseconds, peakRssBytes }) => ({ pass, milliseconds, peakRssBytes })), null, 2) + '\n');
   }
   return report;
 }

@@ -34,6 +34,8 @@ export interface PassTiming {
   step: string;
   modified: boolean;
   milliseconds: number;
+  /** The process's peak resident memory when the pass ended (a high-water mark). */
+  peakRssBytes?: number;
   statistics: Record<string, number | string>;
 }
 
@@ -42,11 +44,15 @@ export interface PassTimings {
   pipeline: string;
   /** Building the recipe's calibration set, before the first pass. */
   calibrationMilliseconds?: number;
+  /** The process's peak resident memory once the calibration set was built. */
+  calibrationPeakRssBytes?: number;
   passes: PassTiming[];
   saveMilliseconds?: number;
   /** The smoke run of the saved model in ONNX Runtime (src/runtime/smoke-run.ts). */
   smokeRunMilliseconds?: number;
   totalMilliseconds?: number;
+  /** The whole compile's peak resident memory (save and smoke run included). */
+  peakRssBytes?: number;
 }
 
 /** The sidecar's path for a compiled model. */

@@ -135,7 +135,7 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     const eta = String.raw`${timing}, ~\d+:\d\d left`;
     expect(lines[0]).toMatch(new RegExp(String.raw`^calibration trajectories 8/16 \(50%\)  ${eta}$`));
     expect(lines[1]).toMatch(new RegExp(String.raw`^calibration trajectories 16/16 \(100%\)  ${timing}$`));
-    expect(lines[2]).toMatch(/^calibration: 16 samples \(uniform; 10 classes\) from 120 model rows in \d+\.\d s$/);
+    expect(lines[2]).toMatch(/^calibration: 16 samples \(uniform; 10 classes\) from 120 model rows in \d+\.\d s, peak RSS \d+\.\d+ [MG]iB$/);
     const calibrate = lines.filter((l) => /^\[\d\/\d calibrate\] calibration batches/.test(l));
     expect(calibrate).toHaveLength(3);
     expect(calibrate[0]).toMatch(new RegExp(String.raw`^\[\d/\d calibrate\] calibration batches 0/2 \(0%\)  ${timing}$`));
@@ -159,8 +159,8 @@ describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples,
     const dir = workspace();
     const { code, stderr } = await runCli([join(dir, 'model.onnx'), '--passes', 'select-layers{roles=attn|mlp,bits=8},quantize-weights,cleanup', '-o', join(dir, 'q.onnx')], undefined, { stderrIsTTY: true });
     expect(code, stderr).toBe(0);
-    expect(stderr).toMatch(/\r\x1b\[K\[2\/3 quantize-weights\] layers \[-{20}\] 0\/(\d+)  0:\d\d elapsed(\r\x1b\[K\[2\/3 quantize-weights\] layers \[#*-*\] \d+\/\1  [^\r\n]*)*\r\x1b\[K\[2\/3 quantize-weights\] layers \[#{20}\] \1\/\1  0:\d\d elapsed\n\[2\/3\] quantize-weights \d+\.\d+ m?s\n/);
-    expect(stderr).toMatch(/\r\x1b\[K\[3\/3\] cleanup \d+\.\d+ m?s \(no change\)\n\r\x1b\[K\[save\]\r\x1b\[K\[smoke run\]\r\x1b\[K\[smoke run\] \d+\.\d+ m?s\n$/);
+    expect(stderr).toMatch(/\r\x1b\[K\[2\/3 quantize-weights\] layers \[-{20}\] 0\/(\d+)  0:\d\d elapsed(\r\x1b\[K\[2\/3 quantize-weights\] layers \[#*-*\] \d+\/\1  [^\r\n]*)*\r\x1b\[K\[2\/3 quantize-weights\] layers \[#{20}\] \1\/\1  0:\d\d elapsed\n\[2\/3\] quantize-weights \d+\.\d+ m?s, peak RSS \d+\.\d+ [MG]iB\n/);
+    expect(stderr).toMatch(/\r\x1b\[K\[3\/3\] cleanup \d+\.\d+ m?s \(no change\), peak RSS \d+\.\d+ [MG]iB\n\r\x1b\[K\[save\]\r\x1b\[K\[smoke run\]\r\x1b\[K\[smoke run\] \d+\.\d+ m?s\n$/);
     expect(stderr.split('\n').every((line) => !line.includes('\r') || line.startsWith('\r\x1b[K') || line === '')).toBe(true);
   });
 });

@@ -193,7 +193,12 @@ describe('pass manager', () => {
     expect(pipeline.pipeline).toBe('add-relu{count=2},noop');
     expect(pipeline.passes[0]).toEqual({ pass: 'add-relu', step: 'add-relu{count=2}', modified: true, statistics: { added: 2 } });
     expect(JSON.stringify(pipeline)).not.toContain('milliseconds');
-    expect(JSON.parse(readFileSync(join(dir, 'timings.json'), 'utf8'))[0].pass).toBe('add-relu');
+    expect(JSON.stringify(pipeline)).not.toContain('peakRss');
+    const timings = JSON.parse(readFileSync(join(dir, 'timings.json'), 'utf8'));
+    expect(timings[0].pass).toBe('add-relu');
+    // The process's high-water mark: this test process holds at least the test runner (tens of MB), never less.
+    expect(timings[0].peakRssBytes).toBeGreaterThan(20e6);
+    expect(timings[1].peakRssBytes).toBeGreaterThanOrEqual(timings[0].peakRssBytes);
   });
 
   it('fills defaults and hands artifacts from step to step; a programmatic step missing a required artifact fails naming its producer', async () => {

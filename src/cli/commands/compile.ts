@@ -19,7 +19,7 @@ import { backends, findBackend } from '../../backends/registry.js';
 import { loweringPassOf, loweringTargetOf } from '../../passes/lower-target.js';
 import { didYouMeanHint, renderDiagnostic, type Diagnostic } from '../../diagnostics.js';
 import type { PassContext } from '../../passes/pass.js';
-import { PassFailure, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
+import { PassFailure, peakRssBytes, runPipeline, type Instrumentation, type PipelineReport } from '../../passes/pass-manager.js';
 import { PipelineError, parsePipeline, type PipelineEntry } from '../../passes/pipeline.js';
 import { passRegistry } from '../../passes/registry.js';
 import type { QuantPlan } from '../../quant/plan.js';
@@ -34,6 +34,7 @@ import { Artifacts, CALIBRATION_BATCHES, GROUP_ALLOCATION, INPUT_SCALING, SAMPLE
 import type { AppliedScaling } from '../../passes/scale-folding.js';
 import { OutputPathError, OutputTransaction } from '../../ir/atomic-file.js';
 import { calibrationCacheFileState } from '../../runtime/calibration-cache.js';
+import { formatBytes, formatMs } from '../format.js';
 import { LAYERS_METADATA_KEY, encodeLayerChoices, passTimingsPath, summarizeScaling, type LayerChoices, type PassTimings } from '../../report/compile-record.js';
 
 const USAGE = `Usage: qcompile MODEL.onnx [RECIPE.qrecipe] -o OUT.onnx [options]
@@ -206,6 +207,7 @@ export const compileCommand: Command = {
     };
     const dumpStaging = dumpDir ? dumpOutputs.stageFolder(dumpDir) : undefined;
     let calibrationMs: number | undefined;
+    let calibrationPeak: number | undefined;
     if (recipe?.needsCalibration) {
       const calibrationStarted = performance.now();
       const overrides: DiffusionOverrides = {
@@ -217,6 +219,7 @@ export const compileCommand: Command = {
       context.artifacts.set(CALIBRATION_BATCHES, set.batches);
       if (recipe.recipe.search.judge === 'images' && [...plan.values()].some((p) => p.weight?.granularity.kind === 'auto')) context.artifacts.set(SAMPLE_PROBE, await recipeSampleProbe(recipe.recipe, recipe.path, model, modelPath, recipe.recipe.seed + args.seed, context.progress, overrides));
       calibrationMs = performance.now() - calibrationStarted;
+      calibrationPeak = peakRssBytes();
     }
     // The smoke run feeds the diffusion inputs at the interface's shapes, found on the float model (a UNet's dynamic
     // H/W must survive its down and up path); a graph with no diffusion interface is smoke-run on guessed shapes.
@@ -236,7 +239,7 @@ export const compileCommand: Command = {
         current = `[${index + 1}/${entries.length} ${entry.pass.name}]`;
         progress.step(current);
       },
-      onPassEnd: (index, record) => progress.info(`[${index + 1}/${entries.length}] ${record.pass} ${formatMs(record.milliseconds)}${record.modified ? '' : ' (no change)'}`),
+      onPassEnd: (index, record) => progress.info(`[${index + 1}/${entries.length}] ${record.pass} ${formatMs(record.milliseconds)}${record.modified ? '' : ' (no change)'}, peak RSS ${formatBytes(record.peakRssBytes)}`),
     };
     let report: PipelineReport;
     try {
@@ -279,11 +282,12 @@ export const compileCommand: Command = {
     const tenths = (ms: number) => Math.round(ms * 10) / 10;
     const timings: PassTimings = {
       pipeline: report.pipeline,
-      ...(calibrationMs !== undefined ? { calibrationMilliseconds: tenths(calibrationMs) } : {}),
-      passes: report.passes.map(({ pass, step, modified, milliseconds, statistics }) => ({ pass, step, modified, milliseconds: tenths(milliseconds), statistics })),
+      ...(calibrationMs !== undefined ? { calibrationMilliseconds: tenths(calibrationMs), calibrationPeakRssBytes: calibrationPeak } : {}),
+      passes: report.passes.map(({ pass, step, modified, milliseconds, peakRssBytes, statistics }) => ({ pass, step, modified, milliseconds: tenths(milliseconds), peakRssBytes, statistics })),
       saveMilliseconds: tenths(saveMs),
       smokeRunMilliseconds: tenths(smoke.milliseconds),
       totalMilliseconds: tenths(performance.now() - started),
+      peakRssBytes: peakRssBytes(),
     };
     outputs.writeFile(passTimingsPath(outputPath), `${JSON.stringify(timings, null, 2)}\n`);
     let bundleFiles: string[] | undefined;
@@ -502,16 +506,6 @@ function summary(report: PipelineReport, plan: QuantPlan, inputBytes: number, ou
   lines.push(`${'(smoke run)'.padEnd(width)}  ${formatMs(smokeMs).padStart(10)}`);
   lines.push(`${'total'.padEnd(width)}  ${formatMs(totalMs).padStart(10)}`);
   return lines.join('\n') + '\n';
-}
-
-function formatMs(ms: number): string {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
-  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(2)} MiB`;
-  return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 /** The recipe's `diffusion { resolution }`, when it sets one. */

@@ -14,6 +14,7 @@ import { loadModelSync } from '../../ir/serde.js';
 import { InterfaceError, findDiffusionInterface, type DiffusionInterface } from '../../runtime/diffusion/interface.js';
 import { ScheduleError } from '../../runtime/diffusion/schedule-math.js';
 import type { CliIO, Command } from '../command.js';
+import { formatBytes } from '../format.js';
 
 const USAGE = `Usage: qcompile inspect MODEL [--json] [--resolution N]
 
@@ -212,18 +213,6 @@ export const inspectCommand: Command = {
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB'];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
 }
 
 /** Pads columns to equal width; `right[i]` right-aligns column i. */
