@@ -319,18 +319,11 @@ type Judge = (allocation: Allocation) => Promise<number[]>;
 /** Per calibration sample, the mean squared eps error against FP. */
 async function heldOutEpsJudge(model: Model, auto: LayerQuantPlan[], batches: TensorMap[], context: PassContext, scale: 'log' | 'linear' = 'log'): Promise<Judge> {
   const output = model.graph.outputs[0]!.name;
-  const reference: Float32Array[] = [];
-  for (const feeds of batches) reference.push(await runOnce(model, output, feeds, context));
+  const reference = await runBatches(model, output, batches, context);
   const quantize = candidateQuantizer(model, auto, context);
   return async (allocation: Allocation) => {
-    const candidate = await quantize(allocation);
-    const scores: number[] = [];
-    for (const [b, feeds] of batches.entries()) {
-      const eps = await runOnce(candidate, output, feeds, context);
-      const rows = Object.values(feeds)[0]!.dims[0]!;
-      scores.push(...perRowError(eps, reference[b]!, rows, scale));
-    }
-    return scores;
+    const eps = await runBatches(await quantize(allocation), output, batches, context);
+    return batches.flatMap((feeds, b) => perRowError(eps[b]!, reference[b]!, Object.values(feeds)[0]!.dims[0]!, scale));
   };
 }
 
@@ -447,10 +440,13 @@ function candidateQuantizer(model: Model, auto: LayerQuantPlan[], context: PassC
   };
 }
 
-async function runOnce(model: Model, output: string, feeds: TensorMap, context: PassContext): Promise<Float32Array> {
+/** `output` on each batch, from one session: at real size a session costs a staging and a load (DiT-XL/2: seconds). */
+async function runBatches(model: Model, output: string, batches: TensorMap[], context: PassContext): Promise<Float32Array[]> {
   const prepared = await context.executor!.prepare(model, [output]);
   try {
-    return (await prepared.run(feeds))[output]!.data as Float32Array;
+    const outputs: Float32Array[] = [];
+    for (const feeds of batches) outputs.push((await prepared.run(feeds))[output]!.data as Float32Array);
+    return outputs;
   } finally {
     await prepared.release();
   }
