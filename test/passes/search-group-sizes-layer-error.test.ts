@@ -55,13 +55,16 @@ function stridedRows(x: HostTensor, K: number, maxRows: number): HostTensor {
  * ORT, recording what the sessions hand back; with `rows`, the proxy's scorer (the session fetching `error`)
  * is fed those instead of the rows the proxy picked, one per layer in order.
  */
-function recordingExecutor(rows?: HostTensor[]): ModelExecutor & { fetched: HostTensor[]; scored: HostTensor[] } {
+function recordingExecutor(rows?: HostTensor[]): ModelExecutor & { fetched: HostTensor[]; scored: HostTensor[]; pickOps: Set<string> } {
   const fetched: HostTensor[] = [];
   const scored: HostTensor[] = [];
+  const pickOps = new Set<string>();
   return {
     fetched,
     scored,
+    pickOps,
     async prepare(model, fetch) {
+      for (const node of model.graph.nodes) if (node.outputs.some((v) => fetch.includes(v.name))) pickOps.add(node.opType);
       const prepared = await ort.prepare(model, fetch);
       const scorer = fetch.length === 1 && fetch[0] === 'error';
       return {
@@ -82,12 +85,22 @@ describe('layer-error table on dit-digits', () => {
   const layers = layersOf(model).filter((l) => l.opType === 'MatMul' || l.opType === 'Gemm');
   const specs = layers.map((l) => [16, 32, 64].filter((g) => l.inChannels % g === 0).map(spec));
 
+  // The latent declared without a shape: no row count is inferred, so the session computes each stride itself.
+  const shapeless = model.clone();
+  const latent = shapeless.graph.inputs.find((v) => v.type?.shape?.length === 4)!;
+  latent.type = { elemType: latent.type!.elemType };
+
   // 256 rows of the 512 token rows (stride 2); 100 (stride 5: 103 rows); adaLN reads 8 rows (stride 1).
-  it.each([256, 100])('from the rows picked in the session equals the table from the full inputs (rows %i)', async (maxRows) => {
+  it.each([
+    [256, 'known row counts (a strided Slice)', model, 'Slice'],
+    [100, 'known row counts (a strided Slice)', model, 'Slice'],
+    [100, 'row counts the session computes (Gather of a Range)', shapeless, 'Gather'],
+  ] as const)('from the rows picked in the session equals the table from the full inputs (rows %i, %s)', async (maxRows, _how, model, pick) => {
     const nodes = model.graph.nodes.length;
     const initializers = model.graph.initializers.size;
     const session = recordingExecutor();
     const table = await layerErrorTable(model, layers, specs, feeds, context(session), maxRows);
+    expect([...session.pickOps].filter((op) => op !== 'MatMul' && op !== 'ReduceSumSquare')).toEqual([pick]);
     expect(model.graph.nodes.length).toBe(nodes);
     expect(model.graph.initializers.size).toBe(initializers);
 
