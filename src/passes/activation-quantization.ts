@@ -162,7 +162,8 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
   let x = l.input;
   let axes: number[];
   let restore: Value | undefined;
-  if (mode.granularity === 'per-sample' || rank < 3) axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
+  // A 2-D input ([rows, C], an adaLN linear's) has one token a row: per token is per sample, and its groups are C's.
+  if (mode.granularity === 'per-sample' || rank < 2) axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
   else if (mode.granularity === 'per-token') axes = [rank - 1];
   else {
     // [..., C] → [..., C/g, g]: reduce over the last axis, then reshape back.

@@ -85,7 +85,7 @@ export async function w4a8DynamicGroups(groupSize: number | 'weight' = 'weight',
   const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
   const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: 128 }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
   const input: ActivationQuantSpec = { bits: 8, symmetric, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize }, range: { kind: 'minmax' } };
-  const ctx = context(planFor(model, /^(attn|mlp)\./, weight, input));
+  const ctx = context(planFor(model, /^(attn|mlp)\.|^adaln$/, weight, input));
   await runPass(quantizeWeights, model, {}, ctx);
   await runPass(quantizeActivations, model, { timesteps: 1000 }, ctx);
   return model;

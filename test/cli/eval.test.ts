@@ -137,10 +137,10 @@ describe('qcompile eval on dit-digits', () => {
     // The budget: mean group size ≥ 128.
     expect(sizes.reduce((a, b) => a + b, 0) / sizes.length).toBeGreaterThanOrEqual(128);
     // Weights through MatMulNBits; inputs dynamic int8: per token in groups of the layer's searched weight group
-    // size, which MatMulNBits at accuracy_level 4 quantizes itself (per row and block), and per sample on adaLN's
-    // [B, C] input, as quantize-activations writes it.
+    // size, which MatMulNBits at accuracy_level 4 quantizes itself (per row and block) — adaLN's [B, C] input too,
+    // whose rows are its tokens.
     expect(searched.every((l) => l.bits === 4 && l.weight === `int4 asym group ${l.groupSize} (MatMulNBits)`)).toBe(true);
-    expect(searched.every((l) => l.input === (l.role === 'adaln' ? 'int8 sym dynamic per-sample (fake-quant)' : `int8 sym dynamic per-token-group ${l.groupSize} (MatMulNBits accuracy 4)`))).toBe(true);
+    expect(searched.every((l) => l.input === `int8 sym dynamic per-token-group ${l.groupSize} (MatMulNBits accuracy 4)`)).toBe(true);
     const search = report.passes!.find((p) => p.name === 'search-group-sizes')!;
     expect(search.ms).toBeGreaterThan(0);
     expect(search.statistics.layers).toBe(31);

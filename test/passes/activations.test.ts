@@ -100,8 +100,9 @@ describe('per-token-group(size: weight)', () => {
 
   it("groups each layer's input channels like its weight, and layers sharing an input but not a group size get one quantizer each", async () => {
     const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
-    // blocks.0.attn.qkv and blocks.0.mlp.fc1 read different values; give fc1 and fc2 different sizes too.
-    const sizes = new Map([['blocks.0.attn.qkv', 16], ['blocks.0.mlp.fc1', 64], ['blocks.0.mlp.fc2', 128]]);
+    // blocks.0.attn.qkv and blocks.0.mlp.fc1 read different values; give fc1 and fc2 different sizes too. adaLN reads
+    // a 2-D [B, C] input: each row is a token, grouped like any other (not one scale per sample).
+    const sizes = new Map([['blocks.0.attn.qkv', 16], ['blocks.0.mlp.fc1', 64], ['blocks.0.mlp.fc2', 128], ['blocks.0.adaln', 32]]);
     const plan: QuantPlan = new Map([...sizes].map(([layer, size]) => [layer, { layer, weight: weightAt({ kind: 'group', size }), input }]));
     const context: PassContext = { seed: 0, plan, executor, artifacts: new Artifacts(), progress: () => {}, log: () => {} };
     await runPass(quantizeActivations, model, {}, context);
