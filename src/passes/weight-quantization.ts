@@ -1,9 +1,9 @@
 /**
  * Weight quantization of a plan: each planned layer's weight becomes an int8/int4 (or uint) initializer
- * feeding a DequantizeLinear, rounded to nearest or by GPTQ with the layer's Hessian. The quantize-weights pass
- * wraps it; search-group-sizes and collect-hessians apply it to candidate models and working copies.
+ * feeding a DequantizeLinear, rounded to nearest (in worker threads for a large plan) or by GPTQ with the layer's
+ * Hessian. The quantize-weights pass wraps it; search-group-sizes and collect-hessians apply it to candidate models and working copies.
  */
-import type { Model } from '../ir/core.js';
+import type { Model, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { layersOf } from '../quant/identity.js';
 import type { QuantPlan, WeightQuantSpec } from '../quant/plan.js';
@@ -12,7 +12,8 @@ import { gptqRound } from './gptq.js';
 import { upgradeModelOpset } from './opset-upgrade.js';
 import { yieldToEventLoop, type PassResult, type ProgressReporter } from './pass.js';
 import { roundToNearest, type CellParams, type IntRange, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
-import { storeQuantizedWeight, type WeightedLayer } from './weight-storage.js';
+import { WeightQuantizerPool, poolThreadsFor } from './weight-quantizer-pool.js';
+import { installQuantizedWeight, prepareWeight, quantizeWeightTask, type PreparedWeight, type QuantizedWeight, type WeightedLayer } from './weight-storage.js';
 
 /** The ai.onnx opset of blocked and 4-bit DequantizeLinear. */
 const BLOCKED_DQ_OPSET = 21;
@@ -29,12 +30,19 @@ export interface GptqRounding {
   codes: Map<string, Int8Array | Uint8Array>;
 }
 
+/** How quantizePlannedWeights runs: `threads` weight-quantizer workers (0: in-process), by default poolThreadsFor the plan. */
+export interface WeightQuantizationOptions {
+  threads?: number;
+}
+
 /**
  * Quantizes the weight of every layer in `quantPlan` that has a weight spec; GPTQ layers take their codes or their
- * Hessian from `gptq`. Raises the opset as the chosen DequantizeLinear forms need. Yields to the event loop between
- * layers (signals).
+ * Hessian from `gptq`. Raises the opset as the chosen DequantizeLinear forms need. Round-to-nearest weights are
+ * quantized in worker threads when the plan is large (weight-quantizer-pool.ts): the main thread reads the next
+ * weights meanwhile, and rewires the graph layer by layer in plan order, so the model, the statistics and the
+ * first error are those of the in-process run. Yields to the event loop between layers (signals).
  */
-export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq: GptqRounding | undefined, progress: ProgressReporter): Promise<PassResult> {
+export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan, gptq: GptqRounding | undefined, progress: ProgressReporter, options: WeightQuantizationOptions = {}): Promise<PassResult> {
   const planned = [...quantPlan.values()].filter((p) => p.weight);
   if (planned.length === 0) return { modified: false, statistics: { layers_quantized: 0 } };
   const layers = new Map(layersOf(model).map((l) => [l.name, l]));
@@ -53,24 +61,57 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
     statistics.opset_upgraded_to = target;
   }
 
-  for (const [done, plan] of planned.entries()) {
-    progress('layers', done, planned.length);
-    if (done > 0) await yieldToEventLoop();
-    const layer = layers.get(plan.layer)!;
-    const weight = layer.weight;
-    if (model.graph.initializers.get(weight.name) !== weight) {
-      count('skipped_shared_weight');
-      continue;
-    }
-    const result = storeQuantizedWeight(layer, plan.weight!, roundingFor(plan.weight!, layer, gptq));
+  const nearestElements = planned.reduce((n, p) => n + (p.weight!.rounding.kind === 'nearest' ? layers.get(p.layer)!.weight.initializer?.size ?? 0 : 0), 0);
+  const threads = options.threads ?? poolThreadsFor(nearestElements);
+  const pool = threads > 0 ? WeightQuantizerPool.open(threads) : undefined;
+  // Layers read and dispatched but not yet installed, in plan order; a failed read or rounding is an entry too, so
+  // the first error in plan order is the one thrown.
+  const pending: { prepared?: PreparedWeight; quantized: Promise<QuantizedWeight> }[] = [];
+  const claimed = new Set<Value>();
+  let done = 0;
+  const installNext = async () => {
+    const { prepared, quantized } = pending.shift()!;
+    const result = installQuantizedWeight(prepared!, await quantized);
     if (result.fellBackToPerChannel) count('conv_group_fallback_per_channel');
     count(`granularity_${result.granularity}`);
-    count(`bits_${plan.weight!.bits}`);
+    count(`bits_${prepared!.spec.bits}`);
     statistics.layers_quantized!++;
     statistics.float_bytes_removed! += result.floatBytes;
     statistics.quantized_bytes_added! += result.quantizedBytes;
+    progress('layers', ++done, planned.length);
+  };
+  try {
+    progress('layers', 0, planned.length);
+    for (const plan of planned) {
+      const layer = layers.get(plan.layer)!;
+      const weight = layer.weight;
+      if (model.graph.initializers.get(weight.name) !== weight || claimed.has(weight)) {
+        count('skipped_shared_weight');
+        progress('layers', ++done, planned.length);
+        continue;
+      }
+      claimed.add(weight);
+      const spec = plan.weight!;
+      let entry: (typeof pending)[number];
+      try {
+        const rounding = roundingFor(spec, layer, gptq);
+        const prepared = prepareWeight(layer, spec);
+        const quantized =
+          pool && rounding === roundToNearest ? pool.quantize(prepared.task, weight.initializer!.isDeferred) : Promise.resolve(quantizeWeightTask(prepared.task, rounding));
+        entry = { prepared, quantized };
+      } catch (error) {
+        entry = { quantized: Promise.reject(error) };
+      }
+      entry.quantized.catch(() => {}); // observed when installed, in order
+      pending.push(entry);
+      // In-process, each layer is installed before the next is read; with workers, one task per worker runs ahead.
+      while (pending.length > (pool?.size ?? 0)) await installNext();
+      if (!pool) await yieldToEventLoop();
+    }
+    while (pending.length > 0) await installNext();
+  } finally {
+    await pool?.close();
   }
-  progress('layers', planned.length, planned.length);
   return { modified: true, statistics };
 }
 

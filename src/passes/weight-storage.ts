@@ -1,7 +1,9 @@
 /**
  * Stores one layer's weight as integer codes feeding a DequantizeLinear: maps the stored layout (MatMul W[K,N],
  * Gemm W[N,K] with transB, Conv W[O,I,kh,kw]) to rows [N][K], computes scales, rounds, and rewrites the graph
- * (the float initializer is removed). Used by quantize-weights; kept apart so it can be driven without layers.ts.
+ * (the float initializer is removed), in three steps: prepareWeight reads the weight into a WeightTask,
+ * quantizeWeightTask computes its codes (in any thread: the task is plain data), installQuantizedWeight rewires
+ * the graph. Used by weight-quantization.ts; kept apart so it can be driven without layers.ts.
  */
 import type { Attribute, Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
@@ -9,7 +11,7 @@ import { IrError } from '../ir/errors.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor, packInt4 } from '../ir/tensor.js';
 import type { Granularity, WeightQuantSpec } from '../quant/plan.js';
-import { computeCellParams, intRange, type CellParams, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
+import { computeCellParams, intRange, type CellParams, type IntRange, type QuantizerSettings, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
 
 /** What storing a weight needs to know of a layer (a subset of layers.ts' Layer). */
 export interface WeightedLayer {
@@ -78,8 +80,48 @@ export interface LayerOutcome {
   quantizedBytes: number;
 }
 
-/** Quantizes `layer`'s float weight as `spec` says, rounding with `rounding`, and rewires the graph. */
-export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec, rounding: RoundingFunction): LayerOutcome {
+/**
+ * One weight's quantization as plain data, free of the graph: its matrix, how to quantize it and the storage type
+ * of its codes. What quantizeWeightTask computes from, in this thread or a worker's (weight-quantizer-pool.ts).
+ */
+export interface WeightTask {
+  matrix: WeightMatrix;
+  settings: QuantizerSettings;
+  range: IntRange;
+  dtype: DataType;
+}
+
+/** A WeightTask's result: the cells' scales and zero points, and the codes as stored (int4 packed). */
+export interface QuantizedWeight {
+  params: CellParams;
+  bytes: Uint8Array;
+}
+
+/** Computes a task's cell parameters and rounds its weight with `rounding`, encoded as the task's storage type. */
+export function quantizeWeightTask(task: WeightTask, rounding: RoundingFunction): QuantizedWeight {
+  const { matrix, settings, range, dtype } = task;
+  const params = computeCellParams(matrix, settings);
+  const int4 = dtype === DataType.INT4 || dtype === DataType.UINT4;
+  const bytes = int4 && rounding.packedInt4 ? rounding.packedInt4(matrix, params, range) : encodeCodes(rounding(matrix, params, range), dtype);
+  return { params, bytes };
+}
+
+/** A layer's weight read and its quantization planned: the task, and what the graph rewrite needs. */
+export interface PreparedWeight {
+  layer: WeightedLayer;
+  spec: WeightQuantSpec;
+  task: WeightTask;
+  layout: WeightLayout;
+  /** The granularity stored (a Conv kernel > 1 stores a `group` spec per channel). */
+  granularity: Granularity;
+  fellBackToPerChannel: boolean;
+}
+
+/**
+ * Checks `layer`'s weight and reads it (an external one from disk, once: its codes, a quarter or an eighth of its
+ * bytes, are what is kept) into the task that quantizes it as `spec` says.
+ */
+export function prepareWeight(layer: WeightedLayer, spec: WeightQuantSpec): PreparedWeight {
   const weight = layer.weight;
   const tensor = weight.initializer!;
   if (tensor.dtype !== DataType.FLOAT) throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' has a ${DataType[tensor.dtype]} weight; only float32 weights are quantized`);
@@ -94,24 +136,24 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   }
   const signed = spec.signed ?? true;
   const settings = { bits: spec.bits, symmetric: spec.symmetric, signed, granularity, range: spec.range };
-  const range = intRange(spec.bits, signed);
-  const dtype = storageType(spec.bits, signed);
-  const dims = tensor.dims;
-
-  // The float weight is read once (an external one from disk) and rounded while it is in memory: the codes (a
-  // quarter or an eighth of its bytes) are kept, never computed again from a second read at save time.
   const matrix: WeightMatrix = { values: tensor.toFloat32(), N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name };
-  const params = computeCellParams(matrix, settings);
-  const int4 = dtype === DataType.INT4 || dtype === DataType.UINT4;
-  const bytes = int4 && rounding.packedInt4 ? rounding.packedInt4(matrix, params, range) : encodeCodes(rounding(matrix, params, range), dtype);
-  const quantized = Tensor.fromBytes(dtype, dims, bytes);
+  return { layer, spec, task: { matrix, settings, range: intRange(spec.bits, signed), dtype: storageType(spec.bits, signed) }, layout, granularity, fellBackToPerChannel };
+}
 
-  const { scale, zeroPoint, attributes } = dequantizeParameters(params, granularity, layout, dims, dtype);
+/** Replaces the prepared layer's float weight by `quantized`'s codes feeding a DequantizeLinear, and removes the float initializer. */
+export function installQuantizedWeight(prepared: PreparedWeight, quantized: QuantizedWeight): LayerOutcome {
+  const { layer, spec, layout, granularity } = prepared;
+  const { dtype } = prepared.task;
+  const weight = layer.weight;
+  const tensor = weight.initializer!;
+  const dims = tensor.dims;
+  const codes = Tensor.fromBytes(dtype, dims, quantized.bytes);
+  const { scale, zeroPoint, attributes } = dequantizeParameters(quantized.params, granularity, layout, dims, dtype);
   const graph = weight.graph;
   const consumer = firstConsumer(weight);
-  const q = graph.addInitializer(`${weight.name}_quantized`, quantized);
+  const q = graph.addInitializer(`${weight.name}_quantized`, codes);
   const s = graph.addInitializer(`${weight.name}_scale`, scale);
-  const needsZeroPoint = !(spec.symmetric && signed);
+  const needsZeroPoint = !(spec.symmetric && prepared.task.settings.signed);
   const z = needsZeroPoint ? graph.addInitializer(`${weight.name}_zero_point`, zeroPoint) : undefined;
   const dq = graph.addNode({
     opType: Op.DequantizeLinear,
@@ -126,9 +168,9 @@ export function storeQuantizedWeight(layer: WeightedLayer, spec: WeightQuantSpec
   graph.removeInitializer(weight);
   return {
     granularity: granularity.kind,
-    fellBackToPerChannel,
+    fellBackToPerChannel: prepared.fellBackToPerChannel,
     floatBytes: tensor.byteLength,
-    quantizedBytes: quantized.byteLength + scale.byteLength + (z ? zeroPoint.byteLength : 0),
+    quantizedBytes: codes.byteLength + scale.byteLength + (z ? zeroPoint.byteLength : 0),
   };
 }
 

@@ -11,7 +11,7 @@ import { Tensor } from '../../src/ir/tensor.js';
 import type { WeightQuantSpec } from '../../src/quant/plan.js';
 import { upgradeModelOpset } from '../../src/passes/opset-upgrade.js';
 import { roundToNearest } from '../../src/passes/weight-quantizer.js';
-import { storeQuantizedWeight } from '../../src/passes/weight-storage.js';
+import { installQuantizedWeight, prepareWeight, quantizeWeightTask } from '../../src/passes/weight-storage.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { join } from 'node:path';
 import { loadModelSync } from '../../src/ir/serde.js';
@@ -91,7 +91,8 @@ describe('quantized weight storage in ONNX Runtime', () => {
         const original = Float32Array.from(weight.initializer!.toFloat32());
         const reference = (await run(model, feeds, ['y'], 'basic')).y!.data as Float32Array;
         upgradeModelOpset(model, 21);
-        const outcome = storeQuantizedWeight({ name: 'layer', node, weight }, weightSpec, roundToNearest);
+        const prepared = prepareWeight({ name: 'layer', node, weight }, weightSpec);
+        const outcome = installQuantizedWeight(prepared, quantizeWeightTask(prepared.task, roundToNearest));
         const fellBack = layout === 'conv3x3' && weightSpec.granularity.kind === 'group';
         expect(outcome.fellBackToPerChannel).toBe(fellBack);
         expect(outcome.granularity).toBe(fellBack ? 'per-channel' : weightSpec.granularity.kind);
