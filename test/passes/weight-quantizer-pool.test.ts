@@ -25,7 +25,7 @@ function planOf(model: Model, weight: WeightQuantSpec): QuantPlan {
   return new Map(discoverLayers(model).filter((l) => /^(attn|mlp|adaln)/.test(l.role)).map((l) => [l.name, { layer: l.name, weight }]));
 }
 
-async function quantized(model: Model, weight: WeightQuantSpec, threads: number): Promise<{ bytes: Uint8Array; statistics: Record<string, number> }> {
+async function quantized(model: Model, weight: WeightQuantSpec, threads: number): Promise<{ bytes: Uint8Array; statistics: Record<string, number | string> }> {
   const plan = planOf(model, weight);
   expect(plan.size).toBeGreaterThan(4);
   const open = vi.spyOn(WeightQuantizerPool, 'open');
