@@ -104,8 +104,9 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
       }
       entry.quantized.catch(() => {}); // observed when installed, in order
       pending.push(entry);
-      // In-process, each layer is installed before the next is read; with workers, one task per worker runs ahead.
-      while (pending.length > (pool?.size ?? 0)) await installNext();
+      // In-process, each layer is installed before the next is read; with workers, two tasks per worker are in
+      // flight, so a worker that finishes one starts the next while the main thread reads and installs.
+      while (pending.length > 2 * (pool?.size ?? 0)) await installNext();
       if (!pool) await yieldToEventLoop();
     }
     while (pending.length > 0) await installNext();

@@ -388,14 +388,10 @@ roundToNearest.packedInt4 = (weight, params, range) => {
  * zeroed byte (runs cover each element once, in any order).
  */
 function roundRunInt4(values: Float32Array, packed: Uint8Array, scale: Float32Array, zeroPoint: Int32Array, qmin: number, qmax: number, start: number, end: number, first: number, step: number): void {
-  const code = (i: number, cell: number): number => {
-    const q = values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!;
-    return (q < qmin ? qmin : q > qmax ? qmax : q) & 0x0f;
-  };
   let i = start;
   let cell = first;
   if (i & 1 && i < end) {
-    packed[i >> 1]! |= code(i, cell) << 4;
+    packed[i >> 1]! |= nibbleOf(values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!, qmin, qmax) << 4;
     i++;
     cell += step;
   }
@@ -419,7 +415,12 @@ function roundRunInt4(values: Float32Array, packed: Uint8Array, scale: Float32Ar
       packed[i >> 1] = (low & 0x0f) | ((high & 0x0f) << 4);
     }
   }
-  if (i < end) packed[i >> 1]! |= code(i, cell);
+  if (i < end) packed[i >> 1]! |= nibbleOf(values[i]! / scale[cell]! + ROUND_HALF_EVEN - ROUND_HALF_EVEN + zeroPoint[cell]!, qmin, qmax);
+}
+
+/** A rounded code q clamped to [qmin, qmax], as its low 4 bits. */
+function nibbleOf(q: number, qmin: number, qmax: number): number {
+  return (q < qmin ? qmin : q > qmax ? qmax : q) & 0x0f;
 }
 
 /** roundToNearest over one run (see forEachRun), a top-level loop over locals like scanRun. */
