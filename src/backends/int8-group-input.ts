@@ -10,9 +10,14 @@
 import type { Node, Value } from '../ir/core.js';
 import { Op, isOp, type OpType } from '../ir/ops.js';
 
-/** The float value a dynamic sym int8 per-token-group quantizer of `groupSize` reads, if `value` is its output. */
+/**
+ * The float value a dynamic sym int8 per-token-group quantizer of `groupSize` reads, if `value` is its output. A
+ * quantizer with a partial last group (C not a multiple of the size) zero-pads C in front and slices it off after,
+ * which is how the kernel treats a partial last block of A.
+ */
 export function int8GroupInputSource(value: Value, groupSize: number): Value | undefined {
-  const ungrouped = producer(value, Op.Reshape);
+  const unpadded = producer(value, Op.Slice);
+  const ungrouped = producer(unpadded ? unpadded.input(0) : value, Op.Reshape);
   const dequantized = ungrouped && producer(ungrouped.input(0), Op.Mul);
   const clipped = dequantized && producer(dequantized.input(0), Op.Clip);
   const rounded = clipped && producer(clipped.input(0), Op.Round);
@@ -24,10 +29,28 @@ export function int8GroupInputSource(value: Value, groupSize: number): Value | u
   const grouped = producer(ratio.input(0), Op.Reshape);
   const shape = grouped?.inputs[1]?.initializer?.toNumbers();
   if (!grouped || shape?.at(-1) !== groupSize || shape.at(-2) !== -1 || shape.slice(0, -2).some((d) => d !== 0)) return undefined;
-  const source = grouped.input(0);
+  const quantized = grouped.input(0);
   const restore = producer(ungrouped.input(1), Op.Shape);
-  if (!restore || restore.input(0) !== source) return undefined;
-  return isSymmetricInt8Scale(scale, grouped.outputs[0]!, shape.length - 1) ? source : undefined;
+  if (!restore || restore.input(0) !== quantized) return undefined;
+  if (!isSymmetricInt8Scale(scale, grouped.outputs[0]!, shape.length - 1)) return undefined;
+  return unpadded ? paddedSource(quantized, unpadded, groupSize) : quantized;
+}
+
+/**
+ * x where `padded` is Pad(x) with zeros at the end of the last axis only, fewer than one group of them, and `slice`
+ * takes that axis back to x's channels: the partial last group's frame.
+ */
+function paddedSource(padded: Value, slice: Node, groupSize: number): Value | undefined {
+  const pad = producer(padded, Op.Pad);
+  if (!pad || pad.stringAttr('mode', 'constant') !== 'constant' || (pad.inputs[2] && scalarOf(pad.inputs[2]) !== 0) || pad.inputs[3]) return undefined;
+  const pads = pad.inputs[1]?.initializer?.toNumbers();
+  const amount = pads?.at(-1);
+  if (!pads || amount === undefined || amount <= 0 || amount >= groupSize || pads.slice(0, -1).some((p) => p !== 0)) return undefined;
+  const [starts, ends, axes, steps] = [1, 2, 3, 4].map((i) => slice.inputs[i]?.initializer?.toNumbers());
+  const channels = ends?.[0];
+  if (starts?.length !== 1 || starts[0] !== 0 || axes?.length !== 1 || (axes[0] !== -1 && axes[0] !== pads.length / 2 - 1) || (steps && steps.some((s) => s !== 1))) return undefined;
+  if (channels === undefined || (channels + amount) % groupSize !== 0) return undefined;
+  return pad.input(0);
 }
 
 /** True when `scale` is Max(Div(ReduceMax(Abs(grouped), axes [last], keepdims), 127), eps > 0). */

@@ -46,7 +46,7 @@ export function quantizePlannedActivations(model: Model, quantPlan: QuantPlan, s
     if (quantized) statistics.shared_inputs!++;
     else {
       const lowering = { graph: model.graph, input, name: layer.name, before: layer.node, opset: model.opset };
-      if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer));
+      if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer), layer.inChannels);
       else {
         const groups = stats?.get(layer.name);
         if (!groups) throw new IrError('invalid-argument', `quantize-activations: no calibration statistics for '${layer.name}'; run calibrate first`);
@@ -155,19 +155,30 @@ function emitter(l: Lowering): FakeQuantEmitter {
   return { op: (opType, inputs, suffix) => add(l, opType, inputs, suffix), scalar: (suffix, value) => constant(l, suffix, Tensor.fromFloat32([], new Float32Array([value]))) };
 }
 
-/** Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then fake-quantize. */
-function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Value {
+/**
+ * Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then
+ * fake-quantize. Token groups of g along the `channels` (C) of the last axis: a g that does not divide C leaves a
+ * partial last group, as a weight's blocks do — x is zero-padded to whole groups and the padding sliced off after
+ * (a zero moves no group's max |x|, and an asymmetric range contains 0 already).
+ */
+function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number, channels: number): Value {
   const mode = spec.mode as Extract<ActivationQuantSpec['mode'], { kind: 'dynamic' }>;
   const { qmin, qmax } = activationRange(spec.bits, spec.symmetric);
   let x = l.input;
   let axes: number[];
   let restore: Value | undefined;
+  let padded = false;
   // A 2-D input ([rows, C], an adaLN linear's) has one token a row: per token is per sample, and its groups are C's.
   if (mode.granularity === 'per-sample' || rank < 2) axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
   else if (mode.granularity === 'per-token') axes = [rank - 1];
   else {
     // [..., C] → [..., C/g, g]: reduce over the last axis, then reshape back.
     const size = (mode.groupSize as number | undefined) ?? 64; // resolveInputGroup has replaced `weight`
+    const padding = Math.ceil(channels / size) * size - channels;
+    if (padding > 0) {
+      x = add(l, Op.Pad, [x, constant(l, 'group_pads', Tensor.fromInt64([2 * rank], [...Array(2 * rank - 1).fill(0), padding]))], 'padded');
+      padded = true;
+    }
     restore = add(l, Op.Shape, [x], 'shape');
     const grouped = constant(l, 'group_shape', Tensor.fromInt64([rank + 1], [...Array(rank - 1).fill(0), -1, size]));
     x = add(l, Op.Reshape, [x, grouped], 'grouped');
@@ -190,6 +201,10 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number): Val
   }
   let out = fakeQuantize(emitter(l), { x, scale, ...(zero ? { zeroPoint: zero } : {}), qmin, qmax, rounding: 'round' });
   if (restore) out = add(l, Op.Reshape, [out, restore], 'ungrouped');
+  if (padded) {
+    const bound = (suffix: string, value: number) => constant(l, suffix, Tensor.fromInt64([1], [value]));
+    out = add(l, Op.Slice, [out, bound('unpad_starts', 0), bound('unpad_ends', channels), bound('unpad_axes', -1)], 'unpadded');
+  }
   out.type = l.input.type;
   return out;
 }

@@ -9,7 +9,7 @@ import { seededRandom } from '../random.js';
 export interface SearchSpace {
   /** Layer names, in model order (the genome's gene order). */
   layers: string[];
-  /** Valid group sizes per layer (those that divide its input channels), ascending. */
+  /** The group sizes tried per layer (the candidates below its input channels, and one that spans them), ascending. */
   candidates: number[][];
 }
 

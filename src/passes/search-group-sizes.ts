@@ -62,9 +62,10 @@ export const searchGroupSizes = definePass({
       layers: layers.map((l) => l.name),
       candidates: layers.map((l, i) => {
         const granularity = auto[i]!.weight!.granularity as typeof first;
-        const valid = granularity.candidates.filter((g) => l.inChannels % g === 0).sort((a, b) => a - b);
-        if (valid.length === 0) throw new IrError('invalid-argument', `search-group-sizes: no candidate in [${granularity.candidates.join(', ')}] divides the ${l.inChannels} input channels of '${l.name}'`);
-        return valid;
+        // A size need not divide K (the last group is partial); sizes beyond K are all one group, the smallest of them standing for it.
+        const sizes = [...granularity.candidates].sort((a, b) => a - b);
+        const beyond = sizes.find((g) => g >= l.inChannels);
+        return [...sizes.filter((g) => g < l.inChannels), ...(beyond !== undefined ? [beyond] : [])];
       }),
     };
     const budget = searchBudget(first.budget, layers, auto);
@@ -151,7 +152,8 @@ function searchBudget(budget: GroupBudget, layers: Layer[], auto: LayerQuantPlan
   const parameters = layers.map((l) => l.inChannels * l.outChannels);
   return averageBitsBudget(budget.max, parameters, (i, size) => {
     const w = auto[i]!.weight!;
-    return w.bits + (32 + (w.symmetric ? 0 : w.bits)) / size;
+    const K = layers[i]!.inChannels;
+    return w.bits + (Math.ceil(K / size) * (32 + (w.symmetric ? 0 : w.bits))) / K;
   });
 }
 

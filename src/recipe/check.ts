@@ -1,8 +1,7 @@
 /**
  * Semantic checks of a parsed recipe, alone and against a model's layers: what the target cannot run (asked
- * of the target's backend, `checkPlan`: the one source of what a target executes), token-group and searched
- * group sizes that do not divide a selected layer's input channels, group weights a k×k Conv stores per
- * output channel, settings that contradict each other, and what each rule covers (a quantize rule that
+ * of the target's backend, `checkPlan`: the one source of what a target executes), group weights a k×k Conv
+ * stores per output channel, settings that contradict each other, and what each rule covers (a quantize rule that
  * selects nothing is an error). Diagnostics only.
  */
 import { backends } from '../backends/registry.js';
@@ -105,21 +104,9 @@ export function checkRecipeAgainstModel(recipe: Recipe, layers: readonly Layer[]
     if (layer.opType === 'Gather' && plan.input) {
       diagnostics.push(at('error', 'E044', `layer '${layer.name}' is an embedding lookup: its input is an index, which cannot be quantized`, plan.source));
     }
-    const mode = plan.input?.mode;
-    // `size: weight` takes a fixed `group N` (a searched size always divides): token groups reshape the
-    // channels, so unlike a weight group they cannot leave a partial last one.
-    const weightGroup = plan.weight?.granularity.kind === 'group' ? plan.weight.granularity.size : undefined;
-    const tokenGroup = mode?.kind === 'dynamic' ? (mode.groupSize === 'weight' ? weightGroup : mode.groupSize) : undefined;
-    if (tokenGroup !== undefined && layer.inChannels % tokenGroup !== 0) {
-      const size = mode?.kind === 'dynamic' && mode.groupSize === 'weight' ? `weight, the weight's group ${tokenGroup}` : `${tokenGroup}`;
-      diagnostics.push(at('error', 'E042', `per-token-group(size: ${size}) does not divide the ${layer.inChannels} input channels of layer '${layer.name}' (${layer.role})`, plan.source, ['exclude the layer from this rule (`except …`) or give it a size that divides its channels']));
-    }
-    // A fixed `group N` need not divide the channels (the last group is partial; a target that needs whole
-    // groups refuses it in its checkPlan). The search only tries sizes that divide, as token groups must.
+    // Token groups and weight groups alike need not divide the channels: the last group is then partial (a
+    // target that needs whole groups refuses it in its checkPlan).
     const g = plan.weight?.granularity;
-    if (g?.kind === 'auto' && !g.candidates.some((c) => layer.inChannels % c === 0)) {
-      diagnostics.push(at('error', 'E042', `no auto candidate divides the ${layer.inChannels} input channels of layer '${layer.name}'`, plan.source));
-    }
     if (g?.kind === 'group' && groupsStoredPerChannel(layer.opType, layer.weightShape)) perChannelConvs.set(plan.rule, [...(perChannelConvs.get(plan.rule) ?? []), layer.name]);
   }
   for (const [rule, names] of perChannelConvs) {

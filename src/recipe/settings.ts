@@ -90,7 +90,7 @@ export const SETTINGS = {
   'gptq.block': { kind: 'int', written: 'rounding gptq(block: N)', min: 1, max: SIZE, default: 128, doc: 'columns quantized per GPTQ block' },
   'gptq.damp': { kind: 'number', written: 'rounding gptq(damp: D)', min: 0, max: 1, default: 0.01, doc: 'Hessian damping, a fraction of its mean diagonal' },
   'per-timestep.groups': { kind: 'int', written: 'input … per-timestep(groups: N)', min: 1, max: 1000, default: 10, doc: 'timestep groups, each with its own scale', reason: 'at most T; each group is a table row in every quantized layer' },
-  'per-token-group.size': { kind: 'int', written: 'input … dynamic per-token-group(size: N)', min: 1, max: SIZE, default: 64, doc: 'input channels per dynamic scale (must divide the layer\'s)' },
+  'per-token-group.size': { kind: 'int', written: 'input … dynamic per-token-group(size: N)', min: 1, max: SIZE, default: 64, doc: 'input channels per dynamic scale (a size that does not divide the layer\'s leaves a partial last group)' },
   'smoothquant.alpha': { kind: 'number', written: 'transform smoothquant(alpha: α)', min: 0, max: 1, default: 0.5, doc: 'migration strength' },
   'dilate.max': { kind: 'number', written: 'transform dilate(max: S)', min: 1, max: 1e12, default: 1e6, doc: 'largest dilation factor', reason: 'a factor below 1 shrinks instead of dilating; 0 divides by zero' },
 } as const satisfies Record<string, Setting>;

@@ -87,7 +87,10 @@ function inGraphActivationForm(node: Node): string | undefined {
   if (quantize && (isOp(quantize, Op.QuantizeLinear) || isOp(quantize, Op.DynamicQuantizeLinear))) {
     return describeActivationForm(activationFormOf({ name: node.name, quantize, dequantize: producer, consumer: node }));
   }
-  // Per-token-group dynamic scales run on a [..., C/g, g] view that is reshaped back.
+  // Per-token-group dynamic scales run on a [..., C/g, g] view that is reshaped back (and, for a partial last
+  // group, zero-padded to whole groups before and sliced after).
+  if (isOp(producer, Op.Slice)) producer = producer.inputs[0]?.producer;
+  if (!producer) return undefined;
   const grouped = isOp(producer, Op.Reshape);
   if (grouped) producer = producer.inputs[0]?.producer;
   return producer && isOp(producer, Op.Mul) ? fakeQuantForm(producer, grouped) : undefined;

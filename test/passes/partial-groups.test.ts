@@ -17,6 +17,10 @@ import { Tensor } from '../../src/ir/tensor.js';
 import { dequantizeTensor } from '../../src/quant/quantized-forms.js';
 import { seededRandom } from '../../src/random.js';
 import { runCli } from '../cli/run-cli.js';
+import { DEFAULT_ACTIVATION_LOWERING, quantizePlannedActivations } from '../../src/passes/activation-quantization.js';
+import { quantizePlannedWeights } from '../../src/passes/weight-quantization.js';
+import { discoverLayers } from '../../src/quant/layers.js';
+import type { ActivationQuantSpec, WeightQuantSpec } from '../../src/quant/plan.js';
 import { sqnrDb } from './fixture.js';
 
 const C = 320;
@@ -30,8 +34,8 @@ const W1 = gaussian(C * C, 0.05); // MatMul
 const W2 = gaussian(C * C, 0.05); // Gemm transB
 const W3 = gaussian(C * C, 0.05); // Conv 1×1
 
-/** h [B, C] → MatMul W1 → Tanh → Gemm(transB) W2 → y; x [B, C, 2, 2] → Conv 1×1 W3 → z. */
-function buildModel(): Model {
+/** h [B, C] → MatMul W1 → Tanh → Gemm(transB) W2 → y; x [B, C, 2, 2] → Conv 1×1 W3 → z (without `conv`, only y). */
+function buildModel(conv = true): Model {
   const graph = new Graph('partial');
   const h = graph.addInput('h', { elemType: DataType.FLOAT, shape: [BATCH, C] });
   const x = graph.addInput('x', { elemType: DataType.FLOAT, shape: [BATCH, C, 2, 2] });
@@ -42,10 +46,16 @@ function buildModel(): Model {
   const mm = graph.addNode({ opType: Op.MatMul, name: 'fc1', inputs: [h, w1], outputs: ['fc1_out'] }).outputs[0]!;
   const act = graph.addNode({ opType: Op.Tanh, name: 'act', inputs: [mm], outputs: ['act_out'] }).outputs[0]!;
   const y = graph.addNode({ opType: Op.Gemm, name: 'fc2', inputs: [act, w2, b2], outputs: ['y'], attributes: { transB: { kind: 'int', value: 1 } } }).outputs[0]!;
-  const z = graph.addNode({ opType: Op.Conv, name: 'proj', inputs: [x, w3], outputs: ['z'], attributes: { kernel_shape: { kind: 'ints', value: [1, 1] } } }).outputs[0]!;
   y.type = { elemType: DataType.FLOAT, shape: [BATCH, C] };
-  z.type = { elemType: DataType.FLOAT, shape: [BATCH, C, 2, 2] };
-  graph.outputs.push(y, z);
+  graph.outputs.push(y);
+  if (conv) {
+    const z = graph.addNode({ opType: Op.Conv, name: 'proj', inputs: [x, w3], outputs: ['z'], attributes: { kernel_shape: { kind: 'ints', value: [1, 1] } } }).outputs[0]!;
+    z.type = { elemType: DataType.FLOAT, shape: [BATCH, C, 2, 2] };
+    graph.outputs.push(z);
+  } else {
+    graph.inputs.splice(graph.inputs.indexOf(x), 1);
+    graph.removeInitializer(w3);
+  }
   const model = new Model(graph);
   model.irVersion = 8;
   model.opsetImports.set('', 17);
@@ -185,5 +195,72 @@ describe('group 128 on 320 input channels: a partial last group of 64', () => {
     console.log(`partial groups (group 128 on 320 channels, W4 asym): output SQNR vs FP ${ySqnr.toFixed(2)} dB (MatMulNBits MatMul → Gemm), ${zSqnr.toFixed(2)} dB (blocked DQ 1×1 Conv)`);
     expect(ySqnr).toBeGreaterThan(15);
     expect(zSqnr).toBeGreaterThan(15);
+  });
+});
+
+/** Q-DiT's input form on 320 channels: int8 sym per-token groups of 128, 128 and a partial 64 of each row. */
+function referenceGroupQuantized(h: Float32Array): Float32Array {
+  const out = new Float32Array(h.length);
+  for (let r = 0; r < BATCH; r++) {
+    for (let b = 0; b < BLOCKS; b++) {
+      const start = r * C + b * GROUP;
+      const end = r * C + Math.min(C, (b + 1) * GROUP);
+      let absmax = 0;
+      for (let i = start; i < end; i++) absmax = Math.max(absmax, Math.abs(h[i]!));
+      const s = Math.max(Math.fround(absmax / 127), Math.fround(1e-8));
+      for (let i = start; i < end; i++) out[i] = Math.fround(Math.min(127, Math.max(-128, roundHalfEven(Math.fround(h[i]! / s)))) * s);
+    }
+  }
+  return out;
+}
+
+describe('dynamic per-token groups of 128 on 320 input channels: a partial last token group of 64', () => {
+  it('checks clean, quantizes each row\'s last 64 channels by their own max |x| in the Q/DQ graph, and leaves it to MatMulNBits at accuracy_level 4 on cpu', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'qc-partial-tokens-'));
+    const modelPath = join(dir, 'model.onnx');
+    saveModel(buildModel(false), modelPath);
+    const recipePath = join(dir, 'w4a8.qrecipe');
+    writeFileSync(recipePath, 'recipe "w4a8 g128 on 320" {\n  target cpu\n  quantize all {\n    weight int4 sym group 128\n    input int8 sym dynamic per-token-group(size: weight)\n  }\n}\n');
+    const check = await runCli(['check', recipePath, '--model', modelPath]);
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stderr).toBe('');
+
+    // The Q/DQ graph (the recipe's plan, not lowered): the quantizer's output is the reference per-group quantization of h.
+    const graphForm = loadModelSync(modelPath);
+    const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'group', size: GROUP }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+    const input: ActivationQuantSpec = { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } };
+    const plan = new Map(discoverLayers(graphForm).map((l) => [l.name, { layer: l.name, weight, input }]));
+    expect(plan.size).toBe(2);
+    await quantizePlannedWeights(graphForm, plan, undefined, () => {});
+    quantizePlannedActivations(graphForm, plan, undefined, DEFAULT_ACTIVATION_LOWERING);
+    const unpadded = graphForm.graph.nodes.find((n) => isOp(n, Op.Slice))!;
+    expect(graphForm.graph.nodes.filter((n) => isOp(n, Op.Pad)).length).toBe(2); // fc1's input and fc2's
+    const h = gaussian(BATCH * C, 1);
+    h[C - 1] = 40; // an outlier in row 0's partial group: only that group's scale may see it
+    graphForm.graph.outputs.push(unpadded.outputs[0]!);
+    const session = await ort.InferenceSession.create(encodeModel(graphForm));
+    const fetched = await session.run({ h: new ort.Tensor('float32', h, [BATCH, C]) });
+    await session.release();
+    expect(fetched[unpadded.outputs[0]!.name]!.dims).toEqual([BATCH, C]);
+    expect(fetched[unpadded.outputs[0]!.name]!.data).toEqual(referenceGroupQuantized(h));
+
+    // The cpu compile hands both inputs to the kernel: no Pad, Slice or quantizer left, within rounding ties of the Q/DQ graph.
+    const out = join(dir, 'out.onnx');
+    const compiled = await runCli([modelPath, recipePath, '-o', out]);
+    expect(compiled.code, compiled.stderr).toBe(0);
+    expect(compiled.stdout).toMatch(/int8_group_inputs_in_kernel=2/);
+    const lowered = loadModelSync(out);
+    expect(lowered.graph.nodes.map((n) => n.opType).sort()).toEqual(['MatMulNBits', 'MatMulNBits', 'Tanh']);
+    expect(lowered.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits)).map((n) => n.intAttr('accuracy_level', 0))).toEqual([4, 4]);
+    graphForm.graph.outputs.pop();
+    const run1 = async (m: Model) => {
+      const s = await ort.InferenceSession.create(encodeModel(m));
+      const y = (await s.run({ h: new ort.Tensor('float32', h, [BATCH, C]) })).y!.data as Float32Array;
+      await s.release();
+      return y;
+    };
+    const kernelSqnr = sqnrDb(await run1(graphForm), await run1(lowered));
+    console.log(`partial token groups (128 on 320, W4A8 sym): MatMulNBits accuracy 4 against the Q/DQ graph ${kernelSqnr.toFixed(2)} dB`);
+    expect(kernelSqnr).toBeGreaterThan(40);
   });
 });
