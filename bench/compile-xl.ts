@@ -3,7 +3,8 @@
  * MatMulNBits for cpu; XL_RECIPE=path for another recipe, or XL_PIPELINE='…' for a --passes pipeline): wall time
  * and peak RSS of `qcompile MODEL RECIPE -o OUT` in its own process (/usr/bin/time -v), against the weight bytes
  * and the I/O floor measured next to each run (one streamed read of the weights + writing the output's bytes
- * with fsync); median of XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
+ * with fsync), and the same without the smoke run (the compile's one ORT forward of its output); median of
+ * XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
  * The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
  */
 import { spawnSync } from 'node:child_process';
@@ -76,7 +77,7 @@ mkdirSync(outDir, { recursive: true });
 const output = join(outDir, 'model-w4g128.onnx');
 const runs = Number(process.env.XL_RUNS ?? 3);
 // Interleaved: each compile next to a fresh measurement of its I/O floor (read the weights, write the output).
-const samples: { wall: number; floor: number; read: number; write: number; rss: number }[] = [];
+const samples: { wall: number; floor: number; read: number; write: number; rss: number; smoke: number }[] = [];
 let outputBytes = 0;
 let passes: string[] = [];
 for (let r = 0; r < runs; r++) {
@@ -88,10 +89,12 @@ for (let r = 0; r < runs; r++) {
   }
   outputBytes = filesBytes(outDir, 'model-w4g128.onnx');
   const write = writeFloor(outDir, outputBytes);
-  samples.push({ wall: run.seconds, floor: read + write, read, write, rss: run.peakRssBytes });
   // The summary's time table: each pass, (save), (smoke run) and total.
   const lines = run.stdout.trim().split('\n');
   passes = lines.slice(lines.findIndex((line) => line.startsWith('pass ')));
+  const smoke = /^\(smoke run\)\s+([\d.]+) (ms|s)$/m.exec(run.stdout);
+  const smokeSeconds = smoke ? Number(smoke[1]) / (smoke[2] === 'ms' ? 1000 : 1) : NaN;
+  samples.push({ wall: run.seconds, floor: read + write, read, write, rss: run.peakRssBytes, smoke: smokeSeconds });
 }
 rmSync(outDir, { recursive: true, force: true });
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -108,6 +111,9 @@ const result = {
   readFloorSeconds: Number(median(samples.map((x) => x.read)).toFixed(2)),
   writeFloorSeconds: Number(median(samples.map((x) => x.write)).toFixed(2)),
   wallOverIoFloor: Number(median(samples.map((x) => x.wall / x.floor)).toFixed(2)),
+  // The smoke run (ORT loads the output and runs it once) is part of every compile; without it, what the rest costs.
+  smokeRunSeconds: Number(median(samples.map((x) => x.smoke)).toFixed(2)),
+  wallWithoutSmokeRunOverIoFloor: Number(median(samples.map((x) => (x.wall - x.smoke) / x.floor)).toFixed(2)),
   peakRssBytes,
   peakRssOverWeights: Number((peakRssBytes / weightBytes).toFixed(3)),
   passes,
@@ -115,6 +121,6 @@ const result = {
 console.log(
   JSON.stringify({
     ...result,
-    summary: `median of ${runs}: ${result.wallSeconds} s = ${result.wallOverIoFloor}x the I/O floor (read ${result.readFloorSeconds} s + write ${result.writeFloorSeconds} s), peak RSS ${(peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${result.peakRssOverWeights}x weights, ${(weightBytes / 2 ** 30).toFixed(2)} -> ${(outputBytes / 2 ** 30).toFixed(2)} GiB`,
+    summary: `median of ${runs}: ${result.wallSeconds} s = ${result.wallOverIoFloor}x the I/O floor (read ${result.readFloorSeconds} s + write ${result.writeFloorSeconds} s; ${result.wallWithoutSmokeRunOverIoFloor}x without the ${result.smokeRunSeconds} s smoke run), peak RSS ${(peakRssBytes / 2 ** 30).toFixed(2)} GiB = ${result.peakRssOverWeights}x weights, ${(weightBytes / 2 ** 30).toFixed(2)} -> ${(outputBytes / 2 ** 30).toFixed(2)} GiB`,
   }),
 );
