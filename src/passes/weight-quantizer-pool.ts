@@ -49,7 +49,7 @@ function rethrown(error: TransferredError): Error {
  * Float weight elements below which a plan is quantized in-process: starting a worker costs tens of ms (hundreds
  * from the TypeScript sources), more than such a plan's whole quantization.
  */
-export const POOL_MIN_ELEMENTS = 1 << 24;
+const POOL_MIN_ELEMENTS = 1 << 24;
 
 /** The workers a plan of `elements` float weights is quantized with: one per core, none for a small plan or a single core. */
 export function poolThreadsFor(elements: number): number {
