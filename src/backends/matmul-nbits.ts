@@ -11,6 +11,7 @@ import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { MS_DOMAIN, Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
+import { packNibblesByChannel } from '../quant/kernels/weight-kernels.js';
 import type { QuantizedWeight } from '../quant/quantized-forms.js';
 
 /** Why a layer cannot become MatMulNBits, or undefined when it can. */
@@ -87,13 +88,25 @@ function pack(codes: Tensor, scales: Tensor, zeroPoints: Tensor | undefined, blo
  * first) in [K,N] or, transposed, [N,K] order. Adding the offset 2^(bits−1) to a signed code flips its top bit.
  */
 function packCodes(raw: Uint8Array, bits: 4 | 8, offset: number, K: number, N: number, rowBytes: number, transposed: boolean, padOf: (n: number) => number): Uint8Array {
+  // Whole bytes (even K, and even N for [K,N] rows to start on a byte): the SIMD kernel, both nibbles at once.
+  const wholeBytes = bits === 4 && K % 2 === 0 && (transposed || N % 2 === 0);
+  const out = wholeBytes ? packNibblesByChannel(raw, K, N, rowBytes, transposed, offset === 0 ? 0 : 0x88) : packCodesByElement(raw, bits, offset, K, N, rowBytes, transposed);
+  const perByte = 8 / bits;
+  const mask = (1 << bits) - 1;
+  for (let n = 0; n < N; n++) {
+    const pad = padOf(n) & mask;
+    for (let k = K; k < rowBytes * perByte; k++) out[n * rowBytes + Math.floor(k / perByte)]! |= pad << ((k % perByte) * bits);
+  }
+  return out;
+}
+
+/** packCodes' rows without padding, one code at a time: 8-bit codes, and 4-bit ones whose rows do not start on a byte. */
+function packCodesByElement(raw: Uint8Array, bits: 4 | 8, offset: number, K: number, N: number, rowBytes: number, transposed: boolean): Uint8Array {
   const out = new Uint8Array(N * rowBytes);
   if (bits === 8) {
     for (let k = 0; k < K; k++) {
       for (let n = 0; n < N; n++) out[n * rowBytes + k] = raw[transposed ? n * K + k : k * N + n]! ^ offset;
     }
-  } else if (K % 2 === 0 && (transposed || N % 2 === 0)) {
-    packCodeBytes(raw, offset === 0 ? 0 : 0x88, K, N, rowBytes, transposed, out);
   } else if (transposed) {
     // Row n of the storage is row n of B: both pack element 2j in the low nibble of byte j.
     for (let n = 0; n < N; n++) {
@@ -113,37 +126,7 @@ function packCodes(raw: Uint8Array, bits: 4 | 8, offset: number, K: number, N: n
       }
     }
   }
-  const perByte = 8 / bits;
-  const mask = (1 << bits) - 1;
-  for (let n = 0; n < N; n++) {
-    const pad = padOf(n) & mask;
-    for (let k = K; k < rowBytes * perByte; k++) out[n * rowBytes + Math.floor(k / perByte)]! |= pad << ((k % perByte) * bits);
-  }
   return out;
-}
-
-/**
- * packCodes' 4-bit loops a byte at a time, for even K (and, for [K,N] storage, even N, so each stored row starts
- * on a byte): `flip` (0x88 for signed codes, else 0) adds the offset to both nibbles at once. [N,K] storage is
- * copied row by row; from [K,N], stored bytes j of rows k and k+1 (elements n = 2j, 2j+1) give byte k/2 of B rows
- * 2j and 2j+1. The bytes equal the nibble loops' (the test pins both).
- */
-function packCodeBytes(raw: Uint8Array, flip: number, K: number, N: number, rowBytes: number, transposed: boolean, out: Uint8Array): void {
-  const half = transposed ? K >> 1 : N >> 1;
-  if (transposed) {
-    for (let n = 0; n < N; n++) for (let j = 0, i = n * half, o = n * rowBytes; j < half; j++) out[o + j] = raw[i + j]! ^ flip;
-    return;
-  }
-  for (let k = 0; k < K; k += 2) {
-    const low = k * half;
-    const high = low + half;
-    for (let j = 0, o = k >> 1; j < half; j++, o += 2 * rowBytes) {
-      const a = raw[low + j]! ^ flip;
-      const b = raw[high + j]! ^ flip;
-      out[o] = (a & 0x0f) | ((b & 0x0f) << 4);
-      out[o + rowBytes] = (a >> 4) | (b & 0xf0);
-    }
-  }
 }
 
 /** Rewrites `layer` into MatMulNBits (call only when `matMulNBitsObstacle` is undefined). Returns the new node. */

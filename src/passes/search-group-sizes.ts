@@ -26,7 +26,8 @@ import { definePass, type PassContext, type PassResult } from './pass.js';
 import { SessionNodes } from './session-nodes.js';
 import type { GroupBudget, LayerQuantPlan, WeightQuantSpec } from '../quant/plan.js';
 import { quantizePlannedWeights } from './weight-quantization.js';
-import { computeCellParams, intRange, roundToNearest, type WeightMatrix } from './weight-quantizer.js';
+import type { WeightMatrix } from '../quant/kernels/weight-kernels.js';
+import { computeCellParams, intRange, roundToNearest } from './weight-quantizer.js';
 
 /** The search-group-sizes pass. */
 export const searchGroupSizes = definePass({

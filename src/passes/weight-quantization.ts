@@ -11,7 +11,8 @@ import { GPTQ_CODES } from './artifacts.js';
 import { gptqRound } from './gptq.js';
 import { upgradeModelOpset } from './opset-upgrade.js';
 import { yieldToEventLoop, type PassResult, type ProgressReporter } from './pass.js';
-import { roundToNearest, type CellParams, type IntRange, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
+import type { CellParams, IntRange, WeightMatrix } from '../quant/kernels/weight-kernels.js';
+import { roundToNearest, type RoundingFunction } from './weight-quantizer.js';
 import { WeightQuantizerPool, poolThreadsFor } from './weight-quantizer-pool.js';
 import { installQuantizedWeight, prepareWeight, quantizeWeightTask, type PreparedWeight, type QuantizedWeight, type WeightedLayer } from './weight-storage.js';
 

@@ -1,8 +1,8 @@
 /**
  * Worker threads for weight quantization: round-to-nearest WeightTasks (weight-storage.ts) — the cells' ranges,
- * min-max or the L_p search, and the codes — computed off the main thread, one weight per task. The CPU-bound part
- * of quantize-weights is single-threaded JS (DiT-XL/2 rtn-w4a16: ~6 s of 10 s; ptq4dm's L_p search: minutes);
- * with a pool it runs on every core while the main thread reads the next weights and rewires the graph. Results
+ * min-max or the L_p search, and the codes — computed off the main thread, one weight per task. That is the
+ * CPU-bound part of quantize-weights (DiT-XL/2 rtn-w4a16: the SIMD kernels' 2.7 s of CPU, ptq4dm's L_p search:
+ * a minute); with a pool it runs on every core while the main thread reads the next weights and rewires the graph. Results
  * are the same bits as in-process (the same functions on the same values); only their thread differs.
  *
  * The worker's entry is weight-quantizer.worker.js next to this module; run from the TypeScript sources (tsx,

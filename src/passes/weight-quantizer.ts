@@ -9,40 +9,15 @@
 import { assertFinite } from '../ir/numerics.js';
 import type { Granularity, RangeMethod } from '../quant/plan.js';
 import { roundHalfEven } from './gptq.js';
+import { scanCellRanges, storedCodes, type CellParams, type IntRange, type WeightMatrix } from '../quant/kernels/weight-kernels.js';
 
-/** The integer range of a quantized type. */
-export interface IntRange {
-  qmin: number;
-  qmax: number;
-}
 
 /** The integer range of a `bits`-wide signed or unsigned type. */
 export function intRange(bits: number, signed: boolean): IntRange {
   return signed ? { qmin: -(2 ** (bits - 1)), qmax: 2 ** (bits - 1) - 1 } : { qmin: 0, qmax: 2 ** bits - 1 };
 }
 
-/** A weight as an N×K matrix over its stored values. */
-export interface WeightMatrix {
-  values: Float32Array;
-  N: number;
-  K: number;
-  /** Stored [K][N] (element (n, k) at k·N + n, MatMul's W); otherwise [N][K] (at n·K + k). */
-  kMajor: boolean;
-  /** The weight tensor's name, for errors. */
-  name?: string;
-}
 
-/** Scales and zero points of every cell, and the cell geometry. */
-export interface CellParams {
-  /** Values of one channel that share a cell (K for per-channel and per-tensor, the group size for groups). */
-  cellLength: number;
-  /** Cells per channel (ceil(K / cellLength): the last may be partial); 1 for per-tensor, where the single cell spans all channels. */
-  cellsPerRow: number;
-  /** Scale of cell g·N + n (length 1 for per-tensor). */
-  scale: Float32Array;
-  /** Zero point of cell g·N + n. */
-  zeroPoint: Int32Array;
-}
 
 /** Describes how to quantize one weight. */
 export interface QuantizerSettings {
@@ -65,34 +40,10 @@ function forEachRun(weight: WeightMatrix, cellLength: number, perTensor: boolean
   else for (let n = 0; n < N; n++) for (let k = 0; k < K; k += cellLength) visit(n * K + k, n * K + Math.min(k + cellLength, K), (k / cellLength) * N + n, 0);
 }
 
-/**
- * The min-max scan of one run (see forEachRun): widens `min`/`max` of each value's cell; returns the run's sum.
- * A top-level function over its own locals, so the hot loop keeps them in registers (a closure's captured
- * variables are loaded and stored through its context on every element).
- */
-function scanRun(values: Float32Array, min: Float32Array, max: Float32Array, start: number, end: number, first: number, step: number): number {
-  let sum = 0;
-  if (step === 0) {
-    // One cell for the whole run (a [N][K] group, a channel, the tensor): its bounds live in locals.
-    let lo = min[first]!;
-    let hi = max[first]!;
-    for (let i = start; i < end; i++) {
-      const v = values[i]!;
-      sum += v;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    min[first] = lo;
-    max[first] = hi;
-    return sum;
-  }
-  for (let i = start, cell = first; i < end; i++, cell++) {
-    const v = values[i]!;
-    sum += v;
-    if (v < min[cell]!) min[cell] = v;
-    if (v > max[cell]!) max[cell] = v;
-  }
-  return sum;
+/** True when no element is NaN or infinite. */
+function allFinite(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return false;
+  return true;
 }
 
 /**
@@ -110,24 +61,26 @@ export function computeCellParams(weight: WeightMatrix, settings: QuantizerSetti
   const cells = perTensor ? 1 : cellsPerRow * N;
   const min = new Float32Array(cells);
   const max = new Float32Array(cells);
-  // The finiteness check rides on the min-max scan: a float64 sum of float32 values cannot overflow, so it is
-  // finite exactly when every value is; only then does assertFinite walk the values again, to name the first.
-  let sum = 0;
-  forEachRun(weight, cellLength, perTensor, (start, end, first, step) => {
-    sum += scanRun(values, min, max, start, end, first, step);
-  });
-  if (!Number.isFinite(sum)) assertFinite(values, tensor);
+  // The finiteness check rides on the min-max scan: it reports a NaN, and an infinity is a cell's min or max;
+  // only then does assertFinite walk the values again, to name the first.
+  if (!scanCellRanges(weight, cellLength, perTensor, min, max) || !allFinite(min) || !allFinite(max)) assertFinite(values, tensor);
   const scale = new Float32Array(cells);
   const zeroPoint = new Int32Array(cells);
-  const range = intRange(settings.bits, settings.signed);
-  const gathered = settings.range.kind === 'lp' ? gatherCells(weight, cellLength, perTensor, cells) : undefined;
-  const search = gathered ? new RangeSearch(settings, range, gathered.longest) : undefined;
-  for (let cell = 0; cell < cells; cell++) {
-    const params = search
-      ? search.run(gathered!.values.subarray(gathered!.starts[cell]!, gathered!.starts[cell + 1]!), min[cell]!, max[cell]!)
-      : paramsFor(min[cell]!, max[cell]!, settings, range);
-    scale[cell] = params.scale;
-    zeroPoint[cell] = params.zeroPoint;
+  const grid = new CellGrid(settings);
+  if (settings.range.kind === 'lp') {
+    const gathered = gatherCells(weight, cellLength, perTensor, cells);
+    const search = new RangeSearch(settings, grid, gathered.longest);
+    for (let cell = 0; cell < cells; cell++) {
+      const params = search.run(gathered.values.subarray(gathered.starts[cell]!, gathered.starts[cell + 1]!), min[cell]!, max[cell]!);
+      scale[cell] = params.scale;
+      zeroPoint[cell] = params.zeroPoint;
+    }
+  } else {
+    for (let cell = 0; cell < cells; cell++) {
+      const s = grid.scale(min[cell]!, max[cell]!);
+      scale[cell] = s;
+      zeroPoint[cell] = grid.zeroPoint(min[cell]!, s);
+    }
   }
   assertFinite(scale, `the quantization scale of ${tensor}`);
   return { cellLength, cellsPerRow, scale, zeroPoint };
@@ -170,12 +123,15 @@ class RangeSearch {
   private readonly terms: LpTerms;
   private hint = 0;
 
+  private readonly range: IntRange;
+
   constructor(
-    private readonly settings: QuantizerSettings,
-    private readonly range: IntRange,
+    settings: QuantizerSettings,
+    private readonly grid: CellGrid,
     longestCell: number,
   ) {
     if (settings.range.kind !== 'lp') throw new RangeError(`range method '${settings.range.kind}' is not supported for weights`);
+    this.range = grid.range;
     this.sorted = new Float32Array(longestCell);
     this.terms = LpTerms.of(settings.range.p);
     let candidates = 0;
@@ -184,8 +140,8 @@ class RangeSearch {
   }
 
   run(values: Float32Array, min: number, max: number): { scale: number; zeroPoint: number } {
-    const { settings, range, candidates } = this;
-    if (candidates === 0) return paramsFor(min, max, settings, range);
+    const { grid, range, candidates } = this;
+    if (candidates === 0) return grid.params(min, max);
     const terms = this.terms;
     const sorted = this.sorted.subarray(0, values.length);
     sorted.set(values);
@@ -193,7 +149,7 @@ class RangeSearch {
     // Float sums of the same ≥ 0 terms in two orders differ by less than this factor of the bound.
     const slack = 1 + values.length * 2 ** -50;
     const prior = Math.min(this.hint, candidates - 1);
-    const priorParams = paramsFor(min * shrinkOf(prior), max * shrinkOf(prior), settings, range);
+    const priorParams = grid.params(min * shrinkOf(prior), max * shrinkOf(prior));
     const priorError = lpError(values, priorParams.scale, priorParams.zeroPoint, range, terms, Infinity);
     let best = priorParams;
     let bestIndex = prior;
@@ -204,7 +160,7 @@ class RangeSearch {
       let candidate = priorParams;
       if (i === prior) error = priorError;
       else {
-        candidate = paramsFor(min * shrinkOf(i), max * shrinkOf(i), settings, range);
+        candidate = grid.params(min * shrinkOf(i), max * shrinkOf(i));
         if (clippedError(sorted, candidate.scale, candidate.zeroPoint, range, terms, bound * slack) > bound * slack) continue;
         error = lpError(values, candidate.scale, candidate.zeroPoint, range, terms, bound);
       }
@@ -224,15 +180,39 @@ function shrinkOf(i: number): number {
   return 1 - 0.01 * i;
 }
 
-function paramsFor(min: number, max: number, settings: QuantizerSettings, range: IntRange): { scale: number; zeroPoint: number } {
-  if (settings.symmetric) {
-    const positive = 2 ** (settings.bits - 1) - 1;
-    const scale = Math.fround(Math.max(-min, max) / positive) || 1;
-    return { scale, zeroPoint: settings.signed ? 0 : 2 ** (settings.bits - 1) };
+/**
+ * The grid a cell's range maps onto, resolved once per weight (a hot loop reads these fields, not the settings):
+ * the scale and zero point of a range as computeCellParams says.
+ */
+class CellGrid {
+  readonly range: IntRange;
+  private readonly symmetric: boolean;
+  /** Symmetric: the positive codes 2^(b−1) − 1; asymmetric: qmax − qmin. */
+  private readonly steps: number;
+  /** The zero point of a symmetric grid: 0 signed, 2^(b−1) unsigned. */
+  private readonly symmetricZero: number;
+
+  constructor(settings: QuantizerSettings) {
+    this.range = intRange(settings.bits, settings.signed);
+    this.symmetric = settings.symmetric;
+    this.steps = settings.symmetric ? 2 ** (settings.bits - 1) - 1 : this.range.qmax - this.range.qmin;
+    this.symmetricZero = settings.signed ? 0 : 2 ** (settings.bits - 1);
   }
-  const scale = Math.fround((max - min) / (range.qmax - range.qmin)) || 1;
-  const zeroPoint = Math.min(range.qmax, Math.max(range.qmin, range.qmin + roundHalfEven(-min / scale)));
-  return { scale, zeroPoint };
+
+  scale(min: number, max: number): number {
+    return Math.fround((this.symmetric ? Math.max(-min, max) : max - min) / this.steps) || 1;
+  }
+
+  zeroPoint(min: number, scale: number): number {
+    if (this.symmetric) return this.symmetricZero;
+    const { qmin, qmax } = this.range;
+    return Math.min(qmax, Math.max(qmin, qmin + roundHalfEven(-min / scale)));
+  }
+
+  params(min: number, max: number): { scale: number; zeroPoint: number } {
+    const scale = this.scale(min, max);
+    return { scale, zeroPoint: this.zeroPoint(min, scale) };
+  }
 }
 
 /** Σ |x − s(q − z)|^p, stopping early once it exceeds `bound`. Ties may round either way: |x − ŷ| is the same. */
@@ -348,11 +328,11 @@ const LP_TABLE_SCALE = 1 / LP_TABLE_STEP;
 
 /**
  * A rounding step: integer codes, in the stored order, on fixed cell parameters (the seam GPTQ plugs into).
- * `packedInt4`, when a step has it, gives the same codes packed two to a byte (ONNX int4, low nibble first)
- * without the int32 codes in between.
+ * `stored`, when a step has it, gives the same codes as the bytes they are stored in: one a code (its low 8 bits,
+ * int8 or uint8), or with `nibbles` two to a byte (int4 or uint4, low nibble first), without the int32 codes.
  */
 export type RoundingFunction = ((weight: WeightMatrix, params: CellParams, range: IntRange) => Int32Array) & {
-  packedInt4?: (weight: WeightMatrix, params: CellParams, range: IntRange) => Uint8Array;
+  stored?: (weight: WeightMatrix, params: CellParams, range: IntRange, nibbles: boolean) => Uint8Array;
 };
 
 /**
@@ -371,9 +351,14 @@ export const roundToNearest: RoundingFunction = (weight, params, range) => {
   return codes;
 };
 
-/** roundToNearest's codes packed as int4 (4-bit ranges): an eighth of the int32 codes' memory traffic. */
-roundToNearest.packedInt4 = (weight, params, range) => {
-  if (range.qmin < -8 || range.qmax > 15) throw new RangeError(`codes in [${range.qmin}, ${range.qmax}] do not fit 4 bits`);
+/**
+ * roundToNearest's codes as stored, by the SIMD kernels (simd/weight-kernels.ts); nibbles of a layout they do not
+ * pack (a run of odd length) by roundRunInt4. An eighth (a quarter) of the int32 codes' memory traffic.
+ */
+roundToNearest.stored = (weight, params, range, nibbles) => {
+  if (nibbles && (range.qmin < -8 || range.qmax > 15)) throw new RangeError(`codes in [${range.qmin}, ${range.qmax}] do not fit 4 bits`);
+  const simd = storedCodes(weight, params, range, nibbles);
+  if (simd) return simd;
   const packed = new Uint8Array(Math.ceil(weight.values.length / 2));
   const { values } = weight;
   const { scale, zeroPoint } = params;

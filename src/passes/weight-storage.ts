@@ -11,7 +11,8 @@ import { IrError } from '../ir/errors.js';
 import { Op, isOp } from '../ir/ops.js';
 import { Tensor, packInt4 } from '../ir/tensor.js';
 import type { Granularity, WeightQuantSpec } from '../quant/plan.js';
-import { computeCellParams, intRange, type CellParams, type IntRange, type QuantizerSettings, type RoundingFunction, type WeightMatrix } from './weight-quantizer.js';
+import type { CellParams, IntRange, WeightMatrix } from '../quant/kernels/weight-kernels.js';
+import { computeCellParams, intRange, type QuantizerSettings, type RoundingFunction } from './weight-quantizer.js';
 
 /** What storing a weight needs to know of a layer (a subset of layers.ts' Layer). */
 export interface WeightedLayer {
@@ -102,7 +103,7 @@ export function quantizeWeightTask(task: WeightTask, rounding: RoundingFunction)
   const { matrix, settings, range, dtype } = task;
   const params = computeCellParams(matrix, settings);
   const int4 = dtype === DataType.INT4 || dtype === DataType.UINT4;
-  const bytes = int4 && rounding.packedInt4 ? rounding.packedInt4(matrix, params, range) : encodeCodes(rounding(matrix, params, range), dtype);
+  const bytes = rounding.stored ? rounding.stored(matrix, params, range, int4) : encodeCodes(rounding(matrix, params, range), dtype);
   return { params, bytes };
 }
 

@@ -101,9 +101,11 @@ describe('MatMulNBits 4-bit B bytes', () => {
   }
 
   it.each([
-    { kind: 'matmul', codes: DataType.INT4, k: K, n: N, label: 'MatMul int4, even K and N (byte loop)' },
-    { kind: 'matmul', codes: DataType.UINT4, k: K, n: N, label: 'MatMul uint4, even K and N (byte loop)' },
-    { kind: 'gemm', codes: DataType.INT4, k: K, n: N, label: 'Gemm transB int4, even K (row copy)' },
+    { kind: 'matmul', codes: DataType.INT4, k: K, n: N, label: 'MatMul int4, even K and N (SIMD kernel: its byte tail only)' },
+    { kind: 'matmul', codes: DataType.UINT4, k: K, n: N, label: 'MatMul uint4, even K and N (SIMD kernel: its byte tail only)' },
+    { kind: 'matmul', codes: DataType.INT4, k: 72, n: 88, label: 'MatMul int4, even K and N (SIMD kernel: 16 bytes at a time and a tail)' },
+    { kind: 'gemm', codes: DataType.INT4, k: K, n: N, label: 'Gemm transB int4, even K (SIMD row copy: its tail only)' },
+    { kind: 'gemm', codes: DataType.UINT4, k: 104, n: 6, label: 'Gemm transB uint4, even K (SIMD row copy, 16 bytes at a time and a tail)' },
     { kind: 'matmul', codes: DataType.INT4, k: 39, n: 23, label: 'MatMul int4, odd K and N (nibble loop)' },
     { kind: 'matmul', codes: DataType.UINT4, k: K, n: 23, label: 'MatMul uint4, odd N (nibble loop)' },
     { kind: 'gemm', codes: DataType.UINT4, k: 39, n: N, label: 'Gemm transB uint4, odd K (nibble loop)' },

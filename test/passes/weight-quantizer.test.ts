@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { packInt4 } from '../../src/ir/tensor.js';
 import { roundHalfEven } from '../../src/passes/gptq.js';
-import { LpTerms, computeCellParams, intRange, roundToNearest, type QuantizerSettings, type WeightMatrix } from '../../src/passes/weight-quantizer.js';
+import { LpTerms, computeCellParams, intRange, roundToNearest, type QuantizerSettings } from '../../src/passes/weight-quantizer.js';
+import type { WeightMatrix } from '../../src/quant/kernels/weight-kernels.js';
 
 function seeded(seed: number): () => number {
   let s = seed;
@@ -150,7 +151,7 @@ describe('weight quantizer', () => {
     }
   });
 
-  it('packedInt4 equals the int32 codes packed two to a byte, for odd and even shapes, groups and both storage orders', () => {
+  it('stored codes equal the int32 codes packed two to a byte, for odd and even shapes, groups and both storage orders', () => {
     for (const [N, K] of [[6, 32], [5, 21], [7, 16]] as const) {
       const rows = gaussianRows(N, K, N * K);
       const columns = new Float32Array(N * K);
@@ -162,12 +163,12 @@ describe('weight quantizer', () => {
           for (const matrix of [nMajor(rows, N, K), { values: columns, N, K, kMajor: true }]) {
             const params = computeCellParams(matrix, settings);
             const range = intRange(4, signed);
-            expect(roundToNearest.packedInt4!(matrix, params, range)).toEqual(packInt4(roundToNearest(matrix, params, range)));
+            expect(roundToNearest.stored!(matrix, params, range, true)).toEqual(packInt4(roundToNearest(matrix, params, range)));
           }
         }
       }
     }
-    expect(() => roundToNearest.packedInt4!(nMajor(new Float32Array(4), 1, 4), { cellLength: 4, cellsPerRow: 1, scale: Float32Array.of(1), zeroPoint: Int32Array.of(0) }, intRange(8, true))).toThrow(/do not fit 4 bits/);
+    expect(() => roundToNearest.stored!(nMajor(new Float32Array(4), 1, 4), { cellLength: 4, cellsPerRow: 1, scale: Float32Array.of(1), zeroPoint: Int32Array.of(0) }, intRange(8, true), true)).toThrow(/do not fit 4 bits/);
   });
 
   it('prunes the L_p search without changing its pick: the first least-error candidate of the plain scan, bit for bit', () => {
