@@ -15,7 +15,7 @@ export const MODULE_PATH = join(kernels, 'weight-kernels.wasm.ts');
 /** The TypeScript module that holds the assembled kernels. */
 export async function assembledModuleSource(): Promise<string> {
   const toolkit = await wabt();
-  const parsed = toolkit.parseWat('weight-kernels.wat', readFileSync(WAT_PATH, 'utf8'), { simd: true });
+  const parsed = toolkit.parseWat('weight-kernels.wat', readFileSync(WAT_PATH, 'utf8'), { simd: true, threads: true });
   try {
     const { buffer } = parsed.toBinary({ log: false, write_debug_names: false });
     return [

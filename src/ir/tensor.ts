@@ -86,6 +86,16 @@ export class Tensor {
     return this.data.source.read(this.data.offset, this.data.length);
   }
 
+  /**
+   * The values of an external FLOAT tensor read into `into` (its first byteLength bytes; a caller's reused
+   * memory, a worker's weight slot), as a Float32Array over it; any other tensor gives toFloat32(), a new array.
+   */
+  toFloat32In(into: Uint8Array): Float32Array {
+    if (this.data.kind !== 'external' || this.dtype !== DataType.FLOAT || into.byteLength < this.data.length || into.byteOffset % 4 !== 0) return this.toFloat32();
+    const bytes = this.data.source.read(this.data.offset, this.data.length, into.subarray(0, this.data.length));
+    return new Float32Array(bytes.buffer, bytes.byteOffset, this.size);
+  }
+
   /** The values as float32 (converting from f16, f64 and integer types). */
   toFloat32(): Float32Array {
     const bytes = this.bytes();
@@ -203,10 +213,12 @@ export class ExternalFile {
     return false;
   }
 
-  /** Reads `length` bytes at `offset`; a file that shrank since it was opened is an error, never short data. */
-  read(offset: number, length: number): Uint8Array {
-    // Not zero-filled first (every byte is read into it, or this throws); a plain Uint8Array, not a pooled Buffer.
-    const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+  /**
+   * Reads `length` bytes at `offset` into `out` (default: a new array); a file that shrank since it was opened is
+   * an error, never short data.
+   */
+  read(offset: number, length: number, out: Uint8Array = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)): Uint8Array {
+    // A new array is not zero-filled first (every byte is read into it, or this throws); a plain Uint8Array, not a pooled Buffer.
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, offset + done);

@@ -13,7 +13,7 @@ import { upgradeModelOpset } from './opset-upgrade.js';
 import { yieldToEventLoop, type PassResult, type ProgressReporter } from './pass.js';
 import type { CellParams, IntRange, WeightMatrix } from '../quant/kernels/weight-kernels.js';
 import { roundToNearest, type RoundingFunction } from './weight-quantizer.js';
-import { WeightQuantizerPool, poolThreadsFor } from './weight-quantizer-pool.js';
+import { WeightQuantizerPool, poolThreadsFor, type WeightSlot } from './weight-quantizer-pool.js';
 import { installQuantizedWeight, prepareWeight, quantizeWeightTask, type PreparedWeight, type QuantizedWeight, type WeightedLayer } from './weight-storage.js';
 
 /** The ai.onnx opset of blocked and 4-bit DequantizeLinear. */
@@ -64,7 +64,12 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
 
   const nearestElements = planned.reduce((n, p) => n + (p.weight!.rounding.kind === 'nearest' ? layers.get(p.layer)!.weight.initializer?.size ?? 0 : 0), 0);
   const threads = options.threads ?? poolThreadsFor(nearestElements);
-  const pool = threads > 0 ? WeightQuantizerPool.open(threads) : undefined;
+  // External weights are read straight into the workers' memory, each into a slot the size of the largest.
+  const slotBytes = planned.reduce((n, p) => {
+    const tensor = layers.get(p.layer)!.weight.initializer;
+    return p.weight!.rounding.kind === 'nearest' && tensor?.isExternal ? Math.max(n, tensor.byteLength) : n;
+  }, 0);
+  const pool = threads > 0 ? WeightQuantizerPool.open(threads, slotBytes) : undefined;
   // Layers read and dispatched but not yet installed, in plan order; a failed read or rounding is an entry too, so
   // the first error in plan order is the one thrown.
   const pending: { prepared?: PreparedWeight; quantized: Promise<QuantizedWeight> }[] = [];
@@ -94,14 +99,26 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
       claimed.add(weight);
       const spec = plan.weight!;
       let entry: (typeof pending)[number];
+      let slot: WeightSlot | undefined;
       try {
         const rounding = roundingFor(spec, layer, gptq);
-        const prepared = prepareWeight(layer, spec);
-        const quantized =
-          pool && rounding === roundToNearest ? pool.quantize(prepared.task, weight.initializer!.isDeferred) : Promise.resolve(quantizeWeightTask(prepared.task, rounding));
+        const toWorker = pool !== undefined && rounding === roundToNearest;
+        slot = toWorker && weight.initializer!.isExternal ? await pool.slot() : undefined;
+        const into = slot && pool!.slotBytes(slot, weight.initializer!.byteLength);
+        const prepared = prepareWeight(layer, spec, into);
+        const values = prepared.task.matrix.values;
+        const inSlot = into !== undefined && values.buffer === into.buffer;
+        // A deferred weight read for this task alone may move to the worker (when its view spans the whole buffer).
+        const own = weight.initializer!.isDeferred && values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+        const quantized = toWorker
+          ? pool!.quantize(prepared.task, inSlot ? slot! : own ? 'transfer' : 'copy')
+          : Promise.resolve(quantizeWeightTask(prepared.task, rounding));
+        if (inSlot) slot = undefined; // the pool frees it when its worker answers
         entry = { prepared, quantized };
       } catch (error) {
         entry = { quantized: Promise.reject(error) };
+      } finally {
+        if (slot) pool!.release(slot); // taken but not posted with a task
       }
       entry.quantized.catch(() => {}); // observed when installed, in order
       pending.push(entry);

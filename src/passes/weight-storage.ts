@@ -120,9 +120,10 @@ export interface PreparedWeight {
 
 /**
  * Checks `layer`'s weight and reads it (an external one from disk, once: its codes, a quarter or an eighth of its
- * bytes, are what is kept) into the task that quantizes it as `spec` says.
+ * bytes, are what is kept; into `into` when given, see Tensor.toFloat32In) into the task that quantizes it as
+ * `spec` says.
  */
-export function prepareWeight(layer: WeightedLayer, spec: WeightQuantSpec): PreparedWeight {
+export function prepareWeight(layer: WeightedLayer, spec: WeightQuantSpec, into?: Uint8Array): PreparedWeight {
   const weight = layer.weight;
   const tensor = weight.initializer!;
   if (tensor.dtype !== DataType.FLOAT) throw new IrError('unsupported', `quantize-weights: layer '${layer.name}' has a ${DataType[tensor.dtype]} weight; only float32 weights are quantized`);
@@ -137,7 +138,7 @@ export function prepareWeight(layer: WeightedLayer, spec: WeightQuantSpec): Prep
   }
   const signed = spec.signed ?? true;
   const settings = { bits: spec.bits, symmetric: spec.symmetric, signed, granularity, range: spec.range };
-  const matrix: WeightMatrix = { values: tensor.toFloat32(), N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name };
+  const matrix: WeightMatrix = { values: into ? tensor.toFloat32In(into) : tensor.toFloat32(), N: layout.N, K: layout.K, kMajor: layout.kMajor, name: weight.name };
   return { layer, spec, task: { matrix, settings, range: intRange(spec.bits, signed), dtype: storageType(spec.bits, signed) }, layout, granularity, fellBackToPerChannel };
 }
 

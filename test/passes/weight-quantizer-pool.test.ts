@@ -25,15 +25,16 @@ function planOf(model: Model, weight: WeightQuantSpec): QuantPlan {
   return new Map(discoverLayers(model).filter((l) => /^(attn|mlp|adaln)/.test(l.role)).map((l) => [l.name, { layer: l.name, weight }]));
 }
 
-async function quantized(model: Model, weight: WeightQuantSpec, threads: number): Promise<{ bytes: Uint8Array; statistics: Record<string, number | string> }> {
+async function quantized(model: Model, weight: WeightQuantSpec, threads: number): Promise<{ bytes: Uint8Array; statistics: Record<string, number | string>; slotBytes?: number }> {
   const plan = planOf(model, weight);
   expect(plan.size).toBeGreaterThan(4);
   const open = vi.spyOn(WeightQuantizerPool, 'open');
   const { statistics } = await quantizePlannedWeights(model, plan, undefined, () => {}, { threads });
   // The pool is really used (or really not): the fixture is below the size that opens one by default.
-  expect(open.mock.calls).toEqual(threads > 0 ? [[threads]] : []);
+  expect(open.mock.calls.map(([t]) => t)).toEqual(threads > 0 ? [threads] : []);
+  const slotBytes = open.mock.calls[0]?.[1];
   open.mockRestore();
-  return { bytes: encodeModel(model), statistics };
+  return { bytes: encodeModel(model), statistics, slotBytes };
 }
 
 const external = mkdtempSync(join(tmpdir(), 'qcompile-pool-'));
@@ -56,11 +57,17 @@ describe('weight quantization in worker threads', () => {
     });
   }
 
-  it('external weights are transferred to the workers and give the same bytes; the model still reads every tensor', async () => {
+  it("external weights are read into the workers' slots and give the same bytes; the model still reads every tensor", async () => {
     const inProcess = await quantized(loadModelSync(join(DIT_DIGITS, 'model.onnx')), RTN_INT4, 0);
     const model = externalFixture();
-    expect([...model.graph.initializers.values()].some((v) => v.initializer!.isExternal)).toBe(true);
+    const external = [...model.graph.initializers.values()].filter((v) => v.initializer!.isExternal);
+    expect(external.length).toBeGreaterThan(0);
+    const layers = discoverLayers(model);
+    const largest = Math.max(...[...planOf(model, RTN_INT4).keys()].map((name) => layers.find((l) => l.name === name)!.weight.initializer!.byteLength));
     const pooled = await quantized(model, RTN_INT4, 2);
+    // More layers than the workers' four slots: slots are reused, each read over the last weight in it.
+    expect(planOf(model, RTN_INT4).size).toBeGreaterThan(8);
+    expect(pooled.slotBytes).toBe(largest);
     expect(Buffer.compare(pooled.bytes, inProcess.bytes)).toBe(0);
   });
 

@@ -40,8 +40,7 @@ export interface IntRange {
   qmax: number;
 }
 
-interface KernelExports {
-  memory: WebAssembly.Memory;
+interface KernelFunctions {
   minmax_columns(vals: number, rows: number, n: number, min: number, max: number): number;
   minmax_groups(vals: number, rows: number, k: number, size: number, min: number, max: number): number;
   quantize_columns(vals: number, rows: number, n: number, scale: number, zp: number, out: number, qmin: number, qmax: number, nibbles: number): void;
@@ -50,35 +49,73 @@ interface KernelExports {
   pack_nibbles_rows(raw: number, k: number, n: number, out: number, rowBytes: number, flip: number): void;
 }
 
+/** This thread's instance: its functions, the memory they address and where the driver's own regions start. */
+interface Kernels {
+  fn: KernelFunctions;
+  memory: WebAssembly.Memory;
+  /** Bytes below this offset are the memory owner's (a worker's weight slots); the driver's regions lie above. */
+  base: number;
+}
+
 /** Values copied into the module per call (4 MiB of float32). */
 const CHUNK_ELEMENTS = 1 << 20;
 
-let loaded: KernelExports | undefined;
+/** Pages a kernel memory may grow to (the whole 32-bit space; a shared memory must declare its maximum). */
+const MAX_PAGES = 65536;
 
-function kernels(): KernelExports {
-  loaded ??= new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(WEIGHT_KERNELS_WASM, 'base64'))).exports as unknown as KernelExports;
+let loaded: Kernels | undefined;
+
+/** A shared memory for the kernels of `bytes` (rounded up to pages). */
+export function kernelMemory(bytes: number): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)), maximum: MAX_PAGES, shared: true });
+}
+
+/**
+ * Makes this thread's kernels run in `memory`, their regions from `base` up; what lies below is the caller's (a
+ * weight-quantizer worker's slots, which the main thread reads weights into). Call before any kernel is used.
+ */
+export function bindKernelMemory(memory: WebAssembly.Memory, base: number): void {
+  if (loaded) throw new Error('the weight kernels of this thread are already instantiated');
+  loaded = instantiate(memory, base);
+}
+
+function instantiate(memory: WebAssembly.Memory, base: number): Kernels {
+  const module = new WebAssembly.Module(Buffer.from(WEIGHT_KERNELS_WASM, 'base64'));
+  return { fn: new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelFunctions, memory, base };
+}
+
+function kernels(): Kernels {
+  loaded ??= instantiate(kernelMemory(65536), 0);
   return loaded;
 }
 
-/** Byte offsets of one call's regions: the values, two cell arrays (float64) and the output bytes, the memory grown to hold them. */
+/**
+ * The byte offset of `values` in the kernels' memory when they lie there already (a weight read into a worker's
+ * slot: nothing to copy), else undefined.
+ */
+function offsetInMemory(k: Kernels, values: Float32Array): number | undefined {
+  return values.buffer === k.memory.buffer ? values.byteOffset : undefined;
+}
+
+/** Byte offsets of one call's regions (the values, unless they lie in the memory already; two float64 cell arrays; the output bytes), the memory grown to hold them. */
 interface Regions {
   vals: number;
   a: number;
   b: number;
   out: number;
-  memory: ArrayBuffer;
+  memory: SharedArrayBuffer;
 }
 
-function regions(k: KernelExports, elements: number, cells: number): Regions {
+function regions(k: Kernels, elements: number, cells: number, copiesValues: boolean): Regions {
   const align = (n: number) => Math.ceil(n / 16) * 16;
-  const vals = 0;
-  const a = align(vals + 4 * elements);
+  const vals = align(k.base);
+  const a = align(vals + (copiesValues ? 4 * elements : 0));
   const b = align(a + 8 * cells);
   const out = align(b + 8 * cells);
   const end = out + elements;
   const have = k.memory.buffer.byteLength;
   if (end > have) k.memory.grow(Math.ceil((end - have) / 65536));
-  return { vals, a, b, out, memory: k.memory.buffer };
+  return { vals, a, b, out, memory: k.memory.buffer as unknown as SharedArrayBuffer };
 }
 
 /** One chunk of a weight: elements [start, start + count) and its cells, in the layout a kernel reads. */
@@ -127,27 +164,35 @@ function* chunksOf(weight: WeightMatrix, cellLength: number, perTensor: boolean)
   }
 }
 
+/** The address of a chunk's values: where they lie already (`resident`, their byte offset), or copied to the values region. */
+function valuesAt(at: Regions, weight: WeightMatrix, chunk: Chunk, resident: number | undefined): number {
+  if (resident !== undefined) return resident + 4 * chunk.start;
+  new Float32Array(at.memory, at.vals, chunk.count).set(weight.values.subarray(chunk.start, chunk.start + chunk.count));
+  return at.vals;
+}
+
 /**
  * Widens `min` and `max` (one entry a cell, starting at 0) by every value of `weight`, as `v < min` and `v > max`
  * compare (a NaN widens nothing); returns false when a value was NaN.
  */
 export function scanCellRanges(weight: WeightMatrix, cellLength: number, perTensor: boolean, min: Float32Array, max: Float32Array): boolean {
   const k = kernels();
+  const resident = offsetInMemory(k, weight.values);
   let sawNaN = 0;
   for (const chunk of chunksOf(weight, cellLength, perTensor)) {
     const cells = chunk.layout === 'columns' ? chunk.width : chunk.rows * chunk.groups;
-    const at = regions(k, chunk.count, cells);
-    new Float32Array(at.memory, at.vals, chunk.count).set(weight.values.subarray(chunk.start, chunk.start + chunk.count));
+    const at = regions(k, chunk.count, cells, resident === undefined);
+    const vals = valuesAt(at, weight, chunk, resident);
     const lo = new Float32Array(at.memory, at.a, cells);
     const hi = new Float32Array(at.memory, at.b, cells);
     if (chunk.layout === 'columns') {
       lo.set(min.subarray(chunk.slab, chunk.slab + cells));
       hi.set(max.subarray(chunk.slab, chunk.slab + cells));
-      sawNaN |= k.minmax_columns(at.vals, chunk.rows, chunk.width, at.a, at.b);
+      sawNaN |= k.fn.minmax_columns(vals, chunk.rows, chunk.width, at.a, at.b);
       min.set(lo, chunk.slab);
       max.set(hi, chunk.slab);
     } else {
-      sawNaN |= k.minmax_groups(at.vals, chunk.rows, chunk.width, chunk.size, at.a, at.b);
+      sawNaN |= k.fn.minmax_groups(vals, chunk.rows, chunk.width, chunk.size, at.a, at.b);
       for (let r = 0, local = 0; r < chunk.rows; r++) {
         for (let g = 0; g < chunk.groups; g++, local++) {
           // A per-tensor cell spans chunks: each chunk's range from 0 widens it.
@@ -172,17 +217,18 @@ export function storedCodes(weight: WeightMatrix, params: CellParams, range: Int
   const perTensor = params.scale.length === 1;
   if (nibbles && !perTensor && (weight.kMajor ? N % 2 !== 0 : K % 2 !== 0 || (params.cellLength % 2 !== 0 && params.cellsPerRow > 1))) return undefined;
   const k = kernels();
+  const resident = offsetInMemory(k, weight.values);
   const out = new Uint8Array(nibbles ? Math.ceil((N * K) / 2) : N * K);
   for (const chunk of chunksOf(weight, params.cellLength, perTensor)) {
     const cells = chunk.layout === 'columns' ? chunk.width : chunk.rows * chunk.groups;
-    const at = regions(k, chunk.count, cells);
-    new Float32Array(at.memory, at.vals, chunk.count).set(weight.values.subarray(chunk.start, chunk.start + chunk.count));
+    const at = regions(k, chunk.count, cells, resident === undefined);
+    const vals = valuesAt(at, weight, chunk, resident);
     const scale = new Float64Array(at.memory, at.a, cells);
     const zeroPoint = new Float64Array(at.memory, at.b, cells);
     if (chunk.layout === 'columns') {
       scale.set(params.scale.subarray(chunk.slab, chunk.slab + cells));
       zeroPoint.set(params.zeroPoint.subarray(chunk.slab, chunk.slab + cells));
-      k.quantize_columns(at.vals, chunk.rows, chunk.width, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
+      k.fn.quantize_columns(vals, chunk.rows, chunk.width, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
     } else {
       for (let r = 0, local = 0; r < chunk.rows; r++) {
         for (let g = 0; g < chunk.groups; g++, local++) {
@@ -191,7 +237,7 @@ export function storedCodes(weight: WeightMatrix, params: CellParams, range: Int
           zeroPoint[local] = params.zeroPoint[cell]!;
         }
       }
-      k.quantize_groups(at.vals, chunk.rows, chunk.width, chunk.size, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
+      k.fn.quantize_groups(vals, chunk.rows, chunk.width, chunk.size, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
     }
     const bytes = nibbles ? Math.ceil(chunk.count / 2) : chunk.count;
     out.set(new Uint8Array(at.memory, at.out, bytes), nibbles ? chunk.start / 2 : chunk.start);
@@ -206,13 +252,11 @@ export function storedCodes(weight: WeightMatrix, params: CellParams, range: Int
  */
 export function packNibblesByChannel(raw: Uint8Array, K: number, N: number, rowBytes: number, transposed: boolean, flip: number): Uint8Array {
   const k = kernels();
-  const outAt = Math.ceil(raw.length / 16) * 16;
-  const end = outAt + N * rowBytes;
-  const have = k.memory.buffer.byteLength;
-  if (end > have) k.memory.grow(Math.ceil((end - have) / 65536));
-  const memory = new Uint8Array(k.memory.buffer);
-  memory.set(raw, 0);
-  memory.fill(0, outAt, end);
-  (transposed ? k.pack_nibbles_rows : k.pack_nibbles_columns)(0, K, N, outAt, rowBytes, flip);
-  return memory.slice(outAt, end);
+  const at = regions(k, N * rowBytes, Math.ceil(raw.length / 16), false);
+  const memory = new Uint8Array(at.memory);
+  // The raw codes in the first cell array's place (16 bytes a cell), B in the output's, zeroed for the padding.
+  memory.set(raw, at.a);
+  memory.fill(0, at.out, at.out + N * rowBytes);
+  (transposed ? k.fn.pack_nibbles_rows : k.fn.pack_nibbles_columns)(at.a, K, N, at.out, rowBytes, flip);
+  return memory.slice(at.out, at.out + N * rowBytes);
 }

@@ -18,7 +18,8 @@
 ;; scans return 1 when a value was NaN (which no comparison widens a range by), and the driver names it.
 ;; The hot loops are written out (no calls): V8 does not inline WebAssembly calls.
 (module
-  (memory (export "memory") 1)
+  ;; The memory is the caller's (shared, so a weight-quantizer worker's weights can be read into it by the main thread).
+  (import "env" "memory" (memory 1 65536 shared))
 
   ;; 1.5 * 2^52: added to a float64 |x| < 2^51 it rounds x to an integer, ties to even, and holds that integer
   ;; (two's complement) in its low 32 bits; adding a further integer is exact.
