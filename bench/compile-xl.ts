@@ -4,7 +4,9 @@
  * and peak RSS of `qcompile MODEL RECIPE -o OUT` in its own process (/usr/bin/time -v), against the weight bytes
  * and the I/O floor measured next to each run (one streamed read of the weights + writing the output's bytes
  * with fsync), and the same without the smoke run (the compile's one ORT forward of its output); median of
- * XL_RUNS (3) runs. Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
+ * XL_RUNS (3) runs. The compile is the installed one, `bin/qcompile.js` over dist/ (built first: what users run,
+ * without tsx compiling the sources in the process and in each worker); XL_ENTRY=sources runs src/ through tsx.
+ * Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
  * The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
  */
 import { spawnSync } from 'node:child_process';
@@ -19,11 +21,21 @@ const pipeline = process.env.XL_PIPELINE;
 const recipe = process.env.XL_RECIPE ?? 'recipes/rtn-w4a16-g128.qrecipe'; // relative to the repository root, the CLI's cwd
 const modelPath = process.env.XL_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.onnx');
 
-/** Runs the CLI in a fresh process under /usr/bin/time -v; returns wall seconds, peak RSS and output. */
+const fromSources = process.env.XL_ENTRY === 'sources';
+if (!fromSources) {
+  const build = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
+  if (build.status !== 0) {
+    console.log(JSON.stringify({ error: `the build failed: ${build.stdout.slice(-500)}` }));
+    process.exit(1);
+  }
+}
+
+/** Runs the CLI in a fresh process under /usr/bin/time -v (under ALLOCATOR_ENV: no relaunch); returns wall seconds, peak RSS and output. */
 function qcompile(args: string[]): { seconds: number; peakRssBytes: number; status: number | null; stdout: string; stderr: string } {
   const script = `import { main } from ${JSON.stringify(join(root, 'src/cli/main.ts'))}; process.exitCode = await main(${JSON.stringify(args)});`;
+  const command = fromSources ? [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script] : [process.execPath, join(root, 'bin/qcompile.js'), ...args];
   const started = performance.now();
-  const run = spawnSync('/usr/bin/time', ['-v', process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 64 << 20 });
+  const run = spawnSync('/usr/bin/time', ['-v', ...command], { cwd: root, encoding: 'utf8', env: { ...process.env, ...ALLOCATOR_ENV }, maxBuffer: 64 << 20 });
   const seconds = (performance.now() - started) / 1000;
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(run.stderr);
   return { seconds, peakRssBytes: rss ? Number(rss[1]) * 1024 : NaN, status: run.status, stdout: run.stdout, stderr: run.stderr };
@@ -103,6 +115,7 @@ const floorSeconds = median(samples.map((x) => x.floor));
 const peakRssBytes = Math.max(...samples.map((x) => x.rss));
 const result = {
   ...(pipeline ? { pipeline } : { recipe }),
+  entry: fromSources ? 'src/cli/main.ts (tsx)' : 'bin/qcompile.js (dist)',
   runs,
   weightBytes,
   outputBytes,
