@@ -104,7 +104,8 @@ export class WeightQuantizerPool {
     slotBytes: number,
   ) {
     this.outstanding = workers.map(() => 0);
-    this.freeSlots = slotBytes > 0 ? workers.flatMap((_, worker) => Array.from({ length: SLOTS_PER_WORKER }, (_, i) => ({ worker, byteOffset: i * slotBytes, bytes: slotBytes }))) : [];
+    // Slot-major, so the first weights go to different workers.
+    this.freeSlots = slotBytes > 0 ? Array.from({ length: SLOTS_PER_WORKER }, (_, i) => workers.map((_, worker) => ({ worker, byteOffset: i * slotBytes, bytes: slotBytes }))).flat() : [];
     workers.forEach((worker, index) => {
       worker.on('message', (reply: WorkerReply) => this.settle(reply));
       worker.on('error', (error) => this.fail(index, error));
