@@ -164,11 +164,21 @@ function* chunksOf(weight: WeightMatrix, cellLength: number, perTensor: boolean)
   }
 }
 
-/** The address of a chunk's values: where they lie already (`resident`, their byte offset), or copied to the values region. */
-function valuesAt(at: Regions, weight: WeightMatrix, chunk: Chunk, resident: number | undefined): number {
-  if (resident !== undefined) return resident + 4 * chunk.start;
+/**
+ * A chunk ready for a kernel: its cell count, its regions, and the address of its values — where they lie already
+ * (`resident`, their byte offset), or copied to the values region.
+ */
+function placeChunk(k: Kernels, weight: WeightMatrix, chunk: Chunk, resident: number | undefined): { cells: number; at: Regions; vals: number } {
+  const cells = chunk.layout === 'columns' ? chunk.width : chunk.rows * chunk.groups;
+  const at = regions(k, chunk.count, cells, resident === undefined);
+  if (resident !== undefined) return { cells, at, vals: resident + 4 * chunk.start };
   new Float32Array(at.memory, at.vals, chunk.count).set(weight.values.subarray(chunk.start, chunk.start + chunk.count));
-  return at.vals;
+  return { cells, at, vals: at.vals };
+}
+
+/** Visits a groups chunk's cells: `local`, its index in the chunk's cell arrays (row by row), and `cell`, the weight's. */
+function forEachGroupCell(chunk: Chunk, visit: (local: number, cell: number) => void): void {
+  for (let r = 0, local = 0; r < chunk.rows; r++) for (let g = 0; g < chunk.groups; g++, local++) visit(local, chunk.cellOf(r, g));
 }
 
 /**
@@ -180,9 +190,7 @@ export function scanCellRanges(weight: WeightMatrix, cellLength: number, perTens
   const resident = offsetInMemory(k, weight.values);
   let sawNaN = 0;
   for (const chunk of chunksOf(weight, cellLength, perTensor)) {
-    const cells = chunk.layout === 'columns' ? chunk.width : chunk.rows * chunk.groups;
-    const at = regions(k, chunk.count, cells, resident === undefined);
-    const vals = valuesAt(at, weight, chunk, resident);
+    const { cells, at, vals } = placeChunk(k, weight, chunk, resident);
     const lo = new Float32Array(at.memory, at.a, cells);
     const hi = new Float32Array(at.memory, at.b, cells);
     if (chunk.layout === 'columns') {
@@ -193,14 +201,11 @@ export function scanCellRanges(weight: WeightMatrix, cellLength: number, perTens
       max.set(hi, chunk.slab);
     } else {
       sawNaN |= k.fn.minmax_groups(vals, chunk.rows, chunk.width, chunk.size, at.a, at.b);
-      for (let r = 0, local = 0; r < chunk.rows; r++) {
-        for (let g = 0; g < chunk.groups; g++, local++) {
-          // A per-tensor cell spans chunks: each chunk's range from 0 widens it.
-          const cell = chunk.cellOf(r, g);
-          if (lo[local]! < min[cell]!) min[cell] = lo[local]!;
-          if (hi[local]! > max[cell]!) max[cell] = hi[local]!;
-        }
-      }
+      // A per-tensor cell spans chunks: each chunk's range from 0 widens it.
+      forEachGroupCell(chunk, (local, cell) => {
+        if (lo[local]! < min[cell]!) min[cell] = lo[local]!;
+        if (hi[local]! > max[cell]!) max[cell] = hi[local]!;
+      });
     }
   }
   return sawNaN === 0;
@@ -220,9 +225,7 @@ export function storedCodes(weight: WeightMatrix, params: CellParams, range: Int
   const resident = offsetInMemory(k, weight.values);
   const out = new Uint8Array(nibbles ? Math.ceil((N * K) / 2) : N * K);
   for (const chunk of chunksOf(weight, params.cellLength, perTensor)) {
-    const cells = chunk.layout === 'columns' ? chunk.width : chunk.rows * chunk.groups;
-    const at = regions(k, chunk.count, cells, resident === undefined);
-    const vals = valuesAt(at, weight, chunk, resident);
+    const { cells, at, vals } = placeChunk(k, weight, chunk, resident);
     const scale = new Float64Array(at.memory, at.a, cells);
     const zeroPoint = new Float64Array(at.memory, at.b, cells);
     if (chunk.layout === 'columns') {
@@ -230,13 +233,10 @@ export function storedCodes(weight: WeightMatrix, params: CellParams, range: Int
       zeroPoint.set(params.zeroPoint.subarray(chunk.slab, chunk.slab + cells));
       k.fn.quantize_columns(vals, chunk.rows, chunk.width, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
     } else {
-      for (let r = 0, local = 0; r < chunk.rows; r++) {
-        for (let g = 0; g < chunk.groups; g++, local++) {
-          const cell = chunk.cellOf(r, g);
-          scale[local] = params.scale[cell]!;
-          zeroPoint[local] = params.zeroPoint[cell]!;
-        }
-      }
+      forEachGroupCell(chunk, (local, cell) => {
+        scale[local] = params.scale[cell]!;
+        zeroPoint[local] = params.zeroPoint[cell]!;
+      });
       k.fn.quantize_groups(vals, chunk.rows, chunk.width, chunk.size, at.a, at.b, at.out, range.qmin, range.qmax, nibbles ? 1 : 0);
     }
     const bytes = nibbles ? Math.ceil(chunk.count / 2) : chunk.count;
