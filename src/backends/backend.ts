@@ -128,8 +128,10 @@ export interface KernelGroup {
   /** `MatMulNBits(4b, acc 0)`, `MatMulIntegerToFloat`, `DequantizeLinear + Conv (float)`. */
   kernel: string;
   layers: string[];
-  /** Why this form runs slower than the float layer it replaces; set: the compile summary warns. */
+  /** Why this form runs slower than the float layer it replaces; set: the compile summary warns (W042). */
   slowerThanFloat?: string;
+  /** Where this kernel's arithmetic departs from the quantized graph's, and how to avoid it; set: the compile summary warns (W043). */
+  inexactOn?: string;
 }
 
 /** A lowering target. */
@@ -199,11 +201,17 @@ export function kernelSummary(kernels: readonly KernelGroup[]): string {
   return kernels.map((k) => `${k.kernel} × ${k.layers.length}`).join(', ');
 }
 
-/** One warning (W042) per kernel the target runs slower than the float layer it replaces. */
-export function slowKernelDiagnostics(target: TargetName, kernels: readonly KernelGroup[]): Diagnostic[] {
-  return kernels
-    .filter((k) => k.slowerThanFloat !== undefined)
-    .map((k) => ({ severity: 'warning' as const, code: 'W042', message: `target ${target} runs ${countLayers(k.layers.length)} as ${k.kernel}, slower than float`, notes: [`${k.slowerThanFloat}: ${listLayers(k.layers)}`] }));
+/**
+ * The warnings of the expected kernels: one W042 per kernel the target runs slower than the float layer it
+ * replaces, one W043 per kernel whose arithmetic departs from the quantized graph's on some machines.
+ */
+export function kernelDiagnostics(target: TargetName, kernels: readonly KernelGroup[]): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const k of kernels) {
+    if (k.slowerThanFloat !== undefined) diagnostics.push({ severity: 'warning', code: 'W042', message: `target ${target} runs ${countLayers(k.layers.length)} as ${k.kernel}, slower than float`, notes: [`${k.slowerThanFloat}: ${listLayers(k.layers)}`] });
+    if (k.inexactOn !== undefined) diagnostics.push({ severity: 'warning', code: 'W043', message: `target ${target} runs ${countLayers(k.layers.length)} as ${k.kernel}, inexact on some CPUs`, notes: [`${k.inexactOn}: ${listLayers(k.layers)}`] });
+  }
+  return diagnostics;
 }
 
 function countLayers(count: number): string {

@@ -5,16 +5,17 @@
  * session default, accuracy 4); int8 Q/DQ stays as written, because ORT's QDQ fusion turns it into
  * MatMulIntegerToFloat / QLinearMatMul / QLinearConv — except a Gemm with a float bias, which ORT leaves
  * unfused, so it becomes MatMulIntegerToFloat + Add (gemm-as-matmul.ts). `cpuKernels` says which kernel each lowered
- * layer runs as, and which forms ORT runs slower than the float layer (the compile summary warns).
+ * layer runs as, which forms ORT runs slower than the float layer, and which integer kernels saturate on x86
+ * CPUs without VNNI (the compile summary warns).
  */
-import type { Model, Node, Value } from '../ir/core.js';
-import { DataType } from '../ir/dtype.js';
+import type { Model } from '../ir/core.js';
 import { Op, isOp } from '../ir/ops.js';
 import type { Backend, CapabilityTable, KernelGroup } from './backend.js';
 import { checkPlanAgainst } from './backend.js';
 import { lowerWithCapabilities } from './lowering.js';
 import { findQuantizedWeights } from '../quant/quantized-forms.js';
 import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
+import { activationCodes, blockedWeight, codeBits, integerKernelOf, kernelSaturatesWithoutVnni, weightCodes } from '../quant/integer-kernels.js';
 
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
 export const cpuCapabilities: CapabilityTable = {
@@ -66,6 +67,10 @@ const FOLDED_AT_LOAD = 'with the session option session.disable_quant_qdq=1 ORT 
 const FLOAT_ACTIVATION_NBITS =
   "at accuracy_level 0 ORT dequantizes weight blocks into an fp32 GEMM, slower than the float MatMul (DiT-XL/2 fc1 at 512 rows: 0.91x; 16 rows: 0.84x); quantizing the layers' inputs to int8 (`input int8`, or `dynamic per-token-group(size: weight)`, which the kernel computes itself) permits accuracy_level 4 (1.00x at 512 rows, 14x at 16)";
 
+/** Measured by test/runtime/exact-int8.test.ts and bench/latency/int8-saturation.ts (docs/backends.md). */
+const U8S8_SATURATION =
+  "on x86 CPUs without VNNI (AVX2; AVX-512 before VNNI) ORT's uint8×int8 kernels add pairs of products in saturating int16, and these int8 weights have codes beyond ±64 (dit-digits W8A8 on AVX2: eps 18 dB SQNR against FP instead of 40+); `weight int7` (codes within ±64) is exact and as fast on every CPU, `weight uint8` exact at about float speed on a VNNI CPU";
+
 /**
  * The ORT CPU kernel each quantized layer of a lowered graph runs as, grouped by kernel in graph order: what
  * ORT's QDQ transformers (graph optimization `all`) make of each Q/DQ pattern, checked against ORT's profiler
@@ -74,15 +79,17 @@ const FLOAT_ACTIVATION_NBITS =
  */
 export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string> = new Map()): KernelGroup[] {
   const groups = new Map<string, KernelGroup>();
-  const add = (layer: string, kernel: string, slowerThanFloat?: string): void => {
-    let group = groups.get(kernel);
-    if (!group) groups.set(kernel, (group = { kernel, layers: [], ...(slowerThanFloat ? { slowerThanFloat } : {}) }));
+  const add = (layer: string, kernel: string, slowerThanFloat?: string, inexactOn?: string): void => {
+    const key = inexactOn ? `${kernel}\n${inexactOn}` : kernel;
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { kernel, layers: [], ...(slowerThanFloat ? { slowerThanFloat } : {}), ...(inexactOn ? { inexactOn } : {}) }));
     group.layers.push(layer);
   };
   for (const node of model.graph.nodes) {
-    if (isOp(node, Op.MatMulIntegerToFloat)) {
+    const integer = integerKernelOf(node);
+    if (integer) {
       const op = node.name.replace(/_integer$/, '');
-      add(layerNames.get(op) ?? op, 'MatMulIntegerToFloat');
+      add(layerNames.get(op) ?? op, integer.kernel, undefined, kernelSaturatesWithoutVnni(integer) ? U8S8_SATURATION : undefined);
       continue;
     }
     if (isOp(node, Op.MatMulNBits)) {
@@ -96,14 +103,11 @@ export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string>
     const inputBits = codeBits(activationCodes(node.input(0)));
     if (weightBits === undefined && inputBits === undefined) continue;
     const name = layerNames.get(node.name) ?? node.name;
-    if (weightBits === 8 && inputBits === 8 && !blocked(node.inputs[1]!)) {
-      const quantizedOutput = node.outputs[0]!.uses.length === 1 && isOp(node.outputs[0]!.uses[0]!.node, Op.QuantizeLinear);
-      if (isOp(node, Op.Conv)) {
-        if (quantizedOutput) add(name, 'QLinearConv');
-        else add(name, 'DequantizeLinear + Conv (float)', 'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it; without one, weights and inputs are dequantized on every run');
-      } else if (isOp(node, Op.Gemm)) add(name, 'DequantizeLinear + Gemm (float)', 'ORT fuses a Q/DQ Gemm into QGemm only with an int32-quantized bias and plain attributes; without, weights and inputs are dequantized on every run');
-      else add(name, quantizedOutput ? 'QLinearMatMul' : 'MatMulIntegerToFloat');
-    } else if (weightBits === 8 && inputBits === undefined && isOp(node, Op.MatMul) && !blocked(node.inputs[1]!)) {
+    if (weightBits === 8 && inputBits === 8 && !blockedWeight(node.inputs[1]!)) {
+      // Not an integer kernel (integerKernelOf): a Conv without a QuantizeLinear after it, or a Gemm.
+      if (isOp(node, Op.Conv)) add(name, 'DequantizeLinear + Conv (float)', 'ORT fuses a Q/DQ Conv into QLinearConv only when a QuantizeLinear follows it; without one, weights and inputs are dequantized on every run');
+      else add(name, 'DequantizeLinear + Gemm (float)', 'ORT fuses a Q/DQ Gemm into QGemm only with an int32-quantized bias and plain attributes; without, weights and inputs are dequantized on every run');
+    } else if (weightBits === 8 && inputBits === undefined && isOp(node, Op.MatMul) && !blockedWeight(node.inputs[1]!)) {
       // ORT's DQMatMulToMatMulNBits fuses it, at the session's qdq_matmulnbits_accuracy_level (default 4).
       add(name, 'MatMulNBits(8b, fused by ORT at session.qdq_matmulnbits_accuracy_level, default 4: int8 activations)');
     } else if (weightBits !== undefined && inputBits === undefined) add(name, `DequantizeLinear int${weightBits} + ${node.opType} (float)`, `${DEQUANTIZED_EVERY_RUN}; ${FOLDED_AT_LOAD}`);
@@ -111,30 +115,4 @@ export function cpuKernels(model: Model, layerNames: ReadonlyMap<string, string>
     else add(name, `DequantizeLinear int${weightBits} + QuantizeLinear/DequantizeLinear int${inputBits} + ${node.opType} (float)`, `ORT has no int${weightBits}×int${inputBits} ${node.opType} kernel for this form; ${DEQUANTIZED_EVERY_RUN}`);
   }
   return [...groups.values()];
-}
-
-/** The code type of a constant weight DequantizeLinear feeding `value`, if that is what it is. */
-function weightCodes(value: Value | undefined): DataType | undefined {
-  const dq = value?.producer;
-  return dq && isOp(dq, Op.DequantizeLinear) && dq.input(0).isConstant ? dq.input(0).initializer!.dtype : undefined;
-}
-
-/** The code type of an activation Q → DQ pair feeding `value`, if that is what it is. */
-function activationCodes(value: Value): DataType | undefined {
-  const dq: Node | undefined = value.producer;
-  const q = dq && isOp(dq, Op.DequantizeLinear) ? dq.input(0).producer : undefined;
-  if (!q) return undefined;
-  if (isOp(q, Op.DynamicQuantizeLinear)) return DataType.UINT8;
-  return isOp(q, Op.QuantizeLinear) ? (q.outputs[0]!.type?.elemType ?? q.inputs[2]?.initializer?.dtype ?? DataType.UINT8) : undefined;
-}
-
-function codeBits(codes: DataType | undefined): number | undefined {
-  if (codes === DataType.INT8 || codes === DataType.UINT8) return 8;
-  if (codes === DataType.INT4 || codes === DataType.UINT4) return 4;
-  return undefined;
-}
-
-/** True when the weight DequantizeLinear feeding `value` is blocked (ORT's QDQ MatMul/Conv fusions take per-tensor or per-axis only). */
-function blocked(value: Value): boolean {
-  return value.producer!.intAttr('block_size', 0) > 0;
 }

@@ -4,11 +4,11 @@
  * dumps, `--verify-each`, `--print-ir-after` and reproducers see the target rewrite like any other pass.
  * Layers kept float (`allowFallback`) or requantized (`allowRequantize`) are reported as diagnostics located
  * at the recipe rule that planned them; a refusal fails the pass with a BackendError carrying those spans.
- * The kernels the runtime is expected to run go into the statistics (`kernels=`), and forms it runs slower
- * than float are warnings (W042).
+ * The kernels the runtime is expected to run go into the statistics (`kernels=`); forms it runs slower than
+ * float (W042) and kernels inexact on some CPUs (W043) are warnings.
  * One file makes the four passes (one per backend of the registry), since they differ only in the backend.
  */
-import { BackendError, issueDiagnostics, kernelSummary, slowKernelDiagnostics, type Backend, type BackendIssue, type TargetName } from '../backends/backend.js';
+import { BackendError, issueDiagnostics, kernelSummary, kernelDiagnostics, type Backend, type BackendIssue, type TargetName } from '../backends/backend.js';
 import { backends } from '../backends/registry.js';
 import { renderDiagnostic, type Diagnostic } from '../diagnostics.js';
 import { definePass, type Pass, type PassContext } from './pass.js';
@@ -31,7 +31,7 @@ function loweringPass(backend: Backend): Pass {
         throw error instanceof BackendError ? new BackendError(error.target, located(error.issues)) : error;
       }
       const kernels = result.kernels ?? [];
-      const diagnostics = [...issueDiagnostics(backend.name, located(result.fallbacks), 'fallback'), ...issueDiagnostics(backend.name, located(result.requantized), 'requantized'), ...slowKernelDiagnostics(backend.name, kernels)];
+      const diagnostics = [...issueDiagnostics(backend.name, located(result.fallbacks), 'fallback'), ...issueDiagnostics(backend.name, located(result.requantized), 'requantized'), ...kernelDiagnostics(backend.name, kernels)];
       for (const diagnostic of diagnostics) report(context, diagnostic);
       for (const issue of [...result.fallbacks, ...result.requantized]) context.log(`lower-${backend.name}: ${issue.layer}: ${issue.message}${issue.detail ? ` (${issue.detail})` : ''}`);
       return { modified: result.modified, statistics: kernels.length > 0 ? { ...result.statistics, kernels: kernelSummary(kernels) } : result.statistics };

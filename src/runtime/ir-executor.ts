@@ -10,6 +10,7 @@ import type { Graph, Model, Node, Value } from '../ir/core.js';
 import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
 import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
+import { hasSaturatingKernels, widenSaturatingWeights } from '../quant/integer-kernels.js';
 
 /** Session settings for evaluation runs. */
 export interface OrtExecutorOptions {
@@ -35,8 +36,13 @@ export interface OrtExecutorOptions {
 export class OrtExecutor implements ModelExecutor {
   constructor(private readonly options: OrtExecutorOptions = {}) {}
 
-  /** Prepares `model` so that the values named in `fetch` can be read. */
-  async prepare(model: Model, fetch: string[]): Promise<PreparedModel> {
+  /**
+   * Prepares `model` so that the values named in `fetch` can be read. Int8 weights that ORT's uint8×int8 kernels
+   * could saturate on an x86 CPU without VNNI are run as uint8 (on a clone: `widenSaturatingWeights`), so what is
+   * measured is the quantized graph's arithmetic on every CPU.
+   */
+  async prepare(original: Model, fetch: string[]): Promise<PreparedModel> {
+    const model = exactIntegerProducts(original);
     const graph = model.graph;
     const added: Value[] = [];
     for (const name of fetch) {
@@ -84,6 +90,14 @@ export class OrtExecutor implements ModelExecutor {
       ...(this.options.exactLowBitMatMul ?? true ? { extra: { session: { qdq_matmulnbits_accuracy_level: '0' } } } : {}),
     };
   }
+}
+
+/** `model`, or a clone of it whose saturating int8 integer-kernel weights are uint8 (integer-kernels.ts). */
+function exactIntegerProducts(model: Model): Model {
+  if (!hasSaturatingKernels(model)) return model;
+  const exact = model.clone();
+  widenSaturatingWeights(exact);
+  return exact;
 }
 
 /** A runner over an open session. */

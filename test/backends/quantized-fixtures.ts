@@ -65,9 +65,12 @@ function calibration(): Promise<TensorMap[]> {
   return calibrationSet;
 }
 
-/** ptq4dm-w8a8 style: int8 per-channel weights and int8 per-tensor static activations on every linear; `symmetric` picks sym or asym grids. */
-export async function w8a8(symmetric: boolean): Promise<Model> {
-  const weight: WeightQuantSpec = { bits: 8, symmetric, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+/**
+ * ptq4dm-w8a8 style: int8 per-channel weights and int8 per-tensor static activations on every linear; `symmetric`
+ * picks sym or asym grids, `weightBits` 7 the grid whose codes stay within ±64 (`weight int7`).
+ */
+export async function w8a8(symmetric: boolean, weightBits: 7 | 8 = 8): Promise<Model> {
+  const weight: WeightQuantSpec = { bits: weightBits, symmetric, granularity: { kind: 'per-channel' }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
   return withStaticInputs(weight, symmetric);
 }
 

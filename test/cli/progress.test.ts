@@ -113,13 +113,13 @@ describe('saveModel progress', () => {
   });
 });
 
-describe('compile progress on dit-digits (a calibrating W8A8 recipe: 16 samples, 10 DDIM steps)', () => {
+describe('compile progress on dit-digits (a calibrating W7A8 recipe, int7 weights so that no W043 joins the quiet output: 16 samples, 10 DDIM steps)', () => {
   /** A folder with the fixture model, its sidecar and the recipe. */
   function workspace(): string {
     const dir = mkdtempSync(join(tmpdir(), 'qc-progress-'));
     copyFileSync(join(DIT_DIGITS, 'model.onnx'), join(dir, 'model.onnx'));
     copyFileSync(join(DIT_DIGITS, 'schedule.json'), join(dir, 'schedule.json'));
-    writeFileSync(join(dir, 'r.qrecipe'), 'recipe "progress" {\n  calibrate {\n    samples 16\n    batch 8\n    sampler ddim(steps: 10)\n  }\n  quantize attn, mlp {\n    weight int8 sym per-channel\n    input int8 sym static\n  }\n}\n');
+    writeFileSync(join(dir, 'r.qrecipe'), 'recipe "progress" {\n  calibrate {\n    samples 16\n    batch 8\n    sampler ddim(steps: 10)\n  }\n  quantize attn, mlp {\n    weight int7 sym per-channel\n    input int8 sym static\n  }\n}\n');
     return dir;
   }
 
