@@ -9,6 +9,7 @@ import type { Model } from '../ir/core.js';
 import type { QuantPlan } from '../quant/plan.js';
 import type { ArtifactKey, Artifacts } from './artifacts.js';
 import type { ModelExecutor } from '../ir/executor.js';
+import type { LowerOptions, TargetName } from '../backends/backend.js';
 
 /** A pass option's declared type, used to parse `name{key=value}` pipeline text and to list options. */
 export type OptionType = 'int' | 'number' | 'string' | 'boolean' | 'string-list';
@@ -84,6 +85,11 @@ export interface PassContext {
   log(message: string): void;
   /** Warnings and notes the user must see at any verbosity (a layer kept float); absent: they go to `log`. */
   report?(diagnostic: Diagnostic): void;
+  /**
+   * The target the pipeline's last step lowers for, and its options: a pass that scores candidate quantizations
+   * (search-group-sizes) scores them lowered, as they will run. Absent: the portable Q/DQ form is the output.
+   */
+  lowering?: { target: TargetName; options: LowerOptions };
 }
 
 /** A registered pass. `name` is kebab-case and equals its file name. */

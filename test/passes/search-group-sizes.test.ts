@@ -3,10 +3,11 @@ import type { Model } from '../../src/ir/core.js';
 import { discoverLayers } from '../../src/quant/layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import type { PassContext } from '../../src/passes/pass.js';
-import type { QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
+import type { ActivationQuantSpec, QuantPlan, WeightQuantSpec } from '../../src/quant/plan.js';
+import { Op, isOp } from '../../src/ir/ops.js';
 import { quantizeWeights } from '../../src/passes/quantize-weights.js';
 import { pairedVerdict, searchGroupSizes } from '../../src/passes/search-group-sizes.js';
-import type { SampleProbe } from '../../src/ir/executor.js';
+import type { ModelExecutor, SampleProbe } from '../../src/ir/executor.js';
 import { sampleDigits } from '../../bench/digits-quality.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 import { calibrationBatches } from '../../bench/calibration-batches.js';
@@ -85,6 +86,27 @@ describe('search-group-sizes with a sample probe', () => {
     const { kept, judged_gain_db: gain, judged_noise_db: twoSe } = result.statistics as { kept: string; judged_gain_db: number; judged_noise_db: number };
     expect(twoSe).toBeGreaterThan(0);
     expect(kept).toMatch(gain > twoSe ? /^searched$/ : /^uniform_(64|128)$/);
+  });
+});
+
+describe('search-group-sizes for a target', () => {
+  it('scores each candidate as the target lowers it: on cpu, MatMulNBits at accuracy 4 quantizing its dynamic int8 group input itself (no in-graph quantizer)', async () => {
+    const model = loadModelSync(`${DIT_DIGITS}/model.onnx`);
+    const weight: WeightQuantSpec = { bits: 4, symmetric: true, granularity: { kind: 'auto', candidates: [32, 64, 128], budget: { kind: 'mean-group-size', min: 64 } }, range: { kind: 'minmax' }, rounding: { kind: 'nearest' } };
+    const input: ActivationQuantSpec = { bits: 8, symmetric: true, mode: { kind: 'dynamic', granularity: 'per-token-group', groupSize: 'weight' }, range: { kind: 'minmax' } };
+    const plan: QuantPlan = new Map(discoverLayers(model).filter((l) => /^(attn|mlp)\./.test(l.role)).map((l) => [l.name, { layer: l.name, weight, input }]));
+    const scored: { nbits: number[]; rounds: number }[] = [];
+    const recording: ModelExecutor = {
+      prepare(candidate, fetch) {
+        const nbits = candidate.graph.nodes.filter((n) => isOp(n, Op.MatMulNBits));
+        if (nbits.length > 0) scored.push({ nbits: nbits.map((n) => n.intAttr('accuracy_level', -1)), rounds: candidate.graph.nodes.filter((n) => isOp(n, Op.Round)).length });
+        return executor.prepare(candidate, fetch);
+      },
+    };
+    const ctx: PassContext = { ...context(plan), executor: recording, lowering: { target: 'cpu', options: {} } };
+    await runPass(searchGroupSizes, model, { method: 'evolution', fitness: 'eps-error', rows: 256, samples: 16, finalists: 1, population: 4, topK: 2, mutations: 2, crossovers: 2, mutationRate: 0.2, epochs: 1 }, ctx);
+    expect(scored.length).toBeGreaterThan(4);
+    for (const candidate of scored) expect(candidate).toEqual({ nbits: new Array(24).fill(4), rounds: 0 });
   });
 });
 

@@ -204,6 +204,7 @@ export const compileCommand: Command = {
         if (args.verbose) progress.print(`${message}\n`);
       },
       report: (diagnostic) => printDiagnostics([diagnostic]),
+      ...(lowering ? { lowering: { target: loweringTargetOf(lowering.pass)!, options: { allowFallback: lowering.options.allowFallback === true, requantize: lowering.options.allowRequantize === true } } } : {}),
     };
     const dumpStaging = dumpDir ? dumpOutputs.stageFolder(dumpDir) : undefined;
     let calibrationMs: number | undefined;
