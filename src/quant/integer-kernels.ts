@@ -76,7 +76,8 @@ export function hasSaturatingKernels(model: Model): boolean {
 /**
  * Re-expresses, in place, the int8 weights of every integer kernel whose codes can saturate as uint8 (code + 128;
  * zero point + 128, 128 where there was none): the same dequantized values and products. New initializers are
- * added (shared codes are converted once) and only the kernels' readers rewired. Returns how many were.
+ * added (shared codes are converted once), only the kernels' readers rewired, and the int8 initializers no node
+ * reads any more removed. Returns how many were.
  */
 export function widenSaturatingWeights(model: Model): number {
   const graph = model.graph;
@@ -98,8 +99,11 @@ export function widenSaturatingWeights(model: Model): number {
     const zeroPointDims = zeroPoint?.dims ?? scale?.dims ?? [];
     const zeroPointBytes = zeroPoint ? shifted(zeroPoint.bytes()) : new Uint8Array(zeroPointDims.reduce((a, b) => a * b, 1)).fill(128);
     const unsignedZeroPoint = graph.addInitializer(`${codes.name}_uint8_zero_point`, Tensor.fromBytes(DataType.UINT8, zeroPointDims, zeroPointBytes));
+    const signedZeroPoint = reader.inputs[kernel.zeroPointIndex];
     reader.setInput(kernel.codesIndex, unsigned);
     reader.setInput(kernel.zeroPointIndex, unsignedZeroPoint);
+    // The int8 tensors go when nothing else reads them (ORT warns about every unused initializer).
+    for (const replaced of [codes, signedZeroPoint]) if (replaced && replaced.uses.length === 0 && graph.initializers.get(replaced.name) === replaced) graph.removeInitializer(replaced);
     count++;
   }
   return count;
