@@ -12,6 +12,8 @@ import { encodeModel, saveModel } from '../ir/serde.js';
 import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
 import { hasSaturatingKernels, widenSaturatingWeights } from '../quant/integer-kernels.js';
 
+const X86 = process.arch === 'x64' || process.arch === 'ia32';
+
 /** Session settings for evaluation runs. */
 export interface OrtExecutorOptions {
   /** ORT graph optimization level (default 'all'). */
@@ -104,9 +106,13 @@ export class OrtExecutor implements ModelExecutor {
   }
 }
 
-/** `model`, or a clone of it whose saturating int8 integer-kernel weights are uint8 (integer-kernels.ts). */
+/**
+ * `model`, or on x86 a clone of it whose saturating int8 integer-kernel weights are uint8 (integer-kernels.ts).
+ * ORT's ARM kernels are exact for int8 weights, and it keeps int8 activations int8 there (their uint8 × int8
+ * pairing is x86's), so elsewhere the model runs as it is.
+ */
 function exactIntegerProducts(model: Model): Model {
-  if (!hasSaturatingKernels(model)) return model;
+  if (!X86 || !hasSaturatingKernels(model)) return model;
   const exact = model.clone();
   widenSaturatingWeights(exact);
   return exact;
