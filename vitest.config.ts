@@ -8,7 +8,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     // Two workers share two cores: ORT threads spinning between ops would take them from each other
-    // (OrtExecutorOptions.spinning: two compiles at once 24.2 s spinning, 20.7 s not).
+    // (runtime/ort-session.ts ortSpinning: two compiles at once 24.2 s spinning, 20.7 s not).
     env: { QCOMPILE_ORT_SPINNING: '0' },
   },
 });

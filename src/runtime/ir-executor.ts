@@ -11,6 +11,7 @@ import { IrError } from '../ir/errors.js';
 import { encodeModel, saveModel } from '../ir/serde.js';
 import type { HostTensor, ModelExecutor, PreparedModel, TensorMap } from '../ir/executor.js';
 import { hasSaturatingKernels, widenSaturatingWeights } from '../quant/integer-kernels.js';
+import { ortSpinning, sessionConfigExtra, spinningConfig } from './ort-session.js';
 
 const X86 = process.arch === 'x64' || process.arch === 'ia32';
 
@@ -32,12 +33,7 @@ export interface OrtExecutorOptions {
    * per-run time (bench/ort-arena.ts).
    */
   memoryArena?: boolean;
-  /**
-   * Let ORT's intra-op threads spin between ops (ORT's default, true). Where other processes share the cores, the
-   * spinning threads take them from each other: two dit-digits W8A8 compiles at once took 24.2 s with it and
-   * 20.7 s without, one alone 13.7 s and 15.1 s. Default: off when `QCOMPILE_ORT_SPINNING=0` (the test suite,
-   * two workers on two cores, sets it), else on.
-   */
+  /** Let ORT's intra-op threads spin between ops (default: `ortSpinning()`, on unless `QCOMPILE_ORT_SPINNING=0`). */
   spinning?: boolean;
 }
 
@@ -96,12 +92,10 @@ export class OrtExecutor implements ModelExecutor {
       graphOptimizationLevel: this.options.optimization ?? 'all',
       enableCpuMemArena: this.options.memoryArena ?? false,
       ...(this.options.threads ? { intraOpNumThreads: this.options.threads, interOpNumThreads: 1 } : {}),
-      extra: {
-        session: {
-          ...(this.options.exactLowBitMatMul ?? true ? { qdq_matmulnbits_accuracy_level: '0' } : {}),
-          ...((this.options.spinning ?? process.env.QCOMPILE_ORT_SPINNING !== '0') ? {} : { intra_op: { allow_spinning: '0' } }),
-        },
-      },
+      extra: sessionConfigExtra({
+        ...(this.options.exactLowBitMatMul ?? true ? { 'session.qdq_matmulnbits_accuracy_level': '0' } : {}),
+        ...spinningConfig(this.options.spinning ?? ortSpinning()),
+      }),
     };
   }
 }
