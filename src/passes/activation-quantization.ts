@@ -46,7 +46,7 @@ export function quantizePlannedActivations(model: Model, quantPlan: QuantPlan, s
     if (quantized) statistics.shared_inputs!++;
     else {
       const lowering = { graph: model.graph, input, name: layer.name, before: layer.node, opset: model.opset };
-      if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer), layer.inChannels);
+      if (spec.mode.kind === 'dynamic') quantized = lowerDynamic(lowering, spec, rankOf(input, layer), inputChannels(input, layer), channelAxisOf(layer, rankOf(input, layer)));
       else {
         const groups = stats?.get(layer.name);
         if (!groups) throw new IrError('invalid-argument', `quantize-activations: no calibration statistics for '${layer.name}'; run calibrate first`);
@@ -81,6 +81,20 @@ function reduce(l: Lowering, opType: string, x: Value, axes: number[], suffix: s
   const keepdims: Attribute = { kind: 'int', value: 1 };
   if (l.opset >= 18) return add(l, opType, [x, constant(l, `${suffix}_axes`, Tensor.fromInt64([axes.length], axes))], suffix, { keepdims });
   return add(l, opType, [x], suffix, { keepdims, axes: { kind: 'ints', value: axes } });
+}
+
+/** The axis of a layer input's channels: 1 for a convolution's [N, C, ...] input, the last for a linear's [..., C]. */
+function channelAxisOf(layer: Layer, rank: number): number {
+  return (layer.opType === 'Conv' || layer.opType === 'ConvTranspose') && rank >= 3 ? 1 : rank - 1;
+}
+
+/** The channel count of a layer's input: its declared dim, else the weight's (all groups of a grouped convolution). */
+function inputChannels(value: Value, layer: Layer): number {
+  const declared = value.type?.shape?.[channelAxisOf(layer, rankOf(value, layer))];
+  if (typeof declared === 'number') return declared;
+  if (layer.opType === 'Conv') return layer.inChannels * layer.node.intAttr('group', 1);
+  if (layer.opType === 'ConvTranspose') return layer.weightShape[0]!;
+  return layer.inChannels;
 }
 
 function rankOf(value: Value, layer: Layer): number {
@@ -157,14 +171,19 @@ function emitter(l: Lowering): FakeQuantEmitter {
 
 /**
  * Scales from the live tensor: reduce |x| (or min and max) over each sample / token / token group, then
- * fake-quantize. Token groups of g along the `channels` (C) of the last axis: a g that does not divide C leaves a
- * partial last group, as a weight's blocks do — x is zero-padded to whole groups and the padding sliced off after
- * (a zero moves no group's max |x|, and an asymmetric range contains 0 already).
+ * fake-quantize. A token is one position's `channels` (C), the last axis of a linear's input; a convolution's
+ * [N, C, ...] input is transposed to channels-last around the quantizer (per sample needs no transpose), so its
+ * tokens are pixels and its groups run along C, as its weight's do. Token groups of g along C: a g that does not
+ * divide C leaves a partial last group, as a weight's blocks do — x is zero-padded to whole groups and the padding
+ * sliced off after (a zero moves no group's max |x|, and an asymmetric range contains 0 already).
  */
-function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number, channels: number): Value {
+function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number, channels: number, channelAxis: number): Value {
   const mode = spec.mode as Extract<ActivationQuantSpec['mode'], { kind: 'dynamic' }>;
   const { qmin, qmax } = activationRange(spec.bits, spec.symmetric);
-  let x = l.input;
+  // perm moves the channel axis last; inverse brings it back.
+  const perm = [...Array.from({ length: rank }, (_, i) => i).filter((i) => i !== channelAxis), channelAxis];
+  const channelsLast = channelAxis !== rank - 1 && mode.granularity !== 'per-sample';
+  let x = channelsLast ? add(l, Op.Transpose, [l.input], 'channels_last', { perm: { kind: 'ints', value: perm } }) : l.input;
   let axes: number[];
   let restore: Value | undefined;
   let padded = false;
@@ -205,6 +224,7 @@ function lowerDynamic(l: Lowering, spec: ActivationQuantSpec, rank: number, chan
     const bound = (suffix: string, value: number) => constant(l, suffix, Tensor.fromInt64([1], [value]));
     out = add(l, Op.Slice, [out, bound('unpad_starts', 0), bound('unpad_ends', channels), bound('unpad_axes', -1)], 'unpadded');
   }
+  if (channelsLast) out = add(l, Op.Transpose, [out], 'channels_first', { perm: { kind: 'ints', value: perm.map((_, i) => perm.indexOf(i)) } });
   out.type = l.input.type;
   return out;
 }

@@ -88,8 +88,10 @@ function inGraphActivationForm(node: Node): string | undefined {
     return describeActivationForm(activationFormOf({ name: node.name, quantize, dequantize: producer, consumer: node }));
   }
   // Per-token-group dynamic scales run on a [..., C/g, g] view that is reshaped back (and, for a partial last
-  // group, zero-padded to whole groups before and sliced after).
-  if (isOp(producer, Op.Slice)) producer = producer.inputs[0]?.producer;
+  // group, zero-padded to whole groups before and sliced after); a convolution's input, channels-last, is
+  // transposed back after that.
+  if (isOp(producer, Op.Transpose)) producer = producer.inputs[0]?.producer;
+  if (producer && isOp(producer, Op.Slice)) producer = producer.inputs[0]?.producer;
   if (!producer) return undefined;
   const grouped = isOp(producer, Op.Reshape);
   if (grouped) producer = producer.inputs[0]?.producer;

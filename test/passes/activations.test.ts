@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { Model } from '../../src/ir/core.js';
+import { Graph, Model } from '../../src/ir/core.js';
+import { DataType } from '../../src/ir/dtype.js';
+import { Tensor } from '../../src/ir/tensor.js';
 import { discoverLayers } from '../../src/quant/layers.js';
+import { stampLayers } from '../../src/quant/identity.js';
+import { compiledLayerRows } from '../../src/runtime/compiled-layers.js';
 import { loadModelSync } from '../../src/ir/serde.js';
 import { assertValid } from '../../src/ir/verify.js';
 import { Op } from '../../src/ir/ops.js';
@@ -121,4 +125,54 @@ describe('per-token-group(size: weight)', () => {
       await expect(runPass(quantizeActivations, model, {}, context)).rejects.toThrow(/blocks\.0\.mlp\.fc1.*per-token-group\(size: weight\) needs a weight group size/);
     }
   });
+});
+
+/** x [2, 6, 5, 7] → Conv 3×3 (4 filters): a convolution whose input has more channels than one group. */
+function convModel(): Model {
+  const g = new Graph('conv');
+  const x = g.addInput('x', { elemType: DataType.FLOAT, shape: [2, 6, 5, 7] });
+  const w = g.addInitializer('w', Tensor.fromFloat32([4, 6, 3, 3], Float32Array.from({ length: 4 * 6 * 9 }, (_, i) => Math.cos(i))));
+  const y = g.addNode({ opType: Op.Conv, name: 'conv', inputs: [x, w], outputs: ['y'], attributes: { pads: { kind: 'ints', value: [1, 1, 1, 1] } } }).outputs[0]!;
+  y.type = { elemType: DataType.FLOAT, shape: [2, 4, 5, 7] };
+  g.outputs.push(y);
+  const model = new Model(g);
+  model.opsetImports.set('', 17);
+  return model;
+}
+
+describe('dynamic activations of a convolution', () => {
+  // A token is a pixel's 6 channels, and its groups run along them (not along the last, spatial, axis).
+  const [B, C, H, W] = [2, 6, 5, 7];
+  const cases: [string, ActivationQuantSpec['mode'], number, string][] = [
+    ['per-token', { kind: 'dynamic', granularity: 'per-token' }, C, 'dynamic per-token'],
+    ['per-token-group(size: 3)', { kind: 'dynamic', granularity: 'per-token-group', groupSize: 3 }, 3, 'dynamic per-token-group 3'],
+    ['per-token-group(size: 4), a partial last group', { kind: 'dynamic', granularity: 'per-token-group', groupSize: 4 }, 4, 'dynamic per-token-group 4'],
+  ];
+  for (const [label, mode, size, reported] of cases) {
+    it(`${label}: one scale per pixel and group of channels, as ORT runs it`, async () => {
+      const model = convModel();
+      const conv = discoverLayers(model).find((l) => l.opType === 'Conv')!;
+      stampLayers([conv]);
+      const input: ActivationQuantSpec = { bits: 8, symmetric: true, mode, range: { kind: 'minmax' } };
+      const context: PassContext = { seed: 0, plan: new Map([[conv.name, { layer: conv.name, input }]]), executor, artifacts: new Artifacts(), progress: () => {}, log: () => {} };
+      await runPass(quantizeActivations, model, {}, context);
+      assertValid(model);
+      expect(compiledLayerRows(convModel(), model)[0]!.input).toBe(`int8 sym ${reported} (fake-quant)`);
+      const quantizedInput = conv.node.input(0);
+      model.graph.outputs.push(quantizedInput);
+      const x = Float32Array.from({ length: B * C * H * W }, (_, i) => Math.sin(i * 0.37) * (1 + ((i * 7) % 13)));
+      const prepared = await executor.prepare(model, [quantizedInput.name]);
+      const got = (await prepared.run({ x: { dtype: 'float32', dims: [B, C, H, W], data: x } }))[quantizedInput.name]!.data as Float32Array;
+      await prepared.release();
+      // Reference: groups of `size` consecutive channels at each pixel (the last one partial), sym int8 at max|x|/127.
+      let worst = 0;
+      for (let b = 0; b < B; b++) for (let p = 0; p < H * W; p++) for (let first = 0; first < C; first += size) {
+        const at = (c: number) => (b * C + c) * H * W + p;
+        const channels = Array.from({ length: Math.min(size, C - first) }, (_, j) => first + j);
+        const scale = Math.max(Math.max(...channels.map((c) => Math.abs(x[at(c)]!))) / 127, 1e-8);
+        for (const c of channels) worst = Math.max(worst, Math.abs(got[at(c)]! - Math.max(-128, Math.min(127, Math.round(x[at(c)]! / scale))) * scale));
+      }
+      expect(worst).toBeLessThan(1e-5);
+    });
+  }
 });
