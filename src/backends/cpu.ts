@@ -14,7 +14,7 @@ import type { Backend, CapabilityTable, KernelGroup } from './backend.js';
 import { checkPlanAgainst } from './backend.js';
 import { lowerWithCapabilities } from './lowering.js';
 import { findQuantizedWeights } from '../quant/quantized-forms.js';
-import { isInt8QdqGemm, rewriteGemmAsMatMulInteger } from './gemm-as-matmul.js';
+import { isInt8QdqGemm, rewriteGemmAsMatMulInteger, type UnsignedInputs } from './gemm-as-matmul.js';
 import { activationCodes, blockedWeight, codeBits, integerKernelOf, kernelSaturatesWithoutVnni, weightCodes } from '../quant/integer-kernels.js';
 
 /** What onnxruntime-node's CPU EP runs as low-bit kernels. */
@@ -50,7 +50,8 @@ export const cpuBackend: Backend = {
     const weights = findQuantizedWeights(model);
     const layerNames = new Map(weights.map((w) => [w.node.name, w.name]));
     const gemms = weights.filter(isInt8QdqGemm);
-    for (const gemm of gemms) rewriteGemmAsMatMulInteger(gemm);
+    const unsigned: UnsignedInputs = new Map();
+    for (const gemm of gemms) rewriteGemmAsMatMulInteger(gemm, unsigned);
     const result = lowerWithCapabilities('cpu', cpuCapabilities, model, options);
     if (gemms.length > 0) {
       model.requireOpset('com.microsoft', 1);
