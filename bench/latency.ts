@@ -3,7 +3,9 @@
  * classifier-free-guidance step): DiT-XL/2 (`synth dit --preset dit-xl-2`) and the SD-1.5 UNet (`synth unet
  * --preset sd15`), each compiled by the CLI with `bench/latency/w8a8-speed.qrecipe` (`w8a8`: W8A8 static,
  * little calibration: only the graph form matters here), `recipes/rtn-w4a16-g128.qrecipe` (`w4`: weight-only
- * int4, MatMulNBits accuracy 0), `bench/latency/w4a8-dynamic.qrecipe` (`w4a8`: int4 with dynamic int8
+ * int4, MatMulNBits accuracy 0), `w7a8` / `w8a8-uint8` (the W8A8 form with 7-bit or uint8 weight codes: exact on
+ * x86 CPUs without VNNI, where int8 codes beyond ±64 saturate ORT's uint8×int8 kernels), `w8a8-sym` (symmetric
+ * int8 activations, smoothquant-w8a8's form), `bench/latency/w4a8-dynamic.qrecipe` (`w4a8`: int4 with dynamic int8
  * groups, MatMulNBits accuracy 4), and `w4-load` / `w4c4-load` (rtn-w4a16-g128, and the same with int4 convs
  * `bench/latency/w4-int4-conv.qrecipe`, run with ORT's DequantizeLinear folded at session load; see VARIANTS).
  * The FP32 session stays open while each quantized one is timed against it, runs interleaved (FP32, quantized,
@@ -74,7 +76,7 @@ function acceptanceOf(name: string, row: Record<string, unknown>, variants: stri
   for (const v of variants) {
     const speedup = row[`${v}_speedup`] as number;
     const smaller = row[`${v}_smaller`] as number;
-    const w8 = v === 'w8a8';
+    const w8 = v.startsWith('w8a8') || v === 'w7a8';
     const met = w8 ? speedup >= goal.w8a8Speedup : speedup >= goal.w4Speedup && smaller >= goal.w4Smaller;
     const wanted = w8 ? `>= ${goal.w8a8Speedup}x faster` : `>= ${goal.w4Speedup}x as fast, >= ${goal.w4Smaller}x smaller`;
     verdicts[v] = `${met ? 'met' : 'not met'}: ${speedup}x${w8 ? '' : `, ${smaller}x smaller`} (wanted ${wanted})`;
@@ -91,6 +93,9 @@ function acceptanceOf(name: string, row: Record<string, unknown>, variants: stri
 const FOLD_AT_LOAD = { 'session.disable_quant_qdq': '1' };
 const VARIANTS: Record<string, { recipe: string; calibrates: boolean; compile?: string; config?: Record<string, string> }> = {
   w8a8: { recipe: join(root, 'bench', 'latency', 'w8a8-speed.qrecipe'), calibrates: true },
+  w7a8: { recipe: join(root, 'bench', 'latency', 'w7a8-speed.qrecipe'), calibrates: true },
+  'w8a8-uint8': { recipe: join(root, 'bench', 'latency', 'w8a8-uint8-speed.qrecipe'), calibrates: true },
+  'w8a8-sym': { recipe: join(root, 'bench', 'latency', 'w8a8-sym-speed.qrecipe'), calibrates: true },
   w4: { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false },
   w4a8: { recipe: join(root, 'bench', 'latency', 'w4a8-dynamic.qrecipe'), calibrates: false },
   'w4-load': { recipe: join(root, 'recipes', 'rtn-w4a16-g128.qrecipe'), calibrates: false, compile: 'w4', config: FOLD_AT_LOAD },
