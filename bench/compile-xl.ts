@@ -6,6 +6,10 @@
  * with fsync), and the same without the smoke run (the compile's one ORT forward of its output); median of
  * XL_RUNS (3) runs. The compile is the installed one, `bin/qcompile.js` over dist/ (built first: what users run,
  * without tsx compiling the sources in the process and in each worker); XL_ENTRY=sources runs src/ through tsx.
+ * Each compile writes a fresh output folder, as the floor writes a fresh file (over an existing output the
+ * commit also frees the old file's blocks). XL_CACHE=warm (default): the floor's read leaves the weights in the
+ * page cache for the compile, so both read memory; XL_CACHE=cold drops the page cache (Linux, root) before the
+ * floor's read and before the compile, so both read storage.
  * Run: `npx tsx bench/compile-xl.ts`. Prints JSON as its last line.
  * The model is generated once with `qcompile synth dit --preset dit-xl-2` (or XL_MODEL=path).
  */
@@ -22,6 +26,17 @@ const recipe = process.env.XL_RECIPE ?? 'recipes/rtn-w4a16-g128.qrecipe'; // rel
 const modelPath = process.env.XL_MODEL ?? join(tmpdir(), 'qcompile-xl', 'model.onnx');
 
 const fromSources = process.env.XL_ENTRY === 'sources';
+const cold = process.env.XL_CACHE === 'cold';
+
+/** Empties the page cache (XL_CACHE=cold), so that the next read comes from storage. */
+function dropPageCache(): void {
+  if (!cold) return;
+  const run = spawnSync('sh', ['-c', 'sync && echo 1 > /proc/sys/vm/drop_caches']);
+  if (run.status !== 0) {
+    console.log(JSON.stringify({ error: `XL_CACHE=cold needs root on Linux to drop the page cache: ${run.stderr}` }));
+    process.exit(1);
+  }
+}
 if (!fromSources) {
   const build = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
   if (build.status !== 0) {
@@ -84,16 +99,18 @@ if (!existsSync(modelPath)) {
 
 const modelDir = dirname(modelPath);
 const weightBytes = filesBytes(modelDir, '');
-const outDir = join(tmpdir(), `qcompile-xl-out-${process.pid}`);
-mkdirSync(outDir, { recursive: true });
-const output = join(outDir, 'model-w4g128.onnx');
 const runs = Number(process.env.XL_RUNS ?? 3);
 // Interleaved: each compile next to a fresh measurement of its I/O floor (read the weights, write the output).
 const samples: { wall: number; floor: number; read: number; write: number; rss: number; smoke: number }[] = [];
 let outputBytes = 0;
 let passes: string[] = [];
 for (let r = 0; r < runs; r++) {
+  const outDir = join(tmpdir(), `qcompile-xl-out-${process.pid}-${r}`);
+  mkdirSync(outDir, { recursive: true });
+  const output = join(outDir, 'model-w4g128.onnx');
+  dropPageCache();
   const read = readFloor(modelDir);
+  dropPageCache();
   const run = qcompile([modelPath, ...(pipeline ? ['--passes', pipeline] : [recipe]), '-o', output]);
   if (run.status !== 0) {
     console.log(JSON.stringify({ error: `qcompile exited ${run.status}`, stderr: run.stderr.slice(-2000) }));
@@ -101,6 +118,7 @@ for (let r = 0; r < runs; r++) {
   }
   outputBytes = filesBytes(outDir, 'model-w4g128.onnx');
   const write = writeFloor(outDir, outputBytes);
+  rmSync(outDir, { recursive: true, force: true });
   // The summary's time table: each pass, (save), (smoke run) and total.
   const lines = run.stdout.trim().split('\n');
   passes = lines.slice(lines.findIndex((line) => line.startsWith('pass ')));
@@ -108,7 +126,6 @@ for (let r = 0; r < runs; r++) {
   const smokeSeconds = smoke ? Number(smoke[1]) / (smoke[2] === 'ms' ? 1000 : 1) : NaN;
   samples.push({ wall: run.seconds, floor: read + write, read, write, rss: run.peakRssBytes, smoke: smokeSeconds });
 }
-rmSync(outDir, { recursive: true, force: true });
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const wallSeconds = median(samples.map((x) => x.wall));
 const floorSeconds = median(samples.map((x) => x.floor));
@@ -116,6 +133,7 @@ const peakRssBytes = Math.max(...samples.map((x) => x.rss));
 const result = {
   ...(pipeline ? { pipeline } : { recipe }),
   entry: fromSources ? 'src/cli/main.ts (tsx)' : 'bin/qcompile.js (dist)',
+  pageCache: cold ? 'cold (dropped before the floor read and before each compile)' : 'warm (the floor read leaves the weights cached)',
   runs,
   weightBytes,
   outputBytes,
