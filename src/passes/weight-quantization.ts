@@ -100,10 +100,11 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
       const spec = plan.weight!;
       let entry: (typeof pending)[number];
       let slot: WeightSlot | undefined;
+      let toWorker = false;
       try {
         const rounding = roundingFor(spec, layer, gptq);
-        const toWorker = pool !== undefined && rounding === roundToNearest;
-        slot = toWorker && weight.initializer!.isExternal ? await pool.slot() : undefined;
+        toWorker = pool !== undefined && rounding === roundToNearest;
+        slot = toWorker && weight.initializer!.isExternal ? await pool!.slot() : undefined;
         const into = slot && pool!.slotBytes(slot, weight.initializer!.byteLength);
         const prepared = prepareWeight(layer, spec, into);
         const values = prepared.task.matrix.values;
@@ -125,7 +126,8 @@ export async function quantizePlannedWeights(model: Model, quantPlan: QuantPlan,
       // In-process, each layer is installed before the next is read; with workers, two tasks per worker are in
       // flight, so a worker that finishes one starts the next while the main thread reads and installs.
       while (pending.length > 2 * (pool?.size ?? 0)) await installNext();
-      if (!pool) await yieldToEventLoop();
+      // A layer rounded here (GPTQ's seconds per layer at real size, or every layer without workers) lets signals in.
+      if (!toWorker) await yieldToEventLoop();
     }
     while (pending.length > 0) await installNext();
   } finally {
