@@ -54,14 +54,37 @@ export function kernelSaturatesWithoutVnni(kernel: IntegerKernel): boolean {
   return kernel.uint8Activations && codes !== undefined && saturatesWithoutVnni(codes);
 }
 
-/** True when int8 `codes` hold a value beyond ±64, which ORT's non-VNNI uint8×int8 kernels can saturate; scans to the first. */
+/**
+ * True when int8 `codes` hold a value beyond ±64, which ORT's non-VNNI uint8×int8 kernels can saturate. Tensors
+ * are immutable, so each is scanned once (the lowering's kernel table and every measuring session ask again; an
+ * int7 weight has no such code, so its scan reads every byte).
+ */
 function saturatesWithoutVnni(codes: Tensor): boolean {
   if (codes.dtype !== DataType.INT8) return false;
-  const bytes = codes.bytes();
-  for (let i = 0; i < bytes.length; i++) {
-    const code = bytes[i]!;
-    if (code > 64 && code < 192) return true; // int8 65..127 and -128..-65
+  let beyond = scanned.get(codes);
+  if (beyond === undefined) scanned.set(codes, (beyond = hasCodeBeyond64(codes.bytes())));
+  return beyond;
+}
+const scanned = new WeakMap<Tensor, boolean>();
+
+/**
+ * True when a byte of `bytes`, read as int8, lies beyond ±64 (65..127 or -128..-65: unsigned 65..191); stops at
+ * the first. Four bytes a step: c = b + 64 (mod 256, bytewise) is beyond exactly when c > 128, i.e. its top bit
+ * is set and its low seven bits are not all 0.
+ */
+export function hasCodeBeyond64(bytes: Uint8Array): boolean {
+  const beyond = (b: number) => b > 64 && b < 192;
+  const head = Math.min(bytes.length, (4 - (bytes.byteOffset % 4)) % 4);
+  let i = 0;
+  for (; i < head; i++) if (beyond(bytes[i]!)) return true;
+  const count = Math.floor((bytes.length - head) / 4);
+  const words = count > 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset + head, count) : new Uint32Array(0);
+  for (let w = 0; w < words.length; w++) {
+    const x = words[w]!;
+    const c = ((x & 0x7f7f7f7f) + 0x40404040) ^ (x & 0x80808080);
+    if ((c & 0x80808080 & (((c & 0x7f7f7f7f) + 0x7f7f7f7f) & 0x80808080)) !== 0) return true;
   }
+  for (i = head + count * 4; i < bytes.length; i++) if (beyond(bytes[i]!)) return true;
   return false;
 }
 

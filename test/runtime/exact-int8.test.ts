@@ -12,7 +12,7 @@ import { Graph, Model, type Value } from '../../src/ir/core.js';
 import { DataType } from '../../src/ir/dtype.js';
 import { Op } from '../../src/ir/ops.js';
 import { Tensor } from '../../src/ir/tensor.js';
-import { hasSaturatingKernels, widenSaturatingWeights } from '../../src/quant/integer-kernels.js';
+import { hasCodeBeyond64, hasSaturatingKernels, widenSaturatingWeights } from '../../src/quant/integer-kernels.js';
 import { OrtExecutor } from '../../src/runtime/ir-executor.js';
 
 const K = 64, N = 4;
@@ -73,5 +73,31 @@ describe('exact int8 products in every measuring session', () => {
     // Codes within ±64 can never saturate (2·255·64 = 32,640): int7 weights are left as they are.
     const sevenBit = saturatingModel('qdq', -64);
     expect(hasSaturatingKernels(sevenBit)).toBe(false);
+  });
+});
+
+describe('hasCodeBeyond64', () => {
+  it('finds one int8 code beyond ±64 at any byte of a word and in an unaligned head or tail; ±64 itself is within', () => {
+    const within = [0, 1, 63, 64, -1, -63, -64];
+    const beyond = [65, 100, 127, -65, -100, -128];
+    for (const offset of [0, 1, 2, 3]) {
+      for (const length of [1, 5, 11, 64]) {
+        const buffer = new Uint8Array(offset + length + 3);
+        const codes = buffer.subarray(offset, offset + length);
+        codes.set(Array.from({ length }, (_, i) => within[i % within.length]! & 255));
+        expect(hasCodeBeyond64(codes)).toBe(false);
+        for (let at = 0; at < length; at++) {
+          for (const code of beyond) {
+            const saved = codes[at]!;
+            codes[at] = code & 255;
+            expect(hasCodeBeyond64(codes), `code ${code} at ${at} of ${length}, offset ${offset}`).toBe(true);
+            codes[at] = saved;
+          }
+        }
+        buffer.fill(100, 0, offset); // bytes outside the view are not read
+        buffer.fill(100, offset + length);
+        expect(hasCodeBeyond64(codes)).toBe(false);
+      }
+    }
   });
 });
