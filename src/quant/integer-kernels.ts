@@ -45,7 +45,7 @@ export function integerKernelOf(node: Node): IntegerKernel | undefined {
   const quantizedOutput = node.outputs[0]!.uses.length === 1 && isOp(node.outputs[0]!.uses[0]!.node, Op.QuantizeLinear);
   if (isOp(node, Op.Conv) && !quantizedOutput) return undefined;
   const kernel = isOp(node, Op.Conv) ? 'QLinearConv' : quantizedOutput ? 'QLinearMatMul' : 'MatMulIntegerToFloat';
-  return { kernel, reader: node.inputs[1]!.producer!, codesIndex: 0, scaleIndex: 1, zeroPointIndex: 2, uint8Activations: true };
+  return { kernel, reader: beforeCast(node.inputs[1])!.producer!, codesIndex: 0, scaleIndex: 1, zeroPointIndex: 2, uint8Activations: true };
 }
 
 /** True when the kernel can saturate on x86 CPUs without VNNI: uint8 activations against int8 codes beyond ±64. */
@@ -139,15 +139,24 @@ function shifted(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The code type of a constant weight DequantizeLinear feeding `value`, if that is what it is. */
+/**
+ * `value`, or the value a Cast producing it reads: ORT's QDQ fusions look through the Casts of a float16 graph
+ * (DequantizeLinear → Cast → MatMul runs as MatMulIntegerToFloat).
+ */
+function beforeCast(value: Value | undefined): Value | undefined {
+  const producer = value?.producer;
+  return producer && isOp(producer, Op.Cast) ? producer.inputs[0] : value;
+}
+
+/** The code type of a constant weight DequantizeLinear feeding `value` (through a Cast), if that is what it is. */
 export function weightCodes(value: Value | undefined): DataType | undefined {
-  const dq = value?.producer;
+  const dq = beforeCast(value)?.producer;
   return dq && isOp(dq, Op.DequantizeLinear) && dq.input(0).isConstant ? dq.input(0).initializer!.dtype : undefined;
 }
 
-/** The code type of an activation Q → DQ pair feeding `value`, if that is what it is. */
+/** The code type of an activation Q → DQ pair feeding `value` (through a Cast), if that is what it is. */
 export function activationCodes(value: Value): DataType | undefined {
-  const dq: Node | undefined = value.producer;
+  const dq: Node | undefined = beforeCast(value)?.producer;
   const q = dq && isOp(dq, Op.DequantizeLinear) ? dq.input(0).producer : undefined;
   return q ? quantizedCodes(q) : undefined;
 }
@@ -167,5 +176,5 @@ export function codeBits(codes: DataType | undefined): number | undefined {
 
 /** True when the weight DequantizeLinear feeding `value` is blocked (ORT's QDQ MatMul/Conv fusions take per-tensor or per-axis only). */
 export function blockedWeight(value: Value): boolean {
-  return value.producer!.intAttr('block_size', 0) > 0;
+  return beforeCast(value)!.producer!.intAttr('block_size', 0) > 0;
 }
