@@ -15,6 +15,7 @@ import type { Node, Value } from '../ir/core.js';
 import { DataType } from '../ir/dtype.js';
 import { MS_DOMAIN, Op, isOp } from '../ir/ops.js';
 import { Tensor } from '../ir/tensor.js';
+import { int8AsUint8 } from '../quant/integer-kernels.js';
 import type { QuantizedWeight } from '../quant/quantized-forms.js';
 
 /** True when `weight` is an 8-bit per-tensor/per-channel Gemm with an int8-quantized input and plain attributes. */
@@ -85,7 +86,7 @@ function unsignedInput(quantize: Node, unsigned: UnsignedInputs): { codes: Value
   if (!shifted) {
     const graph = quantize.graph;
     const name = quantize.inputs[2]!.name;
-    const zero = graph.addInitializer(`${name}_uint8`, Tensor.fromBytes(DataType.UINT8, zeroPoint.dims, Uint8Array.from(new Int8Array(zeroPoint.bytes().slice().buffer), (z) => z + 128)));
+    const zero = graph.addInitializer(`${name}_uint8`, Tensor.fromBytes(DataType.UINT8, zeroPoint.dims, int8AsUint8(zeroPoint.bytes())));
     const q = graph.addNode({ opType: Op.QuantizeLinear, name: `${quantize.name}_uint8`, inputs: [quantize.input(0), quantize.input(1), zero], outputs: [`${quantize.outputs[0]!.name}_uint8`], attributes: Object.fromEntries(quantize.attributes), before: quantize });
     q.outputs[0]!.type = { elemType: DataType.UINT8, ...(quantize.outputs[0]!.type?.shape ? { shape: quantize.outputs[0]!.type.shape } : {}) };
     unsigned.set(quantize, (shifted = { codes: q.outputs[0]!, zeroPoint: zero }));

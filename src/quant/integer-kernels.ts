@@ -114,13 +114,13 @@ export function widenSaturatingWeights(model: Model): number {
     let unsigned = widened.get(codes);
     if (!unsigned) {
       const source = codes.initializer!;
-      unsigned = graph.addInitializer(`${codes.name}_uint8`, Tensor.lazy(DataType.UINT8, source.dims, () => shifted(source.bytes())));
+      unsigned = graph.addInitializer(`${codes.name}_uint8`, Tensor.lazy(DataType.UINT8, source.dims, () => int8AsUint8(source.bytes())));
       widened.set(codes, unsigned);
     }
     const zeroPoint = reader.inputs[kernel.zeroPointIndex]?.initializer;
     const scale = reader.input(kernel.scaleIndex).initializer;
     const zeroPointDims = zeroPoint?.dims ?? scale?.dims ?? [];
-    const zeroPointBytes = zeroPoint ? shifted(zeroPoint.bytes()) : new Uint8Array(zeroPointDims.reduce((a, b) => a * b, 1)).fill(128);
+    const zeroPointBytes = zeroPoint ? int8AsUint8(zeroPoint.bytes()) : new Uint8Array(zeroPointDims.reduce((a, b) => a * b, 1)).fill(128);
     const unsignedZeroPoint = graph.addInitializer(`${codes.name}_uint8_zero_point`, Tensor.fromBytes(DataType.UINT8, zeroPointDims, zeroPointBytes));
     const signedZeroPoint = reader.inputs[kernel.zeroPointIndex];
     reader.setInput(kernel.codesIndex, unsigned);
@@ -132,8 +132,8 @@ export function widenSaturatingWeights(model: Model): number {
   return count;
 }
 
-/** int8 bytes as uint8 code + 128. */
-function shifted(bytes: Uint8Array): Uint8Array {
+/** int8 bytes as uint8 code + 128 (the same value less a zero point that moves with it). */
+export function int8AsUint8(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i < bytes.length; i++) out[i] = bytes[i]! ^ 0x80;
   return out;
